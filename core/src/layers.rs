@@ -1,0 +1,290 @@
+//! Reference layer functions: plain direct loops, written to mirror PyTorch's definitions line
+//! for line. They are the oracle every faster path is tested against, and the building blocks
+//! that network architectures compose.
+//!
+//! Tensors are flat row-major slices in PyTorch's layouts: activations `[C, H, W]`, Conv2d
+//! weights `[out, in, 3, 3]`, ConvTranspose2d weights `[in, out, 3, 3]`, Linear weights
+//! `[out, in]`. Every function checks its slice lengths first and returns
+//! [`Error::BufferSize`](crate::Error::BufferSize) instead of panicking.
+
+use crate::error::{check_len, Result};
+
+/// Size of a `[C, H, W]` activation map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dims {
+    /// Channels.
+    pub c: usize,
+    /// Height.
+    pub h: usize,
+    /// Width.
+    pub w: usize,
+}
+
+impl Dims {
+    /// A `[c, h, w]` map.
+    pub const fn new(c: usize, h: usize, w: usize) -> Self {
+        Self { c, h, w }
+    }
+    /// Number of elements.
+    pub const fn len(&self) -> usize {
+        self.c * self.h * self.w
+    }
+    /// True when the map has no elements.
+    pub const fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Output size of a 3×3, padding-1 convolution with the given stride.
+    pub const fn conv3x3_out(&self, out_c: usize, stride: usize) -> Dims {
+        Dims::new(
+            out_c,
+            (self.h + 2 - 3) / stride + 1,
+            (self.w + 2 - 3) / stride + 1,
+        )
+    }
+}
+
+/// Conv2d(in→out, kernel 3×3, padding 1, given stride) with bias, as `torch.nn.Conv2d`:
+/// `out[o, y, x] = bias[o] + Σ_i Σ_ky Σ_kx w[o, i, ky, kx] · in[i, y·s + ky − 1, x·s + kx − 1]`,
+/// reading zeros outside the input.
+pub fn conv3x3(
+    input: &[f32],
+    in_dims: Dims,
+    weight: &[f32],
+    bias: &[f32],
+    out_c: usize,
+    stride: usize,
+    output: &mut [f32],
+) -> Result<Dims> {
+    if stride == 0 {
+        return Err(crate::Error::InvalidConfig("conv3x3: stride must be at least 1"));
+    }
+    let od = in_dims.conv3x3_out(out_c, stride);
+    check_len("conv3x3 input", in_dims.len(), input.len())?;
+    check_len("conv3x3 weight", out_c * in_dims.c * 9, weight.len())?;
+    check_len("conv3x3 bias", out_c, bias.len())?;
+    check_len("conv3x3 output", od.len(), output.len())?;
+    let (h, w) = (in_dims.h as isize, in_dims.w as isize);
+    for o in 0..out_c {
+        for oy in 0..od.h {
+            for ox in 0..od.w {
+                let mut acc = bias[o];
+                for i in 0..in_dims.c {
+                    for ky in 0..3 {
+                        let iy = (oy * stride + ky) as isize - 1;
+                        if iy < 0 || iy >= h {
+                            continue;
+                        }
+                        for kx in 0..3 {
+                            let ix = (ox * stride + kx) as isize - 1;
+                            if ix < 0 || ix >= w {
+                                continue;
+                            }
+                            let wv = weight[((o * in_dims.c + i) * 3 + ky) * 3 + kx];
+                            let xv = input[(i * in_dims.h + iy as usize) * in_dims.w + ix as usize];
+                            acc += wv * xv;
+                        }
+                    }
+                }
+                output[(o * od.h + oy) * od.w + ox] = acc;
+            }
+        }
+    }
+    Ok(od)
+}
+
+/// ConvTranspose2d(in→out, kernel 3×3, stride 1, padding 1) with bias, as
+/// `torch.nn.ConvTranspose2d`, written in its scatter form: every input pixel `in[i, y, x]`
+/// adds `in[i, y, x] · w[i, o, ky, kx]` to `out[o, y + ky − 1, x + kx − 1]` (dropped when
+/// outside the output). Output size equals input size.
+pub fn conv_transpose3x3(
+    input: &[f32],
+    in_dims: Dims,
+    weight: &[f32],
+    bias: &[f32],
+    out_c: usize,
+    output: &mut [f32],
+) -> Result<Dims> {
+    let od = Dims::new(out_c, in_dims.h, in_dims.w);
+    check_len("conv_transpose3x3 input", in_dims.len(), input.len())?;
+    check_len("conv_transpose3x3 weight", in_dims.c * out_c * 9, weight.len())?;
+    check_len("conv_transpose3x3 bias", out_c, bias.len())?;
+    check_len("conv_transpose3x3 output", od.len(), output.len())?;
+    let plane = od.h * od.w;
+    for o in 0..out_c {
+        output[o * plane..(o + 1) * plane].fill(bias[o]);
+    }
+    let (h, w) = (od.h as isize, od.w as isize);
+    for i in 0..in_dims.c {
+        for y in 0..in_dims.h {
+            for x in 0..in_dims.w {
+                let v = input[(i * in_dims.h + y) * in_dims.w + x];
+                for o in 0..out_c {
+                    for ky in 0..3 {
+                        let oy = (y + ky) as isize - 1;
+                        if oy < 0 || oy >= h {
+                            continue;
+                        }
+                        for kx in 0..3 {
+                            let ox = (x + kx) as isize - 1;
+                            if ox < 0 || ox >= w {
+                                continue;
+                            }
+                            let wv = weight[((i * out_c + o) * 3 + ky) * 3 + kx];
+                            output[(o * od.h + oy as usize) * od.w + ox as usize] += v * wv;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(od)
+}
+
+/// Linear(in→out) with bias, as `torch.nn.Linear`: `out[o] = bias[o] + Σ_i w[o, i] · in[i]`.
+pub fn linear(input: &[f32], weight: &[f32], bias: &[f32], output: &mut [f32]) -> Result<()> {
+    let (n_in, n_out) = (input.len(), output.len());
+    check_len("linear weight", n_out * n_in, weight.len())?;
+    check_len("linear bias", n_out, bias.len())?;
+    for o in 0..n_out {
+        let mut acc = bias[o];
+        for i in 0..n_in {
+            acc += weight[o * n_in + i] * input[i];
+        }
+        output[o] = acc;
+    }
+    Ok(())
+}
+
+/// ReLU in place: `x = max(x, 0)`.
+pub fn relu(x: &mut [f32]) {
+    for v in x.iter_mut() {
+        if *v < 0.0 {
+            *v = 0.0;
+        }
+    }
+}
+
+/// Adds `per_channel[c]` to every pixel of channel `c` of a `[C, H, W]` map (a `[C, 1, 1]`
+/// broadcast in PyTorch terms).
+pub fn add_per_channel(x: &mut [f32], dims: Dims, per_channel: &[f32]) -> Result<()> {
+    check_len("add_per_channel map", dims.len(), x.len())?;
+    check_len("add_per_channel values", dims.c, per_channel.len())?;
+    let plane = dims.h * dims.w;
+    for (chunk, &v) in x.chunks_exact_mut(plane.max(1)).zip(per_channel) {
+        for p in chunk {
+            *p += v;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conv3x3_hand_computed() {
+        // 1×3×3 input 1..9, one output channel, all-ones kernel, bias 0.5:
+        // each output is 0.5 + the sum of the input's 3×3 neighbourhood (zeros outside).
+        let input: [f32; 9] = [1., 2., 3., 4., 5., 6., 7., 8., 9.];
+        let mut out = [0.0f32; 9];
+        conv3x3(&input, Dims::new(1, 3, 3), &[1.0; 9], &[0.5], 1, 1, &mut out).unwrap();
+        let expected = [12., 21., 16., 27., 45., 33., 24., 39., 28.].map(|v: f32| v + 0.5);
+        assert_eq!(out, expected);
+
+        // A kernel with a single 1 at (ky, kx) = (0, 2) reads in[y − 1, x + 1].
+        let mut k = [0.0f32; 9];
+        k[2] = 1.0;
+        conv3x3(&input, Dims::new(1, 3, 3), &k, &[0.0], 1, 1, &mut out).unwrap();
+        assert_eq!(out, [0., 0., 0., 2., 3., 0., 5., 6., 0.]);
+
+        // Two input channels, two outputs; weights select channel 1 centre and channel 0 centre.
+        let two: [f32; 8] = [1., 2., 3., 4., 10., 20., 30., 40.];
+        let mut w = [0.0f32; 36];
+        w[9 + 4] = 1.0; // out 0 <- in 1 centre
+        w[18 + 4] = 2.0; // out 1 <- in 0 centre ×2
+        let mut out2 = [0.0f32; 8];
+        conv3x3(&two, Dims::new(2, 2, 2), &w, &[0.0, 1.0], 2, 1, &mut out2).unwrap();
+        assert_eq!(out2, [10., 20., 30., 40., 3., 5., 7., 9.]);
+    }
+
+    #[test]
+    fn conv3x3_stride2() {
+        // 1×4×4 input, stride 2 → 2×2 output; centre tap only reads in[2y, 2x].
+        let input: [f32; 16] = core::array::from_fn(|i| i as f32);
+        let mut k = [0.0f32; 9];
+        k[4] = 1.0;
+        let mut out = [0.0f32; 4];
+        let od = conv3x3(&input, Dims::new(1, 4, 4), &k, &[0.0], 1, 2, &mut out).unwrap();
+        assert_eq!(od, Dims::new(1, 2, 2));
+        assert_eq!(out, [0., 2., 8., 10.]);
+        // 28 → 14 → 7, as the compact U-Net needs.
+        assert_eq!(Dims::new(1, 28, 28).conv3x3_out(8, 2), Dims::new(8, 14, 14));
+        assert_eq!(Dims::new(1, 14, 14).conv3x3_out(8, 2), Dims::new(8, 7, 7));
+    }
+
+    #[test]
+    fn conv_transpose_hand_computed() {
+        // A single input pixel scatters the kernel, rotated as ConvTranspose2d defines:
+        // in[1,1] = 1 on a 3×3 map gives out[y, x] = w[y, x] (padding 1 re-centres it).
+        let mut input = [0.0f32; 9];
+        input[4] = 1.0;
+        let w: [f32; 9] = [1., 2., 3., 4., 5., 6., 7., 8., 9.];
+        let mut out = [0.0f32; 9];
+        conv_transpose3x3(&input, Dims::new(1, 3, 3), &w, &[0.0], 1, &mut out).unwrap();
+        assert_eq!(out, w);
+        // The corner pixel in[0,0] = 1 puts w[ky, kx] at out[ky − 1, kx − 1]: w[1..,1..].
+        let mut input = [0.0f32; 9];
+        input[0] = 1.0;
+        conv_transpose3x3(&input, Dims::new(1, 3, 3), &w, &[0.25], 1, &mut out).unwrap();
+        assert_eq!(out, [5.25, 6.25, 0.25, 8.25, 9.25, 0.25, 0.25, 0.25, 0.25]);
+    }
+
+    #[test]
+    fn conv_transpose_is_flipped_conv() {
+        // Stride-1 pad-1 transposed conv == conv with the kernel rotated 180° and in/out swapped.
+        let (ci, co) = (3usize, 2usize);
+        let d = Dims::new(ci, 4, 5);
+        let input: [f32; 60] = core::array::from_fn(|i| ((i * 7919) % 13) as f32 - 6.0);
+        let wt: [f32; 54] = core::array::from_fn(|i| ((i * 104729) % 11) as f32 - 5.0);
+        let mut wc = [0.0f32; 54];
+        for i in 0..ci {
+            for o in 0..co {
+                for k in 0..9 {
+                    wc[(o * ci + i) * 9 + (8 - k)] = wt[(i * co + o) * 9 + k];
+                }
+            }
+        }
+        let bias = [0.5, -1.0];
+        let mut a = [0.0f32; 40];
+        let mut b = [0.0f32; 40];
+        conv_transpose3x3(&input, d, &wt, &bias, co, &mut a).unwrap();
+        conv3x3(&input, d, &wc, &bias, co, 1, &mut b).unwrap();
+        // Small integers: both orders of summation are exact.
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn linear_relu_add() {
+        let mut out = [0.0f32; 2];
+        linear(&[1.0, 2.0, 3.0], &[1., 0., -1., 0.5, 0.5, 0.5], &[10.0, 0.0], &mut out).unwrap();
+        assert_eq!(out, [8.0, 3.0]);
+        let mut x = [-1.0, 0.0, 2.0, -0.5];
+        relu(&mut x);
+        assert_eq!(x, [0.0, 0.0, 2.0, 0.0]);
+        let mut m = [1.0f32; 8];
+        add_per_channel(&mut m, Dims::new(2, 2, 2), &[1.0, -2.0]).unwrap();
+        assert_eq!(m, [2., 2., 2., 2., -1., -1., -1., -1.]);
+    }
+
+    #[test]
+    fn wrong_lengths_are_errors() {
+        let mut out = [0.0f32; 9];
+        assert!(conv3x3(&[0.0; 8], Dims::new(1, 3, 3), &[0.0; 9], &[0.0], 1, 1, &mut out).is_err());
+        assert!(conv3x3(&[0.0; 9], Dims::new(1, 3, 3), &[0.0; 9], &[0.0], 1, 0, &mut out).is_err());
+        assert!(conv_transpose3x3(&[0.0; 9], Dims::new(1, 3, 3), &[0.0; 8], &[0.0], 1, &mut out)
+            .is_err());
+        assert!(linear(&[0.0; 3], &[0.0; 5], &[0.0; 2], &mut [0.0; 2]).is_err());
+        assert!(add_per_channel(&mut [0.0; 8], Dims::new(2, 2, 2), &[0.0]).is_err());
+    }
+}

@@ -1,0 +1,371 @@
+//! DDPM and DDIM samplers as step functions, plus a loop that drives a [`Denoiser`].
+//!
+//! Definitions follow Ho et al. 2020 (DDPM) and Song et al. 2020 (DDIM) with the option names of
+//! diffusers' `DDPMScheduler`/`DDIMScheduler`. Each step updates the image in place and draws
+//! its noise through a closure `z(i)`, so a microcontroller needs no buffer for the noise and
+//! can run one step at a time between other work.
+
+use crate::error::{check_len, Error, Result};
+use crate::noise::GaussianNoise;
+use crate::schedule::Schedule;
+
+/// Variance σ_t² of a DDPM step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DdpmVariance {
+    /// σ_t² = β_t (the seed's choice).
+    FixedLarge,
+    /// σ_t² = β̃_t = (1 − ᾱ_{t−1})/(1 − ᾱ_t)·β_t.
+    FixedSmall,
+}
+
+/// How DDIM picks its S timesteps out of T (diffusers' `timestep_spacing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spacing {
+    /// `(S−1−k)·⌊T/S⌋`: starts below T − 1 when S does not divide T.
+    Leading,
+    /// `round(T − k·T/S) − 1`: always starts at T − 1.
+    Trailing,
+    /// `round((S−1−k)·(T−1)/(S−1))`: evenly from T − 1 down to 0.
+    Linspace,
+}
+
+/// Options of the DDPM ancestral sampler.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DdpmConfig {
+    /// Step variance.
+    pub variance: DdpmVariance,
+    /// Clip the predicted x0 to [−1, 1] and step through the posterior mean of the clipped x0.
+    pub clip_x0: bool,
+}
+
+impl Default for DdpmConfig {
+    /// The seed's sampler: `fixed_large`, no clipping.
+    fn default() -> Self {
+        Self {
+            variance: DdpmVariance::FixedLarge,
+            clip_x0: false,
+        }
+    }
+}
+
+/// Options of the DDIM sampler.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DdimConfig {
+    /// Number of steps S, 1 ≤ S ≤ T.
+    pub steps: u32,
+    /// η ∈ [0, 1]: 0 is deterministic DDIM, 1 has DDPM's posterior variance.
+    pub eta: f32,
+    /// Timestep spacing.
+    pub spacing: Spacing,
+    /// Clip the predicted x0 to [−1, 1].
+    pub clip_x0: bool,
+    /// With `clip_x0`, recompute ε from the clipped x0 (diffusers' `use_clipped_model_output`).
+    pub recompute_eps: bool,
+}
+
+impl Default for DdimConfig {
+    fn default() -> Self {
+        Self {
+            steps: 50,
+            eta: 0.0,
+            spacing: Spacing::Leading,
+            clip_x0: false,
+            recompute_eps: false,
+        }
+    }
+}
+
+/// Which sampler to run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SamplerConfig {
+    /// DDPM ancestral sampling over all T steps.
+    Ddpm(DdpmConfig),
+    /// DDIM over S of the T steps.
+    Ddim(DdimConfig),
+}
+
+impl Default for SamplerConfig {
+    fn default() -> Self {
+        SamplerConfig::Ddpm(DdpmConfig::default())
+    }
+}
+
+/// numpy's `round` (half to even), used by diffusers for timestep lists.
+fn round_half_even(v: f64) -> f64 {
+    let r = libm::round(v);
+    if (v - libm::trunc(v)).abs() == 0.5 && r % 2.0 != 0.0 {
+        r - v.signum()
+    } else {
+        r
+    }
+}
+
+/// The DDIM timestep list, computed on demand (no storage).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DdimTimesteps {
+    train_steps: u32,
+    steps: u32,
+    spacing: Spacing,
+}
+
+impl DdimTimesteps {
+    /// The list for T = `train_steps` and S = `steps`.
+    pub fn new(train_steps: u32, steps: u32, spacing: Spacing) -> Result<Self> {
+        if steps == 0 || steps > train_steps {
+            return Err(Error::InvalidConfig("DDIM: steps must be in 1..=T"));
+        }
+        Ok(Self {
+            train_steps,
+            steps,
+            spacing,
+        })
+    }
+
+    /// Number of steps S.
+    pub fn len(&self) -> usize {
+        self.steps as usize
+    }
+
+    /// Always false (S ≥ 1).
+    pub fn is_empty(&self) -> bool {
+        self.steps == 0
+    }
+
+    /// The k-th timestep (k = 0 is the first, noisiest step); `None` past the end.
+    pub fn get(&self, k: usize) -> Option<u32> {
+        if k >= self.steps as usize {
+            return None;
+        }
+        let (big_t, s) = (self.train_steps as f64, self.steps as f64);
+        let j = (self.steps as usize - 1 - k) as f64;
+        let t = match self.spacing {
+            Spacing::Leading => (self.steps as usize - 1 - k) as f64 * (self.train_steps / self.steps) as f64,
+            Spacing::Trailing => round_half_even(big_t - k as f64 * (big_t / s)) - 1.0,
+            Spacing::Linspace => {
+                if self.steps == 1 {
+                    0.0
+                } else {
+                    round_half_even(j * ((big_t - 1.0) / (s - 1.0)))
+                }
+            }
+        };
+        Some((t.max(0.0) as u32).min(self.train_steps - 1))
+    }
+
+    /// Iterates over the timesteps, noisiest first.
+    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.len()).filter_map(|k| self.get(k))
+    }
+}
+
+/// The order of (timestep, previous timestep) pairs a sampler visits; `None` as the previous
+/// timestep means "after the last step", where ᾱ = 1.
+#[derive(Debug, Clone, Copy)]
+pub enum Plan {
+    /// All T timesteps, T − 1 down to 0.
+    Ddpm {
+        /// T.
+        train_steps: u32,
+    },
+    /// The DDIM list.
+    Ddim(DdimTimesteps),
+}
+
+impl Plan {
+    /// The plan of `cfg` for a schedule of `train_steps` timesteps.
+    pub fn new(cfg: &SamplerConfig, train_steps: u32) -> Result<Self> {
+        match cfg {
+            SamplerConfig::Ddpm(_) => Ok(Plan::Ddpm { train_steps }),
+            SamplerConfig::Ddim(d) => {
+                if !(0.0..=1.0).contains(&d.eta) {
+                    return Err(Error::InvalidConfig("DDIM: eta must be in [0, 1]"));
+                }
+                Ok(Plan::Ddim(DdimTimesteps::new(train_steps, d.steps, d.spacing)?))
+            }
+        }
+    }
+    /// Number of network evaluations.
+    pub fn len(&self) -> usize {
+        match self {
+            Plan::Ddpm { train_steps } => *train_steps as usize,
+            Plan::Ddim(d) => d.len(),
+        }
+    }
+    /// Always false.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Step k: (t, previous t).
+    pub fn step(&self, k: usize) -> Option<(u32, Option<u32>)> {
+        match self {
+            Plan::Ddpm { train_steps } => {
+                let n = *train_steps as usize;
+                (k < n).then(|| {
+                    let t = (n - 1 - k) as u32;
+                    (t, t.checked_sub(1))
+                })
+            }
+            Plan::Ddim(d) => d.get(k).map(|t| (t, d.get(k + 1))),
+        }
+    }
+}
+
+/// One DDPM ancestral step from x_t to x_{t−1}, in place.
+///
+/// Without clipping this is the seed's update
+/// `x ← (x − β_t/√(1−ᾱ_t)·ε)/√α_t + σ_t·z`; with clipping, x0 = (x − √(1−ᾱ_t)·ε)/√ᾱ_t is
+/// clamped to [−1, 1] and x moves to the posterior mean
+/// `√ᾱ_{t−1}·β_t/(1−ᾱ_t)·x0 + √α_t·(1−ᾱ_{t−1})/(1−ᾱ_t)·x_t`, plus σ_t·z. No noise at t = 0.
+pub fn ddpm_step<const M: usize>(
+    sched: &Schedule<M>,
+    cfg: &DdpmConfig,
+    t: u32,
+    x: &mut [f32],
+    eps: &[f32],
+    mut z: impl FnMut(usize) -> f32,
+) -> Result<()> {
+    check_len("eps", x.len(), eps.len())?;
+    let t = t as usize;
+    if t >= sched.len() {
+        return Err(Error::InvalidConfig("timestep beyond the schedule"));
+    }
+    let beta = sched.betas()[t];
+    let alpha = sched.alphas()[t];
+    let acp = sched.alphas_cumprod()[t];
+    let sigma = if t == 0 {
+        0.0
+    } else {
+        match cfg.variance {
+            DdpmVariance::FixedLarge => libm::sqrtf(beta),
+            DdpmVariance::FixedSmall => libm::sqrtf(sched.posterior_variance()[t]),
+        }
+    };
+    if cfg.clip_x0 {
+        let acp_prev = sched.alpha_bar_or_one(t.checked_sub(1));
+        let (sa, s1a) = (libm::sqrtf(acp), libm::sqrtf(1.0 - acp));
+        let c_x0 = libm::sqrtf(acp_prev) * beta / (1.0 - acp);
+        let c_xt = libm::sqrtf(alpha) * (1.0 - acp_prev) / (1.0 - acp);
+        for (i, (xv, &e)) in x.iter_mut().zip(eps).enumerate() {
+            let x0 = ((*xv - s1a * e) / sa).clamp(-1.0, 1.0);
+            let mut v = c_x0 * x0 + c_xt * *xv;
+            if sigma > 0.0 {
+                v += sigma * z(i);
+            }
+            *xv = v;
+        }
+    } else {
+        let coef1 = 1.0 / libm::sqrtf(alpha);
+        let coef2 = beta / libm::sqrtf(1.0 - acp);
+        for (i, (xv, &e)) in x.iter_mut().zip(eps).enumerate() {
+            let mut v = coef1 * (*xv - coef2 * e);
+            if sigma > 0.0 {
+                v += sigma * z(i);
+            }
+            *xv = v;
+        }
+    }
+    Ok(())
+}
+
+/// One DDIM step from x_t to x_{t_prev} (ᾱ_prev = 1 when `t_prev` is `None`), in place
+/// (Song et al. 2020, eq. 12):
+/// x0 = (x − √(1−ᾱ_t)·ε)/√ᾱ_t (optionally clipped, and ε recomputed from it),
+/// σ = η·√((1−ᾱ_prev)/(1−ᾱ_t))·√(1−ᾱ_t/ᾱ_prev),
+/// x ← √ᾱ_prev·x0 + √(1−ᾱ_prev−σ²)·ε + σ·z.
+pub fn ddim_step<const M: usize>(
+    sched: &Schedule<M>,
+    cfg: &DdimConfig,
+    t: u32,
+    t_prev: Option<u32>,
+    x: &mut [f32],
+    eps: &[f32],
+    mut z: impl FnMut(usize) -> f32,
+) -> Result<()> {
+    check_len("eps", x.len(), eps.len())?;
+    if t as usize >= sched.len() || t_prev.is_some_and(|p| p >= t) {
+        return Err(Error::InvalidConfig("DDIM: timesteps must decrease within the schedule"));
+    }
+    let a_t = sched.alphas_cumprod()[t as usize];
+    let a_p = sched.alpha_bar_or_one(t_prev.map(|p| p as usize));
+    let var = (1.0 - a_p) / (1.0 - a_t) * (1.0 - a_t / a_p);
+    let sigma = cfg.eta * libm::sqrtf(var.max(0.0));
+    let c_dir = libm::sqrtf((1.0 - a_p - sigma * sigma).max(0.0));
+    let (sa_t, s1a_t, sa_p) = (libm::sqrtf(a_t), libm::sqrtf(1.0 - a_t), libm::sqrtf(a_p));
+    for (i, (xv, &e0)) in x.iter_mut().zip(eps).enumerate() {
+        let mut x0 = (*xv - s1a_t * e0) / sa_t;
+        let mut e = e0;
+        if cfg.clip_x0 {
+            x0 = x0.clamp(-1.0, 1.0);
+            if cfg.recompute_eps {
+                e = (*xv - sa_t * x0) / s1a_t;
+            }
+        }
+        let mut v = sa_p * x0 + c_dir * e;
+        if sigma > 0.0 {
+            v += sigma * z(i);
+        }
+        *xv = v;
+    }
+    Ok(())
+}
+
+/// Anything that predicts the noise ε in an image x at network time input `t_in` (= t/T).
+pub trait Denoiser {
+    /// Elements of one image.
+    fn image_len(&self) -> usize;
+    /// Writes the predicted noise for `x` into `eps`.
+    fn predict_noise(&mut self, x: &[f32], t_in: f32, eps: &mut [f32]) -> Result<()>;
+}
+
+/// One step of `plan` (step index `k`): evaluates the network on `x` into `eps`, then updates
+/// `x` in place, drawing noise from `noise` as the step needs it.
+#[allow(clippy::too_many_arguments)]
+pub fn sample_step<D: Denoiser + ?Sized, const M: usize>(
+    den: &mut D,
+    sched: &Schedule<M>,
+    cfg: &SamplerConfig,
+    plan: &Plan,
+    k: usize,
+    noise: &mut GaussianNoise,
+    x: &mut [f32],
+    eps: &mut [f32],
+) -> Result<()> {
+    let (t, prev) = plan
+        .step(k)
+        .ok_or(Error::InvalidConfig("step index past the plan"))?;
+    let t_in = t as f32 / sched.len() as f32;
+    den.predict_noise(x, t_in, eps)?;
+    let z = |_: usize| noise.next_gaussian();
+    match cfg {
+        SamplerConfig::Ddpm(c) => ddpm_step(sched, c, t, x, eps, z),
+        SamplerConfig::Ddim(c) => ddim_step(sched, c, t, prev, x, eps, z),
+    }
+}
+
+/// Draws one sample: fills `x` with N(0, 1) noise from `seed`, runs every step of the sampler
+/// and leaves the final image (nominally in [−1, 1], not clamped) in `x`. `eps` is scratch of
+/// the same length.
+pub fn sample<D: Denoiser + ?Sized, const M: usize>(
+    den: &mut D,
+    sched: &Schedule<M>,
+    cfg: &SamplerConfig,
+    seed: u64,
+    x: &mut [f32],
+    eps: &mut [f32],
+) -> Result<()> {
+    check_len("image", den.image_len(), x.len())?;
+    check_len("eps", den.image_len(), eps.len())?;
+    let plan = Plan::new(cfg, sched.len() as u32)?;
+    let mut noise = GaussianNoise::new(seed);
+    noise.fill(x);
+    for k in 0..plan.len() {
+        sample_step(den, sched, cfg, &plan, k, &mut noise, x, eps)?;
+    }
+    Ok(())
+}
+
+/// Maps a model output in [−1, 1] to a u8 pixel: `round((clamp(v, −1, 1) + 1)·127.5)`.
+pub fn pixel_to_u8(v: f32) -> u8 {
+    let c = if v.is_nan() { -1.0 } else { v.clamp(-1.0, 1.0) };
+    libm::roundf((c + 1.0) * 127.5) as u8
+}

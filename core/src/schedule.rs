@@ -1,0 +1,217 @@
+//! Noise schedules: β_t, α_t = 1 − β_t, ᾱ_t = ∏_{s≤t} α_s and the posterior variance β̃_t,
+//! precomputed once into fixed-size storage.
+//!
+//! Timesteps are zero-based as in the seed: t runs over 0..T, and ᾱ_{−1} = 1. All values are
+//! computed in f64 and rounded once to f32, so any implementation that does the same (the trainer
+//! does) gets bit-identical tables.
+
+use crate::config::{ScheduleConfig, ScheduleKind};
+use crate::error::{Error, Result};
+
+/// Largest T the default [`Schedule`] holds.
+pub const DEFAULT_MAX_T: usize = 1000;
+
+/// A precomputed schedule for up to `MAX_T` timesteps (16 bytes of storage per timestep).
+#[derive(Clone)]
+pub struct Schedule<const MAX_T: usize = DEFAULT_MAX_T> {
+    config: ScheduleConfig,
+    len: usize,
+    betas: [f32; MAX_T],
+    alphas: [f32; MAX_T],
+    alphas_cumprod: [f32; MAX_T],
+    posterior_variance: [f32; MAX_T],
+}
+
+/// f(t) of the cosine schedule.
+fn cosine_f(t: f64, big_t: f64, s: f64) -> f64 {
+    let c = libm::cos(((t / big_t) + s) / (1.0 + s) * core::f64::consts::FRAC_PI_2);
+    c * c
+}
+
+impl ScheduleConfig {
+    /// Checks T and the β parameters.
+    pub fn validate(&self, max_t: usize) -> Result<()> {
+        if self.timesteps == 0 || self.timesteps as usize > max_t {
+            return Err(Error::InvalidConfig(
+                "schedule: T must be at least 1 and fit the schedule's storage",
+            ));
+        }
+        match self.kind {
+            ScheduleKind::Linear {
+                beta_start,
+                beta_end,
+            } => {
+                let ok = |b: f64| b > 0.0 && b < 1.0;
+                if !ok(beta_start) || !ok(beta_end) {
+                    return Err(Error::InvalidConfig(
+                        "schedule: linear betas must lie in (0, 1)",
+                    ));
+                }
+            }
+            ScheduleKind::Cosine { s, max_beta } => {
+                if !(s >= 0.0 && s < 1.0) || !(max_beta > 0.0 && max_beta < 1.0) {
+                    return Err(Error::InvalidConfig(
+                        "schedule: cosine needs 0 <= s < 1 and 0 < max_beta < 1",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// β_t in f64 for t in 0..T (before rounding to f32).
+    pub fn beta_f64(&self, t: usize) -> f64 {
+        let big_t = self.timesteps as f64;
+        match self.kind {
+            ScheduleKind::Linear {
+                beta_start,
+                beta_end,
+            } => {
+                if self.timesteps == 1 {
+                    beta_start
+                } else {
+                    beta_start + (beta_end - beta_start) * (t as f64) / (big_t - 1.0)
+                }
+            }
+            ScheduleKind::Cosine { s, max_beta } => {
+                let ratio = cosine_f(t as f64 + 1.0, big_t, s) / cosine_f(t as f64, big_t, s);
+                (1.0 - ratio).min(max_beta)
+            }
+        }
+    }
+}
+
+impl<const MAX_T: usize> Schedule<MAX_T> {
+    /// Precomputes the tables for `config`.
+    pub fn new(config: &ScheduleConfig) -> Result<Self> {
+        config.validate(MAX_T)?;
+        let len = config.timesteps as usize;
+        let mut s = Self {
+            config: *config,
+            len,
+            betas: [0.0; MAX_T],
+            alphas: [0.0; MAX_T],
+            alphas_cumprod: [0.0; MAX_T],
+            posterior_variance: [0.0; MAX_T],
+        };
+        let mut acp_prev = 1.0f64;
+        for t in 0..len {
+            let beta = config.beta_f64(t);
+            let alpha = 1.0 - beta;
+            let acp = acp_prev * alpha;
+            s.betas[t] = beta as f32;
+            s.alphas[t] = alpha as f32;
+            s.alphas_cumprod[t] = acp as f32;
+            s.posterior_variance[t] = ((1.0 - acp_prev) / (1.0 - acp) * beta) as f32;
+            acp_prev = acp;
+        }
+        Ok(s)
+    }
+
+    /// The configuration this schedule was built from.
+    pub fn config(&self) -> &ScheduleConfig {
+        &self.config
+    }
+    /// Number of timesteps T.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    /// Always false: a schedule has at least one step.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// β_t for t in 0..T.
+    pub fn betas(&self) -> &[f32] {
+        &self.betas[..self.len]
+    }
+    /// α_t = 1 − β_t.
+    pub fn alphas(&self) -> &[f32] {
+        &self.alphas[..self.len]
+    }
+    /// ᾱ_t = ∏_{s≤t} α_s.
+    pub fn alphas_cumprod(&self) -> &[f32] {
+        &self.alphas_cumprod[..self.len]
+    }
+    /// β̃_t = (1 − ᾱ_{t−1})/(1 − ᾱ_t)·β_t, with ᾱ_{−1} = 1 (so β̃_0 = 0).
+    pub fn posterior_variance(&self) -> &[f32] {
+        &self.posterior_variance[..self.len]
+    }
+    /// ᾱ_t for t ≥ 0, and 1 for `None` (the step after the last).
+    pub fn alpha_bar_or_one(&self, t: Option<usize>) -> f32 {
+        match t {
+            Some(t) => self.alphas_cumprod[t.min(self.len - 1)],
+            None => 1.0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: f64, b: f64, rel: f64) -> bool {
+        (a - b).abs() <= rel * b.abs().max(1e-30)
+    }
+
+    #[test]
+    fn linear_matches_closed_form() {
+        let s: Schedule = Schedule::new(&ScheduleConfig::default()).unwrap();
+        assert_eq!(s.len(), 300);
+        assert_eq!(s.betas()[0], 1e-4f32);
+        assert_eq!(s.betas()[299], 0.02f32);
+        // ᾱ_T of the seed's schedule: √ᾱ_T ≈ 0.22 (the quality issue quotes it).
+        let mut prod = 1.0f64;
+        for t in 0..300 {
+            let beta = 1e-4 + (0.02 - 1e-4) * t as f64 / 299.0;
+            prod *= 1.0 - beta;
+            assert!(close(s.alphas_cumprod()[t] as f64, prod, 1e-7), "t={t}");
+        }
+        let sqrt_acp_last = (s.alphas_cumprod()[299] as f64).sqrt();
+        assert!((sqrt_acp_last - 0.2192).abs() < 1e-4, "{sqrt_acp_last}");
+        assert_eq!(s.posterior_variance()[0], 0.0);
+        // β̃_t < β_t for t > 0.
+        for t in 1..300 {
+            assert!(s.posterior_variance()[t] < s.betas()[t]);
+        }
+    }
+
+    #[test]
+    fn cosine_matches_closed_form() {
+        for big_t in [10u32, 300, 1000] {
+            let s: Schedule = Schedule::new(&ScheduleConfig::cosine(big_t)).unwrap();
+            let f = |t: f64| {
+                let c = ((t / big_t as f64 + 0.008) / 1.008 * core::f64::consts::FRAC_PI_2).cos();
+                c * c
+            };
+            for t in 0..big_t as usize {
+                // Without clipping, ᾱ_t = f(t+1)/f(0) exactly (the product telescopes).
+                let expected = f(t as f64 + 1.0) / f(0.0);
+                let beta = 1.0 - f(t as f64 + 1.0) / f(t as f64);
+                if beta < 0.999 {
+                    assert!(
+                        close(s.alphas_cumprod()[t] as f64, expected, 1e-6),
+                        "T={big_t} t={t}: {} vs {expected}",
+                        s.alphas_cumprod()[t]
+                    );
+                } else {
+                    assert_eq!(s.betas()[t], 0.999f32);
+                }
+            }
+            // The last β is clipped to 0.999 (f(T) = cos²(π/2) ≈ 0).
+            assert_eq!(s.betas()[big_t as usize - 1], 0.999f32);
+        }
+        // The quality issue's figure: √ᾱ_T ≈ 0.0002 for cosine at T = 300.
+        let s: Schedule = Schedule::new(&ScheduleConfig::cosine(300)).unwrap();
+        let r = (s.alphas_cumprod()[299] as f64).sqrt();
+        assert!(r < 1e-3, "{r}");
+    }
+
+    #[test]
+    fn rejects_bad_configs() {
+        assert!(Schedule::<10>::new(&ScheduleConfig::linear(11, 1e-4, 0.02)).is_err());
+        assert!(Schedule::<10>::new(&ScheduleConfig::linear(0, 1e-4, 0.02)).is_err());
+        assert!(Schedule::<10>::new(&ScheduleConfig::linear(10, 0.0, 0.02)).is_err());
+        assert!(Schedule::<10>::new(&ScheduleConfig::linear(10, f64::NAN, 0.02)).is_err());
+        assert!(Schedule::<1000>::new(&ScheduleConfig::cosine(1000)).is_ok());
+    }
+}
