@@ -112,7 +112,8 @@ impl SimpleUNetConfig {
             return Err(Error::InvalidConfig("image sides must be in 1..=4096"));
         }
         let plane = self.height as u64 * self.width as u64;
-        if plane * (self.hidden1.max(self.hidden2) as u64) * 9 > (i32::MAX as u64) {
+        let widest = self.hidden1.max(self.hidden2).max(self.channels) as u64;
+        if plane * widest * 9 > (i32::MAX as u64) {
             return Err(Error::InvalidConfig("activation maps too large"));
         }
         Ok(())
@@ -158,20 +159,20 @@ impl SimpleUNetConfig {
 
     /// Elements in one image (C·H·W).
     pub const fn image_len(&self) -> usize {
-        (self.channels * self.height * self.width) as usize
+        self.channels as usize * self.height as usize * self.width as usize
     }
 
     /// f32 elements of scratch the reference forward pass needs: the enc1, enc2 and dec1
     /// activation maps plus the two time-MLP vectors.
     pub const fn workspace_len(&self) -> usize {
-        let plane = (self.height * self.width) as usize;
+        let plane = self.height as usize * self.width as usize;
         let (h1, h2) = (self.hidden1 as usize, self.hidden2 as usize);
         plane * (h1 + h2 + h1) + 2 * h2
     }
 
     /// Multiply-adds of one forward pass (116.5 M for the seed's configuration).
     pub const fn macs(&self) -> u64 {
-        let plane = (self.height * self.width) as u64;
+        let plane = self.height as u64 * self.width as u64;
         let (c, h1, h2) = (self.channels as u64, self.hidden1 as u64, self.hidden2 as u64);
         plane * 9 * (c * h1 + h1 * h2 + h2 * h1 + h1 * c) + h2 + h2 * h2
     }

@@ -119,14 +119,8 @@ impl<'a> TensorRecord<'a> {
         Some(f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 
-    /// Checks that this tensor is f32 with exactly the dimensions `expected` and copies it into
-    /// `out` (whose length must be the element count).
-    pub fn copy_f32_checked(
-        &self,
-        name: &'static str,
-        expected: &[u32],
-        out: &mut [f32],
-    ) -> Result<()> {
+    /// Checks that this tensor is f32 with exactly the dimensions `expected`.
+    pub fn check_f32(&self, name: &'static str, expected: &[u32]) -> Result<()> {
         if self.dtype != DType::F32 {
             return Err(Error::DtypeMismatch { name });
         }
@@ -141,6 +135,18 @@ impl<'a> TensorRecord<'a> {
                 found: self.dims,
             });
         }
+        Ok(())
+    }
+
+    /// Checks that this tensor is f32 with exactly the dimensions `expected` and copies it into
+    /// `out` (whose length must be the element count).
+    pub fn copy_f32_checked(
+        &self,
+        name: &'static str,
+        expected: &[u32],
+        out: &mut [f32],
+    ) -> Result<()> {
+        self.check_f32(name, expected)?;
         crate::error::check_len(name, self.data.len() / 4, out.len())?;
         for (o, b) in out.iter_mut().zip(self.data.chunks_exact(4)) {
             *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);

@@ -49,7 +49,7 @@ impl HostModel {
         let file = ModelFile::parse(bytes)?;
         let header = *file.header();
         let ModelConfig::SimpleUNet(cfg) = header.model;
-        cfg.validate()?;
+        simple_unet::check_params(&file, &cfg)?;
         let schedule = alloc::boxed::Box::new(Schedule::new(&header.schedule)?);
         let mut params = vec![0.0f32; cfg.param_count()];
         simple_unet::load_params(&file, &cfg, &mut params)?;

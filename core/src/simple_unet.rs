@@ -45,13 +45,24 @@ pub struct SimpleUNet<'w> {
 /// `state_dict` order, [`SimpleUNetConfig::param_count`] elements), checking names, dtypes and
 /// shapes against `cfg`.
 pub fn load_params(file: &ModelFile<'_>, cfg: &SimpleUNetConfig, storage: &mut [f32]) -> Result<()> {
-    cfg.validate()?;
+    check_params(file, cfg)?;
     check_len("parameter storage", cfg.param_count(), storage.len())?;
     let mut rest = storage;
     for spec in cfg.tensor_specs() {
         let (dst, tail) = rest.split_at_mut(spec.numel());
         file.tensor(spec.name)?.copy_f32_checked(spec.name, spec.dims(), dst)?;
         rest = tail;
+    }
+    Ok(())
+}
+
+/// Checks, without copying anything, that `file` holds the twelve f32 tensors of a SimpleUNet
+/// with `cfg`'s shapes. Callers that allocate parameter storage do this first, so a corrupt
+/// configuration cannot make them allocate more than the file really holds.
+pub fn check_params(file: &ModelFile<'_>, cfg: &SimpleUNetConfig) -> Result<()> {
+    cfg.validate()?;
+    for spec in cfg.tensor_specs() {
+        file.tensor(spec.name)?.check_f32(spec.name, spec.dims())?;
     }
     Ok(())
 }
