@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every test of the project on a fresh Debian/Ubuntu machine with Rust installed:
+# installs what the tests need (project-local torch venv, the thumbv7em target, QEMU), then
+# formatting and lint checks, the whole workspace's tests, and the no_std Cortex-M4 build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash tools/setup.sh
+bash tools/setup-embedded.sh
+# shellcheck source=tools/env.sh
+source tools/env.sh
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "format"
+cargo fmt --all -- --check
+
+step "lint"
+cargo clippy --workspace --all-targets --release -- -D warnings
+
+step "no_std core for Cortex-M4 (thumbv7em-none-eabihf), no features"
+cargo build -p ddpm-core --no-default-features --target thumbv7em-none-eabihf --release
+
+step "tests"
+cargo test --workspace --release
