@@ -11,7 +11,9 @@ use std::hint::black_box;
 fn forward(c: &mut Criterion) {
     let cfg = SimpleUNetConfig::SEED;
     let mut g = GaussianNoise::new(1);
-    let params: Vec<f32> = (0..cfg.param_count()).map(|_| 0.05 * g.next_gaussian()).collect();
+    let params: Vec<f32> = (0..cfg.param_count())
+        .map(|_| 0.05 * g.next_gaussian())
+        .collect();
     let x: Vec<f32> = (0..cfg.image_len()).map(|_| g.next_gaussian()).collect();
     let net = SimpleUNet::from_flat(cfg, &params).unwrap();
     let mut fast = FastSimpleUNet::new(&net);
@@ -20,7 +22,10 @@ fn forward(c: &mut Criterion) {
     let mut group = c.benchmark_group("simple_unet_1x28x28");
     group.throughput(Throughput::Elements(2 * cfg.macs()));
     group.bench_function("fast_im2col_sgemm", |b| {
-        b.iter(|| fast.forward(black_box(&x), black_box(0.5), &mut out).unwrap())
+        b.iter(|| {
+            fast.forward(black_box(&x), black_box(0.5), &mut out)
+                .unwrap()
+        })
     });
     let mut ws = vec![0.0f32; cfg.workspace_len()];
     group.sample_size(10);

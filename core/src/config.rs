@@ -173,7 +173,11 @@ impl SimpleUNetConfig {
     /// Multiply-adds of one forward pass (116.5 M for the seed's configuration).
     pub const fn macs(&self) -> u64 {
         let plane = self.height as u64 * self.width as u64;
-        let (c, h1, h2) = (self.channels as u64, self.hidden1 as u64, self.hidden2 as u64);
+        let (c, h1, h2) = (
+            self.channels as u64,
+            self.hidden1 as u64,
+            self.hidden2 as u64,
+        );
         plane * 9 * (c * h1 + h1 * h2 + h2 * h1 + h1 * c) + h2 + h2 * h2
     }
 }

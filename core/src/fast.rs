@@ -148,7 +148,12 @@ impl FastSimpleUNet {
             cfg,
             enc1: conv(c, h1, p.enc1_w, p.enc1_b),
             enc2: conv(h1, h2, p.enc2_w, p.enc2_b),
-            dec1: conv(h2, h1, &transpose_kernel_to_conv(p.dec1_w, h2, h1), p.dec1_b),
+            dec1: conv(
+                h2,
+                h1,
+                &transpose_kernel_to_conv(p.dec1_w, h2, h1),
+                p.dec1_b,
+            ),
             dec2: conv(h1, c, &transpose_kernel_to_conv(p.dec2_w, h1, c), p.dec2_b),
             time0_w: p.time0_w.to_vec(),
             time0_b: p.time0_b.to_vec(),

@@ -339,7 +339,13 @@ mod writer {
             }
         }
 
-        fn push_raw(&mut self, name: &str, dtype: DType, dims: &[u32], data: Vec<u8>) -> Result<()> {
+        fn push_raw(
+            &mut self,
+            name: &str,
+            dtype: DType,
+            dims: &[u32],
+            data: Vec<u8>,
+        ) -> Result<()> {
             if dims.len() > MAX_RANK {
                 return Err(Error::InvalidConfig("tensor rank above 4"));
             }
@@ -391,7 +397,13 @@ mod writer {
                 note: &self.note,
             };
             let mut out = Vec::with_capacity(
-                PREFIX_LEN + 256 + self.tensors.iter().map(|t| t.data.len() + 64).sum::<usize>(),
+                PREFIX_LEN
+                    + 256
+                    + self
+                        .tensors
+                        .iter()
+                        .map(|t| t.data.len() + 64)
+                        .sum::<usize>(),
             );
             out.extend_from_slice(&MAGIC);
             out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());

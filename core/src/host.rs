@@ -57,7 +57,11 @@ impl HostModel {
     }
 
     /// A model from flat parameters in `state_dict` order.
-    pub fn from_params(cfg: SimpleUNetConfig, schedule: ScheduleConfig, params: Vec<f32>) -> Result<Self> {
+    pub fn from_params(
+        cfg: SimpleUNetConfig,
+        schedule: ScheduleConfig,
+        params: Vec<f32>,
+    ) -> Result<Self> {
         let sched = alloc::boxed::Box::new(Schedule::new(&schedule)?);
         Self::from_parts(cfg, schedule, sched, params)
     }
@@ -110,8 +114,12 @@ impl HostModel {
     /// Predicted noise for one image at network time input `t_in` (= t/T).
     pub fn forward(&mut self, x: &[f32], t_in: f32, out: &mut [f32]) -> Result<()> {
         match self.path {
-            Path::Reference => SimpleUNet::from_flat(self.cfg, &self.params)?
-                .forward_reference(x, t_in, &mut self.workspace, out),
+            Path::Reference => SimpleUNet::from_flat(self.cfg, &self.params)?.forward_reference(
+                x,
+                t_in,
+                &mut self.workspace,
+                out,
+            ),
             #[cfg(feature = "fast")]
             Path::Fast => self.fast.forward(x, t_in, out),
         }
@@ -138,7 +146,14 @@ impl HostModel {
         let mut eps = vec![0.0f32; len];
         for (i, img) in out.chunks_exact_mut(len).enumerate() {
             let schedule = self.schedule.clone();
-            sampler::sample(self, &schedule, cfg, seed.wrapping_add(i as u64), img, &mut eps)?;
+            sampler::sample(
+                self,
+                &schedule,
+                cfg,
+                seed.wrapping_add(i as u64),
+                img,
+                &mut eps,
+            )?;
         }
         Ok(out)
     }

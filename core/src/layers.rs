@@ -56,7 +56,9 @@ pub fn conv3x3(
     output: &mut [f32],
 ) -> Result<Dims> {
     if stride == 0 {
-        return Err(crate::Error::InvalidConfig("conv3x3: stride must be at least 1"));
+        return Err(crate::Error::InvalidConfig(
+            "conv3x3: stride must be at least 1",
+        ));
     }
     let od = in_dims.conv3x3_out(out_c, stride);
     check_len("conv3x3 input", in_dims.len(), input.len())?;
@@ -106,7 +108,11 @@ pub fn conv_transpose3x3(
 ) -> Result<Dims> {
     let od = Dims::new(out_c, in_dims.h, in_dims.w);
     check_len("conv_transpose3x3 input", in_dims.len(), input.len())?;
-    check_len("conv_transpose3x3 weight", in_dims.c * out_c * 9, weight.len())?;
+    check_len(
+        "conv_transpose3x3 weight",
+        in_dims.c * out_c * 9,
+        weight.len(),
+    )?;
     check_len("conv_transpose3x3 bias", out_c, bias.len())?;
     check_len("conv_transpose3x3 output", od.len(), output.len())?;
     let plane = od.h * od.w;
@@ -188,7 +194,16 @@ mod tests {
         // each output is 0.5 + the sum of the input's 3×3 neighbourhood (zeros outside).
         let input: [f32; 9] = [1., 2., 3., 4., 5., 6., 7., 8., 9.];
         let mut out = [0.0f32; 9];
-        conv3x3(&input, Dims::new(1, 3, 3), &[1.0; 9], &[0.5], 1, 1, &mut out).unwrap();
+        conv3x3(
+            &input,
+            Dims::new(1, 3, 3),
+            &[1.0; 9],
+            &[0.5],
+            1,
+            1,
+            &mut out,
+        )
+        .unwrap();
         let expected = [12., 21., 16., 27., 45., 33., 24., 39., 28.].map(|v: f32| v + 0.5);
         assert_eq!(out, expected);
 
@@ -267,7 +282,13 @@ mod tests {
     #[test]
     fn linear_relu_add() {
         let mut out = [0.0f32; 2];
-        linear(&[1.0, 2.0, 3.0], &[1., 0., -1., 0.5, 0.5, 0.5], &[10.0, 0.0], &mut out).unwrap();
+        linear(
+            &[1.0, 2.0, 3.0],
+            &[1., 0., -1., 0.5, 0.5, 0.5],
+            &[10.0, 0.0],
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(out, [8.0, 3.0]);
         let mut x = [-1.0, 0.0, 2.0, -0.5];
         relu(&mut x);
@@ -280,10 +301,35 @@ mod tests {
     #[test]
     fn wrong_lengths_are_errors() {
         let mut out = [0.0f32; 9];
-        assert!(conv3x3(&[0.0; 8], Dims::new(1, 3, 3), &[0.0; 9], &[0.0], 1, 1, &mut out).is_err());
-        assert!(conv3x3(&[0.0; 9], Dims::new(1, 3, 3), &[0.0; 9], &[0.0], 1, 0, &mut out).is_err());
-        assert!(conv_transpose3x3(&[0.0; 9], Dims::new(1, 3, 3), &[0.0; 8], &[0.0], 1, &mut out)
-            .is_err());
+        assert!(conv3x3(
+            &[0.0; 8],
+            Dims::new(1, 3, 3),
+            &[0.0; 9],
+            &[0.0],
+            1,
+            1,
+            &mut out
+        )
+        .is_err());
+        assert!(conv3x3(
+            &[0.0; 9],
+            Dims::new(1, 3, 3),
+            &[0.0; 9],
+            &[0.0],
+            1,
+            0,
+            &mut out
+        )
+        .is_err());
+        assert!(conv_transpose3x3(
+            &[0.0; 9],
+            Dims::new(1, 3, 3),
+            &[0.0; 8],
+            &[0.0],
+            1,
+            &mut out
+        )
+        .is_err());
         assert!(linear(&[0.0; 3], &[0.0; 5], &[0.0; 2], &mut [0.0; 2]).is_err());
         assert!(add_per_channel(&mut [0.0; 8], Dims::new(2, 2, 2), &[0.0]).is_err());
     }

@@ -139,7 +139,9 @@ impl DdimTimesteps {
         let (big_t, s) = (self.train_steps as f64, self.steps as f64);
         let j = (self.steps as usize - 1 - k) as f64;
         let t = match self.spacing {
-            Spacing::Leading => (self.steps as usize - 1 - k) as f64 * (self.train_steps / self.steps) as f64,
+            Spacing::Leading => {
+                (self.steps as usize - 1 - k) as f64 * (self.train_steps / self.steps) as f64
+            }
             Spacing::Trailing => round_half_even(big_t - k as f64 * (big_t / s)) - 1.0,
             Spacing::Linspace => {
                 if self.steps == 1 {
@@ -180,7 +182,11 @@ impl Plan {
                 if !(0.0..=1.0).contains(&d.eta) {
                     return Err(Error::InvalidConfig("DDIM: eta must be in [0, 1]"));
                 }
-                Ok(Plan::Ddim(DdimTimesteps::new(train_steps, d.steps, d.spacing)?))
+                Ok(Plan::Ddim(DdimTimesteps::new(
+                    train_steps,
+                    d.steps,
+                    d.spacing,
+                )?))
             }
         }
     }
@@ -283,7 +289,9 @@ pub fn ddim_step<const M: usize>(
 ) -> Result<()> {
     check_len("eps", x.len(), eps.len())?;
     if t as usize >= sched.len() || t_prev.is_some_and(|p| p >= t) {
-        return Err(Error::InvalidConfig("DDIM: timesteps must decrease within the schedule"));
+        return Err(Error::InvalidConfig(
+            "DDIM: timesteps must decrease within the schedule",
+        ));
     }
     let a_t = sched.alphas_cumprod()[t as usize];
     let a_p = sched.alpha_bar_or_one(t_prev.map(|p| p as usize));

@@ -44,13 +44,18 @@ pub struct SimpleUNet<'w> {
 /// Copies the twelve tensors of a SimpleUNet from `file` into `storage` (laid out in
 /// `state_dict` order, [`SimpleUNetConfig::param_count`] elements), checking names, dtypes and
 /// shapes against `cfg`.
-pub fn load_params(file: &ModelFile<'_>, cfg: &SimpleUNetConfig, storage: &mut [f32]) -> Result<()> {
+pub fn load_params(
+    file: &ModelFile<'_>,
+    cfg: &SimpleUNetConfig,
+    storage: &mut [f32],
+) -> Result<()> {
     check_params(file, cfg)?;
     check_len("parameter storage", cfg.param_count(), storage.len())?;
     let mut rest = storage;
     for spec in cfg.tensor_specs() {
         let (dst, tail) = rest.split_at_mut(spec.numel());
-        file.tensor(spec.name)?.copy_f32_checked(spec.name, spec.dims(), dst)?;
+        file.tensor(spec.name)?
+            .copy_f32_checked(spec.name, spec.dims(), dst)?;
         rest = tail;
     }
     Ok(())
@@ -152,7 +157,14 @@ impl<'w> SimpleUNet<'w> {
         layers::add_per_channel(a2, d2, temb)?;
         let d3 = layers::conv_transpose3x3(a2, d2, self.p.dec1_w, self.p.dec1_b, h1, a3)?;
         layers::relu(a3);
-        layers::conv_transpose3x3(a3, d3, self.p.dec2_w, self.p.dec2_b, c.channels as usize, out)?;
+        layers::conv_transpose3x3(
+            a3,
+            d3,
+            self.p.dec2_w,
+            self.p.dec2_b,
+            c.channels as usize,
+            out,
+        )?;
         Ok(())
     }
 }

@@ -21,10 +21,14 @@ fn check(cfg: SimpleUNetConfig, seed: u64, scale: f32) {
         let x = random_input(cfg.image_len(), seed * 10 + i as u64);
         let mut reference = vec![0.0; cfg.image_len()];
         let mut got = vec![0.0; cfg.image_len()];
-        net.forward_reference(&x, t_in, &mut ws, &mut reference).unwrap();
+        net.forward_reference(&x, t_in, &mut ws, &mut reference)
+            .unwrap();
         fast.forward(&x, t_in, &mut got).unwrap();
         let e = rel_err(&got, &reference);
-        assert!(e <= FAST_VS_REFERENCE, "cfg {cfg:?} seed {seed} scale {scale} t {t_in}: {e}");
+        assert!(
+            e <= FAST_VS_REFERENCE,
+            "cfg {cfg:?} seed {seed} scale {scale} t {t_in}: {e}"
+        );
     }
 }
 
@@ -38,13 +42,36 @@ fn seed_config() {
 #[test]
 fn other_configs() {
     let cfgs = [
-        SimpleUNetConfig { channels: 3, height: 32, width: 32, hidden1: 16, hidden2: 24 },
-        SimpleUNetConfig { channels: 2, height: 5, width: 9, hidden1: 3, hidden2: 7 },
-        SimpleUNetConfig { channels: 1, height: 1, width: 1, hidden1: 1, hidden2: 1 },
-        SimpleUNetConfig { channels: 1, height: 2, width: 1, hidden1: 4, hidden2: 2 },
+        SimpleUNetConfig {
+            channels: 3,
+            height: 32,
+            width: 32,
+            hidden1: 16,
+            hidden2: 24,
+        },
+        SimpleUNetConfig {
+            channels: 2,
+            height: 5,
+            width: 9,
+            hidden1: 3,
+            hidden2: 7,
+        },
+        SimpleUNetConfig {
+            channels: 1,
+            height: 1,
+            width: 1,
+            hidden1: 1,
+            hidden2: 1,
+        },
+        SimpleUNetConfig {
+            channels: 1,
+            height: 2,
+            width: 1,
+            hidden1: 4,
+            hidden2: 2,
+        },
     ];
     for (i, cfg) in cfgs.into_iter().enumerate() {
         check(cfg, 100 + i as u64, 1.0);
     }
 }
-

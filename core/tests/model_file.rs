@@ -9,12 +9,22 @@ use ddpm_core::{Error, ModelConfig, ScheduleConfig, SimpleUNetConfig};
 use proptest::prelude::*;
 
 fn small_cfg() -> SimpleUNetConfig {
-    SimpleUNetConfig { channels: 1, height: 6, width: 5, hidden1: 4, hidden2: 6 }
+    SimpleUNetConfig {
+        channels: 1,
+        height: 6,
+        width: 5,
+        hidden1: 4,
+        hidden2: 6,
+    }
 }
 
 fn small_file() -> Vec<u8> {
     let cfg = small_cfg();
-    model_bytes(&cfg, ScheduleConfig::cosine(50), &random_params(&cfg, 9, 1.0))
+    model_bytes(
+        &cfg,
+        ScheduleConfig::cosine(50),
+        &random_params(&cfg, 9, 1.0),
+    )
 }
 
 /// Recomputes the CRC after a deliberate edit, so the decoder reaches the later checks.
@@ -47,9 +57,14 @@ fn round_trip() {
     reference.forward(&x, 0.5, &mut b).unwrap();
     assert!(common::rel_err(&a, &b) < 5e-6);
     // Writing the decoded tensors again gives the same bytes.
-    let mut w = ModelWriter::new(file.header().model, file.header().schedule, file.header().note);
+    let mut w = ModelWriter::new(
+        file.header().model,
+        file.header().schedule,
+        file.header().note,
+    );
     for t in file.tensors() {
-        w.push_f32(t.name, t.dims(), &t.to_f32_vec().unwrap()).unwrap();
+        w.push_f32(t.name, t.dims(), &t.to_f32_vec().unwrap())
+            .unwrap();
     }
     assert_eq!(w.finish(), bytes);
 }
@@ -66,24 +81,39 @@ fn typed_errors() {
     b[8..10].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
     assert_eq!(
         ModelFile::parse(&b).unwrap_err(),
-        Error::UnsupportedVersion { found: FORMAT_VERSION + 1, supported: FORMAT_VERSION }
+        Error::UnsupportedVersion {
+            found: FORMAT_VERSION + 1,
+            supported: FORMAT_VERSION
+        }
     );
 
     assert!(matches!(
         ModelFile::parse(&good[..good.len() - 1]).unwrap_err(),
         Error::Truncated { .. }
     ));
-    assert!(matches!(ModelFile::parse(&good[..5]).unwrap_err(), Error::Truncated { .. }));
-    assert!(matches!(ModelFile::parse(&[]).unwrap_err(), Error::Truncated { .. }));
+    assert!(matches!(
+        ModelFile::parse(&good[..5]).unwrap_err(),
+        Error::Truncated { .. }
+    ));
+    assert!(matches!(
+        ModelFile::parse(&[]).unwrap_err(),
+        Error::Truncated { .. }
+    ));
 
     let mut b = good.clone();
     b.push(0);
-    assert_eq!(ModelFile::parse(&b).unwrap_err(), Error::TrailingBytes { extra: 1 });
+    assert_eq!(
+        ModelFile::parse(&b).unwrap_err(),
+        Error::TrailingBytes { extra: 1 }
+    );
 
     let mut b = good.clone();
     let mid = b.len() / 2;
     b[mid] ^= 0x40;
-    assert!(matches!(ModelFile::parse(&b).unwrap_err(), Error::ChecksumMismatch { .. }));
+    assert!(matches!(
+        ModelFile::parse(&b).unwrap_err(),
+        Error::ChecksumMismatch { .. }
+    ));
 
     // A resealed but garbled payload: malformed, not a panic.
     let mut b = good.clone();
@@ -102,16 +132,21 @@ fn typed_errors() {
             dims[0] += 1;
         }
         let n: u32 = dims[..spec.rank].iter().product();
-        w.push_f32(spec.name, &dims[..spec.rank], &vec![0.0; n as usize]).unwrap();
+        w.push_f32(spec.name, &dims[..spec.rank], &vec![0.0; n as usize])
+            .unwrap();
     }
     match HostModel::from_bytes(&w.finish()) {
-        Err(Error::ShapeMismatch { name: "enc2.weight", .. }) => {}
+        Err(Error::ShapeMismatch {
+            name: "enc2.weight",
+            ..
+        }) => {}
         other => panic!("expected a shape mismatch, got {:?}", other.err()),
     }
 
     // A missing tensor.
     let mut w = ModelWriter::new(ModelConfig::SimpleUNet(cfg), ScheduleConfig::default(), "");
-    w.push_f32("enc1.weight", &[4, 1, 3, 3], &[0.0; 36]).unwrap();
+    w.push_f32("enc1.weight", &[4, 1, 3, 3], &[0.0; 36])
+        .unwrap();
     match HostModel::from_bytes(&w.finish()) {
         Err(Error::MissingTensor { name: "enc1.bias" }) => {}
         other => panic!("expected a missing tensor, got {:?}", other.err()),
@@ -121,7 +156,9 @@ fn typed_errors() {
     let mut w = ModelWriter::new(ModelConfig::SimpleUNet(cfg), ScheduleConfig::default(), "");
     w.push_i8("enc1.weight", &[4, 1, 3, 3], &[0; 36]).unwrap();
     match HostModel::from_bytes(&w.finish()) {
-        Err(Error::DtypeMismatch { name: "enc1.weight" }) => {}
+        Err(Error::DtypeMismatch {
+            name: "enc1.weight",
+        }) => {}
         other => panic!("expected a dtype mismatch, got {:?}", other.err()),
     }
 
@@ -157,7 +194,10 @@ fn a_tensor_record_lying_about_its_length_is_rejected() {
     reseal(&mut b);
     assert_eq!(
         ModelFile::parse(&b).unwrap_err(),
-        Error::BadTensorLength { expected: 8, found: 4 }
+        Error::BadTensorLength {
+            expected: 8,
+            found: 4
+        }
     );
 }
 

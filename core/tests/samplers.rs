@@ -38,9 +38,16 @@ fn ddpm_step_is_the_seeds_formula() {
     let z = [1.0f32, -0.5, 0.25];
     for variance in [DdpmVariance::FixedLarge, DdpmVariance::FixedSmall] {
         let mut x = x0;
-        let cfg = DdpmConfig { variance, clip_x0: false };
+        let cfg = DdpmConfig {
+            variance,
+            clip_x0: false,
+        };
         ddpm_step(&s, &cfg, t as u32, &mut x, &eps, |i| z[i]).unwrap();
-        let (b, a, acp) = (s.betas()[t] as f64, s.alphas()[t] as f64, s.alphas_cumprod()[t] as f64);
+        let (b, a, acp) = (
+            s.betas()[t] as f64,
+            s.alphas()[t] as f64,
+            s.alphas_cumprod()[t] as f64,
+        );
         let var = match variance {
             DdpmVariance::FixedLarge => b,
             DdpmVariance::FixedSmall => s.posterior_variance()[t] as f64,
@@ -48,7 +55,11 @@ fn ddpm_step_is_the_seeds_formula() {
         for i in 0..3 {
             let e = (x0[i] as f64 - b / (1.0 - acp).sqrt() * eps[i] as f64) / a.sqrt()
                 + var.sqrt() * z[i] as f64;
-            assert!(close(x[i], e as f32, SAME_STEP_REL), "{variance:?} {i}: {} vs {e}", x[i]);
+            assert!(
+                close(x[i], e as f32, SAME_STEP_REL),
+                "{variance:?} {i}: {} vs {e}",
+                x[i]
+            );
         }
     }
     // No noise at t = 0.
@@ -65,15 +76,27 @@ fn clipped_ddpm_equals_unclipped_when_nothing_clips() {
     let acp = s.alphas_cumprod()[t as usize];
     let x0 = [0.2f32, -0.4, 0.9, -0.95];
     let eps = [0.3f32, -1.0, 0.5, 0.0];
-    let xt: Vec<f32> = x0.iter().zip(&eps).map(|(a, e)| acp.sqrt() * a + (1.0 - acp).sqrt() * e).collect();
+    let xt: Vec<f32> = x0
+        .iter()
+        .zip(&eps)
+        .map(|(a, e)| acp.sqrt() * a + (1.0 - acp).sqrt() * e)
+        .collect();
     let z = [0.1f32, 0.2, -0.3, 0.4];
     let mut a = xt.clone();
     let mut b = xt.clone();
-    let small = |clip| DdpmConfig { variance: DdpmVariance::FixedSmall, clip_x0: clip };
+    let small = |clip| DdpmConfig {
+        variance: DdpmVariance::FixedSmall,
+        clip_x0: clip,
+    };
     ddpm_step(&s, &small(false), t, &mut a, &eps, |i| z[i]).unwrap();
     ddpm_step(&s, &small(true), t, &mut b, &eps, |i| z[i]).unwrap();
     for i in 0..4 {
-        assert!(close(a[i], b[i], SAME_STEP_REL), "{i}: {} vs {}", a[i], b[i]);
+        assert!(
+            close(a[i], b[i], SAME_STEP_REL),
+            "{i}: {} vs {}",
+            a[i],
+            b[i]
+        );
     }
 }
 
@@ -81,8 +104,16 @@ fn clipped_ddpm_equals_unclipped_when_nothing_clips() {
 fn ddim_eta1_full_steps_equals_ddpm_fixed_small() {
     for sched_cfg in [ScheduleConfig::default(), ScheduleConfig::cosine(300)] {
         let s: Schedule = Schedule::new(&sched_cfg).unwrap();
-        let ddim = DdimConfig { steps: 300, eta: 1.0, spacing: Spacing::Leading, ..Default::default() };
-        let ddpm = DdpmConfig { variance: DdpmVariance::FixedSmall, clip_x0: false };
+        let ddim = DdimConfig {
+            steps: 300,
+            eta: 1.0,
+            spacing: Spacing::Leading,
+            ..Default::default()
+        };
+        let ddpm = DdpmConfig {
+            variance: DdpmVariance::FixedSmall,
+            clip_x0: false,
+        };
         let mut g = GaussianNoise::new(5);
         let mut xa: Vec<f32> = (0..16).map(|_| g.next_gaussian()).collect();
         let mut xb = xa.clone();
@@ -103,7 +134,10 @@ fn ddim_eta1_full_steps_equals_ddpm_fixed_small() {
         }
         // Per step the two formulas differ only by f32 rounding: measured worst 1.9e-6 (linear)
         // and 3.0e-6 (cosine, whose last steps divide by a small 1 − ᾱ); bound 1e-5.
-        assert!(worst <= 1e-5, "{sched_cfg:?}: worst per-step difference {worst}");
+        assert!(
+            worst <= 1e-5,
+            "{sched_cfg:?}: worst per-step difference {worst}"
+        );
     }
 }
 
@@ -113,14 +147,24 @@ fn ddim_eta0_is_deterministic_and_reaches_x0() {
     let s: Schedule = Schedule::new(&ScheduleConfig::default()).unwrap();
     let x0 = [0.5f32, -0.25, 0.75, -1.0];
     let e = [0.3f32, -1.1, 0.4, 2.0];
-    let cfg = DdimConfig { steps: 10, ..Default::default() };
+    let cfg = DdimConfig {
+        steps: 10,
+        ..Default::default()
+    };
     let plan = sampler::Plan::new(&SamplerConfig::Ddim(cfg), 300).unwrap();
     let (t0, _) = plan.step(0).unwrap();
     let a0 = s.alphas_cumprod()[t0 as usize];
-    let mut x: Vec<f32> = x0.iter().zip(&e).map(|(a, n)| a0.sqrt() * a + (1.0 - a0).sqrt() * n).collect();
+    let mut x: Vec<f32> = x0
+        .iter()
+        .zip(&e)
+        .map(|(a, n)| a0.sqrt() * a + (1.0 - a0).sqrt() * n)
+        .collect();
     for k in 0..plan.len() {
         let (t, prev) = plan.step(k).unwrap();
-        ddim_step(&s, &cfg, t, prev, &mut x, &e, |_| panic!("η = 0 draws no noise")).unwrap();
+        ddim_step(&s, &cfg, t, prev, &mut x, &e, |_| {
+            panic!("η = 0 draws no noise")
+        })
+        .unwrap();
     }
     for i in 0..4 {
         assert!((x[i] - x0[i]).abs() < 1e-4, "{i}: {} vs {}", x[i], x0[i]);
@@ -135,7 +179,12 @@ fn ddim_clipping_bounds_x0_and_recomputes_eps() {
     let x = [1.0f32, -2.0];
     let eps = [0.0f32, 0.0];
     let run = |clip, recompute| {
-        let cfg = DdimConfig { steps: 1, clip_x0: clip, recompute_eps: recompute, ..Default::default() };
+        let cfg = DdimConfig {
+            steps: 1,
+            clip_x0: clip,
+            recompute_eps: recompute,
+            ..Default::default()
+        };
         let mut y = x;
         ddim_step(&s, &cfg, t, None, &mut y, &eps, |_| 0.0).unwrap();
         y
@@ -146,7 +195,12 @@ fn ddim_clipping_bounds_x0_and_recomputes_eps() {
     assert_eq!(run(true, false), [1.0, -1.0]);
     assert_eq!(run(true, true), [1.0, -1.0]);
     // With an intermediate target, recomputing ε changes the result.
-    let cfg = |r| DdimConfig { steps: 10, clip_x0: true, recompute_eps: r, ..Default::default() };
+    let cfg = |r| DdimConfig {
+        steps: 10,
+        clip_x0: true,
+        recompute_eps: r,
+        ..Default::default()
+    };
     let (mut a, mut b) = (x, x);
     ddim_step(&s, &cfg(false), t, Some(150), &mut a, &eps, |_| 0.0).unwrap();
     ddim_step(&s, &cfg(true), t, Some(150), &mut b, &eps, |_| 0.0).unwrap();
@@ -158,7 +212,11 @@ fn sample_loop_is_reproducible_and_seeded() {
     let s: Schedule = Schedule::new(&ScheduleConfig::default()).unwrap();
     let cfgs = [
         SamplerConfig::Ddpm(DdpmConfig::default()),
-        SamplerConfig::Ddim(DdimConfig { steps: 20, eta: 0.5, ..Default::default() }),
+        SamplerConfig::Ddim(DdimConfig {
+            steps: 20,
+            eta: 0.5,
+            ..Default::default()
+        }),
     ];
     for cfg in cfgs {
         let run = |seed| {
@@ -171,7 +229,10 @@ fn sample_loop_is_reproducible_and_seeded() {
     }
     let (mut x, mut e) = (vec![0.0; 15], vec![0.0; 16]);
     assert!(sampler::sample(&mut Toy, &s, &cfgs[0], 1, &mut x, &mut e).is_err());
-    let bad = SamplerConfig::Ddim(DdimConfig { eta: 1.5, ..Default::default() });
+    let bad = SamplerConfig::Ddim(DdimConfig {
+        eta: 1.5,
+        ..Default::default()
+    });
     let mut x = vec![0.0; 16];
     assert!(sampler::sample(&mut Toy, &s, &bad, 1, &mut x, &mut e).is_err());
 }

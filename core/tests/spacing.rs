@@ -3,7 +3,7 @@
 //! trailing `round(arange(T, 0, -T / S)) - 1`,
 //! linspace `linspace(0, T - 1, S).round()[::-1]`.
 
-use ddpm_core::sampler::{DdimTimesteps, Plan, SamplerConfig, DdimConfig, Spacing};
+use ddpm_core::sampler::{DdimConfig, DdimTimesteps, Plan, SamplerConfig, Spacing};
 
 fn list(t: u32, s: u32, spacing: Spacing) -> Vec<u32> {
     DdimTimesteps::new(t, s, spacing).unwrap().iter().collect()
@@ -11,9 +11,18 @@ fn list(t: u32, s: u32, spacing: Spacing) -> Vec<u32> {
 
 #[test]
 fn t300_s10() {
-    assert_eq!(list(300, 10, Spacing::Leading), [270, 240, 210, 180, 150, 120, 90, 60, 30, 0]);
-    assert_eq!(list(300, 10, Spacing::Trailing), [299, 269, 239, 209, 179, 149, 119, 89, 59, 29]);
-    assert_eq!(list(300, 10, Spacing::Linspace), [299, 266, 233, 199, 166, 133, 100, 66, 33, 0]);
+    assert_eq!(
+        list(300, 10, Spacing::Leading),
+        [270, 240, 210, 180, 150, 120, 90, 60, 30, 0]
+    );
+    assert_eq!(
+        list(300, 10, Spacing::Trailing),
+        [299, 269, 239, 209, 179, 149, 119, 89, 59, 29]
+    );
+    assert_eq!(
+        list(300, 10, Spacing::Linspace),
+        [299, 266, 233, 199, 166, 133, 100, 66, 33, 0]
+    );
 }
 
 #[test]
@@ -50,9 +59,18 @@ fn t300_s50() {
 
 #[test]
 fn t1000_s7() {
-    assert_eq!(list(1000, 7, Spacing::Leading), [852, 710, 568, 426, 284, 142, 0]);
-    assert_eq!(list(1000, 7, Spacing::Trailing), [999, 856, 713, 570, 428, 285, 142]);
-    assert_eq!(list(1000, 7, Spacing::Linspace), [999, 832, 666, 500, 333, 166, 0]);
+    assert_eq!(
+        list(1000, 7, Spacing::Leading),
+        [852, 710, 568, 426, 284, 142, 0]
+    );
+    assert_eq!(
+        list(1000, 7, Spacing::Trailing),
+        [999, 856, 713, 570, 428, 285, 142]
+    );
+    assert_eq!(
+        list(1000, 7, Spacing::Linspace),
+        [999, 832, 666, 500, 333, 166, 0]
+    );
 }
 
 #[test]
@@ -70,7 +88,13 @@ fn previous_timestep_comes_from_the_list() {
     assert_eq!(plan.step(13), None);
     assert!(DdimTimesteps::new(300, 0, Spacing::Leading).is_err());
     assert!(DdimTimesteps::new(300, 301, Spacing::Leading).is_err());
-    assert_eq!(list(300, 300, Spacing::Trailing), (0..300).rev().collect::<Vec<_>>());
-    assert_eq!(list(300, 300, Spacing::Linspace), (0..300).rev().collect::<Vec<_>>());
+    assert_eq!(
+        list(300, 300, Spacing::Trailing),
+        (0..300).rev().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        list(300, 300, Spacing::Linspace),
+        (0..300).rev().collect::<Vec<_>>()
+    );
     assert_eq!(list(300, 1, Spacing::Linspace), [0]);
 }

@@ -1,7 +1,9 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use ddpm_core::{format::ModelWriter, GaussianNoise, ModelConfig, ScheduleConfig, SimpleUNetConfig};
+use ddpm_core::{
+    format::ModelWriter, GaussianNoise, ModelConfig, ScheduleConfig, SimpleUNetConfig,
+};
 
 /// Random parameters shaped like PyTorch's default init: uniform-ish magnitudes ~ 1/√fan_in,
 /// scaled by `scale`.
@@ -27,7 +29,9 @@ pub fn random_params(cfg: &SimpleUNetConfig, seed: u64, scale: f32) -> Vec<f32> 
 /// Random values in [−3, 3].
 pub fn random_input(n: usize, seed: u64) -> Vec<f32> {
     let mut g = GaussianNoise::new(seed);
-    (0..n).map(|_| (g.next_gaussian()).clamp(-3.0, 3.0)).collect()
+    (0..n)
+        .map(|_| (g.next_gaussian()).clamp(-3.0, 3.0))
+        .collect()
 }
 
 /// A model file holding `params`.
@@ -48,6 +52,12 @@ pub fn rel_err(a: &[f32], b: &[f32]) -> f32 {
     if a.len() != b.len() || a.iter().chain(b).any(|v| !v.is_finite()) {
         return f32::INFINITY;
     }
-    let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE);
-    a.iter().zip(b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+    let scale = b
+        .iter()
+        .fold(0.0f32, |m, v| m.max(v.abs()))
+        .max(f32::MIN_POSITIVE);
+    a.iter()
+        .zip(b)
+        .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
+        / scale
 }
