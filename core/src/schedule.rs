@@ -49,7 +49,7 @@ impl ScheduleConfig {
                 }
             }
             ScheduleKind::Cosine { s, max_beta } => {
-                if !(s >= 0.0 && s < 1.0) || !(max_beta > 0.0 && max_beta < 1.0) {
+                if !((0.0..1.0).contains(&s) && max_beta > 0.0 && max_beta < 1.0) {
                     return Err(Error::InvalidConfig(
                         "schedule: cosine needs 0 <= s < 1 and 0 < max_beta < 1",
                     ));
