@@ -62,6 +62,10 @@ fn im2col3x3(input: &[f32], in_c: usize, h: usize, w: usize, cols: &mut [f32]) {
     }
 }
 
+/// Layers with at most this many output channels (the last layer, `hidden1 → c`) skip the
+/// GEMM: a one-row GEMM runs at a few GFLOP/s, while shifted row updates vectorise well.
+const DIRECT_MAX_OUT: usize = 4;
+
 /// One conv layer packed for GEMM.
 #[derive(Clone)]
 struct PackedConv {
@@ -75,6 +79,9 @@ struct PackedConv {
 impl PackedConv {
     /// `out = bias + W ∗ input` over an `h×w` map, using `cols` as im2col scratch.
     fn run(&self, input: &[f32], h: usize, w: usize, cols: &mut [f32], out: &mut [f32]) {
+        if self.out_c <= DIRECT_MAX_OUT {
+            return self.run_direct(input, h, w, out);
+        }
         let plane = h * w;
         let k = self.in_c * 9;
         im2col3x3(input, self.in_c, h, w, &mut cols[..k * plane]);
@@ -102,6 +109,41 @@ impl PackedConv {
                 plane as isize,
                 1,
             );
+        }
+    }
+}
+
+impl PackedConv {
+    /// Direct convolution by shifted row updates: for every input channel and tap, add
+    /// `w · input row` to the output row it lands on (zero padding = skipped edges).
+    fn run_direct(&self, input: &[f32], h: usize, w: usize, out: &mut [f32]) {
+        let plane = h * w;
+        for (o, dst) in out.chunks_exact_mut(plane).enumerate().take(self.out_c) {
+            dst.fill(self.bias[o]);
+            for i in 0..self.in_c {
+                let src = &input[i * plane..(i + 1) * plane];
+                let taps = &self.weight[(o * self.in_c + i) * 9..][..9];
+                for y in 0..h {
+                    let d = &mut dst[y * w..(y + 1) * w];
+                    for ky in 0..3 {
+                        let iy = y as isize + ky as isize - 1;
+                        if iy < 0 || iy >= h as isize {
+                            continue;
+                        }
+                        let s = &src[iy as usize * w..(iy as usize + 1) * w];
+                        let (k0, k1, k2) = (taps[ky * 3], taps[ky * 3 + 1], taps[ky * 3 + 2]);
+                        for x in 0..w {
+                            d[x] += k1 * s[x];
+                        }
+                        for x in 1..w {
+                            d[x] += k0 * s[x - 1];
+                        }
+                        for x in 0..w - 1 {
+                            d[x] += k2 * s[x + 1];
+                        }
+                    }
+                }
+            }
         }
     }
 }
