@@ -138,7 +138,7 @@ impl SimpleUNetConfig {
         ]
     }
 
-    /// Total number of parameters (165,569 for the seed's configuration with c = 1).
+    /// Total number of parameters (165,633 for the seed's configuration with c = 1).
     pub const fn param_count(&self) -> usize {
         let specs = self.tensor_specs();
         let mut total = 0;
@@ -237,5 +237,25 @@ impl ScheduleConfig {
             },
             timesteps,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_sizes() {
+        let c = SimpleUNetConfig::SEED;
+        // enc1 640 + enc2 73,856 + dec1 73,792 + dec2 577 + time MLP 256 + 16,512.
+        assert_eq!(c.param_count(), 165_633);
+        // 784 pixels · 9 taps · (64 + 8192 + 8192 + 64) channel pairs, plus the time MLP.
+        assert_eq!(c.macs(), 116_508_672 + 128 + 16_384);
+        assert_eq!(c.image_len(), 784);
+        assert!(c.validate().is_ok());
+        let bad = SimpleUNetConfig { hidden1: 0, ..c };
+        assert!(bad.validate().is_err());
+        let huge = SimpleUNetConfig { height: 4096, width: 4096, ..c };
+        assert!(huge.validate().is_err());
     }
 }
