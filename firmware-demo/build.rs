@@ -1,0 +1,43 @@
+//! Places `memory.x` where the linker finds it, passes cortex-m-rt's linker script, and turns
+//! the build-time settings `DDPM_DEMO_SEED` and `DDPM_DEMO_STEPS` into constants.
+
+use std::env;
+use std::fs;
+use std::path::PathBuf;
+use std::process::exit;
+
+/// Parses the environment variable `name` as a decimal number, if it is set.
+fn parse_env<T: std::str::FromStr>(name: &str, what: &str) -> Option<T> {
+    println!("cargo:rerun-if-env-changed={name}");
+    let raw = env::var(name).ok()?;
+    match raw.trim().parse() {
+        Ok(v) => Some(v),
+        Err(_) => {
+            eprintln!("error: {name} must be {what}, got {raw:?}");
+            exit(1);
+        }
+    }
+}
+
+fn main() {
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR for build scripts"));
+
+    fs::write(out.join("memory.x"), include_bytes!("memory.x"))
+        .unwrap_or_else(|e| panic!("cannot write memory.x to {}: {e}", out.display()));
+    println!("cargo:rustc-link-search={}", out.display());
+    println!("cargo:rerun-if-changed=memory.x");
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rustc-link-arg-bins=--nmagic");
+    println!("cargo:rustc-link-arg-bins=-Tlink.x");
+
+    let seed: Option<u64> = parse_env("DDPM_DEMO_SEED", "a decimal integer in 0..=2^64-1");
+    let steps: Option<u32> = parse_env("DDPM_DEMO_STEPS", "a decimal number of DDIM steps");
+    let settings = format!(
+        "/// `DDPM_DEMO_SEED` at build time, if set.\n\
+         pub const SEED_OVERRIDE: Option<u64> = {seed:?};\n\
+         /// `DDPM_DEMO_STEPS` at build time, if set.\n\
+         pub const STEPS_OVERRIDE: Option<u32> = {steps:?};\n"
+    );
+    fs::write(out.join("build_settings.rs"), settings)
+        .unwrap_or_else(|e| panic!("cannot write build_settings.rs to {}: {e}", out.display()));
+}

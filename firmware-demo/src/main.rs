@@ -1,0 +1,142 @@
+//! ddpm-core on a Cortex-M4 (QEMU `mps2-an386`), in 64 KB of RAM and no heap.
+//!
+//! Prints over semihosting, in this order:
+//! 1. the bits of the first 8 values of `GaussianNoise::new(42)`;
+//! 2. the build settings, then one DDIM sample of [`demo_model`] as ASCII art, its u8 pixels in
+//!    hex and `checksum: 0x........` (CRC-32 of the pixels);
+//! 3. `stack high-water: N bytes`;
+//!
+//! then exits QEMU with success, or with failure after printing the error. The host-side test
+//! (`firmware-check`) runs it and compares every number with the same computation on the host.
+//!
+//! Expected for the default build (seed 42, 10 steps): noise bits starting `0xbe8986ed
+//! 0x3f14fc0c`, `checksum: 0xfe2933aa`, and a stack high-water mark near 10 KB (most of it the
+//! schedule tables, which `Schedule::new` builds on the stack and returns by value).
+//!
+//! Build settings: `DDPM_DEMO_SEED` (default 42) and `DDPM_DEMO_STEPS` (default 10).
+
+#![no_std]
+#![no_main]
+
+mod demo_model;
+mod stack;
+
+use core::panic::PanicInfo;
+
+use cortex_m_rt::{entry, exception, ExceptionFrame};
+use cortex_m_semihosting::{debug, hprint, hprintln};
+use ddpm_core::GaussianNoise;
+
+mod build_settings {
+    include!(concat!(env!("OUT_DIR"), "/build_settings.rs"));
+}
+
+/// Seed of the sample.
+const SEED: u64 = match build_settings::SEED_OVERRIDE {
+    Some(s) => s,
+    None => demo_model::DEFAULT_SEED,
+};
+/// DDIM steps.
+const STEPS: u32 = match build_settings::STEPS_OVERRIDE {
+    Some(s) => s,
+    None => demo_model::DEFAULT_STEPS,
+};
+
+/// Seed and count of the printed noise values (the cross-platform noise contract).
+const NOISE_SEED: u64 = 42;
+const NOISE_COUNT: usize = 8;
+
+/// Darkest to brightest.
+const ASCII_RAMP: &[u8] = b" .:-=+*#%@";
+
+#[entry]
+fn main() -> ! {
+    // cortex-m-rt turns this into a `&'static mut` local to `main`: no heap, no unsafe, and the
+    // buffers show up in `.bss`, not on the stack.
+    static mut BUFFERS: demo_model::Buffers = demo_model::Buffers::ZEROED;
+
+    let painted = stack::paint();
+    let result = run(BUFFERS);
+    if let Err(e) = &result {
+        hprintln!("error: {}", e);
+    }
+    let usage = stack::usage();
+    hprintln!(
+        "stack high-water: {} bytes (stack region {} bytes, {} painted)",
+        usage.high_water,
+        usage.size,
+        painted
+    );
+    let stack_ok = !usage.exhausted();
+    if !stack_ok {
+        hprintln!("error: the stack used all of its region and may have overwritten statics");
+    }
+    exit(result.is_ok() && stack_ok)
+}
+
+/// Everything the demo computes and prints, up to the stack report.
+fn run(bufs: &mut demo_model::Buffers) -> ddpm_core::Result<()> {
+    let mut noise = GaussianNoise::new(NOISE_SEED);
+    hprint!("noise bits (seed {}, first {}):", NOISE_SEED, NOISE_COUNT);
+    for _ in 0..NOISE_COUNT {
+        hprint!(" {:#010x}", noise.next_gaussian().to_bits());
+    }
+    hprintln!();
+
+    let cfg = demo_model::CONFIG;
+    hprintln!("seed: {}", SEED);
+    hprintln!("steps: {}", STEPS);
+    hprintln!(
+        "model: SimpleUNet {}x{}x{}, hidden {}/{}, synthetic weights",
+        cfg.channels,
+        cfg.height,
+        cfg.width,
+        cfg.hidden1,
+        cfg.hidden2
+    );
+
+    demo_model::generate(bufs, SEED, STEPS)?;
+
+    let image = &bufs.image;
+    let width = cfg.width as usize;
+    hprintln!("image:");
+    for row in image.chunks(width) {
+        for &px in row {
+            let c = ASCII_RAMP[px as usize * ASCII_RAMP.len() / 256] as char;
+            hprint!("{}{}", c, c);
+        }
+        hprintln!();
+    }
+    hprint!("pixels:");
+    for &px in image.iter() {
+        hprint!(" {:02x}", px);
+    }
+    hprintln!();
+    hprintln!("checksum: {:#010x}", ddpm_core::crc32(image));
+    Ok(())
+}
+
+/// Ends the QEMU session with success or failure through semihosting.
+fn exit(success: bool) -> ! {
+    debug::exit(if success {
+        debug::EXIT_SUCCESS
+    } else {
+        debug::EXIT_FAILURE
+    });
+    // Only reached when no debugger or emulator handles semihosting.
+    loop {
+        cortex_m::asm::wfi();
+    }
+}
+
+#[panic_handler]
+fn panic(info: &PanicInfo) -> ! {
+    hprintln!("panic: {}", info);
+    exit(false)
+}
+
+#[exception]
+unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
+    hprintln!("error: hard fault at pc {:#010x}", frame.pc());
+    exit(false)
+}
