@@ -53,6 +53,17 @@ impl DType {
     }
 }
 
+/// Numeric format of a model's weights and activations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Precision {
+    /// f32 weights, f32 arithmetic.
+    F32,
+    /// Post-training int8 quantization (TFLite Micro conventions): int8 weights per output
+    /// channel, int8 activations per tensor, int32 biases, Q31 requantization; the time MLP
+    /// stays f32.
+    Int8,
+}
+
 /// What a model file says about itself, before its tensors.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ModelHeader<'a> {
@@ -60,6 +71,8 @@ pub struct ModelHeader<'a> {
     pub model: ModelConfig,
     /// The noise schedule the model was trained with.
     pub schedule: ScheduleConfig,
+    /// f32 or int8.
+    pub precision: Precision,
     /// Number of tensor records that follow.
     pub tensor_count: u32,
     /// Free text: how the model was made (command line, seed, data).
@@ -324,6 +337,7 @@ mod writer {
     pub struct ModelWriter {
         model: ModelConfig,
         schedule: ScheduleConfig,
+        precision: Precision,
         note: String,
         tensors: Vec<Owned>,
     }
@@ -334,9 +348,16 @@ mod writer {
             Self {
                 model,
                 schedule,
+                precision: Precision::F32,
                 note: note.into(),
                 tensors: Vec::new(),
             }
+        }
+
+        /// Marks the file as holding a model of the given precision (default: f32).
+        pub fn with_precision(mut self, precision: Precision) -> Self {
+            self.precision = precision;
+            self
         }
 
         fn push_raw(
@@ -393,6 +414,7 @@ mod writer {
             let header = ModelHeader {
                 model: self.model,
                 schedule: self.schedule,
+                precision: self.precision,
                 tensor_count: self.tensors.len() as u32,
                 note: &self.note,
             };

@@ -5,7 +5,7 @@ use alloc::vec::Vec;
 
 use crate::config::{ModelConfig, ScheduleConfig, SimpleUNetConfig};
 use crate::error::{check_len, Result};
-use crate::format::ModelFile;
+use crate::format::{ModelFile, Precision};
 use crate::sampler::{self, Denoiser, SamplerConfig};
 use crate::schedule::Schedule;
 use crate::simple_unet::{self, SimpleUNet};
@@ -48,6 +48,11 @@ impl HostModel {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let file = ModelFile::parse(bytes)?;
         let header = *file.header();
+        if header.precision != Precision::F32 {
+            return Err(crate::Error::InvalidConfig(
+                "this is an int8 model file; load it with the int8 executor",
+            ));
+        }
         let ModelConfig::SimpleUNet(cfg) = header.model;
         simple_unet::check_params(&file, &cfg)?;
         let schedule = alloc::boxed::Box::new(Schedule::new(&header.schedule)?);

@@ -173,6 +173,7 @@ fn a_tensor_record_lying_about_its_length_is_rejected() {
     let header = ddpm_core::format::ModelHeader {
         model: ModelConfig::SimpleUNet(small_cfg()),
         schedule: ScheduleConfig::default(),
+        precision: ddpm_core::format::Precision::F32,
         tensor_count: 1,
         note: "",
     };
