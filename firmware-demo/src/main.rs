@@ -3,7 +3,7 @@
 //! Prints over semihosting, in this order:
 //! 1. the bits of the first 8 values of `GaussianNoise::new(42)`;
 //! 2. the build settings, then one DDIM sample of [`demo_model`] as ASCII art, its u8 pixels in
-//!    hex and `checksum: 0x........` (CRC-32 of the pixels);
+//!    hex, the raw f32 bits of the sample and `checksum: 0x........` (CRC-32 of the pixels);
 //! 3. `stack high-water: N bytes`;
 //!
 //! then exits QEMU with success, or with failure after printing the error. The host-side test
@@ -107,6 +107,13 @@ fn run(bufs: &mut demo_model::Buffers) -> ddpm_core::Result<()> {
         }
         hprintln!();
     }
+    // The raw f32 result before rounding to u8: compared bit for bit with the host, it shows a
+    // difference that clamping or rounding would hide.
+    hprint!("x bits:");
+    for &v in bufs.x.iter() {
+        hprint!(" {:#010x}", v.to_bits());
+    }
+    hprintln!();
     hprint!("pixels:");
     for &px in image.iter() {
         hprint!(" {:02x}", px);
