@@ -1,0 +1,151 @@
+//! Parses what `firmware-demo` prints over semihosting.
+
+use std::fmt;
+
+/// The numbers the firmware reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirmwareReport {
+    /// Bits of the first values of `GaussianNoise::new(42)`.
+    pub noise_bits: Vec<u32>,
+    /// Seed the firmware was built with.
+    pub seed: u64,
+    /// DDIM steps the firmware was built with.
+    pub steps: u32,
+    /// Bits of the sampled image's f32 values, before rounding to u8.
+    pub x_bits: Vec<u32>,
+    /// The sampled image, u8 pixels.
+    pub pixels: Vec<u8>,
+    /// The printed CRC-32 of the pixels.
+    pub checksum: u32,
+    /// Stack high-water mark, bytes.
+    pub stack_high_water: usize,
+}
+
+/// A line the report needs is missing or does not parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    /// The line's key (`checksum`, `seed`, ...).
+    pub key: &'static str,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "firmware output: line `{}:` {}", self.key, self.problem)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// The text after `key` and its colon on the first line that starts with `key`.
+fn value<'a>(text: &'a str, key: &'static str) -> Result<&'a str, ParseError> {
+    text.lines()
+        .find_map(|l| {
+            let rest = l.strip_prefix(key)?;
+            // `noise bits (seed 42, first 8): ...` carries details before its colon.
+            let (head, tail) = rest.split_once(':')?;
+            (head.is_empty() || head.starts_with(' ')).then_some(tail.trim())
+        })
+        .ok_or_else(|| ParseError {
+            key,
+            problem: "is missing".into(),
+        })
+}
+
+fn parse_hex_u32(key: &'static str, s: &str) -> Result<u32, ParseError> {
+    let digits = s.strip_prefix("0x").unwrap_or(s);
+    u32::from_str_radix(digits, 16).map_err(|e| ParseError {
+        key,
+        problem: format!("has `{s}`, not a hex u32: {e}"),
+    })
+}
+
+fn parse_dec<T: std::str::FromStr>(key: &'static str, s: &str) -> Result<T, ParseError>
+where
+    T::Err: fmt::Display,
+{
+    s.parse().map_err(|e| ParseError {
+        key,
+        problem: format!("has `{s}`, not a number: {e}"),
+    })
+}
+
+impl FirmwareReport {
+    /// Reads the report out of the firmware's whole output.
+    pub fn parse(text: &str) -> Result<Self, ParseError> {
+        let noise_bits = value(text, "noise bits")?
+            .split_whitespace()
+            .map(|w| parse_hex_u32("noise bits", w))
+            .collect::<Result<Vec<_>, _>>()?;
+        let x_bits = value(text, "x bits")?
+            .split_whitespace()
+            .map(|w| parse_hex_u32("x bits", w))
+            .collect::<Result<Vec<_>, _>>()?;
+        let pixels = value(text, "pixels")?
+            .split_whitespace()
+            .map(|w| {
+                u8::from_str_radix(w, 16).map_err(|e| ParseError {
+                    key: "pixels",
+                    problem: format!("has `{w}`, not a hex byte: {e}"),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let stack = value(text, "stack high-water")?;
+        let stack_bytes = stack.split_whitespace().next().unwrap_or("");
+        Ok(Self {
+            noise_bits,
+            seed: parse_dec("seed", value(text, "seed")?)?,
+            steps: parse_dec("steps", value(text, "steps")?)?,
+            x_bits,
+            pixels,
+            checksum: parse_hex_u32("checksum", value(text, "checksum")?)?,
+            stack_high_water: parse_dec("stack high-water", stack_bytes)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "noise bits (seed 42, first 2): 0xbe8986ed 0x3f14fc0c\n\
+        seed: 42\n\
+        steps: 10\n\
+        model: SimpleUNet 1x2x2\n\
+        image:\n\
+        @@  \n\
+        ..##\n\
+        x bits: 0x3f800000 0xbf800000 0xbd800000 0x3f600000\n\
+        pixels: ff 00 10 ee\n\
+        checksum: 0x0000abcd\n\
+        stack high-water: 1024 bytes (stack region 4096 bytes, 4000 painted)\n";
+
+    #[test]
+    fn parses_every_field() {
+        let r = FirmwareReport::parse(SAMPLE).unwrap();
+        assert_eq!(
+            r,
+            FirmwareReport {
+                noise_bits: vec![0xbe89_86ed, 0x3f14_fc0c],
+                seed: 42,
+                steps: 10,
+                x_bits: vec![0x3f80_0000, 0xbf80_0000, 0xbd80_0000, 0x3f60_0000],
+                pixels: vec![0xff, 0, 0x10, 0xee],
+                checksum: 0xabcd,
+                stack_high_water: 1024,
+            }
+        );
+    }
+
+    #[test]
+    fn names_the_missing_or_bad_line() {
+        let no_checksum = SAMPLE.replace("checksum: 0x0000abcd\n", "");
+        let e = FirmwareReport::parse(&no_checksum).unwrap_err();
+        assert_eq!(e.key, "checksum");
+        let bad_seed = SAMPLE.replace("seed: 42", "seed: x");
+        assert_eq!(FirmwareReport::parse(&bad_seed).unwrap_err().key, "seed");
+        // `seed` must not match the noise line's "(seed 42, ...)" or a longer key.
+        assert!(FirmwareReport::parse("seedless: 1\n").is_err());
+    }
+}

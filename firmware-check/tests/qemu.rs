@@ -1,0 +1,305 @@
+//! Builds `firmware-demo` for the Cortex-M4, runs it under QEMU (`mps2-an386`) and checks that
+//! it computes, bit for bit, what the same code computes on this host, and that it fits in
+//! 64 KB of RAM.
+//!
+//! Needs the `thumbv7em-none-eabihf` Rust target and `qemu-system-arm` (tools/setup-embedded.sh
+//! installs both). Run with `cargo test -p firmware-check -- --nocapture` to see the firmware's
+//! output and its section sizes.
+
+use std::env;
+use std::ffi::OsString;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ddpm_core::{crc32, GaussianNoise};
+use firmware_check::demo_model::{self, Buffers};
+use firmware_check::elf;
+use firmware_check::output::FirmwareReport;
+use firmware_check::RAM_BUDGET;
+
+/// QEMU is killed after this long (the default build runs in well under a second).
+const QEMU_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Every test builds into the same target directory and runs the binary it built, so they
+/// take turns.
+static FIRMWARE: Mutex<()> = Mutex::new(());
+
+fn firmware_lock() -> MutexGuard<'static, ()> {
+    // A failed test poisons the lock; the next one can still build and run.
+    FIRMWARE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn firmware_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../firmware-demo")
+        .canonicalize()
+        .expect("firmware-demo/ should sit next to firmware-check/")
+}
+
+/// Environment variables of the outer `cargo test` that must not reach the firmware build:
+/// flags for the host (`RUSTFLAGS`, `CARGO_ENCODED_RUSTFLAGS`, `CARGO_BUILD_TARGET`, ...),
+/// the outer target directory and jobserver, and the outer package's metadata.
+fn leaks_from_outer_cargo(name: &str) -> bool {
+    const EXACT: &[&str] = &[
+        "RUSTFLAGS",
+        "RUSTDOCFLAGS",
+        "MAKEFLAGS",
+        "MFLAGS",
+        "CARGO_MAKEFLAGS",
+        "CARGO_PRIMARY_PACKAGE",
+        "DDPM_DEMO_SEED",
+        "DDPM_DEMO_STEPS",
+    ];
+    const PREFIXES: &[&str] = &[
+        "CARGO_ENCODED_",
+        "CARGO_BUILD_",
+        "CARGO_TARGET_",
+        "CARGO_PROFILE_",
+        "CARGO_MANIFEST_",
+        "CARGO_PKG_",
+        "CARGO_CRATE_",
+        "CARGO_BIN_",
+        "CARGO_CFG_",
+        "__CARGO",
+    ];
+    EXACT.contains(&name) || PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// Builds the release firmware (seed from `DDPM_DEMO_SEED` when given, else its default) and
+/// returns the path of its ELF file.
+fn build_firmware(seed: Option<u64>) -> PathBuf {
+    let dir = firmware_dir();
+    let target_dir = dir.join("target");
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    let mut cmd = Command::new(&cargo);
+    cmd.current_dir(&dir).args(["build", "--release"]);
+    for (name, _) in env::vars_os() {
+        if name.to_str().is_some_and(leaks_from_outer_cargo) {
+            cmd.env_remove(&name);
+        }
+    }
+    cmd.env("CARGO_TARGET_DIR", &target_dir);
+    if let Some(seed) = seed {
+        cmd.env("DDPM_DEMO_SEED", seed.to_string());
+    }
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cargo:?} to build firmware-demo: {e}"));
+    assert!(
+        out.status.success(),
+        "building firmware-demo (seed {seed:?}) failed with {}; is the thumbv7em-none-eabihf \
+         target installed (`rustup target add thumbv7em-none-eabihf`)?\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    target_dir.join("thumbv7em-none-eabihf/release/firmware-demo")
+}
+
+/// The QEMU command line of `firmware-demo/.cargo/config.toml`'s runner, so the test boots the
+/// firmware exactly as `cargo run` does.
+fn qemu_command() -> Vec<String> {
+    let path = firmware_dir().join(".cargo/config.toml");
+    let config =
+        fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let runner = config
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("runner = \"")?.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("{} has no `runner = \"...\"` line", path.display()));
+    runner.split_whitespace().map(str::to_owned).collect()
+}
+
+/// Collects everything a child writes to one pipe, on a thread.
+fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+/// Boots `elf` in QEMU; returns its exit status, stdout and stderr. Kills QEMU after
+/// [`QEMU_TIMEOUT`].
+fn run_in_qemu(elf: &Path) -> (ExitStatus, String, String) {
+    let argv = qemu_command();
+    let mut child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .arg(elf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {} ({e}); install QEMU (Debian: `apt-get install qemu-system-arm`)",
+                argv[0]
+            )
+        });
+    let stdout = drain(child.stdout.take().expect("stdout is piped"));
+    let stderr = drain(child.stderr.take().expect("stderr is piped"));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("cannot wait for QEMU") {
+            break Some(status);
+        }
+        if start.elapsed() >= QEMU_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let (out, err) = (stdout.join().unwrap(), stderr.join().unwrap());
+    match status {
+        Some(status) => (status, out, err),
+        None => panic!(
+            "QEMU did not exit within {} s and was killed; output so far:\n{out}\n{err}",
+            QEMU_TIMEOUT.as_secs()
+        ),
+    }
+}
+
+/// Builds and boots the firmware, checks that it exited with success and parses its report.
+fn build_and_run(seed: Option<u64>) -> (PathBuf, FirmwareReport) {
+    let elf = build_firmware(seed);
+    let (status, out, err) = run_in_qemu(&elf);
+    println!("--- firmware output (seed {seed:?}) ---\n{out}{err}---");
+    assert!(
+        status.success(),
+        "the firmware exited with {status}:\n{out}\n{err}"
+    );
+    let report = FirmwareReport::parse(&out).unwrap_or_else(|e| panic!("{e}\n{out}"));
+    (elf, report)
+}
+
+/// What the firmware's sampling computes, computed here.
+struct HostSample {
+    /// Bits of the f32 result.
+    x_bits: Vec<u32>,
+    /// The u8 image.
+    pixels: Vec<u8>,
+}
+
+fn host_sample(seed: u64, steps: u32) -> HostSample {
+    let mut bufs = Box::new(Buffers::ZEROED);
+    demo_model::generate(&mut bufs, seed, steps)
+        .unwrap_or_else(|e| panic!("host sampling failed: {e}"));
+    HostSample {
+        x_bits: bufs.x.iter().map(|v| v.to_bits()).collect(),
+        pixels: bufs.image.to_vec(),
+    }
+}
+
+/// One line per element that differs, `what i: firmware …, host …`.
+fn mismatches<T: PartialEq + std::fmt::LowerHex>(what: &str, firmware: &[T], host: &[T]) -> String {
+    let mut lines: Vec<String> = firmware
+        .iter()
+        .zip(host)
+        .enumerate()
+        .filter(|(_, (a, b))| a != b)
+        .map(|(i, (a, b))| format!("{what} {i}: firmware {a:#x}, host {b:#x}"))
+        .collect();
+    if firmware.len() != host.len() {
+        lines.push(format!(
+            "{what}: firmware printed {}, the host has {}",
+            firmware.len(),
+            host.len()
+        ));
+    }
+    lines.join("\n")
+}
+
+/// Prints the section sizes and fails if `.data` + `.bss` (+ `.uninit`) + the stack
+/// high-water mark pass [`RAM_BUDGET`].
+fn check_memory(elf_path: &Path, stack_high_water: usize) {
+    let bytes =
+        fs::read(elf_path).unwrap_or_else(|e| panic!("cannot read {}: {e}", elf_path.display()));
+    let sections = elf::sections(&bytes).unwrap_or_else(|e| panic!("{}: {e}", elf_path.display()));
+    let size = |name| elf::section_size(&sections, name) as usize;
+    let (vectors, text, rodata) = (size(".vector_table"), size(".text"), size(".rodata"));
+    let (data, bss, uninit) = (size(".data"), size(".bss"), size(".uninit"));
+    let flash = vectors + text + rodata + data;
+    let ram = data + bss + uninit + stack_high_water;
+    println!(".vector_table {vectors:>7} bytes");
+    println!(".text         {text:>7} bytes");
+    println!(".rodata       {rodata:>7} bytes");
+    println!(".data         {data:>7} bytes");
+    println!(".bss          {bss:>7} bytes");
+    println!(".uninit       {uninit:>7} bytes");
+    println!("stack (high-water) {stack_high_water:>7} bytes");
+    println!("flash {flash} bytes; RAM {ram} of {RAM_BUDGET} bytes");
+    assert!(text > 0, "no .text section in {}", elf_path.display());
+    assert!(
+        ram <= RAM_BUDGET,
+        "the firmware needs {ram} bytes of RAM (.data {data} + .bss {bss} + .uninit {uninit} + \
+         stack {stack_high_water}), more than the {RAM_BUDGET} bytes budget"
+    );
+}
+
+#[test]
+fn firmware_matches_the_host_bit_for_bit_and_fits_in_64k() {
+    let _turn = firmware_lock();
+    let (elf_path, report) = build_and_run(None);
+
+    let mut noise = GaussianNoise::new(42);
+    let host_bits: Vec<u32> = (0..8).map(|_| noise.next_gaussian().to_bits()).collect();
+    assert_eq!(
+        report.noise_bits, host_bits,
+        "GaussianNoise::new(42) differs between the Cortex-M4 and this host"
+    );
+
+    assert_eq!(report.seed, demo_model::DEFAULT_SEED, "default seed");
+    assert_eq!(report.steps, demo_model::DEFAULT_STEPS, "default steps");
+    let host = host_sample(report.seed, report.steps);
+    assert_eq!(
+        report.checksum,
+        crc32(&report.pixels),
+        "the printed checksum is not the CRC-32 of the printed pixels"
+    );
+    assert!(
+        report.x_bits == host.x_bits,
+        "the firmware's f32 sample differs from the host's:\n{}",
+        mismatches("x", &report.x_bits, &host.x_bits)
+    );
+    assert!(
+        report.pixels == host.pixels,
+        "the firmware's image differs from the host's:\n{}",
+        mismatches("pixel", &report.pixels, &host.pixels)
+    );
+    assert_eq!(
+        report.checksum,
+        crc32(&host.pixels),
+        "checksum vs the host's"
+    );
+
+    check_memory(&elf_path, report.stack_high_water);
+}
+
+#[test]
+fn another_seed_gives_another_image_on_both_sides() {
+    const OTHER_SEED: u64 = 7;
+    let _turn = firmware_lock();
+    let (_, report) = build_and_run(Some(OTHER_SEED));
+    assert_eq!(
+        report.seed, OTHER_SEED,
+        "DDPM_DEMO_SEED did not reach the build"
+    );
+    let host = host_sample(OTHER_SEED, report.steps);
+    assert_eq!(
+        report.checksum,
+        crc32(&host.pixels),
+        "checksum for seed {OTHER_SEED} vs the host's:\n{}",
+        mismatches("pixel", &report.pixels, &host.pixels)
+    );
+    let default = host_sample(demo_model::DEFAULT_SEED, report.steps);
+    assert_ne!(
+        report.checksum,
+        crc32(&default.pixels),
+        "seeds {OTHER_SEED} and {} gave the same checksum",
+        demo_model::DEFAULT_SEED
+    );
+}
