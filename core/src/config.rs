@@ -255,7 +255,11 @@ mod tests {
         assert!(c.validate().is_ok());
         let bad = SimpleUNetConfig { hidden1: 0, ..c };
         assert!(bad.validate().is_err());
-        let huge = SimpleUNetConfig { height: 4096, width: 4096, ..c };
+        let huge = SimpleUNetConfig {
+            height: 4096,
+            width: 4096,
+            ..c
+        };
         assert!(huge.validate().is_err());
     }
 }

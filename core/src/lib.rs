@@ -52,6 +52,7 @@ pub mod format;
 pub mod host;
 pub mod layers;
 pub mod noise;
+pub mod quant;
 pub mod sampler;
 pub mod schedule;
 pub mod simple_unet;
