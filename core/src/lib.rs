@@ -50,12 +50,16 @@ pub mod fast;
 pub mod format;
 #[cfg(feature = "alloc")]
 pub mod host;
+pub mod int8;
 pub mod layers;
 pub mod noise;
 pub mod quant;
+#[cfg(feature = "alloc")]
+pub mod quantize;
 pub mod sampler;
 pub mod schedule;
 pub mod simple_unet;
+pub mod stream;
 
 pub use config::{ModelConfig, ScheduleConfig, ScheduleKind, SimpleUNetConfig, TensorSpec};
 pub use crc32::crc32;

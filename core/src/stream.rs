@@ -1,0 +1,448 @@
+//! The row-streaming executor: computes the network's output row by row, keeping a rolling
+//! window of 3 rows for the quantized input and for each intermediate map, instead of whole
+//! activation maps.
+//!
+//! Stage `s` makes input row `s`, enc1 row `s − 1`, enc2 row `s − 2`, dec1 row `s − 3` and
+//! output row `s − 4` (those in range), in that order: when a layer's row `r` is made, its
+//! input rows `r − 1`, `r` and `r + 1` are all in the window (row `r + 1` was made earlier in
+//! the same stage, row `r − 1` two stages before, and 3 slots keep three consecutive rows).
+//! One pipeline serves the int8 network ([`Int8SimpleUNet`]) and the f32 one
+//! ([`F32StreamNet`]) through the [`RowNet`] trait.
+//!
+//! Because input row `r` is read (and copied into the window) at stage `r`, while output row
+//! `r` appears at stage `r + 4`, a sampler can update the image row by row as the output rows
+//! appear, with no buffer for ε: [`sample_streaming`].
+
+use crate::config::{ModelConfig, SimpleUNetConfig};
+use crate::error::{check_len, Error, Result};
+use crate::format::{DType, ModelFile, Precision};
+use crate::int8::{F32Le, Int8SimpleUNet, Scratch};
+use crate::sampler::{ddim_step, ddpm_step, Plan, SamplerConfig};
+use crate::schedule::Schedule;
+use crate::GaussianNoise;
+
+/// A network that can produce one row of one layer from a 3-row window of the layer below.
+pub trait RowNet {
+    /// Activation element type (i8 or f32).
+    type Act: Copy;
+    /// The network's sizes.
+    fn config(&self) -> &SimpleUNetConfig;
+    /// Prepares per-call state (the time embedding) for network time input `t_in`.
+    fn begin(&self, t_in: f32, scratch: &mut Scratch<'_, Self::Act>);
+    /// Converts an input value to an activation.
+    fn input(&self, v: f32) -> Self::Act;
+    /// Row `r` of hidden layer `layer` (0 = enc1, 1 = enc2, 2 = dec1) into `dst` (`[out_c][w]`),
+    /// reading the window `src` (`[3][in_c][w]`, row `q` in slot `q % 3`).
+    fn hidden_row(
+        &self,
+        layer: usize,
+        src: &[Self::Act],
+        r: usize,
+        offsets: &[i32],
+        temb: &[f32],
+        dst: &mut [Self::Act],
+    );
+    /// Row `r` of the output (`[c][w]`) from the window of dec1.
+    fn output_row(&self, src: &[Self::Act], r: usize, dst: &mut [f32]);
+    /// Whether `Scratch::offsets` is used.
+    fn uses_offsets(&self) -> bool;
+}
+
+/// Input and output channels of layer `l` (0..4) of a SimpleUNet.
+pub(crate) fn layer_channels(cfg: &SimpleUNetConfig, l: usize) -> (usize, usize) {
+    let (c, h1, h2) = (
+        cfg.channels as usize,
+        cfg.hidden1 as usize,
+        cfg.hidden2 as usize,
+    );
+    [(c, h1), (h1, h2), (h2, h1), (h1, c)][l]
+}
+
+/// Runs the network on `x` row by row; `emit(r, eps_row, x)` receives each output row `r`
+/// (`[c][w]`) as soon as it exists, together with the image, whose rows `≤ r + 3`... have all
+/// been read already, so `emit` may overwrite rows `≤ r` of `x`.
+pub fn run_streaming<N: RowNet>(
+    net: &N,
+    x: &mut [f32],
+    t_in: f32,
+    scratch: &mut Scratch<'_, N::Act>,
+    mut emit: impl FnMut(usize, &[f32], &mut [f32]) -> Result<()>,
+) -> Result<()> {
+    let cfg = *net.config();
+    let (h, w) = (cfg.height as usize, cfg.width as usize);
+    let c = cfg.channels as usize;
+    let h2 = cfg.hidden2 as usize;
+    check_len("input image", cfg.image_len(), x.len())?;
+    scratch.check_streaming(&cfg, net.uses_offsets())?;
+    net.begin(t_in, scratch);
+    let Scratch {
+        acts,
+        temb,
+        offsets,
+        row,
+        ..
+    } = scratch;
+    let (temb, offsets, row) = (&temb[..h2], &offsets[..], &mut row[..c * w]);
+    // Windows: input, enc1, enc2, dec1.
+    let sizes = [
+        3 * c * w,
+        3 * cfg.hidden1 as usize * w,
+        3 * h2 * w,
+        3 * cfg.hidden1 as usize * w,
+    ];
+    let (win0, rest) = acts.split_at_mut(sizes[0]);
+    let (win1, rest) = rest.split_at_mut(sizes[1]);
+    let (win2, rest) = rest.split_at_mut(sizes[2]);
+    let win3 = &mut rest[..sizes[3]];
+    for s in 0..h + 4 {
+        if s < h {
+            let slot = s % 3;
+            for ch in 0..c {
+                let src = &x[(ch * h + s) * w..][..w];
+                let dst = &mut win0[(slot * c + ch) * w..][..w];
+                for (d, v) in dst.iter_mut().zip(src) {
+                    *d = net.input(*v);
+                }
+            }
+        }
+        hidden_stage(net, 0, s, win0, win1, offsets, temb);
+        hidden_stage(net, 1, s, win1, win2, offsets, temb);
+        hidden_stage(net, 2, s, win2, win3, offsets, temb);
+        if let Some(r) = s.checked_sub(4).filter(|&r| r < h) {
+            net.output_row(&*win3, r, row);
+            emit(r, row, x)?;
+        }
+    }
+    Ok(())
+}
+
+/// At stage `s`, makes row `s − layer − 1` of hidden layer `layer` (when in range) from the
+/// window `src` into the window `dst`.
+fn hidden_stage<N: RowNet>(
+    net: &N,
+    layer: usize,
+    s: usize,
+    src: &[N::Act],
+    dst: &mut [N::Act],
+    offsets: &[i32],
+    temb: &[f32],
+) {
+    let cfg = net.config();
+    let Some(r) = s
+        .checked_sub(layer + 1)
+        .filter(|&r| r < cfg.height as usize)
+    else {
+        return;
+    };
+    let (_, out_c) = layer_channels(cfg, layer);
+    let len = out_c * cfg.width as usize;
+    let slot = r % 3;
+    net.hidden_row(
+        layer,
+        src,
+        r,
+        offsets,
+        temb,
+        &mut dst[slot * len..(slot + 1) * len],
+    );
+}
+
+impl<A> Scratch<'_, A> {
+    fn check_streaming(&self, cfg: &SimpleUNetConfig, offsets: bool) -> Result<()> {
+        self.check_sizes(cfg, cfg.streaming_act_len(), offsets, true)
+    }
+}
+
+/// One forward pass through the streaming executor into `out` (the whole ε).
+pub fn forward_streaming<N: RowNet>(
+    net: &N,
+    x: &[f32],
+    t_in: f32,
+    scratch: &mut Scratch<'_, N::Act>,
+    x_copy_free: &mut [f32],
+    out: &mut [f32],
+) -> Result<()> {
+    let cfg = *net.config();
+    let (h, w) = (cfg.height as usize, cfg.width as usize);
+    check_len("output image", cfg.image_len(), out.len())?;
+    check_len("input copy", cfg.image_len(), x_copy_free.len())?;
+    x_copy_free.copy_from_slice(x);
+    run_streaming(net, x_copy_free, t_in, scratch, |r, eps_row, _| {
+        for ch in 0..cfg.channels as usize {
+            out[(ch * h + r) * w..][..w].copy_from_slice(&eps_row[ch * w..][..w]);
+        }
+        Ok(())
+    })
+}
+
+/// One sampler step (step `k` of `plan`) through the streaming executor: the image is updated
+/// row by row as ε's rows appear, so no ε buffer exists. Noise is drawn in the same order as
+/// [`crate::sampler::sample_step`] when the image has one channel; with more channels, in row
+/// order (all channels of row 0, then row 1, …).
+#[allow(clippy::too_many_arguments)]
+pub fn sample_step_streaming<N: RowNet, const M: usize>(
+    net: &N,
+    sched: &Schedule<M>,
+    cfg: &SamplerConfig,
+    plan: &Plan,
+    k: usize,
+    noise: &mut GaussianNoise,
+    x: &mut [f32],
+    scratch: &mut Scratch<'_, N::Act>,
+) -> Result<()> {
+    let (t, prev) = plan
+        .step(k)
+        .ok_or(Error::InvalidConfig("step index past the plan"))?;
+    let t_in = t as f32 / sched.len() as f32;
+    let ncfg = *net.config();
+    let (h, w) = (ncfg.height as usize, ncfg.width as usize);
+    run_streaming(net, x, t_in, scratch, |r, eps_row, x| {
+        for ch in 0..ncfg.channels as usize {
+            let xr = &mut x[(ch * h + r) * w..][..w];
+            let er = &eps_row[ch * w..][..w];
+            let z = |_: usize| noise.next_gaussian();
+            match cfg {
+                SamplerConfig::Ddpm(c) => ddpm_step(sched, c, t, xr, er, z)?,
+                SamplerConfig::Ddim(c) => ddim_step(sched, c, t, prev, xr, er, z)?,
+            }
+        }
+        Ok(())
+    })
+}
+
+/// A whole sample through the streaming executor: `x` is filled with noise from `seed`, and
+/// holds the final image at the end. Working memory: `x`, the scratch and the schedule.
+pub fn sample_streaming<N: RowNet, const M: usize>(
+    net: &N,
+    sched: &Schedule<M>,
+    cfg: &SamplerConfig,
+    seed: u64,
+    x: &mut [f32],
+    scratch: &mut Scratch<'_, N::Act>,
+) -> Result<()> {
+    let plan = Plan::new(cfg, sched.len() as u32)?;
+    let mut noise = GaussianNoise::new(seed);
+    noise.fill(x);
+    for k in 0..plan.len() {
+        sample_step_streaming(net, sched, cfg, &plan, k, &mut noise, x, scratch)?;
+    }
+    Ok(())
+}
+
+impl RowNet for Int8SimpleUNet<'_> {
+    type Act = i8;
+    fn config(&self) -> &SimpleUNetConfig {
+        Int8SimpleUNet::config(self)
+    }
+    fn begin(&self, t_in: f32, scratch: &mut Scratch<'_, i8>) {
+        self.time_offsets(t_in, scratch);
+    }
+    fn input(&self, v: f32) -> i8 {
+        self.input_quant().quantize(v)
+    }
+    fn hidden_row(
+        &self,
+        layer: usize,
+        src: &[i8],
+        r: usize,
+        offsets: &[i32],
+        _temb: &[f32],
+        dst: &mut [i8],
+    ) {
+        let l = &self.layers()[layer];
+        let h = self.config().height as usize;
+        let w = self.config().width as usize;
+        let out = l.out.unwrap_or(self.input_quant());
+        for o in 0..l.out_c {
+            let off = if layer == 1 { offsets[o] } else { 0 };
+            for (x, d) in dst[o * w..(o + 1) * w].iter_mut().enumerate() {
+                let acc = int8_acc(l, src, h, w, r, x, o);
+                *d = l.requantize(o, acc, off, out);
+            }
+        }
+    }
+    fn output_row(&self, src: &[i8], r: usize, dst: &mut [f32]) {
+        let l = &self.layers()[3];
+        let h = self.config().height as usize;
+        let w = self.config().width as usize;
+        for o in 0..l.out_c {
+            for (x, d) in dst[o * w..(o + 1) * w].iter_mut().enumerate() {
+                *d = l.dequantize(o, int8_acc(l, src, h, w, r, x, o));
+            }
+        }
+    }
+    fn uses_offsets(&self) -> bool {
+        true
+    }
+}
+
+/// The int32 accumulator of output pixel (r, x) of channel `o`, from a 3-row window.
+#[inline(always)]
+fn int8_acc(
+    l: &crate::int8::QConv<'_>,
+    src: &[i8],
+    h: usize,
+    w: usize,
+    r: usize,
+    x: usize,
+    o: usize,
+) -> i32 {
+    let mut acc = l.bias(o);
+    for i in 0..l.in_c {
+        for ky in 0..3 {
+            let iy = r as isize + ky as isize - 1;
+            if iy < 0 || iy >= h as isize {
+                continue;
+            }
+            let row = &src[((iy as usize % 3) * l.in_c + i) * w..][..w];
+            for kx in 0..3 {
+                let ix = x as isize + kx as isize - 1;
+                if ix < 0 || ix >= w as isize {
+                    continue;
+                }
+                let q = row[ix as usize] as i32;
+                acc = acc.wrapping_add(l.tap(o, i, ky * 3 + kx) * (q - l.in_zp));
+            }
+        }
+    }
+    acc
+}
+
+/// An f32 SimpleUNet for the streaming executor, with weights read in place from the model
+/// file's bytes (from flash on a microcontroller).
+#[derive(Debug, Clone, Copy)]
+pub struct F32StreamNet<'a> {
+    cfg: SimpleUNetConfig,
+    /// enc1, enc2, dec1, dec2 weights in PyTorch layout, then their biases.
+    weights: [F32Le<'a>; 4],
+    biases: [F32Le<'a>; 4],
+    time: [F32Le<'a>; 4],
+}
+
+impl<'a> F32StreamNet<'a> {
+    /// Checks an f32 model file and borrows its tensors.
+    pub fn from_file(file: &ModelFile<'a>) -> Result<Self> {
+        let hdr = file.header();
+        if hdr.precision != Precision::F32 {
+            return Err(Error::InvalidConfig("not an f32 model file"));
+        }
+        let ModelConfig::SimpleUNet(cfg) = hdr.model;
+        crate::simple_unet::check_params(file, &cfg)?;
+        let get = |name: &'static str| -> Result<F32Le<'a>> {
+            let t = file.tensor(name)?;
+            if t.dtype != DType::F32 {
+                return Err(Error::DtypeMismatch { name });
+            }
+            Ok(F32Le::new(t.data))
+        };
+        Ok(Self {
+            cfg,
+            weights: [
+                get("enc1.weight")?,
+                get("enc2.weight")?,
+                get("dec1.weight")?,
+                get("dec2.weight")?,
+            ],
+            biases: [
+                get("enc1.bias")?,
+                get("enc2.bias")?,
+                get("dec1.bias")?,
+                get("dec2.bias")?,
+            ],
+            time: [
+                get("time_mlp.0.weight")?,
+                get("time_mlp.0.bias")?,
+                get("time_mlp.2.weight")?,
+                get("time_mlp.2.bias")?,
+            ],
+        })
+    }
+
+    /// The f32 accumulator of output pixel (r, x) of channel `o` of layer `l`.
+    #[inline(always)]
+    fn acc(&self, l: usize, src: &[f32], r: usize, x: usize, o: usize) -> f32 {
+        let (in_c, out_c) = layer_channels(&self.cfg, l);
+        let (h, w) = (self.cfg.height as usize, self.cfg.width as usize);
+        let wt = &self.weights[l];
+        let mut acc = self.biases[l].get(o);
+        for i in 0..in_c {
+            for ky in 0..3 {
+                let iy = r as isize + ky as isize - 1;
+                if iy < 0 || iy >= h as isize {
+                    continue;
+                }
+                let row = &src[((iy as usize % 3) * in_c + i) * w..][..w];
+                for kx in 0..3 {
+                    let ix = x as isize + kx as isize - 1;
+                    if ix < 0 || ix >= w as isize {
+                        continue;
+                    }
+                    let k = ky * 3 + kx;
+                    let idx = if l >= 2 {
+                        (i * out_c + o) * 9 + (8 - k)
+                    } else {
+                        (o * in_c + i) * 9 + k
+                    };
+                    acc += wt.get(idx) * row[ix as usize];
+                }
+            }
+        }
+        acc
+    }
+}
+
+impl RowNet for F32StreamNet<'_> {
+    type Act = f32;
+    fn config(&self) -> &SimpleUNetConfig {
+        &self.cfg
+    }
+    fn begin(&self, t_in: f32, scratch: &mut Scratch<'_, f32>) {
+        let h2 = self.cfg.hidden2 as usize;
+        let [w0, b0, w2, b2] = &self.time;
+        let (hidden, temb) = (&mut scratch.hidden[..h2], &mut scratch.temb[..h2]);
+        for (o, hv) in hidden.iter_mut().enumerate() {
+            let v = w0.get(o) * t_in + b0.get(o);
+            *hv = if v < 0.0 { 0.0 } else { v };
+        }
+        for (o, e) in temb.iter_mut().enumerate() {
+            let mut acc = b2.get(o);
+            for (i, hv) in hidden.iter().enumerate() {
+                acc += w2.get(o * h2 + i) * hv;
+            }
+            *e = acc;
+        }
+    }
+    fn input(&self, v: f32) -> f32 {
+        v
+    }
+    fn hidden_row(
+        &self,
+        layer: usize,
+        src: &[f32],
+        r: usize,
+        _offsets: &[i32],
+        temb: &[f32],
+        dst: &mut [f32],
+    ) {
+        let w = self.cfg.width as usize;
+        let (_, out_c) = layer_channels(&self.cfg, layer);
+        for o in 0..out_c {
+            for (x, d) in dst[o * w..(o + 1) * w].iter_mut().enumerate() {
+                let a = self.acc(layer, src, r, x, o);
+                let v = if a < 0.0 { 0.0 } else { a };
+                *d = if layer == 1 { v + temb[o] } else { v };
+            }
+        }
+    }
+    fn output_row(&self, src: &[f32], r: usize, dst: &mut [f32]) {
+        let w = self.cfg.width as usize;
+        for o in 0..self.cfg.channels as usize {
+            for (x, d) in dst[o * w..(o + 1) * w].iter_mut().enumerate() {
+                *d = self.acc(3, src, r, x, o);
+            }
+        }
+    }
+    fn uses_offsets(&self) -> bool {
+        false
+    }
+}

@@ -1,0 +1,249 @@
+//! The int8 network: streaming equals layer-by-layer bit for bit, int8 stays close to f32, the
+//! f32 streaming path equals the reference, and the working memory fits the stated budgets.
+
+mod common;
+
+use common::{random_input, random_params, rel_err};
+use ddpm_core::format::ModelFile;
+use ddpm_core::int8::{
+    Int8Layerwise, Int8SimpleUNet, Scratch, SeedF32StreamBuffers, SeedInt8StreamBuffers,
+};
+use ddpm_core::quantize::{quantize_simple_unet, Calibrator, RangeMethod};
+use ddpm_core::sampler::{self, DdimConfig, DdpmConfig, DdpmVariance, SamplerConfig};
+use ddpm_core::stream::{forward_streaming, sample_streaming, F32StreamNet};
+use ddpm_core::{Schedule, ScheduleConfig, SimpleUNet, SimpleUNetConfig};
+
+struct Owned {
+    acts8: Vec<i8>,
+    acts32: Vec<f32>,
+    hidden: Vec<f32>,
+    temb: Vec<f32>,
+    offsets: Vec<i32>,
+    row: Vec<f32>,
+}
+
+impl Owned {
+    fn new(cfg: &SimpleUNetConfig, layerwise: bool) -> Self {
+        let acts = if layerwise {
+            cfg.layerwise_act_len()
+        } else {
+            cfg.streaming_act_len()
+        };
+        let h2 = cfg.hidden2 as usize;
+        Self {
+            acts8: vec![0; acts],
+            acts32: vec![0.0; acts],
+            hidden: vec![0.0; h2],
+            temb: vec![0.0; h2],
+            offsets: vec![0; h2],
+            row: vec![0.0; cfg.row_len()],
+        }
+    }
+    fn i8(&mut self) -> Scratch<'_, i8> {
+        Scratch {
+            acts: &mut self.acts8,
+            hidden: &mut self.hidden,
+            temb: &mut self.temb,
+            offsets: &mut self.offsets,
+            row: &mut self.row,
+        }
+    }
+    fn f32(&mut self) -> Scratch<'_, f32> {
+        Scratch {
+            acts: &mut self.acts32,
+            hidden: &mut self.hidden,
+            temb: &mut self.temb,
+            offsets: &mut self.offsets,
+            row: &mut self.row,
+        }
+    }
+}
+
+/// An int8 file for random weights, calibrated on random inputs over the whole t range.
+fn int8_file(cfg: &SimpleUNetConfig, seed: u64, method: RangeMethod) -> (Vec<f32>, Vec<u8>) {
+    let params = random_params(cfg, seed, 1.0);
+    let net = SimpleUNet::from_flat(*cfg, &params).unwrap();
+    let mut cal = Calibrator::new(net, 7);
+    for i in 0..24 {
+        let x = random_input(cfg.image_len(), 1000 + i);
+        cal.observe(&x, i as f32 / 24.0).unwrap();
+    }
+    let bytes = quantize_simple_unet(
+        &net,
+        ScheduleConfig::default(),
+        cal.ranges(method),
+        "int8 test",
+    )
+    .unwrap();
+    (params, bytes)
+}
+
+fn configs() -> [SimpleUNetConfig; 3] {
+    [
+        SimpleUNetConfig::SEED,
+        SimpleUNetConfig {
+            channels: 3,
+            height: 7,
+            width: 9,
+            hidden1: 5,
+            hidden2: 6,
+        },
+        SimpleUNetConfig {
+            channels: 1,
+            height: 2,
+            width: 1,
+            hidden1: 2,
+            hidden2: 3,
+        },
+    ]
+}
+
+#[test]
+fn streaming_equals_layerwise_bit_for_bit() {
+    for (ci, cfg) in configs().into_iter().enumerate() {
+        let (_, bytes) = int8_file(&cfg, 20 + ci as u64, RangeMethod::MinMax);
+        let file = ModelFile::parse(&bytes).unwrap();
+        let net = Int8SimpleUNet::from_file(&file).unwrap();
+        let mut lw = Owned::new(&cfg, true);
+        let mut st = Owned::new(&cfg, false);
+        for k in 0..4u64 {
+            let x = random_input(cfg.image_len(), 50 + k);
+            let t_in = k as f32 / 4.0;
+            let mut a = vec![0.0; cfg.image_len()];
+            let mut b = vec![0.0; cfg.image_len()];
+            let mut copy = vec![0.0; cfg.image_len()];
+            net.forward_layerwise(&x, t_in, &mut lw.i8(), &mut a)
+                .unwrap();
+            forward_streaming(&net, &x, t_in, &mut st.i8(), &mut copy, &mut b).unwrap();
+            assert_eq!(
+                a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "cfg {cfg:?} input {k}"
+            );
+        }
+    }
+}
+
+#[test]
+fn streaming_sampler_equals_layerwise_sampler_bit_for_bit() {
+    let cfg = SimpleUNetConfig::SEED;
+    let (_, bytes) = int8_file(&cfg, 3, RangeMethod::MinMax);
+    let file = ModelFile::parse(&bytes).unwrap();
+    let net = Int8SimpleUNet::from_file(&file).unwrap();
+    let sched: Schedule = Schedule::new(&ScheduleConfig::default()).unwrap();
+    let samplers = [
+        SamplerConfig::Ddim(DdimConfig {
+            steps: 6,
+            eta: 0.5,
+            ..Default::default()
+        }),
+        SamplerConfig::Ddpm(DdpmConfig {
+            variance: DdpmVariance::FixedSmall,
+            clip_x0: true,
+        }),
+    ];
+    for (si, scfg) in samplers.into_iter().enumerate() {
+        // DDPM over all 300 steps is slow in a debug build; a short schedule does the same.
+        let sched_small: Schedule = Schedule::new(&ScheduleConfig::linear(8, 1e-3, 0.2)).unwrap();
+        let sched = if si == 0 { &sched } else { &sched_small };
+        let mut lw = Owned::new(&cfg, true);
+        let mut den = Int8Layerwise::new(net, lw.i8()).unwrap();
+        let mut a = vec![0.0; cfg.image_len()];
+        let mut eps = vec![0.0; cfg.image_len()];
+        sampler::sample(&mut den, sched, &scfg, 11, &mut a, &mut eps).unwrap();
+        let mut st = Owned::new(&cfg, false);
+        let mut b = vec![0.0; cfg.image_len()];
+        sample_streaming(&net, sched, &scfg, 11, &mut b, &mut st.i8()).unwrap();
+        assert_eq!(
+            a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            "{scfg:?}"
+        );
+    }
+}
+
+/// int8 against f32 on random (untrained) weights and inputs not used for calibration. Trained
+/// weights are measured by the trainer; this bound only catches a broken quantizer.
+const RANDOM_NET_INT8_REL_RMS: f64 = 0.08;
+
+#[test]
+fn int8_is_close_to_f32() {
+    let cfg = SimpleUNetConfig::SEED;
+    for method in [RangeMethod::MinMax, RangeMethod::Percentile(99.99)] {
+        let (params, bytes) = int8_file(&cfg, 5, method);
+        let file = ModelFile::parse(&bytes).unwrap();
+        let net = Int8SimpleUNet::from_file(&file).unwrap();
+        let f32net = SimpleUNet::from_flat(cfg, &params).unwrap();
+        let mut ws = vec![0.0; cfg.workspace_len()];
+        let mut lw = Owned::new(&cfg, true);
+        let (mut num, mut den) = (0.0f64, 0.0f64);
+        for k in 0..6u64 {
+            let x = random_input(cfg.image_len(), 9000 + k);
+            let t_in = (k as f32 + 0.5) / 6.0;
+            let mut a = vec![0.0; cfg.image_len()];
+            let mut b = vec![0.0; cfg.image_len()];
+            net.forward_layerwise(&x, t_in, &mut lw.i8(), &mut a)
+                .unwrap();
+            f32net.forward_reference(&x, t_in, &mut ws, &mut b).unwrap();
+            for (p, q) in a.iter().zip(&b) {
+                num += ((p - q) as f64).powi(2);
+                den += (*q as f64).powi(2);
+            }
+        }
+        let rel = (num / den).sqrt();
+        println!("{method:?}: int8 vs f32 relative RMS error of ε = {rel:.4}");
+        assert!(rel < RANDOM_NET_INT8_REL_RMS, "{method:?}: {rel}");
+    }
+}
+
+#[test]
+fn f32_streaming_equals_reference() {
+    for (ci, cfg) in configs().into_iter().enumerate() {
+        let params = random_params(&cfg, 70 + ci as u64, 1.0);
+        let bytes = common::model_bytes(&cfg, ScheduleConfig::default(), &params);
+        let file = ModelFile::parse(&bytes).unwrap();
+        let net = F32StreamNet::from_file(&file).unwrap();
+        let reference = SimpleUNet::from_flat(cfg, &params).unwrap();
+        let mut ws = vec![0.0; cfg.workspace_len()];
+        let mut st = Owned::new(&cfg, false);
+        let x = random_input(cfg.image_len(), 77);
+        let mut a = vec![0.0; cfg.image_len()];
+        let mut b = vec![0.0; cfg.image_len()];
+        let mut copy = vec![0.0; cfg.image_len()];
+        reference
+            .forward_reference(&x, 0.3, &mut ws, &mut a)
+            .unwrap();
+        forward_streaming(&net, &x, 0.3, &mut st.f32(), &mut copy, &mut b).unwrap();
+        // Same products, summed in another order in the transposed layers (gather vs scatter).
+        let e = rel_err(&b, &a);
+        assert!(e <= 5e-6, "cfg {cfg:?}: {e}");
+    }
+}
+
+/// Working memory of a whole 1×28×28 sample: executor scratch, the image x (ε never exists as
+/// a whole in the streaming sampler) and the schedule tables for T = 300.
+#[test]
+fn memory_budgets() {
+    use core::mem::size_of;
+    let x = size_of::<[f32; 784]>();
+    let sched = size_of::<Schedule<300>>();
+    let int8_stream = size_of::<SeedInt8StreamBuffers>() + x + sched;
+    let f32_stream = size_of::<SeedF32StreamBuffers>() + x + sched;
+    let cfg = SimpleUNetConfig::SEED;
+    // Layer by layer, the sampler also needs a whole ε.
+    let int8_layerwise = cfg.layerwise_act_len() + 3 * 128 * 4 + 2 * x + sched;
+    let f32_layerwise = cfg.workspace_len() * 4 + 2 * x + sched;
+    println!("working memory for one 1x28x28 sample (bytes):");
+    println!("  f32 layer by layer:  {f32_layerwise}");
+    println!("  int8 layer by layer: {int8_layerwise}");
+    println!("  int8 streaming:      {int8_stream}");
+    println!("  f32 streaming:       {f32_stream}");
+    assert!(
+        int8_stream <= 32 * 1024,
+        "int8 streaming needs {int8_stream} bytes"
+    );
+    assert!(
+        f32_stream <= 128 * 1024,
+        "f32 streaming needs {f32_stream} bytes"
+    );
+}
