@@ -172,17 +172,7 @@ mod tests {
 
     #[test]
     fn multiplier_round_trip() {
-        for real in [
-            1e-6,
-            0.0003,
-            0.25,
-            0.5,
-            0.7,
-            0.999_999_9,
-            1.0,
-            3.5,
-            1234.5,
-        ] {
+        for real in [1e-6, 0.0003, 0.25, 0.5, 0.7, 0.999_999_9, 1.0, 3.5, 1234.5] {
             let q = QuantizedMultiplier::from_real(real);
             assert!((q.multiplier as i64) >= 1 << 30, "{real}: {q:?}");
             let back = q.to_real();

@@ -84,28 +84,41 @@ impl ScheduleConfig {
 impl<const MAX_T: usize> Schedule<MAX_T> {
     /// Precomputes the tables for `config`.
     pub fn new(config: &ScheduleConfig) -> Result<Self> {
+        let mut s = Self::EMPTY;
+        s.fill(config)?;
+        Ok(s)
+    }
+
+    /// A placeholder schedule of the default linear configuration with no tables filled in;
+    /// [`Schedule::fill`] it before use. Lets firmware keep the tables in a `static` and fill
+    /// them in place, without a copy on the stack.
+    pub const EMPTY: Self = Self {
+        config: ScheduleConfig::linear(1, 1e-4, 0.02),
+        len: 0,
+        betas: [0.0; MAX_T],
+        alphas: [0.0; MAX_T],
+        alphas_cumprod: [0.0; MAX_T],
+        posterior_variance: [0.0; MAX_T],
+    };
+
+    /// Computes the tables for `config` in place.
+    pub fn fill(&mut self, config: &ScheduleConfig) -> Result<()> {
         config.validate(MAX_T)?;
         let len = config.timesteps as usize;
-        let mut s = Self {
-            config: *config,
-            len,
-            betas: [0.0; MAX_T],
-            alphas: [0.0; MAX_T],
-            alphas_cumprod: [0.0; MAX_T],
-            posterior_variance: [0.0; MAX_T],
-        };
+        self.config = *config;
+        self.len = len;
         let mut acp_prev = 1.0f64;
         for t in 0..len {
             let beta = config.beta_f64(t);
             let alpha = 1.0 - beta;
             let acp = acp_prev * alpha;
-            s.betas[t] = beta as f32;
-            s.alphas[t] = alpha as f32;
-            s.alphas_cumprod[t] = acp as f32;
-            s.posterior_variance[t] = ((1.0 - acp_prev) / (1.0 - acp) * beta) as f32;
+            self.betas[t] = beta as f32;
+            self.alphas[t] = alpha as f32;
+            self.alphas_cumprod[t] = acp as f32;
+            self.posterior_variance[t] = ((1.0 - acp_prev) / (1.0 - acp) * beta) as f32;
             acp_prev = acp;
         }
-        Ok(s)
+        Ok(())
     }
 
     /// The configuration this schedule was built from.
@@ -116,7 +129,7 @@ impl<const MAX_T: usize> Schedule<MAX_T> {
     pub fn len(&self) -> usize {
         self.len
     }
-    /// Always false: a schedule has at least one step.
+    /// True only for [`Schedule::EMPTY`] before [`Schedule::fill`].
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -139,7 +152,7 @@ impl<const MAX_T: usize> Schedule<MAX_T> {
     /// ᾱ_t for t ≥ 0, and 1 for `None` (the step after the last).
     pub fn alpha_bar_or_one(&self, t: Option<usize>) -> f32 {
         match t {
-            Some(t) => self.alphas_cumprod[t.min(self.len - 1)],
+            Some(t) => self.alphas_cumprod[t.min(self.len.saturating_sub(1)).min(MAX_T - 1)],
             None => 1.0,
         }
     }
@@ -204,6 +217,16 @@ mod tests {
         let s: Schedule = Schedule::new(&ScheduleConfig::cosine(300)).unwrap();
         let r = (s.alphas_cumprod()[299] as f64).sqrt();
         assert!(r < 1e-3, "{r}");
+    }
+
+    #[test]
+    fn fill_in_place_equals_new() {
+        let mut s: Schedule<300> = Schedule::EMPTY;
+        assert!(s.is_empty());
+        s.fill(&ScheduleConfig::cosine(300)).unwrap();
+        let n: Schedule<300> = Schedule::new(&ScheduleConfig::cosine(300)).unwrap();
+        assert_eq!(s.alphas_cumprod(), n.alphas_cumprod());
+        assert_eq!(s.posterior_variance(), n.posterior_variance());
     }
 
     #[test]
