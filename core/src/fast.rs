@@ -14,6 +14,36 @@ use crate::error::{check_len, Result};
 use crate::sampler::Denoiser;
 use crate::simple_unet::SimpleUNet;
 
+/// `c = a · b + beta · c` for dense row-major `a` (m×k), `b` (k×n) and `c` (m×n).
+///
+/// # Panics
+/// When a slice is shorter than its matrix (a bug in the caller, not reachable from a checked
+/// configuration).
+pub(crate) fn sgemm(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32], beta: f32) {
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    // SAFETY: the assertion above guarantees that the three slices hold the dense row-major
+    // matrices the dimensions and strides describe; `c` is a unique borrow, so it cannot
+    // overlap `a` or `b`.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            k as isize,
+            1,
+            b.as_ptr(),
+            n as isize,
+            1,
+            beta,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+}
+
 /// Rotates a ConvTranspose2d kernel `[in, out, 3, 3]` into the equivalent Conv2d kernel
 /// `[out, in, 3, 3]` (valid for stride 1, padding 1).
 pub fn transpose_kernel_to_conv(w: &[f32], in_c: usize, out_c: usize) -> Vec<f32> {
@@ -88,28 +118,15 @@ impl PackedConv {
         for (chunk, &b) in out.chunks_exact_mut(plane).zip(&self.bias) {
             chunk.fill(b);
         }
-        // SAFETY: `weight` is out_c×k row-major (checked at construction), `cols` holds k×plane
-        // elements written just above, and `out` holds out_c×plane elements (checked by the
-        // caller); the strides below describe exactly those dense row-major matrices, and the
-        // three buffers do not overlap (distinct Vec/slice borrows).
-        unsafe {
-            matrixmultiply::sgemm(
-                self.out_c,
-                k,
-                plane,
-                1.0,
-                self.weight.as_ptr(),
-                k as isize,
-                1,
-                cols.as_ptr(),
-                plane as isize,
-                1,
-                1.0,
-                out.as_mut_ptr(),
-                plane as isize,
-                1,
-            );
-        }
+        sgemm(
+            self.out_c,
+            k,
+            plane,
+            &self.weight,
+            &cols[..k * plane],
+            out,
+            1.0,
+        );
     }
 }
 
@@ -148,20 +165,60 @@ impl PackedConv {
     }
 }
 
+/// Layers with at least this many input and output channels use Winograd F(2×2, 3×3).
+pub const WINOGRAD_MIN_CHANNELS: usize = 16;
+
+/// One 3×3 layer in the form that computes it fastest.
+#[derive(Clone)]
+enum FastConv {
+    Gemm(PackedConv),
+    Winograd(crate::winograd::WinogradConv),
+}
+
+impl FastConv {
+    fn new(in_c: usize, out_c: usize, weight: Vec<f32>, bias: &[f32]) -> Self {
+        if in_c >= WINOGRAD_MIN_CHANNELS && out_c >= WINOGRAD_MIN_CHANNELS {
+            FastConv::Winograd(crate::winograd::WinogradConv::new(
+                &weight, bias, in_c, out_c,
+            ))
+        } else {
+            FastConv::Gemm(PackedConv {
+                in_c,
+                out_c,
+                weight,
+                bias: bias.to_vec(),
+            })
+        }
+    }
+
+    fn run(&self, input: &[f32], h: usize, w: usize, scratch: &mut Scratch, out: &mut [f32]) {
+        match self {
+            FastConv::Gemm(p) => p.run(input, h, w, &mut scratch.cols, out),
+            FastConv::Winograd(c) => c.run(input, 1, h, w, &mut scratch.winograd, out),
+        }
+    }
+}
+
+#[derive(Clone, Default)]
+struct Scratch {
+    cols: Vec<f32>,
+    winograd: crate::winograd::WinogradScratch,
+}
+
 /// A SimpleUNet with weights packed for the im2col + sgemm path. Owns its scratch buffers, so
 /// one instance runs one forward pass at a time.
 #[derive(Clone)]
 pub struct FastSimpleUNet {
     cfg: SimpleUNetConfig,
-    enc1: PackedConv,
-    enc2: PackedConv,
-    dec1: PackedConv,
-    dec2: PackedConv,
+    enc1: FastConv,
+    enc2: FastConv,
+    dec1: FastConv,
+    dec2: FastConv,
     time0_w: Vec<f32>,
     time0_b: Vec<f32>,
     time2_w: Vec<f32>,
     time2_b: Vec<f32>,
-    cols: Vec<f32>,
+    scratch: Scratch,
     a1: Vec<f32>,
     a2: Vec<f32>,
     a3: Vec<f32>,
@@ -180,28 +237,20 @@ impl FastSimpleUNet {
             cfg.hidden2 as usize,
         );
         let plane = (cfg.height * cfg.width) as usize;
-        let conv = |in_c, out_c, w: &[f32], b: &[f32]| PackedConv {
-            in_c,
-            out_c,
-            weight: w.to_vec(),
-            bias: b.to_vec(),
-        };
         Self {
             cfg,
-            enc1: conv(c, h1, p.enc1_w, p.enc1_b),
-            enc2: conv(h1, h2, p.enc2_w, p.enc2_b),
-            dec1: conv(
-                h2,
-                h1,
-                &transpose_kernel_to_conv(p.dec1_w, h2, h1),
-                p.dec1_b,
-            ),
-            dec2: conv(h1, c, &transpose_kernel_to_conv(p.dec2_w, h1, c), p.dec2_b),
+            enc1: FastConv::new(c, h1, p.enc1_w.to_vec(), p.enc1_b),
+            enc2: FastConv::new(h1, h2, p.enc2_w.to_vec(), p.enc2_b),
+            dec1: FastConv::new(h2, h1, transpose_kernel_to_conv(p.dec1_w, h2, h1), p.dec1_b),
+            dec2: FastConv::new(h1, c, transpose_kernel_to_conv(p.dec2_w, h1, c), p.dec2_b),
             time0_w: p.time0_w.to_vec(),
             time0_b: p.time0_b.to_vec(),
             time2_w: p.time2_w.to_vec(),
             time2_b: p.time2_b.to_vec(),
-            cols: vec![0.0; h1.max(h2).max(c) * 9 * plane],
+            scratch: Scratch {
+                cols: vec![0.0; h1.max(h2).max(c) * 9 * plane],
+                winograd: Default::default(),
+            },
             a1: vec![0.0; h1 * plane],
             a2: vec![0.0; h2 * plane],
             a3: vec![0.0; h1 * plane],
@@ -227,17 +276,19 @@ impl FastSimpleUNet {
         crate::layers::relu(&mut self.hidden);
         crate::layers::linear(&self.hidden, &self.time2_w, &self.time2_b, &mut self.temb)?;
 
-        self.enc1.run(x, h, w, &mut self.cols, &mut self.a1);
+        self.enc1.run(x, h, w, &mut self.scratch, &mut self.a1);
         crate::layers::relu(&mut self.a1);
-        self.enc2.run(&self.a1, h, w, &mut self.cols, &mut self.a2);
+        self.enc2
+            .run(&self.a1, h, w, &mut self.scratch, &mut self.a2);
         for (chunk, &t) in self.a2.chunks_exact_mut(plane).zip(&self.temb) {
             for v in chunk {
                 *v = if *v < 0.0 { t } else { *v + t };
             }
         }
-        self.dec1.run(&self.a2, h, w, &mut self.cols, &mut self.a3);
+        self.dec1
+            .run(&self.a2, h, w, &mut self.scratch, &mut self.a3);
         crate::layers::relu(&mut self.a3);
-        self.dec2.run(&self.a3, h, w, &mut self.cols, out);
+        self.dec2.run(&self.a3, h, w, &mut self.scratch, out);
         Ok(())
     }
 }

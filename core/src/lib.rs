@@ -60,6 +60,8 @@ pub mod sampler;
 pub mod schedule;
 pub mod simple_unet;
 pub mod stream;
+#[cfg(feature = "fast")]
+pub mod winograd;
 
 pub use config::{ModelConfig, ScheduleConfig, ScheduleKind, SimpleUNetConfig, TensorSpec};
 pub use crc32::crc32;
