@@ -86,44 +86,62 @@ impl WinogradConv {
         scratch.v.resize(16 * ci * tiles, 0.0);
         scratch.m.resize(16 * co * tiles, 0.0);
         let plane = h * w;
-        // Input transform: V[ξ][i][p] = (Bᵀ d B)[ξ].
+        // Input transform: V[ξ][i][p] = (Bᵀ d B)[ξ]. Bᵀ is applied down whole padded rows
+        // (vectorisable), then B across each tile's four columns.
+        let wp = 2 * tw + 2;
+        let mut rows = [
+            vec![0.0f32; wp],
+            vec![0.0f32; wp],
+            vec![0.0f32; wp],
+            vec![0.0f32; wp],
+        ];
+        let mut t = [
+            vec![0.0f32; wp],
+            vec![0.0f32; wp],
+            vec![0.0f32; wp],
+            vec![0.0f32; wp],
+        ];
         let v = &mut scratch.v;
         for b in 0..n {
             for i in 0..ci {
                 let src = &input[(b * ci + i) * plane..][..plane];
                 for ty in 0..th {
-                    for tx in 0..tw {
-                        let p = (b * th + ty) * tw + tx;
-                        let mut d = [0.0f32; 16];
-                        for r in 0..4 {
-                            let y = (2 * ty + r) as isize - 1;
-                            if y < 0 || y >= h as isize {
-                                continue;
-                            }
-                            let row = &src[y as usize * w..][..w];
-                            for c in 0..4 {
-                                let x = (2 * tx + c) as isize - 1;
-                                if x >= 0 && x < w as isize {
-                                    d[r * 4 + c] = row[x as usize];
-                                }
-                            }
+                    // Padded input rows 2ty−1 … 2ty+2, column x at index x + 1.
+                    for (r, row) in rows.iter_mut().enumerate() {
+                        let y = (2 * ty + r) as isize - 1;
+                        row.fill(0.0);
+                        if y >= 0 && y < h as isize {
+                            row[1..1 + w].copy_from_slice(&src[y as usize * w..][..w]);
                         }
-                        // Bᵀ d (rows), then (·) B (columns).
-                        let mut t = [0.0f32; 16];
-                        for c in 0..4 {
-                            let (d0, d1, d2, d3) = (d[c], d[4 + c], d[8 + c], d[12 + c]);
-                            t[c] = d0 - d2;
-                            t[4 + c] = d1 + d2;
-                            t[8 + c] = d2 - d1;
-                            t[12 + c] = d1 - d3;
-                        }
-                        for r in 0..4 {
-                            let (a0, a1, a2, a3) =
-                                (t[r * 4], t[r * 4 + 1], t[r * 4 + 2], t[r * 4 + 3]);
-                            let vals = [a0 - a2, a1 + a2, a2 - a1, a1 - a3];
-                            for (c, val) in vals.into_iter().enumerate() {
-                                v[((r * 4 + c) * ci + i) * tiles + p] = val;
-                            }
+                    }
+                    let [r0, r1, r2, r3] = &rows;
+                    let [t0, t1, t2, t3] = &mut t;
+                    for x in 0..wp {
+                        t0[x] = r0[x] - r2[x];
+                        t1[x] = r1[x] + r2[x];
+                        t2[x] = r2[x] - r1[x];
+                        t3[x] = r1[x] - r3[x];
+                    }
+                    let base = (b * th + ty) * tw;
+                    for (r, tr) in t.iter().enumerate() {
+                        let outs: [&mut [f32]; 4] = {
+                            let (v0, rest) =
+                                v[((r * 4) * ci + i) * tiles..].split_at_mut(ci * tiles);
+                            let (v1, rest) = rest.split_at_mut(ci * tiles);
+                            let (v2, rest) = rest.split_at_mut(ci * tiles);
+                            [
+                                &mut v0[base..base + tw],
+                                &mut v1[base..base + tw],
+                                &mut v2[base..base + tw],
+                                &mut rest[base..base + tw],
+                            ]
+                        };
+                        for tx in 0..tw {
+                            let c = &tr[2 * tx..2 * tx + 4];
+                            outs[0][tx] = c[0] - c[2];
+                            outs[1][tx] = c[1] + c[2];
+                            outs[2][tx] = c[2] - c[1];
+                            outs[3][tx] = c[1] - c[3];
                         }
                     }
                 }
@@ -136,38 +154,46 @@ impl WinogradConv {
             let c = &mut scratch.m[xi * co * tiles..][..co * tiles];
             crate::fast::sgemm(co, ci, tiles, a, bm, c, 0.0);
         }
-        // Output transform: Y = Aᵀ M A, plus bias.
+        // Output transform: Y = Aᵀ M A, plus bias, then `epilogue(o, value)`. Aᵀ is applied
+        // down the 16 product rows for a whole row of tiles at once (vectorisable), then A
+        // across each tile.
         let m = &scratch.m;
+        let mut tbuf = vec![0.0f32; 8 * tw];
         for b in 0..n {
             for o in 0..co {
                 let dst = &mut out[(b * co + o) * plane..][..plane];
                 let bias = self.bias[o];
                 for ty in 0..th {
-                    for tx in 0..tw {
-                        let p = (b * th + ty) * tw + tx;
-                        let mut mm = [0.0f32; 16];
-                        for (xi, v) in mm.iter_mut().enumerate() {
-                            *v = m[(xi * co + o) * tiles + p];
+                    let base = (b * th + ty) * tw;
+                    let row = |xi: usize| &m[(xi * co + o) * tiles + base..][..tw];
+                    for c in 0..4 {
+                        let (m0, m1, m2, m3) = (row(c), row(4 + c), row(8 + c), row(12 + c));
+                        let (ta, tb) = tbuf.split_at_mut(4 * tw);
+                        let ta = &mut ta[c * tw..(c + 1) * tw];
+                        let tb = &mut tb[c * tw..(c + 1) * tw];
+                        for tx in 0..tw {
+                            ta[tx] = m0[tx] + m1[tx] + m2[tx];
+                            tb[tx] = m1[tx] - m2[tx] - m3[tx];
                         }
-                        // Aᵀ m: 2×4.
-                        let mut t = [0.0f32; 8];
-                        for c in 0..4 {
-                            t[c] = mm[c] + mm[4 + c] + mm[8 + c];
-                            t[4 + c] = mm[4 + c] - mm[8 + c] - mm[12 + c];
+                    }
+                    for r in 0..2 {
+                        let y = 2 * ty + r;
+                        if y >= h {
+                            continue;
                         }
-                        for r in 0..2 {
-                            let y = 2 * ty + r;
-                            if y >= h {
-                                continue;
-                            }
-                            let (a0, a1, a2, a3) =
-                                (t[r * 4], t[r * 4 + 1], t[r * 4 + 2], t[r * 4 + 3]);
-                            let y0 = a0 + a1 + a2;
-                            let y1 = a1 - a2 - a3;
+                        let tr = &tbuf[r * 4 * tw..(r + 1) * 4 * tw];
+                        let (a0, a1, a2, a3) = (
+                            &tr[..tw],
+                            &tr[tw..2 * tw],
+                            &tr[2 * tw..3 * tw],
+                            &tr[3 * tw..],
+                        );
+                        let drow = &mut dst[y * w..(y + 1) * w];
+                        for tx in 0..tw {
                             let x = 2 * tx;
-                            dst[y * w + x] = bias + y0;
+                            drow[x] = bias + (a0[tx] + a1[tx] + a2[tx]);
                             if x + 1 < w {
-                                dst[y * w + x + 1] = bias + y1;
+                                drow[x + 1] = bias + (a1[tx] - a2[tx] - a3[tx]);
                             }
                         }
                     }
