@@ -21,5 +21,8 @@ cargo clippy --workspace --all-targets --release -- -D warnings
 step "no_std core for Cortex-M4 (thumbv7em-none-eabihf), no features"
 cargo build -p ddpm-core --no-default-features --target thumbv7em-none-eabihf --release
 
+step "golden vectors regenerate without drift"
+python tools/golden/make_golden.py --check tools/golden
+
 step "tests"
 cargo test --workspace --release

@@ -87,7 +87,7 @@ def save_safetensors(path, tensors):
     for name, t in tensors.items():
         t = t.contiguous().cpu()
         dtype = {torch.float32: "F32", torch.int64: "I64"}[t.dtype]
-        data = t.numpy().tobytes()
+        data = bytes(t.reshape(-1).view(torch.uint8).tolist())
         header[name] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
         blobs.append(data)
         offset += len(data)

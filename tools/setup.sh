@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Creates the project-local Python venv `.venv` with torch==2.13.0 (the libtorch that tch 0.26
+# builds against). Idempotent: does nothing when the venv already has that version.
+# Afterwards `source tools/env.sh` sets LIBTORCH_USE_PYTORCH=1 and puts the venv on PATH.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want="2.13.0"
+venv=".venv"
+
+have_version() {
+    "$venv/bin/python" -c 'import torch; print(torch.__version__)' 2>/dev/null | cut -d+ -f1
+}
+
+if [ ! -x "$venv/bin/python" ]; then
+    echo "setup: creating $venv"
+    if ! python3 -m venv "$venv"; then
+        echo "setup: 'python3 -m venv' failed; on Debian/Ubuntu install python3-venv" >&2
+        exit 1
+    fi
+fi
+
+current="$(have_version || true)"
+if [ "$current" = "$want" ]; then
+    echo "setup: torch $want already in $venv"
+else
+    echo "setup: installing torch==$want into $venv (found: ${current:-none})"
+    "$venv/bin/python" -m pip install --quiet --upgrade pip
+    "$venv/bin/python" -m pip install --quiet "torch==$want"
+    current="$(have_version || true)"
+    if [ "$current" != "$want" ]; then
+        echo "setup: torch $want did not install (found: ${current:-none})" >&2
+        exit 1
+    fi
+fi
+
+cat <<MSG
+setup: done. To build by hand:
+  source tools/env.sh    # or:
+  export LIBTORCH_USE_PYTORCH=1 PATH="$PWD/$venv/bin:\$PATH"
+MSG
