@@ -1,0 +1,167 @@
+//! Moving weights between the trainer, the ddpm-core model file and PyTorch safetensors files.
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use ddpm_core::format::{ModelFile, ModelWriter, Precision};
+use ddpm_core::{ModelConfig, ScheduleConfig, SimpleUNetConfig};
+use tch::{Device, Kind, Tensor};
+
+use crate::model;
+
+/// Encodes a ddpm-core model file (f32) from named tensors in `state_dict` order.
+pub fn model_file_bytes(
+    cfg: &SimpleUNetConfig,
+    schedule: &ScheduleConfig,
+    params: &[(String, Tensor)],
+    note: &str,
+) -> Result<Vec<u8>> {
+    cfg.validate()
+        .map_err(|e| anyhow::anyhow!("model sizes {cfg:?}: {e}"))?;
+    let mut w = ModelWriter::new(ModelConfig::SimpleUNet(*cfg), *schedule, note);
+    for spec in cfg.tensor_specs() {
+        let t = params
+            .iter()
+            .find(|(n, _)| n == spec.name)
+            .map(|(_, t)| t)
+            .with_context(|| format!("no tensor {} to export", spec.name))?;
+        let want: Vec<i64> = spec.dims().iter().map(|&d| d as i64).collect();
+        if t.size() != want {
+            bail!(
+                "tensor {} has shape {:?}, the model file needs {:?}",
+                spec.name,
+                t.size(),
+                want
+            );
+        }
+        let data = model::to_f32_vec(t)?;
+        w.push_f32(spec.name, spec.dims(), &data)
+            .map_err(|e| anyhow::anyhow!("encoding {}: {e}", spec.name))?;
+    }
+    Ok(w.finish())
+}
+
+/// A model file read back: sizes, schedule, note and the tensors on the CPU.
+pub struct LoadedModel {
+    /// Network sizes.
+    pub config: SimpleUNetConfig,
+    /// The schedule it was trained with.
+    pub schedule: ScheduleConfig,
+    /// The file's note.
+    pub note: String,
+    /// Tensors in `state_dict` order (f32, CPU).
+    pub tensors: Vec<(String, Tensor)>,
+}
+
+/// Reads and checks a ddpm-core model file (f32 precision).
+pub fn read_model_file(path: &Path) -> Result<LoadedModel> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let file = ModelFile::parse(&bytes)
+        .map_err(|e| anyhow::anyhow!("{}: not a valid model file: {e}", path.display()))?;
+    let header = *file.header();
+    if header.precision != Precision::F32 {
+        bail!(
+            "{}: holds an int8 model; the trainer reads f32 model files",
+            path.display()
+        );
+    }
+    let ModelConfig::SimpleUNet(cfg) = header.model;
+    let mut tensors = Vec::new();
+    for spec in cfg.tensor_specs() {
+        let rec = file
+            .tensor(spec.name)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        rec.check_f32(spec.name, spec.dims())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let data = rec
+            .to_f32_vec()
+            .with_context(|| format!("{}: {} is not f32", path.display(), spec.name))?;
+        let dims: Vec<i64> = spec.dims().iter().map(|&d| d as i64).collect();
+        tensors.push((
+            spec.name.to_owned(),
+            Tensor::from_slice(&data).view(&dims[..]),
+        ));
+    }
+    Ok(LoadedModel {
+        config: cfg,
+        schedule: header.schedule,
+        note: header.note.to_owned(),
+        tensors,
+    })
+}
+
+/// Writes the tensors as a safetensors file with the seed's `state_dict` names (f32),
+/// atomically; PyTorch loads it with `safetensors.torch.load_file` + `load_state_dict`.
+pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
+    let cpu: Vec<(String, Tensor)> = tensors
+        .iter()
+        .map(|(n, t)| {
+            (
+                n.clone(),
+                t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous(),
+            )
+        })
+        .collect();
+    crate::atomic::write_atomic_with(path, |tmp| {
+        Tensor::write_safetensors(&cpu, tmp)?;
+        Ok(())
+    })
+}
+
+/// Reads a PyTorch safetensors `state_dict` of the seed's SimpleUNet. Accepts the bare names
+/// and names with a `model.` or `module.` prefix; converts f16/bf16/f64 to f32. Returns the
+/// sizes inferred from the shapes (height and width given by the caller) and the tensors in
+/// `state_dict` order.
+pub fn read_safetensors_state_dict(
+    path: &Path,
+    height: u32,
+    width: u32,
+) -> Result<(SimpleUNetConfig, Vec<(String, Tensor)>)> {
+    let what = path.display().to_string();
+    let raw = Tensor::read_safetensors(path)
+        .with_context(|| format!("{what}: cannot read as safetensors"))?;
+    let strip = |n: &str| -> String {
+        n.strip_prefix("module.")
+            .or_else(|| n.strip_prefix("model."))
+            .unwrap_or(n)
+            .to_owned()
+    };
+    let all: Vec<(String, Tensor)> = raw.into_iter().map(|(n, t)| (strip(&n), t)).collect();
+    let cfg = model::infer_config(&all, height, width, &what)?;
+    let mut out = Vec::new();
+    for spec in cfg.tensor_specs() {
+        let t = all
+            .iter()
+            .find(|(n, _)| n == spec.name)
+            .map(|(_, t)| t)
+            .with_context(|| format!("{what}: tensor {} is missing", spec.name))?;
+        let want: Vec<i64> = spec.dims().iter().map(|&d| d as i64).collect();
+        if t.size() != want {
+            bail!(
+                "{what}: tensor {} has shape {:?}, expected {:?} for {cfg:?}",
+                spec.name,
+                t.size(),
+                want
+            );
+        }
+        if !t.is_floating_point() {
+            bail!(
+                "{what}: tensor {} is {:?}, not floating point",
+                spec.name,
+                t.kind()
+            );
+        }
+        out.push((spec.name.to_owned(), t.to_kind(Kind::Float)));
+    }
+    let extra: Vec<&str> = all
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .filter(|n| !cfg.tensor_specs().iter().any(|s| s.name == *n))
+        .collect();
+    if !extra.is_empty() {
+        bail!(
+            "{what}: tensors that are not part of SimpleUNet: {}",
+            extra.join(", ")
+        );
+    }
+    Ok((cfg, out))
+}

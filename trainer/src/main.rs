@@ -1,0 +1,590 @@
+//! `trainer`: fit the seed's DDPM on MNIST with libtorch, export/import weights, sample images.
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ddpm_core::sampler::{DdimConfig, DdpmConfig, DdpmVariance, SamplerConfig, Spacing};
+use ddpm_core::{ScheduleConfig, SimpleUNetConfig};
+use ddpm_trainer::{export, fetch, idx, model, parse_device, sample, train};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Default model file of `sample` (the committed, trained model).
+const DEFAULT_MODEL: &str = "models/simple_unet_mnist.ddpm";
+
+#[derive(Parser)]
+#[command(
+    name = "trainer",
+    version,
+    about = "Train the seed's DDPM (SimpleUNet) on MNIST with libtorch, export it to the \
+             ddpm-core model file, and sample images from it."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a SimpleUNet on MNIST IDX files (defaults: the seed's recipe).
+    Fit(FitArgs),
+    /// Write a model file (or a PyTorch safetensors file) from a checkpoint or a model file.
+    Export(ExportArgs),
+    /// Turn a PyTorch safetensors state_dict of the seed's SimpleUNet into a model file.
+    Import(ImportArgs),
+    /// Draw images from a model file and write a PNG grid (and optionally an IDX file).
+    Sample(SampleArgs),
+    /// Download MNIST from public mirrors and verify the decompressed files' SHA-256.
+    FetchData(FetchArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ScheduleArg {
+    /// β evenly spaced from --beta-start to --beta-end (the seed's).
+    Linear,
+    /// Cosine ᾱ (Nichol & Dhariwal 2021, s = 0.008, β ≤ 0.999).
+    Cosine,
+}
+
+#[derive(Args, Clone)]
+struct ScheduleArgs {
+    /// Noise schedule.
+    #[arg(long, value_enum, default_value = "linear")]
+    schedule: ScheduleArg,
+    /// Number of diffusion steps T.
+    #[arg(long, default_value_t = 300)]
+    timesteps: u32,
+    /// First β of the linear schedule.
+    #[arg(long, default_value_t = 1e-4)]
+    beta_start: f64,
+    /// Last β of the linear schedule.
+    #[arg(long, default_value_t = 0.02)]
+    beta_end: f64,
+}
+
+impl ScheduleArgs {
+    fn config(&self) -> ScheduleConfig {
+        match self.schedule {
+            ScheduleArg::Linear => {
+                ScheduleConfig::linear(self.timesteps, self.beta_start, self.beta_end)
+            }
+            ScheduleArg::Cosine => ScheduleConfig::cosine(self.timesteps),
+        }
+    }
+}
+
+#[derive(Args)]
+struct FitArgs {
+    /// Directory holding train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz]
+    /// [default: data/mnist if present, else ../shared/data/mnist]. Fashion-MNIST works too.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Train on the first N images only (smoke runs).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Epochs in total (a resumed run continues up to this many).
+    #[arg(long, default_value_t = 5)]
+    epochs: usize,
+    /// Images per optimizer step.
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 2e-4)]
+    lr: f64,
+    #[command(flatten)]
+    schedule: ScheduleArgs,
+    /// Channels after enc1.
+    #[arg(long, default_value_t = 64)]
+    hidden1: u32,
+    /// Channels after enc2 and width of the time embedding.
+    #[arg(long, default_value_t = 128)]
+    hidden2: u32,
+    /// Image height the model takes (the data must match).
+    #[arg(long, default_value_t = 28)]
+    height: u32,
+    /// Image width the model takes (the data must match).
+    #[arg(long, default_value_t = 28)]
+    width: u32,
+    /// auto (CUDA when available), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Seed of every random draw (initial weights, shuffles, timesteps, noise).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Keep an exponential moving average of the weights with this decay (warm-up
+    /// min(DECAY, (1+n)/(10+n)) at step n) and export it instead of the raw weights.
+    #[arg(long, value_name = "DECAY")]
+    ema: Option<f64>,
+    /// Model file written at the end.
+    #[arg(long, default_value = "runs/simple_unet.ddpm")]
+    out: PathBuf,
+    /// Checkpoint written atomically after every epoch [default: OUT with .ckpt.safetensors].
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// CSV of the per-step loss (step,epoch,loss) [default: OUT with .loss.csv].
+    #[arg(long)]
+    loss_csv: Option<PathBuf>,
+    /// Continue from the checkpoint up to --epochs (same settings needed; --lr may change).
+    #[arg(long)]
+    resume: bool,
+    /// libtorch CPU threads [default: all cores].
+    #[arg(long)]
+    threads: Option<usize>,
+    /// No progress bar (also off when stderr is not a terminal).
+    #[arg(long)]
+    no_progress: bool,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// Checkpoint written by `fit` to export from.
+    #[arg(long, conflicts_with = "model", required_unless_present = "model")]
+    checkpoint: Option<PathBuf>,
+    /// Model file to export from (e.g. to convert it to safetensors).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Output file.
+    #[arg(long)]
+    out: PathBuf,
+    /// Write a PyTorch safetensors state_dict (the seed's names) instead of a model file.
+    #[arg(long)]
+    safetensors: bool,
+    /// Export the raw weights even when the checkpoint has an EMA.
+    #[arg(long)]
+    raw: bool,
+    /// Text stored in the model file's note.
+    #[arg(long, default_value = "")]
+    note: String,
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    /// PyTorch safetensors file of SimpleUNet's state_dict (enc1.weight, …, time_mlp.2.bias;
+    /// a `model.` or `module.` prefix is accepted).
+    #[arg(long)]
+    safetensors: PathBuf,
+    /// Model file to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Image height the model was trained on (not stored in a state_dict).
+    #[arg(long, default_value_t = 28)]
+    height: u32,
+    /// Image width the model was trained on.
+    #[arg(long, default_value_t = 28)]
+    width: u32,
+    /// The schedule the weights were trained with.
+    #[command(flatten)]
+    schedule: ScheduleArgs,
+    /// Text stored in the model file's note.
+    #[arg(long, default_value = "imported from PyTorch safetensors")]
+    note: String,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SamplerArg {
+    /// Ancestral sampling over all T steps (the seed's).
+    Ddpm,
+    /// DDIM over --steps of the T steps.
+    Ddim,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SpacingArg {
+    /// (S−1−k)·⌊T/S⌋.
+    Leading,
+    /// round(T − k·T/S) − 1.
+    Trailing,
+    /// round((S−1−k)·(T−1)/(S−1)).
+    Linspace,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum VarianceArg {
+    /// σ² = β_t (the seed's).
+    FixedLarge,
+    /// σ² = β̃_t, the posterior variance.
+    FixedSmall,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BackendArg {
+    /// ddpm-core on the CPU (noise of image i from seed + i, as on a microcontroller).
+    Core,
+    /// The same samplers in libtorch, batched, on --device.
+    Torch,
+}
+
+#[derive(Args)]
+struct SampleArgs {
+    /// Model file [default: models/simple_unet_mnist.ddpm].
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Number of images.
+    #[arg(long, default_value_t = 16)]
+    n: usize,
+    /// Sampler.
+    #[arg(long, value_enum, default_value = "ddpm")]
+    sampler: SamplerArg,
+    /// DDIM steps S (1..=T).
+    #[arg(long, default_value_t = 50)]
+    steps: u32,
+    /// DDIM η in [0, 1] (0: deterministic).
+    #[arg(long, default_value_t = 0.0)]
+    eta: f32,
+    /// DDIM timestep spacing.
+    #[arg(long, value_enum, default_value = "leading")]
+    spacing: SpacingArg,
+    /// DDPM step variance.
+    #[arg(long, value_enum, default_value = "fixed-large")]
+    variance: VarianceArg,
+    /// Clip the predicted x0 to [−1, 1] at every step.
+    #[arg(long)]
+    clip_x0: bool,
+    /// Noise seed.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// PNG grid to write (near-square, 2-pixel borders, upscaled ×4).
+    #[arg(long, default_value = "samples.png")]
+    out: PathBuf,
+    /// Also write the images as u8 IDX (N×H×W, or N×C×H×W for C > 1).
+    #[arg(long)]
+    idx: Option<PathBuf>,
+    /// Which implementation samples.
+    #[arg(long, value_enum, default_value = "core")]
+    backend: BackendArg,
+    /// Device of --backend torch: auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// libtorch CPU threads [default: all cores].
+    #[arg(long)]
+    threads: Option<usize>,
+    /// No progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+#[derive(Args)]
+struct FetchArgs {
+    /// Directory to put the four decompressed MNIST files in.
+    #[arg(long, default_value = "data/mnist")]
+    dir: PathBuf,
+    /// Base URL of a mirror (repeatable; tried in order; a file's URL is base + name + .gz)
+    /// [default: ossci-datasets S3, Google cvdf-datasets, yann.lecun.com].
+    #[arg(long = "mirror", value_name = "URL")]
+    mirrors: Vec<String>,
+    /// No progress bars.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+fn set_threads(threads: Option<usize>) -> Result<()> {
+    let n = match threads {
+        Some(0) => bail!("--threads must be at least 1"),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    tch::set_num_threads(n as i32);
+    Ok(())
+}
+
+fn progress_wanted(no_progress: bool) -> bool {
+    !no_progress && std::io::stderr().is_terminal()
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.with_extension("").into_os_string();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+fn run_fit(a: FitArgs) -> Result<()> {
+    set_threads(a.threads)?;
+    let device = parse_device(&a.device)?;
+    let model = SimpleUNetConfig {
+        channels: 1,
+        height: a.height,
+        width: a.width,
+        hidden1: a.hidden1,
+        hidden2: a.hidden2,
+    };
+    model
+        .validate()
+        .map_err(|e| anyhow::anyhow!("model sizes: {e}"))?;
+    if let Some(d) = a.ema {
+        if !(0.0..1.0).contains(&d) {
+            bail!("--ema {d}: the decay must be in [0, 1)");
+        }
+    }
+    let data_dir = a.data.clone().unwrap_or_else(idx::default_data_dir);
+    // Every data check happens here, before any training.
+    let mut data = idx::Mnist::load(
+        &data_dir,
+        idx::Split::Train,
+        a.height as usize,
+        a.width as usize,
+    )?;
+    if let Some(n) = a.limit {
+        data.truncate(n);
+    }
+    let checkpoint = a
+        .checkpoint
+        .clone()
+        .unwrap_or_else(|| with_suffix(&a.out, ".ckpt.safetensors"));
+    let loss_csv = a
+        .loss_csv
+        .clone()
+        .unwrap_or_else(|| with_suffix(&a.out, ".loss.csv"));
+    let note = format!(
+        "trainer fit: data={} images={} epochs={} batch={} lr={} seed={} ema={} schedule={} T={}",
+        data_dir.display(),
+        data.len,
+        a.epochs,
+        a.batch_size,
+        a.lr,
+        a.seed,
+        a.ema.map_or("none".into(), |d| d.to_string()),
+        match a.schedule.schedule {
+            ScheduleArg::Linear =>
+                format!("linear({}..{})", a.schedule.beta_start, a.schedule.beta_end),
+            ScheduleArg::Cosine => "cosine".to_owned(),
+        },
+        a.schedule.timesteps,
+    );
+    let opts = train::FitOptions {
+        model,
+        schedule: a.schedule.config(),
+        lr: a.lr,
+        batch_size: a.batch_size,
+        epochs: a.epochs,
+        seed: a.seed,
+        ema: a.ema,
+        device,
+        checkpoint,
+        loss_csv: Some(loss_csv.clone()),
+        out: Some(a.out.clone()),
+        resume: a.resume,
+        progress: progress_wanted(a.no_progress),
+        note,
+    };
+    eprintln!(
+        "fit: {} images from {} on {:?} ({} threads), {} epochs of batch {}, lr {}, T = {}",
+        data.len,
+        data.images_path.display(),
+        device,
+        tch::get_num_threads(),
+        a.epochs,
+        a.batch_size,
+        a.lr,
+        a.schedule.timesteps
+    );
+    let report = train::fit(&opts, &data, &mut |m| eprintln!("{m}"))?;
+    eprintln!(
+        "done: {} steps, {:.0} images/s; loss curve in {}, checkpoint {}",
+        report.steps,
+        report.images_per_sec,
+        loss_csv.display(),
+        opts.checkpoint.display()
+    );
+    Ok(())
+}
+
+fn run_export(a: ExportArgs) -> Result<()> {
+    let (cfg, schedule, tensors, note) = if let Some(ckpt) = &a.checkpoint {
+        let w = train::checkpoint_weights(ckpt, !a.raw)?;
+        eprintln!(
+            "export: {} weights from {}",
+            if w.ema { "EMA" } else { "raw" },
+            ckpt.display()
+        );
+        let note = if a.note.is_empty() {
+            format!("exported from {}", ckpt.display())
+        } else {
+            a.note.clone()
+        };
+        (w.model, w.schedule, w.tensors, note)
+    } else {
+        let path = a
+            .model
+            .as_ref()
+            .context("--checkpoint or --model is needed")?;
+        let m = export::read_model_file(path)?;
+        let note = if a.note.is_empty() {
+            m.note
+        } else {
+            a.note.clone()
+        };
+        (m.config, m.schedule, m.tensors, note)
+    };
+    if a.safetensors {
+        export::write_safetensors(&a.out, &tensors)?;
+    } else {
+        let bytes = export::model_file_bytes(&cfg, &schedule, &tensors, &note)?;
+        ddpm_trainer::atomic::write_atomic(&a.out, &bytes)?;
+    }
+    eprintln!("wrote {}", a.out.display());
+    Ok(())
+}
+
+fn run_import(a: ImportArgs) -> Result<()> {
+    let (cfg, tensors) = export::read_safetensors_state_dict(&a.safetensors, a.height, a.width)?;
+    let bytes = export::model_file_bytes(&cfg, &a.schedule.config(), &tensors, &a.note)?;
+    ddpm_trainer::atomic::write_atomic(&a.out, &bytes)?;
+    eprintln!(
+        "wrote {} (SimpleUNet c={} {}x{} hidden {}/{})",
+        a.out.display(),
+        cfg.channels,
+        cfg.height,
+        cfg.width,
+        cfg.hidden1,
+        cfg.hidden2
+    );
+    Ok(())
+}
+
+fn sampler_config(a: &SampleArgs) -> SamplerConfig {
+    match a.sampler {
+        SamplerArg::Ddpm => SamplerConfig::Ddpm(DdpmConfig {
+            variance: match a.variance {
+                VarianceArg::FixedLarge => DdpmVariance::FixedLarge,
+                VarianceArg::FixedSmall => DdpmVariance::FixedSmall,
+            },
+            clip_x0: a.clip_x0,
+        }),
+        SamplerArg::Ddim => SamplerConfig::Ddim(DdimConfig {
+            steps: a.steps,
+            eta: a.eta,
+            spacing: match a.spacing {
+                SpacingArg::Leading => Spacing::Leading,
+                SpacingArg::Trailing => Spacing::Trailing,
+                SpacingArg::Linspace => Spacing::Linspace,
+            },
+            clip_x0: a.clip_x0,
+            recompute_eps: false,
+        }),
+    }
+}
+
+fn run_sample(a: SampleArgs) -> Result<()> {
+    if a.n == 0 {
+        bail!("--n must be at least 1");
+    }
+    let path = a
+        .model
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_MODEL));
+    let cfg = sampler_config(&a);
+    let start = Instant::now();
+    let (mcfg, values) = match a.backend {
+        BackendArg::Core => {
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+            let mut host = ddpm_core::host::HostModel::from_bytes(&bytes)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let mcfg = *host.config();
+            let bar = bar_for(a.n as u64, progress_wanted(a.no_progress), "images");
+            let mut values = Vec::with_capacity(a.n * mcfg.image_len());
+            for i in 0..a.n {
+                let one = host
+                    .sample(1, &cfg, a.seed.wrapping_add(i as u64))
+                    .map_err(|e| anyhow::anyhow!("sampling: {e}"))?;
+                values.extend_from_slice(&one);
+                bar.inc(1);
+            }
+            bar.finish_and_clear();
+            (mcfg, values)
+        }
+        BackendArg::Torch => {
+            set_threads(a.threads)?;
+            let device = parse_device(&a.device)?;
+            let m = export::read_model_file(&path)?;
+            let mut vs = tch::nn::VarStore::new(device);
+            let net = model::SimpleUNet::new(&vs.root(), m.config);
+            model::load_params(&mut vs, &m.config, &m.tensors, &path.display().to_string())?;
+            let sched = ddpm_core::Schedule::new(&m.schedule)
+                .map_err(|e| anyhow::anyhow!("{}: schedule: {e}", path.display()))?;
+            let bar = bar_for(0, progress_wanted(a.no_progress), "steps");
+            let x = sample::sample_torch(&net, &sched, &cfg, a.n, a.seed, device, |k, n| {
+                bar.set_length(n as u64);
+                bar.set_position(k as u64);
+            })?;
+            bar.finish_and_clear();
+            (m.config, model::to_f32_vec(&x)?)
+        }
+    };
+    let secs = start.elapsed().as_secs_f64();
+    let pixels = sample::to_pixels(&values);
+    let chw = (
+        mcfg.channels as usize,
+        mcfg.height as usize,
+        mcfg.width as usize,
+    );
+    sample::write_png_grid(
+        &a.out,
+        &pixels,
+        a.n,
+        chw,
+        sample::GridLayout::for_count(a.n),
+    )?;
+    eprintln!(
+        "wrote {} ({} images from {} in {secs:.1} s)",
+        a.out.display(),
+        a.n,
+        path.display()
+    );
+    if let Some(idx_path) = &a.idx {
+        let dims: Vec<usize> = if chw.0 == 1 {
+            vec![a.n, chw.1, chw.2]
+        } else {
+            vec![a.n, chw.0, chw.1, chw.2]
+        };
+        idx::write_idx(idx_path, &dims, &pixels)?;
+        eprintln!("wrote {}", idx_path.display());
+    }
+    Ok(())
+}
+
+fn bar_for(len: u64, show: bool, unit: &str) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{bar:30}} {{pos}}/{{len}} {unit} [{{elapsed_precise}}<{{eta_precise}}]"
+        ))
+        .expect("valid progress template"),
+    );
+    bar
+}
+
+fn run_fetch(a: FetchArgs) -> Result<()> {
+    let mirrors: Vec<String> = if a.mirrors.is_empty() {
+        fetch::DEFAULT_MIRRORS
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    } else {
+        a.mirrors.clone()
+    };
+    fetch::fetch_mnist(&a.dir, &mirrors, progress_wanted(a.no_progress), &mut |m| {
+        eprintln!("{m}")
+    })?;
+    eprintln!("MNIST is in {}", a.dir.display());
+    Ok(())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Fit(a) => run_fit(a),
+        Command::Export(a) => run_export(a),
+        Command::Import(a) => run_import(a),
+        Command::Sample(a) => run_sample(a),
+        Command::FetchData(a) => run_fetch(a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
