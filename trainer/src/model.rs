@@ -171,3 +171,99 @@ pub fn infer_config(
         .map_err(|e| anyhow::anyhow!("{what}: sizes {cfg:?} not usable: {e}"))?;
     Ok(cfg)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_have_pytorch_names_shapes_and_count() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let cfg = SimpleUNetConfig::SEED;
+        let _net = SimpleUNet::new(&vs.root(), cfg);
+        let params = named_params(&vs, &cfg).unwrap();
+        assert_eq!(vs.variables().len(), 12);
+        for ((name, t), spec) in params.iter().zip(cfg.tensor_specs()) {
+            assert_eq!(name, spec.name);
+            let want: Vec<i64> = spec.dims().iter().map(|&d| d as i64).collect();
+            assert_eq!(t.size(), want, "{name}");
+        }
+        let total: i64 = params.iter().map(|(_, t)| t.numel() as i64).sum();
+        assert_eq!(total, 165_633);
+    }
+
+    #[test]
+    fn initialisation_is_pytorchs_uniform_one_over_sqrt_fan_in() {
+        tch::manual_seed(0);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let cfg = SimpleUNetConfig::SEED;
+        let _net = SimpleUNet::new(&vs.root(), cfg);
+        // fan_in = weight.size(1)·k·k: for the transposed convs that is the output channels.
+        let fan_in = [
+            ("enc1", 9.0),
+            ("enc2", 64.0 * 9.0),
+            ("dec1", 64.0 * 9.0),
+            ("dec2", 9.0),
+            ("time_mlp.0", 1.0),
+            ("time_mlp.2", 128.0),
+        ];
+        let vars = vs.variables();
+        for (layer, fan) in fan_in {
+            let bound = 1.0 / f64::sqrt(fan);
+            for kind in ["weight", "bias"] {
+                let t = &vars[&format!("{layer}.{kind}")];
+                let max = t.abs().max().double_value(&[]);
+                assert!(max <= bound, "{layer}.{kind}: max {max} > bound {bound}");
+                if t.numel() >= 4096 {
+                    // Uniform(−b, b) has standard deviation b/√3.
+                    let std = t.std(true).double_value(&[]);
+                    let want = bound / 3f64.sqrt();
+                    assert!(
+                        (std / want - 1.0).abs() < 0.05,
+                        "{layer}.{kind}: std {std} vs {want}"
+                    );
+                }
+            }
+        }
+        // The biases are not all zero (tch's default for conv biases would be).
+        assert!(
+            vars["enc2.bias"]
+                .abs()
+                .sum(tch::Kind::Float)
+                .double_value(&[])
+                > 0.0
+        );
+    }
+
+    #[test]
+    fn infer_config_reads_sizes_from_shapes() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let cfg = SimpleUNetConfig {
+            channels: 3,
+            height: 8,
+            width: 6,
+            hidden1: 5,
+            hidden2: 7,
+        };
+        let _net = SimpleUNet::new(&vs.root(), cfg);
+        let params = named_params(&vs, &cfg).unwrap();
+        assert_eq!(infer_config(&params, 8, 6, "x").unwrap(), cfg);
+        let e = infer_config(&params[2..], 8, 6, "weights.safetensors").unwrap_err();
+        assert!(e
+            .to_string()
+            .contains("weights.safetensors: tensor enc1.weight is missing"));
+    }
+
+    #[test]
+    fn forward_shape_and_time_conditioning() {
+        tch::manual_seed(1);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = SimpleUNet::new(&vs.root(), SimpleUNetConfig::SEED);
+        let x = Tensor::randn([2, 1, 28, 28], (Kind::Float, Device::Cpu));
+        let a = net.forward(&x, &Tensor::from_slice(&[0.0f32, 0.0]));
+        let b = net.forward(&x, &Tensor::from_slice(&[0.0f32, 0.9]));
+        assert_eq!(a.size(), vec![2, 1, 28, 28]);
+        assert!(a.get(0).equal(&b.get(0)));
+        assert!(!a.get(1).equal(&b.get(1)), "t did not change the output");
+    }
+}

@@ -1,0 +1,273 @@
+//! Training on CPU: a smoke fit whose loss decreases, exact resume, NaN handling, and the
+//! trained model's trip through the model file into ddpm-core.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+use ddpm_core::host::HostModel;
+use ddpm_core::sampler::{DdimConfig, SamplerConfig};
+use ddpm_trainer::idx::{Mnist, Split};
+use ddpm_trainer::model::{self, SimpleUNet};
+use ddpm_trainer::train::{self, FitOptions};
+use tch::{Device, Kind, Tensor};
+
+/// libtorch's generator and thread count are process-wide: tests that train run one at a time.
+static TORCH: Mutex<()> = Mutex::new(());
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    TORCH.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn shared_mnist() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/mnist");
+    assert!(
+        dir.is_dir(),
+        "{} missing: the tests train on the shared MNIST files",
+        dir.display()
+    );
+    dir
+}
+
+fn mnist(n: usize) -> Mnist {
+    let mut m = Mnist::load(&shared_mnist(), Split::Train, 28, 28).unwrap();
+    m.truncate(n);
+    m
+}
+
+fn opts(dir: &Path, batch: usize, epochs: usize) -> FitOptions {
+    let mut o = FitOptions::seed_recipe(Device::Cpu, dir.join("ckpt.safetensors"));
+    o.batch_size = batch;
+    o.epochs = epochs;
+    o.seed = 7;
+    o.loss_csv = Some(dir.join("loss.csv"));
+    o.out = Some(dir.join("model.ddpm"));
+    o
+}
+
+fn mean(v: &[f32]) -> f32 {
+    v.iter().sum::<f32>() / v.len() as f32
+}
+
+#[test]
+fn smoke_fit_512_images_loss_decreases_and_core_samples_the_export() {
+    let _g = lock();
+    let dir = tempfile::tempdir().unwrap();
+    let data = mnist(512);
+    let o = opts(dir.path(), 32, 1);
+    let mut lines = Vec::new();
+    let report = train::fit(&o, &data, &mut |m| lines.push(m.to_owned())).unwrap();
+    assert_eq!(report.steps, 16);
+    assert_eq!(report.step_losses.len(), 16);
+    let (first, last) = (
+        mean(&report.step_losses[..4]),
+        mean(&report.step_losses[12..]),
+    );
+    assert!(
+        last < 0.75 * first,
+        "loss did not decrease: first steps {first}, last steps {last}: {:?}",
+        report.step_losses
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("epoch 1/1: loss")),
+        "{lines:?}"
+    );
+    let csv = std::fs::read_to_string(dir.path().join("loss.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 17, "{csv}");
+    assert!(csv.starts_with("step,epoch,loss\n1,1,"), "{csv}");
+
+    // The exported file loads in ddpm-core and computes what the tch model computes.
+    let bytes = std::fs::read(dir.path().join("model.ddpm")).unwrap();
+    let mut host = HostModel::from_bytes(&bytes).unwrap();
+    assert_eq!(*host.config(), ddpm_core::SimpleUNetConfig::SEED);
+    let loaded = ddpm_trainer::export::read_model_file(&dir.path().join("model.ddpm")).unwrap();
+    let mut vs = tch::nn::VarStore::new(Device::Cpu);
+    let net = SimpleUNet::new(&vs.root(), loaded.config);
+    model::load_params(&mut vs, &loaded.config, &loaded.tensors, "model.ddpm").unwrap();
+    tch::manual_seed(3);
+    let x = Tensor::randn([3, 1, 28, 28], (Kind::Float, Device::Cpu));
+    let ts = [0u32, 150, 299];
+    let t_in = Tensor::from_slice(&ts.map(|t| t as f32 / 300.0));
+    let torch_eps = model::to_f32_vec(&tch::no_grad(|| net.forward(&x, &t_in))).unwrap();
+    let core_eps = host
+        .forward_flat_batch(&model::to_f32_vec(&x).unwrap(), &ts)
+        .unwrap();
+    let max_diff = torch_eps
+        .iter()
+        .zip(&core_eps)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    // Different summation orders in f32 over 1,152-term dot products.
+    assert!(
+        max_diff < 1e-4,
+        "core and tch forward passes differ by {max_diff}"
+    );
+
+    let cfg = SamplerConfig::Ddim(DdimConfig {
+        steps: 10,
+        ..Default::default()
+    });
+    let samples = host.sample(2, &cfg, 1).unwrap();
+    assert_eq!(samples.len(), 2 * 784);
+    assert!(samples.iter().all(|v| v.is_finite()));
+
+    // The CLI samples the same file with both backends and writes PNG + IDX.
+    for backend in ["core", "torch"] {
+        let png_path = dir.path().join(format!("{backend}.png"));
+        let idx_path = dir.path().join(format!("{backend}.idx"));
+        let out = Command::new(env!("CARGO_BIN_EXE_trainer"))
+            .args([
+                "sample",
+                "--sampler",
+                "ddim",
+                "--steps",
+                "5",
+                "--no-progress",
+            ])
+            .args(["--backend", backend, "--device", "cpu", "--model"])
+            .arg(dir.path().join("model.ddpm"))
+            .arg("--out")
+            .arg(&png_path)
+            .arg("--idx")
+            .arg(&idx_path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let idx = ddpm_trainer::idx::read_idx(&idx_path).unwrap();
+        assert_eq!(idx.dims, vec![16, 28, 28]);
+        let decoder = png::Decoder::new(std::io::BufReader::new(
+            std::fs::File::open(&png_path).unwrap(),
+        ));
+        let reader = decoder.read_info().unwrap();
+        let info = reader.info();
+        assert_eq!((info.width, info.height), (488, 488));
+        assert_eq!(info.color_type, png::ColorType::Grayscale);
+    }
+}
+
+fn checkpoint_tensors(path: &Path) -> Vec<(String, Tensor)> {
+    let mut t = Tensor::read_safetensors(path).unwrap();
+    t.sort_by(|a, b| a.0.cmp(&b.0));
+    t
+}
+
+#[test]
+fn two_epochs_equal_one_epoch_resume_one_epoch_bit_for_bit() {
+    let _g = lock();
+    tch::set_num_threads(2);
+    let data = mnist(192);
+    let whole = tempfile::tempdir().unwrap();
+    let split = tempfile::tempdir().unwrap();
+    let mut a = opts(whole.path(), 64, 2);
+    a.ema = Some(0.99);
+    train::fit(&a, &data, &mut |_| {}).unwrap();
+
+    let mut b = opts(split.path(), 64, 1);
+    b.ema = Some(0.99);
+    train::fit(&b, &data, &mut |_| {}).unwrap();
+    b.epochs = 2;
+    b.resume = true;
+    let mut lines = Vec::new();
+    train::fit(&b, &data, &mut |m| lines.push(m.to_owned())).unwrap();
+    assert!(
+        lines[0].contains("resumed from") && lines[0].contains("after epoch 1"),
+        "{lines:?}"
+    );
+
+    let ta = checkpoint_tensors(&a.checkpoint);
+    let tb = checkpoint_tensors(&b.checkpoint);
+    let names: Vec<&str> = ta.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        tb.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>()
+    );
+    assert!(names.contains(&"ema.enc1.weight") && names.contains(&"adam.exp_avg_sq.dec2.bias"));
+    for ((name, x), (_, y)) in ta.iter().zip(&tb) {
+        assert!(x.equal(y), "{name} differs between the two runs");
+    }
+    // The exported models are the same bytes, and the loss curves the same text.
+    assert_eq!(
+        std::fs::read(whole.path().join("model.ddpm")).unwrap(),
+        std::fs::read(split.path().join("model.ddpm")).unwrap()
+    );
+    assert_eq!(
+        std::fs::read_to_string(whole.path().join("loss.csv")).unwrap(),
+        std::fs::read_to_string(split.path().join("loss.csv")).unwrap()
+    );
+    // The EMA is what gets exported, and it differs from the raw weights.
+    let w = train::checkpoint_weights(&a.checkpoint, true).unwrap();
+    let raw = train::checkpoint_weights(&a.checkpoint, false).unwrap();
+    assert!(w.ema && !raw.ema);
+    assert!(!w.tensors[0].1.equal(&raw.tensors[0].1));
+}
+
+#[test]
+fn resume_refuses_other_settings_and_nan_keeps_the_last_good_checkpoint() {
+    let _g = lock();
+    let data = mnist(64);
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(dir.path(), 32, 1);
+    train::fit(&o, &data, &mut |_| {}).unwrap();
+    let good = std::fs::read(&o.checkpoint).unwrap();
+
+    let mut other_seed = o.clone();
+    other_seed.seed = 8;
+    other_seed.epochs = 2;
+    other_seed.resume = true;
+    let e = train::fit(&other_seed, &data, &mut |_| {}).unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(
+        msg.contains("ckpt.safetensors") && msg.contains("seed=7") && msg.contains("seed=8"),
+        "{msg}"
+    );
+
+    // An absurd learning rate blows the weights up: the loss turns infinite or NaN.
+    o.epochs = 3;
+    o.resume = true;
+    o.lr = 1e15;
+    let e = train::fit(&o, &data, &mut |_| {}).unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(msg.contains("loss became"), "{msg}");
+    assert!(
+        msg.contains("after epoch 1") && msg.contains("is unchanged"),
+        "{msg}"
+    );
+    assert_eq!(
+        std::fs::read(&o.checkpoint).unwrap(),
+        good,
+        "checkpoint was overwritten"
+    );
+}
+
+#[test]
+fn bad_data_stops_before_training_with_the_file_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(["fit", "--device", "cpu", "--height", "32", "--data"])
+        .arg(shared_mnist())
+        .arg("--out")
+        .arg(dir.path().join("m.ddpm"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("train-images-idx3-ubyte.gz: images are 28x28, the model takes 32x28"),
+        "{stderr}"
+    );
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+    // A directory without MNIST says where it looked and how to fetch.
+    let out = Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(["fit", "--device", "cpu", "--data"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("train-images-idx3-ubyte") && stderr.contains("fetch-data"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,111 @@
+//! Weights through PyTorch safetensors and the model file and back, bit for bit.
+use std::process::Command;
+
+use ddpm_core::{ScheduleConfig, SimpleUNetConfig};
+use ddpm_trainer::export;
+use ddpm_trainer::model::{self, SimpleUNet};
+use tch::{nn, Device, Kind, Tensor};
+
+fn trainer(args: &[&std::ffi::OsStr]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "trainer {args:?} failed: {stderr}");
+    stderr
+}
+
+#[test]
+fn model_file_to_safetensors_to_model_file_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    // A small non-seed configuration with a cosine schedule, so sizes and schedule must travel.
+    let cfg = SimpleUNetConfig {
+        channels: 1,
+        height: 28,
+        width: 28,
+        hidden1: 8,
+        hidden2: 16,
+    };
+    let schedule = ScheduleConfig::cosine(100);
+    tch::manual_seed(11);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let _net = SimpleUNet::new(&vs.root(), cfg);
+    let params = model::named_params(&vs, &cfg).unwrap();
+    let bytes = export::model_file_bytes(&cfg, &schedule, &params, "round trip").unwrap();
+    std::fs::write(p("a.ddpm"), &bytes).unwrap();
+
+    trainer(&[
+        "export".as_ref(),
+        "--model".as_ref(),
+        p("a.ddpm").as_os_str(),
+        "--safetensors".as_ref(),
+        "--out".as_ref(),
+        p("a.safetensors").as_os_str(),
+    ]);
+    // The safetensors file holds exactly the seed's state_dict names.
+    let st = Tensor::read_safetensors(p("a.safetensors")).unwrap();
+    let mut names: Vec<&str> = st.iter().map(|(n, _)| n.as_str()).collect();
+    names.sort();
+    let mut want: Vec<&str> = cfg.tensor_specs().iter().map(|s| s.name).collect();
+    want.sort();
+    assert_eq!(names, want);
+
+    trainer(&[
+        "import".as_ref(),
+        "--safetensors".as_ref(),
+        p("a.safetensors").as_os_str(),
+        "--schedule".as_ref(),
+        "cosine".as_ref(),
+        "--timesteps".as_ref(),
+        "100".as_ref(),
+        "--note".as_ref(),
+        "round trip".as_ref(),
+        "--out".as_ref(),
+        p("b.ddpm").as_os_str(),
+    ]);
+    // Same sizes, schedule, note and weights: the same bytes.
+    assert_eq!(std::fs::read(p("b.ddpm")).unwrap(), bytes);
+    let b = export::read_model_file(&p("b.ddpm")).unwrap();
+    assert_eq!(b.config, cfg);
+    assert_eq!(b.schedule, schedule);
+    for ((n, x), (_, y)) in params.iter().zip(&b.tensors) {
+        assert!(x.equal(y), "{n} changed");
+    }
+}
+
+#[test]
+fn import_accepts_prefixed_f64_state_dicts_and_rejects_wrong_shapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SimpleUNetConfig::SEED;
+    tch::manual_seed(5);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let _net = SimpleUNet::new(&vs.root(), cfg);
+    let params = model::named_params(&vs, &cfg).unwrap();
+    // As saved from a DataParallel-wrapped model in f64.
+    let prefixed: Vec<(String, Tensor)> = params
+        .iter()
+        .map(|(n, t)| (format!("module.{n}"), t.to_kind(Kind::Double)))
+        .collect();
+    let path = dir.path().join("p.safetensors");
+    Tensor::write_safetensors(&prefixed, &path).unwrap();
+    let (got_cfg, tensors) = export::read_safetensors_state_dict(&path, 28, 28).unwrap();
+    assert_eq!(got_cfg, cfg);
+    for ((n, x), (_, y)) in params.iter().zip(&tensors) {
+        assert!(x.equal(y), "{n} changed");
+    }
+
+    let mut wrong: Vec<(String, Tensor)> = params
+        .iter()
+        .map(|(n, t)| (n.clone(), t.shallow_clone()))
+        .collect();
+    wrong[4].1 = Tensor::zeros([3, 3], (Kind::Float, Device::Cpu));
+    Tensor::write_safetensors(&wrong, &path).unwrap();
+    let e = export::read_safetensors_state_dict(&path, 28, 28).unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(
+        msg.contains("p.safetensors") && msg.contains("dec1.weight"),
+        "{msg}"
+    );
+}
