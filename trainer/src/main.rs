@@ -473,6 +473,13 @@ fn run_sample(a: SampleArgs) -> Result<()> {
         .model
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_MODEL));
+    if !path.is_file() {
+        bail!(
+            "{}: no such model file (train one with `trainer fit --out FILE` and pass \
+             --model FILE, or run from the project root for the default {DEFAULT_MODEL})",
+            path.display()
+        );
+    }
     let cfg = sampler_config(&a);
     let start = Instant::now();
     let (mcfg, values) = match a.backend {

@@ -107,7 +107,8 @@ pub fn sample_torch(
     let c = net.config();
     let big_t = sched.len() as u32;
     let plan = Plan::new(cfg, big_t).map_err(|e| anyhow::anyhow!("sampler settings: {e}"))?;
-    tch::manual_seed((seed >> 1) as i64);
+    // libtorch takes the seed as a 64-bit pattern; the cast keeps every bit.
+    tch::manual_seed(seed as i64);
     let shape = [n as i64, c.channels as i64, c.height as i64, c.width as i64];
     let mut x = Tensor::randn(shape, (Kind::Float, device));
     tch::no_grad(|| -> Result<()> {
