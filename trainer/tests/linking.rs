@@ -39,7 +39,7 @@ fn binary_embeds_libtorch_run_path_and_links_cuda_when_present() {
 }
 
 #[test]
-fn binary_runs_without_ld_library_path() {
+fn binary_starts_without_the_loader_path_variable() {
     let out = Command::new(env!("CARGO_BIN_EXE_trainer"))
         .arg("--help")
         .env_remove("LD_LIBRARY_PATH")
