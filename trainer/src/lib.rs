@@ -13,6 +13,7 @@ pub mod export;
 pub mod fetch;
 pub mod idx;
 pub mod model;
+pub mod quantize;
 pub mod sample;
 pub mod schedule;
 pub mod train;

@@ -1,0 +1,230 @@
+//! `export --int8`: post-training quantization of a model file, calibrated on inputs the
+//! sampler really sees, with the accuracy of the result measured on inputs it did not see.
+//!
+//! Calibration inputs (all at their true network time input t/T):
+//! - noised training images x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε at uniformly drawn t;
+//! - states x_t along DDPM trajectories (fixed_large, the seed's sampler) of the f32 model,
+//!   every `trajectory_every`-th step.
+//!
+//! Accuracy is measured on noised *test* images (another split, other noise and timesteps):
+//! relative RMS error of every stored activation (dequantized int8 against f32) and of ε.
+
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use ddpm_core::format::ModelFile;
+use ddpm_core::int8::{Int8SimpleUNet, Scratch};
+use ddpm_core::quantize::{quantize_simple_unet, Calibrator, RangeMethod};
+use ddpm_core::sampler::{self, DdpmConfig, Plan, SamplerConfig};
+use ddpm_core::{GaussianNoise, ModelConfig, Schedule, SimpleUNet};
+
+use crate::idx::{Mnist, Split};
+
+/// How to calibrate.
+#[derive(Debug, Clone)]
+pub struct CalibrationOptions {
+    /// Noised training images to observe.
+    pub images: usize,
+    /// DDPM trajectories to follow.
+    pub trajectories: usize,
+    /// Observe every n-th state of each trajectory.
+    pub trajectory_every: usize,
+    /// How activation ranges are chosen.
+    pub method: RangeMethod,
+    /// Seed of image choice, timesteps and noise.
+    pub seed: u64,
+    /// Noised test images for the accuracy report.
+    pub eval_images: usize,
+}
+
+/// Relative RMS errors of int8 against f32.
+#[derive(Debug, Clone, Copy)]
+pub struct AccuracyReport {
+    /// Per stored activation: input (quantized x), enc1, enc2 (+ time embedding), dec1.
+    pub activations: [f64; 4],
+    /// The network output ε.
+    pub eps: f64,
+}
+
+/// Pixels in [0, 255] → [−1, 1], as the trainer scales them.
+fn to_unit(p: u8) -> f32 {
+    p as f32 / 127.5 - 1.0
+}
+
+/// A noised copy of image `i` of `data` at timestep `t`.
+fn noised(
+    data: &Mnist,
+    i: usize,
+    t: usize,
+    sched: &Schedule,
+    noise: &mut GaussianNoise,
+) -> Vec<f32> {
+    let n = data.height * data.width;
+    let a = sched.alphas_cumprod()[t];
+    let (sa, s1a) = (a.sqrt(), (1.0 - a).sqrt());
+    data.images[i * n..(i + 1) * n]
+        .iter()
+        .map(|&p| sa * to_unit(p) + s1a * noise.next_gaussian())
+        .collect()
+}
+
+/// Uniform integer in [0, n) from the noise stream's bits (a Gaussian's CDF is not needed:
+/// this is only a reproducible choice).
+fn pick(noise: &mut GaussianNoise, n: usize) -> usize {
+    let u = (noise.next_gaussian().to_bits() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    ((u >> 32) as usize) % n.max(1)
+}
+
+/// Quantizes the f32 model file `model_bytes`; returns the int8 file and its accuracy.
+pub fn quantize_model(
+    model_bytes: &[u8],
+    data_dir: &Path,
+    opts: &CalibrationOptions,
+    note: &str,
+) -> Result<(Vec<u8>, AccuracyReport)> {
+    let file = ModelFile::parse(model_bytes).map_err(|e| anyhow!("model file: {e}"))?;
+    let header = *file.header();
+    let ModelConfig::SimpleUNet(cfg) = header.model;
+    let mut params = vec![0.0f32; cfg.param_count()];
+    ddpm_core::simple_unet::load_params(&file, &cfg, &mut params)
+        .map_err(|e| anyhow!("model file: {e}"))?;
+    let net = SimpleUNet::from_flat(cfg, &params).map_err(|e| anyhow!("{e}"))?;
+    let sched: Schedule = Schedule::new(&header.schedule).map_err(|e| anyhow!("{e}"))?;
+    let big_t = sched.len();
+    let (h, w) = (cfg.height as usize, cfg.width as usize);
+    if cfg.channels != 1 {
+        bail!(
+            "int8 calibration reads MNIST-style single-channel images; this model has {} channels",
+            cfg.channels
+        );
+    }
+    let train = Mnist::load(data_dir, Split::Train, h, w)
+        .with_context(|| format!("calibration data in {}", data_dir.display()))?;
+    let test = Mnist::load(data_dir, Split::Test, h, w)
+        .with_context(|| format!("evaluation data in {}", data_dir.display()))?;
+
+    let mut cal = Calibrator::new(net, 13);
+    let mut noise = GaussianNoise::new(opts.seed);
+    for _ in 0..opts.images {
+        let i = pick(&mut noise, train.len);
+        let t = pick(&mut noise, big_t);
+        let x = noised(&train, i, t, &sched, &mut noise);
+        cal.observe(&x, t as f32 / big_t as f32)
+            .map_err(|e| anyhow!("{e}"))?;
+    }
+    // Trajectories of the f32 model with the seed's sampler.
+    let mut host =
+        ddpm_core::host::HostModel::from_bytes(model_bytes).map_err(|e| anyhow!("{e}"))?;
+    let scfg = SamplerConfig::Ddpm(DdpmConfig::default());
+    let plan = Plan::new(&scfg, big_t as u32).map_err(|e| anyhow!("{e}"))?;
+    for k in 0..opts.trajectories {
+        let mut tnoise = GaussianNoise::new(opts.seed.wrapping_add(1_000 + k as u64));
+        let mut x = vec![0.0f32; cfg.image_len()];
+        let mut eps = vec![0.0f32; cfg.image_len()];
+        tnoise.fill(&mut x);
+        for step in 0..plan.len() {
+            if step % opts.trajectory_every.max(1) == 0 {
+                let (t, _) = plan.step(step).context("plan")?;
+                cal.observe(&x, t as f32 / big_t as f32)
+                    .map_err(|e| anyhow!("{e}"))?;
+            }
+            sampler::sample_step(
+                &mut host,
+                &sched,
+                &scfg,
+                &plan,
+                step,
+                &mut tnoise,
+                &mut x,
+                &mut eps,
+            )
+            .map_err(|e| anyhow!("{e}"))?;
+        }
+    }
+    let ranges = cal.ranges(opts.method);
+    let bytes =
+        quantize_simple_unet(&net, header.schedule, ranges, note).map_err(|e| anyhow!("{e}"))?;
+    let report = accuracy(&net, &bytes, &test, &sched, opts)?;
+    Ok((bytes, report))
+}
+
+/// Relative RMS errors of the int8 file against the f32 network on noised test images.
+pub fn accuracy(
+    net: &SimpleUNet<'_>,
+    int8_bytes: &[u8],
+    test: &Mnist,
+    sched: &Schedule,
+    opts: &CalibrationOptions,
+) -> Result<AccuracyReport> {
+    let cfg = *net.config();
+    let file = ModelFile::parse(int8_bytes).map_err(|e| anyhow!("int8 file: {e}"))?;
+    let q = Int8SimpleUNet::from_file(&file).map_err(|e| anyhow!("int8 file: {e}"))?;
+    let plane = (cfg.height * cfg.width) as usize;
+    let (c, h1, h2) = (
+        cfg.channels as usize,
+        cfg.hidden1 as usize,
+        cfg.hidden2 as usize,
+    );
+    let mut acts = vec![0i8; cfg.layerwise_act_len()];
+    let (mut hidden, mut temb, mut offsets, mut row) = (
+        vec![0.0; h2],
+        vec![0.0; h2],
+        vec![0; h2],
+        vec![0.0; cfg.row_len()],
+    );
+    let mut ws = vec![0.0f32; cfg.workspace_len()];
+    let (mut e8, mut e32) = (vec![0.0f32; cfg.image_len()], vec![0.0f32; cfg.image_len()]);
+    let mut num = [0.0f64; 5];
+    let mut den = [0.0f64; 5];
+    let mut noise = GaussianNoise::new(opts.seed ^ 0x5EED_7E57);
+    let big_t = sched.len();
+    let quants = [
+        Some(q.input_quant()),
+        q.layers()[0].out,
+        q.layers()[1].out,
+        q.layers()[2].out,
+    ];
+    for _ in 0..opts.eval_images {
+        let i = pick(&mut noise, test.len);
+        let t = pick(&mut noise, big_t);
+        let x = noised(test, i, t, sched, &mut noise);
+        let t_in = t as f32 / big_t as f32;
+        let mut s = Scratch {
+            acts: &mut acts,
+            hidden: &mut hidden,
+            temb: &mut temb,
+            offsets: &mut offsets,
+            row: &mut row,
+        };
+        q.forward_layerwise(&x, t_in, &mut s, &mut e8)
+            .map_err(|e| anyhow!("{e}"))?;
+        net.forward_reference(&x, t_in, &mut ws, &mut e32)
+            .map_err(|e| anyhow!("{e}"))?;
+        // f32 maps: input, then the workspace's enc1 | enc2 | dec1.
+        let f32_maps: [&[f32]; 4] = [
+            &x,
+            &ws[..h1 * plane],
+            &ws[h1 * plane..(h1 + h2) * plane],
+            &ws[(h1 + h2) * plane..(2 * h1 + h2) * plane],
+        ];
+        let offs = [0, c * plane, (c + h1) * plane, (c + h1 + h2) * plane];
+        for k in 0..4 {
+            let qk = quants[k].context("activation quantization")?;
+            let m = f32_maps[k];
+            for (j, &r) in m.iter().enumerate() {
+                let d = qk.dequantize(acts[offs[k] + j]) as f64 - r as f64;
+                num[k] += d * d;
+                den[k] += (r as f64) * (r as f64);
+            }
+        }
+        for (a, b) in e8.iter().zip(&e32) {
+            num[4] += ((a - b) as f64).powi(2);
+            den[4] += (*b as f64).powi(2);
+        }
+    }
+    let rel = |k: usize| (num[k] / den[k].max(f64::MIN_POSITIVE)).sqrt();
+    Ok(AccuracyReport {
+        activations: [rel(0), rel(1), rel(2), rel(3)],
+        eps: rel(4),
+    })
+}
