@@ -1,7 +1,14 @@
-//! Shared helpers of the equivalence tests: golden-vector loading, the golden noise recipe and
-//! named tolerances.
+//! Shared helpers of the equivalence tests: golden-vector loading, the golden noise recipe, the
+//! relative-error measure, the trainer's side of the comparisons (its initialisation, its export
+//! route, its tch forward pass) and a property runner that counts and reports its cases.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use ddpm_core::host::HostModel;
+use ddpm_core::{ScheduleConfig, SimpleUNetConfig};
+use ddpm_trainer::model::{self, SimpleUNet};
+use tch::{nn, Device, Kind, Tensor};
 
 /// Directory of the golden vectors written by `tools/golden/make_golden.py`.
 pub fn golden_dir() -> PathBuf {
@@ -91,4 +98,166 @@ pub fn rel_err(a: &[f32], b: &[f32]) -> f32 {
         .zip(b)
         .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
         / scale
+}
+
+/// Value `i` of a uniform stream in [−1, 1) (53 bits of SplitMix64), for test inputs that a
+/// proptest seed describes compactly.
+pub fn uniform(seed: u64, n: usize) -> Vec<f32> {
+    (0..n as u64)
+        .map(|i| {
+            let u = (splitmix64(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ i) >> 11) as f64;
+            (u * (2.0 / (1u64 << 53) as f64) - 1.0) as f32
+        })
+        .collect()
+}
+
+/// One libtorch thread per test thread: the test harness already runs tests in parallel, and
+/// libtorch's own thread pool on top of it only oversubscribes the cores (a 1.3 ms forward pass
+/// took 30–170 ms that way on a busy 2-core machine).
+pub fn torch_single_thread() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| tch::set_num_threads(1));
+}
+
+/// libtorch's random generator is one global; tests in one binary run on several threads, so
+/// whoever seeds it and draws from it holds this lock, which keeps every case reproducible.
+pub fn torch_rng() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A trainer network on the CPU with the trainer's own initialisation drawn from `seed`, every
+/// parameter then multiplied by `scale`.
+pub fn trainer_net(cfg: SimpleUNetConfig, seed: i64, scale: f64) -> (nn::VarStore, SimpleUNet) {
+    torch_single_thread();
+    let vs = nn::VarStore::new(Device::Cpu);
+    let net = {
+        let _rng = torch_rng();
+        tch::manual_seed(seed);
+        SimpleUNet::new(&vs.root(), cfg)
+    };
+    if scale != 1.0 {
+        tch::no_grad(|| {
+            for (_, mut t) in vs.variables() {
+                let _ = t.f_mul_scalar_(scale).expect("scaling a parameter");
+            }
+        });
+    }
+    (vs, net)
+}
+
+/// The real route from the trainer to the core: the trainer's parameters in `state_dict` order,
+/// encoded by the trainer's exporter into model-file bytes, parsed and loaded by the core.
+pub fn export_to_core(
+    vs: &nn::VarStore,
+    cfg: &SimpleUNetConfig,
+    schedule: &ScheduleConfig,
+) -> HostModel {
+    let params = model::named_params(vs, cfg).expect("trainer parameters");
+    let bytes = ddpm_trainer::export::model_file_bytes(cfg, schedule, &params, "equivalence test")
+        .expect("trainer export");
+    HostModel::from_bytes(&bytes).expect("the core loads the trainer's model file")
+}
+
+/// The trainer's tch forward pass on the CPU in f32: `x` holds `t_in.len()` images of `cfg`'s
+/// size, `t_in` the network's time inputs (t/T). Returns the flat N×C×H×W output.
+pub fn tch_forward(net: &SimpleUNet, x: &[f32], t_in: &[f32]) -> Vec<f32> {
+    torch_single_thread();
+    let c = *net.config();
+    let shape = [
+        t_in.len() as i64,
+        c.channels as i64,
+        c.height as i64,
+        c.width as i64,
+    ];
+    let out = tch::no_grad(|| {
+        net.forward(
+            &Tensor::from_slice(x).view(shape),
+            &Tensor::from_slice(t_in),
+        )
+    });
+    assert_eq!(
+        out.kind(),
+        Kind::Float,
+        "the trainer's forward must stay in f32"
+    );
+    model::to_f32_vec(&out).expect("reading the tch output")
+}
+
+/// A CPU f32 tensor of `shape` holding `data`.
+pub fn tensor(data: &[f32], shape: &[i64]) -> Tensor {
+    Tensor::from_slice(data).view(shape)
+}
+
+/// The flat values of a CPU tensor.
+pub fn values(t: &Tensor) -> Vec<f32> {
+    model::to_f32_vec(t).expect("reading tensor values")
+}
+
+/// Cases per property: the issue asks for at least 256; `PROPTEST_CASES` may ask for more.
+pub fn property_cases() -> u32 {
+    proptest::test_runner::Config::default().cases.max(256)
+}
+
+/// Runs a property over `strategy` with shrinking, prints how many cases it ran and the worst
+/// value of the measure the test reports (its relative error), and panics with the shrunk case
+/// when it fails. `test` returns the measure of one case, or a failure message.
+pub fn check_property<S: proptest::strategy::Strategy>(
+    name: &str,
+    bound: f64,
+    strategy: S,
+    test: impl Fn(S::Value) -> Result<f64, proptest::test_runner::TestCaseError>,
+) where
+    S::Value: std::fmt::Debug,
+{
+    use proptest::test_runner::{Config, TestError, TestRunner};
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    let config = Config {
+        cases: property_cases(),
+        // A shrink step re-runs a whole case (up to several forward passes); the strategies
+        // here are a handful of numbers, so this many steps reach a minimal case.
+        max_shrink_iters: 2048,
+        // Failures are reported with their shrunk case; nothing is written into the tree.
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let runs = AtomicUsize::new(0);
+    let worst = AtomicU64::new(0f64.to_bits());
+    let mut runner = TestRunner::new(config.clone());
+    let result = runner.run(&strategy, |value| {
+        runs.fetch_add(1, Ordering::Relaxed);
+        let m = test(value)?;
+        if m > f64::from_bits(worst.load(Ordering::Relaxed)) || m.is_nan() {
+            worst.store(m.to_bits(), Ordering::Relaxed);
+        }
+        Ok(())
+    });
+    let runs = runs.into_inner();
+    let worst = f64::from_bits(worst.into_inner());
+    match result {
+        Ok(()) => println!(
+            "property {name}: {runs} cases passed (asked for {}), worst {worst:.3e}, bound {bound:.1e}",
+            config.cases
+        ),
+        Err(TestError::Fail(reason, case)) => panic!(
+            "property {name} FAILED after {runs} runs (cases and shrink steps)\n\
+             shrunk case: {case:#?}\nreason: {reason}"
+        ),
+        Err(TestError::Abort(reason)) => panic!("property {name} aborted: {reason}"),
+    }
+}
+
+/// Fails the case when `measure` is not within `bound` (NaN fails too), else returns it.
+pub fn within(
+    what: impl std::fmt::Display,
+    measure: f32,
+    bound: f32,
+) -> Result<f64, proptest::test_runner::TestCaseError> {
+    if measure <= bound {
+        Ok(measure as f64)
+    } else {
+        Err(proptest::test_runner::TestCaseError::fail(format!(
+            "{what}: relative error {measure:.3e} > bound {bound:.1e}"
+        )))
+    }
 }
