@@ -1,0 +1,286 @@
+//! The trainer's tch sampler steps (`--backend torch`) against the core's step functions, fed the
+//! same x_t, ε and z; and whole DDIM trajectories, each side driven by its own network.
+
+use ddpm_core::host::{HostModel, Path};
+use ddpm_core::sampler::{
+    self, DdimConfig, DdpmConfig, DdpmVariance, Plan, SamplerConfig, Spacing,
+};
+use ddpm_core::{GaussianNoise, Schedule, ScheduleConfig, SimpleUNetConfig};
+use ddpm_equivalence::{
+    check_property, export_to_core, rel_err, tensor, torch_single_thread, trainer_net, values,
+    within,
+};
+use ddpm_trainer::model::SimpleUNet;
+use proptest::prelude::*;
+use tch::{nn, Device};
+
+/// One sampler step, max |tch − core| / max |core|. Both sides evaluate the same f32 formula
+/// with the same f32 coefficients from the core's schedule; the issue asks for 1e-6, and a
+/// reordering of one f32 multiply-add (libtorch fusing `a·x + b` differently) stays below
+/// 2 ulp ≈ 2.4e-7 of the output's magnitude.
+const STEP_REL: f32 = 1e-6;
+
+/// Image size of the step properties: one MNIST image.
+const LEN: usize = 784;
+
+fn gaussian(seed: u64, n: usize) -> Vec<f32> {
+    let mut v = vec![0.0f32; n];
+    GaussianNoise::new(seed).fill(&mut v);
+    v
+}
+
+/// Linear (the seed's β range) or cosine, T ∈ {10, 300, 1000}.
+fn schedule_config() -> impl Strategy<Value = ScheduleConfig> {
+    (
+        any::<bool>(),
+        prop_oneof![Just(300u32), Just(10), Just(1000)],
+    )
+        .prop_map(|(cos, t)| {
+            if cos {
+                ScheduleConfig::cosine(t)
+            } else {
+                ScheduleConfig::linear(t, 1e-4, 0.02)
+            }
+        })
+}
+
+/// x_t, ε and z drawn from three seeds; x_t scaled by up to 3 (ε and z stay standard normal).
+fn step_inputs(seeds: (u64, u64, u64), x_scale: f32) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let x = gaussian(seeds.0, LEN).iter().map(|v| v * x_scale).collect();
+    (x, gaussian(seeds.1, LEN), gaussian(seeds.2, LEN))
+}
+
+#[test]
+fn ddpm_step_matches_trainer() {
+    let strategy = (
+        schedule_config(),
+        0.0f64..1.0,
+        prop_oneof![
+            Just(DdpmVariance::FixedLarge),
+            Just(DdpmVariance::FixedSmall)
+        ],
+        any::<bool>(),
+        any::<(u64, u64, u64)>(),
+        0.0f32..=3.0,
+    );
+    check_property(
+        "one DDPM step, tch vs core",
+        STEP_REL as f64,
+        strategy,
+        |(sc, t_frac, variance, clip_x0, seeds, x_scale)| {
+            let sched: Box<Schedule> = Box::new(Schedule::new(&sc).unwrap());
+            let t = (t_frac * sc.timesteps as f64) as u32;
+            let cfg = DdpmConfig { variance, clip_x0 };
+            let (x, e, z) = step_inputs(seeds, x_scale);
+            let mut core = x.clone();
+            sampler::ddpm_step(&sched, &cfg, t, &mut core, &e, |i| z[i]).unwrap();
+            let shape = [1, 1, 28, 28];
+            let torch = values(&ddpm_trainer::ddpm_step(
+                &sched,
+                &cfg,
+                t,
+                &tensor(&x, &shape),
+                &tensor(&e, &shape),
+                &tensor(&z, &shape),
+            ));
+            within(format!("t = {t}"), rel_err(&torch, &core), STEP_REL)
+        },
+    );
+}
+
+#[test]
+fn ddim_step_matches_trainer() {
+    let strategy = (
+        schedule_config(),
+        prop_oneof![Just(0.0f32), Just(1.0)],
+        prop_oneof![
+            Just(Spacing::Leading),
+            Just(Spacing::Trailing),
+            Just(Spacing::Linspace)
+        ],
+        0.0f64..1.0,
+        0.0f64..1.0,
+        (any::<bool>(), any::<bool>()),
+        any::<(u64, u64, u64)>(),
+        0.0f32..=3.0,
+    );
+    check_property(
+        "one DDIM step (eta 0 and 1, three spacings, random S), tch vs core",
+        STEP_REL as f64,
+        strategy,
+        |(sc, eta, spacing, s_frac, k_frac, (clip_x0, recompute_eps), seeds, x_scale)| {
+            let sched: Box<Schedule> = Box::new(Schedule::new(&sc).unwrap());
+            let steps = 1 + (s_frac * sc.timesteps as f64) as u32;
+            let cfg = DdimConfig {
+                steps,
+                eta,
+                spacing,
+                clip_x0,
+                recompute_eps,
+            };
+            let plan = Plan::new(&SamplerConfig::Ddim(cfg), sc.timesteps).unwrap();
+            let k = (k_frac * plan.len() as f64) as usize;
+            let (t, prev) = plan.step(k).unwrap();
+            let (x, e, z) = step_inputs(seeds, x_scale);
+            let mut core = x.clone();
+            sampler::ddim_step(&sched, &cfg, t, prev, &mut core, &e, |i| z[i]).unwrap();
+            let shape = [1, 1, 28, 28];
+            let torch = values(&ddpm_trainer::ddim_step(
+                &sched,
+                &cfg,
+                t,
+                prev,
+                &tensor(&x, &shape),
+                &tensor(&e, &shape),
+                &tensor(&z, &shape),
+            ));
+            within(
+                format!("S = {steps}, step {k}: t = {t}, prev = {prev:?}"),
+                rel_err(&torch, &core),
+                STEP_REL,
+            )
+        },
+    );
+}
+
+/// A whole 50-step DDIM trajectory, each side driven by its own forward pass, max |tch − core| /
+/// max |tch| after the last step. The steps themselves agree bit for bit (the properties
+/// above), so all of the difference is the forward passes' f32 summation order (≤ 4.4e-6 of
+/// |ε| per pass, FORWARD_REL in forward_vs_trainer.rs), fed back through 50 steps. DDIM moves x
+/// by a fraction of ε per step and does not amplify the differences: measured 1.2e-6 worst
+/// (fresh trainer initialisation) and 1.0e-6 (a model trained for one epoch), fast and
+/// reference path, η = 0 and 1. The bound leaves 8× that for other weights and CPUs.
+const TRAJECTORY_REL: f32 = 1e-5;
+
+/// The trained default model, written by `trainer fit` (see the README).
+const DEFAULT_MODEL: &str = "models/simple_unet_mnist.ddpm";
+
+/// The model the trajectories run: the trained default model when present (or the file named by
+/// `DDPM_EQUIVALENCE_MODEL`), else a SimpleUNet freshly initialised by the trainer (seed 0).
+/// Returns a description, the tch network and the core's model loaded from the same weights.
+fn trajectory_model() -> (String, nn::VarStore, SimpleUNet, HostModel) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let path = match std::env::var_os("DDPM_EQUIVALENCE_MODEL") {
+        Some(p) => Some(std::path::PathBuf::from(p)),
+        None => Some(root.join(DEFAULT_MODEL)).filter(|p| p.exists()),
+    };
+    match path {
+        Some(path) => {
+            let what = path.display().to_string();
+            let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{what}: {e}"));
+            let core = HostModel::from_bytes(&bytes).unwrap_or_else(|e| panic!("{what}: {e}"));
+            // The trainer's own reader, as `trainer sample --backend torch` loads a model.
+            let m = ddpm_trainer::export::read_model_file(&path).unwrap();
+            torch_single_thread();
+            let mut vs = nn::VarStore::new(Device::Cpu);
+            let net = SimpleUNet::new(&vs.root(), m.config);
+            ddpm_trainer::model::load_params(&mut vs, &m.config, &m.tensors, &what).unwrap();
+            (format!("model file {what}"), vs, net, core)
+        }
+        None => {
+            let cfg = SimpleUNetConfig::SEED;
+            let (vs, net) = trainer_net(cfg, 0, 1.0);
+            let core = export_to_core(&vs, &cfg, &ScheduleConfig::default());
+            (
+                format!(
+                    "{DEFAULT_MODEL} absent: a model freshly initialised by the trainer (seed 0)"
+                ),
+                vs,
+                net,
+                core,
+            )
+        }
+    }
+}
+
+/// Runs `cfg` from the initial noise of `seeds` (one image each) on both sides with the same
+/// z, and returns the relative error of every image after the last step.
+fn ddim_trajectories(
+    net: &SimpleUNet,
+    core: &HostModel,
+    path: Path,
+    cfg: &DdimConfig,
+    seeds: &[u64],
+) -> Vec<f32> {
+    let mut core = core.clone().with_path(path);
+    let sched = core.schedule().clone();
+    let c = *core.config();
+    let n = c.image_len();
+    let big_t = sched.len() as u32;
+    let shape = [
+        seeds.len() as i64,
+        c.channels as i64,
+        c.height as i64,
+        c.width as i64,
+    ];
+    let plan = Plan::new(&SamplerConfig::Ddim(*cfg), big_t).unwrap();
+    let mut xs: Vec<Vec<f32>> = seeds.iter().map(|&s| gaussian(s, n)).collect();
+    let mut xt = tensor(&xs.concat(), &shape);
+    let mut eps = vec![0.0f32; n];
+    for k in 0..plan.len() {
+        let (t, prev) = plan.step(k).unwrap();
+        let t_in = t as f32 / big_t as f32;
+        let z: Vec<Vec<f32>> = seeds
+            .iter()
+            .map(|&s| gaussian(s.wrapping_mul(1000).wrapping_add(k as u64 + 1), n))
+            .collect();
+        let eps_t = tch::no_grad(|| {
+            net.forward(
+                &xt,
+                &tensor(&vec![t_in; seeds.len()], &[seeds.len() as i64]),
+            )
+        });
+        xt = ddpm_trainer::ddim_step(
+            &sched,
+            cfg,
+            t,
+            prev,
+            &xt,
+            &eps_t,
+            &tensor(&z.concat(), &shape),
+        );
+        for (x, z) in xs.iter_mut().zip(&z) {
+            core.forward(x, t_in, &mut eps).unwrap();
+            sampler::ddim_step(&sched, cfg, t, prev, x, &eps, |i| z[i]).unwrap();
+        }
+    }
+    let torch = values(&xt);
+    xs.iter()
+        .enumerate()
+        .map(|(i, x)| rel_err(x, &torch[i * n..(i + 1) * n]))
+        .collect()
+}
+
+#[test]
+fn ddim_50_step_trajectories_match_trainer() {
+    let (what, _vs, net, core) = trajectory_model();
+    println!("trajectories: {what}");
+    let seeds = [0u64, 1, 2, 3];
+    let mut worst = 0.0f32;
+    for (path, eta, seeds) in [
+        (Path::Fast, 0.0f32, &seeds[..]),
+        (Path::Fast, 1.0, &seeds[..]),
+        (Path::Reference, 0.0, &seeds[..1]),
+    ] {
+        let cfg = DdimConfig {
+            steps: 50,
+            eta,
+            ..DdimConfig::default()
+        };
+        let errs = ddim_trajectories(&net, &core, path, &cfg, seeds);
+        let shown: Vec<String> = errs.iter().map(|e| format!("{e:.2e}")).collect();
+        println!(
+            "DDIM 50 steps, eta {eta}, core {path:?} path, seeds {seeds:?}: relative error after \
+             the last step {} (bound {TRAJECTORY_REL:.0e})",
+            shown.join(", ")
+        );
+        for (s, e) in seeds.iter().zip(&errs) {
+            assert!(
+                *e <= TRAJECTORY_REL,
+                "{path:?}, eta {eta}, seed {s}: {e:.3e}"
+            );
+            worst = worst.max(*e);
+        }
+    }
+    println!("trajectories: worst {worst:.3e}");
+}
