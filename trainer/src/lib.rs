@@ -9,6 +9,7 @@
 //! 4. [`sample`] draws images with the torch samplers or through `ddpm_core::host`, and writes
 //!    PNG grids and IDX files.
 pub mod atomic;
+pub mod classifier;
 pub mod export;
 pub mod fetch;
 pub mod idx;
