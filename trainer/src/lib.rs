@@ -10,6 +10,7 @@
 //!    PNG grids and IDX files.
 pub mod atomic;
 pub mod classifier;
+pub mod compare;
 pub mod export;
 pub mod fetch;
 pub mod idx;

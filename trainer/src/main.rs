@@ -40,6 +40,9 @@ enum Command {
     FetchData(FetchArgs),
     /// Train the small MNIST classifier that judges samples and write it (safetensors).
     Classifier(ClassifierArgs),
+    /// Sample an f32 model and its int8 export with the same seeds and compare the images:
+    /// pixel difference, classifier labels, confident share, and a side-by-side PNG.
+    CompareInt8(CompareInt8Args),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -729,6 +732,170 @@ fn run_classifier(a: ClassifierArgs) -> Result<()> {
     Ok(())
 }
 
+/// The sampler flags of `sample`, with defaults suited to comparing many images (DDIM, 10 steps).
+#[derive(Args)]
+struct CompareSamplerArgs {
+    /// Sampler.
+    #[arg(long, value_enum, default_value = "ddim")]
+    sampler: SamplerArg,
+    /// DDIM steps S (1..=T).
+    #[arg(long, default_value_t = 10)]
+    steps: u32,
+    /// DDIM η in [0, 1] (0: deterministic).
+    #[arg(long, default_value_t = 0.0)]
+    eta: f32,
+    /// DDIM timestep spacing.
+    #[arg(long, value_enum, default_value = "leading")]
+    spacing: SpacingArg,
+    /// DDPM step variance.
+    #[arg(long, value_enum, default_value = "fixed-large")]
+    variance: VarianceArg,
+    /// Clip the predicted x0 to [−1, 1] at every step.
+    #[arg(long)]
+    clip_x0: bool,
+}
+
+impl CompareSamplerArgs {
+    fn config(&self) -> SamplerConfig {
+        match self.sampler {
+            SamplerArg::Ddpm => SamplerConfig::Ddpm(DdpmConfig {
+                variance: match self.variance {
+                    VarianceArg::FixedLarge => DdpmVariance::FixedLarge,
+                    VarianceArg::FixedSmall => DdpmVariance::FixedSmall,
+                },
+                clip_x0: self.clip_x0,
+            }),
+            SamplerArg::Ddim => SamplerConfig::Ddim(DdimConfig {
+                steps: self.steps,
+                eta: self.eta,
+                spacing: match self.spacing {
+                    SpacingArg::Leading => Spacing::Leading,
+                    SpacingArg::Trailing => Spacing::Trailing,
+                    SpacingArg::Linspace => Spacing::Linspace,
+                },
+                clip_x0: self.clip_x0,
+                recompute_eps: false,
+            }),
+        }
+    }
+}
+
+#[derive(Args)]
+struct CompareInt8Args {
+    /// f32 model file [default: models/simple_unet_mnist.ddpm].
+    #[arg(long, value_name = "F32FILE")]
+    model: Option<PathBuf>,
+    /// Its int8 export (`trainer export --int8`).
+    #[arg(
+        long,
+        value_name = "INT8FILE",
+        default_value = "models/simple_unet_mnist_int8.ddpm"
+    )]
+    int8: PathBuf,
+    /// Images per model; image i of both uses noise seed SEED + i.
+    #[arg(long, default_value_t = 100)]
+    n: usize,
+    #[command(flatten)]
+    sampler: CompareSamplerArgs,
+    /// Noise seed of image 0.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// PNG to write: rows of f32 samples, each followed by the row of their int8 twins.
+    #[arg(long, default_value = "side_by_side.png")]
+    out: PathBuf,
+    /// The classifier (trained and cached there when missing, which takes minutes).
+    #[arg(long, default_value = ddpm_trainer::classifier::DEFAULT_PATH)]
+    classifier: PathBuf,
+    /// MNIST directory, used only to train a missing classifier [default: data/mnist if
+    /// present, else ../shared/data/mnist].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Device of the classifier: auto, cpu, cuda or cuda:N (sampling runs on the CPU).
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// libtorch CPU threads [default: all cores].
+    #[arg(long)]
+    threads: Option<usize>,
+    /// No progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+fn run_compare_int8(a: CompareInt8Args) -> Result<()> {
+    use ddpm_trainer::{classifier, compare};
+    set_threads(a.threads)?;
+    let device = parse_device(&a.device)?;
+    let model_path = a
+        .model
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_MODEL));
+    for (flag, p) in [("--model", &model_path), ("--int8", &a.int8)] {
+        if !p.is_file() {
+            bail!(
+                "{}: no such model file ({flag}; the int8 file comes from \
+                 `trainer export --model F32FILE --int8 --out INT8FILE`)",
+                p.display()
+            );
+        }
+    }
+    let data_dir = a.data.clone().unwrap_or_else(idx::default_data_dir);
+    let clf = classifier::load_or_train(&a.classifier, &data_dir, device)?;
+    let opts = compare::CompareOptions {
+        n: a.n,
+        sampler: a.sampler.config(),
+        seed: a.seed,
+        progress: progress_wanted(a.no_progress),
+    };
+    eprintln!(
+        "compare-int8: {} images each from {} and {}, {:?}, seeds {}..={}",
+        a.n,
+        model_path.display(),
+        a.int8.display(),
+        opts.sampler,
+        a.seed,
+        a.seed.wrapping_add(a.n.saturating_sub(1) as u64)
+    );
+    let (r, _) = compare::compare(&model_path, &a.int8, &clf, &opts, Some(&a.out))?;
+    let l = &r.labels;
+    println!(
+        "images: {} per model, {:?}, seed {}",
+        r.n, opts.sampler, a.seed
+    );
+    println!(
+        "mean |f32 - int8| pixel difference: {:.2} (0-255 scale); largest {}",
+        r.mean_abs_diff, r.max_abs_diff
+    );
+    println!(
+        "same classifier label: {:.1}% ({} of {})",
+        100.0 * l.same_label,
+        (l.same_label * l.n as f64).round(),
+        l.n
+    );
+    println!(
+        "classifier-confident (top probability > {}): f32 {:.1}%, int8 {:.1}%",
+        classifier::CONFIDENT_PROB,
+        100.0 * l.confident_f32,
+        100.0 * l.confident_int8
+    );
+    println!(
+        "labels f32:  {}",
+        compare::format_histogram(&l.histogram_f32)
+    );
+    println!(
+        "labels int8: {}",
+        compare::format_histogram(&l.histogram_int8)
+    );
+    println!(
+        "sampling time: f32 (host) {:.1} s, int8 (row streaming) {:.1} s",
+        r.f32_seconds, r.int8_seconds
+    );
+    eprintln!(
+        "wrote {} (f32 rows, each followed by the int8 row of the same seeds)",
+        a.out.display()
+    );
+    Ok(())
+}
+
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -738,6 +905,7 @@ fn main() {
         Command::Sample(a) => run_sample(a),
         Command::FetchData(a) => run_fetch(a),
         Command::Classifier(a) => run_classifier(a),
+        Command::CompareInt8(a) => run_compare_int8(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
