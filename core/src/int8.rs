@@ -379,6 +379,28 @@ impl<A: Copy + Default, const ACTS: usize, const H2: usize, const ROW: usize>
     }
 }
 
+impl<const ACTS: usize, const H2: usize, const ROW: usize> ScratchBuffers<i8, ACTS, H2, ROW> {
+    /// Zeroed buffers as a constant, so a `static` of them lands in `.bss`.
+    pub const ZEROED: Self = Self {
+        acts: [0; ACTS],
+        hidden: [0.0; H2],
+        temb: [0.0; H2],
+        offsets: [0; H2],
+        row: [0.0; ROW],
+    };
+}
+
+impl<const ACTS: usize, const H2: usize, const ROW: usize> ScratchBuffers<f32, ACTS, H2, ROW> {
+    /// Zeroed buffers as a constant, so a `static` of them lands in `.bss`.
+    pub const ZEROED: Self = Self {
+        acts: [0.0; ACTS],
+        hidden: [0.0; H2],
+        temb: [0.0; H2],
+        offsets: [0; H2],
+        row: [0.0; ROW],
+    };
+}
+
 impl<A: Copy + Default, const ACTS: usize, const H2: usize, const ROW: usize> Default
     for ScratchBuffers<A, ACTS, H2, ROW>
 {
