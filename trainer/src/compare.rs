@@ -34,6 +34,8 @@ pub struct CompareOptions {
     pub sampler: SamplerConfig,
     /// Image `i` uses noise seed `seed + i`.
     pub seed: u64,
+    /// Threads for the int8 samples (the f32 ones take a small share of the time).
+    pub workers: usize,
     /// Show a progress bar (only when stderr is a terminal).
     pub progress: bool,
 }
@@ -159,45 +161,67 @@ pub fn sample_f32(
 }
 
 /// `n` samples of the int8 model file `bytes` through the row-streaming executor (image `i`
-/// from seed `seed + i`, the int8 tensors read in place from `bytes`); `done` is called after
-/// each image.
+/// from seed `seed + i`, the int8 tensors read in place from `bytes`), on `workers` threads
+/// (each with its own scratch, over contiguous runs of images, so the result does not depend
+/// on `workers`); `done` is called after each image.
 pub fn sample_int8(
     bytes: &[u8],
     n: usize,
     cfg: &SamplerConfig,
     seed: u64,
-    done: &mut dyn FnMut(),
+    workers: usize,
+    done: &(dyn Fn() + Sync),
 ) -> Result<Vec<f32>> {
     let file = ModelFile::parse(bytes).map_err(|e| anyhow!("{e}"))?;
     let net = Int8SimpleUNet::from_file(&file).map_err(|e| anyhow!("{e}"))?;
     let sched: Schedule = Schedule::new(&file.header().schedule).map_err(|e| anyhow!("{e}"))?;
     let mcfg = *net.config();
-    let h2 = mcfg.hidden2 as usize;
-    let mut acts = vec![0i8; mcfg.streaming_act_len()];
-    let (mut hidden, mut temb) = (vec![0.0f32; h2], vec![0.0f32; h2]);
-    let mut offsets = vec![0i32; h2];
-    let mut row = vec![0.0f32; mcfg.row_len()];
     let len = mcfg.image_len();
     let mut out = vec![0.0f32; n * len];
-    for (i, x) in out.chunks_exact_mut(len).enumerate() {
-        let mut scratch = Scratch {
-            acts: &mut acts,
-            hidden: &mut hidden,
-            temb: &mut temb,
-            offsets: &mut offsets,
-            row: &mut row,
-        };
-        sample_streaming(
-            &net,
-            &sched,
-            cfg,
-            seed.wrapping_add(i as u64),
-            x,
-            &mut scratch,
-        )
-        .map_err(|e| anyhow!("int8 sampling: {e}"))?;
-        done();
+    if n == 0 {
+        return Ok(out);
     }
+    let per = n.div_ceil(workers.clamp(1, n));
+    let (net, sched) = (&net, &sched);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = out
+            .chunks_mut(per * len)
+            .enumerate()
+            .map(|(w, images)| {
+                s.spawn(move || -> Result<()> {
+                    let h2 = mcfg.hidden2 as usize;
+                    let mut acts = vec![0i8; mcfg.streaming_act_len()];
+                    let (mut hidden, mut temb) = (vec![0.0f32; h2], vec![0.0f32; h2]);
+                    let mut offsets = vec![0i32; h2];
+                    let mut row = vec![0.0f32; mcfg.row_len()];
+                    for (k, x) in images.chunks_exact_mut(len).enumerate() {
+                        let i = w * per + k;
+                        let mut scratch = Scratch {
+                            acts: &mut acts,
+                            hidden: &mut hidden,
+                            temb: &mut temb,
+                            offsets: &mut offsets,
+                            row: &mut row,
+                        };
+                        sample_streaming(
+                            net,
+                            sched,
+                            cfg,
+                            seed.wrapping_add(i as u64),
+                            x,
+                            &mut scratch,
+                        )
+                        .map_err(|e| anyhow!("int8 sampling, image {i}: {e}"))?;
+                        done();
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .try_for_each(|h| h.join().expect("int8 sampling thread panicked"))
+    })?;
     Ok(out)
 }
 
@@ -231,8 +255,10 @@ pub fn sample_pair(f32_path: &Path, int8_path: &Path, opts: &CompareOptions) -> 
     let f32_seconds = t0.elapsed().as_secs_f64();
     bar.set_message("int8 streaming");
     let t1 = Instant::now();
-    let fb = sample_int8(&b, opts.n, &opts.sampler, opts.seed, &mut || bar.inc(1))
-        .with_context(|| names.1.clone())?;
+    let fb = sample_int8(&b, opts.n, &opts.sampler, opts.seed, opts.workers, &|| {
+        bar.inc(1)
+    })
+    .with_context(|| names.1.clone())?;
     let int8_seconds = t1.elapsed().as_secs_f64();
     bar.finish_and_clear();
     Ok(SamplePair {

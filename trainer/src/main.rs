@@ -816,6 +816,10 @@ struct CompareInt8Args {
     /// libtorch CPU threads [default: all cores].
     #[arg(long)]
     threads: Option<usize>,
+    /// Threads drawing the int8 samples, each a run of whole images (results do not depend
+    /// on it) [default: all cores].
+    #[arg(long)]
+    workers: Option<usize>,
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
@@ -844,8 +848,14 @@ fn run_compare_int8(a: CompareInt8Args) -> Result<()> {
         n: a.n,
         sampler: a.sampler.config(),
         seed: a.seed,
+        workers: a
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         progress: progress_wanted(a.no_progress),
     };
+    if opts.workers == 0 {
+        bail!("--workers must be at least 1");
+    }
     eprintln!(
         "compare-int8: {} images each from {} and {}, {:?}, seeds {}..={}",
         a.n,

@@ -89,6 +89,7 @@ fn same_seeds_same_images_and_the_png_is_written() {
         n,
         sampler: ddim(5),
         seed: 100,
+        workers: 1,
         progress: false,
     };
     let png = dir.path().join("out").join("side.png");
@@ -125,8 +126,18 @@ fn same_seeds_same_images_and_the_png_is_written() {
     // from earlier images through the reused scratch).
     let int8_bytes = std::fs::read(&int8_path).unwrap();
     let one =
-        compare::sample_int8(&int8_bytes, 1, &opts.sampler, opts.seed + 3, &mut || {}).unwrap();
+        compare::sample_int8(&int8_bytes, 1, &opts.sampler, opts.seed + 3, 1, &|| {}).unwrap();
     assert_eq!(sample::to_pixels(&one), p1.int8_pixels[3 * 784..4 * 784]);
+    // Threads split the images, not the work on one: any count gives the same samples.
+    for workers in [2, 3, 8] {
+        let count = std::sync::atomic::AtomicUsize::new(0);
+        let v = compare::sample_int8(&int8_bytes, n, &opts.sampler, opts.seed, workers, &|| {
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        })
+        .unwrap();
+        assert_eq!(sample::to_pixels(&v), p1.int8_pixels, "{workers} workers");
+        assert_eq!(count.into_inner(), n, "one progress tick per image");
+    }
 
     // The PNG: 5 images → 3 columns × 2 rows, doubled to 4 rows; border 2, scale 4.
     assert_eq!(png_size(&png), ((3 * 28 + 4 * 2) * 4, (4 * 28 + 5 * 2) * 4));
@@ -142,6 +153,7 @@ fn mismatched_files_are_refused_by_name() {
         n: 1,
         sampler: ddim(2),
         seed: 0,
+        workers: 2,
         progress: false,
     };
     let err = |a: &Path, b: &Path| format!("{:#}", compare::sample_pair(a, b, &opts).unwrap_err());
