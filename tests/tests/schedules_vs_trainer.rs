@@ -83,7 +83,7 @@ fn check_schedule(cfg: &ScheduleConfig) -> Result<f64, String> {
             return Err(format!("{cfg:?}: trainer's {name} differs from the core's"));
         }
         let e = worst_rel(c, r);
-        if !(e <= F32_ROUNDING) {
+        if e.is_nan() || e > F32_ROUNDING {
             return Err(format!(
                 "{cfg:?}: {name} is {e:.3e} (relative) from the f64 recipe, more than one f32 rounding"
             ));
