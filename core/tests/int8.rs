@@ -247,3 +247,34 @@ fn memory_budgets() {
         "f32 streaming needs {f32_stream} bytes"
     );
 }
+
+/// CRC-32 of the u8 image the committed int8 default model draws with seed 42 and 10 DDIM steps
+/// (x0 clipped, ε recomputed) through the streaming executor. Integer arithmetic is the same
+/// on every platform, so this value is too; `firmware-check/tests/qemu.rs` expects the
+/// Cortex-M4 build to print it.
+const PINNED_INT8_CHECKSUM_SEED42: u32 = 0xed63_5ab6;
+
+#[test]
+fn pinned_int8_sample_of_the_default_model() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../models/simple_unet_mnist_int8.ddpm"
+    );
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let file = ModelFile::parse(&bytes).unwrap();
+    let net = Int8SimpleUNet::from_file(&file).unwrap();
+    let sched: Schedule<300> = Schedule::new(&file.header().schedule).unwrap();
+    let cfg = SamplerConfig::Ddim(DdimConfig {
+        steps: 10,
+        clip_x0: true,
+        recompute_eps: true,
+        ..Default::default()
+    });
+    let mut bufs = Box::new(SeedInt8StreamBuffers::ZEROED);
+    let mut x = vec![0.0f32; 784];
+    sample_streaming(&net, &sched, &cfg, 42, &mut x, &mut bufs.scratch()).unwrap();
+    let pixels: Vec<u8> = x.iter().map(|&v| ddpm_core::pixel_to_u8(v)).collect();
+    let crc = ddpm_core::crc32(&pixels);
+    println!("int8 default model, seed 42, DDIM 10: checksum {crc:#010x}");
+    assert_eq!(crc, PINNED_INT8_CHECKSUM_SEED42, "{crc:#010x}");
+}

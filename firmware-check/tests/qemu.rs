@@ -22,8 +22,17 @@ use firmware_check::elf;
 use firmware_check::output::FirmwareReport;
 use firmware_check::RAM_BUDGET;
 
-/// QEMU is killed after this long (the default build runs in well under a second).
-const QEMU_TIMEOUT: Duration = Duration::from_secs(120);
+/// QEMU is killed after this long (a 10-step DDIM sample of the 28×28 model takes about 30 s
+/// under QEMU on an idle 2-core machine).
+const QEMU_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// RAM the f32 build may use (the `RAM` region of `firmware-demo/memory-f32.x`).
+const F32_RAM_BUDGET: usize = 128 * 1024;
+
+/// CRC-32 of the u8 image the int8 default model draws with seed 42 and 10 DDIM steps (x0
+/// clipped): the platform-independent result of the integer path, pinned so that a change of
+/// model, quantizer, executor or sampler shows. `core/tests/int8.rs` pins the same value.
+const PINNED_INT8_CHECKSUM_SEED42: u32 = 0xed63_5ab6;
 
 /// Every test builds into the same target directory and runs the binary it built, so they
 /// take turns.
@@ -70,14 +79,17 @@ fn leaks_from_outer_cargo(name: &str) -> bool {
     EXACT.contains(&name) || PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
-/// Builds the release firmware (seed from `DDPM_DEMO_SEED` when given, else its default) and
-/// returns the path of its ELF file.
-fn build_firmware(seed: Option<u64>) -> PathBuf {
+/// Builds the release firmware (seed from `DDPM_DEMO_SEED` when given, else its default; the
+/// f32 model when `f32`) and returns the path of its ELF file.
+fn build_firmware(seed: Option<u64>, f32: bool) -> PathBuf {
     let dir = firmware_dir();
     let target_dir = dir.join("target");
     let cargo = env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     let mut cmd = Command::new(&cargo);
     cmd.current_dir(&dir).args(["build", "--release"]);
+    if f32 {
+        cmd.args(["--features", "f32"]);
+    }
     for (name, _) in env::vars_os() {
         if name.to_str().is_some_and(leaks_from_outer_cargo) {
             cmd.env_remove(&name);
@@ -164,8 +176,8 @@ fn run_in_qemu(elf: &Path) -> (ExitStatus, String, String) {
 }
 
 /// Builds and boots the firmware, checks that it exited with success and parses its report.
-fn build_and_run(seed: Option<u64>) -> (PathBuf, FirmwareReport) {
-    let elf = build_firmware(seed);
+fn build_and_run(seed: Option<u64>, f32: bool) -> (PathBuf, FirmwareReport) {
+    let elf = build_firmware(seed, f32);
     let (status, out, err) = run_in_qemu(&elf);
     println!("--- firmware output (seed {seed:?}) ---\n{out}{err}---");
     assert!(
@@ -214,8 +226,8 @@ fn mismatches<T: PartialEq + std::fmt::LowerHex>(what: &str, firmware: &[T], hos
 }
 
 /// Prints the section sizes and fails if `.data` + `.bss` (+ `.uninit`) + the stack
-/// high-water mark pass [`RAM_BUDGET`].
-fn check_memory(elf_path: &Path, stack_high_water: usize) {
+/// high-water mark pass `budget`.
+fn check_memory(elf_path: &Path, stack_high_water: usize, budget: usize) {
     let bytes =
         fs::read(elf_path).unwrap_or_else(|e| panic!("cannot read {}: {e}", elf_path.display()));
     let sections = elf::sections(&bytes).unwrap_or_else(|e| panic!("{}: {e}", elf_path.display()));
@@ -231,19 +243,19 @@ fn check_memory(elf_path: &Path, stack_high_water: usize) {
     println!(".bss          {bss:>7} bytes");
     println!(".uninit       {uninit:>7} bytes");
     println!("stack (high-water) {stack_high_water:>7} bytes");
-    println!("flash {flash} bytes; RAM {ram} of {RAM_BUDGET} bytes");
+    println!("flash {flash} bytes; RAM {ram} of {budget} bytes");
     assert!(text > 0, "no .text section in {}", elf_path.display());
     assert!(
-        ram <= RAM_BUDGET,
+        ram <= budget,
         "the firmware needs {ram} bytes of RAM (.data {data} + .bss {bss} + .uninit {uninit} + \
-         stack {stack_high_water}), more than the {RAM_BUDGET} bytes budget"
+         stack {stack_high_water}), more than the {budget} bytes budget"
     );
 }
 
 #[test]
 fn firmware_matches_the_host_bit_for_bit_and_fits_in_64k() {
     let _turn = firmware_lock();
-    let (elf_path, report) = build_and_run(None);
+    let (elf_path, report) = build_and_run(None, false);
 
     let mut noise = GaussianNoise::new(42);
     let host_bits: Vec<u32> = (0..8).map(|_| noise.next_gaussian().to_bits()).collect();
@@ -276,14 +288,18 @@ fn firmware_matches_the_host_bit_for_bit_and_fits_in_64k() {
         "checksum vs the host's"
     );
 
-    check_memory(&elf_path, report.stack_high_water);
+    assert_eq!(
+        report.checksum, PINNED_INT8_CHECKSUM_SEED42,
+        "the int8 sample's checksum changed"
+    );
+    check_memory(&elf_path, report.stack_high_water, RAM_BUDGET);
 }
 
 #[test]
 fn another_seed_gives_another_image_on_both_sides() {
     const OTHER_SEED: u64 = 7;
     let _turn = firmware_lock();
-    let (_, report) = build_and_run(Some(OTHER_SEED));
+    let (_, report) = build_and_run(Some(OTHER_SEED), false);
     assert_eq!(
         report.seed, OTHER_SEED,
         "DDPM_DEMO_SEED did not reach the build"
@@ -302,4 +318,43 @@ fn another_seed_gives_another_image_on_both_sides() {
         "seeds {OTHER_SEED} and {} gave the same checksum",
         demo_model::DEFAULT_SEED
     );
+}
+
+/// The f32 model through the f32 streaming path, computed on the host the way the firmware's
+/// `f32` build does.
+fn host_f32_sample(seed: u64, steps: u32) -> Vec<u32> {
+    use ddpm_core::format::ModelFile;
+    use ddpm_core::int8::SeedF32StreamBuffers;
+    use ddpm_core::stream::{sample_streaming, F32StreamNet};
+    let path = firmware_dir().join("../models/simple_unet_mnist.ddpm");
+    let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let file = ModelFile::parse(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let net = F32StreamNet::from_file(&file).unwrap_or_else(|e| panic!("{e}"));
+    let mut schedule: Box<ddpm_core::Schedule<300>> = Box::new(ddpm_core::Schedule::EMPTY);
+    schedule.fill(&file.header().schedule).unwrap();
+    let mut scratch = Box::new(SeedF32StreamBuffers::ZEROED);
+    let mut x = vec![0.0f32; demo_model::IMAGE_LEN];
+    sample_streaming(
+        &net,
+        &schedule,
+        &demo_model::sampler_config(steps),
+        seed,
+        &mut x,
+        &mut scratch.scratch(),
+    )
+    .unwrap_or_else(|e| panic!("host f32 sampling failed: {e}"));
+    x.iter().map(|v| v.to_bits()).collect()
+}
+
+#[test]
+fn f32_build_matches_the_host_and_fits_in_128k() {
+    let _turn = firmware_lock();
+    let (elf_path, report) = build_and_run(None, true);
+    let host = host_f32_sample(report.seed, report.steps);
+    assert!(
+        report.x_bits == host,
+        "the f32 firmware's sample differs from the host's:\n{}",
+        mismatches("x", &report.x_bits, &host)
+    );
+    check_memory(&elf_path, report.stack_high_water, F32_RAM_BUDGET);
 }

@@ -10,8 +10,7 @@
 //! (`firmware-check`) runs it and compares every number with the same computation on the host.
 //!
 //! Expected for the default build (seed 42, 10 steps): noise bits starting `0xbe8986ed
-//! 0x3f14fc0c`, `checksum: 0xfe2933aa`, and a stack high-water mark near 10 KB (most of it the
-//! schedule tables, which `Schedule::new` builds on the stack and returns by value).
+//! 0x3f14fc0c` and the checksum pinned in `firmware-check/tests/qemu.rs`.
 //!
 //! Build settings: `DDPM_DEMO_SEED` (default 42) and `DDPM_DEMO_STEPS` (default 10).
 
@@ -86,14 +85,7 @@ fn run(bufs: &mut demo_model::Buffers) -> ddpm_core::Result<()> {
     let cfg = demo_model::CONFIG;
     hprintln!("seed: {}", SEED);
     hprintln!("steps: {}", STEPS);
-    hprintln!(
-        "model: SimpleUNet {}x{}x{}, hidden {}/{}, synthetic weights",
-        cfg.channels,
-        cfg.height,
-        cfg.width,
-        cfg.hidden1,
-        cfg.hidden2
-    );
+    hprintln!("model: {}", demo_model::DESCRIPTION);
 
     demo_model::generate(bufs, SEED, STEPS)?;
 
