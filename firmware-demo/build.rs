@@ -22,17 +22,19 @@ fn parse_env<T: std::str::FromStr>(name: &str, what: &str) -> Option<T> {
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR for build scripts"));
 
-    // The f32 build needs more RAM than the int8 build's 64 KB (see memory-f32.x).
+    // The f32 build needs more RAM than the int8 build's 64 KB (see link/memory-f32.x). Both
+    // live in link/, not next to Cargo.toml: the linker looks in its working directory (the
+    // crate root) before OUT_DIR, so a memory.x there would win over the one chosen here.
     let memory: &[u8] = if env::var_os("CARGO_FEATURE_F32").is_some() {
-        include_bytes!("memory-f32.x")
+        include_bytes!("link/memory-f32.x")
     } else {
-        include_bytes!("memory.x")
+        include_bytes!("link/memory.x")
     };
     fs::write(out.join("memory.x"), memory)
         .unwrap_or_else(|e| panic!("cannot write memory.x to {}: {e}", out.display()));
     println!("cargo:rustc-link-search={}", out.display());
-    println!("cargo:rerun-if-changed=memory.x");
-    println!("cargo:rerun-if-changed=memory-f32.x");
+    println!("cargo:rerun-if-changed=link/memory.x");
+    println!("cargo:rerun-if-changed=link/memory-f32.x");
     // The embedded model files.
     println!("cargo:rerun-if-changed=../models/simple_unet_mnist_int8.ddpm");
     println!("cargo:rerun-if-changed=../models/simple_unet_mnist.ddpm");

@@ -13,5 +13,5 @@ pub mod demo_model;
 pub mod elf;
 pub mod output;
 
-/// RAM the firmware may use, bytes (the `RAM` region of `firmware-demo/memory.x`).
+/// RAM the firmware may use, bytes (the `RAM` region of `firmware-demo/link/memory.x`).
 pub const RAM_BUDGET: usize = 64 * 1024;

@@ -26,7 +26,7 @@ use firmware_check::RAM_BUDGET;
 /// under QEMU on an idle 2-core machine).
 const QEMU_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// RAM the f32 build may use (the `RAM` region of `firmware-demo/memory-f32.x`).
+/// RAM the f32 build may use (the `RAM` region of `firmware-demo/link/memory-f32.x`).
 const F32_RAM_BUDGET: usize = 128 * 1024;
 
 /// CRC-32 of the u8 image the int8 default model draws with seed 42 and 10 DDIM steps (x0

@@ -5,7 +5,7 @@
 //! Default build: the int8 model file `models/simple_unet_mnist_int8.ddpm` (weights read in
 //! place from flash, integer convolutions). With the `f32` feature: the f32 model file
 //! `models/simple_unet_mnist.ddpm` through the f32 streaming path (for FPU parts; ~96 KB of
-//! RAM, see memory-f32.x).
+//! RAM, see link/memory-f32.x).
 //!
 //! This module uses nothing but `core` and `ddpm_core`, so the host-side check compiles the very
 //! same file and compares its results bit for bit with the firmware's.
