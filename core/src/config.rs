@@ -11,6 +11,46 @@ use crate::error::{Error, Result};
 pub enum ModelConfig {
     /// The seed's SimpleUNet (no down-sampling).
     SimpleUNet(SimpleUNetConfig),
+    /// The compact down-sampling U-Net (two stride-2 levels, skip connections, sinusoidal
+    /// timestep embedding). Appended after `SimpleUNet`, so files written before it still decode.
+    TinyUNet(TinyUNetConfig),
+}
+
+impl From<SimpleUNetConfig> for ModelConfig {
+    fn from(c: SimpleUNetConfig) -> Self {
+        ModelConfig::SimpleUNet(c)
+    }
+}
+
+impl From<TinyUNetConfig> for ModelConfig {
+    fn from(c: TinyUNetConfig) -> Self {
+        ModelConfig::TinyUNet(c)
+    }
+}
+
+/// A configuration of either architecture, or a [`ModelConfig`]: what the functions that work
+/// for every architecture take, by reference.
+pub trait AsModelConfig {
+    /// The configuration as a [`ModelConfig`].
+    fn as_model_config(&self) -> ModelConfig;
+}
+
+impl AsModelConfig for ModelConfig {
+    fn as_model_config(&self) -> ModelConfig {
+        *self
+    }
+}
+
+impl AsModelConfig for SimpleUNetConfig {
+    fn as_model_config(&self) -> ModelConfig {
+        ModelConfig::SimpleUNet(*self)
+    }
+}
+
+impl AsModelConfig for TinyUNetConfig {
+    fn as_model_config(&self) -> ModelConfig {
+        ModelConfig::TinyUNet(*self)
+    }
 }
 
 impl ModelConfig {
@@ -18,23 +58,101 @@ impl ModelConfig {
     pub fn channels(&self) -> usize {
         match self {
             ModelConfig::SimpleUNet(c) => c.channels as usize,
+            ModelConfig::TinyUNet(c) => c.channels as usize,
         }
     }
     /// Image height.
     pub fn height(&self) -> usize {
         match self {
             ModelConfig::SimpleUNet(c) => c.height as usize,
+            ModelConfig::TinyUNet(c) => c.height as usize,
         }
     }
     /// Image width.
     pub fn width(&self) -> usize {
         match self {
             ModelConfig::SimpleUNet(c) => c.width as usize,
+            ModelConfig::TinyUNet(c) => c.width as usize,
         }
     }
     /// Elements in one image (C·H·W).
     pub fn image_len(&self) -> usize {
         self.channels() * self.height() * self.width()
+    }
+    /// The architecture's name as the trainer's `--arch` flag spells it.
+    pub fn arch_name(&self) -> &'static str {
+        match self {
+            ModelConfig::SimpleUNet(_) => "simple",
+            ModelConfig::TinyUNet(_) => "tiny",
+        }
+    }
+    /// Checks every size (see the variants' `validate`).
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            ModelConfig::SimpleUNet(c) => c.validate(),
+            ModelConfig::TinyUNet(c) => c.validate(),
+        }
+    }
+    /// The parameter tensors in PyTorch `state_dict` order.
+    pub fn tensor_specs(&self) -> TensorSpecList {
+        match self {
+            ModelConfig::SimpleUNet(c) => TensorSpecList::from_slice(&c.tensor_specs()),
+            ModelConfig::TinyUNet(c) => TensorSpecList::from_slice(&c.tensor_specs()),
+        }
+    }
+    /// Total number of parameters.
+    pub fn param_count(&self) -> usize {
+        match self {
+            ModelConfig::SimpleUNet(c) => c.param_count(),
+            ModelConfig::TinyUNet(c) => c.param_count(),
+        }
+    }
+    /// Multiply-adds of one forward pass.
+    pub fn macs(&self) -> u64 {
+        match self {
+            ModelConfig::SimpleUNet(c) => c.macs(),
+            ModelConfig::TinyUNet(c) => c.macs(),
+        }
+    }
+}
+
+/// Most parameter tensors any architecture has (TinyUNet: 30).
+pub const MAX_TENSORS: usize = 32;
+
+/// The parameter tensors of one architecture, in `state_dict` order, without a heap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TensorSpecList {
+    specs: [TensorSpec; MAX_TENSORS],
+    len: usize,
+}
+
+impl TensorSpecList {
+    fn from_slice(s: &[TensorSpec]) -> Self {
+        let mut specs = [TensorSpec::new("", [0; 4], 0); MAX_TENSORS];
+        specs[..s.len()].copy_from_slice(s);
+        Self {
+            specs,
+            len: s.len(),
+        }
+    }
+    /// The specs as a slice.
+    pub fn as_slice(&self) -> &[TensorSpec] {
+        &self.specs[..self.len]
+    }
+}
+
+impl core::ops::Deref for TensorSpecList {
+    type Target = [TensorSpec];
+    fn deref(&self) -> &[TensorSpec] {
+        self.as_slice()
+    }
+}
+
+impl<'a> IntoIterator for &'a TensorSpecList {
+    type Item = &'a TensorSpec;
+    type IntoIter = core::slice::Iter<'a, TensorSpec>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.as_slice().iter()
     }
 }
 
@@ -182,6 +300,269 @@ impl SimpleUNetConfig {
     }
 }
 
+/// Sizes of the compact down-sampling U-Net (TinyUNet).
+///
+/// With `w = widths`, `E = emb_dim`, `D = temb_dim`, all convolutions 3×3 with padding 1 and
+/// the PyTorch `state_dict` names of [`TinyUNetConfig::tensor_specs`]:
+///
+/// | block | layer | output |
+/// | --- | --- | --- |
+/// | time | sinusoidal(E) of 1000·t_in → `time_mlp.0` Linear(E→D) → ReLU → `time_mlp.2` Linear(D→D) = temb | D |
+/// | `enc0` | Conv2d(c→w1) + `enc0_temb`(temb), ReLU; skip s1 | w1 × H × W |
+/// | `down1` | Conv2d(w1→w2, stride 2) + `down1_temb`(temb), ReLU; skip s2 | w2 × H/2 × W/2 |
+/// | `down2` | Conv2d(w2→w3, stride 2) + `down2_temb`(temb), ReLU | w3 × H/4 × W/4 |
+/// | `mid` | Conv2d(w3→w3) + `mid_temb`(temb), ReLU | w3 × H/4 × W/4 |
+/// | `up2` | nearest ×2, concat [up, s2], Conv2d(w3+w2→w2) + `up2_temb`(temb), ReLU | w2 × H/2 × W/2 |
+/// | `up1` | nearest ×2, concat [up, s1], Conv2d(w2+w1→w1) + `up1_temb`(temb), ReLU | w1 × H × W |
+/// | `out` | Conv2d(w1→c), no ReLU | c × H × W |
+///
+/// Each `*_temb` is a Linear(D→block channels) whose output is added per channel before the
+/// block's ReLU. No normalisation layers. H and W must be multiples of 4, so that the two
+/// up-samplings land exactly on the skip tensors' sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TinyUNetConfig {
+    /// Image channels `c` (1 for MNIST).
+    pub channels: u32,
+    /// Image height (28 for MNIST; a multiple of 4).
+    pub height: u32,
+    /// Image width (28 for MNIST; a multiple of 4).
+    pub width: u32,
+    /// Channels of the three levels `[w1, w2, w3]` (full, half and quarter resolution).
+    pub widths: [u32; 3],
+    /// Length E of the sinusoidal timestep embedding (even, at least 4).
+    pub emb_dim: u32,
+    /// Width D of the time MLP's output `temb`.
+    pub temb_dim: u32,
+}
+
+impl Default for TinyUNetConfig {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// The network's time input `t_in = t/T` is scaled by this before the sinusoidal embedding, so
+/// the embedding sees `t·1000/T`: the timestep range of T = 1000 whatever T the schedule has
+/// (the `rescale_timesteps` choice of Nichol & Dhariwal 2021's improved DDPM).
+pub const TINY_TIME_SCALE: f32 = 1000.0;
+
+/// The `max_period` of the sinusoidal embedding (Vaswani et al. 2017; Ho et al. 2020).
+pub const TINY_MAX_PERIOD: f64 = 10_000.0;
+
+impl TinyUNetConfig {
+    /// The default: 1×28×28 images, widths 32/64/64, E = 32, D = 64 (221,505 parameters).
+    pub const DEFAULT: Self = Self {
+        channels: 1,
+        height: 28,
+        width: 28,
+        widths: [32, 64, 64],
+        emb_dim: 32,
+        temb_dim: 64,
+    };
+
+    /// Number of parameter tensors.
+    pub const TENSORS: usize = 30;
+
+    /// Checks every size: channel counts, widths, E and D in 1..=[`MAX_DIM`], E even and at
+    /// least 4, image sides multiples of 4 up to [`MAX_DIM`].
+    pub fn validate(&self) -> Result<()> {
+        let ok = |v: u32| (1..=MAX_DIM).contains(&v);
+        if !ok(self.channels) || !self.widths.iter().all(|&w| ok(w)) {
+            return Err(Error::InvalidConfig("channel counts must be in 1..=4096"));
+        }
+        if !ok(self.emb_dim) || !ok(self.temb_dim) {
+            return Err(Error::InvalidConfig("embedding widths must be in 1..=4096"));
+        }
+        if self.emb_dim % 2 != 0 || self.emb_dim < 4 {
+            return Err(Error::InvalidConfig(
+                "TinyUNet: the sinusoidal embedding length must be even and at least 4",
+            ));
+        }
+        if !ok(self.height) || !ok(self.width) {
+            return Err(Error::InvalidConfig("image sides must be in 1..=4096"));
+        }
+        if self.height % 4 != 0 || self.width % 4 != 0 {
+            return Err(Error::InvalidConfig(
+                "TinyUNet: image sides must be multiples of 4 (two stride-2 levels)",
+            ));
+        }
+        let plane = self.height as u64 * self.width as u64;
+        let [w1, w2, _] = self.widths;
+        let widest = (w1 + w2).max(self.channels) as u64;
+        if plane * widest * 9 > (i32::MAX as u64) {
+            return Err(Error::InvalidConfig("activation maps too large"));
+        }
+        Ok(())
+    }
+
+    /// The parameter tensors in `state_dict` order: the time MLP, then each block's conv
+    /// (`[out, in, 3, 3]`, bias) and time projection (`[out, D]`, bias), then `out`.
+    pub const fn tensor_specs(&self) -> [TensorSpec; Self::TENSORS] {
+        let c = self.channels;
+        let [w1, w2, w3] = self.widths;
+        let (e, d) = (self.emb_dim, self.temb_dim);
+        [
+            TensorSpec::new("time_mlp.0.weight", [d, e, 0, 0], 2),
+            TensorSpec::new("time_mlp.0.bias", [d, 0, 0, 0], 1),
+            TensorSpec::new("time_mlp.2.weight", [d, d, 0, 0], 2),
+            TensorSpec::new("time_mlp.2.bias", [d, 0, 0, 0], 1),
+            TensorSpec::new("enc0.weight", [w1, c, 3, 3], 4),
+            TensorSpec::new("enc0.bias", [w1, 0, 0, 0], 1),
+            TensorSpec::new("enc0_temb.weight", [w1, d, 0, 0], 2),
+            TensorSpec::new("enc0_temb.bias", [w1, 0, 0, 0], 1),
+            TensorSpec::new("down1.weight", [w2, w1, 3, 3], 4),
+            TensorSpec::new("down1.bias", [w2, 0, 0, 0], 1),
+            TensorSpec::new("down1_temb.weight", [w2, d, 0, 0], 2),
+            TensorSpec::new("down1_temb.bias", [w2, 0, 0, 0], 1),
+            TensorSpec::new("down2.weight", [w3, w2, 3, 3], 4),
+            TensorSpec::new("down2.bias", [w3, 0, 0, 0], 1),
+            TensorSpec::new("down2_temb.weight", [w3, d, 0, 0], 2),
+            TensorSpec::new("down2_temb.bias", [w3, 0, 0, 0], 1),
+            TensorSpec::new("mid.weight", [w3, w3, 3, 3], 4),
+            TensorSpec::new("mid.bias", [w3, 0, 0, 0], 1),
+            TensorSpec::new("mid_temb.weight", [w3, d, 0, 0], 2),
+            TensorSpec::new("mid_temb.bias", [w3, 0, 0, 0], 1),
+            TensorSpec::new("up2.weight", [w2, w3 + w2, 3, 3], 4),
+            TensorSpec::new("up2.bias", [w2, 0, 0, 0], 1),
+            TensorSpec::new("up2_temb.weight", [w2, d, 0, 0], 2),
+            TensorSpec::new("up2_temb.bias", [w2, 0, 0, 0], 1),
+            TensorSpec::new("up1.weight", [w1, w2 + w1, 3, 3], 4),
+            TensorSpec::new("up1.bias", [w1, 0, 0, 0], 1),
+            TensorSpec::new("up1_temb.weight", [w1, d, 0, 0], 2),
+            TensorSpec::new("up1_temb.bias", [w1, 0, 0, 0], 1),
+            TensorSpec::new("out.weight", [c, w1, 3, 3], 4),
+            TensorSpec::new("out.bias", [c, 0, 0, 0], 1),
+        ]
+    }
+
+    /// Total number of parameters (221,505 for [`TinyUNetConfig::DEFAULT`]).
+    pub const fn param_count(&self) -> usize {
+        let specs = self.tensor_specs();
+        let mut total = 0;
+        let mut i = 0;
+        while i < specs.len() {
+            let d = specs[i].dims;
+            let mut n = 1usize;
+            let mut k = 0;
+            while k < specs[i].rank {
+                n *= d[k] as usize;
+                k += 1;
+            }
+            total += n;
+            i += 1;
+        }
+        total
+    }
+
+    /// Elements in one image (C·H·W).
+    pub const fn image_len(&self) -> usize {
+        self.channels as usize * self.height as usize * self.width as usize
+    }
+
+    /// Pixels of one channel at full, half and quarter resolution.
+    pub const fn planes(&self) -> [usize; 3] {
+        let (h, w) = (self.height as usize, self.width as usize);
+        [h * w, (h / 2) * (w / 2), (h / 4) * (w / 4)]
+    }
+
+    /// f32 elements of scratch the reference forward pass needs: the two concatenation buffers
+    /// `[up(u2), s1]` and `[up(mid), s2]` (each skip tensor is written straight into the back of
+    /// the buffer it is concatenated into), up1's and up2's outputs, down2's and mid's outputs,
+    /// and the time vectors (embedding E, hidden D, temb D, one block projection).
+    pub const fn workspace_len(&self) -> usize {
+        let [p1, p2, p3] = self.planes();
+        let [w1, w2, w3] = [
+            self.widths[0] as usize,
+            self.widths[1] as usize,
+            self.widths[2] as usize,
+        ];
+        let widest = if w1 > w2 { w1 } else { w2 };
+        let widest = if widest > w3 { widest } else { w3 };
+        (w2 + w1) * p1
+            + w1 * p1
+            + (w3 + w2) * p2
+            + w2 * p2
+            + 2 * w3 * p3
+            + self.emb_dim as usize
+            + 2 * self.temb_dim as usize
+            + widest
+    }
+
+    /// Multiply-adds of one forward pass (convolutions, time MLP and projections).
+    pub const fn macs(&self) -> u64 {
+        let [p1, p2, p3] = self.planes();
+        let (p1, p2, p3) = (p1 as u64, p2 as u64, p3 as u64);
+        let c = self.channels as u64;
+        let [w1, w2, w3] = [
+            self.widths[0] as u64,
+            self.widths[1] as u64,
+            self.widths[2] as u64,
+        ];
+        let (e, d) = (self.emb_dim as u64, self.temb_dim as u64);
+        9 * (p1 * c * w1
+            + p2 * w1 * w2
+            + p3 * w2 * w3
+            + p3 * w3 * w3
+            + p2 * (w3 + w2) * w2
+            + p1 * (w2 + w1) * w1
+            + p1 * w1 * c)
+            + e * d
+            + d * d
+            + d * (2 * w1 + 2 * w2 + 2 * w3)
+    }
+
+    /// Bytes of int8 activations alive while each layer of a layer-by-layer int8 pass runs
+    /// (enc0, down1, down2, mid, up2, up1, out), one byte per element, each skip tensor kept
+    /// only until the layer that consumes it has run:
+    ///
+    /// - enc0 reads the int8 image x and writes s1;
+    /// - down1 reads s1 (kept for up1) and writes s2 (kept for up2);
+    /// - down2 reads s2 and writes d2; mid reads d2 and writes m;
+    /// - up2 reads m (nearest up-sampling done while reading: input pixel (y/2, x/2)) and s2 as
+    ///   one conv over two inputs, so neither the up-sampled map nor the concatenation is
+    ///   stored, and writes u2; d2 is gone;
+    /// - up1 reads u2 (up-sampled while reading) and s1 and writes u1; s2 and m are gone;
+    /// - out reads u1 and dequantizes its int32 accumulators straight into the caller's f32 ε
+    ///   (as the SimpleUNet int8 executor does), so only u1 is counted.
+    ///
+    /// The time embedding (f32 vectors of E, D and per-block projections) is not included.
+    pub const fn int8_live_bytes(&self) -> [usize; 7] {
+        let [p1, p2, p3] = self.planes();
+        let c = self.channels as usize;
+        let [w1, w2, w3] = [
+            self.widths[0] as usize,
+            self.widths[1] as usize,
+            self.widths[2] as usize,
+        ];
+        let (x, s1, s2, d2, m, u2, u1) =
+            (c * p1, w1 * p1, w2 * p2, w3 * p3, w3 * p3, w2 * p2, w1 * p1);
+        [
+            x + s1,
+            s1 + s2,
+            s1 + s2 + d2,
+            s1 + s2 + d2 + m,
+            s1 + s2 + m + u2,
+            s1 + u2 + u1,
+            u1,
+        ]
+    }
+
+    /// The peak of [`TinyUNetConfig::int8_live_bytes`]: the int8 activation memory a
+    /// layer-by-layer int8 pass needs (62,720 bytes for [`TinyUNetConfig::DEFAULT`], at up1).
+    pub const fn int8_peak_activation_bytes(&self) -> usize {
+        let live = self.int8_live_bytes();
+        let mut peak = 0;
+        let mut i = 0;
+        while i < live.len() {
+            if live[i] > peak {
+                peak = live[i];
+            }
+            i += 1;
+        }
+        peak
+    }
+}
+
 /// How the noise variances β_t are laid out over the timesteps.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum ScheduleKind {
@@ -261,5 +642,63 @@ mod tests {
             ..c
         };
         assert!(huge.validate().is_err());
+    }
+
+    #[test]
+    fn tiny_sizes() {
+        let c = TinyUNetConfig::DEFAULT;
+        // time MLP 32·64 + 64 + 64·64 + 64 = 6,272; convs enc0 320, down1 18,496, down2 36,928,
+        // mid 36,928, up2 73,792, up1 27,680, out 289 = 194,433; projections 64·320 + 320 =
+        // 20,800.
+        assert_eq!(c.param_count(), 6_272 + 194_433 + 20_800);
+        assert_eq!(c.param_count(), 221_505);
+        // int8 weights (one byte each) fit 256 KB.
+        assert!(c.param_count() <= 250_000);
+        let m = ModelConfig::TinyUNet(c);
+        assert_eq!(m.tensor_specs().len(), 30);
+        assert_eq!(
+            m.tensor_specs().iter().map(|s| s.numel()).sum::<usize>(),
+            221_505
+        );
+        assert!(c.validate().is_ok());
+        // 784·9·(32 + 32·96) + 196·9·(32·64 + 128·64) + 49·9·(64·64·2) + 784·9·32 and the
+        // time MLP and projections.
+        let convs = 9 * (784 * 32 + 196 * 32 * 64 + 49 * 64 * 64 * 2 + 196 * 128 * 64)
+            + 9 * (784 * 96 * 32 + 784 * 32);
+        assert_eq!(c.macs(), convs + 32 * 64 + 64 * 64 + 64 * 320);
+        // Live int8 bytes per layer; the peak is at up1: s1 25,088 + u2 12,544 + u1 25,088.
+        assert_eq!(
+            c.int8_live_bytes(),
+            [25_872, 37_632, 40_768, 43_904, 53_312, 62_720, 25_088]
+        );
+        assert_eq!(c.int8_peak_activation_bytes(), 62_720);
+        for bad in [
+            TinyUNetConfig { height: 30, ..c },
+            TinyUNetConfig { emb_dim: 31, ..c },
+            TinyUNetConfig { emb_dim: 2, ..c },
+            TinyUNetConfig {
+                widths: [32, 0, 64],
+                ..c
+            },
+            TinyUNetConfig { temb_dim: 0, ..c },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn simple_unet_files_still_decode_after_tiny_unet_was_added() {
+        // postcard writes an enum as its variant index; SimpleUNet stays variant 0, so the
+        // bytes a file written before TinyUNet existed holds decode to the same value.
+        let old = ModelConfig::SimpleUNet(SimpleUNetConfig::SEED);
+        let bytes = postcard::to_allocvec(&old).unwrap();
+        assert_eq!(bytes[0], 0);
+        // Then the five u32 sizes as varints (128 takes two bytes: 0x80 0x01).
+        assert_eq!(bytes[1..], [1, 28, 28, 64, 0x80, 0x01]);
+        assert_eq!(postcard::from_bytes::<ModelConfig>(&bytes).unwrap(), old);
+        let tiny = ModelConfig::TinyUNet(TinyUNetConfig::DEFAULT);
+        let bytes = postcard::to_allocvec(&tiny).unwrap();
+        assert_eq!(bytes[0], 1);
+        assert_eq!(postcard::from_bytes::<ModelConfig>(&bytes).unwrap(), tiny);
     }
 }

@@ -301,3 +301,298 @@ impl Denoiser for FastSimpleUNet {
         self.forward(x, t_in, eps)
     }
 }
+
+/// Writes the im2col matrix `[in_c·9, oh·ow]` of a `[in_c, h, w]` map for a 3×3 padding-1
+/// convolution with any stride (output `oh × ow`).
+fn im2col3x3_strided(
+    input: &[f32],
+    in_c: usize,
+    (h, w): (usize, usize),
+    stride: usize,
+    (oh, ow): (usize, usize),
+    cols: &mut [f32],
+) {
+    let plane = h * w;
+    let out_plane = oh * ow;
+    for i in 0..in_c {
+        let src = &input[i * plane..(i + 1) * plane];
+        for ky in 0..3 {
+            for kx in 0..3 {
+                let row = &mut cols[((i * 3 + ky) * 3 + kx) * out_plane..][..out_plane];
+                for oy in 0..oh {
+                    let iy = (oy * stride + ky) as isize - 1;
+                    let dst = &mut row[oy * ow..(oy + 1) * ow];
+                    if iy < 0 || iy >= h as isize {
+                        dst.fill(0.0);
+                        continue;
+                    }
+                    let s = &src[iy as usize * w..(iy as usize + 1) * w];
+                    for (ox, d) in dst.iter_mut().enumerate() {
+                        let ix = (ox * stride + kx) as isize - 1;
+                        *d = if ix < 0 || ix >= w as isize {
+                            0.0
+                        } else {
+                            s[ix as usize]
+                        };
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl PackedConv {
+    /// `out = bias + W ∗ input` with stride `stride` over an `h×w` map (output
+    /// `⌊(h−1)/stride⌋+1` rows), always as one GEMM.
+    fn run_strided(
+        &self,
+        input: &[f32],
+        (h, w): (usize, usize),
+        stride: usize,
+        cols: &mut [f32],
+        out: &mut [f32],
+    ) {
+        let (oh, ow) = ((h - 1) / stride + 1, (w - 1) / stride + 1);
+        let out_plane = oh * ow;
+        let k = self.in_c * 9;
+        im2col3x3_strided(
+            input,
+            self.in_c,
+            (h, w),
+            stride,
+            (oh, ow),
+            &mut cols[..k * out_plane],
+        );
+        for (chunk, &b) in out.chunks_exact_mut(out_plane).zip(&self.bias) {
+            chunk.fill(b);
+        }
+        sgemm(
+            self.out_c,
+            k,
+            out_plane,
+            &self.weight,
+            &cols[..k * out_plane],
+            out,
+            1.0,
+        );
+    }
+}
+
+/// `out[c, y, x] = in[c, y/2, x/2]` for a `[c, h, w]` input (output `[c, 2h, 2w]`).
+fn upsample2x(input: &[f32], c: usize, h: usize, w: usize, out: &mut [f32]) {
+    let (oh, ow) = (2 * h, 2 * w);
+    for ch in 0..c {
+        for y in 0..oh {
+            let src = &input[(ch * h + y / 2) * w..][..w];
+            let dst = &mut out[(ch * oh + y) * ow..][..ow];
+            for (pair, &v) in dst.chunks_exact_mut(2).zip(src) {
+                pair[0] = v;
+                pair[1] = v;
+            }
+        }
+    }
+}
+
+/// Adds `proj[o]` to every pixel of channel `o` and applies ReLU, in one pass.
+fn add_relu(x: &mut [f32], plane: usize, proj: &[f32]) {
+    for (chunk, &t) in x.chunks_exact_mut(plane).zip(proj) {
+        for v in chunk {
+            let s = *v + t;
+            *v = if s < 0.0 { 0.0 } else { s };
+        }
+    }
+}
+
+/// A TinyUNet with weights packed for the fast path: the two stride-2 layers as strided
+/// im2col + sgemm, the stride-1 layers as [`SimpleUNet`]'s (Winograd for wide layers, im2col +
+/// sgemm, direct for the last layer). Skip tensors are written into the back of the buffers
+/// they are concatenated into, as in [`TinyUNet::forward_reference`](crate::TinyUNet). Owns
+/// its scratch, so one instance runs one forward pass at a time.
+#[derive(Clone)]
+pub struct FastTinyUNet {
+    cfg: crate::config::TinyUNetConfig,
+    enc0: FastConv,
+    down1: PackedConv,
+    down2: PackedConv,
+    mid: FastConv,
+    up2: FastConv,
+    up1: FastConv,
+    out: FastConv,
+    time0_w: Vec<f32>,
+    time0_b: Vec<f32>,
+    time2_w: Vec<f32>,
+    time2_b: Vec<f32>,
+    temb_w: [Vec<f32>; 6],
+    temb_b: [Vec<f32>; 6],
+    scratch: Scratch,
+    cat1: Vec<f32>,
+    u1: Vec<f32>,
+    cat2: Vec<f32>,
+    u2: Vec<f32>,
+    d2: Vec<f32>,
+    m: Vec<f32>,
+    emb: Vec<f32>,
+    hidden: Vec<f32>,
+    temb: Vec<f32>,
+    proj: Vec<f32>,
+}
+
+impl FastTinyUNet {
+    /// Packs the weights of `net`.
+    pub fn new(net: &crate::tiny_unet::TinyUNet<'_>) -> Self {
+        use crate::tiny_unet::block;
+        let cfg = *net.config();
+        let p = net.params();
+        let c = cfg.channels as usize;
+        let [w1, w2, w3] = cfg.widths.map(|v| v as usize);
+        let [p1, p2, p3] = cfg.planes();
+        let (e, d) = (cfg.emb_dim as usize, cfg.temb_dim as usize);
+        let b = &p.blocks;
+        let packed = |k: usize, in_c: usize, out_c: usize| PackedConv {
+            in_c,
+            out_c,
+            weight: b[k].conv_w.to_vec(),
+            bias: b[k].conv_b.to_vec(),
+        };
+        let conv = |k: usize, in_c: usize, out_c: usize| {
+            FastConv::new(in_c, out_c, b[k].conv_w.to_vec(), b[k].conv_b)
+        };
+        let cols = [
+            c * 9 * p1,
+            w1 * 9 * p2,
+            w2 * 9 * p3,
+            w3 * 9 * p3,
+            (w3 + w2) * 9 * p2,
+            (w2 + w1) * 9 * p1,
+            w1 * 9 * p1,
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0);
+        Self {
+            cfg,
+            enc0: conv(block::ENC0, c, w1),
+            down1: packed(block::DOWN1, w1, w2),
+            down2: packed(block::DOWN2, w2, w3),
+            mid: conv(block::MID, w3, w3),
+            up2: conv(block::UP2, w3 + w2, w2),
+            up1: conv(block::UP1, w2 + w1, w1),
+            out: FastConv::new(w1, c, p.out_w.to_vec(), p.out_b),
+            time0_w: p.time0_w.to_vec(),
+            time0_b: p.time0_b.to_vec(),
+            time2_w: p.time2_w.to_vec(),
+            time2_b: p.time2_b.to_vec(),
+            temb_w: core::array::from_fn(|k| b[k].temb_w.to_vec()),
+            temb_b: core::array::from_fn(|k| b[k].temb_b.to_vec()),
+            scratch: Scratch {
+                cols: vec![0.0; cols],
+                winograd: Default::default(),
+            },
+            cat1: vec![0.0; (w2 + w1) * p1],
+            u1: vec![0.0; w1 * p1],
+            cat2: vec![0.0; (w3 + w2) * p2],
+            u2: vec![0.0; w2 * p2],
+            d2: vec![0.0; w3 * p3],
+            m: vec![0.0; w3 * p3],
+            emb: vec![0.0; e],
+            hidden: vec![0.0; d],
+            temb: vec![0.0; d],
+            proj: vec![0.0; w1.max(w2).max(w3)],
+        }
+    }
+
+    /// The network's sizes.
+    pub fn config(&self) -> &crate::config::TinyUNetConfig {
+        &self.cfg
+    }
+
+    /// The time projection of block `k` into `self.proj[..out_c]`.
+    fn project(&mut self, k: usize, out_c: usize) -> Result<()> {
+        crate::layers::linear(
+            &self.temb,
+            &self.temb_w[k],
+            &self.temb_b[k],
+            &mut self.proj[..out_c],
+        )
+    }
+
+    /// Predicted noise for one image; same contract as
+    /// [`TinyUNet::forward_reference`](crate::TinyUNet::forward_reference).
+    pub fn forward(&mut self, x: &[f32], t_in: f32, out: &mut [f32]) -> Result<()> {
+        use crate::config::{TINY_MAX_PERIOD, TINY_TIME_SCALE};
+        use crate::tiny_unet::block;
+        let cfg = self.cfg;
+        check_len("input image", cfg.image_len(), x.len())?;
+        check_len("output image", cfg.image_len(), out.len())?;
+        let (h, w) = (cfg.height as usize, cfg.width as usize);
+        let [w1, w2, w3] = cfg.widths.map(|v| v as usize);
+        let [p1, p2, p3] = cfg.planes();
+        let (h2, wd2, h3, wd3) = (h / 2, w / 2, h / 4, w / 4);
+
+        crate::layers::sinusoidal_embedding(
+            t_in * TINY_TIME_SCALE,
+            TINY_MAX_PERIOD,
+            &mut self.emb,
+        )?;
+        crate::layers::linear(&self.emb, &self.time0_w, &self.time0_b, &mut self.hidden)?;
+        crate::layers::relu(&mut self.hidden);
+        crate::layers::linear(&self.hidden, &self.time2_w, &self.time2_b, &mut self.temb)?;
+
+        // enc0 → s1, the back of cat1.
+        {
+            let s1 = &mut self.cat1[w2 * p1..];
+            self.enc0.run(x, h, w, &mut self.scratch, s1);
+        }
+        self.project(block::ENC0, w1)?;
+        add_relu(&mut self.cat1[w2 * p1..], p1, &self.proj[..w1]);
+        // down1 → s2, the back of cat2.
+        self.down1.run_strided(
+            &self.cat1[w2 * p1..],
+            (h, w),
+            2,
+            &mut self.scratch.cols,
+            &mut self.cat2[w3 * p2..],
+        );
+        self.project(block::DOWN1, w2)?;
+        add_relu(&mut self.cat2[w3 * p2..], p2, &self.proj[..w2]);
+        // down2 → d2.
+        self.down2.run_strided(
+            &self.cat2[w3 * p2..],
+            (h2, wd2),
+            2,
+            &mut self.scratch.cols,
+            &mut self.d2,
+        );
+        self.project(block::DOWN2, w3)?;
+        add_relu(&mut self.d2, p3, &self.proj[..w3]);
+        // mid → m.
+        self.mid
+            .run(&self.d2, h3, wd3, &mut self.scratch, &mut self.m);
+        self.project(block::MID, w3)?;
+        add_relu(&mut self.m, p3, &self.proj[..w3]);
+        // up2: [up(m), s2] → u2.
+        upsample2x(&self.m, w3, h3, wd3, &mut self.cat2[..w3 * p2]);
+        self.up2
+            .run(&self.cat2, h2, wd2, &mut self.scratch, &mut self.u2);
+        self.project(block::UP2, w2)?;
+        add_relu(&mut self.u2, p2, &self.proj[..w2]);
+        // up1: [up(u2), s1] → u1.
+        upsample2x(&self.u2, w2, h2, wd2, &mut self.cat1[..w2 * p1]);
+        self.up1
+            .run(&self.cat1, h, w, &mut self.scratch, &mut self.u1);
+        self.project(block::UP1, w1)?;
+        add_relu(&mut self.u1, p1, &self.proj[..w1]);
+        // out, no ReLU.
+        self.out.run(&self.u1, h, w, &mut self.scratch, out);
+        Ok(())
+    }
+}
+
+impl Denoiser for FastTinyUNet {
+    fn image_len(&self) -> usize {
+        self.cfg.image_len()
+    }
+    fn predict_noise(&mut self, x: &[f32], t_in: f32, eps: &mut [f32]) -> Result<()> {
+        self.forward(x, t_in, eps)
+    }
+}

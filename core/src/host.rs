@@ -3,12 +3,13 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use crate::config::{ModelConfig, ScheduleConfig, SimpleUNetConfig};
+use crate::config::{ModelConfig, ScheduleConfig};
 use crate::error::{check_len, Result};
 use crate::format::{ModelFile, Precision};
 use crate::sampler::{self, Denoiser, SamplerConfig};
 use crate::schedule::Schedule;
 use crate::simple_unet::{self, SimpleUNet};
+use crate::tiny_unet::{self, TinyUNet};
 
 /// Which forward implementation a [`HostModel`] runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,16 +31,24 @@ impl Path {
     }
 }
 
-/// A model loaded from a model file, with owned weights and schedule.
+/// The fast path of either architecture.
+#[cfg(feature = "fast")]
+#[derive(Clone)]
+enum FastNet {
+    Simple(alloc::boxed::Box<crate::fast::FastSimpleUNet>),
+    Tiny(alloc::boxed::Box<crate::fast::FastTinyUNet>),
+}
+
+/// A model (SimpleUNet or TinyUNet) loaded from a model file, with owned weights and schedule.
 #[derive(Clone)]
 pub struct HostModel {
-    cfg: SimpleUNetConfig,
+    cfg: ModelConfig,
     schedule_cfg: ScheduleConfig,
     schedule: alloc::boxed::Box<Schedule>,
     params: Vec<f32>,
     workspace: Vec<f32>,
     #[cfg(feature = "fast")]
-    fast: alloc::boxed::Box<crate::fast::FastSimpleUNet>,
+    fast: FastNet,
     path: Path,
 }
 
@@ -53,39 +62,62 @@ impl HostModel {
                 "this is an int8 model file; load it with the int8 executor",
             ));
         }
-        let ModelConfig::SimpleUNet(cfg) = header.model;
-        simple_unet::check_params(&file, &cfg)?;
+        let cfg = header.model;
+        match &cfg {
+            ModelConfig::SimpleUNet(c) => simple_unet::check_params(&file, c)?,
+            ModelConfig::TinyUNet(c) => tiny_unet::check_params(&file, c)?,
+        }
         let schedule = alloc::boxed::Box::new(Schedule::new(&header.schedule)?);
         let mut params = vec![0.0f32; cfg.param_count()];
-        simple_unet::load_params(&file, &cfg, &mut params)?;
+        match &cfg {
+            ModelConfig::SimpleUNet(c) => simple_unet::load_params(&file, c, &mut params)?,
+            ModelConfig::TinyUNet(c) => tiny_unet::load_params(&file, c, &mut params)?,
+        }
         Self::from_parts(cfg, header.schedule, schedule, params)
     }
 
-    /// A model from flat parameters in `state_dict` order.
+    /// A model from flat parameters in `state_dict` order; `cfg` is a [`ModelConfig`] or
+    /// either architecture's own configuration.
     pub fn from_params(
-        cfg: SimpleUNetConfig,
+        cfg: impl Into<ModelConfig>,
         schedule: ScheduleConfig,
         params: Vec<f32>,
     ) -> Result<Self> {
         let sched = alloc::boxed::Box::new(Schedule::new(&schedule)?);
-        Self::from_parts(cfg, schedule, sched, params)
+        Self::from_parts(cfg.into(), schedule, sched, params)
     }
 
     fn from_parts(
-        cfg: SimpleUNetConfig,
+        cfg: ModelConfig,
         schedule_cfg: ScheduleConfig,
         schedule: alloc::boxed::Box<Schedule>,
         params: Vec<f32>,
     ) -> Result<Self> {
-        let net = SimpleUNet::from_flat(cfg, &params)?;
+        // from_flat checks the sizes for the reference path too.
+        let workspace_len = match &cfg {
+            ModelConfig::SimpleUNet(c) => {
+                SimpleUNet::from_flat(*c, &params)?;
+                c.workspace_len()
+            }
+            ModelConfig::TinyUNet(c) => {
+                TinyUNet::from_flat(*c, &params)?;
+                c.workspace_len()
+            }
+        };
         #[cfg(feature = "fast")]
-        let fast = alloc::boxed::Box::new(crate::fast::FastSimpleUNet::new(&net));
-        let _ = net;
+        let fast = match &cfg {
+            ModelConfig::SimpleUNet(c) => FastNet::Simple(alloc::boxed::Box::new(
+                crate::fast::FastSimpleUNet::new(&SimpleUNet::from_flat(*c, &params)?),
+            )),
+            ModelConfig::TinyUNet(c) => FastNet::Tiny(alloc::boxed::Box::new(
+                crate::fast::FastTinyUNet::new(&TinyUNet::from_flat(*c, &params)?),
+            )),
+        };
         Ok(Self {
             cfg,
             schedule_cfg,
             schedule,
-            workspace: vec![0.0; cfg.workspace_len()],
+            workspace: vec![0.0; workspace_len],
             params,
             #[cfg(feature = "fast")]
             fast,
@@ -99,8 +131,8 @@ impl HostModel {
         self
     }
 
-    /// The network's sizes.
-    pub fn config(&self) -> &SimpleUNetConfig {
+    /// The network's architecture and sizes.
+    pub fn config(&self) -> &ModelConfig {
         &self.cfg
     }
     /// The schedule the model was trained with.
@@ -118,19 +150,23 @@ impl HostModel {
 
     /// Predicted noise for one image at network time input `t_in` (= t/T).
     pub fn forward(&mut self, x: &[f32], t_in: f32, out: &mut [f32]) -> Result<()> {
-        match self.path {
-            Path::Reference => SimpleUNet::from_flat(self.cfg, &self.params)?.forward_reference(
-                x,
-                t_in,
-                &mut self.workspace,
-                out,
-            ),
+        match (self.path, &self.cfg) {
+            (Path::Reference, ModelConfig::SimpleUNet(c)) => SimpleUNet::from_flat(
+                *c,
+                &self.params,
+            )?
+            .forward_reference(x, t_in, &mut self.workspace, out),
+            (Path::Reference, ModelConfig::TinyUNet(c)) => TinyUNet::from_flat(*c, &self.params)?
+                .forward_reference(x, t_in, &mut self.workspace, out),
             #[cfg(feature = "fast")]
-            Path::Fast => self.fast.forward(x, t_in, out),
+            (Path::Fast, _) => match &mut self.fast {
+                FastNet::Simple(n) => n.forward(x, t_in, out),
+                FastNet::Tiny(n) => n.forward(x, t_in, out),
+            },
         }
     }
 
-    /// Predicted noise for a batch of images (`n` images of [`SimpleUNetConfig::image_len`]
+    /// Predicted noise for a batch of images (`n` images of [`ModelConfig::image_len`]
     /// elements, concatenated) at integer timesteps `t` (one per image; the network sees t/T).
     pub fn forward_flat_batch(&mut self, x: &[f32], t: &[u32]) -> Result<Vec<f32>> {
         let len = self.cfg.image_len();
@@ -182,12 +218,7 @@ impl HostModel {
         t: &[u32],
     ) -> Result<ndarray::Array4<f32>> {
         let c = self.cfg;
-        let expected = (
-            t.len(),
-            c.channels as usize,
-            c.height as usize,
-            c.width as usize,
-        );
+        let expected = (t.len(), c.channels(), c.height(), c.width());
         if x.dim() != expected {
             return Err(crate::Error::BufferSize {
                 what: "N×C×H×W batch",

@@ -433,7 +433,11 @@ impl<'a> Int8SimpleUNet<'a> {
         if h.precision != Precision::Int8 {
             return Err(Error::InvalidConfig("not an int8 model file"));
         }
-        let ModelConfig::SimpleUNet(cfg) = h.model;
+        let ModelConfig::SimpleUNet(cfg) = h.model else {
+            return Err(Error::InvalidConfig(
+                "the int8 executor runs SimpleUNet models only",
+            ));
+        };
         cfg.validate()?;
         let input = act_quant(file, "input.scale", "input.zero_point")?;
         let (c, h1, h2) = (cfg.channels, cfg.hidden1, cfg.hidden2);

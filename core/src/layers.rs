@@ -184,6 +184,50 @@ pub fn add_per_channel(x: &mut [f32], dims: Dims, per_channel: &[f32]) -> Result
     Ok(())
 }
 
+/// Nearest-neighbour up-sampling by 2, as `torch.nn.functional.interpolate(x, scale_factor=2,
+/// mode="nearest")`: `out[c, y, x] = in[c, ⌊y/2⌋, ⌊x/2⌋]` on a `[C, 2H, 2W]` map.
+pub fn upsample_nearest2x(input: &[f32], in_dims: Dims, output: &mut [f32]) -> Result<Dims> {
+    let od = Dims::new(in_dims.c, 2 * in_dims.h, 2 * in_dims.w);
+    check_len("upsample input", in_dims.len(), input.len())?;
+    check_len("upsample output", od.len(), output.len())?;
+    for c in 0..od.c {
+        for y in 0..od.h {
+            for x in 0..od.w {
+                output[(c * od.h + y) * od.w + x] =
+                    input[(c * in_dims.h + y / 2) * in_dims.w + x / 2];
+            }
+        }
+    }
+    Ok(od)
+}
+
+/// Frequency `k` of a sinusoidal embedding with `half` frequencies (Ho et al. 2020's
+/// `get_timestep_embedding`, after Vaswani et al. 2017): `exp(−ln(max_period)·k/(half − 1))`,
+/// computed in f64 and rounded once to f32, so every implementation that takes this table
+/// multiplies by the same f32 numbers. `half` must be at least 2.
+pub fn sinusoidal_frequency(k: usize, half: usize, max_period: f64) -> f32 {
+    libm::exp(-libm::log(max_period) * k as f64 / (half - 1) as f64) as f32
+}
+
+/// Sinusoidal embedding of the scalar `s` into `out` (even length 2·half, half ≥ 2):
+/// `out[k] = sin(s·f_k)` and `out[half + k] = cos(s·f_k)` with f_k from
+/// [`sinusoidal_frequency`]; the product `s·f_k` is one f32 multiply.
+pub fn sinusoidal_embedding(s: f32, max_period: f64, out: &mut [f32]) -> Result<()> {
+    if out.len() % 2 != 0 || out.len() < 4 {
+        return Err(crate::Error::InvalidConfig(
+            "sinusoidal embedding: length must be even and at least 4",
+        ));
+    }
+    let half = out.len() / 2;
+    let (sin, cos) = out.split_at_mut(half);
+    for k in 0..half {
+        let arg = s * sinusoidal_frequency(k, half, max_period);
+        sin[k] = libm::sinf(arg);
+        cos[k] = libm::cosf(arg);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,6 +340,45 @@ mod tests {
         let mut m = [1.0f32; 8];
         add_per_channel(&mut m, Dims::new(2, 2, 2), &[1.0, -2.0]).unwrap();
         assert_eq!(m, [2., 2., 2., 2., -1., -1., -1., -1.]);
+    }
+
+    #[test]
+    fn upsample_nearest_hand_computed() {
+        // Two 2×2 channels; every pixel becomes a 2×2 block.
+        let input = [1., 2., 3., 4., 5., 6., 7., 8.];
+        let mut out = [0.0f32; 32];
+        let od = upsample_nearest2x(&input, Dims::new(2, 2, 2), &mut out).unwrap();
+        assert_eq!(od, Dims::new(2, 4, 4));
+        #[rustfmt::skip]
+        let expected = [
+            1., 1., 2., 2.,  1., 1., 2., 2.,  3., 3., 4., 4.,  3., 3., 4., 4.,
+            5., 5., 6., 6.,  5., 5., 6., 6.,  7., 7., 8., 8.,  7., 7., 8., 8.,
+        ];
+        assert_eq!(out, expected);
+        assert!(upsample_nearest2x(&input, Dims::new(2, 2, 2), &mut [0.0; 31]).is_err());
+    }
+
+    #[test]
+    fn sinusoidal_embedding_closed_form() {
+        // half = 4 frequencies 10000^(−k/3): 1, 10000^(−1/3), 10000^(−2/3), 1e-4.
+        let mut out = [0.0f32; 8];
+        sinusoidal_embedding(250.0, 10_000.0, &mut out).unwrap();
+        for k in 0..4 {
+            let f = libm::pow(10_000.0, -(k as f64) / 3.0);
+            assert_eq!(sinusoidal_frequency(k, 4, 10_000.0), f as f32);
+            let arg = (250.0f32 * f as f32) as f64;
+            // libm's sinf/cosf are within one ulp of the exact value of the f32 argument.
+            assert!((out[k] as f64 - libm::sin(arg)).abs() <= 1.2e-7, "sin {k}");
+            assert!(
+                (out[4 + k] as f64 - libm::cos(arg)).abs() <= 1.2e-7,
+                "cos {k}"
+            );
+        }
+        // s = 0: sines 0, cosines 1.
+        sinusoidal_embedding(0.0, 10_000.0, &mut out).unwrap();
+        assert_eq!(out, [0., 0., 0., 0., 1., 1., 1., 1.]);
+        assert!(sinusoidal_embedding(1.0, 10_000.0, &mut [0.0; 7]).is_err());
+        assert!(sinusoidal_embedding(1.0, 10_000.0, &mut [0.0; 2]).is_err());
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! 2. [`simple_unet::load_params`] copies the weights into caller-owned storage and
 //!    [`SimpleUNet`] runs the seed's network over them with the reference [`layers`];
 //!    [`fast::FastSimpleUNet`] (feature `fast`) is the im2col + sgemm path checked against it.
+//!    [`TinyUNet`] (module [`tiny_unet`]) is the compact down-sampling U-Net, with its fast
+//!    path [`fast::FastTinyUNet`].
 //! 3. [`Schedule`] precomputes β, α, ᾱ and the posterior variance for a [`ScheduleConfig`].
 //! 4. [`sampler`] steps DDPM or DDIM, drawing noise from [`GaussianNoise`], driving any
 //!    [`sampler::Denoiser`].
@@ -60,13 +62,18 @@ pub mod sampler;
 pub mod schedule;
 pub mod simple_unet;
 pub mod stream;
+pub mod tiny_unet;
 #[cfg(feature = "fast")]
 pub mod winograd;
 
-pub use config::{ModelConfig, ScheduleConfig, ScheduleKind, SimpleUNetConfig, TensorSpec};
+pub use config::{
+    AsModelConfig, ModelConfig, ScheduleConfig, ScheduleKind, SimpleUNetConfig, TensorSpec,
+    TinyUNetConfig,
+};
 pub use crc32::crc32;
 pub use error::{Error, Result};
 pub use noise::GaussianNoise;
 pub use sampler::pixel_to_u8;
 pub use schedule::Schedule;
 pub use simple_unet::{ReferenceDenoiser, SimpleUNet};
+pub use tiny_unet::{TinyReferenceDenoiser, TinyUNet};

@@ -326,7 +326,11 @@ impl<'a> F32StreamNet<'a> {
         if hdr.precision != Precision::F32 {
             return Err(Error::InvalidConfig("not an f32 model file"));
         }
-        let ModelConfig::SimpleUNet(cfg) = hdr.model;
+        let ModelConfig::SimpleUNet(cfg) = hdr.model else {
+            return Err(Error::InvalidConfig(
+                "the f32 row-streaming executor runs SimpleUNet models only",
+            ));
+        };
         crate::simple_unet::check_params(file, &cfg)?;
         let get = |name: &'static str| -> Result<F32Le<'a>> {
             let t = file.tensor(name)?;

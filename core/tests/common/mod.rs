@@ -1,16 +1,15 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use ddpm_core::{
-    format::ModelWriter, GaussianNoise, ModelConfig, ScheduleConfig, SimpleUNetConfig,
-};
+use ddpm_core::{format::ModelWriter, AsModelConfig, GaussianNoise, ScheduleConfig};
 
 /// Random parameters shaped like PyTorch's default init: uniform-ish magnitudes ~ 1/√fan_in,
 /// scaled by `scale`.
-pub fn random_params(cfg: &SimpleUNetConfig, seed: u64, scale: f32) -> Vec<f32> {
+pub fn random_params(cfg: &impl AsModelConfig, seed: u64, scale: f32) -> Vec<f32> {
+    let cfg = cfg.as_model_config();
     let mut g = GaussianNoise::new(seed);
     let mut out = Vec::with_capacity(cfg.param_count());
-    for spec in cfg.tensor_specs() {
+    for spec in &cfg.tensor_specs() {
         // Conv2d [out, in, 3, 3] and ConvTranspose2d [in, out, 3, 3] both take dims[1]·9 as
         // fan-in in PyTorch's init; Linear [out, in] takes dims[1]; biases use a fixed 64.
         let fan_in = match spec.rank {
@@ -35,10 +34,11 @@ pub fn random_input(n: usize, seed: u64) -> Vec<f32> {
 }
 
 /// A model file holding `params`.
-pub fn model_bytes(cfg: &SimpleUNetConfig, sched: ScheduleConfig, params: &[f32]) -> Vec<u8> {
-    let mut w = ModelWriter::new(ModelConfig::SimpleUNet(*cfg), sched, "test model");
+pub fn model_bytes(cfg: &impl AsModelConfig, sched: ScheduleConfig, params: &[f32]) -> Vec<u8> {
+    let cfg = cfg.as_model_config();
+    let mut w = ModelWriter::new(cfg, sched, "test model");
     let mut rest = params;
-    for spec in cfg.tensor_specs() {
+    for spec in &cfg.tensor_specs() {
         let (head, tail) = rest.split_at(spec.numel());
         w.push_f32(spec.name, spec.dims(), head).unwrap();
         rest = tail;

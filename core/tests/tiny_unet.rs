@@ -1,0 +1,204 @@
+//! TinyUNet: the fast path against the reference loops, the model-file round trip through
+//! `HostModel`, samplers on both paths, and SimpleUNet files still loading.
+
+mod common;
+
+use common::{model_bytes, random_input, random_params, rel_err};
+use ddpm_core::format::ModelFile;
+use ddpm_core::host::{HostModel, Path};
+use ddpm_core::sampler::{self, DdimConfig, SamplerConfig};
+use ddpm_core::{
+    fast::FastTinyUNet, ModelConfig, Schedule, ScheduleConfig, SimpleUNetConfig,
+    TinyReferenceDenoiser, TinyUNet, TinyUNetConfig,
+};
+
+/// Largest |fast − reference| relative to the largest |reference| output. As for SimpleUNet
+/// (core/tests/fast_path.rs, bound 5e-6), both paths sum the same f32 products in different
+/// orders over at most 9·(w3 + w2) = 1152 terms per output (up2 with the default widths), and
+/// the Winograd layers add their transforms' roundings; the time embedding and projections are
+/// the same loops on both paths. Measured worst over these cases: see the test's output
+/// (`-- --nocapture`); the bound is the SimpleUNet one.
+const FAST_VS_REFERENCE: f32 = 5e-6;
+
+fn check(cfg: TinyUNetConfig, seed: u64, scale: f32) -> f32 {
+    let params = random_params(&cfg, seed, scale);
+    let net = TinyUNet::from_flat(cfg, &params).unwrap();
+    let mut fast = FastTinyUNet::new(&net);
+    let mut ws = vec![0.0; cfg.workspace_len()];
+    let mut worst = 0.0f32;
+    for (i, t_in) in [0.0f32, 0.37, 299.0 / 300.0].into_iter().enumerate() {
+        let x = random_input(cfg.image_len(), seed * 10 + i as u64);
+        let mut reference = vec![0.0; cfg.image_len()];
+        let mut got = vec![0.0; cfg.image_len()];
+        net.forward_reference(&x, t_in, &mut ws, &mut reference)
+            .unwrap();
+        fast.forward(&x, t_in, &mut got).unwrap();
+        let e = rel_err(&got, &reference);
+        assert!(
+            e <= FAST_VS_REFERENCE,
+            "cfg {cfg:?} seed {seed} scale {scale} t {t_in}: {e}"
+        );
+        // The output depends on the input and is not trivially zero.
+        assert!(reference.iter().any(|v| v.abs() > 1e-6), "{cfg:?}");
+        worst = worst.max(e);
+    }
+    worst
+}
+
+#[test]
+fn fast_path_matches_reference() {
+    let mut worst = 0.0f32;
+    for (seed, scale) in [(1, 1.0), (2, 0.1), (3, 10.0)] {
+        worst = worst.max(check(TinyUNetConfig::DEFAULT, seed, scale));
+    }
+    let others = [
+        // Three channels, 32×32, widths across the Winograd threshold (16 channels).
+        TinyUNetConfig {
+            channels: 3,
+            height: 32,
+            width: 32,
+            widths: [8, 16, 24],
+            emb_dim: 16,
+            temb_dim: 8,
+        },
+        // Non-square, narrow widths (direct last layer, GEMM everywhere else).
+        TinyUNetConfig {
+            channels: 2,
+            height: 8,
+            width: 12,
+            widths: [3, 2, 5],
+            emb_dim: 4,
+            temb_dim: 3,
+        },
+        // The smallest image: 4×4 → 2×2 → 1×1.
+        TinyUNetConfig {
+            channels: 1,
+            height: 4,
+            width: 4,
+            widths: [1, 1, 1],
+            emb_dim: 4,
+            temb_dim: 1,
+        },
+    ];
+    for (i, cfg) in others.into_iter().enumerate() {
+        worst = worst.max(check(cfg, 100 + i as u64, 1.0));
+    }
+    println!("TinyUNet fast vs reference: worst {worst:.3e} (bound {FAST_VS_REFERENCE:.0e})");
+}
+
+#[test]
+fn time_input_changes_the_output() {
+    let cfg = TinyUNetConfig::DEFAULT;
+    let params = random_params(&cfg, 5, 1.0);
+    let net = TinyUNet::from_flat(cfg, &params).unwrap();
+    let mut ws = vec![0.0; cfg.workspace_len()];
+    let x = random_input(cfg.image_len(), 7);
+    let (mut a, mut b) = (vec![0.0; 784], vec![0.0; 784]);
+    net.forward_reference(&x, 0.1, &mut ws, &mut a).unwrap();
+    net.forward_reference(&x, 0.1 + 1.0 / 300.0, &mut ws, &mut b)
+        .unwrap();
+    assert!(
+        rel_err(&a, &b) > 1e-4,
+        "one timestep apart: {}",
+        rel_err(&a, &b)
+    );
+}
+
+#[test]
+fn model_file_round_trip_and_sampling_on_both_paths() {
+    let cfg = TinyUNetConfig {
+        channels: 1,
+        height: 12,
+        width: 8,
+        widths: [4, 8, 6],
+        emb_dim: 8,
+        temb_dim: 5,
+    };
+    let params = random_params(&cfg, 11, 1.0);
+    let bytes = model_bytes(&cfg, ScheduleConfig::cosine(40), &params);
+    let file = ModelFile::parse(&bytes).unwrap();
+    assert_eq!(file.header().model, ModelConfig::TinyUNet(cfg));
+    let names: Vec<&str> = file.tensors().map(|t| t.name).collect();
+    let want: Vec<&str> = cfg.tensor_specs().iter().map(|s| s.name).collect();
+    assert_eq!(names, want);
+
+    let host = HostModel::from_bytes(&bytes).unwrap();
+    assert_eq!(*host.config(), ModelConfig::TinyUNet(cfg));
+    assert_eq!(host.params(), &params[..]);
+    let sampler_cfg = SamplerConfig::Ddim(DdimConfig {
+        steps: 10,
+        ..Default::default()
+    });
+    let fast = host
+        .clone()
+        .with_path(Path::Fast)
+        .sample(2, &sampler_cfg, 3)
+        .unwrap();
+    let reference = host
+        .clone()
+        .with_path(Path::Reference)
+        .sample(2, &sampler_cfg, 3)
+        .unwrap();
+    // Ten DDIM steps do not amplify the forward passes' rounding differences (≤ 5e-6 each).
+    assert!(
+        rel_err(&fast, &reference) < 2e-5,
+        "{}",
+        rel_err(&fast, &reference)
+    );
+
+    // The no-heap route a device takes: TinyReferenceDenoiser over caller-owned buffers gives
+    // the host's reference sample bit for bit.
+    let net = TinyUNet::from_flat(cfg, &params).unwrap();
+    let mut ws = vec![0.0; cfg.workspace_len()];
+    let mut den = TinyReferenceDenoiser::new(net, &mut ws).unwrap();
+    let schedule: Schedule = Schedule::new(&ScheduleConfig::cosine(40)).unwrap();
+    let (mut x, mut eps) = (vec![0.0; cfg.image_len()], vec![0.0; cfg.image_len()]);
+    sampler::sample(&mut den, &schedule, &sampler_cfg, 3, &mut x, &mut eps).unwrap();
+    assert_eq!(x, reference[..cfg.image_len()]);
+
+    // A workspace one element short is an error, not a panic.
+    let mut short = vec![0.0; cfg.workspace_len() - 1];
+    assert!(TinyReferenceDenoiser::new(net, &mut short).is_err());
+}
+
+#[test]
+fn wrong_shapes_are_errors() {
+    let cfg = TinyUNetConfig::DEFAULT;
+    let params = random_params(&cfg, 1, 1.0);
+    let bytes = model_bytes(&cfg, ScheduleConfig::default(), &params);
+    // The same bytes under another header (widths 32/64/32) no longer fit.
+    let other = TinyUNetConfig {
+        widths: [32, 64, 32],
+        ..cfg
+    };
+    let mut w = ddpm_core::format::ModelWriter::new(
+        ModelConfig::TinyUNet(other),
+        ScheduleConfig::default(),
+        "",
+    );
+    let file = ModelFile::parse(&bytes).unwrap();
+    for t in file.tensors() {
+        w.push_f32(t.name, t.dims(), &t.to_f32_vec().unwrap())
+            .unwrap();
+    }
+    match HostModel::from_bytes(&w.finish()) {
+        Err(ddpm_core::Error::ShapeMismatch { name, .. }) => assert_eq!(name, "down2.weight"),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("a mismatched file loaded"),
+    }
+}
+
+#[test]
+fn simple_unet_model_files_still_load() {
+    // The committed default model was written before TinyUNet existed.
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../models/simple_unet_mnist.ddpm"
+    );
+    let bytes = std::fs::read(path).unwrap();
+    let host = HostModel::from_bytes(&bytes).unwrap();
+    assert_eq!(
+        *host.config(),
+        ModelConfig::SimpleUNet(SimpleUNetConfig::SEED)
+    );
+}
