@@ -117,8 +117,15 @@ pub fn check_pair(
             hb.precision
         );
     }
-    let ModelConfig::SimpleUNet(ca) = ha.model;
-    let ModelConfig::SimpleUNet(cb) = hb.model;
+    let (ModelConfig::SimpleUNet(ca), ModelConfig::SimpleUNet(cb)) = (ha.model, hb.model) else {
+        bail!(
+            "{} and {}: int8 comparison runs SimpleUNet models only (found {} and {})",
+            names.0,
+            names.1,
+            ha.model.arch_name(),
+            hb.model.arch_name()
+        );
+    };
     if ca != cb {
         bail!(
             "{} is {ca:?} but {} is {cb:?}: not the same network",

@@ -3,22 +3,24 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use ddpm_core::format::{ModelFile, ModelWriter, Precision};
-use ddpm_core::{ModelConfig, ScheduleConfig, SimpleUNetConfig};
+use ddpm_core::{AsModelConfig, ModelConfig, ScheduleConfig};
 use tch::{Device, Kind, Tensor};
 
 use crate::model;
 
-/// Encodes a ddpm-core model file (f32) from named tensors in `state_dict` order.
+/// Encodes a ddpm-core model file (f32) from named tensors in `state_dict` order; `cfg` is a
+/// `ModelConfig` or either architecture's configuration.
 pub fn model_file_bytes(
-    cfg: &SimpleUNetConfig,
+    cfg: &impl AsModelConfig,
     schedule: &ScheduleConfig,
     params: &[(String, Tensor)],
     note: &str,
 ) -> Result<Vec<u8>> {
+    let cfg = cfg.as_model_config();
     cfg.validate()
         .map_err(|e| anyhow::anyhow!("model sizes {cfg:?}: {e}"))?;
-    let mut w = ModelWriter::new(ModelConfig::SimpleUNet(*cfg), *schedule, note);
-    for spec in cfg.tensor_specs() {
+    let mut w = ModelWriter::new(cfg, *schedule, note);
+    for spec in &cfg.tensor_specs() {
         let t = params
             .iter()
             .find(|(n, _)| n == spec.name)
@@ -42,8 +44,8 @@ pub fn model_file_bytes(
 
 /// A model file read back: sizes, schedule, note and the tensors on the CPU.
 pub struct LoadedModel {
-    /// Network sizes.
-    pub config: SimpleUNetConfig,
+    /// Network architecture and sizes.
+    pub config: ModelConfig,
     /// The schedule it was trained with.
     pub schedule: ScheduleConfig,
     /// The file's note.
@@ -64,9 +66,9 @@ pub fn read_model_file(path: &Path) -> Result<LoadedModel> {
             path.display()
         );
     }
-    let ModelConfig::SimpleUNet(cfg) = header.model;
+    let cfg = header.model;
     let mut tensors = Vec::new();
-    for spec in cfg.tensor_specs() {
+    for spec in &cfg.tensor_specs() {
         let rec = file
             .tensor(spec.name)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -107,15 +109,15 @@ pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()
     })
 }
 
-/// Reads a PyTorch safetensors `state_dict` of the seed's SimpleUNet. Accepts the bare names
-/// and names with a `model.` or `module.` prefix; converts f16/bf16/f64 to f32. Returns the
-/// sizes inferred from the shapes (height and width given by the caller) and the tensors in
-/// `state_dict` order.
+/// Reads a PyTorch safetensors `state_dict` of a SimpleUNet or a TinyUNet (told apart by their
+/// tensor names). Accepts the bare names and names with a `model.` or `module.` prefix;
+/// converts f16/bf16/f64 to f32. Returns the architecture and sizes inferred from the shapes
+/// (height and width given by the caller) and the tensors in `state_dict` order.
 pub fn read_safetensors_state_dict(
     path: &Path,
     height: u32,
     width: u32,
-) -> Result<(SimpleUNetConfig, Vec<(String, Tensor)>)> {
+) -> Result<(ModelConfig, Vec<(String, Tensor)>)> {
     let what = path.display().to_string();
     let raw = Tensor::read_safetensors(path)
         .with_context(|| format!("{what}: cannot read as safetensors"))?;
@@ -128,7 +130,7 @@ pub fn read_safetensors_state_dict(
     let all: Vec<(String, Tensor)> = raw.into_iter().map(|(n, t)| (strip(&n), t)).collect();
     let cfg = model::infer_config(&all, height, width, &what)?;
     let mut out = Vec::new();
-    for spec in cfg.tensor_specs() {
+    for spec in &cfg.tensor_specs() {
         let t = all
             .iter()
             .find(|(n, _)| n == spec.name)
@@ -159,7 +161,11 @@ pub fn read_safetensors_state_dict(
         .collect();
     if !extra.is_empty() {
         bail!(
-            "{what}: tensors that are not part of SimpleUNet: {}",
+            "{what}: tensors that are not part of {}: {}",
+            match cfg {
+                ModelConfig::SimpleUNet(_) => "SimpleUNet",
+                ModelConfig::TinyUNet(_) => "TinyUNet",
+            },
             extra.join(", ")
         );
     }

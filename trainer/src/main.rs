@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ddpm_core::quantize::RangeMethod;
 use ddpm_core::sampler::{DdimConfig, DdpmConfig, DdpmVariance, SamplerConfig, Spacing};
-use ddpm_core::{ScheduleConfig, SimpleUNetConfig};
+use ddpm_core::{ModelConfig, ScheduleConfig, SimpleUNetConfig, TinyUNetConfig};
 use ddpm_trainer::{export, fetch, idx, model, parse_device, sample, train};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -18,8 +18,8 @@ const DEFAULT_MODEL: &str = "models/simple_unet_mnist.ddpm";
 #[command(
     name = "trainer",
     version,
-    about = "Train the seed's DDPM (SimpleUNet) on MNIST with libtorch, export it to the \
-             ddpm-core model file, and sample images from it."
+    about = "Train the seed's DDPM (SimpleUNet, or the compact TinyUNet) on MNIST with \
+             libtorch, export it to the ddpm-core model file, and sample images from it."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -28,11 +28,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train a SimpleUNet on MNIST IDX files (defaults: the seed's recipe).
+    /// Train a SimpleUNet (default) or a TinyUNet on MNIST IDX files (defaults: the seed's
+    /// recipe).
     Fit(FitArgs),
     /// Write a model file (or a PyTorch safetensors file) from a checkpoint or a model file.
     Export(ExportArgs),
-    /// Turn a PyTorch safetensors state_dict of the seed's SimpleUNet into a model file.
+    /// Turn a PyTorch safetensors state_dict (SimpleUNet or TinyUNet) into a model file.
     Import(ImportArgs),
     /// Draw images from a model file and write a PNG grid (and optionally an IDX file).
     Sample(SampleArgs),
@@ -100,12 +101,24 @@ struct FitArgs {
     lr: f64,
     #[command(flatten)]
     schedule: ScheduleArgs,
-    /// Channels after enc1.
+    /// Network architecture.
+    #[arg(long, value_enum, default_value = "simple")]
+    arch: ArchArg,
+    /// --arch simple: channels after enc1.
     #[arg(long, default_value_t = 64)]
     hidden1: u32,
-    /// Channels after enc2 and width of the time embedding.
+    /// --arch simple: channels after enc2 and width of the time embedding.
     #[arg(long, default_value_t = 128)]
     hidden2: u32,
+    /// --arch tiny: channels of the full-, half- and quarter-resolution levels, W1,W2,W3.
+    #[arg(long, value_name = "W1,W2,W3", default_value = "32,64,64", value_parser = parse_widths)]
+    widths: [u32; 3],
+    /// --arch tiny: length E of the sinusoidal timestep embedding (even, at least 4).
+    #[arg(long, default_value_t = TinyUNetConfig::DEFAULT.emb_dim)]
+    emb_dim: u32,
+    /// --arch tiny: width D of the time MLP's output, projected into every block.
+    #[arg(long, default_value_t = TinyUNetConfig::DEFAULT.temb_dim)]
+    temb_dim: u32,
     /// Image height the model takes (the data must match).
     #[arg(long, default_value_t = 28)]
     height: u32,
@@ -122,9 +135,10 @@ struct FitArgs {
     /// min(DECAY, (1+n)/(10+n)) at step n) and export it instead of the raw weights.
     #[arg(long, value_name = "DECAY")]
     ema: Option<f64>,
-    /// Model file written at the end.
-    #[arg(long, default_value = "runs/simple_unet.ddpm")]
-    out: PathBuf,
+    /// Model file written at the end [default: runs/simple_unet.ddpm, or runs/tiny_unet.ddpm
+    /// with --arch tiny].
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// Checkpoint written atomically after every epoch [default: OUT with .ckpt.safetensors].
     #[arg(long)]
     checkpoint: Option<PathBuf>,
@@ -140,6 +154,26 @@ struct FitArgs {
     /// No progress bar (also off when stderr is not a terminal).
     #[arg(long)]
     no_progress: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ArchArg {
+    /// The seed's SimpleUNet: four 3×3 convs at full resolution (--hidden1, --hidden2).
+    Simple,
+    /// TinyUNet: a U-Net with two stride-2 levels, skip connections and a sinusoidal time
+    /// embedding (--widths, --emb-dim, --temb-dim; image sides multiples of 4).
+    Tiny,
+}
+
+fn parse_widths(s: &str) -> std::result::Result<[u32; 3], String> {
+    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+    let parsed: Option<Vec<u32>> = parts.iter().map(|p| p.parse().ok()).collect();
+    match parsed.as_deref() {
+        Some(&[a, b, c]) if a > 0 && b > 0 && c > 0 => Ok([a, b, c]),
+        _ => Err(format!(
+            "{s:?}: give three positive channel counts separated by commas, e.g. 32,64,64"
+        )),
+    }
 }
 
 #[derive(Args)]
@@ -202,8 +236,9 @@ fn parse_range(s: &str) -> std::result::Result<RangeMethod, String> {
 
 #[derive(Args)]
 struct ImportArgs {
-    /// PyTorch safetensors file of SimpleUNet's state_dict (enc1.weight, …, time_mlp.2.bias;
-    /// a `model.` or `module.` prefix is accepted).
+    /// PyTorch safetensors file of a SimpleUNet's state_dict (enc1.weight, …, time_mlp.2.bias)
+    /// or a TinyUNet's (enc0.weight, enc0_temb.weight, …, out.bias); a `model.` or `module.`
+    /// prefix is accepted.
     #[arg(long)]
     safetensors: PathBuf,
     /// Model file to write.
@@ -343,12 +378,22 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 fn run_fit(a: FitArgs) -> Result<()> {
     set_threads(a.threads)?;
     let device = parse_device(&a.device)?;
-    let model = SimpleUNetConfig {
-        channels: 1,
-        height: a.height,
-        width: a.width,
-        hidden1: a.hidden1,
-        hidden2: a.hidden2,
+    let model = match a.arch {
+        ArchArg::Simple => ModelConfig::SimpleUNet(SimpleUNetConfig {
+            channels: 1,
+            height: a.height,
+            width: a.width,
+            hidden1: a.hidden1,
+            hidden2: a.hidden2,
+        }),
+        ArchArg::Tiny => ModelConfig::TinyUNet(TinyUNetConfig {
+            channels: 1,
+            height: a.height,
+            width: a.width,
+            widths: a.widths,
+            emb_dim: a.emb_dim,
+            temb_dim: a.temb_dim,
+        }),
     };
     model
         .validate()
@@ -369,16 +414,22 @@ fn run_fit(a: FitArgs) -> Result<()> {
     if let Some(n) = a.limit {
         data.truncate(n);
     }
+    let out = a.out.clone().unwrap_or_else(|| match a.arch {
+        ArchArg::Simple => PathBuf::from("runs/simple_unet.ddpm"),
+        ArchArg::Tiny => PathBuf::from("runs/tiny_unet.ddpm"),
+    });
     let checkpoint = a
         .checkpoint
         .clone()
-        .unwrap_or_else(|| with_suffix(&a.out, ".ckpt.safetensors"));
+        .unwrap_or_else(|| with_suffix(&out, ".ckpt.safetensors"));
     let loss_csv = a
         .loss_csv
         .clone()
-        .unwrap_or_else(|| with_suffix(&a.out, ".loss.csv"));
+        .unwrap_or_else(|| with_suffix(&out, ".loss.csv"));
     let note = format!(
-        "trainer fit: data={} images={} epochs={} batch={} lr={} seed={} ema={} schedule={} T={}",
+        "trainer fit: arch={} data={} images={} epochs={} batch={} lr={} seed={} ema={} \
+         schedule={} T={}",
+        model.arch_name(),
         data_dir.display(),
         data.len,
         a.epochs,
@@ -404,13 +455,16 @@ fn run_fit(a: FitArgs) -> Result<()> {
         device,
         checkpoint,
         loss_csv: Some(loss_csv.clone()),
-        out: Some(a.out.clone()),
+        out: Some(out),
         resume: a.resume,
         progress: progress_wanted(a.no_progress),
         note,
     };
     eprintln!(
-        "fit: {} images from {} on {:?} ({} threads), {} epochs of batch {}, lr {}, T = {}",
+        "fit: {} ({} parameters), {} images from {} on {:?} ({} threads), {} epochs of batch \
+         {}, lr {}, T = {}",
+        model.arch_name(),
+        model.param_count(),
         data.len,
         data.images_path.display(),
         device,
@@ -503,15 +557,7 @@ fn run_import(a: ImportArgs) -> Result<()> {
     let (cfg, tensors) = export::read_safetensors_state_dict(&a.safetensors, a.height, a.width)?;
     let bytes = export::model_file_bytes(&cfg, &a.schedule.config(), &tensors, &a.note)?;
     ddpm_trainer::atomic::write_atomic(&a.out, &bytes)?;
-    eprintln!(
-        "wrote {} (SimpleUNet c={} {}x{} hidden {}/{})",
-        a.out.display(),
-        cfg.channels,
-        cfg.height,
-        cfg.width,
-        cfg.hidden1,
-        cfg.hidden2
-    );
+    eprintln!("wrote {} ({cfg:?})", a.out.display());
     Ok(())
 }
 
@@ -579,7 +625,7 @@ fn run_sample(a: SampleArgs) -> Result<()> {
             let device = parse_device(&a.device)?;
             let m = export::read_model_file(&path)?;
             let mut vs = tch::nn::VarStore::new(device);
-            let net = model::SimpleUNet::new(&vs.root(), m.config);
+            let net = model::Net::new(&vs.root(), m.config);
             model::load_params(&mut vs, &m.config, &m.tensors, &path.display().to_string())?;
             let sched = ddpm_core::Schedule::new(&m.schedule)
                 .map_err(|e| anyhow::anyhow!("{}: schedule: {e}", path.display()))?;
@@ -594,11 +640,7 @@ fn run_sample(a: SampleArgs) -> Result<()> {
     };
     let secs = start.elapsed().as_secs_f64();
     let pixels = sample::to_pixels(&values);
-    let chw = (
-        mcfg.channels as usize,
-        mcfg.height as usize,
-        mcfg.width as usize,
-    );
+    let chw = (mcfg.channels(), mcfg.height(), mcfg.width());
     sample::write_png_grid(
         &a.out,
         &pixels,

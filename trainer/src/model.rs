@@ -1,8 +1,10 @@
-//! The seed's SimpleUNet in tch, with PyTorch's `state_dict` names (`enc1.weight`, …,
-//! `time_mlp.2.bias`) as the `VarStore` names, so weights map name for name onto a PyTorch
-//! checkpoint and onto the model file.
+//! The networks in tch: the seed's SimpleUNet and the compact TinyUNet, with PyTorch's
+//! `state_dict` names (`enc1.weight`, …, `time_mlp.2.bias`; `enc0.weight`, `enc0_temb.weight`,
+//! …, `out.bias`) as the `VarStore` names, so weights map name for name onto a PyTorch
+//! checkpoint and onto the model file. [`Net`] holds either.
 use anyhow::{bail, Context, Result};
-use ddpm_core::SimpleUNetConfig;
+use ddpm_core::config::{TINY_MAX_PERIOD, TINY_TIME_SCALE};
+use ddpm_core::{AsModelConfig, ModelConfig, SimpleUNetConfig, TinyUNetConfig};
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 
@@ -86,10 +88,158 @@ fn torch_uniform(fan_in: i64) -> nn::Init {
     }
 }
 
-/// The model's parameters in `state_dict` order, as (name, tensor) pairs taken from `vs`.
-pub fn named_params(vs: &nn::VarStore, cfg: &SimpleUNetConfig) -> Result<Vec<(String, Tensor)>> {
+/// TinyUNet (see `ddpm_core::TinyUNetConfig` for the table of layers): the sinusoidal
+/// embedding of 1000·t_in → `time_mlp.0` Linear(E→D) → ReLU → `time_mlp.2` Linear(D→D) = temb;
+/// blocks `ReLU(conv(x) + <block>_temb(temb))` enc0 (c→w1), down1 (stride 2, w1→w2), down2
+/// (stride 2, w2→w3), mid (w3→w3), up2 (nearest ×2 of mid, concatenated with down1's output,
+/// w3+w2→w2), up1 (nearest ×2 of up2, concatenated with enc0's output, w2+w1→w1); `out`
+/// Conv2d(w1→c) without ReLU.
+#[derive(Debug)]
+pub struct TinyUNet {
+    cfg: TinyUNetConfig,
+    /// The embedding's f32 frequencies, the table `ddpm_core::layers::sinusoidal_frequency`
+    /// gives, so both sides multiply by the same numbers.
+    freqs: Tensor,
+    time0: nn::Linear,
+    time2: nn::Linear,
+    /// Conv and time projection of enc0, down1, down2, mid, up2, up1.
+    blocks: Vec<(nn::Conv2D, nn::Linear)>,
+    out: nn::Conv2D,
+}
+
+impl TinyUNet {
+    /// Creates the layers under `path` with PyTorch's default initialisation (uniform in
+    /// ±1/√fan_in for weights and biases, as for SimpleUNet).
+    pub fn new(path: &nn::Path, cfg: TinyUNetConfig) -> Self {
+        let c = cfg.channels as i64;
+        let [w1, w2, w3] = cfg.widths.map(i64::from);
+        let (e, d) = (cfg.emb_dim as i64, cfg.temb_dim as i64);
+        let conv = |in_c: i64, stride: i64| nn::ConvConfig {
+            padding: 1,
+            stride,
+            ws_init: torch_uniform(in_c * 9),
+            bs_init: torch_uniform(in_c * 9),
+            ..Default::default()
+        };
+        let linear = |fan_in: i64| nn::LinearConfig {
+            ws_init: torch_uniform(fan_in),
+            bs_init: Some(torch_uniform(fan_in)),
+            bias: true,
+        };
+        let time = path / "time_mlp";
+        let time0 = nn::linear(&time / "0", e, d, linear(e));
+        let time2 = nn::linear(&time / "2", d, d, linear(d));
+        // (name, in, out, stride) in forward order, as ddpm_core::tiny_unet::BLOCKS.
+        let layout = [
+            ("enc0", c, w1, 1),
+            ("down1", w1, w2, 2),
+            ("down2", w2, w3, 2),
+            ("mid", w3, w3, 1),
+            ("up2", w3 + w2, w2, 1),
+            ("up1", w2 + w1, w1, 1),
+        ];
+        let blocks = layout
+            .iter()
+            .map(|&(name, i, o, stride)| {
+                (
+                    nn::conv2d(path / name, i, o, 3, conv(i, stride)),
+                    nn::linear(path / format!("{name}_temb"), d, o, linear(d)),
+                )
+            })
+            .collect();
+        let out = nn::conv2d(path / "out", w1, c, 3, conv(w1, 1));
+        let half = cfg.emb_dim as usize / 2;
+        let freqs: Vec<f32> = (0..half)
+            .map(|k| ddpm_core::layers::sinusoidal_frequency(k, half, TINY_MAX_PERIOD))
+            .collect();
+        Self {
+            cfg,
+            freqs: Tensor::from_slice(&freqs).to_device(path.device()),
+            time0,
+            time2,
+            blocks,
+            out,
+        }
+    }
+
+    /// The sizes.
+    pub fn config(&self) -> &TinyUNetConfig {
+        &self.cfg
+    }
+
+    /// The sinusoidal embedding `[sin(s·f), cos(s·f)]` of s = 1000·t_in, N×E.
+    pub fn embedding(&self, t_in: &Tensor) -> Tensor {
+        let s = t_in * f64::from(TINY_TIME_SCALE);
+        let arg = s.unsqueeze(-1) * self.freqs.unsqueeze(0);
+        Tensor::cat(&[arg.sin(), arg.cos()], -1)
+    }
+
+    /// Predicted noise for `x` (N×C×H×W) at network time inputs `t_in` (N values of t/T).
+    pub fn forward(&self, x: &Tensor, t_in: &Tensor) -> Tensor {
+        let temb = self
+            .time2
+            .forward(&self.time0.forward(&self.embedding(t_in)).relu());
+        let block = |k: usize, x: &Tensor| {
+            let (conv, proj) = &self.blocks[k];
+            let p = proj.forward(&temb);
+            let o = p.size()[1];
+            (conv.forward(x) + p.view([-1, o, 1, 1])).relu()
+        };
+        let up = |x: &Tensor| {
+            let s = x.size();
+            x.upsample_nearest2d([2 * s[2], 2 * s[3]], None, None)
+        };
+        let s1 = block(0, x);
+        let s2 = block(1, &s1);
+        let d2 = block(2, &s2);
+        let m = block(3, &d2);
+        let u2 = block(4, &Tensor::cat(&[up(&m), s2], 1));
+        let u1 = block(5, &Tensor::cat(&[up(&u2), s1], 1));
+        self.out.forward(&u1)
+    }
+}
+
+/// Either network, chosen by its configuration.
+#[derive(Debug)]
+pub enum Net {
+    /// The seed's SimpleUNet.
+    Simple(Box<SimpleUNet>),
+    /// The compact down-sampling U-Net.
+    Tiny(Box<TinyUNet>),
+}
+
+impl Net {
+    /// Creates the network `cfg` describes under `path` (PyTorch's default initialisation).
+    pub fn new(path: &nn::Path, cfg: impl Into<ModelConfig>) -> Self {
+        match cfg.into() {
+            ModelConfig::SimpleUNet(c) => Net::Simple(Box::new(SimpleUNet::new(path, c))),
+            ModelConfig::TinyUNet(c) => Net::Tiny(Box::new(TinyUNet::new(path, c))),
+        }
+    }
+
+    /// The architecture and sizes.
+    pub fn config(&self) -> ModelConfig {
+        match self {
+            Net::Simple(n) => ModelConfig::SimpleUNet(*n.config()),
+            Net::Tiny(n) => ModelConfig::TinyUNet(*n.config()),
+        }
+    }
+
+    /// Predicted noise for `x` (N×C×H×W) at network time inputs `t_in` (N values of t/T).
+    pub fn forward(&self, x: &Tensor, t_in: &Tensor) -> Tensor {
+        match self {
+            Net::Simple(n) => n.forward(x, t_in),
+            Net::Tiny(n) => n.forward(x, t_in),
+        }
+    }
+}
+
+/// The model's parameters in `state_dict` order, as (name, tensor) pairs taken from `vs`;
+/// `cfg` is a `ModelConfig` or either architecture's configuration.
+pub fn named_params(vs: &nn::VarStore, cfg: &impl AsModelConfig) -> Result<Vec<(String, Tensor)>> {
     let vars = vs.variables();
-    cfg.tensor_specs()
+    cfg.as_model_config()
+        .tensor_specs()
         .iter()
         .map(|spec| {
             let t = vars
@@ -104,12 +254,12 @@ pub fn named_params(vs: &nn::VarStore, cfg: &SimpleUNetConfig) -> Result<Vec<(St
 /// parameter of `cfg` is present with its expected shape. `what` names the source in errors.
 pub fn load_params(
     vs: &mut nn::VarStore,
-    cfg: &SimpleUNetConfig,
+    cfg: &impl AsModelConfig,
     tensors: &[(String, Tensor)],
     what: &str,
 ) -> Result<()> {
     let vars = vs.variables();
-    for spec in cfg.tensor_specs() {
+    for spec in &cfg.as_model_config().tensor_specs() {
         let src = tensors
             .iter()
             .find(|(n, _)| n == spec.name)
@@ -140,14 +290,15 @@ pub fn to_f32_vec(t: &Tensor) -> Result<Vec<f32>> {
     Vec::<f32>::try_from(&t).context("reading tensor values")
 }
 
-/// The SimpleUNet sizes implied by the tensors' shapes (image height and width are not stored
-/// in the weights, so the caller gives them).
+/// The architecture and sizes implied by the tensors' names and shapes: TinyUNet when there is
+/// an `enc0.weight`, else SimpleUNet (image height and width are not stored in the weights, so
+/// the caller gives them).
 pub fn infer_config(
     tensors: &[(String, Tensor)],
     height: u32,
     width: u32,
     what: &str,
-) -> Result<SimpleUNetConfig> {
+) -> Result<ModelConfig> {
     let get = |name: &str| {
         tensors
             .iter()
@@ -155,6 +306,29 @@ pub fn infer_config(
             .map(|(_, t)| t.size())
             .with_context(|| format!("{what}: tensor {name} is missing"))
     };
+    if tensors.iter().any(|(n, _)| n == "enc0.weight") {
+        let enc0 = get("enc0.weight")?;
+        let down1 = get("down1.weight")?;
+        let down2 = get("down2.weight")?;
+        let time0 = get("time_mlp.0.weight")?;
+        if enc0.len() != 4 || down1.len() != 4 || down2.len() != 4 || time0.len() != 2 {
+            bail!(
+                "{what}: enc0/down1/down2 weights must be 4-D and time_mlp.0.weight 2-D, found \
+                 {enc0:?}, {down1:?}, {down2:?} and {time0:?}"
+            );
+        }
+        let cfg = TinyUNetConfig {
+            channels: enc0[1] as u32,
+            height,
+            width,
+            widths: [enc0[0] as u32, down1[0] as u32, down2[0] as u32],
+            emb_dim: time0[1] as u32,
+            temb_dim: time0[0] as u32,
+        };
+        cfg.validate()
+            .map_err(|e| anyhow::anyhow!("{what}: sizes {cfg:?} not usable: {e}"))?;
+        return Ok(ModelConfig::TinyUNet(cfg));
+    }
     let enc1 = get("enc1.weight")?;
     let enc2 = get("enc2.weight")?;
     if enc1.len() != 4 || enc2.len() != 4 {
@@ -169,7 +343,7 @@ pub fn infer_config(
     };
     cfg.validate()
         .map_err(|e| anyhow::anyhow!("{what}: sizes {cfg:?} not usable: {e}"))?;
-    Ok(cfg)
+    Ok(ModelConfig::SimpleUNet(cfg))
 }
 
 #[cfg(test)]
@@ -247,7 +421,10 @@ mod tests {
         };
         let _net = SimpleUNet::new(&vs.root(), cfg);
         let params = named_params(&vs, &cfg).unwrap();
-        assert_eq!(infer_config(&params, 8, 6, "x").unwrap(), cfg);
+        assert_eq!(
+            infer_config(&params, 8, 6, "x").unwrap(),
+            ModelConfig::SimpleUNet(cfg)
+        );
         let e = infer_config(&params[2..], 8, 6, "weights.safetensors").unwrap_err();
         assert!(e
             .to_string()
@@ -265,5 +442,52 @@ mod tests {
         assert_eq!(a.size(), vec![2, 1, 28, 28]);
         assert!(a.get(0).equal(&b.get(0)));
         assert!(!a.get(1).equal(&b.get(1)), "t did not change the output");
+    }
+
+    #[test]
+    fn tiny_unet_names_shapes_count_and_init() {
+        tch::manual_seed(2);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let cfg = TinyUNetConfig::DEFAULT;
+        let net = Net::new(&vs.root(), cfg);
+        assert_eq!(net.config(), ModelConfig::TinyUNet(cfg));
+        let params = named_params(&vs, &cfg).unwrap();
+        assert_eq!(vs.variables().len(), TinyUNetConfig::TENSORS);
+        for ((name, t), spec) in params.iter().zip(cfg.tensor_specs()) {
+            assert_eq!(name, spec.name);
+            let want: Vec<i64> = spec.dims().iter().map(|&d| d as i64).collect();
+            assert_eq!(t.size(), want, "{name}");
+            // fan_in = weight.size(1)·k·k for convs, weight.size(1) for linears.
+            let w = &vs.variables()[&format!("{}.weight", name.rsplit_once('.').unwrap().0)];
+            let s = w.size();
+            let fan_in = s[1] * if s.len() == 4 { 9 } else { 1 };
+            let max = t.abs().max().double_value(&[]);
+            assert!(max <= 1.0 / (fan_in as f64).sqrt(), "{name}: {max}");
+        }
+        let total: i64 = params.iter().map(|(_, t)| t.numel() as i64).sum();
+        assert_eq!(total, 221_505);
+        assert_eq!(
+            infer_config(&params, 28, 28, "x").unwrap(),
+            ModelConfig::TinyUNet(cfg)
+        );
+    }
+
+    #[test]
+    fn tiny_unet_forward_shape_and_time_conditioning() {
+        tch::manual_seed(3);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = TinyUNet::new(&vs.root(), TinyUNetConfig::DEFAULT);
+        let x = Tensor::randn([2, 1, 28, 28], (Kind::Float, Device::Cpu));
+        let a = net.forward(&x, &Tensor::from_slice(&[0.5f32, 0.5]));
+        let b = net.forward(&x, &Tensor::from_slice(&[0.5f32, 0.51]));
+        assert_eq!(a.size(), vec![2, 1, 28, 28]);
+        assert!(a.get(0).equal(&b.get(0)));
+        assert!(!a.get(1).equal(&b.get(1)), "t did not change the output");
+        // The embedding is [sin, cos] of 1000·t_in times the core's frequencies: at t_in = 0
+        // the sines are 0 and the cosines 1.
+        let e = net.embedding(&Tensor::from_slice(&[0.0f32]));
+        let v = to_f32_vec(&e).unwrap();
+        assert_eq!(v[..16], [0.0; 16]);
+        assert_eq!(v[16..], [1.0; 16]);
     }
 }

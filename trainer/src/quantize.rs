@@ -84,7 +84,12 @@ pub fn quantize_model(
 ) -> Result<(Vec<u8>, AccuracyReport)> {
     let file = ModelFile::parse(model_bytes).map_err(|e| anyhow!("model file: {e}"))?;
     let header = *file.header();
-    let ModelConfig::SimpleUNet(cfg) = header.model;
+    let ModelConfig::SimpleUNet(cfg) = header.model else {
+        bail!(
+            "int8 export is implemented for SimpleUNet only; this model file holds a {} model",
+            header.model.arch_name()
+        );
+    };
     let mut params = vec![0.0f32; cfg.param_count()];
     ddpm_core::simple_unet::load_params(&file, &cfg, &mut params)
         .map_err(|e| anyhow!("model file: {e}"))?;

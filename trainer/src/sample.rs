@@ -7,7 +7,7 @@ use ddpm_core::sampler::{DdimConfig, DdpmConfig, DdpmVariance, Plan, SamplerConf
 use ddpm_core::Schedule;
 use tch::{Device, Kind, Tensor};
 
-use crate::model::SimpleUNet;
+use crate::model::Net;
 
 /// One DDPM ancestral step on a batch, the same arithmetic as `ddpm_core::sampler::ddpm_step`:
 /// coefficients in f32 from the core's schedule, `x ← (x − β_t/√(1−ᾱ_t)·ε)/√α_t + σ_t·z`
@@ -96,7 +96,7 @@ fn step_needs_noise(cfg: &SamplerConfig, t: u32) -> bool {
 /// Draws `n` samples in one batch on `net`'s device: x_T ~ N(0, I) and each step's z from the
 /// torch generator seeded with `seed`. Returns an N×C×H×W tensor (not clamped).
 pub fn sample_torch(
-    net: &SimpleUNet,
+    net: &Net,
     sched: &Schedule,
     cfg: &SamplerConfig,
     n: usize,
@@ -109,7 +109,12 @@ pub fn sample_torch(
     let plan = Plan::new(cfg, big_t).map_err(|e| anyhow::anyhow!("sampler settings: {e}"))?;
     // libtorch takes the seed as a 64-bit pattern; the cast keeps every bit.
     tch::manual_seed(seed as i64);
-    let shape = [n as i64, c.channels as i64, c.height as i64, c.width as i64];
+    let shape = [
+        n as i64,
+        c.channels() as i64,
+        c.height() as i64,
+        c.width() as i64,
+    ];
     let mut x = Tensor::randn(shape, (Kind::Float, device));
     tch::no_grad(|| -> Result<()> {
         for k in 0..plan.len() {

@@ -9,13 +9,13 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use ddpm_core::{ScheduleConfig, ScheduleKind, SimpleUNetConfig};
+use ddpm_core::{ModelConfig, ScheduleConfig, ScheduleKind, SimpleUNetConfig, TinyUNetConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 use tch::{nn, Device, Kind, Reduction, Tensor};
 
 use crate::export;
 use crate::idx::Mnist;
-use crate::model::{self, SimpleUNet};
+use crate::model::{self, Net};
 use crate::schedule::DeviceSchedule;
 
 /// Adam's β1, β2 and ε (PyTorch's defaults, as the seed uses).
@@ -26,8 +26,8 @@ pub const ADAM_EPS: f64 = 1e-8;
 /// Everything `fit` needs to know.
 #[derive(Debug, Clone)]
 pub struct FitOptions {
-    /// Network sizes.
-    pub model: SimpleUNetConfig,
+    /// Network architecture and sizes.
+    pub model: ModelConfig,
     /// Noise schedule.
     pub schedule: ScheduleConfig,
     /// Adam learning rate.
@@ -60,7 +60,7 @@ impl FitOptions {
     /// The seed's recipe on `device`, writing `checkpoint`.
     pub fn seed_recipe(device: Device, checkpoint: PathBuf) -> Self {
         Self {
-            model: SimpleUNetConfig::SEED,
+            model: ModelConfig::SimpleUNet(SimpleUNetConfig::SEED),
             schedule: ScheduleConfig::default(),
             lr: 2e-4,
             batch_size: 128,
@@ -79,7 +79,17 @@ impl FitOptions {
 
     /// The settings a resumed run must share with the run that wrote the checkpoint, as text.
     fn identity(&self, n_images: usize) -> String {
-        let m = &self.model;
+        let model = match &self.model {
+            ModelConfig::SimpleUNet(m) => format!(
+                "model=SimpleUNet channels={} height={} width={} hidden1={} hidden2={}",
+                m.channels, m.height, m.width, m.hidden1, m.hidden2
+            ),
+            ModelConfig::TinyUNet(m) => format!(
+                "model=TinyUNet channels={} height={} width={} widths={:?} emb_dim={} \
+                 temb_dim={}",
+                m.channels, m.height, m.width, m.widths, m.emb_dim, m.temb_dim
+            ),
+        };
         let sched = match self.schedule.kind {
             ScheduleKind::Linear {
                 beta_start,
@@ -88,13 +98,8 @@ impl FitOptions {
             ScheduleKind::Cosine { s, max_beta } => format!("cosine s={s} max_beta={max_beta}"),
         };
         format!(
-            "model=SimpleUNet channels={} height={} width={} hidden1={} hidden2={}\n\
+            "{model}\n\
              schedule={sched} timesteps={}\nbatch_size={}\nseed={}\nema={}\nimages={n_images}\n",
-            m.channels,
-            m.height,
-            m.width,
-            m.hidden1,
-            m.hidden2,
             self.schedule.timesteps,
             self.batch_size,
             self.seed,
@@ -129,7 +134,7 @@ pub struct Trainer {
     /// The parameters.
     pub vs: nn::VarStore,
     /// The network over `vs`.
-    pub net: SimpleUNet,
+    pub net: Net,
     params: Vec<(String, Tensor)>,
     adam: Vec<AdamState>,
     ema: Option<Vec<Tensor>>,
@@ -140,12 +145,63 @@ pub struct Trainer {
     schedule: ScheduleConfig,
 }
 
-fn opts_model(tr: &Trainer) -> SimpleUNetConfig {
-    *tr.net.config()
+/// The sizes as the checkpoint's `state.model` integers: SimpleUNet [c, h, w, hidden1,
+/// hidden2]; TinyUNet [c, h, w, w1, w2, w3, E, D] (its checkpoints also hold `state.arch` =
+/// "tiny"; one without `state.arch` is a SimpleUNet, as before TinyUNet existed).
+fn model_to_ints(m: &ModelConfig) -> Vec<i64> {
+    match m {
+        ModelConfig::SimpleUNet(m) => [m.channels, m.height, m.width, m.hidden1, m.hidden2]
+            .map(i64::from)
+            .to_vec(),
+        ModelConfig::TinyUNet(m) => [
+            m.channels,
+            m.height,
+            m.width,
+            m.widths[0],
+            m.widths[1],
+            m.widths[2],
+            m.emb_dim,
+            m.temb_dim,
+        ]
+        .map(i64::from)
+        .to_vec(),
+    }
 }
 
-fn model_to_ints(m: &SimpleUNetConfig) -> [i64; 5] {
-    [m.channels, m.height, m.width, m.hidden1, m.hidden2].map(i64::from)
+/// The inverse of [`model_to_ints`], given the checkpoint's `state.arch` (None when absent).
+fn model_from_ints(arch: Option<&str>, m: &[i64], what: &str) -> Result<ModelConfig> {
+    let u = |i: usize| m[i] as u32;
+    match arch {
+        None | Some("simple") => {
+            if m.len() != 5 {
+                bail!("{what}: state.model has {} entries, expected 5", m.len());
+            }
+            Ok(ModelConfig::SimpleUNet(SimpleUNetConfig {
+                channels: u(0),
+                height: u(1),
+                width: u(2),
+                hidden1: u(3),
+                hidden2: u(4),
+            }))
+        }
+        Some("tiny") => {
+            if m.len() != 8 {
+                bail!(
+                    "{what}: state.model has {} entries, a TinyUNet has 8",
+                    m.len()
+                );
+            }
+            Ok(ModelConfig::TinyUNet(TinyUNetConfig {
+                channels: u(0),
+                height: u(1),
+                width: u(2),
+                widths: [u(3), u(4), u(5)],
+                emb_dim: u(6),
+                temb_dim: u(7),
+            }))
+        }
+        Some(other) => bail!("{what}: unknown architecture {other:?} in state.arch"),
+    }
 }
 
 fn schedule_to_floats(s: &ScheduleConfig) -> [f64; 4] {
@@ -177,8 +233,8 @@ fn schedule_from_floats(v: &[f64]) -> Option<ScheduleConfig> {
 
 /// The weights a checkpoint holds, with the model sizes and schedule recorded in it.
 pub struct CheckpointWeights {
-    /// Network sizes.
-    pub model: SimpleUNetConfig,
+    /// Network architecture and sizes.
+    pub model: ModelConfig,
     /// Noise schedule.
     pub schedule: ScheduleConfig,
     /// The tensors in `state_dict` order.
@@ -201,22 +257,20 @@ pub fn checkpoint_weights(path: &Path, use_ema: bool) -> Result<CheckpointWeight
             .with_context(|| format!("{what}: checkpoint has no {name}"))
     };
     let m = Vec::<i64>::try_from(get("state.model")?)?;
-    if m.len() != 5 {
-        bail!("{what}: state.model has {} entries, expected 5", m.len());
-    }
-    let model = SimpleUNetConfig {
-        channels: m[0] as u32,
-        height: m[1] as u32,
-        width: m[2] as u32,
-        hidden1: m[3] as u32,
-        hidden2: m[4] as u32,
+    let arch = match tensors.iter().find(|(n, _)| n == "state.arch") {
+        Some((_, t)) => Some(String::from_utf8_lossy(&Vec::<u8>::try_from(t)?).into_owned()),
+        None => None,
     };
+    let model = model_from_ints(arch.as_deref(), &m, &what)?;
+    model
+        .validate()
+        .map_err(|e| anyhow::anyhow!("{what}: state.model {model:?}: {e}"))?;
     let schedule = schedule_from_floats(&Vec::<f64>::try_from(get("state.schedule")?)?)
         .with_context(|| format!("{what}: state.schedule is not a known schedule"))?;
     let has_ema = tensors.iter().any(|(n, _)| n.starts_with("ema."));
     let prefix = if use_ema && has_ema { "ema." } else { "model." };
     let mut out = Vec::new();
-    for spec in model.tensor_specs() {
+    for spec in &model.tensor_specs() {
         let t = get(&format!("{prefix}{}", spec.name))?;
         out.push((spec.name.to_owned(), t.shallow_clone()));
     }
@@ -249,7 +303,7 @@ impl Trainer {
     pub fn new(opts: &FitOptions) -> Result<Self> {
         tch::manual_seed(derive_seed(opts.seed, TAG_INIT, 0));
         let vs = nn::VarStore::new(opts.device);
-        let net = SimpleUNet::new(&vs.root(), opts.model);
+        let net = Net::new(&vs.root(), opts.model);
         let params = model::named_params(&vs, &opts.model)?;
         let adam = params
             .iter()
@@ -389,10 +443,14 @@ impl Trainer {
             "state.identity".into(),
             Tensor::from_slice(identity.as_bytes()),
         ));
+        let model = self.net.config();
         named.push((
             "state.model".into(),
-            Tensor::from_slice(&model_to_ints(&opts_model(self))),
+            Tensor::from_slice(&model_to_ints(&model)),
         ));
+        if let ModelConfig::TinyUNet(_) = model {
+            named.push(("state.arch".into(), Tensor::from_slice(b"tiny")));
+        }
         named.push((
             "state.schedule".into(),
             Tensor::from_slice(&schedule_to_floats(&self.schedule)),
@@ -492,20 +550,23 @@ pub fn images_to_device(data: &Mnist, device: Device) -> Tensor {
 /// checkpoint and the loss CSV; a NaN or infinite loss stops with an error and leaves the last
 /// good checkpoint in place.
 pub fn fit(opts: &FitOptions, data: &Mnist, log: &mut dyn FnMut(&str)) -> Result<FitReport> {
-    if opts.model.channels != 1 {
+    opts.model
+        .validate()
+        .map_err(|e| anyhow::anyhow!("model sizes {:?}: {e}", opts.model))?;
+    if opts.model.channels() != 1 {
         bail!(
             "IDX images have one channel, the model has {}",
-            opts.model.channels
+            opts.model.channels()
         );
     }
-    if (data.height, data.width) != (opts.model.height as usize, opts.model.width as usize) {
+    if (data.height, data.width) != (opts.model.height(), opts.model.width()) {
         bail!(
             "{}: images are {}x{}, the model takes {}x{}",
             data.images_path.display(),
             data.height,
             data.width,
-            opts.model.height,
-            opts.model.width
+            opts.model.height(),
+            opts.model.width()
         );
     }
     if data.len == 0 || opts.batch_size == 0 {

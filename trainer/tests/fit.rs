@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use ddpm_core::host::HostModel;
 use ddpm_core::sampler::{DdimConfig, SamplerConfig};
 use ddpm_trainer::idx::{Mnist, Split};
-use ddpm_trainer::model::{self, SimpleUNet};
+use ddpm_trainer::model;
 use ddpm_trainer::train::{self, FitOptions};
 use tch::{Device, Kind, Tensor};
 
@@ -78,10 +78,13 @@ fn smoke_fit_512_images_loss_decreases_and_core_samples_the_export() {
     // The exported file loads in ddpm-core and computes what the tch model computes.
     let bytes = std::fs::read(dir.path().join("model.ddpm")).unwrap();
     let mut host = HostModel::from_bytes(&bytes).unwrap();
-    assert_eq!(*host.config(), ddpm_core::SimpleUNetConfig::SEED);
+    assert_eq!(
+        *host.config(),
+        ddpm_core::ModelConfig::SimpleUNet(ddpm_core::SimpleUNetConfig::SEED)
+    );
     let loaded = ddpm_trainer::export::read_model_file(&dir.path().join("model.ddpm")).unwrap();
     let mut vs = tch::nn::VarStore::new(Device::Cpu);
-    let net = SimpleUNet::new(&vs.root(), loaded.config);
+    let net = model::Net::new(&vs.root(), loaded.config);
     model::load_params(&mut vs, &loaded.config, &loaded.tensors, "model.ddpm").unwrap();
     tch::manual_seed(3);
     let x = Tensor::randn([3, 1, 28, 28], (Kind::Float, Device::Cpu));
@@ -270,4 +273,104 @@ fn bad_data_stops_before_training_with_the_file_named() {
         stderr.contains("train-images-idx3-ubyte") && stderr.contains("fetch-data"),
         "{stderr}"
     );
+}
+
+#[test]
+fn tiny_unet_resumes_bit_for_bit_exports_and_loads_in_the_core() {
+    let _g = lock();
+    tch::set_num_threads(2);
+    let data = mnist(128);
+    let tiny = ddpm_core::ModelConfig::TinyUNet(ddpm_core::TinyUNetConfig {
+        widths: [8, 16, 16],
+        ..ddpm_core::TinyUNetConfig::DEFAULT
+    });
+    let whole = tempfile::tempdir().unwrap();
+    let split = tempfile::tempdir().unwrap();
+    let mut a = opts(whole.path(), 64, 2);
+    a.model = tiny;
+    a.ema = Some(0.99);
+    let report = train::fit(&a, &data, &mut |_| {}).unwrap();
+    assert_eq!(report.steps, 4);
+
+    let mut b = opts(split.path(), 64, 1);
+    b.model = tiny;
+    b.ema = Some(0.99);
+    train::fit(&b, &data, &mut |_| {}).unwrap();
+    b.epochs = 2;
+    b.resume = true;
+    train::fit(&b, &data, &mut |_| {}).unwrap();
+    let ta = checkpoint_tensors(&a.checkpoint);
+    let tb = checkpoint_tensors(&b.checkpoint);
+    let names: Vec<&str> = ta.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(names.contains(&"ema.up2_temb.weight") && names.contains(&"state.arch"));
+    assert_eq!(ta.len(), tb.len());
+    for ((name, x), (_, y)) in ta.iter().zip(&tb) {
+        assert!(x.equal(y), "{name} differs between the two runs");
+    }
+    let w = train::checkpoint_weights(&a.checkpoint, true).unwrap();
+    assert_eq!(w.model, tiny);
+    assert!(w.ema);
+
+    // A SimpleUNet run does not resume from the TinyUNet checkpoint.
+    let mut simple = b.clone();
+    simple.model = ddpm_core::ModelConfig::SimpleUNet(ddpm_core::SimpleUNetConfig::SEED);
+    simple.epochs = 3;
+    let e = format!("{:#}", train::fit(&simple, &data, &mut |_| {}).unwrap_err());
+    assert!(
+        e.contains("model=TinyUNet") && e.contains("model=SimpleUNet"),
+        "{e}"
+    );
+
+    // The export loads in ddpm-core and computes what the tch model computes.
+    let path = whole.path().join("model.ddpm");
+    let mut host = HostModel::from_bytes(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(*host.config(), tiny);
+    let loaded = ddpm_trainer::export::read_model_file(&path).unwrap();
+    let mut vs = tch::nn::VarStore::new(Device::Cpu);
+    let net = model::Net::new(&vs.root(), loaded.config);
+    model::load_params(&mut vs, &loaded.config, &loaded.tensors, "model.ddpm").unwrap();
+    tch::manual_seed(3);
+    let x = Tensor::randn([2, 1, 28, 28], (Kind::Float, Device::Cpu));
+    let ts = [17u32, 250];
+    let t_in = Tensor::from_slice(&ts.map(|t| t as f32 / 300.0));
+    let torch_eps = model::to_f32_vec(&tch::no_grad(|| net.forward(&x, &t_in))).unwrap();
+    let core_eps = host
+        .forward_flat_batch(&model::to_f32_vec(&x).unwrap(), &ts)
+        .unwrap();
+    let scale = torch_eps.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let max_diff = torch_eps
+        .iter()
+        .zip(&core_eps)
+        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    // The equivalence tests' forward bound (1e-5 relative; see tests/tests/tiny_vs_trainer.rs).
+    assert!(max_diff <= 1e-5 * scale, "{max_diff} vs scale {scale}");
+
+    // The CLI samples it with both backends.
+    for backend in ["core", "torch"] {
+        let idx_path = whole.path().join(format!("{backend}.idx"));
+        let out = Command::new(env!("CARGO_BIN_EXE_trainer"))
+            .args(["sample", "--sampler", "ddim", "--steps", "5", "--n", "4"])
+            .args([
+                "--no-progress",
+                "--backend",
+                backend,
+                "--device",
+                "cpu",
+                "--model",
+            ])
+            .arg(&path)
+            .arg("--out")
+            .arg(whole.path().join(format!("{backend}.png")))
+            .arg("--idx")
+            .arg(&idx_path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let idx = ddpm_trainer::idx::read_idx(&idx_path).unwrap();
+        assert_eq!(idx.dims, vec![4, 28, 28]);
+    }
 }

@@ -1,9 +1,9 @@
 //! Weights through PyTorch safetensors and the model file and back, bit for bit.
 use std::process::Command;
 
-use ddpm_core::{ScheduleConfig, SimpleUNetConfig};
+use ddpm_core::{ModelConfig, ScheduleConfig, SimpleUNetConfig, TinyUNetConfig};
 use ddpm_trainer::export;
-use ddpm_trainer::model::{self, SimpleUNet};
+use ddpm_trainer::model::{self, Net, SimpleUNet};
 use tch::{nn, Device, Kind, Tensor};
 
 fn trainer(args: &[&std::ffi::OsStr]) -> String {
@@ -18,20 +18,33 @@ fn trainer(args: &[&std::ffi::OsStr]) -> String {
 
 #[test]
 fn model_file_to_safetensors_to_model_file_round_trip() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = |n: &str| dir.path().join(n);
     // A small non-seed configuration with a cosine schedule, so sizes and schedule must travel.
-    let cfg = SimpleUNetConfig {
+    round_trip(ModelConfig::SimpleUNet(SimpleUNetConfig {
         channels: 1,
         height: 28,
         width: 28,
         hidden1: 8,
         hidden2: 16,
-    };
+    }));
+}
+
+#[test]
+fn tiny_unet_model_file_to_safetensors_to_model_file_round_trip() {
+    round_trip(ModelConfig::TinyUNet(TinyUNetConfig {
+        widths: [8, 16, 12],
+        emb_dim: 8,
+        temb_dim: 16,
+        ..TinyUNetConfig::DEFAULT
+    }));
+}
+
+fn round_trip(cfg: ModelConfig) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
     let schedule = ScheduleConfig::cosine(100);
     tch::manual_seed(11);
     let vs = nn::VarStore::new(Device::Cpu);
-    let _net = SimpleUNet::new(&vs.root(), cfg);
+    let _net = Net::new(&vs.root(), cfg);
     let params = model::named_params(&vs, &cfg).unwrap();
     let bytes = export::model_file_bytes(&cfg, &schedule, &params, "round trip").unwrap();
     std::fs::write(p("a.ddpm"), &bytes).unwrap();
@@ -44,7 +57,7 @@ fn model_file_to_safetensors_to_model_file_round_trip() {
         "--out".as_ref(),
         p("a.safetensors").as_os_str(),
     ]);
-    // The safetensors file holds exactly the seed's state_dict names.
+    // The safetensors file holds exactly the state_dict names of the architecture.
     let st = Tensor::read_safetensors(p("a.safetensors")).unwrap();
     let mut names: Vec<&str> = st.iter().map(|(n, _)| n.as_str()).collect();
     names.sort();
@@ -91,7 +104,7 @@ fn import_accepts_prefixed_f64_state_dicts_and_rejects_wrong_shapes() {
     let path = dir.path().join("p.safetensors");
     Tensor::write_safetensors(&prefixed, &path).unwrap();
     let (got_cfg, tensors) = export::read_safetensors_state_dict(&path, 28, 28).unwrap();
-    assert_eq!(got_cfg, cfg);
+    assert_eq!(got_cfg, ModelConfig::SimpleUNet(cfg));
     for ((n, x), (_, y)) in params.iter().zip(&tensors) {
         assert!(x.equal(y), "{n} changed");
     }
