@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use ddpm_core::host::HostModel;
-use ddpm_core::{ScheduleConfig, SimpleUNetConfig};
-use ddpm_trainer::model::{self, SimpleUNet};
+use ddpm_core::{AsModelConfig, ModelConfig, ScheduleConfig, SimpleUNetConfig};
+use ddpm_trainer::model::{self, Net, SimpleUNet, TinyUNet};
 use tch::{nn, Device, Kind, Tensor};
 
 /// Directory of the golden vectors written by `tools/golden/make_golden.py`.
@@ -146,29 +146,86 @@ pub fn trainer_net(cfg: SimpleUNetConfig, seed: i64, scale: f64) -> (nn::VarStor
     (vs, net)
 }
 
+/// A trainer network of either architecture on the CPU with the trainer's own initialisation
+/// drawn from `seed`, every parameter then multiplied by `scale`.
+pub fn trainer_model(cfg: impl Into<ModelConfig>, seed: i64, scale: f64) -> (nn::VarStore, Net) {
+    torch_single_thread();
+    let vs = nn::VarStore::new(Device::Cpu);
+    let net = {
+        let _rng = torch_rng();
+        tch::manual_seed(seed);
+        Net::new(&vs.root(), cfg)
+    };
+    if scale != 1.0 {
+        tch::no_grad(|| {
+            for (_, mut t) in vs.variables() {
+                let _ = t.f_mul_scalar_(scale).expect("scaling a parameter");
+            }
+        });
+    }
+    (vs, net)
+}
+
 /// The real route from the trainer to the core: the trainer's parameters in `state_dict` order,
 /// encoded by the trainer's exporter into model-file bytes, parsed and loaded by the core.
+/// `cfg` is a `ModelConfig` or either architecture's configuration.
 pub fn export_to_core(
     vs: &nn::VarStore,
-    cfg: &SimpleUNetConfig,
+    cfg: &impl AsModelConfig,
     schedule: &ScheduleConfig,
 ) -> HostModel {
-    let params = model::named_params(vs, cfg).expect("trainer parameters");
-    let bytes = ddpm_trainer::export::model_file_bytes(cfg, schedule, &params, "equivalence test")
+    let cfg = cfg.as_model_config();
+    let params = model::named_params(vs, &cfg).expect("trainer parameters");
+    let bytes = ddpm_trainer::export::model_file_bytes(&cfg, schedule, &params, "equivalence test")
         .expect("trainer export");
     HostModel::from_bytes(&bytes).expect("the core loads the trainer's model file")
 }
 
+/// A trainer network the tests drive: its forward pass and its configuration.
+pub trait TchNet {
+    /// Predicted noise for `x` (N×C×H×W) at time inputs `t_in` (N values of t/T).
+    fn forward(&self, x: &Tensor, t_in: &Tensor) -> Tensor;
+    /// The architecture and sizes.
+    fn model_config(&self) -> ModelConfig;
+}
+
+impl TchNet for SimpleUNet {
+    fn forward(&self, x: &Tensor, t_in: &Tensor) -> Tensor {
+        SimpleUNet::forward(self, x, t_in)
+    }
+    fn model_config(&self) -> ModelConfig {
+        ModelConfig::SimpleUNet(*self.config())
+    }
+}
+
+impl TchNet for TinyUNet {
+    fn forward(&self, x: &Tensor, t_in: &Tensor) -> Tensor {
+        TinyUNet::forward(self, x, t_in)
+    }
+    fn model_config(&self) -> ModelConfig {
+        ModelConfig::TinyUNet(*self.config())
+    }
+}
+
+impl TchNet for Net {
+    fn forward(&self, x: &Tensor, t_in: &Tensor) -> Tensor {
+        Net::forward(self, x, t_in)
+    }
+    fn model_config(&self) -> ModelConfig {
+        self.config()
+    }
+}
+
 /// The trainer's tch forward pass on the CPU in f32: `x` holds `t_in.len()` images of `cfg`'s
 /// size, `t_in` the network's time inputs (t/T). Returns the flat N×C×H×W output.
-pub fn tch_forward(net: &SimpleUNet, x: &[f32], t_in: &[f32]) -> Vec<f32> {
+pub fn tch_forward(net: &impl TchNet, x: &[f32], t_in: &[f32]) -> Vec<f32> {
     torch_single_thread();
-    let c = *net.config();
+    let c = net.model_config();
     let shape = [
         t_in.len() as i64,
-        c.channels as i64,
-        c.height as i64,
-        c.width as i64,
+        c.channels() as i64,
+        c.height() as i64,
+        c.width() as i64,
     ];
     let out = tch::no_grad(|| {
         net.forward(

@@ -29,7 +29,10 @@ fn golden_net() -> (nn::VarStore, SimpleUNet) {
     let path = golden_dir().join("weights.safetensors");
     let (cfg, tensors) = ddpm_trainer::export::read_safetensors_state_dict(&path, 28, 28).unwrap();
     let mut vs = nn::VarStore::new(Device::Cpu);
-    let net = SimpleUNet::new(&vs.root(), cfg);
+    let ddpm_core::ModelConfig::SimpleUNet(simple) = cfg else {
+        panic!("{}: the golden weights are a SimpleUNet", path.display())
+    };
+    let net = SimpleUNet::new(&vs.root(), simple);
     ddpm_trainer::model::load_params(&mut vs, &cfg, &tensors, "golden weights").unwrap();
     (vs, net)
 }

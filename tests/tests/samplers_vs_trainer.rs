@@ -173,7 +173,10 @@ fn trajectory_model() -> (String, nn::VarStore, SimpleUNet, HostModel) {
             let m = ddpm_trainer::export::read_model_file(&path).unwrap();
             torch_single_thread();
             let mut vs = nn::VarStore::new(Device::Cpu);
-            let net = SimpleUNet::new(&vs.root(), m.config);
+            let ddpm_core::ModelConfig::SimpleUNet(mc) = m.config else {
+                panic!("{what}: not a SimpleUNet model file")
+            };
+            let net = SimpleUNet::new(&vs.root(), mc);
             ddpm_trainer::model::load_params(&mut vs, &m.config, &m.tensors, &what).unwrap();
             (format!("model file {what}"), vs, net, core)
         }
@@ -209,9 +212,9 @@ fn ddim_trajectories(
     let big_t = sched.len() as u32;
     let shape = [
         seeds.len() as i64,
-        c.channels as i64,
-        c.height as i64,
-        c.width as i64,
+        c.channels() as i64,
+        c.height() as i64,
+        c.width() as i64,
     ];
     let plan = Plan::new(&SamplerConfig::Ddim(*cfg), big_t).unwrap();
     let mut xs: Vec<Vec<f32>> = seeds.iter().map(|&s| gaussian(s, n)).collect();

@@ -1,0 +1,472 @@
+//! TinyUNet: the core's forward pass (reference and fast path) against the trainer's tch
+//! TinyUNet, with the weights carried by the real route (the trainer's initialisation, its
+//! exporter, a model file, the core's loader); one DDPM and one DDIM step and whole sampler
+//! trajectories, each side driven by its own network.
+
+use ddpm_core::host::{HostModel, Path};
+use ddpm_core::sampler::{
+    self, DdimConfig, DdpmConfig, DdpmVariance, Plan, SamplerConfig, Spacing,
+};
+use ddpm_core::{GaussianNoise, ModelConfig, Schedule, ScheduleConfig, TinyUNetConfig};
+use ddpm_equivalence::{
+    check_property, export_to_core, rel_err, tch_forward, tensor, trainer_model, uniform, values,
+    within, TchNet,
+};
+use ddpm_trainer::model::Net;
+use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
+
+/// max |core − tch| / max |tch| for one forward pass: the bound of SimpleUNet's forward
+/// property (FORWARD_REL in forward_vs_trainer.rs), for the same reasons. Every output of both
+/// sides is an f32 sum over at most 9·(w3 + w2) = 1152 products (up2 with the default widths;
+/// SimpleUNet's dec1 has as many) summed in different orders (oneDNN vs the core's loops,
+/// sgemm and Winograd), through six layers. The time embedding adds sin/cos of arguments up
+/// to 1000: both sides multiply 1000·t_in by the same f32 frequency table
+/// (`ddpm_core::layers::sinusoidal_frequency`), so the arguments are bit-identical and only
+/// libm's and libtorch's sin/cos differ, by about one ulp of values ≤ 1. The measured worst
+/// cases are printed by the tests (`-- --nocapture`) and quoted in the README.
+const FORWARD_REL: f32 = 1e-5;
+
+const T: u32 = 300;
+
+fn scale() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        Just(1.0),
+        Just(0.1),
+        Just(10.0),
+        (-1.0f64..=1.0).prop_map(|e| 10f64.powf(e)),
+    ]
+}
+
+const MAX_BATCH: usize = 3;
+
+/// One forward-pass case: sizes, the trainer's initialisation, inputs and timesteps.
+#[derive(Debug, Clone)]
+struct Case {
+    cfg: TinyUNetConfig,
+    /// Images in the tch batch; the core runs them one call each.
+    batch: usize,
+    /// Seed of libtorch's generator for the trainer's initialisation.
+    init_seed: u32,
+    /// Every initial parameter is multiplied by this.
+    weight_scale: f64,
+    /// Inputs: `amplitude` × uniform[−1, 1) drawn from `input_seed`, so within [−3, 3].
+    input_seed: u64,
+    amplitude: f32,
+    /// One timestep per image (the first `batch` are used).
+    t: Vec<u32>,
+}
+
+fn case(
+    cfg: impl Strategy<Value = TinyUNetConfig>,
+    batch: impl Strategy<Value = usize>,
+) -> impl Strategy<Value = Case> {
+    (
+        cfg,
+        batch,
+        any::<u32>(),
+        scale(),
+        any::<u64>(),
+        0.0f32..=3.0,
+        proptest::collection::vec(0..T, MAX_BATCH),
+    )
+        .prop_map(
+            |(cfg, batch, init_seed, weight_scale, input_seed, amplitude, t)| Case {
+                cfg,
+                batch,
+                init_seed,
+                weight_scale,
+                input_seed,
+                amplitude,
+                t,
+            },
+        )
+}
+
+fn run_case(c: Case) -> Result<f64, TestCaseError> {
+    let cfg = c.cfg;
+    let (vs, net) = trainer_model(cfg, c.init_seed as i64, c.weight_scale);
+    let core = export_to_core(&vs, &cfg, &ScheduleConfig::default());
+    assert_eq!(*core.config(), ModelConfig::TinyUNet(cfg));
+    let n = cfg.image_len();
+    let x: Vec<f32> = uniform(c.input_seed, c.batch * n)
+        .iter()
+        .map(|v| v * c.amplitude)
+        .collect();
+    let t_in: Vec<f32> = c.t[..c.batch]
+        .iter()
+        .map(|&t| t as f32 / T as f32)
+        .collect();
+    let want = tch_forward(&net, &x, &t_in);
+    let mut worst = 0.0f64;
+    for path in [Path::Reference, Path::Fast] {
+        let mut m = core.clone().with_path(path);
+        let mut got = vec![0.0f32; n];
+        for (i, &ti) in t_in.iter().enumerate() {
+            m.forward(&x[i * n..(i + 1) * n], ti, &mut got).unwrap();
+            let e = rel_err(&got, &want[i * n..(i + 1) * n]);
+            worst = worst.max(within(format!("{path:?}, image {i}"), e, FORWARD_REL)?);
+        }
+    }
+    Ok(worst)
+}
+
+#[test]
+fn default_tiny_forward_matches_trainer() {
+    check_property(
+        "forward, default TinyUNet (reference and fast path vs tch)",
+        FORWARD_REL as f64,
+        case(Just(TinyUNetConfig::DEFAULT), Just(1)),
+        run_case,
+    );
+}
+
+/// c = 3 with 32×32 images, MNIST's shape, and small shapes (sides multiples of 4 down to 4,
+/// where the quarter-resolution level is one pixel); widths on both sides of the fast path's
+/// Winograd threshold (16 channels) and of its direct last-layer cut-off (≤ 4 outputs);
+/// embedding lengths from the smallest (4) up, and any D.
+fn other_config() -> impl Strategy<Value = TinyUNetConfig> {
+    (
+        prop_oneof![
+            Just((3u32, 32u32, 32u32)),
+            Just((1, 28, 28)),
+            (1u32..=3, 1u32..=6, 1u32..=6).prop_map(|(c, h, w)| (c, 4 * h, 4 * w)),
+        ],
+        (1u32..=40, 1u32..=40, 1u32..=40),
+        2u32..=20,
+        1u32..=48,
+    )
+        .prop_map(
+            |((channels, height, width), (w1, w2, w3), half, temb_dim)| TinyUNetConfig {
+                channels,
+                height,
+                width,
+                widths: [w1, w2, w3],
+                emb_dim: 2 * half,
+                temb_dim,
+            },
+        )
+}
+
+#[test]
+fn other_tiny_configs_and_batches_match_trainer() {
+    check_property(
+        "forward, other TinyUNet sizes, tch batch vs core single calls",
+        FORWARD_REL as f64,
+        case(other_config(), 1..=MAX_BATCH),
+        run_case,
+    );
+}
+
+fn gaussian(seed: u64, n: usize) -> Vec<f32> {
+    let mut v = vec![0.0f32; n];
+    GaussianNoise::new(seed).fill(&mut v);
+    v
+}
+
+/// One sampler step with ε from each side's own TinyUNet, max |core − tch| / max |tch|. The
+/// step arithmetic agrees to 2 ulp (STEP_REL = 1e-6 in samplers_vs_trainer.rs), so the
+/// difference is the forward pass's (≤ FORWARD_REL of max |ε|, measured ≤ 4.6e-6) times the
+/// step's ε coefficient, over max |x'|. For DDPM the coefficient β_t/√(1−ᾱ_t)/√α_t is small
+/// next to x's own 1/√α_t (measured worst 6.6e-7 over 256 cases). For DDIM, x' =
+/// √ᾱ_prev·x0 + c·ε with x0 = (x − √(1−ᾱ_t)·ε)/√ᾱ_t: the ε terms partly cancel x's, so max |x'|
+/// can be smaller than the ε term and the relative difference larger than the forward
+/// pass's (measured worst 6.1e-6 over 256 cases). The bound leaves 3× over that.
+const STEP_WITH_NET_REL: f32 = 2e-5;
+
+/// Linear (the seed's β range) or cosine, T ∈ {10, 300, 1000}.
+fn schedule_config() -> impl Strategy<Value = ScheduleConfig> {
+    (
+        any::<bool>(),
+        prop_oneof![Just(300u32), Just(10), Just(1000)],
+    )
+        .prop_map(|(cos, t)| {
+            if cos {
+                ScheduleConfig::cosine(t)
+            } else {
+                ScheduleConfig::linear(t, 1e-4, 0.02)
+            }
+        })
+}
+
+/// x_t (scaled by up to 3) and z, and the trainer initialisation of the default TinyUNet.
+fn step_setup(
+    sc: &ScheduleConfig,
+    init_seed: u32,
+    seeds: (u64, u64),
+    x_scale: f32,
+) -> (Net, HostModel, Vec<f32>, Vec<f32>) {
+    let cfg = TinyUNetConfig::DEFAULT;
+    let (vs, net) = trainer_model(cfg, init_seed as i64, 1.0);
+    let core = export_to_core(&vs, &cfg, sc);
+    let x = gaussian(seeds.0, 784).iter().map(|v| v * x_scale).collect();
+    (net, core, x, gaussian(seeds.1, 784))
+}
+
+/// ε of the trainer's network for one 1×28×28 image, as a tensor.
+fn tch_eps(net: &Net, x: &[f32], t_in: f32) -> tch::Tensor {
+    tensor(&tch_forward(net, x, &[t_in]), &[1, 1, 28, 28])
+}
+
+#[test]
+fn ddpm_step_with_tiny_eps_matches_trainer() {
+    let strategy = (
+        schedule_config(),
+        0.0f64..1.0,
+        prop_oneof![
+            Just(DdpmVariance::FixedLarge),
+            Just(DdpmVariance::FixedSmall)
+        ],
+        any::<bool>(),
+        any::<u32>(),
+        any::<(u64, u64)>(),
+        0.0f32..=3.0,
+        prop_oneof![Just(Path::Fast), Just(Path::Reference)],
+    );
+    check_property(
+        "one DDPM step, each side's own TinyUNet ε, tch vs core",
+        STEP_WITH_NET_REL as f64,
+        strategy,
+        |(sc, t_frac, variance, clip_x0, init_seed, seeds, x_scale, path)| {
+            let (net, core, x, z) = step_setup(&sc, init_seed, seeds, x_scale);
+            let mut core = core.with_path(path);
+            let sched: Box<Schedule> = Box::new(Schedule::new(&sc).unwrap());
+            let t = (t_frac * sc.timesteps as f64) as u32;
+            let t_in = t as f32 / sc.timesteps as f32;
+            let cfg = DdpmConfig { variance, clip_x0 };
+            let mut eps = vec![0.0f32; 784];
+            core.forward(&x, t_in, &mut eps).unwrap();
+            let mut stepped = x.clone();
+            sampler::ddpm_step(&sched, &cfg, t, &mut stepped, &eps, |i| z[i]).unwrap();
+            let shape = [1, 1, 28, 28];
+            let torch = values(&ddpm_trainer::ddpm_step(
+                &sched,
+                &cfg,
+                t,
+                &tensor(&x, &shape),
+                &tch_eps(&net, &x, t_in),
+                &tensor(&z, &shape),
+            ));
+            within(
+                format!("{path:?}, t = {t}"),
+                rel_err(&stepped, &torch),
+                STEP_WITH_NET_REL,
+            )
+        },
+    );
+}
+
+#[test]
+fn ddim_step_with_tiny_eps_matches_trainer() {
+    let strategy = (
+        schedule_config(),
+        prop_oneof![Just(0.0f32), Just(1.0)],
+        prop_oneof![
+            Just(Spacing::Leading),
+            Just(Spacing::Trailing),
+            Just(Spacing::Linspace)
+        ],
+        (0.0f64..1.0, 0.0f64..1.0),
+        (any::<bool>(), any::<bool>()),
+        any::<u32>(),
+        any::<(u64, u64)>(),
+        0.0f32..=3.0,
+        prop_oneof![Just(Path::Fast), Just(Path::Reference)],
+    );
+    check_property(
+        "one DDIM step, each side's own TinyUNet ε, tch vs core",
+        STEP_WITH_NET_REL as f64,
+        strategy,
+        |(
+            sc,
+            eta,
+            spacing,
+            (s_frac, k_frac),
+            (clip_x0, recompute_eps),
+            init_seed,
+            seeds,
+            x_scale,
+            path,
+        )| {
+            let (net, core, x, z) = step_setup(&sc, init_seed, seeds, x_scale);
+            let mut core = core.with_path(path);
+            let sched: Box<Schedule> = Box::new(Schedule::new(&sc).unwrap());
+            let steps = 1 + (s_frac * sc.timesteps as f64) as u32;
+            let cfg = DdimConfig {
+                steps,
+                eta,
+                spacing,
+                clip_x0,
+                recompute_eps,
+            };
+            let plan = Plan::new(&SamplerConfig::Ddim(cfg), sc.timesteps).unwrap();
+            let k = (k_frac * plan.len() as f64) as usize;
+            let (t, prev) = plan.step(k).unwrap();
+            let t_in = t as f32 / sc.timesteps as f32;
+            let mut eps = vec![0.0f32; 784];
+            core.forward(&x, t_in, &mut eps).unwrap();
+            let mut stepped = x.clone();
+            sampler::ddim_step(&sched, &cfg, t, prev, &mut stepped, &eps, |i| z[i]).unwrap();
+            let shape = [1, 1, 28, 28];
+            let torch = values(&ddpm_trainer::ddim_step(
+                &sched,
+                &cfg,
+                t,
+                prev,
+                &tensor(&x, &shape),
+                &tch_eps(&net, &x, t_in),
+                &tensor(&z, &shape),
+            ));
+            within(
+                format!("{path:?}, S = {steps}, step {k}: t = {t}, prev = {prev:?}"),
+                rel_err(&stepped, &torch),
+                STEP_WITH_NET_REL,
+            )
+        },
+    );
+}
+
+/// A whole trajectory, each side driven by its own forward pass, max |tch − core| / max |tch|
+/// after the last step: the bound of SimpleUNet's trajectories (TRAJECTORY_REL in
+/// samplers_vs_trainer.rs). The steps agree to 2 ulp, so the difference is the forward
+/// passes' summation order fed back through the steps; DDIM moves x by a fraction of ε per
+/// step, and DDPM adds fresh noise of the same z on both sides, neither amplifying it. The
+/// measured worst is printed.
+const TRAJECTORY_REL: f32 = 1e-5;
+
+/// The TinyUNet the trajectories run: the model file named by `DDPM_EQUIVALENCE_TINY_MODEL`
+/// (e.g. one from `trainer fit --arch tiny`), else the default TinyUNet freshly initialised
+/// by the trainer (seed 0).
+fn trajectory_model() -> (String, tch::nn::VarStore, Net, HostModel) {
+    match std::env::var_os("DDPM_EQUIVALENCE_TINY_MODEL") {
+        Some(p) => {
+            let path = std::path::PathBuf::from(p);
+            let what = path.display().to_string();
+            let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{what}: {e}"));
+            let core = HostModel::from_bytes(&bytes).unwrap_or_else(|e| panic!("{what}: {e}"));
+            let m = ddpm_trainer::export::read_model_file(&path).unwrap();
+            assert!(
+                matches!(m.config, ModelConfig::TinyUNet(_)),
+                "{what}: not a TinyUNet"
+            );
+            ddpm_equivalence::torch_single_thread();
+            let mut vs = tch::nn::VarStore::new(tch::Device::Cpu);
+            let net = Net::new(&vs.root(), m.config);
+            ddpm_trainer::model::load_params(&mut vs, &m.config, &m.tensors, &what).unwrap();
+            (format!("model file {what}"), vs, net, core)
+        }
+        None => {
+            let cfg = TinyUNetConfig::DEFAULT;
+            let (vs, net) = trainer_model(cfg, 0, 1.0);
+            let core = export_to_core(&vs, &cfg, &ScheduleConfig::default());
+            (
+                "the default TinyUNet freshly initialised by the trainer (seed 0)".to_owned(),
+                vs,
+                net,
+                core,
+            )
+        }
+    }
+}
+
+/// Runs `cfg` from the initial noise of `seeds` (one image each) on both sides with the same
+/// z, and returns the relative error of every image after the last step.
+fn trajectories(
+    net: &Net,
+    core: &HostModel,
+    path: Path,
+    cfg: &SamplerConfig,
+    seeds: &[u64],
+) -> Vec<f32> {
+    let mut core = core.clone().with_path(path);
+    let sched = core.schedule().clone();
+    let c = *core.config();
+    let n = c.image_len();
+    let big_t = sched.len() as u32;
+    let shape = [
+        seeds.len() as i64,
+        c.channels() as i64,
+        c.height() as i64,
+        c.width() as i64,
+    ];
+    let plan = Plan::new(cfg, big_t).unwrap();
+    let mut xs: Vec<Vec<f32>> = seeds.iter().map(|&s| gaussian(s, n)).collect();
+    let mut xt = tensor(&xs.concat(), &shape);
+    let mut eps = vec![0.0f32; n];
+    for k in 0..plan.len() {
+        let (t, prev) = plan.step(k).unwrap();
+        let t_in = t as f32 / big_t as f32;
+        let z: Vec<Vec<f32>> = seeds
+            .iter()
+            .map(|&s| gaussian(s.wrapping_mul(1000).wrapping_add(k as u64 + 1), n))
+            .collect();
+        let eps_t = tch::no_grad(|| {
+            TchNet::forward(
+                net,
+                &xt,
+                &tensor(&vec![t_in; seeds.len()], &[seeds.len() as i64]),
+            )
+        });
+        let zt = tensor(&z.concat(), &shape);
+        xt = match cfg {
+            SamplerConfig::Ddim(d) => ddpm_trainer::ddim_step(&sched, d, t, prev, &xt, &eps_t, &zt),
+            SamplerConfig::Ddpm(d) => ddpm_trainer::ddpm_step(&sched, d, t, &xt, &eps_t, &zt),
+        };
+        for (x, z) in xs.iter_mut().zip(&z) {
+            core.forward(x, t_in, &mut eps).unwrap();
+            match cfg {
+                SamplerConfig::Ddim(d) => {
+                    sampler::ddim_step(&sched, d, t, prev, x, &eps, |i| z[i]).unwrap()
+                }
+                SamplerConfig::Ddpm(d) => {
+                    sampler::ddpm_step(&sched, d, t, x, &eps, |i| z[i]).unwrap()
+                }
+            }
+        }
+    }
+    let torch = values(&xt);
+    xs.iter()
+        .enumerate()
+        .map(|(i, x)| rel_err(x, &torch[i * n..(i + 1) * n]))
+        .collect()
+}
+
+#[test]
+fn tiny_trajectories_match_trainer() {
+    let (what, _vs, net, core) = trajectory_model();
+    println!("trajectories: {what}");
+    let seeds = [0u64, 1, 2, 3];
+    let ddim = |eta| {
+        SamplerConfig::Ddim(DdimConfig {
+            steps: 50,
+            eta,
+            ..DdimConfig::default()
+        })
+    };
+    let ddpm = SamplerConfig::Ddpm(DdpmConfig::default());
+    let mut worst = 0.0f32;
+    for (name, path, cfg, seeds) in [
+        ("DDIM 50 steps, eta 0", Path::Fast, ddim(0.0), &seeds[..]),
+        ("DDIM 50 steps, eta 1", Path::Fast, ddim(1.0), &seeds[..]),
+        (
+            "DDIM 50 steps, eta 0",
+            Path::Reference,
+            ddim(0.0),
+            &seeds[..1],
+        ),
+        ("DDPM all T steps", Path::Fast, ddpm, &seeds[..2]),
+    ] {
+        let errs = trajectories(&net, &core, path, &cfg, seeds);
+        let shown: Vec<String> = errs.iter().map(|e| format!("{e:.2e}")).collect();
+        println!(
+            "{name}, core {path:?} path, seeds {seeds:?}: relative error after the last step \
+             {} (bound {TRAJECTORY_REL:.0e})",
+            shown.join(", ")
+        );
+        for (s, e) in seeds.iter().zip(&errs) {
+            assert!(*e <= TRAJECTORY_REL, "{name}, {path:?}, seed {s}: {e:.3e}");
+            worst = worst.max(*e);
+        }
+    }
+    println!("trajectories: worst {worst:.3e}");
+}
