@@ -6,6 +6,7 @@ use alloc::vec::Vec;
 use crate::config::{ModelConfig, ScheduleConfig, SimpleUNetConfig};
 use crate::error::{check_len, Result};
 use crate::format::{ModelFile, Precision};
+use crate::noise::GaussianNoise;
 use crate::sampler::{self, Denoiser, SamplerConfig};
 use crate::schedule::Schedule;
 use crate::simple_unet::{self, SimpleUNet};
@@ -15,7 +16,7 @@ use crate::simple_unet::{self, SimpleUNet};
 pub enum Path {
     /// The plain-loop reference (the oracle).
     Reference,
-    /// im2col + sgemm (feature `fast`).
+    /// The host fast path, [`crate::fast::FastSimpleUNet`] (feature `fast`).
     #[cfg(feature = "fast")]
     Fast,
 }
@@ -130,37 +131,81 @@ impl HostModel {
         }
     }
 
+    /// Splits the fast path's layers over `n` threads (feature `threads`); results do not
+    /// depend on the thread count.
+    #[cfg(feature = "threads")]
+    pub fn set_threads(&mut self, n: usize) {
+        self.fast.set_threads(n);
+    }
+
+    /// Predicted noise for `t_in.len()` images (`x`, `out`: the images concatenated) at network
+    /// time inputs `t_in`. The fast path runs the whole batch through each layer at once; each
+    /// image's result equals [`Self::forward`] on it alone, bit for bit.
+    pub fn forward_images(&mut self, x: &[f32], t_in: &[f32], out: &mut [f32]) -> Result<()> {
+        let len = self.cfg.image_len();
+        check_len("input images", len * t_in.len(), x.len())?;
+        check_len("output images", len * t_in.len(), out.len())?;
+        match self.path {
+            #[cfg(feature = "fast")]
+            Path::Fast => self.fast.forward_batch(x, t_in, out),
+            Path::Reference => {
+                for ((xi, oi), &ti) in x.chunks_exact(len).zip(out.chunks_exact_mut(len)).zip(t_in)
+                {
+                    self.forward(xi, ti, oi)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Predicted noise for a batch of images (`n` images of [`SimpleUNetConfig::image_len`]
     /// elements, concatenated) at integer timesteps `t` (one per image; the network sees t/T).
     pub fn forward_flat_batch(&mut self, x: &[f32], t: &[u32]) -> Result<Vec<f32>> {
-        let len = self.cfg.image_len();
-        check_len("batch", len * t.len(), x.len())?;
         let big_t = self.schedule.len() as f32;
+        let t_in: Vec<f32> = t.iter().map(|&ti| ti as f32 / big_t).collect();
         let mut out = vec![0.0f32; x.len()];
-        for ((xi, oi), &ti) in x.chunks_exact(len).zip(out.chunks_exact_mut(len)).zip(t) {
-            self.forward(xi, ti as f32 / big_t, oi)?;
-        }
+        self.forward_images(x, &t_in, &mut out)?;
         Ok(out)
     }
 
     /// Draws `n` samples; image `i` uses noise seed `seed + i`, so it equals the single sample a
     /// microcontroller draws with that seed. Returns `n·C·H·W` values (not clamped).
+    ///
+    /// The images advance in lockstep, one batched forward pass per step; each image draws its
+    /// noise from its own generator in the order [`sampler::sample`] does, so the result equals
+    /// `n` separate calls of it, bit for bit.
     pub fn sample(&mut self, n: usize, cfg: &SamplerConfig, seed: u64) -> Result<Vec<f32>> {
         let len = self.cfg.image_len();
-        let mut out = vec![0.0f32; n * len];
-        let mut eps = vec![0.0f32; len];
-        for (i, img) in out.chunks_exact_mut(len).enumerate() {
-            let schedule = self.schedule.clone();
-            sampler::sample(
-                self,
-                &schedule,
-                cfg,
-                seed.wrapping_add(i as u64),
-                img,
-                &mut eps,
-            )?;
+        let schedule = self.schedule.clone();
+        let plan = sampler::Plan::new(cfg, schedule.len() as u32)?;
+        let mut x = vec![0.0f32; n * len];
+        let mut noise: Vec<GaussianNoise> = (0..n)
+            .map(|i| GaussianNoise::new(seed.wrapping_add(i as u64)))
+            .collect();
+        for (img, g) in x.chunks_exact_mut(len).zip(&mut noise) {
+            g.fill(img);
         }
-        Ok(out)
+        let mut eps = vec![0.0f32; n * len];
+        let mut t_in = vec![0.0f32; n];
+        for k in 0..plan.len() {
+            let (t, prev) = plan
+                .step(k)
+                .ok_or(crate::Error::InvalidConfig("step index past the plan"))?;
+            t_in.fill(t as f32 / schedule.len() as f32);
+            self.forward_images(&x, &t_in, &mut eps)?;
+            for ((xi, ei), g) in x
+                .chunks_exact_mut(len)
+                .zip(eps.chunks_exact(len))
+                .zip(&mut noise)
+            {
+                let z = |_: usize| g.next_gaussian();
+                match cfg {
+                    SamplerConfig::Ddpm(c) => sampler::ddpm_step(&schedule, c, t, xi, ei, z)?,
+                    SamplerConfig::Ddim(c) => sampler::ddim_step(&schedule, c, t, prev, xi, ei, z)?,
+                }
+            }
+        }
+        Ok(x)
     }
 }
 
