@@ -13,6 +13,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use ddpm_core::host::HostModel;
 use ddpm_core::sampler::{DdimConfig, DdpmConfig, SamplerConfig};
+use ddpm_core::winograd::Tile;
 use ddpm_core::{GaussianNoise, Schedule};
 use ddpm_trainer::{export, model, sample};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -50,6 +51,10 @@ struct Args {
     /// Untimed rounds before the timed ones (forward cases; sampling cases use one).
     #[arg(long, default_value_t = 20)]
     warmup: usize,
+    /// Winograd output tile of ddpm-core's wide layers: 2 (F(2×2, 3×3), the default) or 4
+    /// (F(4×4, 3×3): fewer multiplies, larger rounding errors).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(2..=4))]
+    tile: u8,
     /// Seed of the inputs (forward) and of the sampling noise.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -311,7 +316,16 @@ fn main() -> Result<()> {
     if a.iters == 0 || a.sample_iters == 0 {
         bail!("--iters and --sample-iters must be at least 1");
     }
+    let tile = match a.tile {
+        2 => Tile::F2,
+        4 => Tile::F4,
+        other => bail!("--tile {other}: use 2 or 4"),
+    };
     let mut sides = load(&a.model)?;
+    sides.core = sides
+        .core
+        .with_winograd_tile(tile)
+        .map_err(|e| anyhow::anyhow!("packing the fast path: {e}"))?;
     let total: usize = a
         .cases
         .iter()
@@ -353,7 +367,7 @@ fn main() -> Result<()> {
             .join(" ")
     );
     println!(
-        "model: {}; ddpm-core AVX2+FMA kernels: {}",
+        "model: {}; ddpm-core Winograd tile: {tile:?}; AVX2+FMA kernels: {}",
         a.model.display(),
         if ddpm_core::fast::simd_available() {
             "yes"

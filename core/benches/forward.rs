@@ -29,10 +29,11 @@ fn forward(c: &mut Criterion) {
         let t_in = vec![0.5f32; n];
         let len = n * cfg.image_len();
         for (tile, simd) in [(Tile::F2, true), (Tile::F4, true), (Tile::F2, false)] {
-            let mut fast = FastSimpleUNet::with_tile(&net, tile);
-            if !simd {
-                fast = fast.without_simd();
-            }
+            let mut fast = if simd {
+                FastSimpleUNet::with_tile(&net, tile)
+            } else {
+                FastSimpleUNet::portable_winograd(&net, tile)
+            };
             let name = format!(
                 "fast_{tile:?}_{}_batch{n}",
                 if simd { "simd" } else { "portable" }

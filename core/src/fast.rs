@@ -521,7 +521,24 @@ impl FastSimpleUNet {
     }
 
     /// Packs the weights of `net` with Winograd output tiles `tile` for the wide layers.
+    ///
+    /// The Winograd pipeline runs when the hidden widths are at least
+    /// [`WINOGRAD_MIN_CHANNELS`] and the CPU has AVX2 and FMA; otherwise every layer runs as
+    /// im2col + `matrixmultiply` sgemm, whose own kernels (SSE, NEON, …) beat the portable
+    /// Winograd micro-kernel on such CPUs.
     pub fn with_tile(net: &SimpleUNet<'_>, tile: Tile) -> Self {
+        Self::build(net, tile, crate::simd::avx2_fma())
+    }
+
+    /// The Winograd pipeline with its portable kernels on any CPU (for tests and timing; the
+    /// SIMD kernels stay off), or im2col + sgemm for narrow networks.
+    pub fn portable_winograd(net: &SimpleUNet<'_>, tile: Tile) -> Self {
+        let mut s = Self::build(net, tile, true);
+        s.simd = false;
+        s
+    }
+
+    fn build(net: &SimpleUNet<'_>, tile: Tile, winograd: bool) -> Self {
         let cfg = *net.config();
         let p = net.params();
         let (c, h1, h2) = (
@@ -532,7 +549,7 @@ impl FastSimpleUNet {
         let plane = (cfg.height * cfg.width) as usize;
         let dec1_w = transpose_kernel_to_conv(p.dec1_w, h2, h1);
         let dec2_w = transpose_kernel_to_conv(p.dec2_w, h1, c);
-        let layers = if h1 >= WINOGRAD_MIN_CHANNELS && h2 >= WINOGRAD_MIN_CHANNELS {
+        let layers = if winograd && h1 >= WINOGRAD_MIN_CHANNELS && h2 >= WINOGRAD_MIN_CHANNELS {
             Layers::Winograd(WinogradNet {
                 layers: WinogradLayers {
                     enc1: DirectIn::new(p.enc1_w, p.enc1_b, c, h1),
@@ -579,16 +596,9 @@ impl FastSimpleUNet {
         &self.cfg
     }
 
-    /// Turns the AVX2 + FMA kernels off (they are used by default when the CPU has them), so
-    /// the portable kernels can be tested and timed on any machine.
-    pub fn without_simd(mut self) -> Self {
-        self.simd = false;
-        self
-    }
-
-    /// Whether this instance runs the AVX2 + FMA kernels (allowed and supported by the CPU).
+    /// Whether this instance runs the Winograd pipeline with the AVX2 + FMA kernels.
     pub fn uses_simd(&self) -> bool {
-        self.simd && crate::simd::avx2_fma()
+        self.simd && crate::simd::avx2_fma() && matches!(self.layers, Layers::Winograd(_))
     }
 
     /// Runs on `n` threads (at least 1; feature `threads`): a batch's images are shared out

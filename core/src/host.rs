@@ -94,6 +94,20 @@ impl HostModel {
         })
     }
 
+    /// Repacks the fast path with Winograd output tiles `tile` (default
+    /// [`crate::fast::WINOGRAD_TILE`]); F(4×4, 3×3) does fewer multiplies but rounds more.
+    #[cfg(feature = "fast")]
+    pub fn with_winograd_tile(mut self, tile: crate::winograd::Tile) -> Result<Self> {
+        let threads = self.fast.threads();
+        let net = SimpleUNet::from_flat(self.cfg, &self.params)?;
+        let mut fast = crate::fast::FastSimpleUNet::with_tile(&net, tile);
+        #[cfg(feature = "threads")]
+        fast.set_threads(threads);
+        let _ = threads;
+        self.fast = alloc::boxed::Box::new(fast);
+        Ok(self)
+    }
+
     /// Chooses the forward implementation (default: [`Path::best`]).
     pub fn with_path(mut self, path: Path) -> Self {
         self.path = path;

@@ -7,6 +7,7 @@ mod common;
 use common::{random_input, random_params, rel_err};
 use ddpm_core::host::HostModel;
 use ddpm_core::sampler::{self, DdimConfig, DdpmConfig, SamplerConfig};
+use ddpm_core::winograd::Tile;
 use ddpm_core::{fast::FastSimpleUNet, Schedule, ScheduleConfig, SimpleUNet, SimpleUNetConfig};
 
 /// Largest |fast − reference| relative to the largest |reference| output. The paths sum the
@@ -23,7 +24,7 @@ fn check(cfg: SimpleUNetConfig, seed: u64, scale: f32) {
     let mut ws = vec![0.0; cfg.workspace_len()];
     for mut fast in [
         FastSimpleUNet::new(&net),
-        FastSimpleUNet::new(&net).without_simd(),
+        FastSimpleUNet::portable_winograd(&net, Tile::F2),
     ] {
         for (i, t_in) in [0.0f32, 0.37, 299.0 / 300.0].into_iter().enumerate() {
             let x = random_input(cfg.image_len(), seed * 10 + i as u64);
@@ -126,10 +127,11 @@ fn batch_equals_single_images() {
         let params = random_params(&cfg, 40 + k as u64, 1.0);
         let net = SimpleUNet::from_flat(cfg, &params).unwrap();
         for simd in [true, false] {
-            let mut fast = FastSimpleUNet::new(&net);
-            if !simd {
-                fast = fast.without_simd();
-            }
+            let mut fast = if simd {
+                FastSimpleUNet::new(&net)
+            } else {
+                FastSimpleUNet::portable_winograd(&net, Tile::F2)
+            };
             let n = 5;
             let x = random_input(n * cfg.image_len(), 50 + k as u64);
             let t_in: Vec<f32> = (0..n).map(|i| i as f32 / 7.0).collect();
