@@ -347,25 +347,8 @@ fn main() -> Result<()> {
         );
         b
     };
-    let mut rows = Vec::new();
-    for &case in &a.cases {
-        for &threads in &a.threads {
-            bar.set_message(format!("{}, {threads} thread(s)", case.name()));
-            rows.push(run_case(&mut sides, case, threads, &a, &bar)?);
-        }
-    }
-    bar.finish_and_clear();
-
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("CPU: {} ({cpus} logical CPUs)", cpu_model());
-    println!(
-        "load average at the end: {}",
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
     println!(
         "model: {}; ddpm-core Winograd tile: {tile:?}; AVX2+FMA kernels: {}",
         a.model.display(),
@@ -375,36 +358,57 @@ fn main() -> Result<()> {
             "no (portable)"
         }
     );
+    println!("load average at the start: {}", load_average());
     println!();
     println!(
         "| case | threads | ddpm-core median (min) | libtorch median (min) | ratio libtorch/core | rounds | max rel. diff |"
     );
     println!("| --- | --- | --- | --- | --- | --- | --- |");
-    for r in &rows {
-        let unit = |ms: f64| {
-            if ms >= 1000.0 {
-                format!("{:.2} s", ms / 1e3)
-            } else {
-                format!("{ms:.3} ms")
-            }
-        };
-        let diff = if r.rel_diff.is_nan() {
-            "n/a (different noise)".to_owned()
-        } else {
-            format!("{:.1e}", r.rel_diff)
-        };
-        println!(
-            "| {} | {} | {} ({}) | {} ({}) | {:.2}× | {} | {} |",
-            r.case.name(),
-            r.threads,
-            unit(r.core_ms),
-            unit(r.core_min_ms),
-            unit(r.torch_ms),
-            unit(r.torch_min_ms),
-            r.torch_ms / r.core_ms,
-            r.rounds,
-            diff
-        );
+    // Each row is printed as soon as it is measured, so a long run shows its results early.
+    for &case in &a.cases {
+        for &threads in &a.threads {
+            bar.set_message(format!("{}, {threads} thread(s)", case.name()));
+            let r = run_case(&mut sides, case, threads, &a, &bar)?;
+            bar.suspend(|| print_row(&r));
+        }
     }
+    bar.finish_and_clear();
+    println!();
+    println!("load average at the end: {}", load_average());
     Ok(())
+}
+
+/// One table row.
+fn print_row(r: &Row) {
+    let unit = |ms: f64| {
+        if ms >= 1000.0 {
+            format!("{:.2} s", ms / 1e3)
+        } else {
+            format!("{ms:.3} ms")
+        }
+    };
+    let diff = if r.rel_diff.is_nan() {
+        "n/a (different noise)".to_owned()
+    } else {
+        format!("{:.1e}", r.rel_diff)
+    };
+    println!(
+        "| {} | {} | {} ({}) | {} ({}) | {:.2}× | {} | {} |",
+        r.case.name(),
+        r.threads,
+        unit(r.core_ms),
+        unit(r.core_min_ms),
+        unit(r.torch_ms),
+        unit(r.torch_min_ms),
+        r.torch_ms / r.core_ms,
+        r.rounds,
+        diff
+    );
+}
+
+/// The 1, 5 and 15 minute load averages from /proc/loadavg.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown (no /proc/loadavg)".to_owned())
 }

@@ -180,8 +180,8 @@ pub const WINOGRAD_MIN_CHANNELS: usize = 16;
 /// The Winograd output tiles the fast path uses by default.
 pub const WINOGRAD_TILE: Tile = Tile::F2;
 
-#[cfg(feature = "threads")]
 /// `0..total` cut into `parts` contiguous near-equal ranges.
+#[cfg(feature = "threads")]
 fn split_range(total: usize, parts: usize, p: usize) -> Range<usize> {
     p * total / parts..(p + 1) * total / parts
 }
