@@ -11,7 +11,7 @@
 //! channels. The tiles of a batch are numbered row of tiles by row of tiles across images and
 //! processed in chunks of a few tile rows: the chunk's transformed inputs (`V`, in panels of
 //! 6 tiles) stay in the L2 cache while a register-blocked micro-kernel multiplies them by the
-//! weights of 16 output channels at a time (packed once at construction); the 16 products of
+//! weights of 16 output channels at a time (packed once at construction); the (m + 2)² products of
 //! a block go straight through the output transform, the bias, the ReLU and a per-image
 //! per-channel addition (the time embedding) into the output. Every output value depends only on
 //! its own tile, so the result is the same for any batch size, chunking or thread split.
