@@ -6,6 +6,7 @@ use alloc::vec::Vec;
 use crate::config::{ModelConfig, ScheduleConfig};
 use crate::error::{check_len, Result};
 use crate::format::{ModelFile, Precision};
+use crate::noise::GaussianNoise;
 use crate::sampler::{self, Denoiser, SamplerConfig};
 use crate::schedule::Schedule;
 use crate::simple_unet::{self, SimpleUNet};
@@ -16,7 +17,8 @@ use crate::tiny_unet::{self, TinyUNet};
 pub enum Path {
     /// The plain-loop reference (the oracle).
     Reference,
-    /// im2col + sgemm (feature `fast`).
+    /// The host fast path, [`crate::fast::FastSimpleUNet`] or [`crate::fast::FastTinyUNet`]
+    /// (feature `fast`).
     #[cfg(feature = "fast")]
     Fast,
 }
@@ -37,6 +39,25 @@ impl Path {
 enum FastNet {
     Simple(alloc::boxed::Box<crate::fast::FastSimpleUNet>),
     Tiny(alloc::boxed::Box<crate::fast::FastTinyUNet>),
+}
+
+#[cfg(feature = "fast")]
+impl FastNet {
+    fn forward_batch(&mut self, x: &[f32], t_in: &[f32], out: &mut [f32]) -> Result<()> {
+        match self {
+            FastNet::Simple(n) => n.forward_batch(x, t_in, out),
+            FastNet::Tiny(n) => {
+                let len = n.config().image_len();
+                check_len("input images", len * t_in.len(), x.len())?;
+                check_len("output images", len * t_in.len(), out.len())?;
+                for ((xi, oi), &ti) in x.chunks_exact(len).zip(out.chunks_exact_mut(len)).zip(t_in)
+                {
+                    n.forward(xi, ti, oi)?;
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 /// A model (SimpleUNet or TinyUNet) loaded from a model file, with owned weights and schedule.
@@ -125,6 +146,23 @@ impl HostModel {
         })
     }
 
+    /// Repacks a SimpleUNet's fast path with Winograd output tiles `tile` (default
+    /// [`crate::fast::WINOGRAD_TILE`]); F(4×4, 3×3) does fewer multiplies but rounds more.
+    /// A TinyUNet's fast path keeps its F(2×2, 3×3) tiles.
+    #[cfg(feature = "fast")]
+    pub fn with_winograd_tile(mut self, tile: crate::winograd::Tile) -> Result<Self> {
+        if let (ModelConfig::SimpleUNet(c), FastNet::Simple(old)) = (&self.cfg, &self.fast) {
+            let threads = old.threads();
+            let net = SimpleUNet::from_flat(*c, &self.params)?;
+            let mut fast = crate::fast::FastSimpleUNet::with_tile(&net, tile);
+            #[cfg(feature = "threads")]
+            fast.set_threads(threads);
+            let _ = threads;
+            self.fast = FastNet::Simple(alloc::boxed::Box::new(fast));
+        }
+        Ok(self)
+    }
+
     /// Chooses the forward implementation (default: [`Path::best`]).
     pub fn with_path(mut self, path: Path) -> Self {
         self.path = path;
@@ -166,37 +204,83 @@ impl HostModel {
         }
     }
 
+    /// Splits a SimpleUNet's fast path over `n` threads (feature `threads`); results do not
+    /// depend on the thread count. A TinyUNet runs on one thread.
+    #[cfg(feature = "threads")]
+    pub fn set_threads(&mut self, n: usize) {
+        if let FastNet::Simple(f) = &mut self.fast {
+            f.set_threads(n);
+        }
+    }
+
+    /// Predicted noise for `t_in.len()` images (`x`, `out`: the images concatenated) at network
+    /// time inputs `t_in`. The fast path runs a SimpleUNet batch through each layer at once;
+    /// each image's result equals [`Self::forward`] on it alone, bit for bit.
+    pub fn forward_images(&mut self, x: &[f32], t_in: &[f32], out: &mut [f32]) -> Result<()> {
+        let len = self.cfg.image_len();
+        check_len("input images", len * t_in.len(), x.len())?;
+        check_len("output images", len * t_in.len(), out.len())?;
+        match self.path {
+            #[cfg(feature = "fast")]
+            Path::Fast => self.fast.forward_batch(x, t_in, out),
+            Path::Reference => {
+                for ((xi, oi), &ti) in x.chunks_exact(len).zip(out.chunks_exact_mut(len)).zip(t_in)
+                {
+                    self.forward(xi, ti, oi)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Predicted noise for a batch of images (`n` images of [`ModelConfig::image_len`]
     /// elements, concatenated) at integer timesteps `t` (one per image; the network sees t/T).
     pub fn forward_flat_batch(&mut self, x: &[f32], t: &[u32]) -> Result<Vec<f32>> {
-        let len = self.cfg.image_len();
-        check_len("batch", len * t.len(), x.len())?;
         let big_t = self.schedule.len() as f32;
+        let t_in: Vec<f32> = t.iter().map(|&ti| ti as f32 / big_t).collect();
         let mut out = vec![0.0f32; x.len()];
-        for ((xi, oi), &ti) in x.chunks_exact(len).zip(out.chunks_exact_mut(len)).zip(t) {
-            self.forward(xi, ti as f32 / big_t, oi)?;
-        }
+        self.forward_images(x, &t_in, &mut out)?;
         Ok(out)
     }
 
     /// Draws `n` samples; image `i` uses noise seed `seed + i`, so it equals the single sample a
     /// microcontroller draws with that seed. Returns `n·C·H·W` values (not clamped).
+    ///
+    /// The images advance in lockstep, one batched forward pass per step; each image draws its
+    /// noise from its own generator in the order [`sampler::sample`] does, so the result equals
+    /// `n` separate calls of it, bit for bit.
     pub fn sample(&mut self, n: usize, cfg: &SamplerConfig, seed: u64) -> Result<Vec<f32>> {
         let len = self.cfg.image_len();
-        let mut out = vec![0.0f32; n * len];
-        let mut eps = vec![0.0f32; len];
-        for (i, img) in out.chunks_exact_mut(len).enumerate() {
-            let schedule = self.schedule.clone();
-            sampler::sample(
-                self,
-                &schedule,
-                cfg,
-                seed.wrapping_add(i as u64),
-                img,
-                &mut eps,
-            )?;
+        let schedule = self.schedule.clone();
+        let plan = sampler::Plan::new(cfg, schedule.len() as u32)?;
+        let mut x = vec![0.0f32; n * len];
+        let mut noise: Vec<GaussianNoise> = (0..n)
+            .map(|i| GaussianNoise::new(seed.wrapping_add(i as u64)))
+            .collect();
+        for (img, g) in x.chunks_exact_mut(len).zip(&mut noise) {
+            g.fill(img);
         }
-        Ok(out)
+        let mut eps = vec![0.0f32; n * len];
+        let mut t_in = vec![0.0f32; n];
+        for k in 0..plan.len() {
+            let (t, prev) = plan
+                .step(k)
+                .ok_or(crate::Error::InvalidConfig("step index past the plan"))?;
+            t_in.fill(t as f32 / schedule.len() as f32);
+            self.forward_images(&x, &t_in, &mut eps)?;
+            for ((xi, ei), g) in x
+                .chunks_exact_mut(len)
+                .zip(eps.chunks_exact(len))
+                .zip(&mut noise)
+            {
+                let z = |_: usize| g.next_gaussian();
+                match cfg {
+                    SamplerConfig::Ddpm(c) => sampler::ddpm_step(&schedule, c, t, xi, ei, z)?,
+                    SamplerConfig::Ddim(c) => sampler::ddim_step(&schedule, c, t, prev, xi, ei, z)?,
+                }
+            }
+        }
+        Ok(x)
     }
 }
 

@@ -5,7 +5,8 @@
 //!    (magic, version, length, CRC-32, header, named tensors) without allocating.
 //! 2. [`simple_unet::load_params`] copies the weights into caller-owned storage and
 //!    [`SimpleUNet`] runs the seed's network over them with the reference [`layers`];
-//!    [`fast::FastSimpleUNet`] (feature `fast`) is the im2col + sgemm path checked against it.
+//!    [`fast::FastSimpleUNet`] (feature `fast`) is the host's fast path (Winograd with SIMD
+//!    kernels, im2col + sgemm for narrow networks), checked against it.
 //!    [`TinyUNet`] (module [`tiny_unet`]) is the compact down-sampling U-Net, with its fast
 //!    path [`fast::FastTinyUNet`].
 //! 3. [`Schedule`] precomputes β, α, ᾱ and the posterior variance for a [`ScheduleConfig`].
@@ -60,6 +61,8 @@ pub mod quant;
 pub mod quantize;
 pub mod sampler;
 pub mod schedule;
+#[cfg(feature = "fast")]
+mod simd;
 pub mod simple_unet;
 pub mod stream;
 pub mod tiny_unet;

@@ -93,7 +93,7 @@ impl<'w> Calibrator<'w> {
                 }
                 v.sort_by(|a, b| a.total_cmp(b));
                 let at = |q: f32| {
-                    let i = ((q / 100.0) * (v.len() - 1) as f32).round() as usize;
+                    let i = libm::roundf((q / 100.0) * (v.len() - 1) as f32) as usize;
                     v[i.min(v.len() - 1)]
                 };
                 (at(100.0 - p), at(p))

@@ -1,9 +1,14 @@
-//! The im2col + sgemm path against the reference loops on random weights and inputs.
+//! The host fast path (Winograd with AVX2 + FMA or portable kernels for wide networks, im2col +
+//! sgemm for narrow ones) against the reference loops on random weights and inputs; batches,
+//! thread splits and the batched sampler against single-image runs, bit for bit.
 
 mod common;
 
 use common::{random_input, random_params, rel_err};
-use ddpm_core::{fast::FastSimpleUNet, SimpleUNet, SimpleUNetConfig};
+use ddpm_core::host::HostModel;
+use ddpm_core::sampler::{self, DdimConfig, DdpmConfig, SamplerConfig};
+use ddpm_core::winograd::Tile;
+use ddpm_core::{fast::FastSimpleUNet, Schedule, ScheduleConfig, SimpleUNet, SimpleUNetConfig};
 
 /// Largest |fast − reference| relative to the largest |reference| output. The paths sum the
 /// same f32 products in different orders (the GEMM adds the bias last, the loop first) over up
@@ -16,20 +21,25 @@ const FAST_VS_REFERENCE: f32 = 5e-6;
 fn check(cfg: SimpleUNetConfig, seed: u64, scale: f32) {
     let params = random_params(&cfg, seed, scale);
     let net = SimpleUNet::from_flat(cfg, &params).unwrap();
-    let mut fast = FastSimpleUNet::new(&net);
     let mut ws = vec![0.0; cfg.workspace_len()];
-    for (i, t_in) in [0.0f32, 0.37, 299.0 / 300.0].into_iter().enumerate() {
-        let x = random_input(cfg.image_len(), seed * 10 + i as u64);
-        let mut reference = vec![0.0; cfg.image_len()];
-        let mut got = vec![0.0; cfg.image_len()];
-        net.forward_reference(&x, t_in, &mut ws, &mut reference)
-            .unwrap();
-        fast.forward(&x, t_in, &mut got).unwrap();
-        let e = rel_err(&got, &reference);
-        assert!(
-            e <= FAST_VS_REFERENCE,
-            "cfg {cfg:?} seed {seed} scale {scale} t {t_in}: {e}"
-        );
+    for mut fast in [
+        FastSimpleUNet::new(&net),
+        FastSimpleUNet::portable_winograd(&net, Tile::F2),
+    ] {
+        for (i, t_in) in [0.0f32, 0.37, 299.0 / 300.0].into_iter().enumerate() {
+            let x = random_input(cfg.image_len(), seed * 10 + i as u64);
+            let mut reference = vec![0.0; cfg.image_len()];
+            let mut got = vec![0.0; cfg.image_len()];
+            net.forward_reference(&x, t_in, &mut ws, &mut reference)
+                .unwrap();
+            fast.forward(&x, t_in, &mut got).unwrap();
+            let e = rel_err(&got, &reference);
+            assert!(
+                e <= FAST_VS_REFERENCE,
+                "cfg {cfg:?} seed {seed} scale {scale} t {t_in} simd {}: {e}",
+                fast.uses_simd()
+            );
+        }
     }
 }
 
@@ -74,5 +84,135 @@ fn other_configs() {
     ];
     for (i, cfg) in cfgs.into_iter().enumerate() {
         check(cfg, 100 + i as u64, 1.0);
+    }
+}
+
+/// Networks of both pipelines (Winograd: hidden widths ≥ 16, with partial channel blocks and
+/// odd sizes; im2col + sgemm below).
+fn batch_configs() -> [SimpleUNetConfig; 3] {
+    [
+        SimpleUNetConfig::SEED,
+        SimpleUNetConfig {
+            channels: 2,
+            height: 9,
+            width: 7,
+            hidden1: 17,
+            hidden2: 35,
+        },
+        SimpleUNetConfig {
+            channels: 1,
+            height: 6,
+            width: 5,
+            hidden1: 4,
+            hidden2: 7,
+        },
+    ]
+}
+
+/// One forward pass per image, the reference for the batch and thread tests.
+fn single_runs(fast: &mut FastSimpleUNet, x: &[f32], t_in: &[f32]) -> Vec<f32> {
+    let len = fast.config().image_len();
+    let mut out = vec![0.0f32; x.len()];
+    for ((xi, oi), &t) in x.chunks_exact(len).zip(out.chunks_exact_mut(len)).zip(t_in) {
+        fast.forward(xi, t, oi).unwrap();
+    }
+    out
+}
+
+/// A batch through each layer at once equals one image at a time, bit for bit: every output
+/// value is computed from its own tile or pixel by the same operations.
+#[test]
+fn batch_equals_single_images() {
+    for (k, cfg) in batch_configs().into_iter().enumerate() {
+        let params = random_params(&cfg, 40 + k as u64, 1.0);
+        let net = SimpleUNet::from_flat(cfg, &params).unwrap();
+        for simd in [true, false] {
+            let mut fast = if simd {
+                FastSimpleUNet::new(&net)
+            } else {
+                FastSimpleUNet::portable_winograd(&net, Tile::F2)
+            };
+            let n = 5;
+            let x = random_input(n * cfg.image_len(), 50 + k as u64);
+            let t_in: Vec<f32> = (0..n).map(|i| i as f32 / 7.0).collect();
+            let want = single_runs(&mut fast, &x, &t_in);
+            let mut got = vec![0.0f32; x.len()];
+            fast.forward_batch(&x, &t_in, &mut got).unwrap();
+            assert_eq!(got, want, "cfg {cfg:?}, simd {simd}");
+            // A smaller batch after a larger one (scratch already grown).
+            let len = cfg.image_len();
+            let mut two = vec![0.0f32; 2 * len];
+            fast.forward_batch(&x[..2 * len], &t_in[..2], &mut two)
+                .unwrap();
+            assert_eq!(two, want[..2 * len], "cfg {cfg:?}, simd {simd}, batch 2");
+        }
+    }
+}
+
+/// Rows split over 2, 3 or 7 threads give the single-thread result bit for bit, for batches
+/// of 1 and 3 images.
+#[cfg(feature = "threads")]
+#[test]
+fn threads_equal_one_thread() {
+    for (k, cfg) in batch_configs().into_iter().enumerate() {
+        let params = random_params(&cfg, 60 + k as u64, 1.0);
+        let net = SimpleUNet::from_flat(cfg, &params).unwrap();
+        let mut one = FastSimpleUNet::new(&net);
+        for n in [1, 3] {
+            let x = random_input(n * cfg.image_len(), 70 + k as u64);
+            let t_in: Vec<f32> = (0..n).map(|i| 0.2 + i as f32 / 5.0).collect();
+            let want = single_runs(&mut one, &x, &t_in);
+            for threads in [2, 3, 7] {
+                let mut fast = FastSimpleUNet::new(&net);
+                fast.set_threads(threads);
+                let mut got = vec![0.0f32; x.len()];
+                fast.forward_batch(&x, &t_in, &mut got).unwrap();
+                assert_eq!(got, want, "cfg {cfg:?}, batch {n}, {threads} threads");
+            }
+        }
+    }
+}
+
+/// `HostModel::sample` (all images in lockstep, batched forward passes) equals the core's
+/// one-image sampler driven by the fast path, image by image, bit for bit: DDIM and DDPM.
+#[test]
+fn batched_sampler_equals_single_samples() {
+    let cfg = SimpleUNetConfig {
+        channels: 1,
+        height: 8,
+        width: 8,
+        hidden1: 16,
+        hidden2: 24,
+    };
+    let sched_cfg = ScheduleConfig::linear(40, 1e-4, 0.02);
+    let params = random_params(&cfg, 80, 1.0);
+    let net = SimpleUNet::from_flat(cfg, &params).unwrap();
+    let schedule: Schedule = Schedule::new(&sched_cfg).unwrap();
+    let mut host = HostModel::from_params(cfg, sched_cfg, params.clone()).unwrap();
+    let len = cfg.image_len();
+    for scfg in [
+        SamplerConfig::Ddim(DdimConfig {
+            steps: 10,
+            eta: 0.5,
+            ..Default::default()
+        }),
+        SamplerConfig::Ddpm(DdpmConfig::default()),
+    ] {
+        let seed = 9;
+        let got = host.sample(4, &scfg, seed).unwrap();
+        let mut fast = FastSimpleUNet::new(&net);
+        for (i, img) in got.chunks_exact(len).enumerate() {
+            let (mut x, mut eps) = (vec![0.0f32; len], vec![0.0f32; len]);
+            sampler::sample(
+                &mut fast,
+                &schedule,
+                &scfg,
+                seed + i as u64,
+                &mut x,
+                &mut eps,
+            )
+            .unwrap();
+            assert_eq!(img, &x[..], "{scfg:?}, image {i}");
+        }
     }
 }

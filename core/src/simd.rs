@@ -1,0 +1,15 @@
+//! Run-time CPU feature detection for the host fast path's SIMD kernels.
+
+/// Whether the CPU supports AVX2 and FMA (x86-64 with `std` only; the standard library caches
+/// the answer). Without `std` the fast path always runs its portable kernels.
+#[inline]
+pub fn avx2_fma() -> bool {
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(all(feature = "std", target_arch = "x86_64")))]
+    {
+        false
+    }
+}
