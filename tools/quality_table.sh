@@ -5,6 +5,7 @@
 # ddpm-core (on all cores).
 #
 # Usage: tools/quality_table.sh MODEL [extra eval flags, e.g. --clip-x0]
+#        tools/quality_table.sh --table JSON...   (only the table, from `eval --json` files)
 # Environment:
 #   SAMPLES=N     samples per row (default 1000)
 #   ROWS="..."    rows to run, from: ddpm-large ddpm-small ddim10-0 ddim10-1 ddim20-0 ddim20-1
@@ -17,8 +18,65 @@ cd "$(dirname "$0")/.."
 source tools/env.sh
 
 if [[ $# -lt 1 ]]; then
-    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
+fi
+
+# Prints the markdown table of the `eval --json` files given (rows in that order).
+table() {
+    python3 - "$@" <<'PY'
+import json
+import sys
+
+docs = [json.load(open(f)) for f in sys.argv[1:]]
+models = sorted({d["model"] for d in docs})
+q0 = docs[0]["quality"]
+clips = {(d["quality"]["sampler"]["clip_x0"], d["quality"]["sampler"]["recompute_eps"]) for d in docs}
+clip = ", ".join(
+    ("x0 clipped" + (" and ε recomputed" if r else "")) if c else "x0 not clipped"
+    for c, r in sorted(clips)
+)
+counts = sorted({d["quality"]["samples"] for d in docs})
+per_row = len(counts) > 1
+print(
+    ", ".join(f"`{m}`" for m in models)
+    + ("" if per_row else f", {counts[0]} samples per row")
+    + f", seeds from {q0['seed']}, {clip}; classifier test accuracy "
+    f"{100 * q0['classifier_test_accuracy']:.2f}%; sampling on {q0['workers']} threads."
+)
+print()
+head = "| sampler | steps | η |" + (" samples |" if per_row else "")
+head += f" classifier FID | confident (p > {q0['confident_threshold']:.6g}) | IS analog |"
+head += " wall time |" if per_row else f" wall time for {counts[0]} samples |"
+print(head)
+print("| --- | ---: | ---: |" + (" ---: |" if per_row else "") + " ---: | ---: | ---: | ---: |")
+floors = {}
+for d in docs:
+    q, s = d["quality"], d["quality"]["sampler"]
+    g = q["generated"]
+    floors.setdefault(q["samples"], q["real_train"])
+    if s["kind"] == "ddpm":
+        name, eta = f"DDPM {s['variance']}", "–"
+    else:
+        name, eta = f"DDIM ({s['spacing']})", f"{s['eta']:g}"
+    n = f" {q['samples']} |" if per_row else ""
+    print(
+        f"| {name} | {s['steps']} | {eta} |{n} {g['fid']:.2f} | {100 * g['confident']:.1f}% "
+        f"| {g['inception_score']:.2f} | {q['sampling_seconds']:.0f} s |"
+    )
+for n, r in sorted(floors.items(), reverse=True):
+    cnt = f" {n} |" if per_row else ""
+    print(
+        f"| real training images (floor) | – | – |{cnt} {r['fid']:.2f} "
+        f"| {100 * r['confident']:.1f}% | {r['inception_score']:.2f} | – |"
+    )
+PY
+}
+
+if [[ $1 == --table ]]; then
+    shift
+    table "$@"
+    exit 0
 fi
 model=$1
 shift
@@ -62,42 +120,4 @@ for row in $rows; do
         --json "$json" "${flags[@]}" "$@" >&2
 done
 
-python3 - "$model" "${files[@]}" <<'EOF'
-import json
-import sys
-
-model, files = sys.argv[1], sys.argv[2:]
-docs = [json.load(open(f)) for f in files]
-q0 = docs[0]["quality"]
-clips = {(d["quality"]["sampler"]["clip_x0"], d["quality"]["sampler"]["recompute_eps"]) for d in docs}
-clip = ", ".join(
-    "x0 clipped" + (" and ε recomputed" if r else "") if c else "x0 not clipped" for c, r in sorted(clips)
-)
-print(
-    f"`{model}`, {q0['samples']} samples per row (seeds {q0['seed']}…), {clip}; classifier "
-    f"test accuracy {100 * q0['classifier_test_accuracy']:.2f}%; "
-    f"sampling on {q0['workers']} threads."
-)
-print()
-print(
-    f"| sampler | steps | η | classifier FID | confident (p > {q0['confident_threshold']}) "
-    f"| IS analog | wall time for {q0['samples']} samples |"
-)
-print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-for d in docs:
-    q, s = d["quality"], d["quality"]["sampler"]
-    g = q["generated"]
-    if s["kind"] == "ddpm":
-        name, eta = f"DDPM {s['variance']}", "–"
-    else:
-        name, eta = f"DDIM ({s['spacing']})", f"{s['eta']:g}"
-    print(
-        f"| {name} | {s['steps']} | {eta} | {g['fid']:.2f} | {100 * g['confident']:.1f}% "
-        f"| {g['inception_score']:.2f} | {q['sampling_seconds']:.0f} s |"
-    )
-r = q0["real_train"]
-print(
-    f"| real training images (floor) | – | – | {r['fid']:.2f} | {100 * r['confident']:.1f}% "
-    f"| {r['inception_score']:.2f} | – |"
-)
-EOF
+table "${files[@]}"

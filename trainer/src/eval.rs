@@ -473,7 +473,8 @@ pub fn to_json(
                 json_num(q.sampling_seconds),
                 json_str(&opts.classifier.display().to_string()),
                 json_num(q.classifier_accuracy),
-                json_num(CONFIDENT_PROB as f64),
+                // f32's shortest decimal (0.9), not the f64 widening (0.899999976…).
+                CONFIDENT_PROB,
                 json_set(&q.generated),
                 json_set(&q.real)
             );

@@ -285,7 +285,8 @@ struct SamplerArgs {
     /// use_clipped_model_output).
     #[arg(long, requires = "clip_x0")]
     recompute_eps: bool,
-    /// Noise seed (image i uses SEED + i).
+    /// Noise seed: image i starts from SEED + i (the core backend and `eval --fid`); it also
+    /// seeds libtorch's generator (`--backend torch`) and the x_t draws of `eval --nll`.
     #[arg(long, default_value_t = 42)]
     seed: u64,
 }
