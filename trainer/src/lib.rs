@@ -8,9 +8,12 @@
 //! 3. [`export`] writes the ddpm-core model file (and PyTorch safetensors) and reads them back.
 //! 4. [`sample`] draws images with the torch samplers or through `ddpm_core::host`, and writes
 //!    PNG grids and IDX files.
+//! 5. [`eval`] measures a model: the variational bound in bits/dim, and sample quality judged
+//!    by the [`classifier`].
 pub mod atomic;
 pub mod classifier;
 pub mod compare;
+pub mod eval;
 pub mod export;
 pub mod fetch;
 pub mod idx;

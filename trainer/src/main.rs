@@ -44,6 +44,9 @@ enum Command {
     /// Sample an f32 model and its int8 export with the same seeds and compare the images:
     /// pixel difference, classifier labels, confident share, and a side-by-side PNG.
     CompareInt8(CompareInt8Args),
+    /// Measure a model: the variational bound in bits/dim on MNIST test images (--nll) and
+    /// sample quality judged by the project's classifier (--fid).
+    Eval(EvalArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -292,14 +295,9 @@ enum BackendArg {
     Torch,
 }
 
+/// The sampler flags of `sample`, shared by `eval`.
 #[derive(Args)]
-struct SampleArgs {
-    /// Model file [default: models/simple_unet_mnist.ddpm].
-    #[arg(long)]
-    model: Option<PathBuf>,
-    /// Number of images.
-    #[arg(long, default_value_t = 16)]
-    n: usize,
+struct SamplerArgs {
     /// Sampler.
     #[arg(long, value_enum, default_value = "ddpm")]
     sampler: SamplerArg,
@@ -312,15 +310,61 @@ struct SampleArgs {
     /// DDIM timestep spacing.
     #[arg(long, value_enum, default_value = "leading")]
     spacing: SpacingArg,
-    /// DDPM step variance.
+    /// DDPM step variance (also the model variance of `eval --nll`).
     #[arg(long, value_enum, default_value = "fixed-large")]
     variance: VarianceArg,
-    /// Clip the predicted x0 to [−1, 1] at every step.
+    /// Clip the predicted x0 to [−1, 1] at every step (also the model mean of `eval --nll`).
     #[arg(long)]
     clip_x0: bool,
-    /// Noise seed.
+    /// DDIM with --clip-x0: recompute ε from the clipped x0 (diffusers'
+    /// use_clipped_model_output).
+    #[arg(long, requires = "clip_x0")]
+    recompute_eps: bool,
+    /// Noise seed: image i starts from SEED + i (the core backend and `eval --fid`); it also
+    /// seeds libtorch's generator (`--backend torch`) and the x_t draws of `eval --nll`.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+}
+
+impl SamplerArgs {
+    fn variance(&self) -> DdpmVariance {
+        match self.variance {
+            VarianceArg::FixedLarge => DdpmVariance::FixedLarge,
+            VarianceArg::FixedSmall => DdpmVariance::FixedSmall,
+        }
+    }
+
+    fn config(&self) -> SamplerConfig {
+        match self.sampler {
+            SamplerArg::Ddpm => SamplerConfig::Ddpm(DdpmConfig {
+                variance: self.variance(),
+                clip_x0: self.clip_x0,
+            }),
+            SamplerArg::Ddim => SamplerConfig::Ddim(DdimConfig {
+                steps: self.steps,
+                eta: self.eta,
+                spacing: match self.spacing {
+                    SpacingArg::Leading => Spacing::Leading,
+                    SpacingArg::Trailing => Spacing::Trailing,
+                    SpacingArg::Linspace => Spacing::Linspace,
+                },
+                clip_x0: self.clip_x0,
+                recompute_eps: self.recompute_eps,
+            }),
+        }
+    }
+}
+
+#[derive(Args)]
+struct SampleArgs {
+    /// Model file [default: models/simple_unet_mnist.ddpm].
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Number of images.
+    #[arg(long, default_value_t = 16)]
+    n: usize,
+    #[command(flatten)]
+    sampler: SamplerArgs,
     /// PNG grid to write (near-square, 2-pixel borders, upscaled ×4).
     #[arg(long, default_value = "samples.png")]
     out: PathBuf,
@@ -561,29 +605,6 @@ fn run_import(a: ImportArgs) -> Result<()> {
     Ok(())
 }
 
-fn sampler_config(a: &SampleArgs) -> SamplerConfig {
-    match a.sampler {
-        SamplerArg::Ddpm => SamplerConfig::Ddpm(DdpmConfig {
-            variance: match a.variance {
-                VarianceArg::FixedLarge => DdpmVariance::FixedLarge,
-                VarianceArg::FixedSmall => DdpmVariance::FixedSmall,
-            },
-            clip_x0: a.clip_x0,
-        }),
-        SamplerArg::Ddim => SamplerConfig::Ddim(DdimConfig {
-            steps: a.steps,
-            eta: a.eta,
-            spacing: match a.spacing {
-                SpacingArg::Leading => Spacing::Leading,
-                SpacingArg::Trailing => Spacing::Trailing,
-                SpacingArg::Linspace => Spacing::Linspace,
-            },
-            clip_x0: a.clip_x0,
-            recompute_eps: false,
-        }),
-    }
-}
-
 fn run_sample(a: SampleArgs) -> Result<()> {
     if a.n == 0 {
         bail!("--n must be at least 1");
@@ -599,7 +620,7 @@ fn run_sample(a: SampleArgs) -> Result<()> {
             path.display()
         );
     }
-    let cfg = sampler_config(&a);
+    let cfg = a.sampler.config();
     let start = Instant::now();
     let (mcfg, values) = match a.backend {
         BackendArg::Core => {
@@ -612,7 +633,7 @@ fn run_sample(a: SampleArgs) -> Result<()> {
             let mut values = Vec::with_capacity(a.n * mcfg.image_len());
             for i in 0..a.n {
                 let one = host
-                    .sample(1, &cfg, a.seed.wrapping_add(i as u64))
+                    .sample(1, &cfg, a.sampler.seed.wrapping_add(i as u64))
                     .map_err(|e| anyhow::anyhow!("sampling: {e}"))?;
                 values.extend_from_slice(&one);
                 bar.inc(1);
@@ -630,10 +651,11 @@ fn run_sample(a: SampleArgs) -> Result<()> {
             let sched = ddpm_core::Schedule::new(&m.schedule)
                 .map_err(|e| anyhow::anyhow!("{}: schedule: {e}", path.display()))?;
             let bar = bar_for(0, progress_wanted(a.no_progress), "steps");
-            let x = sample::sample_torch(&net, &sched, &cfg, a.n, a.seed, device, |k, n| {
-                bar.set_length(n as u64);
-                bar.set_position(k as u64);
-            })?;
+            let x =
+                sample::sample_torch(&net, &sched, &cfg, a.n, a.sampler.seed, device, |k, n| {
+                    bar.set_length(n as u64);
+                    bar.set_position(k as u64);
+                })?;
             bar.finish_and_clear();
             (m.config, model::to_f32_vec(&x)?)
         }
@@ -948,6 +970,87 @@ fn run_compare_int8(a: CompareInt8Args) -> Result<()> {
     Ok(())
 }
 
+#[derive(Args)]
+struct EvalArgs {
+    /// Model file [default: models/simple_unet_mnist.ddpm].
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// The variational bound (L_0, Σ L_{t−1}, L_T) in bits/dim on the MNIST test images, one
+    /// x_t per image and step, with --variance and --clip-x0 defining p_θ.
+    #[arg(long)]
+    nll: bool,
+    /// Sample quality: classifier-feature Fréchet distance to the test set, IS analog,
+    /// confident share and labels of --samples images, and the same for real training images.
+    #[arg(long)]
+    fid: bool,
+    /// --nll: the first N test images only [default: all 10,000].
+    #[arg(long)]
+    limit: Option<usize>,
+    /// --nll: images per batch through the network.
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+    /// --nll: write the mean of every step's term (bits/dim) as CSV here.
+    #[arg(long)]
+    curve: Option<PathBuf>,
+    /// --fid: number of samples (and of real training images for the floor).
+    #[arg(long, default_value_t = 1000)]
+    samples: usize,
+    /// --fid: threads drawing the samples, each a run of whole images (results do not depend
+    /// on it) [default: all cores].
+    #[arg(long)]
+    workers: Option<usize>,
+    #[command(flatten)]
+    sampler: SamplerArgs,
+    /// --fid: the classifier (trained and cached there when missing, which takes minutes).
+    #[arg(long, default_value = ddpm_trainer::classifier::DEFAULT_PATH)]
+    classifier: PathBuf,
+    /// MNIST directory [default: data/mnist if present, else ../shared/data/mnist].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Device of the network (--nll) and the classifier: auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// libtorch CPU threads [default: all cores].
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Write all figures as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// No progress bars.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+fn run_eval(a: EvalArgs) -> Result<()> {
+    use ddpm_trainer::eval;
+    set_threads(a.threads)?;
+    let opts = eval::EvalOptions {
+        model: a.model.unwrap_or_else(|| PathBuf::from(DEFAULT_MODEL)),
+        nll: a.nll,
+        fid: a.fid,
+        data: a.data.unwrap_or_else(idx::default_data_dir),
+        device: parse_device(&a.device)?,
+        progress: progress_wanted(a.no_progress),
+        json: a.json,
+        bound: eval::nll::BoundOptions {
+            variance: a.sampler.variance(),
+            clip_x0: a.sampler.clip_x0,
+            seed: a.sampler.seed,
+        },
+        limit: a.limit,
+        batch: a.batch,
+        curve: a.curve,
+        sampler: a.sampler.config(),
+        seed: a.sampler.seed,
+        samples: a.samples,
+        workers: a
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        classifier: a.classifier,
+    };
+    eval::run(&opts)
+}
+
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -958,6 +1061,7 @@ fn main() {
         Command::FetchData(a) => run_fetch(a),
         Command::Classifier(a) => run_classifier(a),
         Command::CompareInt8(a) => run_compare_int8(a),
+        Command::Eval(a) => run_eval(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Sample-quality table of a model file: `trainer eval --fid` for DDPM (T steps, fixed_large and
+# fixed_small) and DDIM (10/20/50/100 steps at η = 0 and η = 1), then a markdown table of the
+# classifier FID, confident share, IS analog and the wall time of drawing the samples through
+# ddpm-core (on all cores).
+#
+# Usage: tools/quality_table.sh MODEL [extra eval flags, e.g. --clip-x0]
+#        tools/quality_table.sh --table JSON...   (only the table, from `eval --json` files)
+# Environment:
+#   SAMPLES=N     samples per row (default 1000)
+#   ROWS="..."    rows to run, from: ddpm-large ddpm-small ddim10-0 ddim10-1 ddim20-0 ddim20-1
+#                 ddim50-0 ddim50-1 ddim100-0 ddim100-1 (default: all)
+#   OUT=DIR       where the per-row JSON files go (default runs/quality/<model name>)
+#   REUSE=1       keep rows whose JSON file already exists (to finish an interrupted table)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=tools/env.sh
+source tools/env.sh
+
+if [[ $# -lt 1 ]]; then
+    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+fi
+
+# Prints the markdown table of the `eval --json` files given (rows in that order).
+table() {
+    python3 - "$@" <<'PY'
+import json
+import sys
+
+docs = [json.load(open(f)) for f in sys.argv[1:]]
+models = sorted({d["model"] for d in docs})
+q0 = docs[0]["quality"]
+clips = {(d["quality"]["sampler"]["clip_x0"], d["quality"]["sampler"]["recompute_eps"]) for d in docs}
+clip = ", ".join(
+    ("x0 clipped" + (" and ε recomputed" if r else "")) if c else "x0 not clipped"
+    for c, r in sorted(clips)
+)
+counts = sorted({d["quality"]["samples"] for d in docs})
+per_row = len(counts) > 1
+print(
+    ", ".join(f"`{m}`" for m in models)
+    + ("" if per_row else f", {counts[0]} samples per row")
+    + f", seeds from {q0['seed']}, {clip}; classifier test accuracy "
+    f"{100 * q0['classifier_test_accuracy']:.2f}%; sampling on {q0['workers']} threads."
+)
+print()
+head = "| sampler | steps | η |" + (" samples |" if per_row else "")
+head += f" classifier FID | confident (p > {q0['confident_threshold']:.6g}) | IS analog |"
+head += " wall time |" if per_row else f" wall time for {counts[0]} samples |"
+print(head)
+print("| --- | ---: | ---: |" + (" ---: |" if per_row else "") + " ---: | ---: | ---: | ---: |")
+floors = {}
+for d in docs:
+    q, s = d["quality"], d["quality"]["sampler"]
+    g = q["generated"]
+    floors.setdefault(q["samples"], q["real_train"])
+    if s["kind"] == "ddpm":
+        name, eta = f"DDPM {s['variance']}", "–"
+    else:
+        name, eta = f"DDIM ({s['spacing']})", f"{s['eta']:g}"
+    n = f" {q['samples']} |" if per_row else ""
+    print(
+        f"| {name} | {s['steps']} | {eta} |{n} {g['fid']:.2f} | {100 * g['confident']:.1f}% "
+        f"| {g['inception_score']:.2f} | {q['sampling_seconds']:.0f} s |"
+    )
+for n, r in sorted(floors.items(), reverse=True):
+    cnt = f" {n} |" if per_row else ""
+    print(
+        f"| real training images (floor) | – | – |{cnt} {r['fid']:.2f} "
+        f"| {100 * r['confident']:.1f}% | {r['inception_score']:.2f} | – |"
+    )
+PY
+}
+
+if [[ $1 == --table ]]; then
+    shift
+    table "$@"
+    exit 0
+fi
+model=$1
+shift
+if [[ ! -f $model ]]; then
+    echo "$model: no such model file" >&2
+    exit 1
+fi
+samples=${SAMPLES:-1000}
+rows=${ROWS:-"ddpm-large ddpm-small ddim10-0 ddim10-1 ddim20-0 ddim20-1 ddim50-0 ddim50-1 ddim100-0 ddim100-1"}
+name=$(basename "$model" .ddpm)
+out=${OUT:-runs/quality/$name}
+mkdir -p "$out"
+
+cargo build --release -q -p ddpm-trainer
+trainer=target/release/trainer
+
+files=()
+for row in $rows; do
+    case $row in
+        ddpm-large) flags=(--sampler ddpm --variance fixed-large) ;;
+        ddpm-small) flags=(--sampler ddpm --variance fixed-small) ;;
+        ddim*-*)
+            steps=${row#ddim}
+            steps=${steps%-*}
+            eta=${row##*-}
+            flags=(--sampler ddim --steps "$steps" --eta "$eta")
+            ;;
+        *)
+            echo "unknown row $row" >&2
+            exit 2
+            ;;
+    esac
+    json=$out/$row.json
+    files+=("$json")
+    if [[ ${REUSE:-0} == 1 && -f $json ]]; then
+        echo "$row: kept $json" >&2
+        continue
+    fi
+    echo "$row: $trainer eval --fid --model $model --samples $samples ${flags[*]} $*" >&2
+    "$trainer" eval --fid --model "$model" --samples "$samples" --no-progress \
+        --json "$json" "${flags[@]}" "$@" >&2
+done
+
+table "${files[@]}"

@@ -1,0 +1,545 @@
+//! `trainer eval`: how good a model file is.
+//!
+//! - `--nll` ([`nll`]): the variational bound on the negative log-likelihood of MNIST test
+//!   images in bits per dimension, term by term (L_0, Σ L_{t−1}, L_T), with the network in tch
+//!   on the trainer's device.
+//! - `--fid` ([`quality`]): samples drawn through `ddpm_core::host::HostModel` with any sampler,
+//!   judged by the project's MNIST classifier: a Fréchet distance of its features to the test
+//!   split's, an Inception-Score analog, the confident share and the label histogram; and the
+//!   same figures for as many real training images (the floor at that sample count).
+//!
+//! The classifier figures compare only with each other (other samplers, models, sample counts
+//! of this project), not with published Inception-based FIDs.
+
+pub mod nll;
+pub mod quality;
+
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+use ddpm_core::format::ModelFile;
+use ddpm_core::sampler::{DdpmVariance, SamplerConfig, Spacing};
+use ddpm_core::{ModelConfig, ScheduleConfig};
+use indicatif::{ProgressBar, ProgressStyle};
+use tch::{nn, Device, Tensor};
+
+use crate::classifier::{self, CONFIDENT_PROB, SIDE};
+use crate::idx::{Mnist, Split};
+use crate::{export, model};
+
+/// What `trainer eval` computes.
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    /// The f32 model file.
+    pub model: PathBuf,
+    /// Compute the variational bound.
+    pub nll: bool,
+    /// Compute the classifier-based sample quality.
+    pub fid: bool,
+    /// MNIST directory (test split for the bound and the reference features, train split for
+    /// the real-image floor and a missing classifier).
+    pub data: PathBuf,
+    /// Device of the network (bound) and the classifier.
+    pub device: Device,
+    /// Show progress bars (only when stderr is a terminal).
+    pub progress: bool,
+    /// Write the figures as JSON here.
+    pub json: Option<PathBuf>,
+    /// Options of the bound.
+    pub bound: nll::BoundOptions,
+    /// Bound: evaluate the first N test images only.
+    pub limit: Option<usize>,
+    /// Bound: images per batch.
+    pub batch: usize,
+    /// Bound: write the per-step curve (CSV) here.
+    pub curve: Option<PathBuf>,
+    /// Quality: the sampler.
+    pub sampler: SamplerConfig,
+    /// Quality: image `i` is drawn from noise seed `seed + i`.
+    pub seed: u64,
+    /// Quality: number of samples (and of real training images for the floor).
+    pub samples: usize,
+    /// Quality: sampling threads (results do not depend on it).
+    pub workers: usize,
+    /// Quality: the classifier file (trained and cached there when missing).
+    pub classifier: PathBuf,
+}
+
+/// The figures of `--fid`.
+#[derive(Debug, Clone)]
+pub struct QualityReport {
+    /// Test accuracy of the classifier, measured now.
+    pub classifier_accuracy: f64,
+    /// Test images the accuracy and the reference features come from.
+    pub test_images: usize,
+    /// The samples' figures.
+    pub generated: quality::SetFigures,
+    /// The same figures for as many real training images.
+    pub real: quality::SetFigures,
+    /// Wall time of drawing the samples, seconds.
+    pub sampling_seconds: f64,
+    /// Threads that drew them.
+    pub workers: usize,
+}
+
+/// The network of a model file in tch, on a device, as ε_θ(x, t/T).
+pub struct TorchNet {
+    _vs: nn::VarStore,
+    net: model::SimpleUNet,
+    /// The schedule the model was trained with.
+    pub schedule: ScheduleConfig,
+    /// Image (channels, height, width).
+    pub chw: (usize, usize, usize),
+}
+
+impl TorchNet {
+    /// Loads the f32 model file at `path` onto `device`.
+    pub fn load(path: &Path, device: Device) -> Result<Self> {
+        let m = export::read_model_file(path)?;
+        let mut vs = nn::VarStore::new(device);
+        let net = model::SimpleUNet::new(&vs.root(), m.config);
+        model::load_params(&mut vs, &m.config, &m.tensors, &path.display().to_string())?;
+        let mc = ModelConfig::SimpleUNet(m.config);
+        Ok(Self {
+            _vs: vs,
+            net,
+            schedule: m.schedule,
+            chw: (mc.channels(), mc.height(), mc.width()),
+        })
+    }
+
+    /// Predicted noise for N×C×H×W `x` at N time inputs t/T.
+    pub fn eps(&self, x: &Tensor, t_in: &Tensor) -> Tensor {
+        self.net.forward(x, t_in)
+    }
+}
+
+fn bar(len: u64, show: bool, unit: &str) -> ProgressBar {
+    if !(show && std::io::stderr().is_terminal()) {
+        return ProgressBar::hidden();
+    }
+    let b = ProgressBar::new(len);
+    b.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{bar:30}} {{pos}}/{{len}} {unit} [{{elapsed_precise}}<{{eta_precise}}]"
+        ))
+        .expect("valid progress template"),
+    );
+    b
+}
+
+fn variance_name(v: DdpmVariance) -> &'static str {
+    match v {
+        DdpmVariance::FixedLarge => "fixed_large",
+        DdpmVariance::FixedSmall => "fixed_small",
+    }
+}
+
+fn spacing_name(s: Spacing) -> &'static str {
+    match s {
+        Spacing::Leading => "leading",
+        Spacing::Trailing => "trailing",
+        Spacing::Linspace => "linspace",
+    }
+}
+
+/// A one-line description of sampler settings.
+pub fn describe_sampler(cfg: &SamplerConfig, timesteps: u32) -> String {
+    match cfg {
+        SamplerConfig::Ddpm(d) => format!(
+            "DDPM {timesteps} steps, {}, clip x0 {}",
+            variance_name(d.variance),
+            if d.clip_x0 { "yes" } else { "no" }
+        ),
+        SamplerConfig::Ddim(d) => format!(
+            "DDIM {} steps, η {}, {} spacing, clip x0 {}",
+            d.steps,
+            d.eta,
+            spacing_name(d.spacing),
+            match (d.clip_x0, d.recompute_eps) {
+                (false, _) => "no",
+                (true, false) => "yes",
+                (true, true) => "yes (ε recomputed)",
+            }
+        ),
+    }
+}
+
+/// Evaluates the bound of `opts.model` on the MNIST test images.
+pub fn run_bound(opts: &EvalOptions) -> Result<(nll::BoundReport, f64)> {
+    let what = opts.model.display().to_string();
+    let net = TorchNet::load(&opts.model, opts.device)?;
+    let (c, h, w) = net.chw;
+    if c != 1 {
+        bail!("{what}: the model draws {c} channels; MNIST has 1");
+    }
+    let mut test = Mnist::load(&opts.data, Split::Test, h, w)
+        .with_context(|| format!("MNIST test images for {what}"))?;
+    if let Some(n) = opts.limit {
+        if n == 0 {
+            bail!("--limit must be at least 1");
+        }
+        test.truncate(n);
+    }
+    let diff = nll::Diffusion::from_schedule(&net.schedule)
+        .with_context(|| format!("{what}: schedule"))?;
+    let t = diff.timesteps();
+    eprintln!(
+        "bound: {} test images of {}, T = {t}, {} variance, clip x0 {}, seed {}, on {:?}",
+        test.len,
+        test.images_path.display(),
+        variance_name(opts.bound.variance),
+        if opts.bound.clip_x0 { "yes" } else { "no" },
+        opts.bound.seed,
+        opts.device
+    );
+    let pb = bar((test.len * t) as u64, opts.progress, "image-steps");
+    let start = Instant::now();
+    let report = nll::variational_bound(
+        &mut |x, t_in| Ok(net.eps(x, t_in)),
+        &diff,
+        &test.images,
+        net.chw,
+        &opts.bound,
+        opts.batch,
+        opts.device,
+        &mut |m| pb.inc(m as u64),
+    )?;
+    pb.finish_and_clear();
+    Ok((report, start.elapsed().as_secs_f64()))
+}
+
+/// Draws the samples and computes the classifier figures.
+pub fn run_quality(opts: &EvalOptions) -> Result<QualityReport> {
+    let what = opts.model.display().to_string();
+    if opts.samples < 2 {
+        bail!("--samples must be at least 2 (a covariance needs two feature vectors)");
+    }
+    if opts.workers == 0 {
+        bail!("--workers must be at least 1");
+    }
+    let bytes = std::fs::read(&opts.model).with_context(|| format!("{what}: cannot read"))?;
+    let header = *ModelFile::parse(&bytes)
+        .map_err(|e| anyhow!("{what}: not a valid model file: {e}"))?
+        .header();
+    let m = header.model;
+    if (m.channels(), m.height(), m.width()) != (1, SIDE, SIDE) {
+        bail!(
+            "{what}: the classifier reads 1×28×28 images; the model draws {}×{}×{}",
+            m.channels(),
+            m.height(),
+            m.width()
+        );
+    }
+    let clf = classifier::load_or_train(&opts.classifier, &opts.data, opts.device)?;
+    let test = Mnist::load(&opts.data, Split::Test, SIDE, SIDE)
+        .context("MNIST test images (classifier accuracy and reference features)")?;
+    let accuracy = clf.accuracy(&test);
+    let reference = quality::image_stats(&clf, &test.images)?;
+    let mut train = Mnist::load(&opts.data, Split::Train, SIDE, SIDE)
+        .context("MNIST training images (the real-image floor)")?;
+    if train.len < opts.samples {
+        bail!(
+            "{}: {} training images, fewer than --samples {}",
+            train.images_path.display(),
+            train.len,
+            opts.samples
+        );
+    }
+    train.truncate(opts.samples);
+    eprintln!(
+        "quality: {} samples of {what}, {}, seeds {}..={}, {} threads",
+        opts.samples,
+        describe_sampler(&opts.sampler, header.schedule.timesteps),
+        opts.seed,
+        opts.seed.wrapping_add(opts.samples as u64 - 1),
+        opts.workers
+    );
+    let pb = bar(opts.samples as u64, opts.progress, "images");
+    let start = Instant::now();
+    let values = quality::draw_samples(
+        &bytes,
+        opts.samples,
+        &opts.sampler,
+        opts.seed,
+        opts.workers,
+        &|| pb.inc(1),
+    )
+    .with_context(|| what.clone())?;
+    let sampling_seconds = start.elapsed().as_secs_f64();
+    pb.finish_and_clear();
+    let pixels = crate::sample::to_pixels(&values);
+    Ok(QualityReport {
+        classifier_accuracy: accuracy,
+        test_images: test.len,
+        generated: quality::set_figures(&clf, &pixels, &reference)?,
+        real: quality::set_figures(&clf, &train.images, &reference)?,
+        sampling_seconds,
+        workers: opts.workers,
+    })
+}
+
+/// The bound's figures as text.
+pub fn format_bound(r: &nll::BoundReport, seconds: f64) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "variational bound, {} test images, D = {}, T = {} ({seconds:.0} s)",
+        r.n, r.dims, r.timesteps
+    );
+    let _ = writeln!(s, "  {:<32} {:>10}", "term", "bits/dim");
+    let rows = [
+        ("L_0 (decoder, -log p(x0|x1))", r.decoder),
+        ("sum of L_{t-1}, t = 2..T (KL)", r.diffusion),
+        ("L_T (prior KL)", r.prior),
+    ];
+    for (name, v) in rows {
+        let _ = writeln!(s, "  {name:<32} {v:>10.4}");
+    }
+    let _ = writeln!(
+        s,
+        "  {:<32} {:>10.4}  (± {:.4} standard error over images)",
+        "total", r.total, r.total_std_error
+    );
+    s
+}
+
+/// The quality figures as a table.
+pub fn format_quality(q: &QualityReport, sampler: &str) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "classifier test accuracy {:.2}% ({} test images, measured now)",
+        100.0 * q.classifier_accuracy,
+        q.test_images
+    );
+    let _ = writeln!(s, "samples: {} ({sampler})", q.generated.n);
+    let _ = writeln!(
+        s,
+        "  {:<34} {:>12} {:>14}",
+        "figure", "samples", "real (train)"
+    );
+    let (g, r) = (&q.generated, &q.real);
+    let _ = writeln!(
+        s,
+        "  {:<34} {:>12.3} {:>14.3}",
+        "classifier FID (vs test features)", g.fid, r.fid
+    );
+    let _ = writeln!(
+        s,
+        "  {:<34} {:>12.3} {:>14.3}",
+        "IS analog", g.inception_score, r.inception_score
+    );
+    let _ = writeln!(
+        s,
+        "  {:<34} {:>11.1}% {:>13.1}%",
+        format!("confident (top p > {CONFIDENT_PROB})"),
+        100.0 * g.confident,
+        100.0 * r.confident
+    );
+    let _ = writeln!(
+        s,
+        "  labels, samples: {}",
+        crate::compare::format_histogram(&g.histogram)
+    );
+    let _ = writeln!(
+        s,
+        "  labels, real:    {}",
+        crate::compare::format_histogram(&r.histogram)
+    );
+    let _ = writeln!(
+        s,
+        "sampling wall time: {:.1} s for {} images on {} threads ({:.1} ms per image)",
+        q.sampling_seconds,
+        g.n,
+        q.workers,
+        1000.0 * q.sampling_seconds / g.n as f64
+    );
+    s
+}
+
+/// A JSON string literal.
+fn json_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for ch in s.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A JSON number (non-finite values, which JSON cannot hold, become null).
+fn json_num(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v}")
+    } else {
+        "null".to_owned()
+    }
+}
+
+fn json_set(f: &quality::SetFigures) -> String {
+    let hist: Vec<String> = f.histogram.iter().map(|c| c.to_string()).collect();
+    format!(
+        "{{\"n\": {}, \"fid\": {}, \"inception_score\": {}, \"confident\": {}, \
+         \"histogram\": [{}]}}",
+        f.n,
+        json_num(f.fid),
+        json_num(f.inception_score),
+        json_num(f.confident),
+        hist.join(", ")
+    )
+}
+
+fn json_sampler(cfg: &SamplerConfig, timesteps: u32) -> String {
+    match cfg {
+        SamplerConfig::Ddpm(d) => format!(
+            "{{\"kind\": \"ddpm\", \"steps\": {timesteps}, \"eta\": null, \"variance\": {}, \
+             \"spacing\": null, \"clip_x0\": {}, \"recompute_eps\": false}}",
+            json_str(variance_name(d.variance)),
+            d.clip_x0
+        ),
+        SamplerConfig::Ddim(d) => format!(
+            "{{\"kind\": \"ddim\", \"steps\": {}, \"eta\": {}, \"variance\": null, \
+             \"spacing\": {}, \"clip_x0\": {}, \"recompute_eps\": {}}}",
+            d.steps,
+            json_num(d.eta as f64),
+            json_str(spacing_name(d.spacing)),
+            d.clip_x0,
+            d.recompute_eps
+        ),
+    }
+}
+
+/// All figures as a JSON document.
+pub fn to_json(
+    opts: &EvalOptions,
+    timesteps: u32,
+    bound: Option<&(nll::BoundReport, f64)>,
+    quality: Option<&QualityReport>,
+) -> String {
+    let mut s = format!(
+        "{{\n  \"model\": {},\n",
+        json_str(&opts.model.display().to_string())
+    );
+    match bound {
+        Some((r, secs)) => {
+            let curve: Vec<String> = r.curve.iter().map(|v| json_num(*v)).collect();
+            let _ = writeln!(
+                s,
+                "  \"nll\": {{\"images\": {}, \"dims\": {}, \"timesteps\": {}, \"variance\": {}, \
+                 \"clip_x0\": {}, \"seed\": {}, \"decoder_bpd\": {}, \"diffusion_bpd\": {}, \
+                 \"prior_bpd\": {}, \"total_bpd\": {}, \"total_std_error\": {}, \
+                 \"seconds\": {}, \"curve_bpd\": [{}]}},",
+                r.n,
+                r.dims,
+                r.timesteps,
+                json_str(variance_name(opts.bound.variance)),
+                opts.bound.clip_x0,
+                opts.bound.seed,
+                json_num(r.decoder),
+                json_num(r.diffusion),
+                json_num(r.prior),
+                json_num(r.total),
+                json_num(r.total_std_error),
+                json_num(*secs),
+                curve.join(", ")
+            );
+        }
+        None => s.push_str("  \"nll\": null,\n"),
+    }
+    match quality {
+        Some(q) => {
+            let _ = writeln!(
+                s,
+                "  \"quality\": {{\"sampler\": {}, \"seed\": {}, \"samples\": {}, \
+                 \"workers\": {}, \"sampling_seconds\": {}, \"classifier\": {}, \
+                 \"classifier_test_accuracy\": {}, \"confident_threshold\": {}, \
+                 \"generated\": {}, \"real_train\": {}}}",
+                json_sampler(&opts.sampler, timesteps),
+                opts.seed,
+                q.generated.n,
+                q.workers,
+                json_num(q.sampling_seconds),
+                json_str(&opts.classifier.display().to_string()),
+                json_num(q.classifier_accuracy),
+                // f32's shortest decimal (0.9), not the f64 widening (0.899999976…).
+                CONFIDENT_PROB,
+                json_set(&q.generated),
+                json_set(&q.real)
+            );
+        }
+        None => s.push_str("  \"quality\": null\n"),
+    }
+    s.push_str("}\n");
+    s
+}
+
+/// Runs what `opts` asks for, prints the figures and writes the requested files.
+pub fn run(opts: &EvalOptions) -> Result<()> {
+    if !opts.nll && !opts.fid {
+        bail!("nothing to do: pass --nll, --fid or both");
+    }
+    let what = opts.model.display().to_string();
+    if !opts.model.is_file() {
+        bail!(
+            "{what}: no such model file (train one with `trainer fit --out FILE` and pass \
+             --model FILE)"
+        );
+    }
+    let bytes = std::fs::read(&opts.model).with_context(|| format!("{what}: cannot read"))?;
+    let timesteps = ModelFile::parse(&bytes)
+        .map_err(|e| anyhow!("{what}: not a valid model file: {e}"))?
+        .header()
+        .schedule
+        .timesteps;
+    let bound = if opts.nll {
+        let b = run_bound(opts)?;
+        print!("{}", format_bound(&b.0, b.1));
+        if let Some(p) = &opts.curve {
+            nll::write_curve_csv(p, &b.0)?;
+            eprintln!("wrote {}", p.display());
+        }
+        Some(b)
+    } else {
+        None
+    };
+    let quality = if opts.fid {
+        let q = run_quality(opts)?;
+        print!(
+            "{}",
+            format_quality(&q, &describe_sampler(&opts.sampler, timesteps))
+        );
+        Some(q)
+    } else {
+        None
+    };
+    if let Some(p) = &opts.json {
+        let doc = to_json(opts, timesteps, bound.as_ref(), quality.as_ref());
+        crate::atomic::write_atomic(p, doc.as_bytes())?;
+        eprintln!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_are_escaped_and_non_finite_numbers_are_null() {
+        assert_eq!(json_str("a\"b\\c\nd\u{1}"), "\"a\\\"b\\\\c\\nd\\u0001\"");
+        assert_eq!(json_num(f64::NAN), "null");
+        assert_eq!(json_num(1.5), "1.5");
+    }
+}
