@@ -154,6 +154,7 @@ impl HostModel {
         if let (ModelConfig::SimpleUNet(c), FastNet::Simple(old)) = (&self.cfg, &self.fast) {
             let threads = old.threads();
             let net = SimpleUNet::from_flat(*c, &self.params)?;
+            #[cfg_attr(not(feature = "threads"), allow(unused_mut))]
             let mut fast = crate::fast::FastSimpleUNet::with_tile(&net, tile);
             #[cfg(feature = "threads")]
             fast.set_threads(threads);

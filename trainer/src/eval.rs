@@ -88,7 +88,7 @@ pub struct QualityReport {
 /// The network of a model file in tch, on a device, as ε_θ(x, t/T).
 pub struct TorchNet {
     _vs: nn::VarStore,
-    net: model::SimpleUNet,
+    net: model::Net,
     /// The schedule the model was trained with.
     pub schedule: ScheduleConfig,
     /// Image (channels, height, width).
@@ -100,9 +100,9 @@ impl TorchNet {
     pub fn load(path: &Path, device: Device) -> Result<Self> {
         let m = export::read_model_file(path)?;
         let mut vs = nn::VarStore::new(device);
-        let net = model::SimpleUNet::new(&vs.root(), m.config);
+        let net = model::Net::new(&vs.root(), m.config);
         model::load_params(&mut vs, &m.config, &m.tensors, &path.display().to_string())?;
-        let mc = ModelConfig::SimpleUNet(m.config);
+        let mc: ModelConfig = m.config;
         Ok(Self {
             _vs: vs,
             net,
