@@ -62,6 +62,9 @@ pub mod sampler;
 pub mod schedule;
 pub mod simple_unet;
 pub mod stream;
+pub mod tiny_int8;
+#[cfg(feature = "alloc")]
+pub mod tiny_quantize;
 pub mod tiny_unet;
 #[cfg(feature = "fast")]
 pub mod winograd;
