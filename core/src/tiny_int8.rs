@@ -28,7 +28,10 @@ use crate::error::{check_len, check_min_len, Error, Result};
 use crate::format::{DType, ModelFile, Precision};
 use crate::int8::{act_quant, tensor, F32Le, I32Le};
 use crate::layers;
+use crate::noise::GaussianNoise;
 use crate::quant::{ActQuant, QuantizedMultiplier};
+use crate::sampler::{ddim_step, ddpm_step, Plan, SamplerConfig};
+use crate::schedule::Schedule;
 
 /// The seven conv layers in forward order (the six blocks, then `out`).
 pub const LAYERS: [&str; 7] = ["enc0", "down1", "down2", "mid", "up2", "up1", "out"];
@@ -263,13 +266,23 @@ impl<'a> TinyQConv<'a> {
         }
     }
 
-    /// Output row `y` of the dequantized last layer into `eps` (`[out_c, h, w]`).
-    fn dequant_row<S: Source>(&self, src: &S, h: usize, w: usize, y: usize, eps: &mut [f32]) {
+    /// Output row `y` of the dequantized last layer: channel `o`, column `x` into
+    /// `dst[o · dst_stride + x]`.
+    #[allow(clippy::too_many_arguments)]
+    fn dequant_row<S: Source>(
+        &self,
+        src: &S,
+        h: usize,
+        w: usize,
+        y: usize,
+        dst: &mut [f32],
+        dst_stride: usize,
+    ) {
         for o in 0..self.out_c {
             let unit = self.bias_scale.get(o);
             for x in 0..w {
                 let acc = self.accumulate(src, h, w, o, y, x, 0);
-                eps[(o * h + y) * w + x] = acc as f32 * unit;
+                dst[o * dst_stride + x] = acc as f32 * unit;
             }
         }
     }
@@ -497,16 +510,15 @@ impl TinyInt8Workspace {
     }
 }
 
-/// The whole working memory of one int8 DDIM sample with [`TinyUNetConfig::DEFAULT`]: the
-/// planned executor's workspace and the sampler's state x and ε (f32). The sampler's noise
-/// generator and schedule are not included (the schedule lives where the caller puts it).
+/// The whole working memory of one int8 DDIM sample with [`TinyUNetConfig::DEFAULT`] through
+/// [`sample_planned`]: the planned executor's workspace and the sampler's state x (f32). ε is
+/// never stored whole: each row (C·W f32, on the stack) updates x as it appears. The noise
+/// generator and the schedule are not included (the schedule lives where the caller puts it).
 pub struct TinyInt8SampleMemory {
     /// Executor workspace.
     pub ws: TinyInt8Workspace,
     /// Sampler state x.
     pub x: [f32; TinyUNetConfig::DEFAULT.image_len()],
-    /// Predicted noise ε.
-    pub eps: [f32; TinyUNetConfig::DEFAULT.image_len()],
 }
 
 impl TinyInt8SampleMemory {
@@ -514,7 +526,6 @@ impl TinyInt8SampleMemory {
     pub const ZEROED: Self = Self {
         ws: TinyInt8Workspace::ZEROED,
         x: [0.0; TinyUNetConfig::DEFAULT.image_len()],
-        eps: [0.0; TinyUNetConfig::DEFAULT.image_len()],
     };
 }
 
@@ -713,15 +724,14 @@ impl<'a> Int8TinyUNet<'a> {
         let _ = w1;
         let src = Plain { data: u1, h, w };
         for y in 0..h {
-            out.dequant_row(&src, h, w, y, eps);
+            out.dequant_row(&src, h, w, y, &mut eps[y * w..], h * w);
         }
         Ok(())
     }
 
     /// The planned int8 forward pass: the same integers as [`Int8TinyUNet::forward_layerwise`]
     /// in an arena of [`arena_len`] bytes (regions and lifetimes documented there), with up1
-    /// and out interleaved row by row: after up1's row r, out's row r − 1 is computed from the
-    /// ring of up1 rows r − 2, r − 1, r.
+    /// and out interleaved row by row. ε is written whole into `eps`.
     pub fn forward_planned(
         &self,
         x: &[f32],
@@ -731,11 +741,44 @@ impl<'a> Int8TinyUNet<'a> {
         eps: &mut [f32],
     ) -> Result<()> {
         let cfg = self.cfg;
-        check_len("input image", cfg.image_len(), x.len())?;
         check_len("output image", cfg.image_len(), eps.len())?;
+        let (h, w) = (cfg.height as usize, cfg.width as usize);
+        self.begin_planned(x, t_in, arena, time)?;
+        self.rows_planned(arena, time, &mut RowsToMap { eps, h, w })
+    }
+
+    /// First part of the planned pass: quantizes `x` into the arena and computes temb. After
+    /// it, `x` is not read again, so a sampler may update it while the rows of ε appear.
+    pub fn begin_planned(
+        &self,
+        x: &[f32],
+        t_in: f32,
+        arena: &mut [i8],
+        time: &mut TimeScratch<'_>,
+    ) -> Result<()> {
+        let cfg = self.cfg;
+        check_len("input image", cfg.image_len(), x.len())?;
         check_min_len("int8 arena", arena_len(&cfg), arena.len())?;
         self.check_time(time)?;
         self.time_embedding(t_in, time)?;
+        let (_, rest) = arena.split_at_mut(cfg.widths[0] as usize * cfg.planes()[0]);
+        self.quantize_input(x, &mut rest[..cfg.image_len()]);
+        Ok(())
+    }
+
+    /// Second part of the planned pass: every layer from the quantized input left in the arena
+    /// by [`Int8TinyUNet::begin_planned`]; each row `y` of ε (`[c, W]`) is handed to `sink` as
+    /// soon as it is computed, in increasing `y`. After up2, region B holds the ring of up1's
+    /// rows: after up1's row r, out's row r − 1 is computed from up1 rows r − 2, r − 1, r.
+    pub fn rows_planned(
+        &self,
+        arena: &mut [i8],
+        time: &mut TimeScratch<'_>,
+        sink: &mut dyn RowSink,
+    ) -> Result<()> {
+        let cfg = self.cfg;
+        check_min_len("int8 arena", arena_len(&cfg), arena.len())?;
+        self.check_time(time)?;
         let (h, w) = (cfg.height as usize, cfg.width as usize);
         let [w1, w2, w3] = cfg.widths.map(|v| v as usize);
         let [p1, p2, p3] = cfg.planes();
@@ -746,8 +789,7 @@ impl<'a> Int8TinyUNet<'a> {
         let temb = &time.temb[..cfg.temb_dim as usize];
         let offs = &mut time.offsets[..];
 
-        let xq = &mut rb[..cfg.image_len()];
-        self.quantize_input(x, xq);
+        let xq = &rb[..cfg.image_len()];
         let s1 = &mut ra[..];
         enc0.time_offsets(temb, offs);
         enc0.block_map(&Plain { data: xq, h, w }, h, w, offs, s1);
@@ -803,6 +845,9 @@ impl<'a> Int8TinyUNet<'a> {
             w,
         };
         let ring = &mut rb[..3 * w1 * w];
+        let mut eps_row = [0.0f32; MAX_ROW];
+        check_min_len("eps row", (cfg.channels * cfg.width) as usize, MAX_ROW)?;
+        let eps_row = &mut eps_row[..(cfg.channels * cfg.width) as usize];
         for r in 0..h {
             let slot = &mut ring[(r % 3) * w1 * w..(r % 3 + 1) * w1 * w];
             up1.block_row(&cat1, h, w, r, offs, slot, w);
@@ -812,7 +857,8 @@ impl<'a> Int8TinyUNet<'a> {
                     c: w1,
                     w,
                 };
-                out.dequant_row(&src, h, w, r - 1, eps);
+                out.dequant_row(&src, h, w, r - 1, eps_row, w);
+                sink.row(r - 1, eps_row)?;
             }
         }
         let src = Ring {
@@ -820,9 +866,101 @@ impl<'a> Int8TinyUNet<'a> {
             c: w1,
             w,
         };
-        out.dequant_row(&src, h, w, h - 1, eps);
+        out.dequant_row(&src, h, w, h - 1, eps_row, w);
+        sink.row(h - 1, eps_row)
+    }
+}
+
+/// Longest row of ε (C·W floats) the planned executor hands out; it lives on the stack.
+pub const MAX_ROW: usize = 128;
+
+/// Receives the rows of ε from [`Int8TinyUNet::rows_planned`].
+pub trait RowSink {
+    /// Row `y` of ε, `[c, W]` (channel after channel).
+    fn row(&mut self, y: usize, eps_row: &[f32]) -> Result<()>;
+}
+
+/// Writes rows of ε into a whole `[c, H, W]` map.
+struct RowsToMap<'e> {
+    eps: &'e mut [f32],
+    h: usize,
+    w: usize,
+}
+
+impl RowSink for RowsToMap<'_> {
+    fn row(&mut self, y: usize, eps_row: &[f32]) -> Result<()> {
+        for (ch, part) in eps_row.chunks(self.w).enumerate() {
+            self.eps[(ch * self.h + y) * self.w..][..self.w].copy_from_slice(part);
+        }
         Ok(())
     }
+}
+
+/// Applies one sampler step to the image rows as ε's rows appear.
+struct StepRows<'s, const M: usize> {
+    sched: &'s Schedule<M>,
+    cfg: &'s SamplerConfig,
+    t: u32,
+    prev: Option<u32>,
+    noise: &'s mut GaussianNoise,
+    x: &'s mut [f32],
+    h: usize,
+    w: usize,
+}
+
+impl<const M: usize> RowSink for StepRows<'_, M> {
+    fn row(&mut self, y: usize, eps_row: &[f32]) -> Result<()> {
+        for (ch, er) in eps_row.chunks(self.w).enumerate() {
+            let xr = &mut self.x[(ch * self.h + y) * self.w..][..self.w];
+            let noise = &mut *self.noise;
+            let z = |_: usize| noise.next_gaussian();
+            match self.cfg {
+                SamplerConfig::Ddpm(c) => ddpm_step(self.sched, c, self.t, xr, er, z)?,
+                SamplerConfig::Ddim(c) => ddim_step(self.sched, c, self.t, self.prev, xr, er, z)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A whole sample through the planned executor with no ε buffer: `x` is filled with noise
+/// from `seed` and updated row by row as each step's ε rows appear (x is read by the network
+/// only while it is quantized, before the first row). With one image channel, noise is drawn
+/// in the order of [`crate::sampler::sample`], so the result equals
+/// `sampler::sample(Int8TinyPlanned)` bit for bit. Working memory: `x`, `ws`, the schedule.
+pub fn sample_planned<const M: usize>(
+    net: &Int8TinyUNet<'_>,
+    sched: &Schedule<M>,
+    cfg: &SamplerConfig,
+    seed: u64,
+    x: &mut [f32],
+    ws: &mut TinyInt8Workspace,
+) -> Result<()> {
+    let ncfg = *net.config();
+    check_len("image", ncfg.image_len(), x.len())?;
+    let plan = Plan::new(cfg, sched.len() as u32)?;
+    let mut noise = GaussianNoise::new(seed);
+    noise.fill(x);
+    let (arena, mut time) = ws.split();
+    for k in 0..plan.len() {
+        let (t, prev) = plan
+            .step(k)
+            .ok_or(Error::InvalidConfig("step index past the plan"))?;
+        let t_in = t as f32 / sched.len() as f32;
+        net.begin_planned(x, t_in, arena, &mut time)?;
+        let mut sink = StepRows {
+            sched,
+            cfg,
+            t,
+            prev,
+            noise: &mut noise,
+            x: &mut *x,
+            h: ncfg.height as usize,
+            w: ncfg.width as usize,
+        };
+        net.rows_planned(arena, &mut time, &mut sink)?;
+    }
+    Ok(())
 }
 
 /// A [`Denoiser`](crate::sampler::Denoiser) running the planned int8 executor.
@@ -970,6 +1108,35 @@ mod tests {
                 "input {k}"
             );
         }
+    }
+
+    /// The row-streamed sampler (no ε buffer, x updated as ε's rows appear) equals the
+    /// generic sampler driving the planned executor with a whole ε, bit for bit.
+    #[test]
+    fn sample_planned_equals_generic_sampler() {
+        use crate::sampler::{self, DdimConfig};
+        let cfg = TinyUNetConfig::DEFAULT;
+        let f = fixture(cfg);
+        let file = ModelFile::parse(&f.int8).unwrap();
+        let q = Int8TinyUNet::from_file(&file).unwrap();
+        let sched: Schedule = Schedule::new(&ScheduleConfig::default()).unwrap();
+        let scfg = SamplerConfig::Ddim(DdimConfig {
+            steps: 3,
+            clip_x0: true,
+            recompute_eps: true,
+            ..DdimConfig::default()
+        });
+        let mut ws = alloc::boxed::Box::new(TinyInt8Workspace::ZEROED);
+        let mut x1 = vec![0.0f32; cfg.image_len()];
+        sample_planned(&q, &sched, &scfg, 42, &mut x1, &mut ws).unwrap();
+        let mut den = Int8TinyPlanned::new(q, &mut ws).unwrap();
+        let (mut x2, mut eps) = (vec![0.0f32; cfg.image_len()], vec![0.0f32; cfg.image_len()]);
+        sampler::sample(&mut den, &sched, &scfg, 42, &mut x2, &mut eps).unwrap();
+        assert_eq!(
+            x1.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            x2.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+        assert!(x1.iter().any(|v| *v != 0.0));
     }
 
     /// Relative RMS error of int8 ε against f32 ε on inputs outside the calibration set.
@@ -1139,8 +1306,8 @@ mod tests {
             arena_len(&cfg) + time
         );
         let total = core::mem::size_of::<TinyInt8SampleMemory>();
-        assert_eq!(total, arena_len(&cfg) + time + 2 * 4 * cfg.image_len());
-        assert_eq!(total, 60_480);
+        assert_eq!(total, arena_len(&cfg) + time + 4 * cfg.image_len());
+        assert_eq!(total, 57_344);
         // RAM of the demo board's layout, less 4 KiB kept for the stack and other statics.
         const RAM: usize = 64 * 1024;
         const STACK_AND_STATICS: usize = 4 * 1024;
