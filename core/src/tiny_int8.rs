@@ -468,6 +468,8 @@ pub struct TimeScratch<'b> {
     pub temb: &'b mut [f32],
     /// Widest layer's channels.
     pub offsets: &'b mut [i32],
+    /// One row of ε (C·W; the planned executor only, may be empty for the layerwise one).
+    pub row: &'b mut [f32],
 }
 
 /// All the working memory of the planned executor for [`TinyUNetConfig::DEFAULT`] as one
@@ -484,6 +486,8 @@ pub struct TinyInt8Workspace {
     pub temb: [f32; TinyUNetConfig::DEFAULT.temb_dim as usize],
     /// One block's integer time offsets.
     pub offsets: [i32; widest(&TinyUNetConfig::DEFAULT)],
+    /// One row of ε.
+    pub row: [f32; (TinyUNetConfig::DEFAULT.channels * TinyUNetConfig::DEFAULT.width) as usize],
 }
 
 impl TinyInt8Workspace {
@@ -494,6 +498,7 @@ impl TinyInt8Workspace {
         hidden: [0.0; TinyUNetConfig::DEFAULT.temb_dim as usize],
         temb: [0.0; TinyUNetConfig::DEFAULT.temb_dim as usize],
         offsets: [0; widest(&TinyUNetConfig::DEFAULT)],
+        row: [0.0; (TinyUNetConfig::DEFAULT.channels * TinyUNetConfig::DEFAULT.width) as usize],
     };
 
     /// The arena and the time scratch.
@@ -505,6 +510,7 @@ impl TinyInt8Workspace {
                 hidden: &mut self.hidden,
                 temb: &mut self.temb,
                 offsets: &mut self.offsets,
+                row: &mut self.row,
             },
         )
     }
@@ -845,9 +851,9 @@ impl<'a> Int8TinyUNet<'a> {
             w,
         };
         let ring = &mut rb[..3 * w1 * w];
-        let mut eps_row = [0.0f32; MAX_ROW];
-        check_min_len("eps row", (cfg.channels * cfg.width) as usize, MAX_ROW)?;
-        let eps_row = &mut eps_row[..(cfg.channels * cfg.width) as usize];
+        let row_len = (cfg.channels * cfg.width) as usize;
+        check_min_len("time scratch row", row_len, time.row.len())?;
+        let eps_row = &mut time.row[..row_len];
         for r in 0..h {
             let slot = &mut ring[(r % 3) * w1 * w..(r % 3 + 1) * w1 * w];
             up1.block_row(&cat1, h, w, r, offs, slot, w);
@@ -870,9 +876,6 @@ impl<'a> Int8TinyUNet<'a> {
         sink.row(h - 1, eps_row)
     }
 }
-
-/// Longest row of ε (C·W floats) the planned executor hands out; it lives on the stack.
-pub const MAX_ROW: usize = 128;
 
 /// Receives the rows of ε from [`Int8TinyUNet::rows_planned`].
 pub trait RowSink {
@@ -1094,6 +1097,7 @@ mod tests {
                 hidden: &mut hidden,
                 temb: &mut temb,
                 offsets: &mut offsets,
+                row: &mut [],
             };
             q.forward_layerwise(&x, t_in, &mut acts, &mut t, &mut e_lw)
                 .unwrap();
@@ -1270,6 +1274,7 @@ mod tests {
             hidden: &mut hidden,
             temb: &mut temb,
             offsets: &mut offsets,
+            row: &mut [],
         };
         q.time_embedding(t_in, &mut t).unwrap();
         assert_eq!(t.temb, &t2[..], "temb is the f32 network's");
@@ -1300,14 +1305,14 @@ mod tests {
         let cfg = TinyUNetConfig::DEFAULT;
         assert_eq!(arena_len(&cfg), 25_088 + 12_544 + 3_136 + 12_544);
         assert!(arena_len(&cfg) < cfg.int8_peak_activation_bytes());
-        let time = 4 * (32 + 64 + 64) + 4 * 64;
+        let time = 4 * (32 + 64 + 64) + 4 * 64 + 4 * 28;
         assert_eq!(
             core::mem::size_of::<TinyInt8Workspace>(),
             arena_len(&cfg) + time
         );
         let total = core::mem::size_of::<TinyInt8SampleMemory>();
         assert_eq!(total, arena_len(&cfg) + time + 4 * cfg.image_len());
-        assert_eq!(total, 57_344);
+        assert_eq!(total, 57_456);
         // RAM of the demo board's layout, less 4 KiB kept for the stack and other statics.
         const RAM: usize = 64 * 1024;
         const STACK_AND_STATICS: usize = 4 * 1024;

@@ -202,6 +202,7 @@ pub fn tiny_accuracy(
             hidden: &mut hidden,
             temb: &mut temb,
             offsets: &mut offsets,
+            row: &mut [],
         };
         q.forward_layerwise(&x, t_in, &mut acts, &mut ts, &mut e8)
             .map_err(|e| anyhow!("{e}"))?;
