@@ -38,6 +38,7 @@ fn main() {
     // The embedded model files.
     println!("cargo:rerun-if-changed=../models/simple_unet_mnist_int8.ddpm");
     println!("cargo:rerun-if-changed=../models/simple_unet_mnist.ddpm");
+    println!("cargo:rerun-if-changed=../models/tiny_unet_mnist_int8.ddpm");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rustc-link-arg-bins=--nmagic");
     println!("cargo:rustc-link-arg-bins=-Tlink.x");

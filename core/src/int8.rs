@@ -24,7 +24,11 @@ use crate::quant::{ActQuant, QuantizedMultiplier};
 #[derive(Debug, Clone, Copy)]
 pub struct I32Le<'a>(&'a [u8]);
 
-impl I32Le<'_> {
+impl<'a> I32Le<'a> {
+    /// A view of `bytes` (4 per value).
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Self(bytes)
+    }
     /// Element `i` (0 past the end; lengths are checked at construction).
     #[inline]
     pub fn get(&self, i: usize) -> i32 {
@@ -69,7 +73,7 @@ impl<'a> F32Le<'a> {
 /// `input.zero_point`.
 pub const LAYERS: [&str; 4] = ["enc1", "enc2", "dec1", "dec2"];
 
-fn tensor<'a>(
+pub(crate) fn tensor<'a>(
     file: &ModelFile<'a>,
     name: &'static str,
     dtype: DType,
@@ -103,7 +107,11 @@ fn scalar_i32(file: &ModelFile<'_>, name: &'static str) -> Result<i32> {
     Ok(v)
 }
 
-fn act_quant(file: &ModelFile<'_>, scale: &'static str, zp: &'static str) -> Result<ActQuant> {
+pub(crate) fn act_quant(
+    file: &ModelFile<'_>,
+    scale: &'static str,
+    zp: &'static str,
+) -> Result<ActQuant> {
     let s = scalar_f32(file, scale)?;
     if !(s > 0.0 && s.is_finite()) {
         return Err(Error::InvalidConfig(

@@ -65,6 +65,9 @@ pub mod schedule;
 mod simd;
 pub mod simple_unet;
 pub mod stream;
+pub mod tiny_int8;
+#[cfg(feature = "alloc")]
+pub mod tiny_quantize;
 pub mod tiny_unet;
 #[cfg(feature = "fast")]
 pub mod winograd;

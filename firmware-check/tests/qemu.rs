@@ -82,13 +82,18 @@ fn leaks_from_outer_cargo(name: &str) -> bool {
 /// Builds the release firmware (seed from `DDPM_DEMO_SEED` when given, else its default; the
 /// f32 model when `f32`) and returns the path of its ELF file.
 fn build_firmware(seed: Option<u64>, f32: bool) -> PathBuf {
+    build_firmware_with(seed, if f32 { Some("f32") } else { None })
+}
+
+/// Builds firmware-demo with one optional cargo feature (`f32` or `tiny`).
+fn build_firmware_with(seed: Option<u64>, feature: Option<&str>) -> PathBuf {
     let dir = firmware_dir();
     let target_dir = dir.join("target");
     let cargo = env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     let mut cmd = Command::new(&cargo);
     cmd.current_dir(&dir).args(["build", "--release"]);
-    if f32 {
-        cmd.args(["--features", "f32"]);
+    if let Some(f) = feature {
+        cmd.args(["--features", f]);
     }
     for (name, _) in env::vars_os() {
         if name.to_str().is_some_and(leaks_from_outer_cargo) {
@@ -357,4 +362,99 @@ fn f32_build_matches_the_host_and_fits_in_128k() {
         mismatches("x", &report.x_bits, &host)
     );
     check_memory(&elf_path, report.stack_high_water, F32_RAM_BUDGET);
+}
+
+/// CRC-32 of the u8 image the `tiny` build draws (seed 42, 10 DDIM steps, x0 clipped) from
+/// `models/tiny_unet_mnist_int8.ddpm`. After swapping in another model file
+/// (`tools/export_tiny_int8.sh`), `tiny_host_checksum_is_pinned` fails and prints the new value
+/// to paste here.
+const PINNED_TINY_INT8_CHECKSUM_SEED42: u32 = 0x84c2_be21;
+
+/// The `tiny` build's sample computed on the host with the same executor and sampler.
+fn host_tiny_sample(seed: u64, steps: u32) -> HostSample {
+    use ddpm_core::format::ModelFile;
+    use ddpm_core::tiny_int8::{sample_planned, Int8TinyUNet, TinyInt8Workspace};
+    let path = firmware_dir().join("../models/tiny_unet_mnist_int8.ddpm");
+    let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let file = ModelFile::parse(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let net = Int8TinyUNet::from_file(&file).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut schedule: Box<ddpm_core::Schedule<300>> = Box::new(ddpm_core::Schedule::EMPTY);
+    schedule.fill(&file.header().schedule).unwrap();
+    let mut ws = Box::new(TinyInt8Workspace::ZEROED);
+    let mut x = vec![0.0f32; net.config().image_len()];
+    sample_planned(
+        &net,
+        &schedule,
+        &demo_model::sampler_config(steps),
+        seed,
+        &mut x,
+        &mut ws,
+    )
+    .unwrap_or_else(|e| panic!("host tiny sampling failed: {e}"));
+    HostSample {
+        x_bits: x.iter().map(|v| v.to_bits()).collect(),
+        pixels: x.iter().map(|&v| ddpm_core::pixel_to_u8(v)).collect(),
+    }
+}
+
+#[test]
+fn tiny_host_checksum_is_pinned() {
+    let host = host_tiny_sample(42, 10);
+    let sum = crc32(&host.pixels);
+    assert_eq!(
+        sum, PINNED_TINY_INT8_CHECKSUM_SEED42,
+        "the int8 TinyUNet sample's checksum is {sum:#010x}, pinned {:#010x}; if the model file \
+         models/tiny_unet_mnist_int8.ddpm was replaced on purpose, set \
+         PINNED_TINY_INT8_CHECKSUM_SEED42 in firmware-check/tests/qemu.rs to {sum:#010x}",
+        PINNED_TINY_INT8_CHECKSUM_SEED42
+    );
+}
+
+#[test]
+fn tiny_build_matches_the_host_bit_for_bit_and_fits_in_64k() {
+    /// Bytes of int8 weights the tiny build may embed.
+    const INT8_WEIGHT_BUDGET: usize = 256 * 1024;
+    let _turn = firmware_lock();
+    let elf_path = build_firmware_with(None, Some("tiny"));
+    let (status, out, err) = run_in_qemu(&elf_path);
+    println!("--- tiny firmware output ---\n{out}{err}---");
+    assert!(
+        status.success(),
+        "the firmware exited with {status}:\n{out}\n{err}"
+    );
+    let report = FirmwareReport::parse(&out).unwrap_or_else(|e| panic!("{e}\n{out}"));
+    let host = host_tiny_sample(report.seed, report.steps);
+    assert!(
+        report.x_bits == host.x_bits,
+        "the tiny firmware's f32 sample differs from the host's:\n{}",
+        mismatches("x", &report.x_bits, &host.x_bits)
+    );
+    assert!(
+        report.pixels == host.pixels,
+        "the tiny firmware's image differs from the host's:\n{}",
+        mismatches("pixel", &report.pixels, &host.pixels)
+    );
+    assert_eq!(
+        report.checksum,
+        crc32(&host.pixels),
+        "checksum vs the host's"
+    );
+    // Int8 weights embedded: every i8 tensor of the model file.
+    let path = firmware_dir().join("../models/tiny_unet_mnist_int8.ddpm");
+    let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let file = ddpm_core::format::ModelFile::parse(&bytes).unwrap();
+    let int8_bytes: usize = file
+        .tensors()
+        .filter(|t| t.dtype == ddpm_core::format::DType::I8)
+        .map(|t| t.data.len())
+        .sum();
+    println!(
+        "model file {} bytes, of which int8 weights {int8_bytes} bytes",
+        bytes.len()
+    );
+    assert!(
+        int8_bytes <= INT8_WEIGHT_BUDGET,
+        "{int8_bytes} bytes of int8 weights"
+    );
+    check_memory(&elf_path, report.stack_high_water, RAM_BUDGET);
 }

@@ -80,6 +80,13 @@ impl Buffers {
     };
 }
 
+impl Buffers {
+    /// The finished image.
+    pub fn image(&self) -> &[u8] {
+        &self.image
+    }
+}
+
 /// Samples one image with `seed` and `steps` DDIM steps into `bufs.image`.
 pub fn generate(bufs: &mut Buffers, seed: u64, steps: u32) -> Result<()> {
     let file = ModelFile::parse(MODEL)?;

@@ -12,11 +12,20 @@
 //! Expected for the default build (seed 42, 10 steps): noise bits starting `0xbe8986ed
 //! 0x3f14fc0c` and the checksum pinned in `firmware-check/tests/qemu.rs`.
 //!
-//! Build settings: `DDPM_DEMO_SEED` (default 42) and `DDPM_DEMO_STEPS` (default 10).
+//! Build settings: `DDPM_DEMO_SEED` (default 42) and `DDPM_DEMO_STEPS` (default 10); cargo
+//! feature `tiny` samples the int8 TinyUNet (`src/tiny_model.rs`) in the same 64 KB layout.
 
 #![no_std]
 #![no_main]
 
+#[cfg(all(feature = "tiny", feature = "f32"))]
+compile_error!("the `tiny` and `f32` features are exclusive");
+
+#[cfg(not(feature = "tiny"))]
+mod demo_model;
+/// The `tiny` build samples the int8 TinyUNet instead (same interface).
+#[cfg(feature = "tiny")]
+#[path = "tiny_model.rs"]
 mod demo_model;
 mod stack;
 
@@ -89,7 +98,7 @@ fn run(bufs: &mut demo_model::Buffers) -> ddpm_core::Result<()> {
 
     demo_model::generate(bufs, SEED, STEPS)?;
 
-    let image = &bufs.image;
+    let image = bufs.image();
     let width = cfg.width as usize;
     hprintln!("image:");
     for row in image.chunks(width) {

@@ -19,6 +19,7 @@ pub mod fetch;
 pub mod idx;
 pub mod model;
 pub mod quantize;
+pub mod quantize_tiny;
 pub mod sample;
 pub mod schedule;
 pub mod train;

@@ -200,7 +200,8 @@ struct ExportArgs {
     #[arg(long, default_value = "")]
     note: String,
     /// Write an int8 model file (post-training quantization, TFLite Micro conventions),
-    /// calibrated on noised training images and DDPM trajectory states.
+    /// calibrated on noised training images and DDPM (SimpleUNet) or DDIM-10 (TinyUNet)
+    /// trajectory states.
     #[arg(long, conflicts_with = "safetensors")]
     int8: bool,
     /// --int8: MNIST directory for calibration (train split) and the accuracy report (test
@@ -214,7 +215,8 @@ struct ExportArgs {
     /// --int8: noised training images to calibrate on.
     #[arg(long, default_value_t = 512)]
     calib_images: usize,
-    /// --int8: DDPM trajectories whose states are calibrated on (every 10th step).
+    /// --int8: sampler trajectories whose states are calibrated on (SimpleUNet: DDPM, every
+    /// 10th step; TinyUNet: DDIM 10 steps, every step).
     #[arg(long, default_value_t = 4)]
     calib_trajectories: usize,
     /// --int8: noised test images for the accuracy report.
@@ -558,6 +560,9 @@ fn run_export(a: ExportArgs) -> Result<()> {
     };
     if a.safetensors {
         export::write_safetensors(&a.out, &tensors)?;
+    } else if a.int8 && matches!(cfg, ModelConfig::TinyUNet(_)) {
+        let f32_bytes = export::model_file_bytes(&cfg, &schedule, &tensors, &note)?;
+        export_tiny_int8(&a, &f32_bytes, &note)?;
     } else if a.int8 {
         let f32_bytes = export::model_file_bytes(&cfg, &schedule, &tensors, &note)?;
         let data = a
@@ -595,6 +600,43 @@ fn run_export(a: ExportArgs) -> Result<()> {
     }
     eprintln!("wrote {}", a.out.display());
     Ok(())
+}
+
+/// `export --int8` of a TinyUNet (see `ddpm_trainer::quantize_tiny`).
+fn export_tiny_int8(a: &ExportArgs, f32_bytes: &[u8], note: &str) -> Result<()> {
+    let data = a
+        .data
+        .clone()
+        .unwrap_or_else(ddpm_trainer::idx::default_data_dir);
+    let opts = ddpm_trainer::quantize::CalibrationOptions {
+        images: a.calib_images,
+        trajectories: a.calib_trajectories,
+        trajectory_every: 1,
+        method: a.range,
+        seed: a.seed,
+        eval_images: a.eval_images,
+    };
+    eprintln!(
+        "export --int8 (TinyUNet): calibrating on {} noised training images and {} DDIM-{} \
+         trajectories ({:?})",
+        opts.images,
+        opts.trajectories,
+        ddpm_trainer::quantize_tiny::CALIBRATION_DDIM_STEPS,
+        opts.method
+    );
+    let (bytes, r) = ddpm_trainer::quantize_tiny::quantize_tiny_model(
+        f32_bytes,
+        &data,
+        &opts,
+        &format!("{note} (int8, {:?} ranges)", opts.method),
+    )?;
+    let [x, s1, s2, d2, m, u2, u1] = r.activations;
+    eprintln!(
+        "int8 vs f32 relative RMS error on {} noised test images: input {x:.4}, enc0 {s1:.4}, \
+         down1 {s2:.4}, down2 {d2:.4}, mid {m:.4}, up2 {u2:.4}, up1 {u1:.4}, eps {:.4}",
+        opts.eval_images, r.eps
+    );
+    ddpm_trainer::atomic::write_atomic(&a.out, &bytes)
 }
 
 fn run_import(a: ImportArgs) -> Result<()> {

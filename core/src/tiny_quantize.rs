@@ -1,0 +1,226 @@
+//! Post-training quantization of an f32 TinyUNet into the int8 file
+//! [`crate::tiny_int8::Int8TinyUNet`] reads (host side).
+//!
+//! [`TinyCalibrator`] runs the f32 reference forward pass and records the range of the seven
+//! activation tensors the int8 network stores (x, s1, s2, d2, m, u2, u1, in
+//! [`TINY_ACTIVATIONS`] order). [`quantize_tiny_unet`] then gives both halves of each
+//! concatenation one shared quantization, chosen from the union of their ranges:
+//! `cat1 = [up(u2), s1]` (enc0 and up2 emit at it) and `cat2 = [up(m), s2]` (down1 and mid emit
+//! at it), so the int8 concatenation is a plain juxtaposition of bytes.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use crate::config::{ModelConfig, ScheduleConfig, TinyUNetConfig};
+use crate::error::Result;
+use crate::format::{ModelWriter, Precision};
+use crate::quant::{quantize_weight, weight_scale, ActQuant, QuantizedMultiplier};
+use crate::quantize::RangeMethod;
+use crate::tiny_int8::tensor_names;
+use crate::tiny_unet::TinyUNet;
+
+/// The activation tensors the int8 TinyUNet stores, in calibration order.
+pub const TINY_ACTIVATIONS: [&str; 7] = ["x", "s1", "s2", "d2", "m", "u2", "u1"];
+
+/// Records activation ranges of an f32 TinyUNet on calibration inputs.
+pub struct TinyCalibrator<'w> {
+    net: TinyUNet<'w>,
+    workspace: Vec<f32>,
+    out: Vec<f32>,
+    min: [f32; 7],
+    max: [f32; 7],
+    samples: [Vec<f32>; 7],
+    stride: usize,
+    counter: usize,
+}
+
+/// Where each of [`TINY_ACTIVATIONS`] but x lies in [`TinyUNet::forward_reference`]'s
+/// workspace: `[up(u2) | s1] u1 [up(m) | s2] u2 d2 m ...`.
+pub fn reference_workspace_ranges(cfg: &TinyUNetConfig) -> [core::ops::Range<usize>; 6] {
+    let [p1, p2, p3] = cfg.planes();
+    let [w1, w2, w3] = cfg.widths.map(|v| v as usize);
+    let s1 = w2 * p1..(w2 + w1) * p1;
+    let u1 = s1.end..s1.end + w1 * p1;
+    let s2 = u1.end + w3 * p2..u1.end + (w3 + w2) * p2;
+    let u2 = s2.end..s2.end + w2 * p2;
+    let d2 = u2.end..u2.end + w3 * p3;
+    let m = d2.end..d2.end + w3 * p3;
+    [s1, s2, d2, m, u2, u1]
+}
+
+impl<'w> TinyCalibrator<'w> {
+    /// A calibrator for `net`; every `stride`-th value is kept for percentiles.
+    pub fn new(net: TinyUNet<'w>, stride: usize) -> Self {
+        let cfg = *net.config();
+        Self {
+            net,
+            workspace: vec![0.0; cfg.workspace_len()],
+            out: vec![0.0; cfg.image_len()],
+            min: [f32::INFINITY; 7],
+            max: [f32::NEG_INFINITY; 7],
+            samples: Default::default(),
+            stride: stride.max(1),
+            counter: 0,
+        }
+    }
+
+    fn record(&mut self, k: usize, values: &[f32]) {
+        for &v in values {
+            self.min[k] = self.min[k].min(v);
+            self.max[k] = self.max[k].max(v);
+            self.counter += 1;
+            if self.counter % self.stride == 0 {
+                self.samples[k].push(v);
+            }
+        }
+    }
+
+    /// Runs the network on `x` at time input `t_in` and records its activations.
+    pub fn observe(&mut self, x: &[f32], t_in: f32) -> Result<()> {
+        self.net
+            .forward_reference(x, t_in, &mut self.workspace, &mut self.out)?;
+        let cfg = *self.net.config();
+        let ws = core::mem::take(&mut self.workspace);
+        self.record(0, x);
+        for (k, r) in reference_workspace_ranges(&cfg).into_iter().enumerate() {
+            self.record(k + 1, &ws[r]);
+        }
+        self.workspace = ws;
+        Ok(())
+    }
+
+    /// The chosen range of each of [`TINY_ACTIVATIONS`].
+    pub fn ranges(&self, method: RangeMethod) -> [(f32, f32); 7] {
+        core::array::from_fn(|k| match method {
+            RangeMethod::MinMax => (self.min[k], self.max[k]),
+            RangeMethod::Percentile(p) => {
+                let mut v = self.samples[k].clone();
+                if v.is_empty() {
+                    return (self.min[k], self.max[k]);
+                }
+                v.sort_by(|a, b| a.total_cmp(b));
+                let at = |q: f32| {
+                    let i = ((q / 100.0) * (v.len() - 1) as f32).round() as usize;
+                    v[i.min(v.len() - 1)]
+                };
+                (at(100.0 - p), at(p))
+            }
+        })
+    }
+}
+
+fn union(a: (f32, f32), b: (f32, f32)) -> (f32, f32) {
+    (a.0.min(b.0), a.1.max(b.1))
+}
+
+/// The stored activation quantizations from calibration `ranges` ([`TINY_ACTIVATIONS`] order):
+/// x, s1, s2, d2, m, u2, u1, where s1 and u2 share `cat1`'s and s2 and m share `cat2`'s.
+pub fn activation_quants(ranges: &[(f32, f32); 7]) -> [ActQuant; 7] {
+    let q = |r: (f32, f32)| ActQuant::from_range(r.0, r.1);
+    let cat1 = q(union(ranges[1], ranges[5]));
+    let cat2 = q(union(ranges[2], ranges[4]));
+    [
+        q(ranges[0]),
+        cat1,
+        cat2,
+        q(ranges[3]),
+        cat2,
+        cat1,
+        q(ranges[6]),
+    ]
+}
+
+/// Writes the int8 model file of `net` with activation `ranges` ([`TINY_ACTIVATIONS`] order).
+pub fn quantize_tiny_unet(
+    net: &TinyUNet<'_>,
+    schedule: ScheduleConfig,
+    ranges: [(f32, f32); 7],
+    note: &str,
+) -> Result<Vec<u8>> {
+    let cfg = *net.config();
+    let p = net.params();
+    let a = activation_quants(&ranges);
+    let mut w = ModelWriter::new(ModelConfig::TinyUNet(cfg), schedule, note)
+        .with_precision(Precision::Int8);
+    w.push_f32("input.scale", &[1], &[a[0].scale])?;
+    w.push_i32("input.zero_point", &[1], &[a[0].zero_point])?;
+    let c = cfg.channels;
+    let [w1, w2, w3] = cfg.widths;
+    let d = cfg.temb_dim;
+    // Per layer: weight, bias, in/out channels, input quantization, output quantization.
+    let blocks = &p.blocks;
+    type Spec<'p> = (&'p [f32], &'p [f32], u32, u32, ActQuant, Option<ActQuant>);
+    let specs: [Spec<'_>; 7] = [
+        (blocks[0].conv_w, blocks[0].conv_b, c, w1, a[0], Some(a[1])),
+        (blocks[1].conv_w, blocks[1].conv_b, w1, w2, a[1], Some(a[2])),
+        (blocks[2].conv_w, blocks[2].conv_b, w2, w3, a[2], Some(a[3])),
+        (blocks[3].conv_w, blocks[3].conv_b, w3, w3, a[3], Some(a[4])),
+        (
+            blocks[4].conv_w,
+            blocks[4].conv_b,
+            w3 + w2,
+            w2,
+            a[4],
+            Some(a[5]),
+        ),
+        (
+            blocks[5].conv_w,
+            blocks[5].conv_b,
+            w2 + w1,
+            w1,
+            a[5],
+            Some(a[6]),
+        ),
+        (p.out_w, p.out_b, w1, c, a[6], None),
+    ];
+    for (k, (wt, bias, in_c, out_c, input, out)) in specs.into_iter().enumerate() {
+        let [wn, bn, mn, shn, bsn, osn, ozn, twn, tbn] = tensor_names(k);
+        let per = in_c as usize * 9;
+        let scales: Vec<f32> = wt.chunks(per).map(weight_scale).collect();
+        let q: Vec<i8> = wt
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| quantize_weight(v, scales[i / per]))
+            .collect();
+        let bias_scale: Vec<f32> = scales.iter().map(|s| input.scale * s).collect();
+        let qbias: Vec<i32> = bias
+            .iter()
+            .zip(&bias_scale)
+            .map(|(&b, &u)| {
+                let v = libm::round(b as f64 / u as f64);
+                v.clamp(i32::MIN as f64 / 2.0, i32::MAX as f64 / 2.0) as i32
+            })
+            .collect();
+        w.push_i8(wn, &[out_c, in_c, 3, 3], &q)?;
+        w.push_i32(bn, &[out_c], &qbias)?;
+        w.push_f32(bsn, &[out_c], &bias_scale)?;
+        let (mults, shifts): (Vec<i32>, Vec<i32>) = match out {
+            Some(o) => scales
+                .iter()
+                .map(|s| {
+                    let m = QuantizedMultiplier::from_real(
+                        input.scale as f64 * *s as f64 / o.scale as f64,
+                    );
+                    (m.multiplier, m.shift)
+                })
+                .unzip(),
+            // `out` is dequantized from its accumulator; unit multipliers keep the per-layer
+            // tensor set uniform.
+            None => (vec![1 << 30; out_c as usize], vec![1; out_c as usize]),
+        };
+        w.push_i32(mn, &[out_c], &mults)?;
+        w.push_i32(shn, &[out_c], &shifts)?;
+        if let Some(o) = out {
+            w.push_f32(osn, &[1], &[o.scale])?;
+            w.push_i32(ozn, &[1], &[o.zero_point])?;
+            w.push_f32(twn, &[out_c, d], blocks[k].temb_w)?;
+            w.push_f32(tbn, &[out_c], blocks[k].temb_b)?;
+        }
+    }
+    let e = cfg.emb_dim;
+    w.push_f32("time_mlp.0.weight", &[d, e], p.time0_w)?;
+    w.push_f32("time_mlp.0.bias", &[d], p.time0_b)?;
+    w.push_f32("time_mlp.2.weight", &[d, d], p.time2_w)?;
+    w.push_f32("time_mlp.2.bias", &[d], p.time2_b)?;
+    Ok(w.finish())
+}

@@ -1,0 +1,93 @@
+//! What the `tiny` build samples: the int8 TinyUNet (1×28×28, widths 32/64/64) of
+//! `models/tiny_unet_mnist_int8.ddpm`, embedded in flash with `include_bytes!` and run by
+//! ddpm-core's planned int8 executor (`ddpm_core::tiny_int8`): one 53,312-byte arena in which
+//! every activation lives only while it is needed, the full-resolution tail streamed row by
+//! row, and no ε buffer (each row of ε updates the image as it appears). Same sampler as the
+//! default build: DDIM, x0 clipped, ε recomputed.
+//!
+//! This module uses nothing but `core` and `ddpm_core`; the host-side check computes the same
+//! sample with `ddpm_core::tiny_int8::sample_planned` and compares it bit for bit.
+
+use ddpm_core::format::ModelFile;
+use ddpm_core::sampler::{DdimConfig, SamplerConfig};
+use ddpm_core::tiny_int8::{sample_planned, Int8TinyUNet, TinyInt8Workspace};
+use ddpm_core::{pixel_to_u8, Result, Schedule, TinyUNetConfig};
+
+/// The network: TinyUNet on 1×28×28 images.
+pub const CONFIG: TinyUNetConfig = TinyUNetConfig::DEFAULT;
+/// Elements of one image.
+pub const IMAGE_LEN: usize = CONFIG.image_len();
+
+/// The embedded model file (stays in flash).
+pub static MODEL: &[u8] = include_bytes!("../../models/tiny_unet_mnist_int8.ddpm");
+
+/// What the model is, for the printout.
+pub const DESCRIPTION: &str =
+    "TinyUNet 1x28x28, widths 32/64/64, int8, planned arena + row-streamed tail";
+
+/// Largest number of timesteps the schedule storage holds (16 bytes each; the trainer's
+/// default T = 300). A model trained with more steps is refused by `Schedule::fill`.
+pub const MAX_T: usize = 300;
+
+/// Seed of the sample when `DDPM_DEMO_SEED` is not set at build time.
+pub const DEFAULT_SEED: u64 = 42;
+/// DDIM steps when `DDPM_DEMO_STEPS` is not set at build time.
+pub const DEFAULT_STEPS: u32 = 10;
+
+/// The sampler: deterministic DDIM (η = 0, `leading` spacing), x0 clipped to [−1, 1] with ε
+/// recomputed from it, as in the default build.
+pub fn sampler_config(steps: u32) -> SamplerConfig {
+    SamplerConfig::Ddim(DdimConfig {
+        steps,
+        clip_x0: true,
+        recompute_eps: true,
+        ..DdimConfig::default()
+    })
+}
+
+/// Every buffer sampling needs, sized at compile time so it can live in a `static`.
+pub struct Buffers {
+    /// The planned executor's arena and time scratch.
+    pub ws: TinyInt8Workspace,
+    /// The noise schedule's tables, filled in place.
+    pub schedule: Schedule<MAX_T>,
+    /// The image being denoised (ε is never stored whole).
+    pub x: [f32; IMAGE_LEN],
+}
+
+impl Buffers {
+    /// All zeros (a `const`, so a `static` of it lands in `.bss`).
+    pub const ZEROED: Self = Self {
+        ws: TinyInt8Workspace::ZEROED,
+        schedule: Schedule::EMPTY,
+        x: [0.0; IMAGE_LEN],
+    };
+
+    /// The finished image as u8 pixels: kept in the first bytes of the arena, which is free
+    /// once sampling is done (this saves 784 bytes of RAM).
+    pub fn image(&self) -> &[u8] {
+        let pixels = &self.ws.arena[..IMAGE_LEN];
+        // SAFETY: i8 and u8 have the same size, alignment and validity (every bit pattern), so
+        // the same bytes may be viewed as u8 for as long as the i8 borrow lives.
+        unsafe { core::slice::from_raw_parts(pixels.as_ptr().cast::<u8>(), pixels.len()) }
+    }
+}
+
+/// Samples one image with `seed` and `steps` DDIM steps (pixels: [`Buffers::image`]).
+pub fn generate(bufs: &mut Buffers, seed: u64, steps: u32) -> Result<()> {
+    let file = ModelFile::parse(MODEL)?;
+    bufs.schedule.fill(&file.header().schedule)?;
+    let net = Int8TinyUNet::from_file(&file)?;
+    sample_planned(
+        &net,
+        &bufs.schedule,
+        &sampler_config(steps),
+        seed,
+        &mut bufs.x,
+        &mut bufs.ws,
+    )?;
+    for (px, &v) in bufs.ws.arena.iter_mut().zip(bufs.x.iter()) {
+        *px = pixel_to_u8(v) as i8;
+    }
+    Ok(())
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Exports the int8 TinyUNet used by the firmware's `tiny` build:
+#   models/tiny_unet_mnist.ddpm (f32) -> models/tiny_unet_mnist_int8.ddpm
+# with the settings the pinned results were made with (min/max ranges, 512 noised training
+# images, 4 DDIM-10 trajectories, seed 0; accuracy on 64 noised test images).
+# Usage: tools/export_tiny_int8.sh [F32_MODEL [INT8_OUT]]
+# Afterwards run `cargo test -p firmware-check --release tiny_host_checksum_is_pinned`: it prints
+# the new checksum to pin in firmware-check/tests/qemu.rs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source tools/env.sh
+in="${1:-models/tiny_unet_mnist.ddpm}"
+out="${2:-models/tiny_unet_mnist_int8.ddpm}"
+if [[ ! -f "$in" ]]; then
+    echo "error: $in: no such f32 TinyUNet model file" >&2
+    exit 1
+fi
+cargo build -p ddpm-trainer --release
+./target/release/trainer export --model "$in" --int8 --range minmax \
+    --calib-images 512 --calib-trajectories 4 --eval-images 64 --seed 0 --out "$out"

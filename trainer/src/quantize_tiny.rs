@@ -1,0 +1,236 @@
+//! `export --int8` for TinyUNet: post-training quantization calibrated on inputs the sampler
+//! really sees, with the accuracy of the result measured on inputs it did not see.
+//!
+//! Calibration inputs (all at their true network time input t/T):
+//! - noised training images x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε at uniformly drawn t;
+//! - every state x_t of DDIM trajectories (10 steps, η = 0, x0 clipped, ε recomputed: the
+//!   sampler of the firmware demo) of the f32 model.
+//!
+//! Accuracy is measured on noised *test* images (another split, other noise and timesteps):
+//! relative RMS error of every stored activation (dequantized int8 against f32) and of ε.
+
+use std::path::Path;
+
+use anyhow::{anyhow, Context, Result};
+use ddpm_core::format::ModelFile;
+use ddpm_core::sampler::{self, DdimConfig, Plan, SamplerConfig};
+use ddpm_core::tiny_int8::{layerwise_len, layerwise_offsets, Int8TinyUNet, TimeScratch};
+use ddpm_core::tiny_quantize::{quantize_tiny_unet, reference_workspace_ranges, TinyCalibrator};
+use ddpm_core::{GaussianNoise, ModelConfig, Schedule, TinyUNet, TinyUNetConfig};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::idx::{Mnist, Split};
+use crate::quantize::CalibrationOptions;
+
+/// Relative RMS errors of int8 against f32 for a TinyUNet.
+#[derive(Debug, Clone, Copy)]
+pub struct TinyAccuracyReport {
+    /// Per stored activation, in [`ddpm_core::tiny_quantize::TINY_ACTIVATIONS`] order: the
+    /// quantized input x, then the outputs of enc0 (s1), down1 (s2), down2, mid, up2, up1.
+    pub activations: [f64; 7],
+    /// The network output ε.
+    pub eps: f64,
+}
+
+/// Steps of the calibration trajectories (the firmware demo's DDIM step count).
+pub const CALIBRATION_DDIM_STEPS: u32 = 10;
+
+/// SplitMix64: a reproducible stream of draws (image indices, timesteps).
+struct Draws(u64);
+
+impl Draws {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        ((z >> 11) % n.max(1) as u64) as usize
+    }
+}
+
+/// Image `i` of `data` noised to timestep `t` (pixels scaled to [−1, 1] as in training).
+fn noised(
+    data: &Mnist,
+    i: usize,
+    t: usize,
+    sched: &Schedule,
+    noise: &mut GaussianNoise,
+) -> Vec<f32> {
+    let n = data.height * data.width;
+    let a = sched.alphas_cumprod()[t];
+    let (sa, s1a) = (a.sqrt(), (1.0 - a).sqrt());
+    data.images[i * n..(i + 1) * n]
+        .iter()
+        .map(|&p| sa * (p as f32 / 127.5 - 1.0) + s1a * noise.next_gaussian())
+        .collect()
+}
+
+fn bar(len: u64, msg: &'static str) -> ProgressBar {
+    let b = ProgressBar::new(len);
+    b.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    b.set_message(msg);
+    b
+}
+
+/// Quantizes the f32 TinyUNet file `model_bytes`; returns the int8 file and its accuracy.
+pub fn quantize_tiny_model(
+    model_bytes: &[u8],
+    data_dir: &Path,
+    opts: &CalibrationOptions,
+    note: &str,
+) -> Result<(Vec<u8>, TinyAccuracyReport)> {
+    let file = ModelFile::parse(model_bytes).map_err(|e| anyhow!("model file: {e}"))?;
+    let header = *file.header();
+    let ModelConfig::TinyUNet(cfg) = header.model else {
+        anyhow::bail!("not a TinyUNet model file ({})", header.model.arch_name());
+    };
+    if cfg.channels != 1 {
+        anyhow::bail!(
+            "int8 calibration reads MNIST-style single-channel images; this model has {} channels",
+            cfg.channels
+        );
+    }
+    let mut params = vec![0.0f32; cfg.param_count()];
+    ddpm_core::tiny_unet::load_params(&file, &cfg, &mut params)
+        .map_err(|e| anyhow!("model file: {e}"))?;
+    let net = TinyUNet::from_flat(cfg, &params).map_err(|e| anyhow!("{e}"))?;
+    let sched: Schedule = Schedule::new(&header.schedule).map_err(|e| anyhow!("{e}"))?;
+    let big_t = sched.len();
+    let (h, w) = (cfg.height as usize, cfg.width as usize);
+    let train = Mnist::load(data_dir, Split::Train, h, w)
+        .with_context(|| format!("calibration data in {}", data_dir.display()))?;
+    let test = Mnist::load(data_dir, Split::Test, h, w)
+        .with_context(|| format!("evaluation data in {}", data_dir.display()))?;
+
+    let mut cal = TinyCalibrator::new(net, 13);
+    let mut draws = Draws(opts.seed);
+    let mut noise = GaussianNoise::new(opts.seed);
+    let b = bar(opts.images as u64, "calibrating (noised images)");
+    for _ in 0..opts.images {
+        let i = draws.below(train.len);
+        let t = draws.below(big_t);
+        let x = noised(&train, i, t, &sched, &mut noise);
+        cal.observe(&x, t as f32 / big_t as f32)
+            .map_err(|e| anyhow!("{e}"))?;
+        b.inc(1);
+    }
+    b.finish_and_clear();
+    let mut host =
+        ddpm_core::host::HostModel::from_bytes(model_bytes).map_err(|e| anyhow!("{e}"))?;
+    let scfg = SamplerConfig::Ddim(DdimConfig {
+        steps: CALIBRATION_DDIM_STEPS,
+        ..Default::default()
+    });
+    let plan = Plan::new(&scfg, big_t as u32).map_err(|e| anyhow!("{e}"))?;
+    let b = bar(opts.trajectories as u64, "calibrating (DDIM trajectories)");
+    for k in 0..opts.trajectories {
+        let mut tnoise = GaussianNoise::new(opts.seed.wrapping_add(1_000 + k as u64));
+        let mut x = vec![0.0f32; cfg.image_len()];
+        let mut eps = vec![0.0f32; cfg.image_len()];
+        tnoise.fill(&mut x);
+        for step in 0..plan.len() {
+            let (t, _) = plan.step(step).context("plan")?;
+            cal.observe(&x, t as f32 / big_t as f32)
+                .map_err(|e| anyhow!("{e}"))?;
+            sampler::sample_step(
+                &mut host,
+                &sched,
+                &scfg,
+                &plan,
+                step,
+                &mut tnoise,
+                &mut x,
+                &mut eps,
+            )
+            .map_err(|e| anyhow!("{e}"))?;
+        }
+        b.inc(1);
+    }
+    b.finish_and_clear();
+    let bytes = quantize_tiny_unet(&net, header.schedule, cal.ranges(opts.method), note)
+        .map_err(|e| anyhow!("{e}"))?;
+    let report = tiny_accuracy(&net, &bytes, &test, &sched, opts)?;
+    Ok((bytes, report))
+}
+
+/// Relative RMS errors of the int8 file against the f32 network on noised test images.
+pub fn tiny_accuracy(
+    net: &TinyUNet<'_>,
+    int8_bytes: &[u8],
+    test: &Mnist,
+    sched: &Schedule,
+    opts: &CalibrationOptions,
+) -> Result<TinyAccuracyReport> {
+    let cfg: TinyUNetConfig = *net.config();
+    let file = ModelFile::parse(int8_bytes).map_err(|e| anyhow!("int8 file: {e}"))?;
+    let q = Int8TinyUNet::from_file(&file).map_err(|e| anyhow!("int8 file: {e}"))?;
+    let quants = q.activation_quants();
+    let mut acts = vec![0i8; layerwise_len(&cfg)];
+    let offs = layerwise_offsets(&cfg);
+    let wide = cfg
+        .widths
+        .iter()
+        .max()
+        .copied()
+        .unwrap_or(1)
+        .max(cfg.channels) as usize;
+    let (mut emb, mut hidden, mut temb, mut offsets) = (
+        vec![0.0f32; cfg.emb_dim as usize],
+        vec![0.0f32; cfg.temb_dim as usize],
+        vec![0.0f32; cfg.temb_dim as usize],
+        vec![0i32; wide],
+    );
+    let mut ws = vec![0.0f32; cfg.workspace_len()];
+    let (mut e8, mut e32) = (vec![0.0f32; cfg.image_len()], vec![0.0f32; cfg.image_len()]);
+    let (mut num, mut den) = ([0.0f64; 8], [0.0f64; 8]);
+    let mut draws = Draws(opts.seed ^ 0x5EED_7E57);
+    let mut noise = GaussianNoise::new(opts.seed ^ 0x7E57_5EED);
+    let big_t = sched.len();
+    let ranges = reference_workspace_ranges(&cfg);
+    let b = bar(opts.eval_images as u64, "accuracy on noised test images");
+    for _ in 0..opts.eval_images {
+        let i = draws.below(test.len);
+        let t = draws.below(big_t);
+        let x = noised(test, i, t, sched, &mut noise);
+        let t_in = t as f32 / big_t as f32;
+        let mut ts = TimeScratch {
+            emb: &mut emb,
+            hidden: &mut hidden,
+            temb: &mut temb,
+            offsets: &mut offsets,
+            row: &mut [],
+        };
+        q.forward_layerwise(&x, t_in, &mut acts, &mut ts, &mut e8)
+            .map_err(|e| anyhow!("{e}"))?;
+        net.forward_reference(&x, t_in, &mut ws, &mut e32)
+            .map_err(|e| anyhow!("{e}"))?;
+        for k in 0..7 {
+            let f: &[f32] = if k == 0 {
+                &x
+            } else {
+                &ws[ranges[k - 1].clone()]
+            };
+            let a = &acts[offs[k]..offs[k + 1]];
+            for (&qv, &r) in a.iter().zip(f) {
+                let d = quants[k].dequantize(qv) as f64 - r as f64;
+                num[k] += d * d;
+                den[k] += (r as f64) * (r as f64);
+            }
+        }
+        for (a, b) in e8.iter().zip(&e32) {
+            num[7] += ((a - b) as f64).powi(2);
+            den[7] += (*b as f64).powi(2);
+        }
+        b.inc(1);
+    }
+    b.finish_and_clear();
+    let rel = |k: usize| (num[k] / den[k].max(f64::MIN_POSITIVE)).sqrt();
+    Ok(TinyAccuracyReport {
+        activations: core::array::from_fn(rel),
+        eps: rel(7),
+    })
+}
