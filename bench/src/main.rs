@@ -89,7 +89,7 @@ impl Case {
 /// Both implementations of the model.
 struct Sides {
     core: HostModel,
-    net: model::SimpleUNet,
+    net: model::Net,
     sched: Schedule,
     // Keeps the tch variables alive.
     _vs: tch::nn::VarStore,
@@ -108,7 +108,7 @@ fn load(path: &PathBuf) -> Result<Sides> {
         .map_err(|e| anyhow::anyhow!("{}: not a usable model file: {e}", path.display()))?;
     let m = export::read_model_file(path)?;
     let mut vs = tch::nn::VarStore::new(Device::Cpu);
-    let net = model::SimpleUNet::new(&vs.root(), m.config);
+    let net = model::Net::new(&vs.root(), m.config);
     model::load_params(&mut vs, &m.config, &m.tensors, &path.display().to_string())?;
     let sched = Schedule::new(&m.schedule)
         .map_err(|e| anyhow::anyhow!("{}: schedule: {e}", path.display()))?;
@@ -202,9 +202,9 @@ fn run_case(s: &mut Sides, case: Case, threads: usize, a: &Args, bar: &ProgressB
     let shape = |n: usize| {
         [
             n as i64,
-            cfg.channels as i64,
-            cfg.height as i64,
-            cfg.width as i64,
+            cfg.channels() as i64,
+            cfg.height() as i64,
+            cfg.width() as i64,
         ]
     };
     let (mut tc, mut tt, rel_diff) = match case {
