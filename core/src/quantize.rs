@@ -33,6 +33,14 @@ pub enum RangeMethod {
     /// The range that minimises the mean squared quantization error (clipping plus rounding)
     /// of the values seen, searched over clipping thresholds.
     Mse,
+    /// The ranges that minimise the mean squared error of the network's output ε over the
+    /// calibration inputs ([`QuantPlan`] only): starting from [`RangeMethod::Mse`], each
+    /// tensor in turn (input first) takes the clipping fraction of its observed range that
+    /// gives the simulated int8 network the smallest ε error. A tensor's own MSE ignores how
+    /// strongly the network amplifies its errors; the input's rounding, for one, is amplified
+    /// at small t, where ε must be read from a nearly clean image. (Other planners fall back
+    /// to [`RangeMethod::Mse`].)
+    EpsMse,
 }
 
 /// The four activation tensors the int8 network stores.
@@ -98,7 +106,7 @@ impl RangeStats {
                     };
                     (at(100.0 - p), at(p))
                 }
-                RangeMethod::Mse => mse_range(v, self.min[k], self.max[k]),
+                RangeMethod::Mse | RangeMethod::EpsMse => mse_range(v, self.min[k], self.max[k]),
             }
         })
     }
@@ -150,7 +158,9 @@ fn mse_range(values: &[f32], min: f32, max: f32) -> (f32, f32) {
 pub fn mse_range_of(values: &[f32]) -> (f32, f32) {
     let (min, max) = values
         .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
     if values.is_empty() {
         return (0.0, 0.0);
     }
@@ -182,7 +192,8 @@ impl<'w> Calibrator<'w> {
         self.stats.record(0, x);
         self.stats.record(1, &ws[..h1 * plane]);
         self.stats.record(2, &ws[h1 * plane..(h1 + h2) * plane]);
-        self.stats.record(3, &ws[(h1 + h2) * plane..(2 * h1 + h2) * plane]);
+        self.stats
+            .record(3, &ws[(h1 + h2) * plane..(2 * h1 + h2) * plane]);
         self.inputs.extend_from_slice(x);
         self.t_ins.push(t_in);
         Ok(())
@@ -235,7 +246,14 @@ fn layer_shape(cfg: &SimpleUNetConfig, l: usize) -> (usize, usize, bool) {
 
 /// Index of tap `k` from input channel `i` to output channel `o` in layer `l`'s own layout.
 #[inline]
-fn weight_index(in_c: usize, out_c: usize, transposed: bool, o: usize, i: usize, k: usize) -> usize {
+fn weight_index(
+    in_c: usize,
+    out_c: usize,
+    transposed: bool,
+    o: usize,
+    i: usize,
+    k: usize,
+) -> usize {
     if transposed {
         (i * out_c + o) * 9 + k
     } else {
@@ -529,7 +547,17 @@ impl Sim<'_> {
                 }
             }
             let mut out = vec![0.0f32; n * out_c * plane];
-            conv_batch(&kernel, self.biases[l], in_c, out_c, n, h, w, &acts[l], &mut out)?;
+            conv_batch(
+                &kernel,
+                self.biases[l],
+                in_c,
+                out_c,
+                n,
+                h,
+                w,
+                &acts[l],
+                &mut out,
+            )?;
             if l < 3 {
                 let mut a = out.clone();
                 let q = self.acts[l + 1];
@@ -611,6 +639,13 @@ fn conv_batch(
     Ok(())
 }
 
+/// Calibration inputs the [`RangeMethod::EpsMse`] search simulates per candidate.
+const EPS_SEARCH_INPUTS: usize = 64;
+/// Candidates of the [`RangeMethod::EpsMse`] search: the observed range times
+/// `EPS_SEARCH_RATIO^i`, i < `EPS_SEARCH_STEPS` (1 down to 0.2, 8% apart).
+const EPS_SEARCH_STEPS: usize = 20;
+const EPS_SEARCH_RATIO: f32 = 0.92;
+
 /// Calibration inputs simulated at once (bounds the simulation's memory to a few tens of MB).
 const SIM_CHUNK: usize = 32;
 
@@ -663,7 +698,11 @@ impl QuantPlan {
 
         if opts.equalize != Equalize::Off {
             // Per-channel ranges of the three ReLU-layer outputs (largest magnitude).
-            let widths = [cfg.hidden1 as usize, cfg.hidden2 as usize, cfg.hidden1 as usize];
+            let widths = [
+                cfg.hidden1 as usize,
+                cfg.hidden2 as usize,
+                cfg.hidden1 as usize,
+            ];
             let mut ch_range: [Vec<f32>; 3] = core::array::from_fn(|k| vec![0.0; widths[k]]);
             f32_pass(&params, &mut |tr| {
                 for k in 0..3 {
@@ -682,12 +721,68 @@ impl QuantPlan {
                 stats.record(k, &tr.acts[k]);
             }
         })?;
-        let ranges = stats.ranges(opts.range);
-        let acts = ranges.map(|(lo, hi)| ActQuant::from_range(lo, hi));
+        let mut ranges = stats.ranges(opts.range);
         let scales: [Vec<f32>; 4] = core::array::from_fn(|l| {
-            weight_scales(&cfg, l, &params[off[2 * l]..off[2 * l + 1]], opts.weight_clip)
+            weight_scales(
+                &cfg,
+                l,
+                &params[off[2 * l]..off[2 * l + 1]],
+                opts.weight_clip,
+            )
         });
         let mut biases: [Vec<f32>; 4] = core::array::from_fn(|l| bias_of(&params, l));
+        if opts.range == RangeMethod::EpsMse && !ts.is_empty() {
+            let n = ts.len().min(EPS_SEARCH_INPUTS);
+            let (x, t) = (&xs[..n * img], &ts[..n]);
+            let bias_refs: [&[f32]; 4] = core::array::from_fn(|l| biases[l].as_slice());
+            let mut reference = Vec::new();
+            for (xc, tc) in x.chunks(SIM_CHUNK * img).zip(t.chunks(SIM_CHUNK)) {
+                let f = Sim {
+                    cfg,
+                    params: &params,
+                    biases: bias_refs,
+                    scales: &no_scales,
+                    acts: dummy,
+                }
+                .run(xc, tc, QuantMask::NONE)?;
+                reference.extend_from_slice(&f.pre[3]);
+            }
+            let eps_mse = |ranges: &[(f32, f32); 4]| -> Result<f64> {
+                let sim = Sim {
+                    cfg,
+                    params: &params,
+                    biases: bias_refs,
+                    scales: &scales,
+                    acts: ranges.map(|(lo, hi)| ActQuant::from_range(lo, hi)),
+                };
+                let mut sum = 0.0f64;
+                let chunks = x.chunks(SIM_CHUNK * img).zip(t.chunks(SIM_CHUNK));
+                for ((xc, tc), rc) in chunks.zip(reference.chunks(SIM_CHUNK * img)) {
+                    let q = sim.run(xc, tc, QuantMask::ALL)?;
+                    sum += q.pre[3]
+                        .iter()
+                        .zip(rc)
+                        .map(|(a, b)| ((a - b) as f64).powi(2))
+                        .sum::<f64>();
+                }
+                Ok(sum)
+            };
+            for k in 0..4 {
+                let (lo0, hi0) = (stats.min[k].min(0.0), stats.max[k].max(0.0));
+                let mut best = (ranges[k], eps_mse(&ranges)?);
+                for i in 0..EPS_SEARCH_STEPS {
+                    let f = libm::powf(EPS_SEARCH_RATIO, i as f32);
+                    let mut cand = ranges;
+                    cand[k] = (lo0 * f, hi0 * f);
+                    let e = eps_mse(&cand)?;
+                    if e < best.1 {
+                        best = (cand[k], e);
+                    }
+                }
+                ranges[k] = best.0;
+            }
+        }
+        let acts = ranges.map(|(lo, hi)| ActQuant::from_range(lo, hi));
 
         if opts.bias_correction && !ts.is_empty() {
             let f32_biases: [Vec<f32>; 4] = biases.clone();
@@ -760,7 +855,11 @@ impl QuantPlan {
             scales: &self.scales,
             acts: self.acts,
         };
-        crate::error::check_len("simulation input", t_in.len() * self.cfg.image_len(), x.len())?;
+        crate::error::check_len(
+            "simulation input",
+            t_in.len() * self.cfg.image_len(),
+            x.len(),
+        )?;
         Ok(sim.run(x, t_in, mask)?.pre[3].clone())
     }
 

@@ -259,8 +259,12 @@ fn simulation_matches_the_integer_executor() {
     let q = Int8SimpleUNet::from_file(&file).unwrap();
     let h2 = cfg.hidden2 as usize;
     let mut acts = vec![0i8; cfg.layerwise_act_len()];
-    let (mut hidden, mut temb, mut offsets, mut row) =
-        (vec![0.0; h2], vec![0.0; h2], vec![0; h2], vec![0.0; cfg.row_len()]);
+    let (mut hidden, mut temb, mut offsets, mut row) = (
+        vec![0.0; h2],
+        vec![0.0; h2],
+        vec![0; h2],
+        vec![0.0; cfg.row_len()],
+    );
     let mut ws = vec![0.0; cfg.workspace_len()];
     let (mut int8, mut sim_all, mut f32s) = (Vec::new(), Vec::new(), Vec::new());
     for k in 0..4u64 {
