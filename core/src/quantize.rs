@@ -640,11 +640,11 @@ fn conv_batch(
 }
 
 /// Calibration inputs the [`RangeMethod::EpsMse`] search simulates per candidate.
-const EPS_SEARCH_INPUTS: usize = 64;
+const EPS_SEARCH_INPUTS: usize = 128;
 /// Candidates of the [`RangeMethod::EpsMse`] search: the observed range times
-/// `EPS_SEARCH_RATIO^i`, i < `EPS_SEARCH_STEPS` (1 down to 0.2, 8% apart).
-const EPS_SEARCH_STEPS: usize = 20;
-const EPS_SEARCH_RATIO: f32 = 0.92;
+/// `EPS_SEARCH_RATIO^i`, i < `EPS_SEARCH_STEPS` (1 down to 0.2, 4% apart).
+const EPS_SEARCH_STEPS: usize = 40;
+const EPS_SEARCH_RATIO: f32 = 0.96;
 
 /// Calibration inputs simulated at once (bounds the simulation's memory to a few tens of MB).
 const SIM_CHUNK: usize = 32;
