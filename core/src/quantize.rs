@@ -891,7 +891,7 @@ fn equalize(cfg: &SimpleUNetConfig, params: &mut [f32], mode: Equalize, ch_range
         Equalize::Activations => 1,
     };
     for _ in 0..sweeps {
-        for b in 0..3 {
+        for (b, ranges) in ch_range.iter().enumerate() {
             let (l1, l2) = (b, b + 1);
             let (in1, out1, tr1) = layer_shape(cfg, l1);
             let (_, out2, tr2) = layer_shape(cfg, l2);
@@ -899,7 +899,7 @@ fn equalize(cfg: &SimpleUNetConfig, params: &mut [f32], mode: Equalize, ch_range
                 let w1 = off[2 * l1];
                 let w2 = off[2 * l2];
                 let r1 = match mode {
-                    Equalize::Activations => ch_range[b][ch],
+                    Equalize::Activations => ranges[ch],
                     _ => (0..in1)
                         .flat_map(|i| (0..9).map(move |k| (i, k)))
                         .map(|(i, k)| params[w1 + weight_index(in1, out1, tr1, ch, i, k)].abs())

@@ -294,21 +294,21 @@ fn simulated_errors(
     if opts.ablation {
         const WEIGHTS: [&str; 4] = ["enc1", "enc2", "dec1", "dec2"];
         rows.push(("f32 (nothing quantized)".to_string(), err(QuantMask::NONE)?));
-        for k in 0..4 {
+        for (k, name) in ACTIVATIONS.iter().enumerate() {
             let mut only = QuantMask::NONE;
             only.acts[k] = true;
             let mut but = QuantMask::ALL;
             but.acts[k] = false;
-            rows.push((format!("only activation {}", ACTIVATIONS[k]), err(only)?));
-            rows.push((format!("all but activation {}", ACTIVATIONS[k]), err(but)?));
+            rows.push((format!("only activation {name}"), err(only)?));
+            rows.push((format!("all but activation {name}"), err(but)?));
         }
-        for l in 0..4 {
+        for (l, name) in WEIGHTS.iter().enumerate() {
             let mut only = QuantMask::NONE;
             only.weights[l] = true;
             let mut but = QuantMask::ALL;
             but.weights[l] = false;
-            rows.push((format!("only weights {}", WEIGHTS[l]), err(only)?));
-            rows.push((format!("all but weights {}", WEIGHTS[l]), err(but)?));
+            rows.push((format!("only weights {name}"), err(only)?));
+            rows.push((format!("all but weights {name}"), err(but)?));
         }
         let acts_only = QuantMask {
             acts: [true; 4],
