@@ -19,7 +19,7 @@ use alloc::vec::Vec;
 use crate::config::{ModelConfig, ScheduleConfig, SimpleUNetConfig};
 use crate::error::Result;
 use crate::format::{ModelWriter, Precision};
-use crate::quant::{quantize_weight, weight_scale, ActQuant, QuantizedMultiplier};
+use crate::quant::{quantize_weight, weight_scale, ActQuant, InputQuant, QuantizedMultiplier};
 use crate::simple_unet::SimpleUNet;
 
 /// How an activation range is chosen from the calibration values.
@@ -224,8 +224,15 @@ pub fn quantize_simple_unet(
     let biases = [p.enc1_b, p.enc2_b, p.dec1_b, p.dec2_b];
     let scales: [Vec<f32>; 4] =
         core::array::from_fn(|l| weight_scales(&cfg, l, weights[l], WeightClip::Max));
-    let acts = ranges.map(|(lo, hi)| ActQuant::from_range(lo, hi));
-    write_int8(net, schedule, note, biases, &scales, acts)
+    write_int8(
+        net,
+        schedule,
+        note,
+        biases,
+        &scales,
+        act_quants(&ranges, 8),
+        8,
+    )
 }
 
 /// Input and output channels of layer `l` (enc1, enc2, dec1, dec2) and whether its kernel has
@@ -329,6 +336,7 @@ fn write_int8(
     biases: [&[f32]; 4],
     scales: &[Vec<f32>; 4],
     acts: [ActQuant; 4],
+    input_bits: u32,
 ) -> Result<Vec<u8>> {
     let cfg: SimpleUNetConfig = *net.config();
     let p = net.params();
@@ -336,6 +344,10 @@ fn write_int8(
         .with_precision(Precision::Int8);
     w.push_f32("input.scale", &[1], &[acts[0].scale])?;
     w.push_i32("input.zero_point", &[1], &[acts[0].zero_point])?;
+    if input_bits == 16 {
+        // Absent in 8-bit files, which therefore read as before.
+        w.push_i32("input.bits", &[1], &[16])?;
+    }
     let h2 = cfg.hidden2;
     let weights = [p.enc1_w, p.enc2_w, p.dec1_w, p.dec2_w];
     for (l, name) in ["enc1", "enc2", "dec1", "dec2"].into_iter().enumerate() {
@@ -434,6 +446,22 @@ pub struct QuantOptions {
     /// per-channel difference between the int8-simulated and the f32 pre-activations over the
     /// calibration inputs is subtracted from the bias.
     pub bias_correction: bool,
+    /// Bits of the input tensor: 8 (int8 like every other activation) or 16 (symmetric int16,
+    /// zero point 0; enc1 then multiplies int16 inputs by int8 weights).
+    pub input_bits: u32,
+}
+
+/// The activation quantizations of `ranges` ([`ACTIVATIONS`] order), the input on a grid of
+/// `input_bits` ([`InputQuant::from_range`]).
+fn act_quants(ranges: &[(f32, f32); 4], input_bits: u32) -> [ActQuant; 4] {
+    core::array::from_fn(|k| {
+        let (lo, hi) = ranges[k];
+        if k == 0 {
+            InputQuant::from_range(input_bits, lo, hi).q
+        } else {
+            ActQuant::from_range(lo, hi)
+        }
+    })
 }
 
 impl QuantOptions {
@@ -443,6 +471,7 @@ impl QuantOptions {
         weight_clip: WeightClip::Max,
         equalize: Equalize::Off,
         bias_correction: false,
+        input_bits: 8,
     };
 }
 
@@ -502,6 +531,7 @@ struct Sim<'a> {
     biases: [&'a [f32]; 4],
     scales: &'a [Vec<f32>; 4],
     acts: [ActQuant; 4],
+    input_bits: u32,
 }
 
 impl Sim<'_> {
@@ -518,14 +548,15 @@ impl Sim<'_> {
         for (b, te) in temb.chunks_exact_mut(h2).enumerate() {
             net.time_embedding(t_in[b], &mut hidden, te)?;
         }
-        let fq = |v: &mut [f32], q: &ActQuant| {
-            for e in v {
-                *e = q.dequantize(q.quantize(*e));
-            }
-        };
         let mut input = x[..n * cfg.image_len()].to_vec();
         if mask.acts[0] {
-            fq(&mut input, &self.acts[0]);
+            let q = InputQuant {
+                q: self.acts[0],
+                bits: self.input_bits,
+            };
+            for e in &mut input {
+                *e = q.dequantize(q.quantize(*e));
+            }
         }
         let mut acts: [Vec<f32>; 4] = [input, Vec::new(), Vec::new(), Vec::new()];
         let mut pre: [Vec<f32>; 4] = Default::default();
@@ -658,12 +689,18 @@ pub struct QuantPlan {
     biases: [Vec<f32>; 4],
     scales: [Vec<f32>; 4],
     acts: [ActQuant; 4],
+    input_bits: u32,
     ranges: [(f32, f32); 4],
 }
 
 impl QuantPlan {
     /// Quantizes `net` with `opts`, calibrating on the inputs `cal` observed.
     pub fn build(net: &SimpleUNet<'_>, cal: &Calibrator<'_>, opts: &QuantOptions) -> Result<Self> {
+        if !matches!(opts.input_bits, 8 | 16) {
+            return Err(crate::error::Error::InvalidConfig(
+                "input bits must be 8 or 16",
+            ));
+        }
         let cfg = *net.config();
         let p = net.params();
         let mut params = Vec::with_capacity(cfg.param_count());
@@ -689,6 +726,7 @@ impl QuantPlan {
                 biases: core::array::from_fn(|l| biases[l].as_slice()),
                 scales: &no_scales,
                 acts: dummy,
+                input_bits: 8,
             };
             for (x, t) in xs.chunks(SIM_CHUNK * img).zip(ts.chunks(SIM_CHUNK)) {
                 f(&sim.run(x, t, QuantMask::NONE)?);
@@ -743,6 +781,7 @@ impl QuantPlan {
                     biases: bias_refs,
                     scales: &no_scales,
                     acts: dummy,
+                    input_bits: 8,
                 }
                 .run(xc, tc, QuantMask::NONE)?;
                 reference.extend_from_slice(&f.pre[3]);
@@ -753,7 +792,8 @@ impl QuantPlan {
                     params: &params,
                     biases: bias_refs,
                     scales: &scales,
-                    acts: ranges.map(|(lo, hi)| ActQuant::from_range(lo, hi)),
+                    acts: act_quants(ranges, opts.input_bits),
+                    input_bits: opts.input_bits,
                 };
                 let mut sum = 0.0f64;
                 let chunks = x.chunks(SIM_CHUNK * img).zip(t.chunks(SIM_CHUNK));
@@ -782,7 +822,7 @@ impl QuantPlan {
                 ranges[k] = best.0;
             }
         }
-        let acts = ranges.map(|(lo, hi)| ActQuant::from_range(lo, hi));
+        let acts = act_quants(&ranges, opts.input_bits);
 
         if opts.bias_correction && !ts.is_empty() {
             let f32_biases: [Vec<f32>; 4] = biases.clone();
@@ -796,6 +836,7 @@ impl QuantPlan {
                         biases: core::array::from_fn(|k| biases[k].as_slice()),
                         scales: &scales,
                         acts,
+                        input_bits: opts.input_bits,
                     }
                     .run(x, t, QuantMask::ALL)?;
                     let f = Sim {
@@ -804,6 +845,7 @@ impl QuantPlan {
                         biases: core::array::from_fn(|k| f32_biases[k].as_slice()),
                         scales: &no_scales,
                         acts: dummy,
+                        input_bits: 8,
                     }
                     .run(x, t, QuantMask::NONE)?;
                     for (j, (a, b)) in q.pre[l].iter().zip(&f.pre[l]).enumerate() {
@@ -822,6 +864,7 @@ impl QuantPlan {
             biases,
             scales,
             acts,
+            input_bits: opts.input_bits,
             ranges,
         })
     }
@@ -854,6 +897,7 @@ impl QuantPlan {
             },
             scales: &self.scales,
             acts: self.acts,
+            input_bits: self.input_bits,
         };
         crate::error::check_len(
             "simulation input",
@@ -873,6 +917,7 @@ impl QuantPlan {
             core::array::from_fn(|l| self.biases[l].as_slice()),
             &self.scales,
             self.acts,
+            self.input_bits,
         )
     }
 }

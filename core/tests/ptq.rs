@@ -191,6 +191,7 @@ fn bias_correction_cancels_the_mean_error_on_calibration_inputs() {
         weight_clip: WeightClip::Max,
         equalize: Equalize::Off,
         bias_correction: false,
+        input_bits: 8,
     };
     let before = mean_err(coarse);
     let after = mean_err(QuantOptions {
@@ -243,6 +244,13 @@ const SIM_VS_INT8_FRACTION: f64 = 0.05;
 
 #[test]
 fn simulation_matches_the_integer_executor() {
+    // Both input precisions: the int8 input of older files and the int16 default.
+    for input_bits in [8, 16] {
+        simulation_matches_with_input_bits(input_bits);
+    }
+}
+
+fn simulation_matches_with_input_bits(input_bits: u32) {
     let cfg = SMALL;
     let params = spread_params(&cfg, 7);
     let net = SimpleUNet::from_flat(cfg, &params).unwrap();
@@ -252,11 +260,13 @@ fn simulation_matches_the_integer_executor() {
         weight_clip: WeightClip::Mse,
         equalize: Equalize::Activations,
         bias_correction: true,
+        input_bits,
     };
     let plan = QuantPlan::build(&net, &cal, &opts).unwrap();
     let bytes = plan.write(ScheduleConfig::default(), "ptq test").unwrap();
     let file = ModelFile::parse(&bytes).unwrap();
     let q = Int8SimpleUNet::from_file(&file).unwrap();
+    assert_eq!(q.input_quant().bits, input_bits);
     let h2 = cfg.hidden2 as usize;
     let mut acts = vec![0i8; cfg.layerwise_act_len()];
     let (mut hidden, mut temb, mut offsets, mut row) = (
@@ -287,7 +297,7 @@ fn simulation_matches_the_integer_executor() {
     }
     let sim_vs_int8 = rel_rms(&sim_all, &int8);
     let int8_vs_f32 = rel_rms(&int8, &f32s);
-    println!("sim vs int8 {sim_vs_int8:.2e}, int8 vs f32 {int8_vs_f32:.2e}");
+    println!("int{input_bits} input: sim vs int8 {sim_vs_int8:.2e}, int8 vs f32 {int8_vs_f32:.2e}");
     assert!(
         sim_vs_int8 <= SIM_VS_INT8_FRACTION * int8_vs_f32,
         "{sim_vs_int8} vs {int8_vs_f32}"

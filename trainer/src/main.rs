@@ -190,6 +190,11 @@ struct ExportArgs {
     /// calibration inputs (true/false).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     bias_correction: bool,
+    /// --int8: bits of the network input x_t: 16 (symmetric int16, zero point 0; enc1
+    /// multiplies int16 inputs by int8 weights) or 8 (int8 like every other activation, the
+    /// earlier default).
+    #[arg(long, default_value_t = 16, value_parser = parse_input_bits)]
+    input_bits: u32,
     /// --int8: also print how much of ε's error each quantized part causes (the int8 network
     /// simulated with one part at a time quantized, and with one part kept in f32).
     #[arg(long)]
@@ -228,6 +233,14 @@ fn parse_weight_clip(s: &str) -> std::result::Result<WeightClip, String> {
         "max" => Ok(WeightClip::Max),
         "mse" => Ok(WeightClip::Mse),
         _ => Err(format!("{s:?}: use max or mse")),
+    }
+}
+
+fn parse_input_bits(s: &str) -> std::result::Result<u32, String> {
+    match s {
+        "8" => Ok(8),
+        "16" => Ok(16),
+        _ => Err(format!("input bits must be 8 or 16, not `{s}`")),
     }
 }
 
@@ -515,6 +528,7 @@ fn run_export(a: ExportArgs) -> Result<()> {
                 weight_clip: a.weight_clip,
                 equalize: a.equalize,
                 bias_correction: a.bias_correction,
+                input_bits: a.input_bits,
             },
             seed: a.seed,
             eval_images: a.eval_images,
@@ -530,8 +544,9 @@ fn run_export(a: ExportArgs) -> Result<()> {
             &data,
             &opts,
             &format!(
-                "{note} (int8, {:?} ranges, {:?} weight clip, equalize {:?}, bias correction {})",
-                q.range, q.weight_clip, q.equalize, q.bias_correction
+                "{note} (int8, int{} input, {:?} ranges, {:?} weight clip, equalize {:?}, \
+                 bias correction {})",
+                q.input_bits, q.range, q.weight_clip, q.equalize, q.bias_correction
             ),
         )?;
         let [x, e1, e2, d1] = report.activations;

@@ -195,8 +195,9 @@ pub fn accuracy(
     let mut den = [0.0f64; 5];
     let mut noise = GaussianNoise::new(opts.seed ^ 0x5EED_7E57);
     let big_t = sched.len();
+    let input_q = q.input_quant();
     let quants = [
-        Some(q.input_quant()),
+        Some(input_q.q),
         q.layers()[0].out,
         q.layers()[1].out,
         q.layers()[2].out,
@@ -224,12 +225,18 @@ pub fn accuracy(
             &ws[h1 * plane..(h1 + h2) * plane],
             &ws[(h1 + h2) * plane..(2 * h1 + h2) * plane],
         ];
-        let offs = [0, c * plane, (c + h1) * plane, (c + h1 + h2) * plane];
+        let ib = ddpm_core::int8::INPUT_BYTES * c * plane;
+        let offs = [0, ib, ib + h1 * plane, ib + (h1 + h2) * plane];
         for k in 0..4 {
             let qk = quants[k].context("activation quantization")?;
             let m = f32_maps[k];
             for (j, &r) in m.iter().enumerate() {
-                let d = qk.dequantize(acts[offs[k] + j]) as f64 - r as f64;
+                let v = if k == 0 {
+                    input_q.dequantize(ddpm_core::int8::load_input(&acts, j))
+                } else {
+                    qk.dequantize(acts[offs[k] + j])
+                };
+                let d = v as f64 - r as f64;
                 num[k] += d * d;
                 den[k] += (r as f64) * (r as f64);
             }
