@@ -18,7 +18,25 @@
 use crate::config::{ModelConfig, SimpleUNetConfig};
 use crate::error::{check_len, check_min_len, Error, Result};
 use crate::format::{DType, ModelFile, Precision, TensorRecord};
-use crate::quant::{ActQuant, QuantizedMultiplier};
+use crate::quant::{ActQuant, InputQuant, QuantizedMultiplier, INPUT16_MAX};
+
+/// Bytes per quantized input value in the activation storage: the input is held as
+/// little-endian `i16` (int16 files use the whole range; int8 files the int8 part of it).
+pub const INPUT_BYTES: usize = 2;
+
+/// Stores input value `v` at element `i` of the input region of the activation storage.
+#[inline(always)]
+pub fn store_input(acts: &mut [i8], i: usize, v: i16) {
+    let [lo, hi] = v.to_le_bytes();
+    acts[INPUT_BYTES * i] = lo as i8;
+    acts[INPUT_BYTES * i + 1] = hi as i8;
+}
+
+/// Input value at element `i` of the input region of the activation storage.
+#[inline(always)]
+pub fn load_input(acts: &[i8], i: usize) -> i16 {
+    i16::from_le_bytes([acts[INPUT_BYTES * i] as u8, acts[INPUT_BYTES * i + 1] as u8])
+}
 
 /// Little-endian i32 values borrowed from file bytes.
 #[derive(Debug, Clone, Copy)]
@@ -69,8 +87,9 @@ impl<'a> F32Le<'a> {
 /// Tensor names of the int8 file, besides the PyTorch names of the weights and biases:
 /// `<layer>.weight_scale` (f32 per output channel), `<layer>.multiplier` and `<layer>.shift`
 /// (i32 per output channel), `<layer>.output_scale` and `<layer>.output_zero_point` (one each;
-/// not for `dec2`), `dec2.dequant` (f32 per output channel), and `input.scale` /
-/// `input.zero_point`.
+/// not for `dec2`), `dec2.dequant` (f32 per output channel), `input.scale` /
+/// `input.zero_point`, and optionally `input.bits` (i32, 8 or 16; absent: 8). With 16 the input
+/// is symmetric int16 (zero point 0) and enc1 multiplies int16 inputs by int8 weights.
 pub const LAYERS: [&str; 4] = ["enc1", "enc2", "dec1", "dec2"];
 
 pub(crate) fn tensor<'a>(
@@ -283,24 +302,30 @@ impl TimeMlp<'_> {
 #[derive(Debug, Clone, Copy)]
 pub struct Int8SimpleUNet<'a> {
     cfg: SimpleUNetConfig,
-    input: ActQuant,
+    input: InputQuant,
     layers: [QConv<'a>; 4],
     time: TimeMlp<'a>,
 }
 
 impl SimpleUNetConfig {
-    /// Activation elements of [`Int8SimpleUNet::forward_layerwise`]: the quantized input and
-    /// three whole intermediate maps.
+    /// Activation elements of [`Int8SimpleUNet::forward_layerwise`]: the quantized input
+    /// ([`INPUT_BYTES`] per value) and three whole intermediate maps.
     pub const fn layerwise_act_len(&self) -> usize {
         let plane = self.height as usize * self.width as usize;
-        plane * (self.channels as usize + 2 * self.hidden1 as usize + self.hidden2 as usize)
+        plane
+            * (INPUT_BYTES * self.channels as usize
+                + 2 * self.hidden1 as usize
+                + self.hidden2 as usize)
     }
 
-    /// Activation elements of the streaming executors: 3 rows of the quantized input and of
-    /// each of the three intermediate maps.
+    /// Activation elements of the streaming executors: 3 rows of the quantized input
+    /// ([`INPUT_BYTES`] elements per value, room the f32 executor leaves unused) and of each of
+    /// the three intermediate maps.
     pub const fn streaming_act_len(&self) -> usize {
         3 * self.width as usize
-            * (self.channels as usize + 2 * self.hidden1 as usize + self.hidden2 as usize)
+            * (INPUT_BYTES * self.channels as usize
+                + 2 * self.hidden1 as usize
+                + self.hidden2 as usize)
     }
 
     /// Elements of one output row over all channels (C·W).
@@ -447,9 +472,37 @@ impl<'a> Int8SimpleUNet<'a> {
             ));
         };
         cfg.validate()?;
-        let input = act_quant(file, "input.scale", "input.zero_point")?;
+        let q = act_quant(file, "input.scale", "input.zero_point")?;
+        let bits = match file.tensor("input.bits") {
+            Err(Error::MissingTensor { .. }) => 8,
+            _ => I32Le(tensor(file, "input.bits", DType::I32, &[1])?.data).get(0),
+        };
+        let input = match bits {
+            8 => InputQuant { q, bits: 8 },
+            16 if q.zero_point == 0 => InputQuant { q, bits: 16 },
+            16 => {
+                return Err(Error::InvalidConfig(
+                    "int16 input must have zero point 0 (symmetric)",
+                ))
+            }
+            _ => return Err(Error::InvalidConfig("input.bits must be 8 or 16")),
+        };
         let (c, h1, h2) = (cfg.channels, cfg.hidden1, cfg.hidden2);
-        let enc1 = QConv::load(file, 0, c, h1, input.zero_point, false)?;
+        let enc1 = QConv::load(file, 0, c, h1, input.q.zero_point, false)?;
+        if bits == 16 {
+            // enc1's int32 accumulator: |bias| + 9·c_in taps of |int16 input| ≤ 32767 times
+            // |int8 weight| ≤ 127 (a weight of −128 is never written) must not overflow.
+            let worst = int16_enc1_worst_case(c as usize);
+            let bias = (0..h1 as usize)
+                .map(|o| (enc1.bias(o) as i64).abs())
+                .max()
+                .unwrap_or(0);
+            if worst + bias > i32::MAX as i64 {
+                return Err(Error::InvalidConfig(
+                    "int16 input: enc1 accumulator could overflow int32",
+                ));
+            }
+        }
         let enc2 = QConv::load(file, 1, h1, h2, enc1.out.map_or(0, |q| q.zero_point), false)?;
         let dec1 = QConv::load(file, 2, h2, h1, enc2.out.map_or(0, |q| q.zero_point), false)?;
         let dec2 = QConv::load(file, 3, h1, c, dec1.out.map_or(0, |q| q.zero_point), true)?;
@@ -476,7 +529,7 @@ impl<'a> Int8SimpleUNet<'a> {
     }
 
     /// The input quantization.
-    pub fn input_quant(&self) -> ActQuant {
+    pub fn input_quant(&self) -> InputQuant {
         self.input
     }
 
@@ -523,43 +576,43 @@ impl<'a> Int8SimpleUNet<'a> {
         );
         self.time_offsets(t_in, scratch);
         let offsets = &scratch.offsets[..h2];
-        let (xq, rest) = scratch.acts.split_at_mut(c * plane);
+        let (xq, rest) = scratch.acts.split_at_mut(INPUT_BYTES * c * plane);
         let (a1, rest) = rest.split_at_mut(h1 * plane);
         let (a2, rest) = rest.split_at_mut(h2 * plane);
         let a3 = &mut rest[..h1 * plane];
-        for (q, v) in xq.iter_mut().zip(x) {
-            *q = self.input.quantize(*v);
+        for (i, v) in x.iter().enumerate() {
+            store_input(xq, i, self.input.quantize(*v));
         }
+        let xq = &*xq;
+        let fallback = self.input.q;
         let [enc1, enc2, dec1, dec2] = &self.layers;
         layerwise_conv(
             enc1,
-            xq,
+            |j| load_input(xq, j) as i32,
             h,
             w,
-            |o, acc| LayerOut::Q(enc1.requantize(o, acc, 0, enc1.out.unwrap_or(self.input))),
+            |o, acc| LayerOut::Q(enc1.requantize(o, acc, 0, enc1.out.unwrap_or(fallback))),
             a1.iter_mut().map(Slot::Q),
         );
         layerwise_conv(
             enc2,
-            a1,
+            |j| a1[j] as i32,
             h,
             w,
-            |o, acc| {
-                LayerOut::Q(enc2.requantize(o, acc, offsets[o], enc2.out.unwrap_or(self.input)))
-            },
+            |o, acc| LayerOut::Q(enc2.requantize(o, acc, offsets[o], enc2.out.unwrap_or(fallback))),
             a2.iter_mut().map(Slot::Q),
         );
         layerwise_conv(
             dec1,
-            a2,
+            |j| a2[j] as i32,
             h,
             w,
-            |o, acc| LayerOut::Q(dec1.requantize(o, acc, 0, dec1.out.unwrap_or(self.input))),
+            |o, acc| LayerOut::Q(dec1.requantize(o, acc, 0, dec1.out.unwrap_or(fallback))),
             a3.iter_mut().map(Slot::Q),
         );
         layerwise_conv(
             dec2,
-            a3,
+            |j| a3[j] as i32,
             h,
             w,
             |o, acc| LayerOut::F(dec2.dequantize(o, acc)),
@@ -579,10 +632,18 @@ enum Slot<'s> {
     F(&'s mut f32),
 }
 
-/// The plain integer oracle: every output pixel of every channel from the whole input map.
+/// The worst-case magnitude of enc1's int32 accumulator over its taps with an int16 input:
+/// `9 · c_in · 32767 · 127` (for the seed's c_in = 1: 37,452,681, far below 2³¹ − 1; int32
+/// holds it up to c_in = 57).
+pub const fn int16_enc1_worst_case(c_in: usize) -> i64 {
+    9 * c_in as i64 * INPUT16_MAX as i64 * 127
+}
+
+/// The plain integer oracle: every output pixel of every channel from the whole input map
+/// (`input(j)`: element `j` of the `[in_c][h][w]` input as an integer).
 fn layerwise_conv<'s>(
     layer: &QConv<'_>,
-    input: &[i8],
+    input: impl Fn(usize) -> i32,
     h: usize,
     w: usize,
     finish: impl Fn(usize, i32) -> LayerOut,
@@ -604,7 +665,7 @@ fn layerwise_conv<'s>(
                             if ix < 0 || ix >= w as isize {
                                 continue;
                             }
-                            let q = input[(i * h + iy as usize) * w + ix as usize] as i32;
+                            let q = input((i * h + iy as usize) * w + ix as usize);
                             acc =
                                 acc.wrapping_add(layer.tap(o, i, ky * 3 + kx) * (q - layer.in_zp));
                         }

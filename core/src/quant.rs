@@ -151,6 +151,68 @@ impl ActQuant {
     }
 }
 
+/// Largest magnitude of an int16 input value (symmetric range [−32767, 32767]).
+pub const INPUT16_MAX: i32 = 32767;
+
+/// Quantization of the network input: [`ActQuant`] on an 8-bit grid (the default of old
+/// files) or, with `bits == 16`, symmetric int16 (zero point 0, range [−32767, 32767]; the
+/// activation side of TFLite's 16x8 scheme, applied to the input tensor only). Either way the
+/// quantized value is held as an `i16`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct InputQuant {
+    /// Scale and zero point (zero point 0 for 16 bits).
+    pub q: ActQuant,
+    /// 8 or 16.
+    pub bits: u32,
+}
+
+impl InputQuant {
+    /// Symmetric int16 quantization covering `[min, max]` (scale max(|min|, |max|) / 32767).
+    pub fn symmetric16(min: f32, max: f32) -> Self {
+        let m = min.abs().max(max.abs());
+        let scale = if m > 0.0 && m.is_finite() {
+            m / INPUT16_MAX as f32
+        } else {
+            1.0
+        };
+        Self {
+            q: ActQuant {
+                scale,
+                zero_point: 0,
+            },
+            bits: 16,
+        }
+    }
+
+    /// The input quantization of `bits` (8: [`ActQuant::from_range`]; 16:
+    /// [`InputQuant::symmetric16`]) covering `[min, max]`.
+    pub fn from_range(bits: u32, min: f32, max: f32) -> Self {
+        if bits == 16 {
+            Self::symmetric16(min, max)
+        } else {
+            Self {
+                q: ActQuant::from_range(min, max),
+                bits: 8,
+            }
+        }
+    }
+
+    /// Quantizes one value (round to nearest, ties away from zero, then saturate to the grid).
+    pub fn quantize(&self, v: f32) -> i16 {
+        if self.bits == 16 {
+            let q = libm::roundf(v / self.q.scale) as i32 + self.q.zero_point;
+            q.clamp(-INPUT16_MAX, INPUT16_MAX) as i16
+        } else {
+            self.q.quantize(v) as i16
+        }
+    }
+
+    /// The real value of `q`.
+    pub fn dequantize(&self, q: i16) -> f32 {
+        self.q.scale * (q as i32 - self.q.zero_point) as f32
+    }
+}
+
 /// Symmetric per-channel weight scale: `max |w| / 127` (1.0 for an all-zero channel).
 pub fn weight_scale(channel: &[f32]) -> f32 {
     let m = channel.iter().fold(0.0f32, |m, v| m.max(v.abs()));

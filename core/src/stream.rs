@@ -29,8 +29,11 @@ pub trait RowNet {
     fn config(&self) -> &SimpleUNetConfig;
     /// Prepares per-call state (the time embedding) for network time input `t_in`.
     fn begin(&self, t_in: f32, scratch: &mut Scratch<'_, Self::Act>);
-    /// Converts an input value to an activation.
-    fn input(&self, v: f32) -> Self::Act;
+    /// Activation elements per input value in the input window (1 for f32; the int8 network
+    /// holds its input as `i16` in [`crate::int8::INPUT_BYTES`] elements).
+    fn input_elems(&self) -> usize;
+    /// Converts one input row (`[w]` values) to activations (`[w · input_elems]`).
+    fn input_row(&self, src: &[f32], dst: &mut [Self::Act]);
     /// Row `r` of hidden layer `layer` (0 = enc1, 1 = enc2, 2 = dec1) into `dst` (`[out_c][w]`),
     /// reading the window `src` (`[3][in_c][w]`, row `q` in slot `q % 3`).
     fn hidden_row(
@@ -84,8 +87,9 @@ pub fn run_streaming<N: RowNet>(
     } = scratch;
     let (temb, offsets, row) = (&temb[..h2], &offsets[..], &mut row[..c * w]);
     // Windows: input, enc1, enc2, dec1.
+    let ie = net.input_elems();
     let sizes = [
-        3 * c * w,
+        3 * ie * c * w,
         3 * cfg.hidden1 as usize * w,
         3 * h2 * w,
         3 * cfg.hidden1 as usize * w,
@@ -99,10 +103,7 @@ pub fn run_streaming<N: RowNet>(
             let slot = s % 3;
             for ch in 0..c {
                 let src = &x[(ch * h + s) * w..][..w];
-                let dst = &mut win0[(slot * c + ch) * w..][..w];
-                for (d, v) in dst.iter_mut().zip(src) {
-                    *d = net.input(*v);
-                }
+                net.input_row(src, &mut win0[(slot * c + ch) * ie * w..][..ie * w]);
             }
         }
         hidden_stage(net, 0, s, win0, win1, offsets, temb);
@@ -237,8 +238,14 @@ impl RowNet for Int8SimpleUNet<'_> {
     fn begin(&self, t_in: f32, scratch: &mut Scratch<'_, i8>) {
         self.time_offsets(t_in, scratch);
     }
-    fn input(&self, v: f32) -> i8 {
-        self.input_quant().quantize(v)
+    fn input_elems(&self) -> usize {
+        crate::int8::INPUT_BYTES
+    }
+    fn input_row(&self, src: &[f32], dst: &mut [i8]) {
+        let q = self.input_quant();
+        for (i, v) in src.iter().enumerate() {
+            crate::int8::store_input(dst, i, q.quantize(*v));
+        }
     }
     fn hidden_row(
         &self,
@@ -252,11 +259,15 @@ impl RowNet for Int8SimpleUNet<'_> {
         let l = &self.layers()[layer];
         let h = self.config().height as usize;
         let w = self.config().width as usize;
-        let out = l.out.unwrap_or(self.input_quant());
+        let out = l.out.unwrap_or(self.input_quant().q);
         for o in 0..l.out_c {
             let off = if layer == 1 { offsets[o] } else { 0 };
             for (x, d) in dst[o * w..(o + 1) * w].iter_mut().enumerate() {
-                let acc = int8_acc(l, src, h, w, r, x, o);
+                let acc = if layer == 0 {
+                    int8_acc(l, |j| crate::int8::load_input(src, j) as i32, h, w, r, x, o)
+                } else {
+                    int8_acc(l, |j| src[j] as i32, h, w, r, x, o)
+                };
                 *d = l.requantize(o, acc, off, out);
             }
         }
@@ -267,7 +278,7 @@ impl RowNet for Int8SimpleUNet<'_> {
         let w = self.config().width as usize;
         for o in 0..l.out_c {
             for (x, d) in dst[o * w..(o + 1) * w].iter_mut().enumerate() {
-                *d = l.dequantize(o, int8_acc(l, src, h, w, r, x, o));
+                *d = l.dequantize(o, int8_acc(l, |j| src[j] as i32, h, w, r, x, o));
             }
         }
     }
@@ -276,11 +287,12 @@ impl RowNet for Int8SimpleUNet<'_> {
     }
 }
 
-/// The int32 accumulator of output pixel (r, x) of channel `o`, from a 3-row window.
+/// The int32 accumulator of output pixel (r, x) of channel `o`, from a 3-row window
+/// (`src(j)`: element `j` of the `[3][in_c][w]` window as an integer).
 #[inline(always)]
 fn int8_acc(
     l: &crate::int8::QConv<'_>,
-    src: &[i8],
+    src: impl Fn(usize) -> i32,
     h: usize,
     w: usize,
     r: usize,
@@ -294,13 +306,13 @@ fn int8_acc(
             if iy < 0 || iy >= h as isize {
                 continue;
             }
-            let row = &src[((iy as usize % 3) * l.in_c + i) * w..][..w];
+            let row = ((iy as usize % 3) * l.in_c + i) * w;
             for kx in 0..3 {
                 let ix = x as isize + kx as isize - 1;
                 if ix < 0 || ix >= w as isize {
                     continue;
                 }
-                let q = row[ix as usize] as i32;
+                let q = src(row + ix as usize);
                 acc = acc.wrapping_add(l.tap(o, i, ky * 3 + kx) * (q - l.in_zp));
             }
         }
@@ -416,8 +428,11 @@ impl RowNet for F32StreamNet<'_> {
             *e = acc;
         }
     }
-    fn input(&self, v: f32) -> f32 {
-        v
+    fn input_elems(&self) -> usize {
+        1
+    }
+    fn input_row(&self, src: &[f32], dst: &mut [f32]) {
+        dst.copy_from_slice(src);
     }
     fn hidden_row(
         &self,

@@ -100,10 +100,14 @@ impl<'w> TinyCalibrator<'w> {
                 }
                 v.sort_by(|a, b| a.total_cmp(b));
                 let at = |q: f32| {
-                    let i = ((q / 100.0) * (v.len() - 1) as f32).round() as usize;
+                    let i = libm::roundf((q / 100.0) * (v.len() - 1) as f32) as usize;
                     v[i.min(v.len() - 1)]
                 };
                 (at(100.0 - p), at(p))
+            }
+            // TinyUNet has no ε-driven planner: both take the per-tensor MSE range.
+            RangeMethod::Mse | RangeMethod::EpsMse => {
+                crate::quantize::mse_range(&self.samples[k], self.min[k], self.max[k])
             }
         })
     }

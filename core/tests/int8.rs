@@ -8,7 +8,7 @@ use ddpm_core::format::ModelFile;
 use ddpm_core::int8::{
     Int8Layerwise, Int8SimpleUNet, Scratch, SeedF32StreamBuffers, SeedInt8StreamBuffers,
 };
-use ddpm_core::quantize::{quantize_simple_unet, Calibrator, RangeMethod};
+use ddpm_core::quantize::{quantize_simple_unet, Calibrator, QuantOptions, QuantPlan, RangeMethod};
 use ddpm_core::sampler::{self, DdimConfig, DdpmConfig, DdpmVariance, SamplerConfig};
 use ddpm_core::stream::{forward_streaming, sample_streaming, F32StreamNet};
 use ddpm_core::{Schedule, ScheduleConfig, SimpleUNet, SimpleUNetConfig};
@@ -59,8 +59,18 @@ impl Owned {
     }
 }
 
-/// An int8 file for random weights, calibrated on random inputs over the whole t range.
-fn int8_file(cfg: &SimpleUNetConfig, seed: u64, method: RangeMethod) -> (Vec<f32>, Vec<u8>) {
+/// Input precisions of the int8 files: int8 (files without `input.bits`) and int16.
+const INPUT_BITS: [u32; 2] = [8, 16];
+
+/// An int8 file for random weights, calibrated on random inputs over the whole t range, with
+/// an int8 input (written by [`quantize_simple_unet`], so without `input.bits`, as older files)
+/// or an int16 one (the plain recipe of [`QuantPlan`] with `input_bits` 16).
+fn int8_file(
+    cfg: &SimpleUNetConfig,
+    seed: u64,
+    method: RangeMethod,
+    input_bits: u32,
+) -> (Vec<f32>, Vec<u8>) {
     let params = random_params(cfg, seed, 1.0);
     let net = SimpleUNet::from_flat(*cfg, &params).unwrap();
     let mut cal = Calibrator::new(net, 7);
@@ -68,13 +78,27 @@ fn int8_file(cfg: &SimpleUNetConfig, seed: u64, method: RangeMethod) -> (Vec<f32
         let x = random_input(cfg.image_len(), 1000 + i);
         cal.observe(&x, i as f32 / 24.0).unwrap();
     }
-    let bytes = quantize_simple_unet(
-        &net,
-        ScheduleConfig::default(),
-        cal.ranges(method),
-        "int8 test",
-    )
-    .unwrap();
+    let bytes = if input_bits == 8 {
+        quantize_simple_unet(
+            &net,
+            ScheduleConfig::default(),
+            cal.ranges(method),
+            "int8 test",
+        )
+        .unwrap()
+    } else {
+        let opts = QuantOptions {
+            range: method,
+            input_bits,
+            ..QuantOptions::PLAIN
+        };
+        QuantPlan::build(&net, &cal, &opts)
+            .unwrap()
+            .write(ScheduleConfig::default(), "int16-input test")
+            .unwrap()
+    };
+    let file = ModelFile::parse(&bytes).unwrap();
+    assert_eq!(file.tensor("input.bits").is_ok(), input_bits == 16);
     (params, bytes)
 }
 
@@ -101,9 +125,18 @@ fn configs() -> [SimpleUNetConfig; 3] {
 #[test]
 fn streaming_equals_layerwise_bit_for_bit() {
     for (ci, cfg) in configs().into_iter().enumerate() {
-        let (_, bytes) = int8_file(&cfg, 20 + ci as u64, RangeMethod::MinMax);
+        for bits in INPUT_BITS {
+            streaming_equals_layerwise(ci, cfg, bits);
+        }
+    }
+}
+
+fn streaming_equals_layerwise(ci: usize, cfg: SimpleUNetConfig, bits: u32) {
+    {
+        let (_, bytes) = int8_file(&cfg, 20 + ci as u64, RangeMethod::MinMax, bits);
         let file = ModelFile::parse(&bytes).unwrap();
         let net = Int8SimpleUNet::from_file(&file).unwrap();
+        assert_eq!(net.input_quant().bits, bits);
         let mut lw = Owned::new(&cfg, true);
         let mut st = Owned::new(&cfg, false);
         for k in 0..4u64 {
@@ -118,7 +151,7 @@ fn streaming_equals_layerwise_bit_for_bit() {
             assert_eq!(
                 a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
                 b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                "cfg {cfg:?} input {k}"
+                "cfg {cfg:?} input bits {bits} input {k}"
             );
         }
     }
@@ -126,8 +159,14 @@ fn streaming_equals_layerwise_bit_for_bit() {
 
 #[test]
 fn streaming_sampler_equals_layerwise_sampler_bit_for_bit() {
+    for bits in INPUT_BITS {
+        streaming_sampler_equals_layerwise_sampler(bits);
+    }
+}
+
+fn streaming_sampler_equals_layerwise_sampler(bits: u32) {
     let cfg = SimpleUNetConfig::SEED;
-    let (_, bytes) = int8_file(&cfg, 3, RangeMethod::MinMax);
+    let (_, bytes) = int8_file(&cfg, 3, RangeMethod::MinMax, bits);
     let file = ModelFile::parse(&bytes).unwrap();
     let net = Int8SimpleUNet::from_file(&file).unwrap();
     let sched: Schedule = Schedule::new(&ScheduleConfig::default()).unwrap();
@@ -157,7 +196,7 @@ fn streaming_sampler_equals_layerwise_sampler_bit_for_bit() {
         assert_eq!(
             a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
             b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-            "{scfg:?}"
+            "input bits {bits}: {scfg:?}"
         );
     }
 }
@@ -169,8 +208,13 @@ const RANDOM_NET_INT8_REL_RMS: f64 = 0.08;
 #[test]
 fn int8_is_close_to_f32() {
     let cfg = SimpleUNetConfig::SEED;
-    for method in [RangeMethod::MinMax, RangeMethod::Percentile(99.99)] {
-        let (params, bytes) = int8_file(&cfg, 5, method);
+    for (method, bits) in [
+        (RangeMethod::MinMax, 8),
+        (RangeMethod::Percentile(99.99), 8),
+        (RangeMethod::MinMax, 16),
+        (RangeMethod::Percentile(99.99), 16),
+    ] {
+        let (params, bytes) = int8_file(&cfg, 5, method, bits);
         let file = ModelFile::parse(&bytes).unwrap();
         let net = Int8SimpleUNet::from_file(&file).unwrap();
         let f32net = SimpleUNet::from_flat(cfg, &params).unwrap();
@@ -191,8 +235,11 @@ fn int8_is_close_to_f32() {
             }
         }
         let rel = (num / den).sqrt();
-        println!("{method:?}: int8 vs f32 relative RMS error of ε = {rel:.4}");
-        assert!(rel < RANDOM_NET_INT8_REL_RMS, "{method:?}: {rel}");
+        println!("{method:?}, int{bits} input: int8 vs f32 relative RMS error of ε = {rel:.4}");
+        assert!(
+            rel < RANDOM_NET_INT8_REL_RMS,
+            "{method:?}, int{bits}: {rel}"
+        );
     }
 }
 
@@ -252,7 +299,7 @@ fn memory_budgets() {
 /// (x0 clipped, ε recomputed) through the streaming executor. Integer arithmetic is the same
 /// on every platform, so this value is too; `firmware-check/tests/qemu.rs` expects the
 /// Cortex-M4 build to print it.
-const PINNED_INT8_CHECKSUM_SEED42: u32 = 0xed63_5ab6;
+const PINNED_INT8_CHECKSUM_SEED42: u32 = 0x251c_dce9;
 
 #[test]
 fn pinned_int8_sample_of_the_default_model() {
@@ -277,4 +324,53 @@ fn pinned_int8_sample_of_the_default_model() {
     let crc = ddpm_core::crc32(&pixels);
     println!("int8 default model, seed 42, DDIM 10: checksum {crc:#010x}");
     assert_eq!(crc, PINNED_INT8_CHECKSUM_SEED42, "{crc:#010x}");
+}
+
+/// CRC-32 of the u8 image that an int8-input file (no `input.bits` tensor; random weights,
+/// [`int8_file`] with seed 3) draws with seed 42 and 6 DDIM steps through the streaming
+/// executor, as computed by the executor before int16 inputs existed: such files must keep
+/// giving the same results.
+const PINNED_INT8_INPUT_CHECKSUM: u32 = 0x96d7_a7ff;
+
+#[test]
+fn int8_input_files_give_the_same_results_as_before() {
+    let cfg = SimpleUNetConfig::SEED;
+    let (_, bytes) = int8_file(&cfg, 3, RangeMethod::MinMax, 8);
+    let file = ModelFile::parse(&bytes).unwrap();
+    let net = Int8SimpleUNet::from_file(&file).unwrap();
+    assert_eq!(net.input_quant().bits, 8);
+    let sched: Schedule = Schedule::new(&ScheduleConfig::default()).unwrap();
+    let scfg = SamplerConfig::Ddim(DdimConfig {
+        steps: 6,
+        ..Default::default()
+    });
+    let mut bufs = Box::new(SeedInt8StreamBuffers::ZEROED);
+    let mut x = vec![0.0f32; cfg.image_len()];
+    sample_streaming(&net, &sched, &scfg, 42, &mut x, &mut bufs.scratch()).unwrap();
+    let pixels: Vec<u8> = x.iter().map(|&v| ddpm_core::pixel_to_u8(v)).collect();
+    let crc = ddpm_core::crc32(&pixels);
+    println!("int8-input file, seed 42, DDIM 6: checksum {crc:#010x}");
+    assert_eq!(crc, PINNED_INT8_INPUT_CHECKSUM, "{crc:#010x}");
+}
+
+/// enc1's int32 accumulator with an int16 input: 9 taps per input channel of |q| ≤ 32767 times
+/// |w| ≤ 127 stays far below 2³¹ for the seed's single channel (with room for the bias), and
+/// the bound grows past int32 only beyond 57 input channels.
+#[test]
+fn int16_input_accumulator_bound() {
+    use ddpm_core::int8::int16_enc1_worst_case;
+    assert_eq!(int16_enc1_worst_case(1), 9 * 32767 * 127);
+    assert!(int16_enc1_worst_case(1) < (1i64 << 31) / 57);
+    assert!(int16_enc1_worst_case(57) < 1i64 << 31);
+    assert!(int16_enc1_worst_case(58) >= 1i64 << 31);
+    let cfg = SimpleUNetConfig::SEED;
+    let params = random_params(&cfg, 5, 1.0);
+    let net = SimpleUNet::from_flat(cfg, &params).unwrap();
+    let mut cal = Calibrator::new(net, 7);
+    cal.observe(&random_input(cfg.image_len(), 1), 0.5).unwrap();
+    let bad = QuantOptions {
+        input_bits: 12,
+        ..QuantOptions::PLAIN
+    };
+    assert!(QuantPlan::build(&net, &cal, &bad).is_err());
 }

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use ddpm_core::quantize::RangeMethod;
+use ddpm_core::quantize::{Equalize, QuantOptions, RangeMethod, WeightClip};
 use ddpm_core::sampler::{DdimConfig, DdpmConfig, DdpmVariance, SamplerConfig, Spacing};
 use ddpm_core::{ModelConfig, ScheduleConfig, SimpleUNetConfig, TinyUNetConfig};
 use ddpm_trainer::{export, fetch, idx, model, parse_device, sample, train};
@@ -208,10 +208,35 @@ struct ExportArgs {
     /// split) [default: data/mnist if present, else ../shared/data/mnist].
     #[arg(long)]
     data: Option<PathBuf>,
-    /// --int8: activation ranges from the min/max of the calibration values, or from the
-    /// given upper percentile (and its mirror) of them.
-    #[arg(long, default_value = "minmax", value_parser = parse_range)]
+    /// --int8: activation ranges (per tensor) from the calibration values: `minmax`, a
+    /// percentile `pNN.NN` (and its mirror), `mse` (the clipping thresholds that minimise
+    /// each tensor's quantization mean squared error) or `eps` (those that minimise the mean
+    /// squared error of the network's output ε, tensor by tensor, in the simulated int8
+    /// network).
+    #[arg(long, default_value = "p99.99", value_parser = parse_range)]
     range: RangeMethod,
+    /// --int8: per-output-channel weight scale: `max` (max |w| / 127) or `mse` (the clipping
+    /// threshold that minimises the channel's squared quantization error).
+    #[arg(long, default_value = "mse", value_parser = parse_weight_clip)]
+    weight_clip: WeightClip,
+    /// --int8: cross-layer equalization at the ReLU boundaries (exact in f32): `off`,
+    /// `weights` (Nagel et al. 2019: balance weight ranges) or `activations` (balance each
+    /// activation channel's range against the next layer's weights).
+    #[arg(long, default_value = "activations", value_parser = parse_equalize)]
+    equalize: Equalize,
+    /// --int8: empirical bias correction of each layer's mean output error over the
+    /// calibration inputs (true/false).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    bias_correction: bool,
+    /// --int8: bits of the network input x_t: 16 (symmetric int16, zero point 0; enc1
+    /// multiplies int16 inputs by int8 weights) or 8 (int8 like every other activation, the
+    /// earlier default).
+    #[arg(long, default_value_t = 16, value_parser = parse_input_bits)]
+    input_bits: u32,
+    /// --int8: also print how much of ε's error each quantized part causes (the int8 network
+    /// simulated with one part at a time quantized, and with one part kept in f32).
+    #[arg(long)]
+    ablation: bool,
     /// --int8: noised training images to calibrate on.
     #[arg(long, default_value_t = 512)]
     calib_images: usize,
@@ -228,14 +253,42 @@ struct ExportArgs {
 }
 
 fn parse_range(s: &str) -> std::result::Result<RangeMethod, String> {
-    if s == "minmax" {
-        return Ok(RangeMethod::MinMax);
+    match s {
+        "minmax" => return Ok(RangeMethod::MinMax),
+        "mse" => return Ok(RangeMethod::Mse),
+        "eps" => return Ok(RangeMethod::EpsMse),
+        _ => {}
     }
     match s.strip_prefix('p').map(str::parse::<f32>) {
         Some(Ok(p)) if p > 50.0 && p <= 100.0 => Ok(RangeMethod::Percentile(p)),
         _ => Err(format!(
-            "{s:?}: use minmax or pNN.NN (a percentile above 50, e.g. p99.99)"
+            "{s:?}: use minmax, mse, eps or pNN.NN (a percentile above 50, e.g. p99.99)"
         )),
+    }
+}
+
+fn parse_weight_clip(s: &str) -> std::result::Result<WeightClip, String> {
+    match s {
+        "max" => Ok(WeightClip::Max),
+        "mse" => Ok(WeightClip::Mse),
+        _ => Err(format!("{s:?}: use max or mse")),
+    }
+}
+
+fn parse_input_bits(s: &str) -> std::result::Result<u32, String> {
+    match s {
+        "8" => Ok(8),
+        "16" => Ok(16),
+        _ => Err(format!("input bits must be 8 or 16, not `{s}`")),
+    }
+}
+
+fn parse_equalize(s: &str) -> std::result::Result<Equalize, String> {
+    match s {
+        "off" => Ok(Equalize::Off),
+        "weights" => Ok(Equalize::Weights),
+        "activations" => Ok(Equalize::Activations),
+        _ => Err(format!("{s:?}: use off, weights or activations")),
     }
 }
 
@@ -573,26 +626,41 @@ fn run_export(a: ExportArgs) -> Result<()> {
             images: a.calib_images,
             trajectories: a.calib_trajectories,
             trajectory_every: 10,
-            method: a.range,
+            quant: QuantOptions {
+                range: a.range,
+                weight_clip: a.weight_clip,
+                equalize: a.equalize,
+                bias_correction: a.bias_correction,
+                input_bits: a.input_bits,
+            },
             seed: a.seed,
             eval_images: a.eval_images,
+            ablation: a.ablation,
         };
         eprintln!(
             "export --int8: calibrating on {} noised training images and {} DDPM trajectories ({:?})",
-            opts.images, opts.trajectories, opts.method
+            opts.images, opts.trajectories, opts.quant
         );
+        let q = &opts.quant;
         let (bytes, report) = ddpm_trainer::quantize::quantize_model(
             &f32_bytes,
             &data,
             &opts,
-            &format!("{note} (int8, {:?} ranges)", opts.method),
+            &format!(
+                "{note} (int8, int{} input, {:?} ranges, {:?} weight clip, equalize {:?}, \
+                 bias correction {})",
+                q.input_bits, q.range, q.weight_clip, q.equalize, q.bias_correction
+            ),
         )?;
         let [x, e1, e2, d1] = report.activations;
         eprintln!(
             "int8 vs f32 relative RMS error on {} noised test images: input {x:.4}, enc1 {e1:.4}, \
-             enc2+temb {e2:.4}, dec1 {d1:.4}, eps {:.4}",
-            opts.eval_images, report.eps
+             enc2+temb {e2:.4}, dec1 {d1:.4}, eps {:.4} (simulated in real numbers: {:.4})",
+            opts.eval_images, report.eps, report.sim_eps
         );
+        for (what, e) in &report.ablation {
+            eprintln!("  ablation, eps error with {what}: {e:.4}");
+        }
         ddpm_trainer::atomic::write_atomic(&a.out, &bytes)?;
     } else {
         let bytes = export::model_file_bytes(&cfg, &schedule, &tensors, &note)?;
@@ -612,23 +680,33 @@ fn export_tiny_int8(a: &ExportArgs, f32_bytes: &[u8], note: &str) -> Result<()> 
         images: a.calib_images,
         trajectories: a.calib_trajectories,
         trajectory_every: 1,
-        method: a.range,
+        // The TinyUNet quantizer uses only the range method: max-abs weight scales, int8 input,
+        // no equalization or bias correction.
+        quant: QuantOptions {
+            range: a.range,
+            weight_clip: ddpm_core::quantize::WeightClip::Max,
+            equalize: ddpm_core::quantize::Equalize::Off,
+            bias_correction: false,
+            input_bits: 8,
+        },
         seed: a.seed,
         eval_images: a.eval_images,
+        ablation: false,
     };
     eprintln!(
         "export --int8 (TinyUNet): calibrating on {} noised training images and {} DDIM-{} \
-         trajectories ({:?})",
+         trajectories ({:?} ranges; --weight-clip, --equalize, --bias-correction, --input-bits \
+         and --ablation apply to SimpleUNet only)",
         opts.images,
         opts.trajectories,
         ddpm_trainer::quantize_tiny::CALIBRATION_DDIM_STEPS,
-        opts.method
+        opts.quant.range
     );
     let (bytes, r) = ddpm_trainer::quantize_tiny::quantize_tiny_model(
         f32_bytes,
         &data,
         &opts,
-        &format!("{note} (int8, {:?} ranges)", opts.method),
+        &format!("{note} (int8, {:?} ranges)", opts.quant.range),
     )?;
     let [x, s1, s2, d2, m, u2, u1] = r.activations;
     eprintln!(

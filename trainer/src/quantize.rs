@@ -8,13 +8,16 @@
 //!
 //! Accuracy is measured on noised *test* images (another split, other noise and timesteps):
 //! relative RMS error of every stored activation (dequantized int8 against f32) and of ε.
+//! With `ablation`, the same inputs also run through the int8 network simulated in real
+//! numbers with one part at a time quantized (and with one part at a time kept in f32), which
+//! attributes ε's error to the layers.
 
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use ddpm_core::format::ModelFile;
 use ddpm_core::int8::{Int8SimpleUNet, Scratch};
-use ddpm_core::quantize::{quantize_simple_unet, Calibrator, RangeMethod};
+use ddpm_core::quantize::{Calibrator, QuantMask, QuantOptions, QuantPlan, ACTIVATIONS};
 use ddpm_core::sampler::{self, DdpmConfig, Plan, SamplerConfig};
 use ddpm_core::{GaussianNoise, ModelConfig, Schedule, SimpleUNet};
 
@@ -29,21 +32,28 @@ pub struct CalibrationOptions {
     pub trajectories: usize,
     /// Observe every n-th state of each trajectory.
     pub trajectory_every: usize,
-    /// How activation ranges are chosen.
-    pub method: RangeMethod,
+    /// Activation ranges, weight clipping, equalization, bias correction.
+    pub quant: QuantOptions,
     /// Seed of image choice, timesteps and noise.
     pub seed: u64,
     /// Noised test images for the accuracy report.
     pub eval_images: usize,
+    /// Also attribute ε's error to the layers (see the module notes).
+    pub ablation: bool,
 }
 
 /// Relative RMS errors of int8 against f32.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct AccuracyReport {
     /// Per stored activation: input (quantized x), enc1, enc2 (+ time embedding), dec1.
     pub activations: [f64; 4],
     /// The network output ε.
     pub eps: f64,
+    /// ε's error of the int8 network simulated in real numbers (checks the simulation the
+    /// ablation uses against the integer executor).
+    pub sim_eps: f64,
+    /// With `ablation`: (what is quantized, ε's relative RMS error) rows.
+    pub ablation: Vec<(String, f64)>,
 }
 
 /// Pixels in [0, 255] → [−1, 1], as the trainer scales them.
@@ -146,10 +156,17 @@ pub fn quantize_model(
             .map_err(|e| anyhow!("{e}"))?;
         }
     }
-    let ranges = cal.ranges(opts.method);
-    let bytes =
-        quantize_simple_unet(&net, header.schedule, ranges, note).map_err(|e| anyhow!("{e}"))?;
-    let report = accuracy(&net, &bytes, &test, &sched, opts)?;
+    let plan = QuantPlan::build(&net, &cal, &opts.quant).map_err(|e| anyhow!("{e}"))?;
+    let bytes = plan
+        .write(header.schedule, note)
+        .map_err(|e| anyhow!("{e}"))?;
+    // Against the equalized f32 network (the same function as `net`, with activation
+    // channels rescaled as the int8 file stores them).
+    let f32_net = plan.f32_net().map_err(|e| anyhow!("{e}"))?;
+    let mut report = accuracy(&f32_net, &bytes, &test, &sched, opts)?;
+    let (sim_eps, ablation) = simulated_errors(&net, &plan, &test, &sched, opts)?;
+    report.sim_eps = sim_eps;
+    report.ablation = ablation;
     Ok((bytes, report))
 }
 
@@ -183,8 +200,9 @@ pub fn accuracy(
     let mut den = [0.0f64; 5];
     let mut noise = GaussianNoise::new(opts.seed ^ 0x5EED_7E57);
     let big_t = sched.len();
+    let input_q = q.input_quant();
     let quants = [
-        Some(q.input_quant()),
+        Some(input_q.q),
         q.layers()[0].out,
         q.layers()[1].out,
         q.layers()[2].out,
@@ -212,12 +230,18 @@ pub fn accuracy(
             &ws[h1 * plane..(h1 + h2) * plane],
             &ws[(h1 + h2) * plane..(2 * h1 + h2) * plane],
         ];
-        let offs = [0, c * plane, (c + h1) * plane, (c + h1 + h2) * plane];
+        let ib = ddpm_core::int8::INPUT_BYTES * c * plane;
+        let offs = [0, ib, ib + h1 * plane, ib + (h1 + h2) * plane];
         for k in 0..4 {
             let qk = quants[k].context("activation quantization")?;
             let m = f32_maps[k];
             for (j, &r) in m.iter().enumerate() {
-                let d = qk.dequantize(acts[offs[k] + j]) as f64 - r as f64;
+                let v = if k == 0 {
+                    input_q.dequantize(ddpm_core::int8::load_input(&acts, j))
+                } else {
+                    qk.dequantize(acts[offs[k] + j])
+                };
+                let d = v as f64 - r as f64;
                 num[k] += d * d;
                 den[k] += (r as f64) * (r as f64);
             }
@@ -231,5 +255,86 @@ pub fn accuracy(
     Ok(AccuracyReport {
         activations: [rel(0), rel(1), rel(2), rel(3)],
         eps: rel(4),
+        sim_eps: f64::NAN,
+        ablation: Vec::new(),
     })
+}
+
+/// The noised test inputs of [`accuracy`] (same draws), concatenated, with their time inputs.
+fn eval_inputs(test: &Mnist, sched: &Schedule, opts: &CalibrationOptions) -> (Vec<f32>, Vec<f32>) {
+    let mut noise = GaussianNoise::new(opts.seed ^ 0x5EED_7E57);
+    let big_t = sched.len();
+    let (mut xs, mut ts) = (Vec::new(), Vec::new());
+    for _ in 0..opts.eval_images {
+        let i = pick(&mut noise, test.len);
+        let t = pick(&mut noise, big_t);
+        xs.extend(noised(test, i, t, sched, &mut noise));
+        ts.push(t as f32 / big_t as f32);
+    }
+    (xs, ts)
+}
+
+/// ε's relative RMS error of the simulated int8 network on the evaluation inputs: everything
+/// quantized, and with `opts.ablation` each part alone and each part kept in f32.
+fn simulated_errors(
+    net: &SimpleUNet<'_>,
+    plan: &QuantPlan,
+    test: &Mnist,
+    sched: &Schedule,
+    opts: &CalibrationOptions,
+) -> Result<(f64, Vec<(String, f64)>)> {
+    let cfg = *net.config();
+    let (xs, ts) = eval_inputs(test, sched, opts);
+    let mut reference = vec![0.0f32; xs.len()];
+    let mut ws = vec![0.0f32; cfg.workspace_len()];
+    let img = cfg.image_len();
+    for ((x, t), out) in xs.chunks(img).zip(&ts).zip(reference.chunks_mut(img)) {
+        net.forward_reference(x, *t, &mut ws, out)
+            .map_err(|e| anyhow!("{e}"))?;
+    }
+    let err = |mask: QuantMask| -> Result<f64> {
+        let eps = plan.simulate(&xs, &ts, mask).map_err(|e| anyhow!("{e}"))?;
+        let (mut num, mut den) = (0.0f64, 0.0f64);
+        for (a, b) in eps.iter().zip(&reference) {
+            num += ((a - b) as f64).powi(2);
+            den += (*b as f64).powi(2);
+        }
+        Ok((num / den.max(f64::MIN_POSITIVE)).sqrt())
+    };
+    let all = err(QuantMask::ALL)?;
+    let mut rows = Vec::new();
+    if opts.ablation {
+        const WEIGHTS: [&str; 4] = ["enc1", "enc2", "dec1", "dec2"];
+        rows.push(("f32 (nothing quantized)".to_string(), err(QuantMask::NONE)?));
+        for (k, name) in ACTIVATIONS.iter().enumerate() {
+            let mut only = QuantMask::NONE;
+            only.acts[k] = true;
+            let mut but = QuantMask::ALL;
+            but.acts[k] = false;
+            rows.push((format!("only activation {name}"), err(only)?));
+            rows.push((format!("all but activation {name}"), err(but)?));
+        }
+        for (l, name) in WEIGHTS.iter().enumerate() {
+            let mut only = QuantMask::NONE;
+            only.weights[l] = true;
+            let mut but = QuantMask::ALL;
+            but.weights[l] = false;
+            rows.push((format!("only weights {name}"), err(only)?));
+            rows.push((format!("all but weights {name}"), err(but)?));
+        }
+        let acts_only = QuantMask {
+            acts: [true; 4],
+            weights: [false; 4],
+        };
+        let weights_only = QuantMask {
+            acts: [false; 4],
+            weights: [true; 4],
+        };
+        rows.push(("all activations, f32 weights".to_string(), err(acts_only)?));
+        rows.push((
+            "all weights, f32 activations".to_string(),
+            err(weights_only)?,
+        ));
+    }
+    Ok((all, rows))
 }

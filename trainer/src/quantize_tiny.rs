@@ -151,7 +151,7 @@ pub fn quantize_tiny_model(
         b.inc(1);
     }
     b.finish_and_clear();
-    let bytes = quantize_tiny_unet(&net, header.schedule, cal.ranges(opts.method), note)
+    let bytes = quantize_tiny_unet(&net, header.schedule, cal.ranges(opts.quant.range), note)
         .map_err(|e| anyhow!("{e}"))?;
     let report = tiny_accuracy(&net, &bytes, &test, &sched, opts)?;
     Ok((bytes, report))

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::sync::Mutex;
 
 use ddpm_core::host::HostModel;
-use ddpm_core::quantize::RangeMethod;
+use ddpm_core::quantize::QuantOptions;
 use ddpm_core::sampler::{DdimConfig, SamplerConfig};
 use ddpm_core::{ScheduleConfig, SimpleUNetConfig};
 use ddpm_trainer::classifier::Classifier;
@@ -49,9 +49,10 @@ fn tiny_pair(dir: &Path, seed: i64, hidden1: u32) -> (PathBuf, PathBuf) {
         images: 16,
         trajectories: 1,
         trajectory_every: 4,
-        method: RangeMethod::MinMax,
+        quant: QuantOptions::PLAIN,
         seed: 1,
         eval_images: 4,
+        ablation: false,
     };
     let (int8_bytes, _) =
         quantize_model(&f32_bytes, &shared_mnist(), &opts, "tiny test model (int8)").unwrap();
