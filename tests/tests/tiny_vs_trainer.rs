@@ -172,8 +172,12 @@ fn gaussian(seed: u64, n: usize) -> Vec<f32> {
 /// next to x's own 1/√α_t (measured worst 6.6e-7 over 256 cases). For DDIM, x' =
 /// √ᾱ_prev·x0 + c·ε with x0 = (x − √(1−ᾱ_t)·ε)/√ᾱ_t: the ε terms partly cancel x's, so max |x'|
 /// can be smaller than the ε term and the relative difference larger than the forward
-/// pass's (measured worst 6.1e-6 over 256 cases). The bound leaves 3× over that.
-const STEP_WITH_NET_REL: f32 = 2e-5;
+/// pass's (measured worst 6.1e-6 over 256 cases with the im2col fast path). With the
+/// channels-last Winograd fast path the worst case grew to 3.6e-5: cosine T = 10, the last
+/// step t = 9 → ᾱ_prev = 1, where x' = x0 itself and the ε difference is multiplied by
+/// √(1−ᾱ_9)/√ᾱ_9 (ᾱ_9 of the cosine schedule at T = 10 is below 0.01). The bound leaves
+/// about 2× over that.
+const STEP_WITH_NET_REL: f32 = 8e-5;
 
 /// Linear (the seed's β range) or cosine, T ∈ {10, 300, 1000}.
 fn schedule_config() -> impl Strategy<Value = ScheduleConfig> {
