@@ -84,6 +84,24 @@ impl ScheduleArgs {
     }
 }
 
+/// `--lr-schedule` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LrScheduleArg {
+    /// --lr at every step.
+    Constant,
+    /// Warm-up, then cosine decay to 0.
+    Cosine,
+}
+
+/// `--loss-weight` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LossWeightArg {
+    /// Plain ε MSE.
+    Uniform,
+    /// Min-SNR-γ weighting.
+    MinSnr,
+}
+
 #[derive(Args)]
 struct FitArgs {
     /// Directory holding train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz]
@@ -138,6 +156,20 @@ struct FitArgs {
     /// min(DECAY, (1+n)/(10+n)) at step n) and export it instead of the raw weights.
     #[arg(long, value_name = "DECAY")]
     ema: Option<f64>,
+    /// Learning-rate schedule: `constant` (the seed's) or `cosine`: linear warm-up over
+    /// --warmup-steps, then half a cosine from --lr down to 0 at the last step of --epochs.
+    #[arg(long, value_enum, default_value = "constant")]
+    lr_schedule: LrScheduleArg,
+    /// --lr-schedule cosine: steps of linear warm-up from 0 to --lr.
+    #[arg(long, default_value_t = 200)]
+    warmup_steps: u64,
+    /// Per-image loss weight: `uniform` (the seed's plain ε MSE) or `min-snr` (min(SNR_t, γ) /
+    /// SNR_t, Hang et al. 2023; γ from --min-snr-gamma).
+    #[arg(long, value_enum, default_value = "uniform")]
+    loss_weight: LossWeightArg,
+    /// --loss-weight min-snr: γ.
+    #[arg(long, default_value_t = 5.0)]
+    min_snr_gamma: f64,
     /// Model file written at the end [default: runs/simple_unet.ddpm, or runs/tiny_unet.ddpm
     /// with --arch tiny].
     #[arg(long)]
@@ -502,6 +534,21 @@ fn run_fit(a: FitArgs) -> Result<()> {
             bail!("--ema {d}: the decay must be in [0, 1)");
         }
     }
+    if !(a.min_snr_gamma > 0.0 && a.min_snr_gamma.is_finite()) {
+        bail!("--min-snr-gamma {}: γ must be positive", a.min_snr_gamma);
+    }
+    let lr_schedule = match a.lr_schedule {
+        LrScheduleArg::Constant => train::LrSchedule::Constant,
+        LrScheduleArg::Cosine => train::LrSchedule::Cosine {
+            warmup: a.warmup_steps,
+        },
+    };
+    let loss_weight = match a.loss_weight {
+        LossWeightArg::Uniform => train::LossWeight::Uniform,
+        LossWeightArg::MinSnr => train::LossWeight::MinSnr {
+            gamma: a.min_snr_gamma,
+        },
+    };
     let data_dir = a.data.clone().unwrap_or_else(idx::default_data_dir);
     // Every data check happens here, before any training.
     let mut data = idx::Mnist::load(
@@ -526,14 +573,16 @@ fn run_fit(a: FitArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| with_suffix(&out, ".loss.csv"));
     let note = format!(
-        "trainer fit: arch={} data={} images={} epochs={} batch={} lr={} seed={} ema={} \
-         schedule={} T={}",
+        "trainer fit: arch={} data={} images={} epochs={} batch={} lr={} lr_schedule={:?} \
+         loss_weight={:?} seed={} ema={} schedule={} T={}",
         model.arch_name(),
         data_dir.display(),
         data.len,
         a.epochs,
         a.batch_size,
         a.lr,
+        lr_schedule,
+        loss_weight,
         a.seed,
         a.ema.map_or("none".into(), |d| d.to_string()),
         match a.schedule.schedule {
@@ -551,6 +600,8 @@ fn run_fit(a: FitArgs) -> Result<()> {
         epochs: a.epochs,
         seed: a.seed,
         ema: a.ema,
+        lr_schedule,
+        loss_weight,
         device,
         checkpoint,
         loss_csv: Some(loss_csv.clone()),

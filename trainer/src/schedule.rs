@@ -21,6 +21,8 @@ pub struct DeviceSchedule {
     pub sqrt_alphas_cumprod: Tensor,
     /// √(1 − ᾱ_t).
     pub sqrt_one_minus_alphas_cumprod: Tensor,
+    /// The signal-to-noise ratio ᾱ_t / (1 − ᾱ_t).
+    pub snr: Tensor,
 }
 
 impl DeviceSchedule {
@@ -36,6 +38,7 @@ impl DeviceSchedule {
             alphas: t(host.alphas()),
             sqrt_alphas_cumprod: acp.sqrt(),
             sqrt_one_minus_alphas_cumprod: (1.0f64 - &acp).sqrt(),
+            snr: &acp / (1.0f64 - &acp),
             alphas_cumprod: acp,
             posterior_variance: t(host.posterior_variance()),
         };

@@ -40,6 +40,10 @@ pub struct FitOptions {
     pub seed: u64,
     /// EMA decay of the weights; the EMA is exported instead of the raw weights when set.
     pub ema: Option<f64>,
+    /// How the learning rate changes over the run.
+    pub lr_schedule: LrSchedule,
+    /// How each image's ε error is weighted by its timestep.
+    pub loss_weight: LossWeight,
     /// Device to train on.
     pub device: Device,
     /// Checkpoint file (safetensors), written atomically after every epoch.
@@ -67,6 +71,8 @@ impl FitOptions {
             epochs: 5,
             seed: 0,
             ema: None,
+            lr_schedule: LrSchedule::Constant,
+            loss_weight: LossWeight::Uniform,
             device,
             checkpoint,
             loss_csv: None,
@@ -105,6 +111,74 @@ impl FitOptions {
             self.seed,
             self.ema.map_or("none".into(), |d| d.to_string()),
         )
+    }
+}
+
+/// The learning rate over a run of `total` optimizer steps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LrSchedule {
+    /// `--lr` at every step (the seed's).
+    Constant,
+    /// Linear warm-up from 0 over `warmup` steps, then half a cosine from `--lr` down to 0 at
+    /// the last step (Loshchilov & Hutter 2017, without restarts).
+    Cosine {
+        /// Warm-up steps.
+        warmup: u64,
+    },
+}
+
+impl LrSchedule {
+    /// The rate of step `step` (0-based) of `total`, for base rate `lr`.
+    pub fn rate(&self, lr: f64, step: u64, total: u64) -> f64 {
+        match *self {
+            Self::Constant => lr,
+            Self::Cosine { warmup } => {
+                if step < warmup {
+                    return lr * (step + 1) as f64 / warmup as f64;
+                }
+                let span = total.saturating_sub(warmup).max(1) as f64;
+                let done = ((step - warmup) as f64 / span).min(1.0);
+                0.5 * lr * (1.0 + (std::f64::consts::PI * done).cos())
+            }
+        }
+    }
+}
+
+/// The per-image weight of the ε-prediction error.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LossWeight {
+    /// Every timestep alike: the seed's plain MSE ("L_simple" of Ho et al. 2020).
+    Uniform,
+    /// Min-SNR-γ (Hang et al. 2023): weight min(SNR_t, γ) / SNR_t with SNR_t = ᾱ_t / (1 − ᾱ_t),
+    /// so the nearly clean timesteps, whose ε is hard to see and matters little, no longer
+    /// dominate the gradient.
+    MinSnr {
+        /// γ (the paper's default is 5).
+        gamma: f64,
+    },
+}
+
+/// The training loss of predictions `pred` of the noise `noise` drawn at timesteps `t`
+/// (N×C×H×W, N×C×H×W, N): the mean over the batch of each image's weighted mean squared error.
+pub fn eps_loss(
+    pred: &Tensor,
+    noise: &Tensor,
+    t: &Tensor,
+    sched: &DeviceSchedule,
+    weight: LossWeight,
+) -> Tensor {
+    match weight {
+        LossWeight::Uniform => pred.mse_loss(noise, Reduction::Mean),
+        LossWeight::MinSnr { gamma } => {
+            let per_image =
+                (pred - noise)
+                    .square()
+                    .flatten(1, -1)
+                    .mean_dim(&[1i64][..], false, Kind::Float);
+            let snr = sched.snr.index_select(0, t);
+            let w = snr.clamp_max(gamma) / &snr;
+            (per_image * w).mean(Kind::Float)
+        }
     }
 }
 
@@ -392,7 +466,13 @@ impl Trainer {
     }
 
     /// One optimizer step on the images `x0` (N×C×H×W in [−1, 1]); returns the loss tensor.
-    pub fn train_step(&mut self, x0: &Tensor, sched: &DeviceSchedule, opts: &FitOptions) -> Tensor {
+    pub fn train_step(
+        &mut self,
+        x0: &Tensor,
+        sched: &DeviceSchedule,
+        opts: &FitOptions,
+        lr: f64,
+    ) -> Tensor {
         tch::manual_seed(derive_seed(opts.seed, TAG_STEP, self.step));
         let b = x0.size()[0];
         let t = Tensor::randint(sched.timesteps, [b], (Kind::Int64, x0.device()));
@@ -408,10 +488,10 @@ impl Trainer {
         let x_t = a * x0 + s * &noise;
         let t_in = t.to_kind(Kind::Float) / sched.timesteps as f64;
         let pred = self.net.forward(&x_t, &t_in);
-        let loss = pred.mse_loss(&noise, Reduction::Mean);
+        let loss = eps_loss(&pred, &noise, &t, sched, opts.loss_weight);
         self.zero_grad();
         loss.backward();
-        self.adam_step(opts.lr);
+        self.adam_step(lr);
         if let Some(decay) = opts.ema {
             self.ema_update(decay);
         }
@@ -592,6 +672,7 @@ pub fn fit(opts: &FitOptions, data: &Mnist, log: &mut dyn FnMut(&str)) -> Result
     let n = data.len as i64;
     let bs = opts.batch_size as i64;
     let steps_per_epoch = ((n + bs - 1) / bs) as usize;
+    let total_steps = (steps_per_epoch * opts.epochs) as u64;
     let start = Instant::now();
     let mut images_seen = 0u64;
     for epoch in tr.epochs_done..opts.epochs {
@@ -616,7 +697,8 @@ pub fn fit(opts: &FitOptions, data: &Mnist, log: &mut dyn FnMut(&str)) -> Result
             let len = bs.min(n - b * bs);
             let idx = perm.narrow(0, b * bs, len);
             let x0 = images.index_select(0, &idx);
-            pending.push(tr.train_step(&x0, &sched, opts));
+            let lr = opts.lr_schedule.rate(opts.lr, tr.step, total_steps);
+            pending.push(tr.train_step(&x0, &sched, opts, lr));
             images_seen += len as u64;
             // Read losses back every few steps only, so a GPU is not synchronised every step.
             let last = b as usize + 1 == steps_per_epoch;
@@ -692,4 +774,68 @@ pub fn fit(opts: &FitOptions, data: &Mnist, log: &mut dyn FnMut(&str)) -> Result
             0.0
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_rate_is_the_base_rate() {
+        for step in [0, 5, 999] {
+            assert_eq!(LrSchedule::Constant.rate(1e-3, step, 1000), 1e-3);
+        }
+    }
+
+    #[test]
+    fn cosine_rate_warms_up_linearly_then_decays_to_zero() {
+        let s = LrSchedule::Cosine { warmup: 10 };
+        let lr = 1e-3;
+        assert_eq!(s.rate(lr, 0, 110), lr / 10.0);
+        assert_eq!(s.rate(lr, 4, 110), lr * 0.5);
+        assert_eq!(s.rate(lr, 9, 110), lr);
+        assert_eq!(s.rate(lr, 10, 110), lr);
+        // Halfway through the decay: cos(π/2) = 0, so half the rate.
+        assert!((s.rate(lr, 60, 110) - 0.5 * lr).abs() < 1e-15);
+        assert!(s.rate(lr, 109, 110) < lr * 1e-3);
+        assert_eq!(s.rate(lr, 110, 110), 0.0);
+        let rates: Vec<f64> = (10..110).map(|i| s.rate(lr, i, 110)).collect();
+        assert!(rates.windows(2).all(|w| w[1] <= w[0]), "{rates:?}");
+    }
+
+    #[test]
+    fn min_snr_weights_each_image_by_min_snr_gamma_over_snr() {
+        let cfg = ScheduleConfig::default();
+        let (sched, host) = DeviceSchedule::new(&cfg, Device::Cpu).unwrap();
+        let gamma = 5.0;
+        let t_idx = [0i64, 40, 150, 299];
+        let t = Tensor::from_slice(&t_idx);
+        let noise = Tensor::from_slice(&(0..4 * 9).map(|i| i as f32 * 0.1).collect::<Vec<_>>())
+            .view([4, 1, 3, 3]);
+        let pred = noise.zeros_like() + 0.25;
+        let got = f64::try_from(eps_loss(
+            &pred,
+            &noise,
+            &t,
+            &sched,
+            LossWeight::MinSnr { gamma },
+        ))
+        .unwrap();
+        let mut want = 0.0f64;
+        for (i, &ti) in t_idx.iter().enumerate() {
+            let a = host.alphas_cumprod()[ti as usize] as f64;
+            let snr = a / (1.0 - a);
+            let mse: f64 = (0..9)
+                .map(|j| ((i * 9 + j) as f64 * 0.1 - 0.25).powi(2))
+                .sum::<f64>()
+                / 9.0;
+            want += snr.min(gamma) / snr * mse / 4.0;
+        }
+        // f32 arithmetic on values of order 10: a few ulps of the result.
+        assert!((got - want).abs() < 1e-5 * want, "{got} vs {want}");
+        // The weights really differ between timesteps: the high-SNR image counts less.
+        let uniform =
+            f64::try_from(eps_loss(&pred, &noise, &t, &sched, LossWeight::Uniform)).unwrap();
+        assert!(got < uniform, "{got} vs {uniform}");
+    }
 }
