@@ -17,7 +17,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ModelConfig, ScheduleConfig};
+use crate::config::{ModelConfig, ScheduleConfig, TensorSpec};
 use crate::crc32::crc32;
 use crate::error::{Error, Result};
 
@@ -179,6 +179,50 @@ impl<'a> TensorRecord<'a> {
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                 .collect(),
         )
+    }
+}
+
+/// Checks, without copying anything, that `file` holds every tensor of `specs` as f32 with
+/// those shapes.
+pub(crate) fn check_f32_tensors(file: &ModelFile<'_>, specs: &[TensorSpec]) -> Result<()> {
+    for spec in specs {
+        file.tensor(spec.name)?.check_f32(spec.name, spec.dims())?;
+    }
+    Ok(())
+}
+
+/// Copies the tensors of `specs` from `file` into `storage`, one after the other in that
+/// order (which must hold exactly their elements), checking names, dtypes and shapes.
+pub(crate) fn copy_f32_tensors(
+    file: &ModelFile<'_>,
+    specs: &[TensorSpec],
+    storage: &mut [f32],
+) -> Result<()> {
+    check_f32_tensors(file, specs)?;
+    let total = specs.iter().map(TensorSpec::numel).sum();
+    crate::error::check_len("parameter storage", total, storage.len())?;
+    let mut rest = storage;
+    for spec in specs {
+        let (dst, tail) = rest.split_at_mut(spec.numel());
+        file.tensor(spec.name)?
+            .copy_f32_checked(spec.name, spec.dims(), dst)?;
+        rest = tail;
+    }
+    Ok(())
+}
+
+/// Splits `params` (the tensors of `specs` one after the other) into one slice per tensor,
+/// written to `parts` in order. `params` must hold exactly the elements of `specs`.
+pub(crate) fn split_f32_tensors<'w>(
+    specs: &[TensorSpec],
+    params: &'w [f32],
+    parts: &mut [&'w [f32]],
+) {
+    let mut rest = params;
+    for (part, spec) in parts.iter_mut().zip(specs) {
+        let (head, tail) = rest.split_at(spec.numel());
+        *part = head;
+        rest = tail;
     }
 }
 

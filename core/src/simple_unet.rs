@@ -2,7 +2,7 @@
 
 use crate::config::SimpleUNetConfig;
 use crate::error::{check_len, check_min_len, Result};
-use crate::format::ModelFile;
+use crate::format::{self, ModelFile};
 use crate::layers::{self, Dims};
 
 /// Borrowed f32 parameters of a SimpleUNet, one slice per PyTorch tensor.
@@ -49,16 +49,8 @@ pub fn load_params(
     cfg: &SimpleUNetConfig,
     storage: &mut [f32],
 ) -> Result<()> {
-    check_params(file, cfg)?;
-    check_len("parameter storage", cfg.param_count(), storage.len())?;
-    let mut rest = storage;
-    for spec in cfg.tensor_specs() {
-        let (dst, tail) = rest.split_at_mut(spec.numel());
-        file.tensor(spec.name)?
-            .copy_f32_checked(spec.name, spec.dims(), dst)?;
-        rest = tail;
-    }
-    Ok(())
+    cfg.validate()?;
+    format::copy_f32_tensors(file, &cfg.tensor_specs(), storage)
 }
 
 /// Checks, without copying anything, that `file` holds the twelve f32 tensors of a SimpleUNet
@@ -66,10 +58,7 @@ pub fn load_params(
 /// configuration cannot make them allocate more than the file really holds.
 pub fn check_params(file: &ModelFile<'_>, cfg: &SimpleUNetConfig) -> Result<()> {
     cfg.validate()?;
-    for spec in cfg.tensor_specs() {
-        file.tensor(spec.name)?.check_f32(spec.name, spec.dims())?;
-    }
-    Ok(())
+    format::check_f32_tensors(file, &cfg.tensor_specs())
 }
 
 impl<'w> SimpleUNet<'w> {
@@ -78,14 +67,8 @@ impl<'w> SimpleUNet<'w> {
     pub fn from_flat(cfg: SimpleUNetConfig, params: &'w [f32]) -> Result<Self> {
         cfg.validate()?;
         check_len("parameters", cfg.param_count(), params.len())?;
-        let specs = cfg.tensor_specs();
         let mut parts: [&'w [f32]; 12] = [&[]; 12];
-        let mut rest = params;
-        for (part, spec) in parts.iter_mut().zip(specs.iter()) {
-            let (head, tail) = rest.split_at(spec.numel());
-            *part = head;
-            rest = tail;
-        }
+        format::split_f32_tensors(&cfg.tensor_specs(), params, &mut parts);
         let [enc1_w, enc1_b, enc2_w, enc2_b, dec1_w, dec1_b, dec2_w, dec2_b, time0_w, time0_b, time2_w, time2_b] =
             parts;
         Ok(Self {

@@ -4,7 +4,7 @@
 
 use crate::config::{TinyUNetConfig, TINY_MAX_PERIOD, TINY_TIME_SCALE};
 use crate::error::{check_len, check_min_len, Result};
-use crate::format::ModelFile;
+use crate::format::{self, ModelFile};
 use crate::layers::{self, Dims};
 
 /// The six blocks that end in a ReLU and take a time projection, in forward order.
@@ -69,25 +69,14 @@ pub struct TinyUNet<'w> {
 /// `cfg`'s shapes.
 pub fn check_params(file: &ModelFile<'_>, cfg: &TinyUNetConfig) -> Result<()> {
     cfg.validate()?;
-    for spec in cfg.tensor_specs() {
-        file.tensor(spec.name)?.check_f32(spec.name, spec.dims())?;
-    }
-    Ok(())
+    format::check_f32_tensors(file, &cfg.tensor_specs())
 }
 
 /// Copies the tensors of a TinyUNet from `file` into `storage` (in `state_dict` order,
 /// [`TinyUNetConfig::param_count`] elements), checking names, dtypes and shapes.
 pub fn load_params(file: &ModelFile<'_>, cfg: &TinyUNetConfig, storage: &mut [f32]) -> Result<()> {
-    check_params(file, cfg)?;
-    check_len("parameter storage", cfg.param_count(), storage.len())?;
-    let mut rest = storage;
-    for spec in cfg.tensor_specs() {
-        let (dst, tail) = rest.split_at_mut(spec.numel());
-        file.tensor(spec.name)?
-            .copy_f32_checked(spec.name, spec.dims(), dst)?;
-        rest = tail;
-    }
-    Ok(())
+    cfg.validate()?;
+    format::copy_f32_tensors(file, &cfg.tensor_specs(), storage)
 }
 
 impl<'w> TinyUNet<'w> {
@@ -97,12 +86,7 @@ impl<'w> TinyUNet<'w> {
         cfg.validate()?;
         check_len("parameters", cfg.param_count(), params.len())?;
         let mut parts: [&'w [f32]; TinyUNetConfig::TENSORS] = [&[]; TinyUNetConfig::TENSORS];
-        let mut rest = params;
-        for (part, spec) in parts.iter_mut().zip(cfg.tensor_specs().iter()) {
-            let (head, tail) = rest.split_at(spec.numel());
-            *part = head;
-            rest = tail;
-        }
+        format::split_f32_tensors(&cfg.tensor_specs(), params, &mut parts);
         // tensor_specs: 4 time-MLP tensors, 4 per block, then out.weight and out.bias.
         let blocks = core::array::from_fn(|k| TinyBlockParams {
             conv_w: parts[4 + 4 * k],
