@@ -22,6 +22,7 @@ use ddpm_core::sampler::{self, DdpmConfig, Plan, SamplerConfig};
 use ddpm_core::{GaussianNoise, ModelConfig, Schedule, SimpleUNet};
 
 use crate::idx::{Mnist, Split};
+use indicatif::ProgressBar;
 
 /// How to calibrate.
 #[derive(Debug, Clone)]
@@ -128,34 +129,16 @@ pub fn quantize_model(
             .map_err(|e| anyhow!("{e}"))?;
     }
     // Trajectories of the f32 model with the seed's sampler.
-    let mut host =
-        ddpm_core::host::HostModel::from_bytes(model_bytes).map_err(|e| anyhow!("{e}"))?;
     let scfg = SamplerConfig::Ddpm(DdpmConfig::default());
-    let plan = Plan::new(&scfg, big_t as u32).map_err(|e| anyhow!("{e}"))?;
-    for k in 0..opts.trajectories {
-        let mut tnoise = GaussianNoise::new(opts.seed.wrapping_add(1_000 + k as u64));
-        let mut x = vec![0.0f32; cfg.image_len()];
-        let mut eps = vec![0.0f32; cfg.image_len()];
-        tnoise.fill(&mut x);
-        for step in 0..plan.len() {
-            if step % opts.trajectory_every.max(1) == 0 {
-                let (t, _) = plan.step(step).context("plan")?;
-                cal.observe(&x, t as f32 / big_t as f32)
-                    .map_err(|e| anyhow!("{e}"))?;
-            }
-            sampler::sample_step(
-                &mut host,
-                &sched,
-                &scfg,
-                &plan,
-                step,
-                &mut tnoise,
-                &mut x,
-                &mut eps,
-            )
-            .map_err(|e| anyhow!("{e}"))?;
-        }
-    }
+    observe_trajectories(
+        model_bytes,
+        &sched,
+        &scfg,
+        opts,
+        opts.trajectory_every,
+        &ProgressBar::hidden(),
+        &mut |x, t_in| cal.observe(x, t_in).map_err(|e| anyhow!("{e}")),
+    )?;
     let plan = QuantPlan::build(&net, &cal, &opts.quant).map_err(|e| anyhow!("{e}"))?;
     let bytes = plan
         .write(header.schedule, note)
@@ -168,6 +151,52 @@ pub fn quantize_model(
     report.sim_eps = sim_eps;
     report.ablation = ablation;
     Ok((bytes, report))
+}
+
+/// Runs `opts.trajectories` trajectories of the f32 model in `model_bytes` with the sampler
+/// `scfg` (trajectory k starts from noise seed `opts.seed + 1000 + k`) and hands every `every`-th
+/// state x_t, with its time input t/T, to `observe` (before the step from it); `bar` counts the
+/// trajectories.
+pub(crate) fn observe_trajectories(
+    model_bytes: &[u8],
+    sched: &Schedule,
+    scfg: &SamplerConfig,
+    opts: &CalibrationOptions,
+    every: usize,
+    bar: &ProgressBar,
+    observe: &mut dyn FnMut(&[f32], f32) -> Result<()>,
+) -> Result<()> {
+    let mut host =
+        ddpm_core::host::HostModel::from_bytes(model_bytes).map_err(|e| anyhow!("{e}"))?;
+    let big_t = sched.len();
+    let n = host.config().image_len();
+    let plan = Plan::new(scfg, big_t as u32).map_err(|e| anyhow!("{e}"))?;
+    for k in 0..opts.trajectories {
+        let mut tnoise = GaussianNoise::new(opts.seed.wrapping_add(1_000 + k as u64));
+        let mut x = vec![0.0f32; n];
+        let mut eps = vec![0.0f32; n];
+        tnoise.fill(&mut x);
+        for step in 0..plan.len() {
+            if step % every.max(1) == 0 {
+                let (t, _) = plan.step(step).context("plan")?;
+                observe(&x, t as f32 / big_t as f32)?;
+            }
+            sampler::sample_step(
+                &mut host,
+                sched,
+                scfg,
+                &plan,
+                step,
+                &mut tnoise,
+                &mut x,
+                &mut eps,
+            )
+            .map_err(|e| anyhow!("{e}"))?;
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(())
 }
 
 /// Relative RMS errors of the int8 file against the f32 network on noised test images.

@@ -13,14 +13,14 @@ use std::path::Path;
 
 use anyhow::{anyhow, Context, Result};
 use ddpm_core::format::ModelFile;
-use ddpm_core::sampler::{self, DdimConfig, Plan, SamplerConfig};
+use ddpm_core::sampler::{DdimConfig, SamplerConfig};
 use ddpm_core::tiny_int8::{layerwise_len, layerwise_offsets, Int8TinyUNet, TimeScratch};
 use ddpm_core::tiny_quantize::{quantize_tiny_unet, reference_workspace_ranges, TinyCalibrator};
 use ddpm_core::{GaussianNoise, ModelConfig, Schedule, TinyUNet, TinyUNetConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::idx::{Mnist, Split};
-use crate::quantize::CalibrationOptions;
+use crate::quantize::{observe_trajectories, CalibrationOptions};
 
 /// Relative RMS errors of int8 against f32 for a TinyUNet.
 #[derive(Debug, Clone, Copy)]
@@ -119,38 +119,19 @@ pub fn quantize_tiny_model(
         b.inc(1);
     }
     b.finish_and_clear();
-    let mut host =
-        ddpm_core::host::HostModel::from_bytes(model_bytes).map_err(|e| anyhow!("{e}"))?;
     let scfg = SamplerConfig::Ddim(DdimConfig {
         steps: CALIBRATION_DDIM_STEPS,
         ..Default::default()
     });
-    let plan = Plan::new(&scfg, big_t as u32).map_err(|e| anyhow!("{e}"))?;
-    let b = bar(opts.trajectories as u64, "calibrating (DDIM trajectories)");
-    for k in 0..opts.trajectories {
-        let mut tnoise = GaussianNoise::new(opts.seed.wrapping_add(1_000 + k as u64));
-        let mut x = vec![0.0f32; cfg.image_len()];
-        let mut eps = vec![0.0f32; cfg.image_len()];
-        tnoise.fill(&mut x);
-        for step in 0..plan.len() {
-            let (t, _) = plan.step(step).context("plan")?;
-            cal.observe(&x, t as f32 / big_t as f32)
-                .map_err(|e| anyhow!("{e}"))?;
-            sampler::sample_step(
-                &mut host,
-                &sched,
-                &scfg,
-                &plan,
-                step,
-                &mut tnoise,
-                &mut x,
-                &mut eps,
-            )
-            .map_err(|e| anyhow!("{e}"))?;
-        }
-        b.inc(1);
-    }
-    b.finish_and_clear();
+    observe_trajectories(
+        model_bytes,
+        &sched,
+        &scfg,
+        opts,
+        1,
+        &bar(opts.trajectories as u64, "calibrating (DDIM trajectories)"),
+        &mut |x, t_in| cal.observe(x, t_in).map_err(|e| anyhow!("{e}")),
+    )?;
     let bytes = quantize_tiny_unet(&net, header.schedule, cal.ranges(opts.quant.range), note)
         .map_err(|e| anyhow!("{e}"))?;
     let report = tiny_accuracy(&net, &bytes, &test, &sched, opts)?;
