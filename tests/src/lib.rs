@@ -5,9 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use ddpm_core::host::HostModel;
-use ddpm_core::{AsModelConfig, ModelConfig, ScheduleConfig, SimpleUNetConfig};
+use ddpm_core::host::{self, HostModel};
+use ddpm_core::sampler::{self, Plan, SamplerConfig};
+use ddpm_core::{AsModelConfig, GaussianNoise, ModelConfig, ScheduleConfig, SimpleUNetConfig};
 use ddpm_trainer::model::{self, Net, SimpleUNet, TinyUNet};
+use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
 use tch::{nn, Device, Kind, Tensor};
 
 /// Directory of the golden vectors written by `tools/golden/make_golden.py`.
@@ -317,4 +320,188 @@ pub fn within(
             "{what}: relative error {measure:.3e} > bound {bound:.1e}"
         )))
     }
+}
+
+/// `n` standard normal values of the core's seeded generator.
+pub fn gaussian(seed: u64, n: usize) -> Vec<f32> {
+    let mut v = vec![0.0f32; n];
+    GaussianNoise::new(seed).fill(&mut v);
+    v
+}
+
+/// Timesteps of the forward-pass properties (t/T with T = 300, as the seed's schedule).
+pub const FORWARD_T: u32 = 300;
+
+/// Most images in one forward-pass case's tch batch.
+pub const MAX_BATCH: usize = 3;
+
+/// Scale factors for the trainer's initial weights: as initialised, and ten times smaller and
+/// larger, plus anything log-uniform in between.
+pub fn weight_scale() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        Just(1.0),
+        Just(0.1),
+        Just(10.0),
+        (-1.0f64..=1.0).prop_map(|e| 10f64.powf(e)),
+    ]
+}
+
+/// One forward-pass case: sizes (`C` is either architecture's configuration), the trainer's
+/// initialisation, inputs and timesteps.
+#[derive(Debug, Clone)]
+pub struct ForwardCase<C> {
+    /// Architecture and sizes.
+    pub cfg: C,
+    /// Images in the tch batch; the core runs them one call each.
+    pub batch: usize,
+    /// Seed of libtorch's generator for the trainer's initialisation.
+    pub init_seed: u32,
+    /// Every initial parameter is multiplied by this.
+    pub weight_scale: f64,
+    /// Inputs: `amplitude` × uniform[−1, 1) drawn from `input_seed`, so within [−3, 3].
+    pub input_seed: u64,
+    /// See `input_seed`.
+    pub amplitude: f32,
+    /// One timestep per image (the first `batch` are used).
+    pub t: Vec<u32>,
+}
+
+/// Forward-pass cases of configurations from `cfg` with tch batches from `batch`
+/// (≤ [`MAX_BATCH`]).
+pub fn forward_case<C: std::fmt::Debug + Clone>(
+    cfg: impl Strategy<Value = C>,
+    batch: impl Strategy<Value = usize>,
+) -> impl Strategy<Value = ForwardCase<C>> {
+    (
+        cfg,
+        batch,
+        any::<u32>(),
+        weight_scale(),
+        any::<u64>(),
+        0.0f32..=3.0,
+        proptest::collection::vec(0..FORWARD_T, MAX_BATCH),
+    )
+        .prop_map(
+            |(cfg, batch, init_seed, weight_scale, input_seed, amplitude, t)| ForwardCase {
+                cfg,
+                batch,
+                init_seed,
+                weight_scale,
+                input_seed,
+                amplitude,
+                t,
+            },
+        )
+}
+
+/// Runs one forward-pass case: the trainer's network (its own initialisation, exported through
+/// a model file into the core) on the whole batch in tch, the core's reference and fast path
+/// on each image; fails when an image's relative error exceeds `bound`, else returns the
+/// largest.
+pub fn run_forward_case<C>(c: ForwardCase<C>, bound: f32) -> Result<f64, TestCaseError>
+where
+    C: Into<ModelConfig> + Copy,
+{
+    let cfg: ModelConfig = c.cfg.into();
+    let (vs, net) = trainer_model(cfg, c.init_seed as i64, c.weight_scale);
+    let core = export_to_core(&vs, &cfg, &ScheduleConfig::default());
+    assert_eq!(*core.config(), cfg);
+    let n = cfg.image_len();
+    let x: Vec<f32> = uniform(c.input_seed, c.batch * n)
+        .iter()
+        .map(|v| v * c.amplitude)
+        .collect();
+    let t_in: Vec<f32> = c.t[..c.batch]
+        .iter()
+        .map(|&t| t as f32 / FORWARD_T as f32)
+        .collect();
+    let want = tch_forward(&net, &x, &t_in);
+    let mut worst = 0.0f64;
+    for path in [host::Path::Reference, host::Path::Fast] {
+        let mut m = core.clone().with_path(path);
+        let mut got = vec![0.0f32; n];
+        for (i, &ti) in t_in.iter().enumerate() {
+            m.forward(&x[i * n..(i + 1) * n], ti, &mut got).unwrap();
+            let e = rel_err(&got, &want[i * n..(i + 1) * n]);
+            worst = worst.max(within(format!("{path:?}, image {i}"), e, bound)?);
+        }
+    }
+    Ok(worst)
+}
+
+/// A model file loaded on both sides: the trainer's reader into a tch network (as `trainer
+/// sample --backend torch` loads it) and the core's loader. Returns a description, the tch
+/// parameters and network, and the core's model.
+pub fn load_model_pair(path: &Path) -> (String, nn::VarStore, Net, HostModel) {
+    let what = path.display().to_string();
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let core = HostModel::from_bytes(&bytes).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let m = ddpm_trainer::export::read_model_file(path).unwrap();
+    torch_single_thread();
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    let net = Net::new(&vs.root(), m.config);
+    model::load_params(&mut vs, &m.config, &m.tensors, &what).unwrap();
+    (format!("model file {what}"), vs, net, core)
+}
+
+/// Runs the sampler `cfg` from the initial noise of `seeds` (one image each, the core's
+/// generator) on both sides with the same z at every step, each side driven by its own network
+/// (the core on `path`), and returns every image's relative error after the last step.
+pub fn trajectories(
+    net: &impl TchNet,
+    core: &HostModel,
+    path: host::Path,
+    cfg: &SamplerConfig,
+    seeds: &[u64],
+) -> Vec<f32> {
+    let mut core = core.clone().with_path(path);
+    let sched = core.schedule().clone();
+    let c = *core.config();
+    let n = c.image_len();
+    let big_t = sched.len() as u32;
+    let shape = [
+        seeds.len() as i64,
+        c.channels() as i64,
+        c.height() as i64,
+        c.width() as i64,
+    ];
+    let plan = Plan::new(cfg, big_t).unwrap();
+    let mut xs: Vec<Vec<f32>> = seeds.iter().map(|&s| gaussian(s, n)).collect();
+    let mut xt = tensor(&xs.concat(), &shape);
+    let mut eps = vec![0.0f32; n];
+    for k in 0..plan.len() {
+        let (t, prev) = plan.step(k).unwrap();
+        let t_in = t as f32 / big_t as f32;
+        let z: Vec<Vec<f32>> = seeds
+            .iter()
+            .map(|&s| gaussian(s.wrapping_mul(1000).wrapping_add(k as u64 + 1), n))
+            .collect();
+        let eps_t = tch::no_grad(|| {
+            net.forward(
+                &xt,
+                &tensor(&vec![t_in; seeds.len()], &[seeds.len() as i64]),
+            )
+        });
+        let zt = tensor(&z.concat(), &shape);
+        xt = match cfg {
+            SamplerConfig::Ddim(d) => ddpm_trainer::ddim_step(&sched, d, t, prev, &xt, &eps_t, &zt),
+            SamplerConfig::Ddpm(d) => ddpm_trainer::ddpm_step(&sched, d, t, &xt, &eps_t, &zt),
+        };
+        for (x, z) in xs.iter_mut().zip(&z) {
+            core.forward(x, t_in, &mut eps).unwrap();
+            match cfg {
+                SamplerConfig::Ddim(d) => {
+                    sampler::ddim_step(&sched, d, t, prev, x, &eps, |i| z[i]).unwrap()
+                }
+                SamplerConfig::Ddpm(d) => {
+                    sampler::ddpm_step(&sched, d, t, x, &eps, |i| z[i]).unwrap()
+                }
+            }
+        }
+    }
+    let torch = values(&xt);
+    xs.iter()
+        .enumerate()
+        .map(|(i, x)| rel_err(x, &torch[i * n..(i + 1) * n]))
+        .collect()
 }

@@ -5,14 +5,14 @@ use ddpm_core::host::{HostModel, Path};
 use ddpm_core::sampler::{
     self, DdimConfig, DdpmConfig, DdpmVariance, Plan, SamplerConfig, Spacing,
 };
-use ddpm_core::{GaussianNoise, Schedule, ScheduleConfig, SimpleUNetConfig};
+use ddpm_core::{Schedule, ScheduleConfig, SimpleUNetConfig};
 use ddpm_equivalence::{
-    check_property, export_to_core, rel_err, tensor, torch_single_thread, trainer_net, values,
-    within,
+    check_property, export_to_core, gaussian, load_model_pair, rel_err, tensor, trainer_model,
+    trajectories, values, within,
 };
-use ddpm_trainer::model::SimpleUNet;
+use ddpm_trainer::model::Net;
 use proptest::prelude::*;
-use tch::{nn, Device};
+use tch::nn;
 
 /// One sampler step, max |tch − core| / max |core|. Both sides evaluate the same f32 formula
 /// with the same f32 coefficients from the core's schedule; the issue asks for 1e-6, and a
@@ -22,12 +22,6 @@ const STEP_REL: f32 = 1e-6;
 
 /// Image size of the step properties: one MNIST image.
 const LEN: usize = 784;
-
-fn gaussian(seed: u64, n: usize) -> Vec<f32> {
-    let mut v = vec![0.0f32; n];
-    GaussianNoise::new(seed).fill(&mut v);
-    v
-}
 
 /// Linear (the seed's β range) or cosine, T ∈ {10, 300, 1000}.
 fn schedule_config() -> impl Strategy<Value = ScheduleConfig> {
@@ -161,7 +155,7 @@ const DEFAULT_MODEL: &str = "models/simple_unet_mnist.ddpm";
 /// The model the trajectories run: the trained default model when present (or the file named by
 /// `DDPM_EQUIVALENCE_MODEL`), else a SimpleUNet freshly initialised by the trainer (seed 0).
 /// Returns a description, the tch network and the core's model loaded from the same weights.
-fn trajectory_model() -> (String, nn::VarStore, SimpleUNet, HostModel) {
+fn trajectory_model() -> (String, nn::VarStore, Net, HostModel) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let path = match std::env::var_os("DDPM_EQUIVALENCE_MODEL") {
         Some(p) => Some(std::path::PathBuf::from(p)),
@@ -169,23 +163,16 @@ fn trajectory_model() -> (String, nn::VarStore, SimpleUNet, HostModel) {
     };
     match path {
         Some(path) => {
-            let what = path.display().to_string();
-            let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{what}: {e}"));
-            let core = HostModel::from_bytes(&bytes).unwrap_or_else(|e| panic!("{what}: {e}"));
-            // The trainer's own reader, as `trainer sample --backend torch` loads a model.
-            let m = ddpm_trainer::export::read_model_file(&path).unwrap();
-            torch_single_thread();
-            let mut vs = nn::VarStore::new(Device::Cpu);
-            let ddpm_core::ModelConfig::SimpleUNet(mc) = m.config else {
-                panic!("{what}: not a SimpleUNet model file")
-            };
-            let net = SimpleUNet::new(&vs.root(), mc);
-            ddpm_trainer::model::load_params(&mut vs, &m.config, &m.tensors, &what).unwrap();
-            (format!("model file {what}"), vs, net, core)
+            let (what, vs, net, core) = load_model_pair(&path);
+            assert!(
+                matches!(net.config(), ddpm_core::ModelConfig::SimpleUNet(_)),
+                "{what}: not a SimpleUNet model file"
+            );
+            (what, vs, net, core)
         }
         None => {
             let cfg = SimpleUNetConfig::SEED;
-            let (vs, net) = trainer_net(cfg, 0, 1.0);
+            let (vs, net) = trainer_model(cfg, 0, 1.0);
             let core = export_to_core(&vs, &cfg, &ScheduleConfig::default());
             (
                 format!(
@@ -197,64 +184,6 @@ fn trajectory_model() -> (String, nn::VarStore, SimpleUNet, HostModel) {
             )
         }
     }
-}
-
-/// Runs `cfg` from the initial noise of `seeds` (one image each) on both sides with the same
-/// z, and returns the relative error of every image after the last step.
-fn ddim_trajectories(
-    net: &SimpleUNet,
-    core: &HostModel,
-    path: Path,
-    cfg: &DdimConfig,
-    seeds: &[u64],
-) -> Vec<f32> {
-    let mut core = core.clone().with_path(path);
-    let sched = core.schedule().clone();
-    let c = *core.config();
-    let n = c.image_len();
-    let big_t = sched.len() as u32;
-    let shape = [
-        seeds.len() as i64,
-        c.channels() as i64,
-        c.height() as i64,
-        c.width() as i64,
-    ];
-    let plan = Plan::new(&SamplerConfig::Ddim(*cfg), big_t).unwrap();
-    let mut xs: Vec<Vec<f32>> = seeds.iter().map(|&s| gaussian(s, n)).collect();
-    let mut xt = tensor(&xs.concat(), &shape);
-    let mut eps = vec![0.0f32; n];
-    for k in 0..plan.len() {
-        let (t, prev) = plan.step(k).unwrap();
-        let t_in = t as f32 / big_t as f32;
-        let z: Vec<Vec<f32>> = seeds
-            .iter()
-            .map(|&s| gaussian(s.wrapping_mul(1000).wrapping_add(k as u64 + 1), n))
-            .collect();
-        let eps_t = tch::no_grad(|| {
-            net.forward(
-                &xt,
-                &tensor(&vec![t_in; seeds.len()], &[seeds.len() as i64]),
-            )
-        });
-        xt = ddpm_trainer::ddim_step(
-            &sched,
-            cfg,
-            t,
-            prev,
-            &xt,
-            &eps_t,
-            &tensor(&z.concat(), &shape),
-        );
-        for (x, z) in xs.iter_mut().zip(&z) {
-            core.forward(x, t_in, &mut eps).unwrap();
-            sampler::ddim_step(&sched, cfg, t, prev, x, &eps, |i| z[i]).unwrap();
-        }
-    }
-    let torch = values(&xt);
-    xs.iter()
-        .enumerate()
-        .map(|(i, x)| rel_err(x, &torch[i * n..(i + 1) * n]))
-        .collect()
 }
 
 #[test]
@@ -273,7 +202,7 @@ fn ddim_50_step_trajectories_match_trainer() {
             eta,
             ..DdimConfig::default()
         };
-        let errs = ddim_trajectories(&net, &core, path, &cfg, seeds);
+        let errs = trajectories(&net, &core, path, &SamplerConfig::Ddim(cfg), seeds);
         let shown: Vec<String> = errs.iter().map(|e| format!("{e:.2e}")).collect();
         println!(
             "DDIM 50 steps, eta {eta}, core {path:?} path, seeds {seeds:?}: relative error after \

@@ -7,10 +7,11 @@ use ddpm_core::host::{HostModel, Path};
 use ddpm_core::sampler::{
     self, DdimConfig, DdpmConfig, DdpmVariance, Plan, SamplerConfig, Spacing,
 };
-use ddpm_core::{GaussianNoise, ModelConfig, Schedule, ScheduleConfig, TinyUNetConfig};
+use ddpm_core::{ModelConfig, Schedule, ScheduleConfig, TinyUNetConfig};
 use ddpm_equivalence::{
-    check_property, export_to_core, rel_err, tch_forward, tensor, trainer_model, uniform, values,
-    within, TchNet,
+    check_property, export_to_core, forward_case, gaussian, load_model_pair, rel_err,
+    run_forward_case, tch_forward, tensor, trainer_model, trajectories, values, within,
+    ForwardCase, MAX_BATCH,
 };
 use ddpm_trainer::model::Net;
 use proptest::prelude::*;
@@ -28,88 +29,9 @@ use proptest::test_runner::TestCaseError;
 /// sizes), as for SimpleUNet (worst 4.7e-6); the bound leaves 2× for other weights and CPUs.
 const FORWARD_REL: f32 = 1e-5;
 
-const T: u32 = 300;
-
-fn scale() -> impl Strategy<Value = f64> {
-    prop_oneof![
-        Just(1.0),
-        Just(0.1),
-        Just(10.0),
-        (-1.0f64..=1.0).prop_map(|e| 10f64.powf(e)),
-    ]
-}
-
-const MAX_BATCH: usize = 3;
-
-/// One forward-pass case: sizes, the trainer's initialisation, inputs and timesteps.
-#[derive(Debug, Clone)]
-struct Case {
-    cfg: TinyUNetConfig,
-    /// Images in the tch batch; the core runs them one call each.
-    batch: usize,
-    /// Seed of libtorch's generator for the trainer's initialisation.
-    init_seed: u32,
-    /// Every initial parameter is multiplied by this.
-    weight_scale: f64,
-    /// Inputs: `amplitude` × uniform[−1, 1) drawn from `input_seed`, so within [−3, 3].
-    input_seed: u64,
-    amplitude: f32,
-    /// One timestep per image (the first `batch` are used).
-    t: Vec<u32>,
-}
-
-fn case(
-    cfg: impl Strategy<Value = TinyUNetConfig>,
-    batch: impl Strategy<Value = usize>,
-) -> impl Strategy<Value = Case> {
-    (
-        cfg,
-        batch,
-        any::<u32>(),
-        scale(),
-        any::<u64>(),
-        0.0f32..=3.0,
-        proptest::collection::vec(0..T, MAX_BATCH),
-    )
-        .prop_map(
-            |(cfg, batch, init_seed, weight_scale, input_seed, amplitude, t)| Case {
-                cfg,
-                batch,
-                init_seed,
-                weight_scale,
-                input_seed,
-                amplitude,
-                t,
-            },
-        )
-}
-
-fn run_case(c: Case) -> Result<f64, TestCaseError> {
-    let cfg = c.cfg;
-    let (vs, net) = trainer_model(cfg, c.init_seed as i64, c.weight_scale);
-    let core = export_to_core(&vs, &cfg, &ScheduleConfig::default());
-    assert_eq!(*core.config(), ModelConfig::TinyUNet(cfg));
-    let n = cfg.image_len();
-    let x: Vec<f32> = uniform(c.input_seed, c.batch * n)
-        .iter()
-        .map(|v| v * c.amplitude)
-        .collect();
-    let t_in: Vec<f32> = c.t[..c.batch]
-        .iter()
-        .map(|&t| t as f32 / T as f32)
-        .collect();
-    let want = tch_forward(&net, &x, &t_in);
-    let mut worst = 0.0f64;
-    for path in [Path::Reference, Path::Fast] {
-        let mut m = core.clone().with_path(path);
-        let mut got = vec![0.0f32; n];
-        for (i, &ti) in t_in.iter().enumerate() {
-            m.forward(&x[i * n..(i + 1) * n], ti, &mut got).unwrap();
-            let e = rel_err(&got, &want[i * n..(i + 1) * n]);
-            worst = worst.max(within(format!("{path:?}, image {i}"), e, FORWARD_REL)?);
-        }
-    }
-    Ok(worst)
+/// Runs one case at [`FORWARD_REL`].
+fn run_case(c: ForwardCase<TinyUNetConfig>) -> Result<f64, TestCaseError> {
+    run_forward_case(c, FORWARD_REL)
 }
 
 #[test]
@@ -117,7 +39,7 @@ fn default_tiny_forward_matches_trainer() {
     check_property(
         "forward, default TinyUNet (reference and fast path vs tch)",
         FORWARD_REL as f64,
-        case(Just(TinyUNetConfig::DEFAULT), Just(1)),
+        forward_case(Just(TinyUNetConfig::DEFAULT), Just(1)),
         run_case,
     );
 }
@@ -154,15 +76,9 @@ fn other_tiny_configs_and_batches_match_trainer() {
     check_property(
         "forward, other TinyUNet sizes, tch batch vs core single calls",
         FORWARD_REL as f64,
-        case(other_config(), 1..=MAX_BATCH),
+        forward_case(other_config(), 1..=MAX_BATCH),
         run_case,
     );
-}
-
-fn gaussian(seed: u64, n: usize) -> Vec<f32> {
-    let mut v = vec![0.0f32; n];
-    GaussianNoise::new(seed).fill(&mut v);
-    v
 }
 
 /// One sampler step with ε from each side's own TinyUNet, max |core − tch| / max |tch|. The
@@ -346,20 +262,12 @@ const TRAJECTORY_REL: f32 = 1e-5;
 fn trajectory_model() -> (String, tch::nn::VarStore, Net, HostModel) {
     match std::env::var_os("DDPM_EQUIVALENCE_TINY_MODEL") {
         Some(p) => {
-            let path = std::path::PathBuf::from(p);
-            let what = path.display().to_string();
-            let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{what}: {e}"));
-            let core = HostModel::from_bytes(&bytes).unwrap_or_else(|e| panic!("{what}: {e}"));
-            let m = ddpm_trainer::export::read_model_file(&path).unwrap();
+            let (what, vs, net, core) = load_model_pair(std::path::Path::new(&p));
             assert!(
-                matches!(m.config, ModelConfig::TinyUNet(_)),
+                matches!(net.config(), ModelConfig::TinyUNet(_)),
                 "{what}: not a TinyUNet"
             );
-            ddpm_equivalence::torch_single_thread();
-            let mut vs = tch::nn::VarStore::new(tch::Device::Cpu);
-            let net = Net::new(&vs.root(), m.config);
-            ddpm_trainer::model::load_params(&mut vs, &m.config, &m.tensors, &what).unwrap();
-            (format!("model file {what}"), vs, net, core)
+            (what, vs, net, core)
         }
         None => {
             let cfg = TinyUNetConfig::DEFAULT;
@@ -373,68 +281,6 @@ fn trajectory_model() -> (String, tch::nn::VarStore, Net, HostModel) {
             )
         }
     }
-}
-
-/// Runs `cfg` from the initial noise of `seeds` (one image each) on both sides with the same
-/// z, and returns the relative error of every image after the last step.
-fn trajectories(
-    net: &Net,
-    core: &HostModel,
-    path: Path,
-    cfg: &SamplerConfig,
-    seeds: &[u64],
-) -> Vec<f32> {
-    let mut core = core.clone().with_path(path);
-    let sched = core.schedule().clone();
-    let c = *core.config();
-    let n = c.image_len();
-    let big_t = sched.len() as u32;
-    let shape = [
-        seeds.len() as i64,
-        c.channels() as i64,
-        c.height() as i64,
-        c.width() as i64,
-    ];
-    let plan = Plan::new(cfg, big_t).unwrap();
-    let mut xs: Vec<Vec<f32>> = seeds.iter().map(|&s| gaussian(s, n)).collect();
-    let mut xt = tensor(&xs.concat(), &shape);
-    let mut eps = vec![0.0f32; n];
-    for k in 0..plan.len() {
-        let (t, prev) = plan.step(k).unwrap();
-        let t_in = t as f32 / big_t as f32;
-        let z: Vec<Vec<f32>> = seeds
-            .iter()
-            .map(|&s| gaussian(s.wrapping_mul(1000).wrapping_add(k as u64 + 1), n))
-            .collect();
-        let eps_t = tch::no_grad(|| {
-            TchNet::forward(
-                net,
-                &xt,
-                &tensor(&vec![t_in; seeds.len()], &[seeds.len() as i64]),
-            )
-        });
-        let zt = tensor(&z.concat(), &shape);
-        xt = match cfg {
-            SamplerConfig::Ddim(d) => ddpm_trainer::ddim_step(&sched, d, t, prev, &xt, &eps_t, &zt),
-            SamplerConfig::Ddpm(d) => ddpm_trainer::ddpm_step(&sched, d, t, &xt, &eps_t, &zt),
-        };
-        for (x, z) in xs.iter_mut().zip(&z) {
-            core.forward(x, t_in, &mut eps).unwrap();
-            match cfg {
-                SamplerConfig::Ddim(d) => {
-                    sampler::ddim_step(&sched, d, t, prev, x, &eps, |i| z[i]).unwrap()
-                }
-                SamplerConfig::Ddpm(d) => {
-                    sampler::ddpm_step(&sched, d, t, x, &eps, |i| z[i]).unwrap()
-                }
-            }
-        }
-    }
-    let torch = values(&xt);
-    xs.iter()
-        .enumerate()
-        .map(|(i, x)| rel_err(x, &torch[i * n..(i + 1) * n]))
-        .collect()
 }
 
 #[test]
