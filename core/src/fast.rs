@@ -65,38 +65,66 @@ pub fn transpose_kernel_to_conv(w: &[f32], in_c: usize, out_c: usize) -> Vec<f32
     out
 }
 
-/// Writes the im2col matrix `[in_c·9, h·w]` of a `[in_c, h, w]` map for a 3×3 stride-1
-/// padding-1 convolution.
-fn im2col3x3(input: &[f32], in_c: usize, h: usize, w: usize, cols: &mut [f32]) {
+/// Writes the im2col matrix `[in_c·9, rows.len()·ow]` of a `[in_c][h][w]` map for the output
+/// rows `rows` of a 3×3 padding-1 convolution with stride `stride` (`ow = ⌊(w−1)/stride⌋ + 1`
+/// output columns).
+fn im2col3x3(
+    input: &[f32],
+    in_c: usize,
+    (h, w): (usize, usize),
+    stride: usize,
+    rows: Range<usize>,
+    cols: &mut [f32],
+) {
     let plane = h * w;
+    let ow = (w - 1) / stride + 1;
+    let n = rows.len() * ow;
     for i in 0..in_c {
         let src = &input[i * plane..(i + 1) * plane];
         for ky in 0..3 {
             for kx in 0..3 {
-                let row = &mut cols[((i * 3 + ky) * 3 + kx) * plane..][..plane];
-                for y in 0..h {
-                    let dst = &mut row[y * w..(y + 1) * w];
-                    let iy = y as isize + ky as isize - 1;
+                let row = &mut cols[((i * 3 + ky) * 3 + kx) * n..][..n];
+                for (dst, oy) in row.chunks_exact_mut(ow).zip(rows.clone()) {
+                    let iy = (oy * stride + ky) as isize - 1;
                     if iy < 0 || iy >= h as isize {
                         dst.fill(0.0);
                         continue;
                     }
                     let s = &src[iy as usize * w..(iy as usize + 1) * w];
-                    match kx {
-                        0 => {
+                    match (stride, kx) {
+                        (1, 0) => {
                             dst[0] = 0.0;
                             dst[1..].copy_from_slice(&s[..w - 1]);
                         }
-                        1 => dst.copy_from_slice(s),
-                        _ => {
+                        (1, 1) => dst.copy_from_slice(s),
+                        (1, _) => {
                             dst[..w - 1].copy_from_slice(&s[1..]);
                             dst[w - 1] = 0.0;
+                        }
+                        _ => {
+                            for (ox, d) in dst.iter_mut().enumerate() {
+                                let ix = (ox * stride + kx) as isize - 1;
+                                *d = if ix < 0 || ix >= w as isize {
+                                    0.0
+                                } else {
+                                    s[ix as usize]
+                                };
+                            }
                         }
                     }
                 }
             }
         }
     }
+}
+
+/// `v[..len]`, growing `v` first if it is shorter (scratch that keeps its largest size, so a
+/// smaller layer after a larger one does not refill it).
+fn grown(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if v.len() < len {
+        v.resize(len, 0.0);
+    }
+    &mut v[..len]
 }
 
 /// Layers with at most this many output channels (the last layer, `hidden1 → c`) skip the
@@ -114,41 +142,57 @@ struct PackedConv {
 }
 
 impl PackedConv {
-    /// `out = bias + W ∗ input` over an `h×w` map, using `cols` as im2col scratch.
-    fn run(&self, input: &[f32], h: usize, w: usize, cols: &mut [f32], out: &mut [f32]) {
-        if self.out_c <= DIRECT_MAX_OUT {
-            return self.run_direct(input, h, w, out);
+    /// `out = bias + W ∗ input` over an `h×w` map (stride 1, all rows), using `cols` as
+    /// im2col scratch.
+    fn run(&self, input: &[f32], h: usize, w: usize, cols: &mut Vec<f32>, out: &mut [f32]) {
+        self.run_rows(input, (h, w), 1, 0..h, cols, out);
+    }
+
+    /// The output rows `rows` of `bias + W ∗ input` with stride `stride` over a `[in_c][h][w]`
+    /// map, into `out` as `[out_c][rows.len()·ow]` (`ow = ⌊(w−1)/stride⌋ + 1`), using `cols` as
+    /// im2col scratch (grown as needed). Each output value is computed by the same operations
+    /// whichever rows are asked for.
+    fn run_rows(
+        &self,
+        input: &[f32],
+        (h, w): (usize, usize),
+        stride: usize,
+        rows: Range<usize>,
+        cols: &mut Vec<f32>,
+        out: &mut [f32],
+    ) {
+        let n = rows.len() * ((w - 1) / stride + 1);
+        let out = &mut out[..self.out_c * n];
+        if self.out_c <= DIRECT_MAX_OUT && stride == 1 {
+            return self.run_direct(input, (h, w), rows, out);
         }
-        let plane = h * w;
         let k = self.in_c * 9;
-        im2col3x3(input, self.in_c, h, w, &mut cols[..k * plane]);
-        for (chunk, &b) in out.chunks_exact_mut(plane).zip(&self.bias) {
+        let cols = grown(cols, k * n);
+        im2col3x3(input, self.in_c, (h, w), stride, rows, cols);
+        for (chunk, &b) in out.chunks_exact_mut(n).zip(&self.bias) {
             chunk.fill(b);
         }
-        sgemm(
-            self.out_c,
-            k,
-            plane,
-            &self.weight,
-            &cols[..k * plane],
-            out,
-            1.0,
-        );
+        sgemm(self.out_c, k, n, &self.weight, cols, out, 1.0);
     }
-}
 
-impl PackedConv {
-    /// Direct convolution by shifted row updates: for every input channel and tap, add
-    /// `w · input row` to the output row it lands on (zero padding = skipped edges).
-    fn run_direct(&self, input: &[f32], h: usize, w: usize, out: &mut [f32]) {
+    /// Direct convolution (stride 1) of the output rows `rows` by shifted row updates: for
+    /// every input channel and tap, add `w · input row` to the output row it lands on (zero
+    /// padding = skipped edges). `out` is `[out_c][rows.len()·w]`.
+    fn run_direct(
+        &self,
+        input: &[f32],
+        (h, w): (usize, usize),
+        rows: Range<usize>,
+        out: &mut [f32],
+    ) {
         let plane = h * w;
-        for (o, dst) in out.chunks_exact_mut(plane).enumerate().take(self.out_c) {
+        let n = rows.len() * w;
+        for (o, dst) in out.chunks_exact_mut(n).enumerate().take(self.out_c) {
             dst.fill(self.bias[o]);
             for i in 0..self.in_c {
                 let src = &input[i * plane..(i + 1) * plane];
                 let taps = &self.weight[(o * self.in_c + i) * 9..][..9];
-                for y in 0..h {
-                    let d = &mut dst[y * w..(y + 1) * w];
+                for (d, y) in dst.chunks_exact_mut(w).zip(rows.clone()) {
                     for ky in 0..3 {
                         let iy = y as isize + ky as isize - 1;
                         if iy < 0 || iy >= h as isize {
@@ -181,23 +225,24 @@ pub const WINOGRAD_MIN_CHANNELS: usize = 16;
 pub const WINOGRAD_TILE: Tile = Tile::F2;
 
 /// `0..total` cut into `parts` contiguous near-equal ranges.
-#[cfg(feature = "threads")]
 fn split_range(total: usize, parts: usize, p: usize) -> Range<usize> {
     p * total / parts..(p + 1) * total / parts
 }
 
 /// Computes the rows `r` of a layer into `out` (those rows only), with `scratch`.
-type RowsFn<'a> = dyn Fn(Range<usize>, &mut WinogradScratch, &mut [f32]) + Sync + 'a;
+type RowsFn<'a, S> = dyn Fn(Range<usize>, &mut S, &mut [f32]) + Sync + 'a;
 
 /// Runs `f(rows, scratch, out_part)` over `rows` rows cut into at most `scratch.len()`
-/// contiguous ranges, one per thread (feature `threads`; one range otherwise). `len_of(r)` is
-/// how many values of `out` the rows `r` own; the ranges own consecutive parts of `out`.
-fn run_split(
+/// contiguous ranges ([`split_range`]), one per thread (feature `threads`; one range
+/// otherwise). `len_of(r)` is how many values of `out` the rows `r` own; the ranges own
+/// consecutive parts of `out` (callers that write into their scratch instead pass an empty
+/// `out` and `len_of` = 0).
+fn run_split<S: Send>(
     rows: usize,
     out: &mut [f32],
-    scratch: &mut [WinogradScratch],
+    scratch: &mut [S],
     len_of: &(dyn Fn(Range<usize>) -> usize + Sync),
-    f: &RowsFn<'_>,
+    f: &RowsFn<'_, S>,
 ) {
     #[cfg(feature = "threads")]
     let parts = scratch.len().min(rows).max(1);
@@ -220,6 +265,58 @@ fn run_split(
     }
     let _ = len_of;
     f(0..rows, &mut scratch[0], out);
+}
+
+/// One image of a batch through a network: `f(i, activations, scratch, out_i)`, free to split
+/// its layers over `scratch.len()` threads.
+type ImageFn<'a, A, S> = dyn Fn(usize, &mut A, &mut [S], &mut [f32]) + Sync + 'a;
+
+/// Runs `one` over `n` images whose outputs are the consecutive `len`-value parts of `out`.
+/// With several threads (feature `threads`: `acts` and `scratch` hold one set per thread) and
+/// several images, the images are shared out in contiguous runs, one thread per run with its
+/// own activations and scratch; otherwise they run one after the other on this thread, each
+/// with all the scratch (so a single image's layers can be split).
+fn run_images<A: Send, S: Send>(
+    n: usize,
+    len: usize,
+    acts: &mut [A],
+    scratch: &mut [S],
+    out: &mut [f32],
+    one: &ImageFn<'_, A, S>,
+) {
+    #[cfg(feature = "threads")]
+    {
+        let parts = scratch.len().min(acts.len()).min(n);
+        if parts > 1 {
+            std::thread::scope(|s| {
+                let mut rest = out;
+                for (p, (a, sc)) in acts
+                    .iter_mut()
+                    .zip(scratch.iter_mut())
+                    .enumerate()
+                    .take(parts)
+                {
+                    let r = split_range(n, parts, p);
+                    let (mine, tail) = core::mem::take(&mut rest).split_at_mut(r.len() * len);
+                    rest = tail;
+                    let job = move || {
+                        for (i, o) in r.zip(mine.chunks_exact_mut(len)) {
+                            one(i, a, core::slice::from_mut(sc), o);
+                        }
+                    };
+                    if p + 1 == parts {
+                        job();
+                    } else {
+                        s.spawn(job);
+                    }
+                }
+            });
+            return;
+        }
+    }
+    for (i, o) in out.chunks_exact_mut(len).enumerate().take(n) {
+        one(i, &mut acts[0], scratch, o);
+    }
 }
 
 /// The first layer, direct: a `[n][c][h][w]` image to a channels-last `[n][h][w][out]` map,
@@ -694,50 +791,16 @@ impl WinogradNet {
     ) {
         let len = x.len() / n.max(1);
         let h2 = temb.len() / n.max(1);
-        let threads = self.scratch.len();
         let Self {
             layers,
             acts,
             scratch,
         } = self;
         let layers = &*layers;
-        let one = |i: usize, acts: &mut Activations, sc: &mut [WinogradScratch], o: &mut [f32]| {
+        run_images(n, len, acts, scratch, out, &|i, acts, sc, o| {
             let (xi, ti) = (&x[i * len..][..len], &temb[i * h2..][..h2]);
             layers.forward(xi, ti, (h, w), simd, acts, sc, o);
-        };
-        #[cfg(feature = "threads")]
-        if threads > 1 && n > 1 {
-            let parts = threads.min(n);
-            std::thread::scope(|s| {
-                let mut rest = out;
-                for (p, (a, sc)) in acts
-                    .iter_mut()
-                    .zip(scratch.iter_mut())
-                    .enumerate()
-                    .take(parts)
-                {
-                    let r = split_range(n, parts, p);
-                    let (mine, tail) = core::mem::take(&mut rest).split_at_mut(r.len() * len);
-                    rest = tail;
-                    let one = &one;
-                    let job = move || {
-                        for (i, o) in r.zip(mine.chunks_exact_mut(len)) {
-                            one(i, a, core::slice::from_mut(sc), o);
-                        }
-                    };
-                    if p + 1 == parts {
-                        job();
-                    } else {
-                        s.spawn(job);
-                    }
-                }
-            });
-            return;
-        }
-        let _ = threads;
-        for (i, o) in out.chunks_exact_mut(len).enumerate().take(n) {
-            one(i, &mut acts[0], scratch, o);
-        }
+        });
     }
 }
 
@@ -824,108 +887,65 @@ pub fn simd_available() -> bool {
     crate::simd::avx2_fma()
 }
 
-/// One 3×3 stride-1 layer of [`FastTinyUNet`] on a channels-first `[c][h][w]` map: im2col +
-/// sgemm. (The channels-last Winograd layers of [`FastSimpleUNet`] round more; through a
-/// transpose adapter they put TinyUNet's forward property at 1.05e-5 against its 1e-5 bound,
-/// so TinyUNet keeps the GEMM.)
-#[derive(Clone)]
-struct FastConv(PackedConv);
+/// Strides of TinyUNet's six blocks, in [`crate::tiny_unet::block`] order.
+const TINY_STRIDES: [usize; 6] = [1, 2, 2, 1, 1, 1];
 
-impl FastConv {
-    fn new(in_c: usize, out_c: usize, weight: Vec<f32>, bias: &[f32]) -> Self {
-        FastConv(PackedConv {
-            in_c,
-            out_c,
-            weight,
-            bias: bias.to_vec(),
-        })
-    }
+/// A TinyUNet layer is split over threads only when every thread gets at least this many
+/// output rows (the 7×7 layers stay on one thread: a spawn costs about what they take).
+const MIN_SPLIT_ROWS: usize = 4;
 
-    fn run(&self, input: &[f32], h: usize, w: usize, scratch: &mut Scratch, out: &mut [f32]) {
-        self.0.run(input, h, w, &mut scratch.cols, out);
-    }
-}
-
-/// Scratch of [`FastConv`]: the im2col columns.
+/// Scratch of one thread of [`FastTinyUNet`]: the im2col columns and the GEMM output of the
+/// rows it computes (both grown as needed).
 #[derive(Clone, Default)]
-struct Scratch {
+struct TinyScratch {
     cols: Vec<f32>,
+    part: Vec<f32>,
 }
 
-/// Writes the im2col matrix `[in_c·9, oh·ow]` of a `[in_c, h, w]` map for a 3×3 padding-1
-/// convolution with any stride (output `oh × ow`).
-fn im2col3x3_strided(
-    input: &[f32],
-    in_c: usize,
-    (h, w): (usize, usize),
-    stride: usize,
-    (oh, ow): (usize, usize),
-    cols: &mut [f32],
-) {
-    let plane = h * w;
-    let out_plane = oh * ow;
-    for i in 0..in_c {
-        let src = &input[i * plane..(i + 1) * plane];
-        for ky in 0..3 {
-            for kx in 0..3 {
-                let row = &mut cols[((i * 3 + ky) * 3 + kx) * out_plane..][..out_plane];
-                for oy in 0..oh {
-                    let iy = (oy * stride + ky) as isize - 1;
-                    let dst = &mut row[oy * ow..(oy + 1) * ow];
-                    if iy < 0 || iy >= h as isize {
-                        dst.fill(0.0);
-                        continue;
-                    }
-                    let s = &src[iy as usize * w..(iy as usize + 1) * w];
-                    for (ox, d) in dst.iter_mut().enumerate() {
-                        let ix = (ox * stride + kx) as isize - 1;
-                        *d = if ix < 0 || ix >= w as isize {
-                            0.0
-                        } else {
-                            s[ix as usize]
-                        };
-                    }
-                }
-            }
+/// Activations of one image of [`FastTinyUNet`], channels-first. Skip tensors are written into
+/// the back of the buffers they are concatenated into, as in
+/// [`TinyUNet::forward_reference`](crate::TinyUNet).
+#[derive(Clone)]
+struct TinyActs {
+    cat1: Vec<f32>,
+    u1: Vec<f32>,
+    cat2: Vec<f32>,
+    u2: Vec<f32>,
+    d2: Vec<f32>,
+    m: Vec<f32>,
+}
+
+impl TinyActs {
+    fn new(cfg: &crate::config::TinyUNetConfig) -> Self {
+        let [w1, w2, w3] = cfg.widths.map(|v| v as usize);
+        let [p1, p2, p3] = cfg.planes();
+        Self {
+            cat1: vec![0.0; (w2 + w1) * p1],
+            u1: vec![0.0; w1 * p1],
+            cat2: vec![0.0; (w3 + w2) * p2],
+            u2: vec![0.0; w2 * p2],
+            d2: vec![0.0; w3 * p3],
+            m: vec![0.0; w3 * p3],
         }
     }
 }
 
-impl PackedConv {
-    /// `out = bias + W ∗ input` with stride `stride` over an `h×w` map (output
-    /// `⌊(h−1)/stride⌋+1` rows), always as one GEMM.
-    fn run_strided(
-        &self,
-        input: &[f32],
-        (h, w): (usize, usize),
-        stride: usize,
-        cols: &mut [f32],
-        out: &mut [f32],
-    ) {
-        let (oh, ow) = ((h - 1) / stride + 1, (w - 1) / stride + 1);
-        let out_plane = oh * ow;
-        let k = self.in_c * 9;
-        im2col3x3_strided(
-            input,
-            self.in_c,
-            (h, w),
-            stride,
-            (oh, ow),
-            &mut cols[..k * out_plane],
-        );
-        for (chunk, &b) in out.chunks_exact_mut(out_plane).zip(&self.bias) {
-            chunk.fill(b);
-        }
-        sgemm(
-            self.out_c,
-            k,
-            out_plane,
-            &self.weight,
-            &cols[..k * out_plane],
-            out,
-            1.0,
-        );
-    }
+/// The packed weights of a [`FastTinyUNet`], shared by its threads. Every layer runs as im2col
+/// + sgemm on channels-first maps (direct for the last). (The channels-last Winograd layers of
+/// [`FastSimpleUNet`] round more; through a transpose adapter they put TinyUNet's forward
+/// property at 1.05e-5 against its 1e-5 bound, so TinyUNet keeps the GEMM.)
+#[derive(Clone)]
+struct TinyLayers {
+    cfg: crate::config::TinyUNetConfig,
+    /// enc0, down1, down2, mid, up2, up1, indexed by [`crate::tiny_unet::block`].
+    blocks: [PackedConv; 6],
+    out: PackedConv,
+    time0_w: Vec<f32>,
+    time0_b: Vec<f32>,
+    time2_w: Vec<f32>,
+    time2_b: Vec<f32>,
+    temb_w: [Vec<f32>; 6],
+    temb_b: [Vec<f32>; 6],
 }
 
 /// `out[c, y, x] = in[c, y/2, x/2]` for a `[c, h, w]` input (output `[c, 2h, 2w]`).
@@ -943,59 +963,152 @@ fn upsample2x(input: &[f32], c: usize, h: usize, w: usize, out: &mut [f32]) {
     }
 }
 
-/// Adds `proj[o]` to every pixel of channel `o` and applies ReLU, in one pass.
-fn add_relu(x: &mut [f32], plane: usize, proj: &[f32]) {
-    for (chunk, &t) in x.chunks_exact_mut(plane).zip(proj) {
-        for v in chunk {
-            let s = *v + t;
-            *v = if s < 0.0 { 0.0 } else { s };
+/// `out = ReLU(conv(input) + proj)` per output channel, or `out = conv(input)` when `proj` is
+/// `None`, for one `[in_c][h][w]` map and stride `stride`. The output rows are split over up
+/// to `scratch.len()` threads (feature `threads`), each computing its rows into its own
+/// scratch; the epilogue then gathers the parts into `out`. Every output value goes through the
+/// same operations whatever the split, so results do not depend on the thread count.
+fn tiny_layer(
+    conv: &PackedConv,
+    input: &[f32],
+    (h, w): (usize, usize),
+    stride: usize,
+    proj: Option<&[f32]>,
+    scratch: &mut [TinyScratch],
+    out: &mut [f32],
+) {
+    let (oh, ow) = ((h - 1) / stride + 1, (w - 1) / stride + 1);
+    let parts = scratch.len().min(oh / MIN_SPLIT_ROWS).max(1);
+    let scratch = &mut scratch[..parts];
+    run_split(oh, &mut [], scratch, &|_| 0, &|r, sc, _| {
+        let part = grown(&mut sc.part, conv.out_c * r.len() * ow);
+        conv.run_rows(input, (h, w), stride, r, &mut sc.cols, part);
+    });
+    let plane = oh * ow;
+    for (p, sc) in scratch.iter().enumerate() {
+        let r = split_range(oh, parts, p);
+        let n = r.len() * ow;
+        for (o, src) in sc.part[..conv.out_c * n].chunks_exact(n).enumerate() {
+            let dst = &mut out[o * plane + r.start * ow..][..n];
+            match proj {
+                Some(pr) => {
+                    for (d, &s) in dst.iter_mut().zip(src) {
+                        let v = s + pr[o];
+                        *d = if v < 0.0 { 0.0 } else { v };
+                    }
+                }
+                None => dst.copy_from_slice(src),
+            }
         }
     }
 }
 
-/// A TinyUNet with weights packed for the fast path: the two stride-2 layers as strided
-/// im2col + sgemm, the stride-1 layers as [`SimpleUNet`]'s (Winograd for wide layers, im2col +
-/// sgemm, direct for the last layer). Skip tensors are written into the back of the buffers
-/// they are concatenated into, as in [`TinyUNet::forward_reference`](crate::TinyUNet). Owns
-/// its scratch, so one instance runs one forward pass at a time.
+impl TinyLayers {
+    /// Output channels of each block, in [`crate::tiny_unet::block`] order.
+    fn block_widths(&self) -> [usize; 6] {
+        self.blocks.each_ref().map(|b| b.out_c)
+    }
+
+    /// Length of one image's time projections (all six blocks').
+    fn proj_len(&self) -> usize {
+        self.block_widths().iter().sum()
+    }
+
+    /// The six blocks' time projections at network time input `t_in`, concatenated into
+    /// `proj` ([`Self::proj_len`] values), with `emb`, `hidden` and `temb` as scratch.
+    fn projections(
+        &self,
+        t_in: f32,
+        (emb, hidden, temb): (&mut [f32], &mut [f32], &mut [f32]),
+        proj: &mut [f32],
+    ) -> Result<()> {
+        use crate::config::{TINY_MAX_PERIOD, TINY_TIME_SCALE};
+        crate::layers::sinusoidal_embedding(t_in * TINY_TIME_SCALE, TINY_MAX_PERIOD, emb)?;
+        crate::layers::linear(emb, &self.time0_w, &self.time0_b, hidden)?;
+        crate::layers::relu(hidden);
+        crate::layers::linear(hidden, &self.time2_w, &self.time2_b, temb)?;
+        let mut rest = proj;
+        for (k, width) in self.block_widths().into_iter().enumerate() {
+            let (pr, tail) = rest.split_at_mut(width);
+            crate::layers::linear(temb, &self.temb_w[k], &self.temb_b[k], pr)?;
+            rest = tail;
+        }
+        Ok(())
+    }
+
+    /// One image `x` through the network with its time projections `proj`; each layer's rows
+    /// are split over `scratch.len()` threads.
+    fn forward(
+        &self,
+        x: &[f32],
+        proj: &[f32],
+        acts: &mut TinyActs,
+        scratch: &mut [TinyScratch],
+        out: &mut [f32],
+    ) {
+        use crate::tiny_unet::block;
+        let cfg = self.cfg;
+        let (h, w) = (cfg.height as usize, cfg.width as usize);
+        let [_, w2, w3] = cfg.widths.map(|v| v as usize);
+        let [p1, p2, _] = cfg.planes();
+        let (half, quarter) = ((h / 2, w / 2), (h / 4, w / 4));
+        let mut projs = [&[][..]; 6];
+        let mut rest = proj;
+        for (pr, width) in projs.iter_mut().zip(self.block_widths()) {
+            (*pr, rest) = rest.split_at(width);
+        }
+        let TinyActs {
+            cat1,
+            u1,
+            cat2,
+            u2,
+            d2,
+            m,
+        } = acts;
+        let mut block = |k: usize, input: &[f32], hw: (usize, usize), out: &mut [f32]| {
+            let (conv, stride) = (&self.blocks[k], TINY_STRIDES[k]);
+            tiny_layer(conv, input, hw, stride, Some(projs[k]), scratch, out);
+        };
+        // enc0 → s1, the back of cat1; down1 → s2, the back of cat2; down2 → d2; mid → m.
+        block(block::ENC0, x, (h, w), &mut cat1[w2 * p1..]);
+        block(block::DOWN1, &cat1[w2 * p1..], (h, w), &mut cat2[w3 * p2..]);
+        block(block::DOWN2, &cat2[w3 * p2..], half, d2);
+        block(block::MID, d2, quarter, m);
+        // up2: [up(m), s2] → u2; up1: [up(u2), s1] → u1.
+        upsample2x(m, w3, quarter.0, quarter.1, &mut cat2[..w3 * p2]);
+        block(block::UP2, cat2, half, u2);
+        upsample2x(u2, w2, half.0, half.1, &mut cat1[..w2 * p1]);
+        block(block::UP1, cat1, (h, w), u1);
+        // out, no ReLU.
+        tiny_layer(&self.out, u1, (h, w), 1, None, scratch, out);
+    }
+}
+
+/// A TinyUNet with weights packed for the fast path: every layer as im2col + sgemm on
+/// channels-first maps (stride 2 for down1 and down2; direct loops for the last layer), with
+/// the time projection and ReLU applied as each layer's output is gathered. Owns its scratch
+/// (one set per thread), so one instance runs one forward pass at a time.
 #[derive(Clone)]
 pub struct FastTinyUNet {
-    cfg: crate::config::TinyUNetConfig,
-    enc0: FastConv,
-    down1: PackedConv,
-    down2: PackedConv,
-    mid: FastConv,
-    up2: FastConv,
-    up1: FastConv,
-    out: FastConv,
-    time0_w: Vec<f32>,
-    time0_b: Vec<f32>,
-    time2_w: Vec<f32>,
-    time2_b: Vec<f32>,
-    temb_w: [Vec<f32>; 6],
-    temb_b: [Vec<f32>; 6],
-    scratch: Scratch,
-    cat1: Vec<f32>,
-    u1: Vec<f32>,
-    cat2: Vec<f32>,
-    u2: Vec<f32>,
-    d2: Vec<f32>,
-    m: Vec<f32>,
+    layers: TinyLayers,
     emb: Vec<f32>,
     hidden: Vec<f32>,
     temb: Vec<f32>,
+    /// `[n][proj_len]`: every image's six time projections.
     proj: Vec<f32>,
+    /// One per thread.
+    acts: Vec<TinyActs>,
+    /// One per thread.
+    scratch: Vec<TinyScratch>,
 }
 
 impl FastTinyUNet {
     /// Packs the weights of `net`.
     pub fn new(net: &crate::tiny_unet::TinyUNet<'_>) -> Self {
-        use crate::tiny_unet::block;
         let cfg = *net.config();
         let p = net.params();
         let c = cfg.channels as usize;
         let [w1, w2, w3] = cfg.widths.map(|v| v as usize);
-        let [p1, p2, p3] = cfg.planes();
         let (e, d) = (cfg.emb_dim as usize, cfg.temb_dim as usize);
         let b = &p.blocks;
         let packed = |k: usize, in_c: usize, out_c: usize| PackedConv {
@@ -1004,142 +1117,98 @@ impl FastTinyUNet {
             weight: b[k].conv_w.to_vec(),
             bias: b[k].conv_b.to_vec(),
         };
-        let conv = |k: usize, in_c: usize, out_c: usize| {
-            FastConv::new(in_c, out_c, b[k].conv_w.to_vec(), b[k].conv_b)
-        };
-        let cols = [
-            c * 9 * p1,
-            w1 * 9 * p2,
-            w2 * 9 * p3,
-            w3 * 9 * p3,
-            (w3 + w2) * 9 * p2,
-            (w2 + w1) * 9 * p1,
-            w1 * 9 * p1,
-        ]
-        .into_iter()
-        .max()
-        .unwrap_or(0);
-        Self {
+        let layers = TinyLayers {
             cfg,
-            enc0: conv(block::ENC0, c, w1),
-            down1: packed(block::DOWN1, w1, w2),
-            down2: packed(block::DOWN2, w2, w3),
-            mid: conv(block::MID, w3, w3),
-            up2: conv(block::UP2, w3 + w2, w2),
-            up1: conv(block::UP1, w2 + w1, w1),
-            out: FastConv::new(w1, c, p.out_w.to_vec(), p.out_b),
+            blocks: [
+                packed(0, c, w1),
+                packed(1, w1, w2),
+                packed(2, w2, w3),
+                packed(3, w3, w3),
+                packed(4, w3 + w2, w2),
+                packed(5, w2 + w1, w1),
+            ],
+            out: PackedConv {
+                in_c: w1,
+                out_c: c,
+                weight: p.out_w.to_vec(),
+                bias: p.out_b.to_vec(),
+            },
             time0_w: p.time0_w.to_vec(),
             time0_b: p.time0_b.to_vec(),
             time2_w: p.time2_w.to_vec(),
             time2_b: p.time2_b.to_vec(),
             temb_w: core::array::from_fn(|k| b[k].temb_w.to_vec()),
             temb_b: core::array::from_fn(|k| b[k].temb_b.to_vec()),
-            scratch: Scratch {
-                cols: vec![0.0; cols],
-            },
-            cat1: vec![0.0; (w2 + w1) * p1],
-            u1: vec![0.0; w1 * p1],
-            cat2: vec![0.0; (w3 + w2) * p2],
-            u2: vec![0.0; w2 * p2],
-            d2: vec![0.0; w3 * p3],
-            m: vec![0.0; w3 * p3],
+        };
+        Self {
             emb: vec![0.0; e],
             hidden: vec![0.0; d],
             temb: vec![0.0; d],
-            proj: vec![0.0; w1.max(w2).max(w3)],
+            proj: Vec::new(),
+            acts: vec![TinyActs::new(&cfg)],
+            scratch: vec![TinyScratch::default()],
+            layers,
         }
     }
 
     /// The network's sizes.
     pub fn config(&self) -> &crate::config::TinyUNetConfig {
-        &self.cfg
+        &self.layers.cfg
     }
 
-    /// The time projection of block `k` into `self.proj[..out_c]`.
-    fn project(&mut self, k: usize, out_c: usize) -> Result<()> {
-        crate::layers::linear(
-            &self.temb,
-            &self.temb_w[k],
-            &self.temb_b[k],
-            &mut self.proj[..out_c],
-        )
+    /// Runs on `n` threads (at least 1; feature `threads`): a batch's images are shared out
+    /// between the threads, and a single image's layers are split by output rows. Results do
+    /// not depend on the thread count: every output value is computed by the same operations.
+    #[cfg(feature = "threads")]
+    pub fn set_threads(&mut self, n: usize) {
+        let cfg = self.layers.cfg;
+        self.scratch.resize_with(n.max(1), Default::default);
+        self.acts.resize_with(n.max(1), || TinyActs::new(&cfg));
+    }
+
+    /// Threads a forward pass uses.
+    pub fn threads(&self) -> usize {
+        self.scratch.len()
     }
 
     /// Predicted noise for one image; same contract as
     /// [`TinyUNet::forward_reference`](crate::TinyUNet::forward_reference).
     pub fn forward(&mut self, x: &[f32], t_in: f32, out: &mut [f32]) -> Result<()> {
-        use crate::config::{TINY_MAX_PERIOD, TINY_TIME_SCALE};
-        use crate::tiny_unet::block;
-        let cfg = self.cfg;
-        check_len("input image", cfg.image_len(), x.len())?;
-        check_len("output image", cfg.image_len(), out.len())?;
-        let (h, w) = (cfg.height as usize, cfg.width as usize);
-        let [w1, w2, w3] = cfg.widths.map(|v| v as usize);
-        let [p1, p2, p3] = cfg.planes();
-        let (h2, wd2, h3, wd3) = (h / 2, w / 2, h / 4, w / 4);
+        self.forward_batch(x, &[t_in], out)
+    }
 
-        crate::layers::sinusoidal_embedding(
-            t_in * TINY_TIME_SCALE,
-            TINY_MAX_PERIOD,
-            &mut self.emb,
-        )?;
-        crate::layers::linear(&self.emb, &self.time0_w, &self.time0_b, &mut self.hidden)?;
-        crate::layers::relu(&mut self.hidden);
-        crate::layers::linear(&self.hidden, &self.time2_w, &self.time2_b, &mut self.temb)?;
-
-        // enc0 → s1, the back of cat1.
-        {
-            let s1 = &mut self.cat1[w2 * p1..];
-            self.enc0.run(x, h, w, &mut self.scratch, s1);
+    /// Predicted noise for `t_in.len()` images (`x` and `out`: the images' `[c][h][w]` values
+    /// concatenated), image `i` at network time input `t_in[i]`. Each image's result equals
+    /// [`Self::forward`] on that image alone, bit for bit.
+    pub fn forward_batch(&mut self, x: &[f32], t_in: &[f32], out: &mut [f32]) -> Result<()> {
+        let n = t_in.len();
+        let len = self.layers.cfg.image_len();
+        check_len("input image", n * len, x.len())?;
+        check_len("output image", n * len, out.len())?;
+        let pl = self.layers.proj_len();
+        grown(&mut self.proj, n * pl);
+        for (&t, pr) in t_in.iter().zip(self.proj.chunks_exact_mut(pl)) {
+            let time = (&mut self.emb[..], &mut self.hidden[..], &mut self.temb[..]);
+            self.layers.projections(t, time, pr)?;
         }
-        self.project(block::ENC0, w1)?;
-        add_relu(&mut self.cat1[w2 * p1..], p1, &self.proj[..w1]);
-        // down1 → s2, the back of cat2.
-        self.down1.run_strided(
-            &self.cat1[w2 * p1..],
-            (h, w),
-            2,
-            &mut self.scratch.cols,
-            &mut self.cat2[w3 * p2..],
-        );
-        self.project(block::DOWN1, w2)?;
-        add_relu(&mut self.cat2[w3 * p2..], p2, &self.proj[..w2]);
-        // down2 → d2.
-        self.down2.run_strided(
-            &self.cat2[w3 * p2..],
-            (h2, wd2),
-            2,
-            &mut self.scratch.cols,
-            &mut self.d2,
-        );
-        self.project(block::DOWN2, w3)?;
-        add_relu(&mut self.d2, p3, &self.proj[..w3]);
-        // mid → m.
-        self.mid
-            .run(&self.d2, h3, wd3, &mut self.scratch, &mut self.m);
-        self.project(block::MID, w3)?;
-        add_relu(&mut self.m, p3, &self.proj[..w3]);
-        // up2: [up(m), s2] → u2.
-        upsample2x(&self.m, w3, h3, wd3, &mut self.cat2[..w3 * p2]);
-        self.up2
-            .run(&self.cat2, h2, wd2, &mut self.scratch, &mut self.u2);
-        self.project(block::UP2, w2)?;
-        add_relu(&mut self.u2, p2, &self.proj[..w2]);
-        // up1: [up(u2), s1] → u1.
-        upsample2x(&self.u2, w2, h2, wd2, &mut self.cat1[..w2 * p1]);
-        self.up1
-            .run(&self.cat1, h, w, &mut self.scratch, &mut self.u1);
-        self.project(block::UP1, w1)?;
-        add_relu(&mut self.u1, p1, &self.proj[..w1]);
-        // out, no ReLU.
-        self.out.run(&self.u1, h, w, &mut self.scratch, out);
+        let Self {
+            layers,
+            proj,
+            acts,
+            scratch,
+            ..
+        } = self;
+        let (layers, proj) = (&*layers, &proj[..]);
+        run_images(n, len, acts, scratch, out, &|i, a, sc, o| {
+            layers.forward(&x[i * len..][..len], &proj[i * pl..][..pl], a, sc, o);
+        });
         Ok(())
     }
 }
 
 impl Denoiser for FastTinyUNet {
     fn image_len(&self) -> usize {
-        self.cfg.image_len()
+        self.layers.cfg.image_len()
     }
     fn predict_noise(&mut self, x: &[f32], t_in: f32, eps: &mut [f32]) -> Result<()> {
         self.forward(x, t_in, eps)
