@@ -166,13 +166,18 @@ impl PackedConv {
         if self.out_c <= DIRECT_MAX_OUT && stride == 1 {
             return self.run_direct(input, (h, w), rows, out);
         }
-        let k = self.in_c * 9;
-        let cols = grown(cols, k * n);
+        let cols = grown(cols, self.in_c * 9 * n);
         im2col3x3(input, self.in_c, (h, w), stride, rows, cols);
+        self.gemm(cols, n, out);
+    }
+
+    /// `out = bias + W · cols` for the im2col matrix `cols` (`[in_c·9, n]`), `out` `[out_c, n]`.
+    fn gemm(&self, cols: &[f32], n: usize, out: &mut [f32]) {
+        let k = self.in_c * 9;
         for (chunk, &b) in out.chunks_exact_mut(n).zip(&self.bias) {
             chunk.fill(b);
         }
-        sgemm(self.out_c, k, n, &self.weight, cols, out, 1.0);
+        sgemm(self.out_c, k, n, &self.weight, &cols[..k * n], out, 1.0);
     }
 
     /// Direct convolution (stride 1) of the output rows `rows` by shifted row updates: for
@@ -891,22 +896,334 @@ pub fn simd_available() -> bool {
 const TINY_STRIDES: [usize; 6] = [1, 2, 2, 1, 1, 1];
 
 /// A TinyUNet layer is split over threads only when every thread gets at least this many
-/// output rows (the 7×7 layers stay on one thread: a spawn costs about what they take).
-const MIN_SPLIT_ROWS: usize = 4;
+/// multiply-adds (the smallest layers stay on one thread: a spawn costs about what they take).
+const MIN_SPLIT_MACS: usize = 1 << 20;
 
-/// Scratch of one thread of [`FastTinyUNet`]: the im2col columns and the GEMM output of the
-/// rows it computes (both grown as needed).
+/// Output channels of one block of [`ShiftedConv`]'s kernel.
+const SR: usize = 4;
+/// Pixels of one block of [`ShiftedConv`]'s kernel (two AVX vectors; with [`SR`] = 4, eight
+/// accumulators, which the FMA latency needs, and room for the operands: wider blocks spill).
+const SP: usize = 16;
+
+/// The geometry of a padded channels-first map: `[c][h+2][w+2]` planes with a zero border.
+/// Tap (ky, kx) of output pixel `q = y·(w+2) + x` is then element `q + ky·(w+2) + kx` of a
+/// plane, so a 3×3 convolution reads shifted contiguous runs instead of an im2col matrix.
+#[derive(Clone, Copy)]
+struct Grid {
+    h: usize,
+    w: usize,
+}
+
+impl Grid {
+    /// Length of a padded row.
+    fn pw(self) -> usize {
+        self.w + 2
+    }
+
+    /// Length of a padded plane.
+    fn plane(self) -> usize {
+        (self.h + 2) * self.pw()
+    }
+
+    /// Values a buffer of `c` padded planes holds: the planes and the slack that the kernel's
+    /// last pixel block may read past the last plane (values that only reach discarded
+    /// outputs).
+    fn len(self, c: usize) -> usize {
+        c * self.plane() + SP + 2
+    }
+
+    /// Where the interior of a padded map lives.
+    fn padded(self) -> Map {
+        Map {
+            plane: self.plane(),
+            row: self.pw(),
+            origin: self.pw() + 1,
+        }
+    }
+}
+
+/// Where value (channel, y, x) of a map lives: `channel·plane + y·row + x + origin`.
+#[derive(Clone, Copy)]
+struct Map {
+    plane: usize,
+    row: usize,
+    origin: usize,
+}
+
+impl Map {
+    /// A dense `[c][h][w]` map.
+    fn dense(h: usize, w: usize) -> Self {
+        Map {
+            plane: h * w,
+            row: w,
+            origin: 0,
+        }
+    }
+
+    /// Index of value (c, y, x).
+    fn at(self, c: usize, y: usize, x: usize) -> usize {
+        c * self.plane + y * self.row + x + self.origin
+    }
+}
+
+/// A 3×3 stride-1 padding-1 convolution computed straight from a padded map ([`Grid`]): each
+/// kernel call accumulates [`SR`] output channels × [`SP`] consecutive pixels over all input
+/// channels and taps in registers (one FMA chain per output value, starting from the bias,
+/// in the reference's (channel, ky, kx) order), with no im2col and no packing of the input.
+#[derive(Clone)]
+struct ShiftedConv {
+    in_c: usize,
+    out_c: usize,
+    /// `[out_c.div_ceil(SR)][in_c][9][SR]`, zero past `out_c`.
+    w: Vec<f32>,
+    /// `[out_c.div_ceil(SR)·SR]`, zero past `out_c`.
+    bias: Vec<f32>,
+}
+
+impl ShiftedConv {
+    /// From a Conv2d kernel `[out, in, 3, 3]` and bias `[out]`.
+    fn new(weight: &[f32], bias: &[f32], in_c: usize, out_c: usize) -> Self {
+        let blocks = out_c.div_ceil(SR);
+        let mut w = vec![0.0f32; blocks * in_c * 9 * SR];
+        for o in 0..out_c {
+            for i in 0..in_c {
+                for tap in 0..9 {
+                    w[(((o / SR) * in_c + i) * 9 + tap) * SR + o % SR] =
+                        weight[(o * in_c + i) * 9 + tap];
+                }
+            }
+        }
+        let mut b = vec![0.0f32; blocks * SR];
+        b[..out_c].copy_from_slice(&bias[..out_c]);
+        Self {
+            in_c,
+            out_c,
+            w,
+            bias: b,
+        }
+    }
+
+    /// Values per output channel of [`Self::run_rows`] for `rows` rows of grid `g`.
+    fn part_len(g: Grid, rows: usize) -> usize {
+        (rows * g.pw()).div_ceil(SP) * SP
+    }
+
+    /// The output rows `rows` of `bias + W ∗ input` for the padded map `input` of grid `g`,
+    /// into `out` as `[out_c.div_ceil(SR)·SR][np]` with `np` = [`Self::part_len`]: value
+    /// (o, y, x) at `o·np + (y − rows.start)·(w+2) + x`. Columns w and w+1, the slack past the
+    /// last row and the channels past `out_c` hold values to discard.
+    fn run_rows(&self, input: &[f32], g: Grid, rows: Range<usize>, out: &mut [f32], simd: bool) {
+        let (ci, pw, plane) = (self.in_c, g.pw(), g.plane());
+        let np = Self::part_len(g, rows.len());
+        let q0 = rows.start * pw;
+        let offs: [usize; 9] = core::array::from_fn(|t| (t / 3) * pw + t % 3);
+        assert!(input.len() >= (ci - 1) * plane + q0 + np + offs[8]);
+        for (ob, (w, bias)) in self
+            .w
+            .chunks_exact(ci * 9 * SR)
+            .zip(self.bias.chunks_exact(SR))
+            .enumerate()
+        {
+            for p in (0..np).step_by(SP) {
+                let x = &input[q0 + p..];
+                let o = &mut out[ob * SR * np + p..];
+                #[cfg(all(feature = "std", target_arch = "x86_64"))]
+                if simd && crate::simd::avx2_fma() {
+                    // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+                    unsafe { shifted_avx2(ci, plane, &offs, x, w, bias, o, np) };
+                    continue;
+                }
+                let _ = simd;
+                shifted_portable(ci, plane, &offs, x, w, bias, o, np);
+            }
+        }
+    }
+}
+
+/// [`ShiftedConv`]'s kernel, portable form: `out[r·np + l] = bias[r] + Σ_i Σ_t w[(i·9 + t)·SR
+/// + r] · x[i·plane + offs[t] + l]` for `r < SR`, `l < SP`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn shifted_portable(
+    in_c: usize,
+    plane: usize,
+    offs: &[usize; 9],
+    x: &[f32],
+    w: &[f32],
+    bias: &[f32],
+    out: &mut [f32],
+    np: usize,
+) {
+    let mut acc = [[0.0f32; SP]; SR];
+    for (a, &b) in acc.iter_mut().zip(bias) {
+        *a = [b; SP];
+    }
+    for (i, wi) in w[..in_c * 9 * SR].chunks_exact(9 * SR).enumerate() {
+        for (&off, wr) in offs.iter().zip(wi.chunks_exact(SR)) {
+            let xs = &x[i * plane + off..][..SP];
+            for (a, &wv) in acc.iter_mut().zip(wr) {
+                for (a, &xv) in a.iter_mut().zip(xs) {
+                    *a += wv * xv;
+                }
+            }
+        }
+    }
+    for (r, a) in acc.iter().enumerate() {
+        out[r * np..][..SP].copy_from_slice(a);
+    }
+}
+
+/// [`ShiftedConv`]'s kernel with AVX2 and FMA: the sums of [`shifted_portable`] in the same
+/// order, each one FMA chain.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[allow(clippy::too_many_arguments)]
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn shifted_avx2(
+    in_c: usize,
+    plane: usize,
+    offs: &[usize; 9],
+    x: &[f32],
+    w: &[f32],
+    bias: &[f32],
+    out: &mut [f32],
+    np: usize,
+) {
+    use core::arch::x86_64::*;
+    const NV: usize = SP / 8;
+    let reach = offs.iter().max().copied().unwrap_or(0);
+    assert!(in_c >= 1 && x.len() >= (in_c - 1) * plane + reach + SP);
+    assert!(w.len() >= in_c * 9 * SR && bias.len() >= SR && out.len() >= (SR - 1) * np + SP);
+    let mut acc = [[_mm256_setzero_ps(); NV]; SR];
+    for (a, &b) in acc.iter_mut().zip(bias) {
+        *a = [_mm256_set1_ps(b); NV];
+    }
+    let (xp, wp) = (x.as_ptr(), w.as_ptr());
+    for i in 0..in_c {
+        for (t, &off) in offs.iter().enumerate() {
+            // SAFETY: i·plane + off + SP ≤ (in_c − 1)·plane + reach + SP ≤ x.len(), and
+            // (i·9 + t)·SR + SR ≤ in_c·9·SR ≤ w.len() (both asserted above).
+            unsafe {
+                let xr = xp.add(i * plane + off);
+                let mut xv = [_mm256_setzero_ps(); NV];
+                for (v, xv) in xv.iter_mut().enumerate() {
+                    *xv = _mm256_loadu_ps(xr.add(8 * v));
+                }
+                let wr = wp.add((i * 9 + t) * SR);
+                for (r, a) in acc.iter_mut().enumerate() {
+                    let b = _mm256_broadcast_ss(&*wr.add(r));
+                    for (a, &xv) in a.iter_mut().zip(&xv) {
+                        *a = _mm256_fmadd_ps(xv, b, *a);
+                    }
+                }
+            }
+        }
+    }
+    let op = out.as_mut_ptr();
+    for (r, a) in acc.iter().enumerate() {
+        for (v, &a) in a.iter().enumerate() {
+            // SAFETY: r·np + 8·v + 8 ≤ (SR − 1)·np + SP ≤ out.len() (asserted above).
+            unsafe { _mm256_storeu_ps(op.add(r * np + 8 * v), a) };
+        }
+    }
+}
+
+/// Writes the im2col matrix `[in_c·9, rows.len()·ow]` of the padded map `input` of grid `g`
+/// for the output rows `rows` of a 3×3 convolution with stride `stride` (`ow` output columns).
+fn im2col_padded(
+    input: &[f32],
+    (in_c, g): (usize, Grid),
+    stride: usize,
+    (rows, ow): (Range<usize>, usize),
+    cols: &mut [f32],
+) {
+    let (pw, plane) = (g.pw(), g.plane());
+    let n = rows.len() * ow;
+    for (k, row) in cols[..in_c * 9 * n].chunks_exact_mut(n).enumerate() {
+        let (i, ky, kx) = (k / 9, k % 9 / 3, k % 3);
+        for (dst, oy) in row.chunks_exact_mut(ow).zip(rows.clone()) {
+            let src = &input[i * plane + (oy * stride + ky) * pw + kx..];
+            for (ox, d) in dst.iter_mut().enumerate() {
+                *d = src[ox * stride];
+            }
+        }
+    }
+}
+
+/// One layer of [`FastTinyUNet`].
+#[derive(Clone)]
+enum TinyConv {
+    /// Stride 1, from a padded map.
+    Shifted(ShiftedConv),
+    /// Stride 2: im2col of a padded map + sgemm.
+    Strided(PackedConv),
+}
+
+impl TinyConv {
+    fn channels(&self) -> (usize, usize) {
+        match self {
+            TinyConv::Shifted(c) => (c.in_c, c.out_c),
+            TinyConv::Strided(c) => (c.in_c, c.out_c),
+        }
+    }
+
+    /// The output grid for input grid `g`.
+    fn out_grid(&self, g: Grid) -> Grid {
+        match self {
+            TinyConv::Shifted(_) => g,
+            TinyConv::Strided(_) => Grid {
+                h: (g.h - 1) / 2 + 1,
+                w: (g.w - 1) / 2 + 1,
+            },
+        }
+    }
+
+    /// Output rows `rows` into `sc.part`; returns `(np, row)`: value (o, y, x) is at
+    /// `o·np + (y − rows.start)·row + x` of the part.
+    fn run_rows(
+        &self,
+        input: &[f32],
+        g: Grid,
+        rows: Range<usize>,
+        sc: &mut TinyScratch,
+        simd: bool,
+    ) -> (usize, usize) {
+        match self {
+            TinyConv::Shifted(c) => {
+                let np = ShiftedConv::part_len(g, rows.len());
+                let part = grown(&mut sc.part, c.bias.len() * np);
+                c.run_rows(input, g, rows, part, simd);
+                (np, g.pw())
+            }
+            TinyConv::Strided(c) => {
+                let ow = self.out_grid(g).w;
+                let n = rows.len() * ow;
+                let k = c.in_c * 9;
+                let cols = grown(&mut sc.cols, k * n);
+                im2col_padded(input, (c.in_c, g), 2, (rows, ow), cols);
+                c.gemm(cols, n, grown(&mut sc.part, c.out_c * n));
+                (n, ow)
+            }
+        }
+    }
+}
+
+/// Scratch of one thread of [`FastTinyUNet`]: the im2col columns of the stride-2 layers and
+/// the output of the rows it computes (both grown as needed).
 #[derive(Clone, Default)]
 struct TinyScratch {
     cols: Vec<f32>,
     part: Vec<f32>,
 }
 
-/// Activations of one image of [`FastTinyUNet`], channels-first. Skip tensors are written into
-/// the back of the buffers they are concatenated into, as in
+/// Activations of one image of [`FastTinyUNet`], padded channels-first maps ([`Grid`]). Skip
+/// tensors are written into the back of the buffers they are concatenated into, as in
 /// [`TinyUNet::forward_reference`](crate::TinyUNet).
 #[derive(Clone)]
 struct TinyActs {
+    x: Vec<f32>,
     cat1: Vec<f32>,
     u1: Vec<f32>,
     cat2: Vec<f32>,
@@ -917,45 +1234,52 @@ struct TinyActs {
 
 impl TinyActs {
     fn new(cfg: &crate::config::TinyUNetConfig) -> Self {
+        let c = cfg.channels as usize;
         let [w1, w2, w3] = cfg.widths.map(|v| v as usize);
-        let [p1, p2, p3] = cfg.planes();
+        let [g1, g2, g3] = tiny_grids(cfg);
         Self {
-            cat1: vec![0.0; (w2 + w1) * p1],
-            u1: vec![0.0; w1 * p1],
-            cat2: vec![0.0; (w3 + w2) * p2],
-            u2: vec![0.0; w2 * p2],
-            d2: vec![0.0; w3 * p3],
-            m: vec![0.0; w3 * p3],
+            x: vec![0.0; g1.len(c)],
+            cat1: vec![0.0; g1.len(w2 + w1)],
+            u1: vec![0.0; g1.len(w1)],
+            cat2: vec![0.0; g2.len(w3 + w2)],
+            u2: vec![0.0; g2.len(w2)],
+            d2: vec![0.0; g3.len(w3)],
+            m: vec![0.0; g3.len(w3)],
         }
     }
 }
 
-/// The packed weights of a [`FastTinyUNet`], shared by its threads. Every layer runs as im2col
-/// + sgemm on channels-first maps (direct for the last). (The channels-last Winograd layers of
-/// [`FastSimpleUNet`] round more; through a transpose adapter they put TinyUNet's forward
-/// property at 1.05e-5 against its 1e-5 bound, so TinyUNet keeps the GEMM.)
+/// The full, half and quarter resolution grids of a TinyUNet.
+fn tiny_grids(cfg: &crate::config::TinyUNetConfig) -> [Grid; 3] {
+    let (h, w) = (cfg.height as usize, cfg.width as usize);
+    [1, 2, 4].map(|s| Grid { h: h / s, w: w / s })
+}
+
+/// The packed weights of a [`FastTinyUNet`], shared by its threads.
 #[derive(Clone)]
 struct TinyLayers {
     cfg: crate::config::TinyUNetConfig,
     /// enc0, down1, down2, mid, up2, up1, indexed by [`crate::tiny_unet::block`].
-    blocks: [PackedConv; 6],
-    out: PackedConv,
+    blocks: [TinyConv; 6],
+    out: TinyConv,
     time0_w: Vec<f32>,
     time0_b: Vec<f32>,
     time2_w: Vec<f32>,
     time2_b: Vec<f32>,
     temb_w: [Vec<f32>; 6],
     temb_b: [Vec<f32>; 6],
+    /// Use the AVX2 + FMA kernel where the CPU has it.
+    simd: bool,
 }
 
-/// `out[c, y, x] = in[c, y/2, x/2]` for a `[c, h, w]` input (output `[c, 2h, 2w]`).
-fn upsample2x(input: &[f32], c: usize, h: usize, w: usize, out: &mut [f32]) {
-    let (oh, ow) = (2 * h, 2 * w);
+/// Nearest-neighbour 2× up-sampling of `c` channels: `dst(ch, y, x) = src(ch, y/2, x/2)` for
+/// the `2h × 2w` output.
+fn upsample2x(src: &[f32], from: Map, c: usize, (h, w): (usize, usize), dst: &mut [f32], to: Map) {
     for ch in 0..c {
-        for y in 0..oh {
-            let src = &input[(ch * h + y / 2) * w..][..w];
-            let dst = &mut out[(ch * oh + y) * ow..][..ow];
-            for (pair, &v) in dst.chunks_exact_mut(2).zip(src) {
+        for y in 0..2 * h {
+            let s = &src[from.at(ch, y / 2, 0)..][..w];
+            let d = &mut dst[to.at(ch, y, 0)..][..2 * w];
+            for (pair, &v) in d.chunks_exact_mut(2).zip(s) {
                 pair[0] = v;
                 pair[1] = v;
             }
@@ -963,41 +1287,50 @@ fn upsample2x(input: &[f32], c: usize, h: usize, w: usize, out: &mut [f32]) {
     }
 }
 
-/// `out = ReLU(conv(input) + proj)` per output channel, or `out = conv(input)` when `proj` is
-/// `None`, for one `[in_c][h][w]` map and stride `stride`. The output rows are split over up
-/// to `scratch.len()` threads (feature `threads`), each computing its rows into its own
-/// scratch; the epilogue then gathers the parts into `out`. Every output value goes through the
-/// same operations whatever the split, so results do not depend on the thread count.
+/// `dst = ReLU(conv(input) + proj)` per output channel, or `dst = conv(input)` when `proj` is
+/// `None`, for the padded map `input` of grid `g`; `dst` is written at map `to`. The output
+/// rows are split over up to `scratch.len()` threads (feature `threads`), each computing its
+/// rows into its own scratch; the epilogue then gathers the parts. Every output value goes
+/// through the same operations whatever the split, so results do not depend on the thread
+/// count.
+#[allow(clippy::too_many_arguments)]
 fn tiny_layer(
-    conv: &PackedConv,
+    conv: &TinyConv,
     input: &[f32],
-    (h, w): (usize, usize),
-    stride: usize,
+    g: Grid,
     proj: Option<&[f32]>,
     scratch: &mut [TinyScratch],
-    out: &mut [f32],
+    simd: bool,
+    dst: &mut [f32],
+    to: Map,
 ) {
-    let (oh, ow) = ((h - 1) / stride + 1, (w - 1) / stride + 1);
-    let parts = scratch.len().min(oh / MIN_SPLIT_ROWS).max(1);
+    let og = conv.out_grid(g);
+    let (in_c, out_c) = conv.channels();
+    let macs = in_c * 9 * out_c * og.h * og.w;
+    let parts = scratch.len().min(og.h).min(macs / MIN_SPLIT_MACS).max(1);
     let scratch = &mut scratch[..parts];
-    run_split(oh, &mut [], scratch, &|_| 0, &|r, sc, _| {
-        let part = grown(&mut sc.part, conv.out_c * r.len() * ow);
-        conv.run_rows(input, (h, w), stride, r, &mut sc.cols, part);
+    run_split(og.h, &mut [], scratch, &|_| 0, &|r, sc, _| {
+        conv.run_rows(input, g, r, sc, simd);
     });
-    let plane = oh * ow;
     for (p, sc) in scratch.iter().enumerate() {
-        let r = split_range(oh, parts, p);
-        let n = r.len() * ow;
-        for (o, src) in sc.part[..conv.out_c * n].chunks_exact(n).enumerate() {
-            let dst = &mut out[o * plane + r.start * ow..][..n];
-            match proj {
-                Some(pr) => {
-                    for (d, &s) in dst.iter_mut().zip(src) {
-                        let v = s + pr[o];
-                        *d = if v < 0.0 { 0.0 } else { v };
+        let rows = split_range(og.h, parts, p);
+        let (np, row) = match conv {
+            TinyConv::Shifted(_) => (ShiftedConv::part_len(og, rows.len()), og.pw()),
+            TinyConv::Strided(_) => (rows.len() * og.w, og.w),
+        };
+        for o in 0..out_c {
+            for (ry, y) in rows.clone().enumerate() {
+                let src = &sc.part[o * np + ry * row..][..og.w];
+                let d = &mut dst[to.at(o, y, 0)..][..og.w];
+                match proj {
+                    Some(pr) => {
+                        for (d, &s) in d.iter_mut().zip(src) {
+                            let v = s + pr[o];
+                            *d = if v < 0.0 { 0.0 } else { v };
+                        }
                     }
+                    None => d.copy_from_slice(src),
                 }
-                None => dst.copy_from_slice(src),
             }
         }
     }
@@ -1006,7 +1339,7 @@ fn tiny_layer(
 impl TinyLayers {
     /// Output channels of each block, in [`crate::tiny_unet::block`] order.
     fn block_widths(&self) -> [usize; 6] {
-        self.blocks.each_ref().map(|b| b.out_c)
+        self.blocks.each_ref().map(|b| b.channels().1)
     }
 
     /// Length of one image's time projections (all six blocks').
@@ -1048,16 +1381,16 @@ impl TinyLayers {
     ) {
         use crate::tiny_unet::block;
         let cfg = self.cfg;
-        let (h, w) = (cfg.height as usize, cfg.width as usize);
-        let [_, w2, w3] = cfg.widths.map(|v| v as usize);
-        let [p1, p2, _] = cfg.planes();
-        let (half, quarter) = ((h / 2, w / 2), (h / 4, w / 4));
+        let (c, [_, w2, w3]) = (cfg.channels as usize, cfg.widths.map(|v| v as usize));
+        let [g1, g2, g3] = tiny_grids(&cfg);
+        let (p1, p2) = (g1.plane(), g2.plane());
         let mut projs = [&[][..]; 6];
         let mut rest = proj;
         for (pr, width) in projs.iter_mut().zip(self.block_widths()) {
             (*pr, rest) = rest.split_at(width);
         }
         let TinyActs {
+            x: xp,
             cat1,
             u1,
             cat2,
@@ -1065,29 +1398,55 @@ impl TinyLayers {
             d2,
             m,
         } = acts;
-        let mut block = |k: usize, input: &[f32], hw: (usize, usize), out: &mut [f32]| {
-            let (conv, stride) = (&self.blocks[k], TINY_STRIDES[k]);
-            tiny_layer(conv, input, hw, stride, Some(projs[k]), scratch, out);
+        let simd = self.simd;
+        let mut block = |k: usize, input: &[f32], g: Grid, dst: &mut [f32], to: Grid| {
+            let proj = Some(projs[k]);
+            tiny_layer(
+                &self.blocks[k],
+                input,
+                g,
+                proj,
+                scratch,
+                simd,
+                dst,
+                to.padded(),
+            );
         };
+        let dense = Map::dense(g1.h, g1.w);
+        copy_into_padded(x, dense, c, g1, xp);
         // enc0 → s1, the back of cat1; down1 → s2, the back of cat2; down2 → d2; mid → m.
-        block(block::ENC0, x, (h, w), &mut cat1[w2 * p1..]);
-        block(block::DOWN1, &cat1[w2 * p1..], (h, w), &mut cat2[w3 * p2..]);
-        block(block::DOWN2, &cat2[w3 * p2..], half, d2);
-        block(block::MID, d2, quarter, m);
+        block(block::ENC0, xp, g1, &mut cat1[w2 * p1..], g1);
+        block(block::DOWN1, &cat1[w2 * p1..], g1, &mut cat2[w3 * p2..], g2);
+        block(block::DOWN2, &cat2[w3 * p2..], g2, d2, g3);
+        block(block::MID, d2, g3, m, g3);
         // up2: [up(m), s2] → u2; up1: [up(u2), s1] → u1.
-        upsample2x(m, w3, quarter.0, quarter.1, &mut cat2[..w3 * p2]);
-        block(block::UP2, cat2, half, u2);
-        upsample2x(u2, w2, half.0, half.1, &mut cat1[..w2 * p1]);
-        block(block::UP1, cat1, (h, w), u1);
+        upsample2x(m, g3.padded(), w3, (g3.h, g3.w), cat2, g2.padded());
+        block(block::UP2, cat2, g2, u2, g2);
+        upsample2x(u2, g2.padded(), w2, (g2.h, g2.w), cat1, g1.padded());
+        block(block::UP1, cat1, g1, u1, g1);
         // out, no ReLU.
-        tiny_layer(&self.out, u1, (h, w), 1, None, scratch, out);
+        tiny_layer(&self.out, u1, g1, None, scratch, simd, out, dense);
     }
 }
 
-/// A TinyUNet with weights packed for the fast path: every layer as im2col + sgemm on
-/// channels-first maps (stride 2 for down1 and down2; direct loops for the last layer), with
-/// the time projection and ReLU applied as each layer's output is gathered. Owns its scratch
-/// (one set per thread), so one instance runs one forward pass at a time.
+/// Copies `c` channels of the map `src` (at `from`) into the interior of the padded map `dst`
+/// of grid `g`.
+fn copy_into_padded(src: &[f32], from: Map, c: usize, g: Grid, dst: &mut [f32]) {
+    let to = g.padded();
+    for ch in 0..c {
+        for y in 0..g.h {
+            dst[to.at(ch, y, 0)..][..g.w].copy_from_slice(&src[from.at(ch, y, 0)..][..g.w]);
+        }
+    }
+}
+
+/// A TinyUNet with weights packed for the fast path: the stride-1 layers straight from padded
+/// channels-first maps ([`ShiftedConv`]: no im2col, an AVX2 + FMA kernel where the CPU has
+/// one), the two stride-2 layers as im2col + sgemm, with the time projection and ReLU applied
+/// as each layer's output is gathered. (The channels-last Winograd layers of
+/// [`FastSimpleUNet`] round more; through a transpose adapter they put TinyUNet's forward
+/// property at 1.05e-5 against its 1e-5 bound.) Owns its scratch (one set per thread), so one
+/// instance runs one forward pass at a time.
 #[derive(Clone)]
 pub struct FastTinyUNet {
     layers: TinyLayers,
@@ -1111,34 +1470,37 @@ impl FastTinyUNet {
         let [w1, w2, w3] = cfg.widths.map(|v| v as usize);
         let (e, d) = (cfg.emb_dim as usize, cfg.temb_dim as usize);
         let b = &p.blocks;
-        let packed = |k: usize, in_c: usize, out_c: usize| PackedConv {
-            in_c,
-            out_c,
-            weight: b[k].conv_w.to_vec(),
-            bias: b[k].conv_b.to_vec(),
+        let conv = |k: usize, in_c: usize, out_c: usize| {
+            let (w, bias) = (b[k].conv_w, b[k].conv_b);
+            if TINY_STRIDES[k] == 1 {
+                TinyConv::Shifted(ShiftedConv::new(w, bias, in_c, out_c))
+            } else {
+                TinyConv::Strided(PackedConv {
+                    in_c,
+                    out_c,
+                    weight: w.to_vec(),
+                    bias: bias.to_vec(),
+                })
+            }
         };
         let layers = TinyLayers {
             cfg,
             blocks: [
-                packed(0, c, w1),
-                packed(1, w1, w2),
-                packed(2, w2, w3),
-                packed(3, w3, w3),
-                packed(4, w3 + w2, w2),
-                packed(5, w2 + w1, w1),
+                conv(0, c, w1),
+                conv(1, w1, w2),
+                conv(2, w2, w3),
+                conv(3, w3, w3),
+                conv(4, w3 + w2, w2),
+                conv(5, w2 + w1, w1),
             ],
-            out: PackedConv {
-                in_c: w1,
-                out_c: c,
-                weight: p.out_w.to_vec(),
-                bias: p.out_b.to_vec(),
-            },
+            out: TinyConv::Shifted(ShiftedConv::new(p.out_w, p.out_b, w1, c)),
             time0_w: p.time0_w.to_vec(),
             time0_b: p.time0_b.to_vec(),
             time2_w: p.time2_w.to_vec(),
             time2_b: p.time2_b.to_vec(),
             temb_w: core::array::from_fn(|k| b[k].temb_w.to_vec()),
             temb_b: core::array::from_fn(|k| b[k].temb_b.to_vec()),
+            simd: true,
         };
         Self {
             emb: vec![0.0; e],
@@ -1151,14 +1513,23 @@ impl FastTinyUNet {
         }
     }
 
+    /// Packs the weights of `net` for the portable kernels on any CPU (for tests and timing;
+    /// the AVX2 + FMA kernel stays off).
+    pub fn portable(net: &crate::tiny_unet::TinyUNet<'_>) -> Self {
+        let mut s = Self::new(net);
+        s.layers.simd = false;
+        s
+    }
+
     /// The network's sizes.
     pub fn config(&self) -> &crate::config::TinyUNetConfig {
         &self.layers.cfg
     }
 
     /// Runs on `n` threads (at least 1; feature `threads`): a batch's images are shared out
-    /// between the threads, and a single image's layers are split by output rows. Results do
-    /// not depend on the thread count: every output value is computed by the same operations.
+    /// between the threads, and a single image's larger layers are split by output rows.
+    /// Results do not depend on the thread count: every output value is computed by the same
+    /// operations.
     #[cfg(feature = "threads")]
     pub fn set_threads(&mut self, n: usize) {
         let cfg = self.layers.cfg;
