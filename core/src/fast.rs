@@ -65,66 +65,38 @@ pub fn transpose_kernel_to_conv(w: &[f32], in_c: usize, out_c: usize) -> Vec<f32
     out
 }
 
-/// Writes the im2col matrix `[in_c·9, rows.len()·ow]` of a `[in_c][h][w]` map for the output
-/// rows `rows` of a 3×3 padding-1 convolution with stride `stride` (`ow = ⌊(w−1)/stride⌋ + 1`
-/// output columns).
-fn im2col3x3(
-    input: &[f32],
-    in_c: usize,
-    (h, w): (usize, usize),
-    stride: usize,
-    rows: Range<usize>,
-    cols: &mut [f32],
-) {
+/// Writes the im2col matrix `[in_c·9, h·w]` of a `[in_c, h, w]` map for a 3×3 stride-1
+/// padding-1 convolution.
+fn im2col3x3(input: &[f32], in_c: usize, h: usize, w: usize, cols: &mut [f32]) {
     let plane = h * w;
-    let ow = (w - 1) / stride + 1;
-    let n = rows.len() * ow;
     for i in 0..in_c {
         let src = &input[i * plane..(i + 1) * plane];
         for ky in 0..3 {
             for kx in 0..3 {
-                let row = &mut cols[((i * 3 + ky) * 3 + kx) * n..][..n];
-                for (dst, oy) in row.chunks_exact_mut(ow).zip(rows.clone()) {
-                    let iy = (oy * stride + ky) as isize - 1;
+                let row = &mut cols[((i * 3 + ky) * 3 + kx) * plane..][..plane];
+                for y in 0..h {
+                    let dst = &mut row[y * w..(y + 1) * w];
+                    let iy = y as isize + ky as isize - 1;
                     if iy < 0 || iy >= h as isize {
                         dst.fill(0.0);
                         continue;
                     }
                     let s = &src[iy as usize * w..(iy as usize + 1) * w];
-                    match (stride, kx) {
-                        (1, 0) => {
+                    match kx {
+                        0 => {
                             dst[0] = 0.0;
                             dst[1..].copy_from_slice(&s[..w - 1]);
                         }
-                        (1, 1) => dst.copy_from_slice(s),
-                        (1, _) => {
+                        1 => dst.copy_from_slice(s),
+                        _ => {
                             dst[..w - 1].copy_from_slice(&s[1..]);
                             dst[w - 1] = 0.0;
-                        }
-                        _ => {
-                            for (ox, d) in dst.iter_mut().enumerate() {
-                                let ix = (ox * stride + kx) as isize - 1;
-                                *d = if ix < 0 || ix >= w as isize {
-                                    0.0
-                                } else {
-                                    s[ix as usize]
-                                };
-                            }
                         }
                     }
                 }
             }
         }
     }
-}
-
-/// `v[..len]`, growing `v` first if it is shorter (scratch that keeps its largest size, so a
-/// smaller layer after a larger one does not refill it).
-fn grown(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
-    if v.len() < len {
-        v.resize(len, 0.0);
-    }
-    &mut v[..len]
 }
 
 /// Layers with at most this many output channels (the last layer, `hidden1 → c`) skip the
@@ -142,62 +114,41 @@ struct PackedConv {
 }
 
 impl PackedConv {
-    /// `out = bias + W ∗ input` over an `h×w` map (stride 1, all rows), using `cols` as
-    /// im2col scratch.
-    fn run(&self, input: &[f32], h: usize, w: usize, cols: &mut Vec<f32>, out: &mut [f32]) {
-        self.run_rows(input, (h, w), 1, 0..h, cols, out);
-    }
-
-    /// The output rows `rows` of `bias + W ∗ input` with stride `stride` over a `[in_c][h][w]`
-    /// map, into `out` as `[out_c][rows.len()·ow]` (`ow = ⌊(w−1)/stride⌋ + 1`), using `cols` as
-    /// im2col scratch (grown as needed). Each output value is computed by the same operations
-    /// whichever rows are asked for.
-    fn run_rows(
-        &self,
-        input: &[f32],
-        (h, w): (usize, usize),
-        stride: usize,
-        rows: Range<usize>,
-        cols: &mut Vec<f32>,
-        out: &mut [f32],
-    ) {
-        let n = rows.len() * ((w - 1) / stride + 1);
-        let out = &mut out[..self.out_c * n];
-        if self.out_c <= DIRECT_MAX_OUT && stride == 1 {
-            return self.run_direct(input, (h, w), rows, out);
+    /// `out = bias + W ∗ input` over an `h×w` map, using `cols` as im2col scratch.
+    fn run(&self, input: &[f32], h: usize, w: usize, cols: &mut [f32], out: &mut [f32]) {
+        if self.out_c <= DIRECT_MAX_OUT {
+            return self.run_direct(input, h, w, out);
         }
-        let cols = grown(cols, self.in_c * 9 * n);
-        im2col3x3(input, self.in_c, (h, w), stride, rows, cols);
-        self.gemm(cols, n, out);
-    }
-
-    /// `out = bias + W · cols` for the im2col matrix `cols` (`[in_c·9, n]`), `out` `[out_c, n]`.
-    fn gemm(&self, cols: &[f32], n: usize, out: &mut [f32]) {
+        let plane = h * w;
         let k = self.in_c * 9;
-        for (chunk, &b) in out.chunks_exact_mut(n).zip(&self.bias) {
+        im2col3x3(input, self.in_c, h, w, &mut cols[..k * plane]);
+        for (chunk, &b) in out.chunks_exact_mut(plane).zip(&self.bias) {
             chunk.fill(b);
         }
-        sgemm(self.out_c, k, n, &self.weight, &cols[..k * n], out, 1.0);
+        sgemm(
+            self.out_c,
+            k,
+            plane,
+            &self.weight,
+            &cols[..k * plane],
+            out,
+            1.0,
+        );
     }
+}
 
-    /// Direct convolution (stride 1) of the output rows `rows` by shifted row updates: for
-    /// every input channel and tap, add `w · input row` to the output row it lands on (zero
-    /// padding = skipped edges). `out` is `[out_c][rows.len()·w]`.
-    fn run_direct(
-        &self,
-        input: &[f32],
-        (h, w): (usize, usize),
-        rows: Range<usize>,
-        out: &mut [f32],
-    ) {
+impl PackedConv {
+    /// Direct convolution by shifted row updates: for every input channel and tap, add
+    /// `w · input row` to the output row it lands on (zero padding = skipped edges).
+    fn run_direct(&self, input: &[f32], h: usize, w: usize, out: &mut [f32]) {
         let plane = h * w;
-        let n = rows.len() * w;
-        for (o, dst) in out.chunks_exact_mut(n).enumerate().take(self.out_c) {
+        for (o, dst) in out.chunks_exact_mut(plane).enumerate().take(self.out_c) {
             dst.fill(self.bias[o]);
             for i in 0..self.in_c {
                 let src = &input[i * plane..(i + 1) * plane];
                 let taps = &self.weight[(o * self.in_c + i) * 9..][..9];
-                for (d, y) in dst.chunks_exact_mut(w).zip(rows.clone()) {
+                for y in 0..h {
+                    let d = &mut dst[y * w..(y + 1) * w];
                     for ky in 0..3 {
                         let iy = y as isize + ky as isize - 1;
                         if iy < 0 || iy >= h as isize {
@@ -219,6 +170,15 @@ impl PackedConv {
             }
         }
     }
+}
+
+/// `v[..len]`, growing `v` first if it is shorter (scratch that keeps its largest size, so a
+/// smaller layer after a larger one does not refill it).
+fn grown(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if v.len() < len {
+        v.resize(len, 0.0);
+    }
+    &mut v[..len]
 }
 
 /// Networks whose hidden widths are both at least this use the channels-last Winograd pipeline
@@ -966,14 +926,56 @@ impl Map {
     }
 }
 
-/// A 3×3 stride-1 padding-1 convolution computed straight from a padded map ([`Grid`]): each
-/// kernel call accumulates [`SR`] output channels × [`SP`] consecutive pixels over all input
-/// channels and taps in registers (one FMA chain per output value, starting from the bias,
-/// in the reference's (channel, ky, kx) order), with no im2col and no packing of the input.
+/// Where a [`ShiftedConv`] finds its taps: output pixel `q = y·row + x` of channel block `o`
+/// is `Σ_i Σ_t w[o, i, t] · input[i·plane + offs[t] + q]`.
+#[derive(Clone, Copy)]
+struct Taps {
+    plane: usize,
+    row: usize,
+    offs: [usize; 9],
+}
+
+impl Taps {
+    /// The taps of a 3×3 convolution with stride `stride` (1 or 2) over grid `g`: for stride 1
+    /// the padded map itself ([`Grid`]); for stride 2 its four phases ([`split_phases`]), in
+    /// which output pixel (y, x) finds tap (ky, kx) at (y + ky/2, x + kx/2) of phase
+    /// (ky mod 2, kx mod 2).
+    fn new(g: Grid, stride: usize) -> Self {
+        if stride == 1 {
+            let pw = g.pw();
+            return Taps {
+                plane: g.plane(),
+                row: pw,
+                offs: core::array::from_fn(|t| (t / 3) * pw + t % 3),
+            };
+        }
+        let (row, pp) = (g.pw() / 2, g.plane() / 4);
+        Taps {
+            plane: g.plane(),
+            row,
+            offs: core::array::from_fn(|t| {
+                let (ky, kx) = (t / 3, t % 3);
+                ((ky % 2) * 2 + kx % 2) * pp + (ky / 2) * row + kx / 2
+            }),
+        }
+    }
+
+    /// Values per output channel of [`ShiftedConv::run_rows`] for `rows` output rows.
+    fn part_len(self, rows: usize) -> usize {
+        (rows * self.row).div_ceil(SP) * SP
+    }
+}
+
+/// A 3×3 padding-1 convolution (stride 1 or 2) computed straight from a padded map ([`Grid`];
+/// for stride 2, its phases): each kernel call accumulates [`SR`] output channels × [`SP`]
+/// consecutive output pixels over all input channels and taps in registers (one FMA chain per
+/// output value, starting from the bias, in the reference's (channel, ky, kx) order), with no
+/// im2col and no packing of the input.
 #[derive(Clone)]
 struct ShiftedConv {
     in_c: usize,
     out_c: usize,
+    stride: usize,
     /// `[out_c.div_ceil(SR)][in_c][9][SR]`, zero past `out_c`.
     w: Vec<f32>,
     /// `[out_c.div_ceil(SR)·SR]`, zero past `out_c`.
@@ -982,7 +984,7 @@ struct ShiftedConv {
 
 impl ShiftedConv {
     /// From a Conv2d kernel `[out, in, 3, 3]` and bias `[out]`.
-    fn new(weight: &[f32], bias: &[f32], in_c: usize, out_c: usize) -> Self {
+    fn new(weight: &[f32], bias: &[f32], in_c: usize, out_c: usize, stride: usize) -> Self {
         let blocks = out_c.div_ceil(SR);
         let mut w = vec![0.0f32; blocks * in_c * 9 * SR];
         for o in 0..out_c {
@@ -998,26 +1000,31 @@ impl ShiftedConv {
         Self {
             in_c,
             out_c,
+            stride,
             w,
             bias: b,
         }
     }
 
-    /// Values per output channel of [`Self::run_rows`] for `rows` rows of grid `g`.
-    fn part_len(g: Grid, rows: usize) -> usize {
-        (rows * g.pw()).div_ceil(SP) * SP
+    /// The output grid for input grid `g`.
+    fn out_grid(&self, g: Grid) -> Grid {
+        Grid {
+            h: g.h / self.stride,
+            w: g.w / self.stride,
+        }
     }
 
-    /// The output rows `rows` of `bias + W ∗ input` for the padded map `input` of grid `g`,
-    /// into `out` as `[out_c.div_ceil(SR)·SR][np]` with `np` = [`Self::part_len`]: value
-    /// (o, y, x) at `o·np + (y − rows.start)·(w+2) + x`. Columns w and w+1, the slack past the
+    /// The output rows `rows` of `bias + W ∗ input` for input grid `g` (`input`: the padded
+    /// map, or for stride 2 its phases), into `out` as `[out_c.div_ceil(SR)·SR][np]` with
+    /// `np = taps.part_len(rows.len())`: value (o, y, x) at `o·np + (y − rows.start)·taps.row + x`
+    /// for `taps = Taps::new(g, stride)`. The columns past the output width, the slack past the
     /// last row and the channels past `out_c` hold values to discard.
     fn run_rows(&self, input: &[f32], g: Grid, rows: Range<usize>, out: &mut [f32], simd: bool) {
-        let (ci, pw, plane) = (self.in_c, g.pw(), g.plane());
-        let np = Self::part_len(g, rows.len());
-        let q0 = rows.start * pw;
-        let offs: [usize; 9] = core::array::from_fn(|t| (t / 3) * pw + t % 3);
-        assert!(input.len() >= (ci - 1) * plane + q0 + np + offs[8]);
+        let ci = self.in_c;
+        let Taps { plane, row, offs } = Taps::new(g, self.stride);
+        let np = Taps::new(g, self.stride).part_len(rows.len());
+        let q0 = rows.start * row;
+        assert!(input.len() >= (ci - 1) * plane + q0 + np + offs.iter().max().unwrap_or(&0));
         for (ob, (w, bias)) in self
             .w
             .chunks_exact(ci * 9 * SR)
@@ -1035,6 +1042,29 @@ impl ShiftedConv {
                 }
                 let _ = simd;
                 shifted_portable(ci, plane, &offs, x, w, bias, o, np);
+            }
+        }
+    }
+}
+
+/// Rearranges `c` padded planes of grid `g` (even sizes) into their four stride-2 phases, in
+/// place of each plane: phase (a, b) holds the plane's values at (2Y + a, 2X + b) as
+/// `[(h+2)/2][(w+2)/2]`, the phases in the order (0,0), (0,1), (1,0), (1,1).
+fn split_phases(src: &[f32], c: usize, g: Grid, dst: &mut [f32]) {
+    let (pw, half) = (g.pw(), g.pw() / 2);
+    let pp = g.plane() / 4;
+    for (s, d) in src
+        .chunks_exact(g.plane())
+        .zip(dst.chunks_exact_mut(g.plane()))
+        .take(c)
+    {
+        for (ph, q) in d.chunks_exact_mut(pp).enumerate() {
+            let (a, b) = (ph / 2, ph % 2);
+            for (yy, qrow) in q.chunks_exact_mut(half).enumerate() {
+                let srow = &s[(2 * yy + a) * pw..][..pw];
+                for (v, pair) in qrow.iter_mut().zip(srow.chunks_exact(2)) {
+                    *v = pair[b];
+                }
             }
         }
     }
@@ -1130,91 +1160,10 @@ unsafe fn shifted_avx2(
     }
 }
 
-/// Writes the im2col matrix `[in_c·9, rows.len()·ow]` of the padded map `input` of grid `g`
-/// for the output rows `rows` of a 3×3 convolution with stride `stride` (`ow` output columns).
-fn im2col_padded(
-    input: &[f32],
-    (in_c, g): (usize, Grid),
-    stride: usize,
-    (rows, ow): (Range<usize>, usize),
-    cols: &mut [f32],
-) {
-    let (pw, plane) = (g.pw(), g.plane());
-    let n = rows.len() * ow;
-    for (k, row) in cols[..in_c * 9 * n].chunks_exact_mut(n).enumerate() {
-        let (i, ky, kx) = (k / 9, k % 9 / 3, k % 3);
-        for (dst, oy) in row.chunks_exact_mut(ow).zip(rows.clone()) {
-            let src = &input[i * plane + (oy * stride + ky) * pw + kx..];
-            for (ox, d) in dst.iter_mut().enumerate() {
-                *d = src[ox * stride];
-            }
-        }
-    }
-}
-
-/// One layer of [`FastTinyUNet`].
-#[derive(Clone)]
-enum TinyConv {
-    /// Stride 1, from a padded map.
-    Shifted(ShiftedConv),
-    /// Stride 2: im2col of a padded map + sgemm.
-    Strided(PackedConv),
-}
-
-impl TinyConv {
-    fn channels(&self) -> (usize, usize) {
-        match self {
-            TinyConv::Shifted(c) => (c.in_c, c.out_c),
-            TinyConv::Strided(c) => (c.in_c, c.out_c),
-        }
-    }
-
-    /// The output grid for input grid `g`.
-    fn out_grid(&self, g: Grid) -> Grid {
-        match self {
-            TinyConv::Shifted(_) => g,
-            TinyConv::Strided(_) => Grid {
-                h: (g.h - 1) / 2 + 1,
-                w: (g.w - 1) / 2 + 1,
-            },
-        }
-    }
-
-    /// Output rows `rows` into `sc.part`; returns `(np, row)`: value (o, y, x) is at
-    /// `o·np + (y − rows.start)·row + x` of the part.
-    fn run_rows(
-        &self,
-        input: &[f32],
-        g: Grid,
-        rows: Range<usize>,
-        sc: &mut TinyScratch,
-        simd: bool,
-    ) -> (usize, usize) {
-        match self {
-            TinyConv::Shifted(c) => {
-                let np = ShiftedConv::part_len(g, rows.len());
-                let part = grown(&mut sc.part, c.bias.len() * np);
-                c.run_rows(input, g, rows, part, simd);
-                (np, g.pw())
-            }
-            TinyConv::Strided(c) => {
-                let ow = self.out_grid(g).w;
-                let n = rows.len() * ow;
-                let k = c.in_c * 9;
-                let cols = grown(&mut sc.cols, k * n);
-                im2col_padded(input, (c.in_c, g), 2, (rows, ow), cols);
-                c.gemm(cols, n, grown(&mut sc.part, c.out_c * n));
-                (n, ow)
-            }
-        }
-    }
-}
-
-/// Scratch of one thread of [`FastTinyUNet`]: the im2col columns of the stride-2 layers and
-/// the output of the rows it computes (both grown as needed).
+/// Scratch of one thread of [`FastTinyUNet`]: the output of the rows it computes (grown as
+/// needed).
 #[derive(Clone, Default)]
 struct TinyScratch {
-    cols: Vec<f32>,
     part: Vec<f32>,
 }
 
@@ -1224,6 +1173,8 @@ struct TinyScratch {
 #[derive(Clone)]
 struct TinyActs {
     x: Vec<f32>,
+    /// The input of a stride-2 layer, split into phases ([`split_phases`]).
+    phases: Vec<f32>,
     cat1: Vec<f32>,
     u1: Vec<f32>,
     cat2: Vec<f32>,
@@ -1239,6 +1190,7 @@ impl TinyActs {
         let [g1, g2, g3] = tiny_grids(cfg);
         Self {
             x: vec![0.0; g1.len(c)],
+            phases: vec![0.0; g1.len(w1).max(g2.len(w2))],
             cat1: vec![0.0; g1.len(w2 + w1)],
             u1: vec![0.0; g1.len(w1)],
             cat2: vec![0.0; g2.len(w3 + w2)],
@@ -1260,8 +1212,8 @@ fn tiny_grids(cfg: &crate::config::TinyUNetConfig) -> [Grid; 3] {
 struct TinyLayers {
     cfg: crate::config::TinyUNetConfig,
     /// enc0, down1, down2, mid, up2, up1, indexed by [`crate::tiny_unet::block`].
-    blocks: [TinyConv; 6],
-    out: TinyConv,
+    blocks: [ShiftedConv; 6],
+    out: ShiftedConv,
     time0_w: Vec<f32>,
     time0_b: Vec<f32>,
     time2_w: Vec<f32>,
@@ -1288,14 +1240,14 @@ fn upsample2x(src: &[f32], from: Map, c: usize, (h, w): (usize, usize), dst: &mu
 }
 
 /// `dst = ReLU(conv(input) + proj)` per output channel, or `dst = conv(input)` when `proj` is
-/// `None`, for the padded map `input` of grid `g`; `dst` is written at map `to`. The output
-/// rows are split over up to `scratch.len()` threads (feature `threads`), each computing its
-/// rows into its own scratch; the epilogue then gathers the parts. Every output value goes
-/// through the same operations whatever the split, so results do not depend on the thread
-/// count.
+/// `None`, for input grid `g` (`input` as [`ShiftedConv::run_rows`] takes it); `dst` is written
+/// at map `to`. The output rows are split over up to `scratch.len()` threads (feature
+/// `threads`), each computing its rows into its own scratch; the epilogue then gathers the
+/// parts. Every output value goes through the same operations whatever the split, so results
+/// do not depend on the thread count.
 #[allow(clippy::too_many_arguments)]
 fn tiny_layer(
-    conv: &TinyConv,
+    conv: &ShiftedConv,
     input: &[f32],
     g: Grid,
     proj: Option<&[f32]>,
@@ -1305,22 +1257,20 @@ fn tiny_layer(
     to: Map,
 ) {
     let og = conv.out_grid(g);
-    let (in_c, out_c) = conv.channels();
-    let macs = in_c * 9 * out_c * og.h * og.w;
+    let taps = Taps::new(g, conv.stride);
+    let macs = conv.in_c * 9 * conv.out_c * og.h * og.w;
     let parts = scratch.len().min(og.h).min(macs / MIN_SPLIT_MACS).max(1);
     let scratch = &mut scratch[..parts];
     run_split(og.h, &mut [], scratch, &|_| 0, &|r, sc, _| {
-        conv.run_rows(input, g, r, sc, simd);
+        let part = grown(&mut sc.part, conv.bias.len() * taps.part_len(r.len()));
+        conv.run_rows(input, g, r, part, simd);
     });
     for (p, sc) in scratch.iter().enumerate() {
         let rows = split_range(og.h, parts, p);
-        let (np, row) = match conv {
-            TinyConv::Shifted(_) => (ShiftedConv::part_len(og, rows.len()), og.pw()),
-            TinyConv::Strided(_) => (rows.len() * og.w, og.w),
-        };
-        for o in 0..out_c {
+        let np = taps.part_len(rows.len());
+        for o in 0..conv.out_c {
             for (ry, y) in rows.clone().enumerate() {
-                let src = &sc.part[o * np + ry * row..][..og.w];
+                let src = &sc.part[o * np + ry * taps.row..][..og.w];
                 let d = &mut dst[to.at(o, y, 0)..][..og.w];
                 match proj {
                     Some(pr) => {
@@ -1339,7 +1289,7 @@ fn tiny_layer(
 impl TinyLayers {
     /// Output channels of each block, in [`crate::tiny_unet::block`] order.
     fn block_widths(&self) -> [usize; 6] {
-        self.blocks.each_ref().map(|b| b.channels().1)
+        self.blocks.each_ref().map(|b| b.out_c)
     }
 
     /// Length of one image's time projections (all six blocks').
@@ -1381,7 +1331,7 @@ impl TinyLayers {
     ) {
         use crate::tiny_unet::block;
         let cfg = self.cfg;
-        let (c, [_, w2, w3]) = (cfg.channels as usize, cfg.widths.map(|v| v as usize));
+        let (c, [w1, w2, w3]) = (cfg.channels as usize, cfg.widths.map(|v| v as usize));
         let [g1, g2, g3] = tiny_grids(&cfg);
         let (p1, p2) = (g1.plane(), g2.plane());
         let mut projs = [&[][..]; 6];
@@ -1391,6 +1341,7 @@ impl TinyLayers {
         }
         let TinyActs {
             x: xp,
+            phases,
             cat1,
             u1,
             cat2,
@@ -1416,8 +1367,10 @@ impl TinyLayers {
         copy_into_padded(x, dense, c, g1, xp);
         // enc0 → s1, the back of cat1; down1 → s2, the back of cat2; down2 → d2; mid → m.
         block(block::ENC0, xp, g1, &mut cat1[w2 * p1..], g1);
-        block(block::DOWN1, &cat1[w2 * p1..], g1, &mut cat2[w3 * p2..], g2);
-        block(block::DOWN2, &cat2[w3 * p2..], g2, d2, g3);
+        split_phases(&cat1[w2 * p1..], w1, g1, phases);
+        block(block::DOWN1, phases, g1, &mut cat2[w3 * p2..], g2);
+        split_phases(&cat2[w3 * p2..], w2, g2, phases);
+        block(block::DOWN2, phases, g2, d2, g3);
         block(block::MID, d2, g3, m, g3);
         // up2: [up(m), s2] → u2; up1: [up(u2), s1] → u1.
         upsample2x(m, g3.padded(), w3, (g3.h, g3.w), cat2, g2.padded());
@@ -1471,17 +1424,7 @@ impl FastTinyUNet {
         let (e, d) = (cfg.emb_dim as usize, cfg.temb_dim as usize);
         let b = &p.blocks;
         let conv = |k: usize, in_c: usize, out_c: usize| {
-            let (w, bias) = (b[k].conv_w, b[k].conv_b);
-            if TINY_STRIDES[k] == 1 {
-                TinyConv::Shifted(ShiftedConv::new(w, bias, in_c, out_c))
-            } else {
-                TinyConv::Strided(PackedConv {
-                    in_c,
-                    out_c,
-                    weight: w.to_vec(),
-                    bias: bias.to_vec(),
-                })
-            }
+            ShiftedConv::new(b[k].conv_w, b[k].conv_b, in_c, out_c, TINY_STRIDES[k])
         };
         let layers = TinyLayers {
             cfg,
@@ -1493,7 +1436,7 @@ impl FastTinyUNet {
                 conv(4, w3 + w2, w2),
                 conv(5, w2 + w1, w1),
             ],
-            out: TinyConv::Shifted(ShiftedConv::new(p.out_w, p.out_b, w1, c)),
+            out: ShiftedConv::new(p.out_w, p.out_b, w1, c, 1),
             time0_w: p.time0_w.to_vec(),
             time0_b: p.time0_b.to_vec(),
             time2_w: p.time2_w.to_vec(),
