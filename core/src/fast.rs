@@ -856,8 +856,9 @@ pub fn simd_available() -> bool {
 const TINY_STRIDES: [usize; 6] = [1, 2, 2, 1, 1, 1];
 
 /// A TinyUNet layer is split over threads only when every thread gets at least this many
-/// multiply-adds (the smallest layers stay on one thread: a spawn costs about what they take).
-const MIN_SPLIT_MACS: usize = 1 << 20;
+/// multiply-adds (about 40 µs of work; a spawn costs tens of microseconds, so the first and
+/// last layers and the 7×7 ones of the default network stay on one thread).
+const MIN_SPLIT_MACS: usize = 1_500_000;
 
 /// Output channels of one block of [`ShiftedConv`]'s kernel.
 const SR: usize = 4;
