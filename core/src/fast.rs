@@ -852,8 +852,8 @@ pub fn simd_available() -> bool {
     crate::simd::avx2_fma()
 }
 
-/// Strides of TinyUNet's six blocks, in [`crate::tiny_unet::block`] order.
-const TINY_STRIDES: [usize; 6] = [1, 2, 2, 1, 1, 1];
+/// Strides of TinyUNet's enc0, down1, down2 and mid.
+const TINY_STRIDES: [usize; 4] = [1, 2, 2, 1];
 
 /// A TinyUNet layer is split over threads only when every thread gets at least this many
 /// multiply-adds (about 40 µs of work; a spawn costs tens of microseconds, so the first and
@@ -933,7 +933,9 @@ impl Map {
 struct Taps {
     plane: usize,
     row: usize,
+    /// The first `n` are used.
     offs: [usize; 9],
+    n: usize,
 }
 
 impl Taps {
@@ -948,6 +950,7 @@ impl Taps {
                 plane: g.plane(),
                 row: pw,
                 offs: core::array::from_fn(|t| (t / 3) * pw + t % 3),
+                n: 9,
             };
         }
         let (row, pp) = (g.pw() / 2, g.plane() / 4);
@@ -958,6 +961,21 @@ impl Taps {
                 let (ky, kx) = (t / 3, t % 3);
                 ((ky % 2) * 2 + kx % 2) * pp + (ky / 2) * row + kx / 2
             }),
+            n: 9,
+        }
+    }
+
+    /// The four taps (ty, tx) ∈ {0, 1}² of phase (a, b) of a 3×3 convolution over the 2×
+    /// nearest-neighbour up-sampling of the padded map of grid `g` ([`UpConv`]): output pixel
+    /// (2y + a, 2x + b) of the up-sampled map reads only pixels (y + ty + a − 1,
+    /// x + tx + b − 1) of `g`.
+    fn phase(g: Grid, a: usize, b: usize) -> Self {
+        let pw = g.pw();
+        Taps {
+            plane: g.plane(),
+            row: pw,
+            offs: core::array::from_fn(|t| (t / 2 + a) * pw + t % 2 + b),
+            n: 4,
         }
     }
 
@@ -971,13 +989,13 @@ impl Taps {
 /// for stride 2, its phases): each kernel call accumulates [`SR`] output channels × [`SP`]
 /// consecutive output pixels over all input channels and taps in registers (one FMA chain per
 /// output value, starting from the bias, in the reference's (channel, ky, kx) order), with no
-/// im2col and no packing of the input.
+/// im2col and no packing of the input. [`UpConv`] uses it with four taps.
 #[derive(Clone)]
 struct ShiftedConv {
     in_c: usize,
     out_c: usize,
     stride: usize,
-    /// `[out_c.div_ceil(SR)][in_c][9][SR]`, zero past `out_c`.
+    /// `[out_c.div_ceil(SR)][in_c][taps][SR]`, zero past `out_c`.
     w: Vec<f32>,
     /// `[out_c.div_ceil(SR)·SR]`, zero past `out_c`.
     bias: Vec<f32>,
@@ -986,18 +1004,30 @@ struct ShiftedConv {
 impl ShiftedConv {
     /// From a Conv2d kernel `[out, in, 3, 3]` and bias `[out]`.
     fn new(weight: &[f32], bias: &[f32], in_c: usize, out_c: usize, stride: usize) -> Self {
+        Self::packed((in_c, out_c, 9), stride, bias, |o, i, t| {
+            weight[(o * in_c + i) * 9 + t]
+        })
+    }
+
+    /// `taps` taps per input channel, tap `t` of input `i` for output `o` weighing
+    /// `weight(o, i, t)`, with `bias` (zero past its end).
+    fn packed(
+        (in_c, out_c, taps): (usize, usize, usize),
+        stride: usize,
+        bias: &[f32],
+        weight: impl Fn(usize, usize, usize) -> f32,
+    ) -> Self {
         let blocks = out_c.div_ceil(SR);
-        let mut w = vec![0.0f32; blocks * in_c * 9 * SR];
+        let mut w = vec![0.0f32; blocks * in_c * taps * SR];
         for o in 0..out_c {
             for i in 0..in_c {
-                for tap in 0..9 {
-                    w[(((o / SR) * in_c + i) * 9 + tap) * SR + o % SR] =
-                        weight[(o * in_c + i) * 9 + tap];
+                for t in 0..taps {
+                    w[(((o / SR) * in_c + i) * taps + t) * SR + o % SR] = weight(o, i, t);
                 }
             }
         }
         let mut b = vec![0.0f32; blocks * SR];
-        b[..out_c].copy_from_slice(&bias[..out_c]);
+        b[..bias.len()].copy_from_slice(bias);
         Self {
             in_c,
             out_c,
@@ -1015,20 +1045,35 @@ impl ShiftedConv {
         }
     }
 
-    /// The output rows `rows` of `bias + W ∗ input` for input grid `g` (`input`: the padded
-    /// map, or for stride 2 its phases), into `out` as `[out_c.div_ceil(SR)·SR][np]` with
-    /// `np = taps.part_len(rows.len())`: value (o, y, x) at `o·np + (y − rows.start)·taps.row + x`
-    /// for `taps = Taps::new(g, stride)`. The columns past the output width, the slack past the
-    /// last row and the channels past `out_c` hold values to discard.
-    fn run_rows(&self, input: &[f32], g: Grid, rows: Range<usize>, out: &mut [f32], simd: bool) {
-        let ci = self.in_c;
-        let Taps { plane, row, offs } = Taps::new(g, self.stride);
-        let np = Taps::new(g, self.stride).part_len(rows.len());
-        let q0 = rows.start * row;
+    /// The output rows `rows` of `bias + W ∗ input` over the taps `taps` (the padded map,
+    /// its phases for stride 2, or an [`UpConv`] phase), into `out` as
+    /// `[out_c.div_ceil(SR)·SR][np]` with `np = taps.part_len(rows.len())`: value (o, y, x) at
+    /// `o·np + (y − rows.start)·taps.row + x`. The columns past the output width, the slack
+    /// past the last row and the channels past `out_c` hold values to discard.
+    fn run_rows(&self, input: &[f32], taps: Taps, rows: Range<usize>, out: &mut [f32], simd: bool) {
+        match taps.n {
+            4 => self.run_blocks::<4>(input, taps, rows, out, simd),
+            _ => self.run_blocks::<9>(input, taps, rows, out, simd),
+        }
+    }
+
+    /// [`Self::run_rows`] with `T` taps per input channel.
+    fn run_blocks<const T: usize>(
+        &self,
+        input: &[f32],
+        taps: Taps,
+        rows: Range<usize>,
+        out: &mut [f32],
+        simd: bool,
+    ) {
+        let (ci, plane) = (self.in_c, taps.plane);
+        let offs: &[usize; T] = taps.offs[..T].try_into().expect("at most 9 taps");
+        let np = taps.part_len(rows.len());
+        let q0 = rows.start * taps.row;
         assert!(input.len() >= (ci - 1) * plane + q0 + np + offs.iter().max().unwrap_or(&0));
         for (ob, (w, bias)) in self
             .w
-            .chunks_exact(ci * 9 * SR)
+            .chunks_exact(ci * T * SR)
             .zip(self.bias.chunks_exact(SR))
             .enumerate()
         {
@@ -1038,13 +1083,54 @@ impl ShiftedConv {
                 #[cfg(all(feature = "std", target_arch = "x86_64"))]
                 if simd && crate::simd::avx2_fma() {
                     // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-                    unsafe { shifted_avx2(ci, plane, &offs, x, w, bias, o, np) };
+                    unsafe { shifted_avx2(ci, plane, offs, x, w, bias, o, np) };
                     continue;
                 }
                 let _ = simd;
-                shifted_portable(ci, plane, &offs, x, w, bias, o, np);
+                shifted_portable(ci, plane, offs, x, w, bias, o, np);
             }
         }
+    }
+}
+
+/// A 3×3 stride-1 convolution over `[up(a), s]`, the 2× nearest-neighbour up-sampling of a map
+/// `a` concatenated with a skip map `s` (TinyUNet's up2 and up1). The up-sampling is never
+/// formed: output pixel (2y + a', 2x + b') sees `up(a)` through only 2×2 distinct pixels of
+/// `a`, so each of the four output phases is a four-tap convolution of `a` with summed
+/// weights ([`Taps::phase`]): 4/9 of the multiply-adds of `a`'s channels. `s`'s channels
+/// run as an ordinary [`ShiftedConv`] (with the bias), and the epilogue adds the two.
+#[derive(Clone)]
+struct UpConv {
+    skip: ShiftedConv,
+    /// Phases (0,0), (0,1), (1,0), (1,1).
+    phases: [ShiftedConv; 4],
+}
+
+/// `FOLD[a][t]`: the kernel rows (or columns) that tap `t` of phase `a` of an [`UpConv`] sums.
+const FOLD: [[&[usize]; 2]; 2] = [[&[0], &[1, 2]], [&[0, 1], &[2]]];
+
+impl UpConv {
+    /// From a Conv2d kernel `[out, ca + cs, 3, 3]` over `[up(a), s]` and bias `[out]`.
+    fn new(weight: &[f32], bias: &[f32], (ca, cs): (usize, usize), out_c: usize) -> Self {
+        let at = |o: usize, i: usize, ky: usize, kx: usize| {
+            weight[(o * (ca + cs) + i) * 9 + ky * 3 + kx]
+        };
+        let skip = ShiftedConv::packed((cs, out_c, 9), 1, bias, |o, i, t| {
+            at(o, ca + i, t / 3, t % 3)
+        });
+        let phases = core::array::from_fn(|ph| {
+            let (a, b) = (ph / 2, ph % 2);
+            ShiftedConv::packed((ca, out_c, 4), 1, &[], |o, i, t| {
+                let mut sum = 0.0f32;
+                for &ky in FOLD[a][t / 2] {
+                    for &kx in FOLD[b][t % 2] {
+                        sum += at(o, i, ky, kx);
+                    }
+                }
+                sum
+            })
+        });
+        Self { skip, phases }
     }
 }
 
@@ -1071,14 +1157,14 @@ fn split_phases(src: &[f32], c: usize, g: Grid, dst: &mut [f32]) {
     }
 }
 
-/// [`ShiftedConv`]'s kernel, portable form: `out[r·np + l] = bias[r] + Σ_i Σ_t w[(i·9 + t)·SR
+/// [`ShiftedConv`]'s kernel, portable form: `out[r·np + l] = bias[r] + Σ_i Σ_t w[(i·T + t)·SR
 /// + r] · x[i·plane + offs[t] + l]` for `r < SR`, `l < SP`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn shifted_portable(
+fn shifted_portable<const T: usize>(
     in_c: usize,
     plane: usize,
-    offs: &[usize; 9],
+    offs: &[usize; T],
     x: &[f32],
     w: &[f32],
     bias: &[f32],
@@ -1089,7 +1175,7 @@ fn shifted_portable(
     for (a, &b) in acc.iter_mut().zip(bias) {
         *a = [b; SP];
     }
-    for (i, wi) in w[..in_c * 9 * SR].chunks_exact(9 * SR).enumerate() {
+    for (i, wi) in w[..in_c * T * SR].chunks_exact(T * SR).enumerate() {
         for (&off, wr) in offs.iter().zip(wi.chunks_exact(SR)) {
             let xs = &x[i * plane + off..][..SP];
             for (a, &wv) in acc.iter_mut().zip(wr) {
@@ -1112,10 +1198,10 @@ fn shifted_portable(
 #[allow(clippy::too_many_arguments)]
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn shifted_avx2(
+unsafe fn shifted_avx2<const T: usize>(
     in_c: usize,
     plane: usize,
-    offs: &[usize; 9],
+    offs: &[usize; T],
     x: &[f32],
     w: &[f32],
     bias: &[f32],
@@ -1126,7 +1212,7 @@ unsafe fn shifted_avx2(
     const NV: usize = SP / 8;
     let reach = offs.iter().max().copied().unwrap_or(0);
     assert!(in_c >= 1 && x.len() >= (in_c - 1) * plane + reach + SP);
-    assert!(w.len() >= in_c * 9 * SR && bias.len() >= SR && out.len() >= (SR - 1) * np + SP);
+    assert!(w.len() >= in_c * T * SR && bias.len() >= SR && out.len() >= (SR - 1) * np + SP);
     let mut acc = [[_mm256_setzero_ps(); NV]; SR];
     for (a, &b) in acc.iter_mut().zip(bias) {
         *a = [_mm256_set1_ps(b); NV];
@@ -1135,14 +1221,14 @@ unsafe fn shifted_avx2(
     for i in 0..in_c {
         for (t, &off) in offs.iter().enumerate() {
             // SAFETY: i·plane + off + SP ≤ (in_c − 1)·plane + reach + SP ≤ x.len(), and
-            // (i·9 + t)·SR + SR ≤ in_c·9·SR ≤ w.len() (both asserted above).
+            // (i·T + t)·SR + SR ≤ in_c·T·SR ≤ w.len() (both asserted above).
             unsafe {
                 let xr = xp.add(i * plane + off);
                 let mut xv = [_mm256_setzero_ps(); NV];
                 for (v, xv) in xv.iter_mut().enumerate() {
                     *xv = _mm256_loadu_ps(xr.add(8 * v));
                 }
-                let wr = wp.add((i * 9 + t) * SR);
+                let wr = wp.add((i * T + t) * SR);
                 for (r, a) in acc.iter_mut().enumerate() {
                     let b = _mm256_broadcast_ss(&*wr.add(r));
                     for (a, &xv) in a.iter_mut().zip(&xv) {
@@ -1168,20 +1254,18 @@ struct TinyScratch {
     part: Vec<f32>,
 }
 
-/// Activations of one image of [`FastTinyUNet`], padded channels-first maps ([`Grid`]). Skip
-/// tensors are written into the back of the buffers they are concatenated into, as in
-/// [`TinyUNet::forward_reference`](crate::TinyUNet).
+/// Activations of one image of [`FastTinyUNet`], padded channels-first maps ([`Grid`]).
 #[derive(Clone)]
 struct TinyActs {
     x: Vec<f32>,
     /// The input of a stride-2 layer, split into phases ([`split_phases`]).
     phases: Vec<f32>,
-    cat1: Vec<f32>,
-    u1: Vec<f32>,
-    cat2: Vec<f32>,
-    u2: Vec<f32>,
+    s1: Vec<f32>,
+    s2: Vec<f32>,
     d2: Vec<f32>,
     m: Vec<f32>,
+    u2: Vec<f32>,
+    u1: Vec<f32>,
 }
 
 impl TinyActs {
@@ -1192,12 +1276,12 @@ impl TinyActs {
         Self {
             x: vec![0.0; g1.len(c)],
             phases: vec![0.0; g1.len(w1).max(g2.len(w2))],
-            cat1: vec![0.0; g1.len(w2 + w1)],
-            u1: vec![0.0; g1.len(w1)],
-            cat2: vec![0.0; g2.len(w3 + w2)],
-            u2: vec![0.0; g2.len(w2)],
+            s1: vec![0.0; g1.len(w1)],
+            s2: vec![0.0; g2.len(w2)],
             d2: vec![0.0; g3.len(w3)],
             m: vec![0.0; g3.len(w3)],
+            u2: vec![0.0; g2.len(w2)],
+            u1: vec![0.0; g1.len(w1)],
         }
     }
 }
@@ -1212,8 +1296,10 @@ fn tiny_grids(cfg: &crate::config::TinyUNetConfig) -> [Grid; 3] {
 #[derive(Clone)]
 struct TinyLayers {
     cfg: crate::config::TinyUNetConfig,
-    /// enc0, down1, down2, mid, up2, up1, indexed by [`crate::tiny_unet::block`].
-    blocks: [ShiftedConv; 6],
+    /// enc0, down1, down2, mid.
+    enc: [ShiftedConv; 4],
+    /// up2, up1.
+    dec: [UpConv; 2],
     out: ShiftedConv,
     time0_w: Vec<f32>,
     time0_b: Vec<f32>,
@@ -1223,21 +1309,6 @@ struct TinyLayers {
     temb_b: [Vec<f32>; 6],
     /// Use the AVX2 + FMA kernel where the CPU has it.
     simd: bool,
-}
-
-/// Nearest-neighbour 2× up-sampling of `c` channels: `dst(ch, y, x) = src(ch, y/2, x/2)` for
-/// the `2h × 2w` output.
-fn upsample2x(src: &[f32], from: Map, c: usize, (h, w): (usize, usize), dst: &mut [f32], to: Map) {
-    for ch in 0..c {
-        for y in 0..2 * h {
-            let s = &src[from.at(ch, y / 2, 0)..][..w];
-            let d = &mut dst[to.at(ch, y, 0)..][..2 * w];
-            for (pair, &v) in d.chunks_exact_mut(2).zip(s) {
-                pair[0] = v;
-                pair[1] = v;
-            }
-        }
-    }
 }
 
 /// `dst = ReLU(conv(input) + proj)` per output channel, or `dst = conv(input)` when `proj` is
@@ -1264,7 +1335,7 @@ fn tiny_layer(
     let scratch = &mut scratch[..parts];
     run_split(og.h, &mut [], scratch, &|_| 0, &|r, sc, _| {
         let part = grown(&mut sc.part, conv.bias.len() * taps.part_len(r.len()));
-        conv.run_rows(input, g, r, part, simd);
+        conv.run_rows(input, taps, r, part, simd);
     });
     for (p, sc) in scratch.iter().enumerate() {
         let rows = split_range(og.h, parts, p);
@@ -1276,8 +1347,7 @@ fn tiny_layer(
                 match proj {
                     Some(pr) => {
                         for (d, &s) in d.iter_mut().zip(src) {
-                            let v = s + pr[o];
-                            *d = if v < 0.0 { 0.0 } else { v };
+                            *d = add_relu(s, pr[o]);
                         }
                     }
                     None => d.copy_from_slice(src),
@@ -1287,10 +1357,89 @@ fn tiny_layer(
     }
 }
 
+/// `ReLU(v + p)`.
+fn add_relu(v: f32, p: f32) -> f32 {
+    let s = v + p;
+    if s < 0.0 {
+        0.0
+    } else {
+        s
+    }
+}
+
+/// `dst = ReLU(conv([up(a), s]) + proj)` per output channel for an [`UpConv`]: `a` the padded
+/// map of grid `g`, `s` the padded map of the doubled grid; `dst` is written at map `to`. Split
+/// over threads by rows of `g` (two output rows each), like [`tiny_layer`].
+#[allow(clippy::too_many_arguments)]
+fn up_layer(
+    conv: &UpConv,
+    (a, g): (&[f32], Grid),
+    s: &[f32],
+    proj: &[f32],
+    scratch: &mut [TinyScratch],
+    simd: bool,
+    dst: &mut [f32],
+    to: Map,
+) {
+    let big = Grid {
+        h: 2 * g.h,
+        w: 2 * g.w,
+    };
+    let (skip, ph) = (Taps::new(big, 1), Taps::phase(g, 0, 0));
+    let (ca, cs, out_c) = (conv.phases[0].in_c, conv.skip.in_c, conv.skip.out_c);
+    let macs = (ca * 4 + cs * 9) * out_c * big.h * big.w;
+    let parts = scratch.len().min(g.h).min(macs / MIN_SPLIT_MACS).max(1);
+    let scratch = &mut scratch[..parts];
+    let cpad = conv.skip.bias.len();
+    let lens = |r: &Range<usize>| (skip.part_len(2 * r.len()), ph.part_len(r.len()));
+    run_split(g.h, &mut [], scratch, &|_| 0, &|r, sc, _| {
+        let (ns, nl) = lens(&r);
+        let part = grown(&mut sc.part, cpad * (ns + 4 * nl));
+        let (sp, up) = part.split_at_mut(cpad * ns);
+        conv.skip
+            .run_rows(s, skip, 2 * r.start..2 * r.end, sp, simd);
+        for (k, (c, u)) in conv
+            .phases
+            .iter()
+            .zip(up.chunks_exact_mut(cpad * nl))
+            .enumerate()
+        {
+            c.run_rows(a, Taps::phase(g, k / 2, k % 2), r.clone(), u, simd);
+        }
+    });
+    for (p, sc) in scratch.iter().enumerate() {
+        let rows = split_range(g.h, parts, p);
+        let (ns, nl) = lens(&rows);
+        let (sp, up) = sc.part.split_at(cpad * ns);
+        for o in 0..out_c {
+            for y in 2 * rows.start..2 * rows.end {
+                let ry = y - 2 * rows.start;
+                let src = &sp[o * ns + ry * skip.row..][..big.w];
+                let phase = |b: usize| {
+                    let k = (y % 2) * 2 + b;
+                    &up[(k * cpad + o) * nl + (ry / 2) * ph.row..][..g.w]
+                };
+                let (even, odd) = (phase(0), phase(1));
+                let d = &mut dst[to.at(o, y, 0)..][..big.w];
+                for (((d, s), &e), &q) in d
+                    .chunks_exact_mut(2)
+                    .zip(src.chunks_exact(2))
+                    .zip(even)
+                    .zip(odd)
+                {
+                    d[0] = add_relu(s[0] + e, proj[o]);
+                    d[1] = add_relu(s[1] + q, proj[o]);
+                }
+            }
+        }
+    }
+}
+
 impl TinyLayers {
     /// Output channels of each block, in [`crate::tiny_unet::block`] order.
     fn block_widths(&self) -> [usize; 6] {
-        self.blocks.each_ref().map(|b| b.out_c)
+        let [e0, e1, e2, e3] = &self.enc;
+        [e0, e1, e2, e3, &self.dec[0].skip, &self.dec[1].skip].map(|c| c.out_c)
     }
 
     /// Length of one image's time projections (all six blocks').
@@ -1330,54 +1479,40 @@ impl TinyLayers {
         scratch: &mut [TinyScratch],
         out: &mut [f32],
     ) {
-        use crate::tiny_unet::block;
         let cfg = self.cfg;
-        let (c, [w1, w2, w3]) = (cfg.channels as usize, cfg.widths.map(|v| v as usize));
+        let (c, [w1, w2, _]) = (cfg.channels as usize, cfg.widths.map(|v| v as usize));
         let [g1, g2, g3] = tiny_grids(&cfg);
-        let (p1, p2) = (g1.plane(), g2.plane());
         let mut projs = [&[][..]; 6];
         let mut rest = proj;
         for (pr, width) in projs.iter_mut().zip(self.block_widths()) {
             (*pr, rest) = rest.split_at(width);
         }
+        let [p0, p1, p2, p3, p4, p5] = projs;
         let TinyActs {
             x: xp,
             phases,
-            cat1,
-            u1,
-            cat2,
-            u2,
+            s1,
+            s2,
             d2,
             m,
+            u2,
+            u1,
         } = acts;
         let simd = self.simd;
-        let mut block = |k: usize, input: &[f32], g: Grid, dst: &mut [f32], to: Grid| {
-            let proj = Some(projs[k]);
-            tiny_layer(
-                &self.blocks[k],
-                input,
-                g,
-                proj,
-                scratch,
-                simd,
-                dst,
-                to.padded(),
-            );
-        };
+        let [enc0, down1, down2, mid] = &self.enc;
+        let [up2, up1] = &self.dec;
         let dense = Map::dense(g1.h, g1.w);
         copy_into_padded(x, dense, c, g1, xp);
-        // enc0 → s1, the back of cat1; down1 → s2, the back of cat2; down2 → d2; mid → m.
-        block(block::ENC0, xp, g1, &mut cat1[w2 * p1..], g1);
-        split_phases(&cat1[w2 * p1..], w1, g1, phases);
-        block(block::DOWN1, phases, g1, &mut cat2[w3 * p2..], g2);
-        split_phases(&cat2[w3 * p2..], w2, g2, phases);
-        block(block::DOWN2, phases, g2, d2, g3);
-        block(block::MID, d2, g3, m, g3);
+        // enc0 → s1; down1 (on s1's phases) → s2; down2 (on s2's phases) → d2; mid → m.
+        tiny_layer(enc0, xp, g1, Some(p0), scratch, simd, s1, g1.padded());
+        split_phases(s1, w1, g1, phases);
+        tiny_layer(down1, phases, g1, Some(p1), scratch, simd, s2, g2.padded());
+        split_phases(s2, w2, g2, phases);
+        tiny_layer(down2, phases, g2, Some(p2), scratch, simd, d2, g3.padded());
+        tiny_layer(mid, d2, g3, Some(p3), scratch, simd, m, g3.padded());
         // up2: [up(m), s2] → u2; up1: [up(u2), s1] → u1.
-        upsample2x(m, g3.padded(), w3, (g3.h, g3.w), cat2, g2.padded());
-        block(block::UP2, cat2, g2, u2, g2);
-        upsample2x(u2, g2.padded(), w2, (g2.h, g2.w), cat1, g1.padded());
-        block(block::UP1, cat1, g1, u1, g1);
+        up_layer(up2, (m, g3), s2, p4, scratch, simd, u2, g2.padded());
+        up_layer(up1, (u2, g2), s1, p5, scratch, simd, u1, g1.padded());
         // out, no ReLU.
         tiny_layer(&self.out, u1, g1, None, scratch, simd, out, dense);
     }
@@ -1394,10 +1529,11 @@ fn copy_into_padded(src: &[f32], from: Map, c: usize, g: Grid, dst: &mut [f32]) 
     }
 }
 
-/// A TinyUNet with weights packed for the fast path: the stride-1 layers straight from padded
-/// channels-first maps ([`ShiftedConv`]: no im2col, an AVX2 + FMA kernel where the CPU has
-/// one), the two stride-2 layers as im2col + sgemm, with the time projection and ReLU applied
-/// as each layer's output is gathered. (The channels-last Winograd layers of
+/// A TinyUNet with weights packed for the fast path: every conv computed straight from padded
+/// channels-first maps by one kernel ([`ShiftedConv`]: no im2col, no packing, an AVX2 + FMA
+/// kernel where the CPU has one), the stride-2 layers over their input's four phases, the
+/// up-sampling blocks without forming the up-sampled map ([`UpConv`]), and the time projection
+/// and ReLU applied as each layer's output is gathered. (The channels-last Winograd layers of
 /// [`FastSimpleUNet`] round more; through a transpose adapter they put TinyUNet's forward
 /// property at 1.05e-5 against its 1e-5 bound.) Owns its scratch (one set per thread), so one
 /// instance runs one forward pass at a time.
@@ -1427,16 +1563,18 @@ impl FastTinyUNet {
         let conv = |k: usize, in_c: usize, out_c: usize| {
             ShiftedConv::new(b[k].conv_w, b[k].conv_b, in_c, out_c, TINY_STRIDES[k])
         };
+        let up = |k: usize, ca: usize, cs: usize, out_c: usize| {
+            UpConv::new(b[k].conv_w, b[k].conv_b, (ca, cs), out_c)
+        };
         let layers = TinyLayers {
             cfg,
-            blocks: [
+            enc: [
                 conv(0, c, w1),
                 conv(1, w1, w2),
                 conv(2, w2, w3),
                 conv(3, w3, w3),
-                conv(4, w3 + w2, w2),
-                conv(5, w2 + w1, w1),
             ],
+            dec: [up(4, w3, w2, w2), up(5, w2, w1, w1)],
             out: ShiftedConv::new(p.out_w, p.out_b, w1, c, 1),
             time0_w: p.time0_w.to_vec(),
             time0_b: p.time0_b.to_vec(),

@@ -15,9 +15,9 @@ use ddpm_core::{
 /// Largest |fast − reference| relative to the largest |reference| output. As for SimpleUNet
 /// (core/tests/fast_path.rs, bound 5e-6), both paths sum the same f32 products in different
 /// orders over at most 9·(w3 + w2) = 1152 terms per output (up2 with the default widths), and
-/// the Winograd layers add their transforms' roundings; the time embedding and projections are
-/// the same loops on both paths. Measured worst over these cases: 1.7e-6 (SimpleUNet's:
-/// 2.2e-6); the bound is the SimpleUNet one, 3× that.
+/// the fast path's up-sampling blocks sum up to four weights before multiplying; the time
+/// embedding and projections are the same loops on both paths. Measured worst over these
+/// cases: 1.7e-6 (SimpleUNet's: 2.2e-6); the bound is the SimpleUNet one, 3× that.
 const FAST_VS_REFERENCE: f32 = 5e-6;
 
 fn check(cfg: TinyUNetConfig, seed: u64, scale: f32) -> f32 {
