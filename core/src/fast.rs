@@ -172,6 +172,15 @@ impl PackedConv {
     }
 }
 
+/// `v[..len]`, growing `v` first if it is shorter (scratch that keeps its largest size, so a
+/// smaller layer after a larger one does not refill it).
+fn grown(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if v.len() < len {
+        v.resize(len, 0.0);
+    }
+    &mut v[..len]
+}
+
 /// Networks whose hidden widths are both at least this use the channels-last Winograd pipeline
 /// (enc2 and dec1 by Winograd F(2×2, 3×3), enc1 and dec2 direct); narrower ones run every layer
 /// as im2col + sgemm (or direct for the last layer).
@@ -181,23 +190,24 @@ pub const WINOGRAD_MIN_CHANNELS: usize = 16;
 pub const WINOGRAD_TILE: Tile = Tile::F2;
 
 /// `0..total` cut into `parts` contiguous near-equal ranges.
-#[cfg(feature = "threads")]
 fn split_range(total: usize, parts: usize, p: usize) -> Range<usize> {
     p * total / parts..(p + 1) * total / parts
 }
 
 /// Computes the rows `r` of a layer into `out` (those rows only), with `scratch`.
-type RowsFn<'a> = dyn Fn(Range<usize>, &mut WinogradScratch, &mut [f32]) + Sync + 'a;
+type RowsFn<'a, S> = dyn Fn(Range<usize>, &mut S, &mut [f32]) + Sync + 'a;
 
 /// Runs `f(rows, scratch, out_part)` over `rows` rows cut into at most `scratch.len()`
-/// contiguous ranges, one per thread (feature `threads`; one range otherwise). `len_of(r)` is
-/// how many values of `out` the rows `r` own; the ranges own consecutive parts of `out`.
-fn run_split(
+/// contiguous ranges ([`split_range`]), one per thread (feature `threads`; one range
+/// otherwise). `len_of(r)` is how many values of `out` the rows `r` own; the ranges own
+/// consecutive parts of `out` (callers that write into their scratch instead pass an empty
+/// `out` and `len_of` = 0).
+fn run_split<S: Send>(
     rows: usize,
     out: &mut [f32],
-    scratch: &mut [WinogradScratch],
+    scratch: &mut [S],
     len_of: &(dyn Fn(Range<usize>) -> usize + Sync),
-    f: &RowsFn<'_>,
+    f: &RowsFn<'_, S>,
 ) {
     #[cfg(feature = "threads")]
     let parts = scratch.len().min(rows).max(1);
@@ -220,6 +230,58 @@ fn run_split(
     }
     let _ = len_of;
     f(0..rows, &mut scratch[0], out);
+}
+
+/// One image of a batch through a network: `f(i, activations, scratch, out_i)`, free to split
+/// its layers over `scratch.len()` threads.
+type ImageFn<'a, A, S> = dyn Fn(usize, &mut A, &mut [S], &mut [f32]) + Sync + 'a;
+
+/// Runs `one` over `n` images whose outputs are the consecutive `len`-value parts of `out`.
+/// With several threads (feature `threads`: `acts` and `scratch` hold one set per thread) and
+/// several images, the images are shared out in contiguous runs, one thread per run with its
+/// own activations and scratch; otherwise they run one after the other on this thread, each
+/// with all the scratch (so a single image's layers can be split).
+fn run_images<A: Send, S: Send>(
+    n: usize,
+    len: usize,
+    acts: &mut [A],
+    scratch: &mut [S],
+    out: &mut [f32],
+    one: &ImageFn<'_, A, S>,
+) {
+    #[cfg(feature = "threads")]
+    {
+        let parts = scratch.len().min(acts.len()).min(n);
+        if parts > 1 {
+            std::thread::scope(|s| {
+                let mut rest = out;
+                for (p, (a, sc)) in acts
+                    .iter_mut()
+                    .zip(scratch.iter_mut())
+                    .enumerate()
+                    .take(parts)
+                {
+                    let r = split_range(n, parts, p);
+                    let (mine, tail) = core::mem::take(&mut rest).split_at_mut(r.len() * len);
+                    rest = tail;
+                    let job = move || {
+                        for (i, o) in r.zip(mine.chunks_exact_mut(len)) {
+                            one(i, a, core::slice::from_mut(sc), o);
+                        }
+                    };
+                    if p + 1 == parts {
+                        job();
+                    } else {
+                        s.spawn(job);
+                    }
+                }
+            });
+            return;
+        }
+    }
+    for (i, o) in out.chunks_exact_mut(len).enumerate().take(n) {
+        one(i, &mut acts[0], scratch, o);
+    }
 }
 
 /// The first layer, direct: a `[n][c][h][w]` image to a channels-last `[n][h][w][out]` map,
@@ -694,50 +756,16 @@ impl WinogradNet {
     ) {
         let len = x.len() / n.max(1);
         let h2 = temb.len() / n.max(1);
-        let threads = self.scratch.len();
         let Self {
             layers,
             acts,
             scratch,
         } = self;
         let layers = &*layers;
-        let one = |i: usize, acts: &mut Activations, sc: &mut [WinogradScratch], o: &mut [f32]| {
+        run_images(n, len, acts, scratch, out, &|i, acts, sc, o| {
             let (xi, ti) = (&x[i * len..][..len], &temb[i * h2..][..h2]);
             layers.forward(xi, ti, (h, w), simd, acts, sc, o);
-        };
-        #[cfg(feature = "threads")]
-        if threads > 1 && n > 1 {
-            let parts = threads.min(n);
-            std::thread::scope(|s| {
-                let mut rest = out;
-                for (p, (a, sc)) in acts
-                    .iter_mut()
-                    .zip(scratch.iter_mut())
-                    .enumerate()
-                    .take(parts)
-                {
-                    let r = split_range(n, parts, p);
-                    let (mine, tail) = core::mem::take(&mut rest).split_at_mut(r.len() * len);
-                    rest = tail;
-                    let one = &one;
-                    let job = move || {
-                        for (i, o) in r.zip(mine.chunks_exact_mut(len)) {
-                            one(i, a, core::slice::from_mut(sc), o);
-                        }
-                    };
-                    if p + 1 == parts {
-                        job();
-                    } else {
-                        s.spawn(job);
-                    }
-                }
-            });
-            return;
-        }
-        let _ = threads;
-        for (i, o) in out.chunks_exact_mut(len).enumerate().take(n) {
-            one(i, &mut acts[0], scratch, o);
-        }
+        });
     }
 }
 
@@ -824,322 +852,816 @@ pub fn simd_available() -> bool {
     crate::simd::avx2_fma()
 }
 
-/// One 3×3 stride-1 layer of [`FastTinyUNet`] on a channels-first `[c][h][w]` map: im2col +
-/// sgemm. (The channels-last Winograd layers of [`FastSimpleUNet`] round more; through a
-/// transpose adapter they put TinyUNet's forward property at 1.05e-5 against its 1e-5 bound,
-/// so TinyUNet keeps the GEMM.)
-#[derive(Clone)]
-struct FastConv(PackedConv);
+/// Strides of TinyUNet's enc0, down1, down2 and mid.
+const TINY_STRIDES: [usize; 4] = [1, 2, 2, 1];
 
-impl FastConv {
-    fn new(in_c: usize, out_c: usize, weight: Vec<f32>, bias: &[f32]) -> Self {
-        FastConv(PackedConv {
-            in_c,
-            out_c,
-            weight,
-            bias: bias.to_vec(),
+/// A TinyUNet layer is split over threads only when every thread gets at least this many
+/// multiply-adds (about 40 µs of work; a spawn costs tens of microseconds, so the first and
+/// last layers and the 7×7 ones of the default network stay on one thread).
+const MIN_SPLIT_MACS: usize = 1_500_000;
+
+/// Output channels of one block of [`ShiftedConv`]'s kernel.
+const SR: usize = 4;
+/// Pixels of one block of [`ShiftedConv`]'s kernel (two AVX vectors; with [`SR`] = 4, eight
+/// accumulators, which the FMA latency needs, and room for the operands: wider blocks spill).
+const SP: usize = 16;
+
+/// The geometry of a padded channels-first map: `[c][h+2][w+2]` planes with a zero border.
+/// Tap (ky, kx) of output pixel `q = y·(w+2) + x` is then element `q + ky·(w+2) + kx` of a
+/// plane, so a 3×3 convolution reads shifted contiguous runs instead of an im2col matrix.
+#[derive(Clone, Copy)]
+struct Grid {
+    h: usize,
+    w: usize,
+}
+
+impl Grid {
+    /// Length of a padded row.
+    fn pw(self) -> usize {
+        self.w + 2
+    }
+
+    /// Length of a padded plane.
+    fn plane(self) -> usize {
+        (self.h + 2) * self.pw()
+    }
+
+    /// Values a buffer of `c` padded planes holds: the planes and the slack that the kernel's
+    /// last pixel block may read past the last plane (values that only reach discarded
+    /// outputs).
+    fn len(self, c: usize) -> usize {
+        c * self.plane() + SP + 2
+    }
+
+    /// Where the interior of a padded map lives.
+    fn padded(self) -> Map {
+        Map {
+            plane: self.plane(),
+            row: self.pw(),
+            origin: self.pw() + 1,
+        }
+    }
+}
+
+/// Where value (channel, y, x) of a map lives: `channel·plane + y·row + x + origin`.
+#[derive(Clone, Copy)]
+struct Map {
+    plane: usize,
+    row: usize,
+    origin: usize,
+}
+
+impl Map {
+    /// A dense `[c][h][w]` map.
+    fn dense(h: usize, w: usize) -> Self {
+        Map {
+            plane: h * w,
+            row: w,
+            origin: 0,
+        }
+    }
+
+    /// Index of value (c, y, x).
+    fn at(self, c: usize, y: usize, x: usize) -> usize {
+        c * self.plane + y * self.row + x + self.origin
+    }
+}
+
+/// Where a [`ShiftedConv`] finds its taps: output pixel `q = y·row + x` of channel block `o`
+/// is `Σ_i Σ_t w[o, i, t] · input[i·plane + offs[t] + q]`.
+#[derive(Clone, Copy)]
+struct Taps {
+    plane: usize,
+    row: usize,
+    /// The first `n` are used.
+    offs: [usize; 9],
+    n: usize,
+}
+
+impl Taps {
+    /// The taps of a 3×3 convolution with stride `stride` (1 or 2) over grid `g`: for stride 1
+    /// the padded map itself ([`Grid`]); for stride 2 its four phases ([`split_phases`]), in
+    /// which output pixel (y, x) finds tap (ky, kx) at (y + ky/2, x + kx/2) of phase
+    /// (ky mod 2, kx mod 2).
+    fn new(g: Grid, stride: usize) -> Self {
+        if stride == 1 {
+            let pw = g.pw();
+            return Taps {
+                plane: g.plane(),
+                row: pw,
+                offs: core::array::from_fn(|t| (t / 3) * pw + t % 3),
+                n: 9,
+            };
+        }
+        let (row, pp) = (g.pw() / 2, g.plane() / 4);
+        Taps {
+            plane: g.plane(),
+            row,
+            offs: core::array::from_fn(|t| {
+                let (ky, kx) = (t / 3, t % 3);
+                ((ky % 2) * 2 + kx % 2) * pp + (ky / 2) * row + kx / 2
+            }),
+            n: 9,
+        }
+    }
+
+    /// The four taps (ty, tx) ∈ {0, 1}² of phase (a, b) of a 3×3 convolution over the 2×
+    /// nearest-neighbour up-sampling of the padded map of grid `g` ([`UpConv`]): output pixel
+    /// (2y + a, 2x + b) of the up-sampled map reads only pixels (y + ty + a − 1,
+    /// x + tx + b − 1) of `g`.
+    fn phase(g: Grid, a: usize, b: usize) -> Self {
+        let pw = g.pw();
+        Taps {
+            plane: g.plane(),
+            row: pw,
+            offs: core::array::from_fn(|t| (t / 2 + a) * pw + t % 2 + b),
+            n: 4,
+        }
+    }
+
+    /// Values per output channel of [`ShiftedConv::run_rows`] for `rows` output rows.
+    fn part_len(self, rows: usize) -> usize {
+        (rows * self.row).div_ceil(SP) * SP
+    }
+}
+
+/// A 3×3 padding-1 convolution (stride 1 or 2) computed straight from a padded map ([`Grid`];
+/// for stride 2, its phases): each kernel call accumulates [`SR`] output channels × [`SP`]
+/// consecutive output pixels over all input channels and taps in registers (one FMA chain per
+/// output value, starting from the bias, in the reference's (channel, ky, kx) order), with no
+/// im2col and no packing of the input. [`UpConv`] uses it with four taps.
+#[derive(Clone)]
+struct ShiftedConv {
+    in_c: usize,
+    out_c: usize,
+    stride: usize,
+    /// `[out_c.div_ceil(SR)][in_c][taps][SR]`, zero past `out_c`.
+    w: Vec<f32>,
+    /// `[out_c.div_ceil(SR)·SR]`, zero past `out_c`.
+    bias: Vec<f32>,
+}
+
+impl ShiftedConv {
+    /// From a Conv2d kernel `[out, in, 3, 3]` and bias `[out]`.
+    fn new(weight: &[f32], bias: &[f32], in_c: usize, out_c: usize, stride: usize) -> Self {
+        Self::packed((in_c, out_c, 9), stride, bias, |o, i, t| {
+            weight[(o * in_c + i) * 9 + t]
         })
     }
 
-    fn run(&self, input: &[f32], h: usize, w: usize, scratch: &mut Scratch, out: &mut [f32]) {
-        self.0.run(input, h, w, &mut scratch.cols, out);
+    /// `taps` taps per input channel, tap `t` of input `i` for output `o` weighing
+    /// `weight(o, i, t)`, with `bias` (zero past its end).
+    fn packed(
+        (in_c, out_c, taps): (usize, usize, usize),
+        stride: usize,
+        bias: &[f32],
+        weight: impl Fn(usize, usize, usize) -> f32,
+    ) -> Self {
+        let blocks = out_c.div_ceil(SR);
+        let mut w = vec![0.0f32; blocks * in_c * taps * SR];
+        for o in 0..out_c {
+            for i in 0..in_c {
+                for t in 0..taps {
+                    w[(((o / SR) * in_c + i) * taps + t) * SR + o % SR] = weight(o, i, t);
+                }
+            }
+        }
+        let mut b = vec![0.0f32; blocks * SR];
+        b[..bias.len()].copy_from_slice(bias);
+        Self {
+            in_c,
+            out_c,
+            stride,
+            w,
+            bias: b,
+        }
+    }
+
+    /// The output grid for input grid `g`.
+    fn out_grid(&self, g: Grid) -> Grid {
+        Grid {
+            h: g.h / self.stride,
+            w: g.w / self.stride,
+        }
+    }
+
+    /// The output rows `rows` of `bias + W ∗ input` over the taps `taps` (the padded map,
+    /// its phases for stride 2, or an [`UpConv`] phase), into `out` as
+    /// `[out_c.div_ceil(SR)·SR][np]` with `np = taps.part_len(rows.len())`: value (o, y, x) at
+    /// `o·np + (y − rows.start)·taps.row + x`. The columns past the output width, the slack
+    /// past the last row and the channels past `out_c` hold values to discard.
+    fn run_rows(&self, input: &[f32], taps: Taps, rows: Range<usize>, out: &mut [f32], simd: bool) {
+        match taps.n {
+            4 => self.run_blocks::<4>(input, taps, rows, out, simd),
+            _ => self.run_blocks::<9>(input, taps, rows, out, simd),
+        }
+    }
+
+    /// [`Self::run_rows`] with `T` taps per input channel.
+    fn run_blocks<const T: usize>(
+        &self,
+        input: &[f32],
+        taps: Taps,
+        rows: Range<usize>,
+        out: &mut [f32],
+        simd: bool,
+    ) {
+        let (ci, plane) = (self.in_c, taps.plane);
+        let offs: &[usize; T] = taps.offs[..T].try_into().expect("at most 9 taps");
+        let np = taps.part_len(rows.len());
+        let q0 = rows.start * taps.row;
+        assert!(input.len() >= (ci - 1) * plane + q0 + np + offs.iter().max().unwrap_or(&0));
+        for (ob, (w, bias)) in self
+            .w
+            .chunks_exact(ci * T * SR)
+            .zip(self.bias.chunks_exact(SR))
+            .enumerate()
+        {
+            for p in (0..np).step_by(SP) {
+                let x = &input[q0 + p..];
+                let o = &mut out[ob * SR * np + p..];
+                #[cfg(all(feature = "std", target_arch = "x86_64"))]
+                if simd && crate::simd::avx2_fma() {
+                    // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+                    unsafe { shifted_avx2(ci, plane, offs, x, w, bias, o, np) };
+                    continue;
+                }
+                let _ = simd;
+                shifted_portable(ci, plane, offs, x, w, bias, o, np);
+            }
+        }
     }
 }
 
-/// Scratch of [`FastConv`]: the im2col columns.
-#[derive(Clone, Default)]
-struct Scratch {
-    cols: Vec<f32>,
+/// A 3×3 stride-1 convolution over `[up(a), s]`, the 2× nearest-neighbour up-sampling of a map
+/// `a` concatenated with a skip map `s` (TinyUNet's up2 and up1). The up-sampling is never
+/// formed: output pixel (2y + a', 2x + b') sees `up(a)` through only 2×2 distinct pixels of
+/// `a`, so each of the four output phases is a four-tap convolution of `a` with summed
+/// weights ([`Taps::phase`]): 4/9 of the multiply-adds of `a`'s channels. `s`'s channels
+/// run as an ordinary [`ShiftedConv`] (with the bias), and the epilogue adds the two.
+#[derive(Clone)]
+struct UpConv {
+    skip: ShiftedConv,
+    /// Phases (0,0), (0,1), (1,0), (1,1).
+    phases: [ShiftedConv; 4],
 }
 
-/// Writes the im2col matrix `[in_c·9, oh·ow]` of a `[in_c, h, w]` map for a 3×3 padding-1
-/// convolution with any stride (output `oh × ow`).
-fn im2col3x3_strided(
-    input: &[f32],
-    in_c: usize,
-    (h, w): (usize, usize),
-    stride: usize,
-    (oh, ow): (usize, usize),
-    cols: &mut [f32],
-) {
-    let plane = h * w;
-    let out_plane = oh * ow;
-    for i in 0..in_c {
-        let src = &input[i * plane..(i + 1) * plane];
-        for ky in 0..3 {
-            for kx in 0..3 {
-                let row = &mut cols[((i * 3 + ky) * 3 + kx) * out_plane..][..out_plane];
-                for oy in 0..oh {
-                    let iy = (oy * stride + ky) as isize - 1;
-                    let dst = &mut row[oy * ow..(oy + 1) * ow];
-                    if iy < 0 || iy >= h as isize {
-                        dst.fill(0.0);
-                        continue;
+/// `FOLD[a][t]`: the kernel rows (or columns) that tap `t` of phase `a` of an [`UpConv`] sums.
+const FOLD: [[&[usize]; 2]; 2] = [[&[0], &[1, 2]], [&[0, 1], &[2]]];
+
+impl UpConv {
+    /// From a Conv2d kernel `[out, ca + cs, 3, 3]` over `[up(a), s]` and bias `[out]`.
+    fn new(weight: &[f32], bias: &[f32], (ca, cs): (usize, usize), out_c: usize) -> Self {
+        let at = |o: usize, i: usize, ky: usize, kx: usize| {
+            weight[(o * (ca + cs) + i) * 9 + ky * 3 + kx]
+        };
+        let skip = ShiftedConv::packed((cs, out_c, 9), 1, bias, |o, i, t| {
+            at(o, ca + i, t / 3, t % 3)
+        });
+        let phases = core::array::from_fn(|ph| {
+            let (a, b) = (ph / 2, ph % 2);
+            ShiftedConv::packed((ca, out_c, 4), 1, &[], |o, i, t| {
+                let mut sum = 0.0f32;
+                for &ky in FOLD[a][t / 2] {
+                    for &kx in FOLD[b][t % 2] {
+                        sum += at(o, i, ky, kx);
                     }
-                    let s = &src[iy as usize * w..(iy as usize + 1) * w];
-                    for (ox, d) in dst.iter_mut().enumerate() {
-                        let ix = (ox * stride + kx) as isize - 1;
-                        *d = if ix < 0 || ix >= w as isize {
-                            0.0
-                        } else {
-                            s[ix as usize]
-                        };
-                    }
+                }
+                sum
+            })
+        });
+        Self { skip, phases }
+    }
+}
+
+/// Rearranges `c` padded planes of grid `g` (even sizes) into their four stride-2 phases, in
+/// place of each plane: phase (a, b) holds the plane's values at (2Y + a, 2X + b) as
+/// `[(h+2)/2][(w+2)/2]`, the phases in the order (0,0), (0,1), (1,0), (1,1).
+fn split_phases(src: &[f32], c: usize, g: Grid, dst: &mut [f32]) {
+    let (pw, half) = (g.pw(), g.pw() / 2);
+    let pp = g.plane() / 4;
+    for (s, d) in src
+        .chunks_exact(g.plane())
+        .zip(dst.chunks_exact_mut(g.plane()))
+        .take(c)
+    {
+        for (ph, q) in d.chunks_exact_mut(pp).enumerate() {
+            let (a, b) = (ph / 2, ph % 2);
+            for (yy, qrow) in q.chunks_exact_mut(half).enumerate() {
+                let srow = &s[(2 * yy + a) * pw..][..pw];
+                for (v, pair) in qrow.iter_mut().zip(srow.chunks_exact(2)) {
+                    *v = pair[b];
                 }
             }
         }
     }
 }
 
-impl PackedConv {
-    /// `out = bias + W ∗ input` with stride `stride` over an `h×w` map (output
-    /// `⌊(h−1)/stride⌋+1` rows), always as one GEMM.
-    fn run_strided(
-        &self,
-        input: &[f32],
-        (h, w): (usize, usize),
-        stride: usize,
-        cols: &mut [f32],
-        out: &mut [f32],
-    ) {
-        let (oh, ow) = ((h - 1) / stride + 1, (w - 1) / stride + 1);
-        let out_plane = oh * ow;
-        let k = self.in_c * 9;
-        im2col3x3_strided(
-            input,
-            self.in_c,
-            (h, w),
-            stride,
-            (oh, ow),
-            &mut cols[..k * out_plane],
-        );
-        for (chunk, &b) in out.chunks_exact_mut(out_plane).zip(&self.bias) {
-            chunk.fill(b);
-        }
-        sgemm(
-            self.out_c,
-            k,
-            out_plane,
-            &self.weight,
-            &cols[..k * out_plane],
-            out,
-            1.0,
-        );
+/// [`ShiftedConv`]'s kernel, portable form: `out[r·np + l] = bias[r] + Σ_i Σ_t w[(i·T + t)·SR
+/// + r] · x[i·plane + offs[t] + l]` for `r < SR`, `l < SP`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn shifted_portable<const T: usize>(
+    in_c: usize,
+    plane: usize,
+    offs: &[usize; T],
+    x: &[f32],
+    w: &[f32],
+    bias: &[f32],
+    out: &mut [f32],
+    np: usize,
+) {
+    let mut acc = [[0.0f32; SP]; SR];
+    for (a, &b) in acc.iter_mut().zip(bias) {
+        *a = [b; SP];
     }
-}
-
-/// `out[c, y, x] = in[c, y/2, x/2]` for a `[c, h, w]` input (output `[c, 2h, 2w]`).
-fn upsample2x(input: &[f32], c: usize, h: usize, w: usize, out: &mut [f32]) {
-    let (oh, ow) = (2 * h, 2 * w);
-    for ch in 0..c {
-        for y in 0..oh {
-            let src = &input[(ch * h + y / 2) * w..][..w];
-            let dst = &mut out[(ch * oh + y) * ow..][..ow];
-            for (pair, &v) in dst.chunks_exact_mut(2).zip(src) {
-                pair[0] = v;
-                pair[1] = v;
+    for (i, wi) in w[..in_c * T * SR].chunks_exact(T * SR).enumerate() {
+        for (&off, wr) in offs.iter().zip(wi.chunks_exact(SR)) {
+            let xs = &x[i * plane + off..][..SP];
+            for (a, &wv) in acc.iter_mut().zip(wr) {
+                for (a, &xv) in a.iter_mut().zip(xs) {
+                    *a += wv * xv;
+                }
             }
         }
     }
+    for (r, a) in acc.iter().enumerate() {
+        out[r * np..][..SP].copy_from_slice(a);
+    }
 }
 
-/// Adds `proj[o]` to every pixel of channel `o` and applies ReLU, in one pass.
-fn add_relu(x: &mut [f32], plane: usize, proj: &[f32]) {
-    for (chunk, &t) in x.chunks_exact_mut(plane).zip(proj) {
-        for v in chunk {
-            let s = *v + t;
-            *v = if s < 0.0 { 0.0 } else { s };
+/// [`ShiftedConv`]'s kernel with AVX2 and FMA: the sums of [`shifted_portable`] in the same
+/// order, each one FMA chain.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[allow(clippy::too_many_arguments)]
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn shifted_avx2<const T: usize>(
+    in_c: usize,
+    plane: usize,
+    offs: &[usize; T],
+    x: &[f32],
+    w: &[f32],
+    bias: &[f32],
+    out: &mut [f32],
+    np: usize,
+) {
+    use core::arch::x86_64::*;
+    const NV: usize = SP / 8;
+    let reach = offs.iter().max().copied().unwrap_or(0);
+    assert!(in_c >= 1 && x.len() >= (in_c - 1) * plane + reach + SP);
+    assert!(w.len() >= in_c * T * SR && bias.len() >= SR && out.len() >= (SR - 1) * np + SP);
+    let mut acc = [[_mm256_setzero_ps(); NV]; SR];
+    for (a, &b) in acc.iter_mut().zip(bias) {
+        *a = [_mm256_set1_ps(b); NV];
+    }
+    let (xp, wp) = (x.as_ptr(), w.as_ptr());
+    for i in 0..in_c {
+        for (t, &off) in offs.iter().enumerate() {
+            // SAFETY: i·plane + off + SP ≤ (in_c − 1)·plane + reach + SP ≤ x.len(), and
+            // (i·T + t)·SR + SR ≤ in_c·T·SR ≤ w.len() (both asserted above).
+            unsafe {
+                let xr = xp.add(i * plane + off);
+                let mut xv = [_mm256_setzero_ps(); NV];
+                for (v, xv) in xv.iter_mut().enumerate() {
+                    *xv = _mm256_loadu_ps(xr.add(8 * v));
+                }
+                let wr = wp.add((i * T + t) * SR);
+                for (r, a) in acc.iter_mut().enumerate() {
+                    let b = _mm256_broadcast_ss(&*wr.add(r));
+                    for (a, &xv) in a.iter_mut().zip(&xv) {
+                        *a = _mm256_fmadd_ps(xv, b, *a);
+                    }
+                }
+            }
+        }
+    }
+    let op = out.as_mut_ptr();
+    for (r, a) in acc.iter().enumerate() {
+        for (v, &a) in a.iter().enumerate() {
+            // SAFETY: r·np + 8·v + 8 ≤ (SR − 1)·np + SP ≤ out.len() (asserted above).
+            unsafe { _mm256_storeu_ps(op.add(r * np + 8 * v), a) };
         }
     }
 }
 
-/// A TinyUNet with weights packed for the fast path: the two stride-2 layers as strided
-/// im2col + sgemm, the stride-1 layers as [`SimpleUNet`]'s (Winograd for wide layers, im2col +
-/// sgemm, direct for the last layer). Skip tensors are written into the back of the buffers
-/// they are concatenated into, as in [`TinyUNet::forward_reference`](crate::TinyUNet). Owns
-/// its scratch, so one instance runs one forward pass at a time.
+/// Scratch of one thread of [`FastTinyUNet`]: the output of the rows it computes (grown as
+/// needed).
+#[derive(Clone, Default)]
+struct TinyScratch {
+    part: Vec<f32>,
+}
+
+/// Activations of one image of [`FastTinyUNet`], padded channels-first maps ([`Grid`]).
 #[derive(Clone)]
-pub struct FastTinyUNet {
+struct TinyActs {
+    x: Vec<f32>,
+    /// The input of a stride-2 layer, split into phases ([`split_phases`]).
+    phases: Vec<f32>,
+    s1: Vec<f32>,
+    s2: Vec<f32>,
+    d2: Vec<f32>,
+    m: Vec<f32>,
+    u2: Vec<f32>,
+    u1: Vec<f32>,
+}
+
+impl TinyActs {
+    fn new(cfg: &crate::config::TinyUNetConfig) -> Self {
+        let c = cfg.channels as usize;
+        let [w1, w2, w3] = cfg.widths.map(|v| v as usize);
+        let [g1, g2, g3] = tiny_grids(cfg);
+        Self {
+            x: vec![0.0; g1.len(c)],
+            phases: vec![0.0; g1.len(w1).max(g2.len(w2))],
+            s1: vec![0.0; g1.len(w1)],
+            s2: vec![0.0; g2.len(w2)],
+            d2: vec![0.0; g3.len(w3)],
+            m: vec![0.0; g3.len(w3)],
+            u2: vec![0.0; g2.len(w2)],
+            u1: vec![0.0; g1.len(w1)],
+        }
+    }
+}
+
+/// The full, half and quarter resolution grids of a TinyUNet.
+fn tiny_grids(cfg: &crate::config::TinyUNetConfig) -> [Grid; 3] {
+    let (h, w) = (cfg.height as usize, cfg.width as usize);
+    [1, 2, 4].map(|s| Grid { h: h / s, w: w / s })
+}
+
+/// The packed weights of a [`FastTinyUNet`], shared by its threads.
+#[derive(Clone)]
+struct TinyLayers {
     cfg: crate::config::TinyUNetConfig,
-    enc0: FastConv,
-    down1: PackedConv,
-    down2: PackedConv,
-    mid: FastConv,
-    up2: FastConv,
-    up1: FastConv,
-    out: FastConv,
+    /// enc0, down1, down2, mid.
+    enc: [ShiftedConv; 4],
+    /// up2, up1.
+    dec: [UpConv; 2],
+    out: ShiftedConv,
     time0_w: Vec<f32>,
     time0_b: Vec<f32>,
     time2_w: Vec<f32>,
     time2_b: Vec<f32>,
     temb_w: [Vec<f32>; 6],
     temb_b: [Vec<f32>; 6],
-    scratch: Scratch,
-    cat1: Vec<f32>,
-    u1: Vec<f32>,
-    cat2: Vec<f32>,
-    u2: Vec<f32>,
-    d2: Vec<f32>,
-    m: Vec<f32>,
+    /// Use the AVX2 + FMA kernel where the CPU has it.
+    simd: bool,
+}
+
+/// `dst = ReLU(conv(input) + proj)` per output channel, or `dst = conv(input)` when `proj` is
+/// `None`, for input grid `g` (`input` as [`ShiftedConv::run_rows`] takes it); `dst` is written
+/// at map `to`. The output rows are split over up to `scratch.len()` threads (feature
+/// `threads`), each computing its rows into its own scratch; the epilogue then gathers the
+/// parts. Every output value goes through the same operations whatever the split, so results
+/// do not depend on the thread count.
+#[allow(clippy::too_many_arguments)]
+fn tiny_layer(
+    conv: &ShiftedConv,
+    input: &[f32],
+    g: Grid,
+    proj: Option<&[f32]>,
+    scratch: &mut [TinyScratch],
+    simd: bool,
+    dst: &mut [f32],
+    to: Map,
+) {
+    let og = conv.out_grid(g);
+    let taps = Taps::new(g, conv.stride);
+    let macs = conv.in_c * 9 * conv.out_c * og.h * og.w;
+    let parts = scratch.len().min(og.h).min(macs / MIN_SPLIT_MACS).max(1);
+    let scratch = &mut scratch[..parts];
+    run_split(og.h, &mut [], scratch, &|_| 0, &|r, sc, _| {
+        let part = grown(&mut sc.part, conv.bias.len() * taps.part_len(r.len()));
+        conv.run_rows(input, taps, r, part, simd);
+    });
+    for (p, sc) in scratch.iter().enumerate() {
+        let rows = split_range(og.h, parts, p);
+        let np = taps.part_len(rows.len());
+        for o in 0..conv.out_c {
+            for (ry, y) in rows.clone().enumerate() {
+                let src = &sc.part[o * np + ry * taps.row..][..og.w];
+                let d = &mut dst[to.at(o, y, 0)..][..og.w];
+                match proj {
+                    Some(pr) => {
+                        for (d, &s) in d.iter_mut().zip(src) {
+                            *d = add_relu(s, pr[o]);
+                        }
+                    }
+                    None => d.copy_from_slice(src),
+                }
+            }
+        }
+    }
+}
+
+/// `ReLU(v + p)`.
+fn add_relu(v: f32, p: f32) -> f32 {
+    let s = v + p;
+    if s < 0.0 {
+        0.0
+    } else {
+        s
+    }
+}
+
+/// `dst = ReLU(conv([up(a), s]) + proj)` per output channel for an [`UpConv`]: `a` the padded
+/// map of grid `g`, `s` the padded map of the doubled grid; `dst` is written at map `to`. Split
+/// over threads by rows of `g` (two output rows each), like [`tiny_layer`].
+#[allow(clippy::too_many_arguments)]
+fn up_layer(
+    conv: &UpConv,
+    (a, g): (&[f32], Grid),
+    s: &[f32],
+    proj: &[f32],
+    scratch: &mut [TinyScratch],
+    simd: bool,
+    dst: &mut [f32],
+    to: Map,
+) {
+    let big = Grid {
+        h: 2 * g.h,
+        w: 2 * g.w,
+    };
+    let (skip, ph) = (Taps::new(big, 1), Taps::phase(g, 0, 0));
+    let (ca, cs, out_c) = (conv.phases[0].in_c, conv.skip.in_c, conv.skip.out_c);
+    let macs = (ca * 4 + cs * 9) * out_c * big.h * big.w;
+    let parts = scratch.len().min(g.h).min(macs / MIN_SPLIT_MACS).max(1);
+    let scratch = &mut scratch[..parts];
+    let cpad = conv.skip.bias.len();
+    let lens = |r: &Range<usize>| (skip.part_len(2 * r.len()), ph.part_len(r.len()));
+    run_split(g.h, &mut [], scratch, &|_| 0, &|r, sc, _| {
+        let (ns, nl) = lens(&r);
+        let part = grown(&mut sc.part, cpad * (ns + 4 * nl));
+        let (sp, up) = part.split_at_mut(cpad * ns);
+        conv.skip
+            .run_rows(s, skip, 2 * r.start..2 * r.end, sp, simd);
+        for (k, (c, u)) in conv
+            .phases
+            .iter()
+            .zip(up.chunks_exact_mut(cpad * nl))
+            .enumerate()
+        {
+            c.run_rows(a, Taps::phase(g, k / 2, k % 2), r.clone(), u, simd);
+        }
+    });
+    for (p, sc) in scratch.iter().enumerate() {
+        let rows = split_range(g.h, parts, p);
+        let (ns, nl) = lens(&rows);
+        let (sp, up) = sc.part.split_at(cpad * ns);
+        for o in 0..out_c {
+            for y in 2 * rows.start..2 * rows.end {
+                let ry = y - 2 * rows.start;
+                let src = &sp[o * ns + ry * skip.row..][..big.w];
+                let phase = |b: usize| {
+                    let k = (y % 2) * 2 + b;
+                    &up[(k * cpad + o) * nl + (ry / 2) * ph.row..][..g.w]
+                };
+                let (even, odd) = (phase(0), phase(1));
+                let d = &mut dst[to.at(o, y, 0)..][..big.w];
+                for (((d, s), &e), &q) in d
+                    .chunks_exact_mut(2)
+                    .zip(src.chunks_exact(2))
+                    .zip(even)
+                    .zip(odd)
+                {
+                    d[0] = add_relu(s[0] + e, proj[o]);
+                    d[1] = add_relu(s[1] + q, proj[o]);
+                }
+            }
+        }
+    }
+}
+
+impl TinyLayers {
+    /// Output channels of each block, in [`crate::tiny_unet::block`] order.
+    fn block_widths(&self) -> [usize; 6] {
+        let [e0, e1, e2, e3] = &self.enc;
+        [e0, e1, e2, e3, &self.dec[0].skip, &self.dec[1].skip].map(|c| c.out_c)
+    }
+
+    /// Length of one image's time projections (all six blocks').
+    fn proj_len(&self) -> usize {
+        self.block_widths().iter().sum()
+    }
+
+    /// The six blocks' time projections at network time input `t_in`, concatenated into
+    /// `proj` ([`Self::proj_len`] values), with `emb`, `hidden` and `temb` as scratch.
+    fn projections(
+        &self,
+        t_in: f32,
+        (emb, hidden, temb): (&mut [f32], &mut [f32], &mut [f32]),
+        proj: &mut [f32],
+    ) -> Result<()> {
+        use crate::config::{TINY_MAX_PERIOD, TINY_TIME_SCALE};
+        crate::layers::sinusoidal_embedding(t_in * TINY_TIME_SCALE, TINY_MAX_PERIOD, emb)?;
+        crate::layers::linear(emb, &self.time0_w, &self.time0_b, hidden)?;
+        crate::layers::relu(hidden);
+        crate::layers::linear(hidden, &self.time2_w, &self.time2_b, temb)?;
+        let mut rest = proj;
+        for (k, width) in self.block_widths().into_iter().enumerate() {
+            let (pr, tail) = rest.split_at_mut(width);
+            crate::layers::linear(temb, &self.temb_w[k], &self.temb_b[k], pr)?;
+            rest = tail;
+        }
+        Ok(())
+    }
+
+    /// One image `x` through the network with its time projections `proj`; each layer's rows
+    /// are split over `scratch.len()` threads.
+    fn forward(
+        &self,
+        x: &[f32],
+        proj: &[f32],
+        acts: &mut TinyActs,
+        scratch: &mut [TinyScratch],
+        out: &mut [f32],
+    ) {
+        let cfg = self.cfg;
+        let (c, [w1, w2, _]) = (cfg.channels as usize, cfg.widths.map(|v| v as usize));
+        let [g1, g2, g3] = tiny_grids(&cfg);
+        let mut projs = [&[][..]; 6];
+        let mut rest = proj;
+        for (pr, width) in projs.iter_mut().zip(self.block_widths()) {
+            (*pr, rest) = rest.split_at(width);
+        }
+        let [p0, p1, p2, p3, p4, p5] = projs;
+        let TinyActs {
+            x: xp,
+            phases,
+            s1,
+            s2,
+            d2,
+            m,
+            u2,
+            u1,
+        } = acts;
+        let simd = self.simd;
+        let [enc0, down1, down2, mid] = &self.enc;
+        let [up2, up1] = &self.dec;
+        let dense = Map::dense(g1.h, g1.w);
+        copy_into_padded(x, dense, c, g1, xp);
+        // enc0 → s1; down1 (on s1's phases) → s2; down2 (on s2's phases) → d2; mid → m.
+        tiny_layer(enc0, xp, g1, Some(p0), scratch, simd, s1, g1.padded());
+        split_phases(s1, w1, g1, phases);
+        tiny_layer(down1, phases, g1, Some(p1), scratch, simd, s2, g2.padded());
+        split_phases(s2, w2, g2, phases);
+        tiny_layer(down2, phases, g2, Some(p2), scratch, simd, d2, g3.padded());
+        tiny_layer(mid, d2, g3, Some(p3), scratch, simd, m, g3.padded());
+        // up2: [up(m), s2] → u2; up1: [up(u2), s1] → u1.
+        up_layer(up2, (m, g3), s2, p4, scratch, simd, u2, g2.padded());
+        up_layer(up1, (u2, g2), s1, p5, scratch, simd, u1, g1.padded());
+        // out, no ReLU.
+        tiny_layer(&self.out, u1, g1, None, scratch, simd, out, dense);
+    }
+}
+
+/// Copies `c` channels of the map `src` (at `from`) into the interior of the padded map `dst`
+/// of grid `g`.
+fn copy_into_padded(src: &[f32], from: Map, c: usize, g: Grid, dst: &mut [f32]) {
+    let to = g.padded();
+    for ch in 0..c {
+        for y in 0..g.h {
+            dst[to.at(ch, y, 0)..][..g.w].copy_from_slice(&src[from.at(ch, y, 0)..][..g.w]);
+        }
+    }
+}
+
+/// A TinyUNet with weights packed for the fast path: every conv computed straight from padded
+/// channels-first maps by one kernel ([`ShiftedConv`]: no im2col, no packing, an AVX2 + FMA
+/// kernel where the CPU has one), the stride-2 layers over their input's four phases, the
+/// up-sampling blocks without forming the up-sampled map ([`UpConv`]), and the time projection
+/// and ReLU applied as each layer's output is gathered. (The channels-last Winograd layers of
+/// [`FastSimpleUNet`] round more; through a transpose adapter they put TinyUNet's forward
+/// property at 1.05e-5 against its 1e-5 bound.) Owns its scratch (one set per thread), so one
+/// instance runs one forward pass at a time.
+#[derive(Clone)]
+pub struct FastTinyUNet {
+    layers: TinyLayers,
     emb: Vec<f32>,
     hidden: Vec<f32>,
     temb: Vec<f32>,
+    /// `[n][proj_len]`: every image's six time projections.
     proj: Vec<f32>,
+    /// One per thread.
+    acts: Vec<TinyActs>,
+    /// One per thread.
+    scratch: Vec<TinyScratch>,
 }
 
 impl FastTinyUNet {
     /// Packs the weights of `net`.
     pub fn new(net: &crate::tiny_unet::TinyUNet<'_>) -> Self {
-        use crate::tiny_unet::block;
         let cfg = *net.config();
         let p = net.params();
         let c = cfg.channels as usize;
         let [w1, w2, w3] = cfg.widths.map(|v| v as usize);
-        let [p1, p2, p3] = cfg.planes();
         let (e, d) = (cfg.emb_dim as usize, cfg.temb_dim as usize);
         let b = &p.blocks;
-        let packed = |k: usize, in_c: usize, out_c: usize| PackedConv {
-            in_c,
-            out_c,
-            weight: b[k].conv_w.to_vec(),
-            bias: b[k].conv_b.to_vec(),
-        };
         let conv = |k: usize, in_c: usize, out_c: usize| {
-            FastConv::new(in_c, out_c, b[k].conv_w.to_vec(), b[k].conv_b)
+            ShiftedConv::new(b[k].conv_w, b[k].conv_b, in_c, out_c, TINY_STRIDES[k])
         };
-        let cols = [
-            c * 9 * p1,
-            w1 * 9 * p2,
-            w2 * 9 * p3,
-            w3 * 9 * p3,
-            (w3 + w2) * 9 * p2,
-            (w2 + w1) * 9 * p1,
-            w1 * 9 * p1,
-        ]
-        .into_iter()
-        .max()
-        .unwrap_or(0);
-        Self {
+        let up = |k: usize, ca: usize, cs: usize, out_c: usize| {
+            UpConv::new(b[k].conv_w, b[k].conv_b, (ca, cs), out_c)
+        };
+        let layers = TinyLayers {
             cfg,
-            enc0: conv(block::ENC0, c, w1),
-            down1: packed(block::DOWN1, w1, w2),
-            down2: packed(block::DOWN2, w2, w3),
-            mid: conv(block::MID, w3, w3),
-            up2: conv(block::UP2, w3 + w2, w2),
-            up1: conv(block::UP1, w2 + w1, w1),
-            out: FastConv::new(w1, c, p.out_w.to_vec(), p.out_b),
+            enc: [
+                conv(0, c, w1),
+                conv(1, w1, w2),
+                conv(2, w2, w3),
+                conv(3, w3, w3),
+            ],
+            dec: [up(4, w3, w2, w2), up(5, w2, w1, w1)],
+            out: ShiftedConv::new(p.out_w, p.out_b, w1, c, 1),
             time0_w: p.time0_w.to_vec(),
             time0_b: p.time0_b.to_vec(),
             time2_w: p.time2_w.to_vec(),
             time2_b: p.time2_b.to_vec(),
             temb_w: core::array::from_fn(|k| b[k].temb_w.to_vec()),
             temb_b: core::array::from_fn(|k| b[k].temb_b.to_vec()),
-            scratch: Scratch {
-                cols: vec![0.0; cols],
-            },
-            cat1: vec![0.0; (w2 + w1) * p1],
-            u1: vec![0.0; w1 * p1],
-            cat2: vec![0.0; (w3 + w2) * p2],
-            u2: vec![0.0; w2 * p2],
-            d2: vec![0.0; w3 * p3],
-            m: vec![0.0; w3 * p3],
+            simd: true,
+        };
+        Self {
             emb: vec![0.0; e],
             hidden: vec![0.0; d],
             temb: vec![0.0; d],
-            proj: vec![0.0; w1.max(w2).max(w3)],
+            proj: Vec::new(),
+            acts: vec![TinyActs::new(&cfg)],
+            scratch: vec![TinyScratch::default()],
+            layers,
         }
+    }
+
+    /// Packs the weights of `net` for the portable kernels on any CPU (for tests and timing;
+    /// the AVX2 + FMA kernel stays off).
+    pub fn portable(net: &crate::tiny_unet::TinyUNet<'_>) -> Self {
+        let mut s = Self::new(net);
+        s.layers.simd = false;
+        s
     }
 
     /// The network's sizes.
     pub fn config(&self) -> &crate::config::TinyUNetConfig {
-        &self.cfg
+        &self.layers.cfg
     }
 
-    /// The time projection of block `k` into `self.proj[..out_c]`.
-    fn project(&mut self, k: usize, out_c: usize) -> Result<()> {
-        crate::layers::linear(
-            &self.temb,
-            &self.temb_w[k],
-            &self.temb_b[k],
-            &mut self.proj[..out_c],
-        )
+    /// Runs on `n` threads (at least 1; feature `threads`): a batch's images are shared out
+    /// between the threads, and a single image's larger layers are split by output rows.
+    /// Results do not depend on the thread count: every output value is computed by the same
+    /// operations.
+    #[cfg(feature = "threads")]
+    pub fn set_threads(&mut self, n: usize) {
+        let cfg = self.layers.cfg;
+        self.scratch.resize_with(n.max(1), Default::default);
+        self.acts.resize_with(n.max(1), || TinyActs::new(&cfg));
+    }
+
+    /// Threads a forward pass uses.
+    pub fn threads(&self) -> usize {
+        self.scratch.len()
     }
 
     /// Predicted noise for one image; same contract as
     /// [`TinyUNet::forward_reference`](crate::TinyUNet::forward_reference).
     pub fn forward(&mut self, x: &[f32], t_in: f32, out: &mut [f32]) -> Result<()> {
-        use crate::config::{TINY_MAX_PERIOD, TINY_TIME_SCALE};
-        use crate::tiny_unet::block;
-        let cfg = self.cfg;
-        check_len("input image", cfg.image_len(), x.len())?;
-        check_len("output image", cfg.image_len(), out.len())?;
-        let (h, w) = (cfg.height as usize, cfg.width as usize);
-        let [w1, w2, w3] = cfg.widths.map(|v| v as usize);
-        let [p1, p2, p3] = cfg.planes();
-        let (h2, wd2, h3, wd3) = (h / 2, w / 2, h / 4, w / 4);
+        self.forward_batch(x, &[t_in], out)
+    }
 
-        crate::layers::sinusoidal_embedding(
-            t_in * TINY_TIME_SCALE,
-            TINY_MAX_PERIOD,
-            &mut self.emb,
-        )?;
-        crate::layers::linear(&self.emb, &self.time0_w, &self.time0_b, &mut self.hidden)?;
-        crate::layers::relu(&mut self.hidden);
-        crate::layers::linear(&self.hidden, &self.time2_w, &self.time2_b, &mut self.temb)?;
-
-        // enc0 → s1, the back of cat1.
-        {
-            let s1 = &mut self.cat1[w2 * p1..];
-            self.enc0.run(x, h, w, &mut self.scratch, s1);
+    /// Predicted noise for `t_in.len()` images (`x` and `out`: the images' `[c][h][w]` values
+    /// concatenated), image `i` at network time input `t_in[i]`. Each image's result equals
+    /// [`Self::forward`] on that image alone, bit for bit.
+    pub fn forward_batch(&mut self, x: &[f32], t_in: &[f32], out: &mut [f32]) -> Result<()> {
+        let n = t_in.len();
+        let len = self.layers.cfg.image_len();
+        check_len("input image", n * len, x.len())?;
+        check_len("output image", n * len, out.len())?;
+        let pl = self.layers.proj_len();
+        grown(&mut self.proj, n * pl);
+        for (&t, pr) in t_in.iter().zip(self.proj.chunks_exact_mut(pl)) {
+            let time = (&mut self.emb[..], &mut self.hidden[..], &mut self.temb[..]);
+            self.layers.projections(t, time, pr)?;
         }
-        self.project(block::ENC0, w1)?;
-        add_relu(&mut self.cat1[w2 * p1..], p1, &self.proj[..w1]);
-        // down1 → s2, the back of cat2.
-        self.down1.run_strided(
-            &self.cat1[w2 * p1..],
-            (h, w),
-            2,
-            &mut self.scratch.cols,
-            &mut self.cat2[w3 * p2..],
-        );
-        self.project(block::DOWN1, w2)?;
-        add_relu(&mut self.cat2[w3 * p2..], p2, &self.proj[..w2]);
-        // down2 → d2.
-        self.down2.run_strided(
-            &self.cat2[w3 * p2..],
-            (h2, wd2),
-            2,
-            &mut self.scratch.cols,
-            &mut self.d2,
-        );
-        self.project(block::DOWN2, w3)?;
-        add_relu(&mut self.d2, p3, &self.proj[..w3]);
-        // mid → m.
-        self.mid
-            .run(&self.d2, h3, wd3, &mut self.scratch, &mut self.m);
-        self.project(block::MID, w3)?;
-        add_relu(&mut self.m, p3, &self.proj[..w3]);
-        // up2: [up(m), s2] → u2.
-        upsample2x(&self.m, w3, h3, wd3, &mut self.cat2[..w3 * p2]);
-        self.up2
-            .run(&self.cat2, h2, wd2, &mut self.scratch, &mut self.u2);
-        self.project(block::UP2, w2)?;
-        add_relu(&mut self.u2, p2, &self.proj[..w2]);
-        // up1: [up(u2), s1] → u1.
-        upsample2x(&self.u2, w2, h2, wd2, &mut self.cat1[..w2 * p1]);
-        self.up1
-            .run(&self.cat1, h, w, &mut self.scratch, &mut self.u1);
-        self.project(block::UP1, w1)?;
-        add_relu(&mut self.u1, p1, &self.proj[..w1]);
-        // out, no ReLU.
-        self.out.run(&self.u1, h, w, &mut self.scratch, out);
+        let Self {
+            layers,
+            proj,
+            acts,
+            scratch,
+            ..
+        } = self;
+        let (layers, proj) = (&*layers, &proj[..]);
+        run_images(n, len, acts, scratch, out, &|i, a, sc, o| {
+            layers.forward(&x[i * len..][..len], &proj[i * pl..][..pl], a, sc, o);
+        });
         Ok(())
     }
 }
 
 impl Denoiser for FastTinyUNet {
     fn image_len(&self) -> usize {
-        self.cfg.image_len()
+        self.layers.cfg.image_len()
     }
     fn predict_noise(&mut self, x: &[f32], t_in: f32, eps: &mut [f32]) -> Result<()> {
         self.forward(x, t_in, eps)

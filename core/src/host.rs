@@ -46,16 +46,7 @@ impl FastNet {
     fn forward_batch(&mut self, x: &[f32], t_in: &[f32], out: &mut [f32]) -> Result<()> {
         match self {
             FastNet::Simple(n) => n.forward_batch(x, t_in, out),
-            FastNet::Tiny(n) => {
-                let len = n.config().image_len();
-                check_len("input images", len * t_in.len(), x.len())?;
-                check_len("output images", len * t_in.len(), out.len())?;
-                for ((xi, oi), &ti) in x.chunks_exact(len).zip(out.chunks_exact_mut(len)).zip(t_in)
-                {
-                    n.forward(xi, ti, oi)?;
-                }
-                Ok(())
-            }
+            FastNet::Tiny(n) => n.forward_batch(x, t_in, out),
         }
     }
 }
@@ -205,17 +196,19 @@ impl HostModel {
         }
     }
 
-    /// Splits a SimpleUNet's fast path over `n` threads (feature `threads`); results do not
-    /// depend on the thread count. A TinyUNet runs on one thread.
+    /// Splits the fast path over `n` threads (feature `threads`); results do not depend on the
+    /// thread count. A SimpleUNet runs threaded only with the Winograd pipeline (hidden widths
+    /// ≥ [`crate::fast::WINOGRAD_MIN_CHANNELS`]).
     #[cfg(feature = "threads")]
     pub fn set_threads(&mut self, n: usize) {
-        if let FastNet::Simple(f) = &mut self.fast {
-            f.set_threads(n);
+        match &mut self.fast {
+            FastNet::Simple(f) => f.set_threads(n),
+            FastNet::Tiny(f) => f.set_threads(n),
         }
     }
 
     /// Predicted noise for `t_in.len()` images (`x`, `out`: the images concatenated) at network
-    /// time inputs `t_in`. The fast path runs a SimpleUNet batch through each layer at once;
+    /// time inputs `t_in`. The fast path shares a batch's images between its threads;
     /// each image's result equals [`Self::forward`] on it alone, bit for bit.
     pub fn forward_images(&mut self, x: &[f32], t_in: &[f32], out: &mut [f32]) -> Result<()> {
         let len = self.cfg.image_len();

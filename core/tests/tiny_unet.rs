@@ -15,32 +15,34 @@ use ddpm_core::{
 /// Largest |fast − reference| relative to the largest |reference| output. As for SimpleUNet
 /// (core/tests/fast_path.rs, bound 5e-6), both paths sum the same f32 products in different
 /// orders over at most 9·(w3 + w2) = 1152 terms per output (up2 with the default widths), and
-/// the Winograd layers add their transforms' roundings; the time embedding and projections are
-/// the same loops on both paths. Measured worst over these cases: 1.7e-6 (SimpleUNet's:
-/// 2.2e-6); the bound is the SimpleUNet one, 3× that.
+/// the fast path's up-sampling blocks sum up to four weights before multiplying; the time
+/// embedding and projections are the same loops on both paths. Measured worst over these
+/// cases: 1.7e-6 (SimpleUNet's: 2.2e-6); the bound is the SimpleUNet one, 3× that.
 const FAST_VS_REFERENCE: f32 = 5e-6;
 
 fn check(cfg: TinyUNetConfig, seed: u64, scale: f32) -> f32 {
     let params = random_params(&cfg, seed, scale);
     let net = TinyUNet::from_flat(cfg, &params).unwrap();
-    let mut fast = FastTinyUNet::new(&net);
     let mut ws = vec![0.0; cfg.workspace_len()];
     let mut worst = 0.0f32;
-    for (i, t_in) in [0.0f32, 0.37, 299.0 / 300.0].into_iter().enumerate() {
-        let x = random_input(cfg.image_len(), seed * 10 + i as u64);
-        let mut reference = vec![0.0; cfg.image_len()];
-        let mut got = vec![0.0; cfg.image_len()];
-        net.forward_reference(&x, t_in, &mut ws, &mut reference)
-            .unwrap();
-        fast.forward(&x, t_in, &mut got).unwrap();
-        let e = rel_err(&got, &reference);
-        assert!(
-            e <= FAST_VS_REFERENCE,
-            "cfg {cfg:?} seed {seed} scale {scale} t {t_in}: {e}"
-        );
-        // The output depends on the input and is not trivially zero.
-        assert!(reference.iter().any(|v| v.abs() > 1e-6), "{cfg:?}");
-        worst = worst.max(e);
+    // The AVX2 + FMA kernel (where the CPU has it) and the portable one.
+    for mut fast in [FastTinyUNet::new(&net), FastTinyUNet::portable(&net)] {
+        for (i, t_in) in [0.0f32, 0.37, 299.0 / 300.0].into_iter().enumerate() {
+            let x = random_input(cfg.image_len(), seed * 10 + i as u64);
+            let mut reference = vec![0.0; cfg.image_len()];
+            let mut got = vec![0.0; cfg.image_len()];
+            net.forward_reference(&x, t_in, &mut ws, &mut reference)
+                .unwrap();
+            fast.forward(&x, t_in, &mut got).unwrap();
+            let e = rel_err(&got, &reference);
+            assert!(
+                e <= FAST_VS_REFERENCE,
+                "cfg {cfg:?} seed {seed} scale {scale} t {t_in}: {e}"
+            );
+            // The output depends on the input and is not trivially zero.
+            assert!(reference.iter().any(|v| v.abs() > 1e-6), "{cfg:?}");
+            worst = worst.max(e);
+        }
     }
     worst
 }
@@ -84,6 +86,96 @@ fn fast_path_matches_reference() {
         worst = worst.max(check(cfg, 100 + i as u64, 1.0));
     }
     println!("TinyUNet fast vs reference: worst {worst:.3e} (bound {FAST_VS_REFERENCE:.0e})");
+}
+
+/// Configurations for the batch and thread tests: the default network (28 rows: a layer
+/// splits over up to 7 threads), three channels at 32×32, and a narrow non-square one.
+fn batch_configs() -> [TinyUNetConfig; 3] {
+    [
+        TinyUNetConfig::DEFAULT,
+        TinyUNetConfig {
+            channels: 3,
+            height: 32,
+            width: 32,
+            widths: [8, 16, 24],
+            emb_dim: 16,
+            temb_dim: 8,
+        },
+        TinyUNetConfig {
+            channels: 2,
+            height: 8,
+            width: 12,
+            widths: [3, 2, 5],
+            emb_dim: 4,
+            temb_dim: 3,
+        },
+    ]
+}
+
+/// Each image of `x` through `fast.forward` on its own, concatenated.
+fn single_runs(fast: &mut FastTinyUNet, x: &[f32], t_in: &[f32]) -> Vec<f32> {
+    let len = fast.config().image_len();
+    let mut out = vec![0.0f32; x.len()];
+    for ((xi, oi), &t) in x.chunks_exact(len).zip(out.chunks_exact_mut(len)).zip(t_in) {
+        fast.forward(xi, t, oi).unwrap();
+    }
+    out
+}
+
+/// A batch gives each image's single-image result bit for bit, also for a smaller batch after
+/// a larger one (scratch already grown).
+#[test]
+fn batch_equals_single_images() {
+    for (k, cfg) in batch_configs().into_iter().enumerate() {
+        let params = random_params(&cfg, 40 + k as u64, 1.0);
+        let net = TinyUNet::from_flat(cfg, &params).unwrap();
+        let mut fast = FastTinyUNet::new(&net);
+        let n = 4;
+        let x = random_input(n * cfg.image_len(), 45 + k as u64);
+        let t_in: Vec<f32> = (0..n).map(|i| i as f32 / 5.0).collect();
+        let want = single_runs(&mut fast, &x, &t_in);
+        let mut got = vec![0.0f32; x.len()];
+        fast.forward_batch(&x, &t_in, &mut got).unwrap();
+        assert_eq!(got, want, "cfg {cfg:?}");
+        let len = cfg.image_len();
+        let mut two = vec![0.0f32; 2 * len];
+        fast.forward_batch(&x[..2 * len], &t_in[..2], &mut two)
+            .unwrap();
+        assert_eq!(two, want[..2 * len], "cfg {cfg:?}, batch 2");
+    }
+}
+
+/// Layers split over 2, 3 or 7 threads (batch 1) and images shared between them (batch 3)
+/// give the single-thread result bit for bit, directly and through `HostModel`.
+#[cfg(feature = "threads")]
+#[test]
+fn threads_equal_one_thread() {
+    for (k, cfg) in batch_configs().into_iter().enumerate() {
+        let params = random_params(&cfg, 60 + k as u64, 1.0);
+        let net = TinyUNet::from_flat(cfg, &params).unwrap();
+        let mut one = FastTinyUNet::new(&net);
+        let sched = ScheduleConfig::linear(50, 1e-4, 0.02);
+        let mut host = HostModel::from_params(cfg, sched, params.clone()).unwrap();
+        for n in [1, 3] {
+            let x = random_input(n * cfg.image_len(), 70 + k as u64);
+            let t_in: Vec<f32> = (0..n).map(|i| 0.2 + i as f32 / 5.0).collect();
+            let want = single_runs(&mut one, &x, &t_in);
+            for threads in [2, 3, 7] {
+                let mut fast = FastTinyUNet::new(&net);
+                fast.set_threads(threads);
+                assert_eq!(fast.threads(), threads);
+                let mut got = vec![0.0f32; x.len()];
+                fast.forward_batch(&x, &t_in, &mut got).unwrap();
+                assert_eq!(got, want, "cfg {cfg:?}, batch {n}, {threads} threads");
+                host.set_threads(threads);
+                host.forward_images(&x, &t_in, &mut got).unwrap();
+                assert_eq!(
+                    got, want,
+                    "HostModel, cfg {cfg:?}, batch {n}, {threads} threads"
+                );
+            }
+        }
+    }
 }
 
 #[test]
