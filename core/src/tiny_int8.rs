@@ -266,6 +266,43 @@ impl<'a> TinyQConv<'a> {
         }
     }
 
+    /// A whole ReLU block with its time offsets over the `[C, h, w]` map `data`: computes the
+    /// offsets from `temb` into `offsets`, then [`TinyQConv::block_map`].
+    fn plain_block(
+        &self,
+        temb: &[f32],
+        offsets: &mut [i32],
+        data: &[i8],
+        (h, w): (usize, usize),
+        dst: &mut [i8],
+    ) {
+        self.time_offsets(temb, offsets);
+        self.block_map(&Plain { data, h, w }, h, w, offsets, dst);
+    }
+
+    /// [`TinyQConv::plain_block`] over `cat([upsample_nearest2x(up), skip])` at `h × w`
+    /// (`up` has `up_c` channels).
+    #[allow(clippy::too_many_arguments)]
+    fn up_block(
+        &self,
+        temb: &[f32],
+        offsets: &mut [i32],
+        (up, up_c): (&[i8], usize),
+        skip: &[i8],
+        (h, w): (usize, usize),
+        dst: &mut [i8],
+    ) {
+        self.time_offsets(temb, offsets);
+        let src = UpCat {
+            up,
+            up_c,
+            skip,
+            h,
+            w,
+        };
+        self.block_map(&src, h, w, offsets, dst);
+    }
+
     /// Output row `y` of the dequantized last layer: channel `o`, column `x` into
     /// `dst[o · dst_stride + x]`.
     #[allow(clippy::too_many_arguments)]
@@ -665,7 +702,7 @@ impl<'a> Int8TinyUNet<'a> {
         self.check_time(time)?;
         self.time_embedding(t_in, time)?;
         let (h, w) = (cfg.height as usize, cfg.width as usize);
-        let [w1, w2, w3] = cfg.widths.map(|v| v as usize);
+        let [_, w2, w3] = cfg.widths.map(|v| v as usize);
         let o = layerwise_offsets(&cfg);
         let (xq, rest) = acts.split_at_mut(o[1]);
         let (s1, rest) = rest.split_at_mut(o[2] - o[1]);
@@ -679,55 +716,14 @@ impl<'a> Int8TinyUNet<'a> {
         let temb = &time.temb[..cfg.temb_dim as usize];
         let offs = &mut time.offsets[..];
 
-        enc0.time_offsets(temb, offs);
-        enc0.block_map(&Plain { data: xq, h, w }, h, w, offs, s1);
-        down1.time_offsets(temb, offs);
-        down1.block_map(&Plain { data: s1, h, w }, h, w, offs, s2);
         let (h2, wd2) = (h / 2, w / 2);
-        down2.time_offsets(temb, offs);
-        down2.block_map(
-            &Plain {
-                data: s2,
-                h: h2,
-                w: wd2,
-            },
-            h2,
-            wd2,
-            offs,
-            d2,
-        );
         let (h4, w4) = (h / 4, w / 4);
-        mid.time_offsets(temb, offs);
-        mid.block_map(
-            &Plain {
-                data: d2,
-                h: h4,
-                w: w4,
-            },
-            h4,
-            w4,
-            offs,
-            m,
-        );
-        up2.time_offsets(temb, offs);
-        let cat2 = UpCat {
-            up: m,
-            up_c: w3,
-            skip: s2,
-            h: h2,
-            w: wd2,
-        };
-        up2.block_map(&cat2, h2, wd2, offs, u2);
-        up1.time_offsets(temb, offs);
-        let cat1 = UpCat {
-            up: u2,
-            up_c: w2,
-            skip: s1,
-            h,
-            w,
-        };
-        up1.block_map(&cat1, h, w, offs, u1);
-        let _ = w1;
+        enc0.plain_block(temb, offs, xq, (h, w), s1);
+        down1.plain_block(temb, offs, s1, (h, w), s2);
+        down2.plain_block(temb, offs, s2, (h2, wd2), d2);
+        mid.plain_block(temb, offs, d2, (h4, w4), m);
+        up2.up_block(temb, offs, (m, w3), s2, (h2, wd2), u2);
+        up1.up_block(temb, offs, (u2, w2), s1, (h, w), u1);
         let src = Plain { data: u1, h, w };
         for y in 0..h {
             out.dequant_row(&src, h, w, y, &mut eps[y * w..], h * w);
@@ -797,50 +793,18 @@ impl<'a> Int8TinyUNet<'a> {
 
         let xq = &rb[..cfg.image_len()];
         let s1 = &mut ra[..];
-        enc0.time_offsets(temb, offs);
-        enc0.block_map(&Plain { data: xq, h, w }, h, w, offs, s1);
-        let s2 = &mut rb[..w2 * p2];
-        down1.time_offsets(temb, offs);
-        down1.block_map(&Plain { data: s1, h, w }, h, w, offs, s2);
         let (h2, wd2) = (h / 2, w / 2);
-        let d2 = &mut rd[..w3 * p3];
-        down2.time_offsets(temb, offs);
-        down2.block_map(
-            &Plain {
-                data: s2,
-                h: h2,
-                w: wd2,
-            },
-            h2,
-            wd2,
-            offs,
-            d2,
-        );
         let (h4, w4) = (h / 4, w / 4);
+        enc0.plain_block(temb, offs, xq, (h, w), s1);
+        let s2 = &mut rb[..w2 * p2];
+        down1.plain_block(temb, offs, s1, (h, w), s2);
+        let d2 = &mut rd[..w3 * p3];
+        down2.plain_block(temb, offs, s2, (h2, wd2), d2);
         let m = &mut rc[..];
-        mid.time_offsets(temb, offs);
-        mid.block_map(
-            &Plain {
-                data: d2,
-                h: h4,
-                w: w4,
-            },
-            h4,
-            w4,
-            offs,
-            m,
-        );
+        mid.plain_block(temb, offs, d2, (h4, w4), m);
         // d2 is dead: u2 takes region D.
         let u2 = &mut rd[..w2 * p2];
-        up2.time_offsets(temb, offs);
-        let cat2 = UpCat {
-            up: m,
-            up_c: w3,
-            skip: s2,
-            h: h2,
-            w: wd2,
-        };
-        up2.block_map(&cat2, h2, wd2, offs, u2);
+        up2.up_block(temb, offs, (m, w3), s2, (h2, wd2), u2);
         // s2 and m are dead: region B becomes the ring of up1's rows.
         up1.time_offsets(temb, offs);
         let cat1 = UpCat {

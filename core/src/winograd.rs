@@ -200,42 +200,39 @@ fn bt4(d: [f32; 6]) -> [f32; 6] {
     ]
 }
 
-/// F(4×4, 3×3) `Bᵀ d B` for `L` channels (`x[6r + c]`: the pixel at row r, column c).
+/// A separable F(4×4, 3×3) transform of a 6×6 tile for `L` channels: the one-dimensional
+/// `stage` (six values in, `K` out) over the columns, then over the rows of the result, giving
+/// `K×K` values row-major (`x[6r + c]`: the tile's value at row r, column c).
 #[inline(always)]
-fn input_transform4<const L: usize>(x: &[[f32; L]], v: &mut [[f32; L]]) {
-    let (x, v) = (&x[..36], &mut v[..36]);
+fn separable6<const L: usize, const K: usize>(
+    x: &[[f32; L]],
+    y: &mut [[f32; L]],
+    stage: impl Fn([f32; 6]) -> [f32; K],
+) {
+    let (x, y) = (&x[..36], &mut y[..K * K]);
     let mut t = [[0.0f32; L]; 36];
     for c in 0..6 {
         for l in 0..L {
-            let col = bt4([
-                x[c][l],
-                x[6 + c][l],
-                x[12 + c][l],
-                x[18 + c][l],
-                x[24 + c][l],
-                x[30 + c][l],
-            ]);
-            for r in 0..6 {
+            let col = stage(core::array::from_fn(|r| x[6 * r + c][l]));
+            for r in 0..K {
                 t[6 * r + c][l] = col[r];
             }
         }
     }
-    for r in 0..6 {
+    for r in 0..K {
         for l in 0..L {
-            let q = 6 * r;
-            let row = bt4([
-                t[q][l],
-                t[q + 1][l],
-                t[q + 2][l],
-                t[q + 3][l],
-                t[q + 4][l],
-                t[q + 5][l],
-            ]);
-            for c in 0..6 {
-                v[6 * r + c][l] = row[c];
+            let row = stage(core::array::from_fn(|c| t[6 * r + c][l]));
+            for c in 0..K {
+                y[K * r + c][l] = row[c];
             }
         }
     }
+}
+
+/// F(4×4, 3×3) `Bᵀ d B` for `L` channels (`x[6r + c]`: the pixel at row r, column c).
+#[inline(always)]
+fn input_transform4<const L: usize>(x: &[[f32; L]], v: &mut [[f32; L]]) {
+    separable6(x, v, bt4);
 }
 
 /// One F(4×4, 3×3) `Aᵀ` stage, `Aᵀ = [[1,1,1,1,1,0],[0,1,−1,2,−2,0],[0,1,1,4,4,0],
@@ -251,39 +248,7 @@ fn at4(m: [f32; 6]) -> [f32; 4] {
 /// F(4×4, 3×3) `Aᵀ M A` for `L` channels: the 16 outputs, row-major.
 #[inline(always)]
 fn output_transform4<const L: usize>(m: &[[f32; L]], y: &mut [[f32; L]]) {
-    let (m, y) = (&m[..36], &mut y[..16]);
-    let mut t = [[0.0f32; L]; 24];
-    for c in 0..6 {
-        for l in 0..L {
-            let col = at4([
-                m[c][l],
-                m[6 + c][l],
-                m[12 + c][l],
-                m[18 + c][l],
-                m[24 + c][l],
-                m[30 + c][l],
-            ]);
-            for r in 0..4 {
-                t[6 * r + c][l] = col[r];
-            }
-        }
-    }
-    for r in 0..4 {
-        for l in 0..L {
-            let q = 6 * r;
-            let row = at4([
-                t[q][l],
-                t[q + 1][l],
-                t[q + 2][l],
-                t[q + 3][l],
-                t[q + 4][l],
-                t[q + 5][l],
-            ]);
-            for c in 0..4 {
-                y[4 * r + c][l] = row[c];
-            }
-        }
-    }
+    separable6(m, y, at4);
 }
 
 /// F(2×2, 3×3) `Bᵀ d B` for `L` channels at once (`x[4r + c]` is the tile's pixel at row r,
