@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::{random_input, random_params, rel_err};
+#[cfg(feature = "threads")]
+use common::single_runs;
+use common::{assert_batch_equals_single, random_input, random_params, rel_err};
 use ddpm_core::host::HostModel;
 use ddpm_core::sampler::{self, DdimConfig, DdpmConfig, SamplerConfig};
 use ddpm_core::winograd::Tile;
@@ -109,16 +111,6 @@ fn batch_configs() -> [SimpleUNetConfig; 3] {
     ]
 }
 
-/// One forward pass per image, the reference for the batch and thread tests.
-fn single_runs(fast: &mut FastSimpleUNet, x: &[f32], t_in: &[f32]) -> Vec<f32> {
-    let len = fast.config().image_len();
-    let mut out = vec![0.0f32; x.len()];
-    for ((xi, oi), &t) in x.chunks_exact(len).zip(out.chunks_exact_mut(len)).zip(t_in) {
-        fast.forward(xi, t, oi).unwrap();
-    }
-    out
-}
-
 /// A batch through each layer at once equals one image at a time, bit for bit: every output
 /// value is computed from its own tile or pixel by the same operations.
 #[test]
@@ -135,16 +127,7 @@ fn batch_equals_single_images() {
             let n = 5;
             let x = random_input(n * cfg.image_len(), 50 + k as u64);
             let t_in: Vec<f32> = (0..n).map(|i| i as f32 / 7.0).collect();
-            let want = single_runs(&mut fast, &x, &t_in);
-            let mut got = vec![0.0f32; x.len()];
-            fast.forward_batch(&x, &t_in, &mut got).unwrap();
-            assert_eq!(got, want, "cfg {cfg:?}, simd {simd}");
-            // A smaller batch after a larger one (scratch already grown).
-            let len = cfg.image_len();
-            let mut two = vec![0.0f32; 2 * len];
-            fast.forward_batch(&x[..2 * len], &t_in[..2], &mut two)
-                .unwrap();
-            assert_eq!(two, want[..2 * len], "cfg {cfg:?}, simd {simd}, batch 2");
+            assert_batch_equals_single(&mut fast, &x, &t_in, &format!("cfg {cfg:?}, simd {simd}"));
         }
     }
 }

@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{model_bytes, random_input, random_params, rel_err};
+#[cfg(feature = "threads")]
+use common::single_runs;
+use common::{assert_batch_equals_single, model_bytes, random_input, random_params, rel_err};
 use ddpm_core::format::ModelFile;
 use ddpm_core::host::{HostModel, Path};
 use ddpm_core::sampler::{self, DdimConfig, SamplerConfig};
@@ -112,16 +114,6 @@ fn batch_configs() -> [TinyUNetConfig; 3] {
     ]
 }
 
-/// Each image of `x` through `fast.forward` on its own, concatenated.
-fn single_runs(fast: &mut FastTinyUNet, x: &[f32], t_in: &[f32]) -> Vec<f32> {
-    let len = fast.config().image_len();
-    let mut out = vec![0.0f32; x.len()];
-    for ((xi, oi), &t) in x.chunks_exact(len).zip(out.chunks_exact_mut(len)).zip(t_in) {
-        fast.forward(xi, t, oi).unwrap();
-    }
-    out
-}
-
 /// A batch gives each image's single-image result bit for bit, also for a smaller batch after
 /// a larger one (scratch already grown).
 #[test]
@@ -133,15 +125,7 @@ fn batch_equals_single_images() {
         let n = 4;
         let x = random_input(n * cfg.image_len(), 45 + k as u64);
         let t_in: Vec<f32> = (0..n).map(|i| i as f32 / 5.0).collect();
-        let want = single_runs(&mut fast, &x, &t_in);
-        let mut got = vec![0.0f32; x.len()];
-        fast.forward_batch(&x, &t_in, &mut got).unwrap();
-        assert_eq!(got, want, "cfg {cfg:?}");
-        let len = cfg.image_len();
-        let mut two = vec![0.0f32; 2 * len];
-        fast.forward_batch(&x[..2 * len], &t_in[..2], &mut two)
-            .unwrap();
-        assert_eq!(two, want[..2 * len], "cfg {cfg:?}, batch 2");
+        assert_batch_equals_single(&mut fast, &x, &t_in, &format!("cfg {cfg:?}"));
     }
 }
 

@@ -61,3 +61,62 @@ pub fn rel_err(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
         / scale
 }
+
+/// The fast paths of both networks behind one interface, so that the batch and thread tests are
+/// written once.
+#[cfg(feature = "fast")]
+pub trait FastBatch {
+    /// Elements of one image.
+    fn image_len(&self) -> usize;
+    /// One image.
+    fn forward_one(&mut self, x: &[f32], t_in: f32, out: &mut [f32]);
+    /// A batch of images.
+    fn forward_many(&mut self, x: &[f32], t_in: &[f32], out: &mut [f32]);
+}
+
+#[cfg(feature = "fast")]
+macro_rules! impl_fast_batch {
+    ($t:ty) => {
+        impl FastBatch for $t {
+            fn image_len(&self) -> usize {
+                self.config().image_len()
+            }
+            fn forward_one(&mut self, x: &[f32], t_in: f32, out: &mut [f32]) {
+                self.forward(x, t_in, out).unwrap();
+            }
+            fn forward_many(&mut self, x: &[f32], t_in: &[f32], out: &mut [f32]) {
+                self.forward_batch(x, t_in, out).unwrap();
+            }
+        }
+    };
+}
+#[cfg(feature = "fast")]
+impl_fast_batch!(ddpm_core::fast::FastSimpleUNet);
+#[cfg(feature = "fast")]
+impl_fast_batch!(ddpm_core::fast::FastTinyUNet);
+
+/// Each image of `x` through the single-image pass on its own, concatenated: the reference
+/// of the batch and thread tests.
+#[cfg(feature = "fast")]
+pub fn single_runs(fast: &mut impl FastBatch, x: &[f32], t_in: &[f32]) -> Vec<f32> {
+    let len = fast.image_len();
+    let mut out = vec![0.0f32; x.len()];
+    for ((xi, oi), &t) in x.chunks_exact(len).zip(out.chunks_exact_mut(len)).zip(t_in) {
+        fast.forward_one(xi, t, oi);
+    }
+    out
+}
+
+/// The batch `x` through `forward_many` gives `single_runs` bit for bit, and so do its first
+/// two images afterwards (a smaller batch after a larger one: scratch already grown).
+#[cfg(feature = "fast")]
+pub fn assert_batch_equals_single(fast: &mut impl FastBatch, x: &[f32], t_in: &[f32], what: &str) {
+    let want = single_runs(fast, x, t_in);
+    let mut got = vec![0.0f32; x.len()];
+    fast.forward_many(x, t_in, &mut got);
+    assert_eq!(got, want, "{what}");
+    let two = 2 * fast.image_len();
+    let mut got2 = vec![0.0f32; two];
+    fast.forward_many(&x[..two], &t_in[..2], &mut got2);
+    assert_eq!(got2, want[..two], "{what}, batch 2");
+}
