@@ -79,7 +79,7 @@ pub use config::{
 pub use crc32::crc32;
 pub use error::{Error, Result};
 pub use noise::GaussianNoise;
-pub use sampler::pixel_to_u8;
+pub use sampler::{pixel_to_u8, ReferenceDenoiser};
 pub use schedule::Schedule;
-pub use simple_unet::{ReferenceDenoiser, SimpleUNet};
+pub use simple_unet::SimpleUNet;
 pub use tiny_unet::{TinyReferenceDenoiser, TinyUNet};

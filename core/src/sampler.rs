@@ -325,6 +325,47 @@ pub trait Denoiser {
     fn predict_noise(&mut self, x: &[f32], t_in: f32, eps: &mut [f32]) -> Result<()>;
 }
 
+/// A network with a heap-free reference forward pass over a caller-owned f32 workspace
+/// (SimpleUNet and TinyUNet).
+pub trait ReferenceNet {
+    /// Elements of one image.
+    fn image_len(&self) -> usize;
+    /// f32 elements of workspace the forward pass needs.
+    fn workspace_len(&self) -> usize;
+    /// ε for `x` at time input `t_in` into `eps`.
+    fn forward_reference(
+        &self,
+        x: &[f32],
+        t_in: f32,
+        workspace: &mut [f32],
+        eps: &mut [f32],
+    ) -> Result<()>;
+}
+
+/// A [`Denoiser`] running a network's reference forward pass over a caller-owned workspace (no
+/// heap).
+pub struct ReferenceDenoiser<'b, N> {
+    net: N,
+    workspace: &'b mut [f32],
+}
+
+impl<'b, N: ReferenceNet> ReferenceDenoiser<'b, N> {
+    /// Checks the workspace size once, here.
+    pub fn new(net: N, workspace: &'b mut [f32]) -> Result<Self> {
+        crate::error::check_min_len("workspace", net.workspace_len(), workspace.len())?;
+        Ok(Self { net, workspace })
+    }
+}
+
+impl<N: ReferenceNet> Denoiser for ReferenceDenoiser<'_, N> {
+    fn image_len(&self) -> usize {
+        self.net.image_len()
+    }
+    fn predict_noise(&mut self, x: &[f32], t_in: f32, eps: &mut [f32]) -> Result<()> {
+        self.net.forward_reference(x, t_in, self.workspace, eps)
+    }
+}
+
 /// One step of `plan` (step index `k`): evaluates the network on `x` into `eps`, then updates
 /// `x` in place, drawing noise from `noise` as the step needs it.
 #[allow(clippy::too_many_arguments)]

@@ -152,26 +152,20 @@ impl<'w> SimpleUNet<'w> {
     }
 }
 
-/// A [`Denoiser`](crate::sampler::Denoiser) running the reference forward pass over a
-/// caller-owned workspace (no heap).
-pub struct ReferenceDenoiser<'w, 'b> {
-    net: SimpleUNet<'w>,
-    workspace: &'b mut [f32],
-}
-
-impl<'w, 'b> ReferenceDenoiser<'w, 'b> {
-    /// Checks the workspace size once, here.
-    pub fn new(net: SimpleUNet<'w>, workspace: &'b mut [f32]) -> Result<Self> {
-        check_min_len("workspace", net.config().workspace_len(), workspace.len())?;
-        Ok(Self { net, workspace })
-    }
-}
-
-impl crate::sampler::Denoiser for ReferenceDenoiser<'_, '_> {
+impl crate::sampler::ReferenceNet for SimpleUNet<'_> {
     fn image_len(&self) -> usize {
-        self.net.config().image_len()
+        self.cfg.image_len()
     }
-    fn predict_noise(&mut self, x: &[f32], t_in: f32, eps: &mut [f32]) -> Result<()> {
-        self.net.forward_reference(x, t_in, self.workspace, eps)
+    fn workspace_len(&self) -> usize {
+        self.cfg.workspace_len()
+    }
+    fn forward_reference(
+        &self,
+        x: &[f32],
+        t_in: f32,
+        workspace: &mut [f32],
+        eps: &mut [f32],
+    ) -> Result<()> {
+        SimpleUNet::forward_reference(self, x, t_in, workspace, eps)
     }
 }
