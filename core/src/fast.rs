@@ -284,6 +284,48 @@ fn run_images<A: Send, S: Send>(
     }
 }
 
+/// A layer whose output rows are computed independently: `rows_impl` is written once, in
+/// portable Rust, and compiled twice by [`dispatch_rows`] (plain, and with AVX2 + FMA enabled).
+trait RowKernel {
+    /// Output rows `rows` of the `g`-shaped input `x` into `out` (those rows only).
+    fn rows_impl(&self, x: &[f32], g: Geometry, rows: Range<usize>, out: &mut [f32]);
+}
+
+/// Runs `k.rows_impl` compiled for AVX2 + FMA when `simd` asks for it and the CPU has both,
+/// otherwise the portable build.
+fn dispatch_rows<K: RowKernel>(
+    k: &K,
+    x: &[f32],
+    g: Geometry,
+    rows: Range<usize>,
+    out: &mut [f32],
+    simd: bool,
+) {
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if simd && crate::simd::avx2_fma() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+        return unsafe { rows_avx2(k, x, g, rows, out) };
+    }
+    let _ = simd;
+    k.rows_impl(x, g, rows, out);
+}
+
+/// [`RowKernel::rows_impl`] compiled for AVX2 + FMA.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn rows_avx2<K: RowKernel>(
+    k: &K,
+    x: &[f32],
+    g: Geometry,
+    rows: Range<usize>,
+    out: &mut [f32],
+) {
+    k.rows_impl(x, g, rows, out);
+}
+
 /// The first layer, direct: a `[n][c][h][w]` image to a channels-last `[n][h][w][out]` map,
 /// with bias and ReLU.
 #[derive(Clone)]
@@ -317,25 +359,11 @@ impl DirectIn {
     fn run_rows(&self, x: &[f32], g: Geometry, rows: Range<usize>, out: &mut [f32], simd: bool) {
         assert!(x.len() >= g.n * self.in_c * g.h * g.w);
         assert!(out.len() >= rows.len() * g.w * self.out_c && rows.end <= g.n * g.h);
-        #[cfg(all(feature = "std", target_arch = "x86_64"))]
-        if simd && crate::simd::avx2_fma() {
-            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-            return unsafe { self.run_rows_avx2(x, g, rows, out) };
-        }
-        let _ = simd;
-        self.rows_impl(x, g, rows, out);
+        dispatch_rows(self, x, g, rows, out, simd);
     }
+}
 
-    /// [`Self::rows_impl`] compiled for AVX2 + FMA.
-    ///
-    /// # Safety
-    /// The CPU must support AVX2 and FMA.
-    #[cfg(all(feature = "std", target_arch = "x86_64"))]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn run_rows_avx2(&self, x: &[f32], g: Geometry, rows: Range<usize>, out: &mut [f32]) {
-        self.rows_impl(x, g, rows, out);
-    }
-
+impl RowKernel for DirectIn {
     #[inline(always)]
     fn rows_impl(&self, x: &[f32], g: Geometry, rows: Range<usize>, out: &mut [f32]) {
         let co = self.out_c;
@@ -357,7 +385,9 @@ impl DirectIn {
             }
         }
     }
+}
 
+impl DirectIn {
     /// ReLU(bias + taps) of output channels `oc .. oc + L` at pixel (y, xx) of image `b`.
     #[inline(always)]
     fn pixel<const L: usize>(
@@ -445,28 +475,15 @@ impl DirectOut {
         self
     }
 
+    /// Output rows `rows` (numbered `b·h + y`) into `out` (those rows only).
     fn run_rows(&self, a: &[f32], g: Geometry, rows: Range<usize>, out: &mut [f32], simd: bool) {
         assert!(a.len() >= g.n * g.h * g.w * self.in_c);
         assert!(out.len() >= rows.len() * g.w * self.out_c && rows.end <= g.n * g.h);
-        #[cfg(all(feature = "std", target_arch = "x86_64"))]
-        if simd && crate::simd::avx2_fma() {
-            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-            return unsafe { self.run_rows_avx2(a, g, rows, out) };
-        }
-        let _ = simd;
-        self.rows_impl(a, g, rows, out);
+        dispatch_rows(self, a, g, rows, out, simd);
     }
+}
 
-    /// [`Self::rows_impl`] compiled for AVX2 + FMA.
-    ///
-    /// # Safety
-    /// The CPU must support AVX2 and FMA.
-    #[cfg(all(feature = "std", target_arch = "x86_64"))]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn run_rows_avx2(&self, a: &[f32], g: Geometry, rows: Range<usize>, out: &mut [f32]) {
-        self.rows_impl(a, g, rows, out);
-    }
-
+impl RowKernel for DirectOut {
     #[inline(always)]
     fn rows_impl(&self, a: &[f32], g: Geometry, rows: Range<usize>, out: &mut [f32]) {
         let (ci, co, h, w) = (self.in_c, self.out_c, g.h, g.w);
