@@ -15,7 +15,7 @@
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
-use ddpm_core::format::ModelFile;
+use ddpm_core::format::{ModelFile, ModelHeader};
 use ddpm_core::int8::{Int8SimpleUNet, Scratch};
 use ddpm_core::quantize::{Calibrator, QuantMask, QuantOptions, QuantPlan, ACTIVATIONS};
 use ddpm_core::sampler::{self, DdpmConfig, Plan, SamplerConfig};
@@ -62,8 +62,9 @@ fn to_unit(p: u8) -> f32 {
     p as f32 / 127.5 - 1.0
 }
 
-/// A noised copy of image `i` of `data` at timestep `t`.
-fn noised(
+/// A noised copy of image `i` of `data` at timestep `t` (pixels scaled to [−1, 1] as in
+/// training).
+pub(crate) fn noised(
     data: &Mnist,
     i: usize,
     t: usize,
@@ -86,6 +87,61 @@ fn pick(noise: &mut GaussianNoise, n: usize) -> usize {
     ((u >> 32) as usize) % n.max(1)
 }
 
+/// What both calibrations start from: the model file's header, its f32 parameters in
+/// `state_dict` order, its schedule, and MNIST's train (calibration) and test (accuracy) splits
+/// at the model's image size.
+pub(crate) struct CalibrationInputs {
+    pub header: ModelHeader<'static>,
+    pub params: Vec<f32>,
+    pub sched: Schedule,
+    pub train: Mnist,
+    pub test: Mnist,
+}
+
+/// Parses the f32 model file, checks that it holds an `arch` network of single-channel images
+/// (what the MNIST calibration reads), and loads its parameters and both MNIST splits.
+pub(crate) fn load_for_calibration(
+    model_bytes: &[u8],
+    data_dir: &Path,
+    arch: &str,
+) -> Result<CalibrationInputs> {
+    let file = ModelFile::parse(model_bytes).map_err(|e| anyhow!("model file: {e}"))?;
+    let header = *file.header();
+    let cfg = header.model;
+    if cfg.arch_name() != arch {
+        bail!(
+            "this int8 export expects a {arch} model; this model file holds a {} model",
+            cfg.arch_name()
+        );
+    }
+    if cfg.channels() != 1 {
+        bail!(
+            "int8 calibration reads MNIST-style single-channel images; this model has {} channels",
+            cfg.channels()
+        );
+    }
+    let mut params = vec![0.0f32; cfg.param_count()];
+    match &cfg {
+        ModelConfig::SimpleUNet(c) => ddpm_core::simple_unet::load_params(&file, c, &mut params),
+        ModelConfig::TinyUNet(c) => ddpm_core::tiny_unet::load_params(&file, c, &mut params),
+    }
+    .map_err(|e| anyhow!("model file: {e}"))?;
+    let sched: Schedule = Schedule::new(&header.schedule).map_err(|e| anyhow!("{e}"))?;
+    let (h, w) = (cfg.height(), cfg.width());
+    let train = Mnist::load(data_dir, Split::Train, h, w)
+        .with_context(|| format!("calibration data in {}", data_dir.display()))?;
+    let test = Mnist::load(data_dir, Split::Test, h, w)
+        .with_context(|| format!("evaluation data in {}", data_dir.display()))?;
+    let header = ModelHeader { note: "", ..header };
+    Ok(CalibrationInputs {
+        header,
+        params,
+        sched,
+        train,
+        test,
+    })
+}
+
 /// Quantizes the f32 model file `model_bytes`; returns the int8 file and its accuracy.
 pub fn quantize_model(
     model_bytes: &[u8],
@@ -93,31 +149,18 @@ pub fn quantize_model(
     opts: &CalibrationOptions,
     note: &str,
 ) -> Result<(Vec<u8>, AccuracyReport)> {
-    let file = ModelFile::parse(model_bytes).map_err(|e| anyhow!("model file: {e}"))?;
-    let header = *file.header();
+    let CalibrationInputs {
+        header,
+        params,
+        sched,
+        train,
+        test,
+    } = load_for_calibration(model_bytes, data_dir, "simple")?;
     let ModelConfig::SimpleUNet(cfg) = header.model else {
-        bail!(
-            "int8 export is implemented for SimpleUNet only; this model file holds a {} model",
-            header.model.arch_name()
-        );
+        unreachable!("load_for_calibration checked the architecture");
     };
-    let mut params = vec![0.0f32; cfg.param_count()];
-    ddpm_core::simple_unet::load_params(&file, &cfg, &mut params)
-        .map_err(|e| anyhow!("model file: {e}"))?;
     let net = SimpleUNet::from_flat(cfg, &params).map_err(|e| anyhow!("{e}"))?;
-    let sched: Schedule = Schedule::new(&header.schedule).map_err(|e| anyhow!("{e}"))?;
     let big_t = sched.len();
-    let (h, w) = (cfg.height as usize, cfg.width as usize);
-    if cfg.channels != 1 {
-        bail!(
-            "int8 calibration reads MNIST-style single-channel images; this model has {} channels",
-            cfg.channels
-        );
-    }
-    let train = Mnist::load(data_dir, Split::Train, h, w)
-        .with_context(|| format!("calibration data in {}", data_dir.display()))?;
-    let test = Mnist::load(data_dir, Split::Test, h, w)
-        .with_context(|| format!("evaluation data in {}", data_dir.display()))?;
 
     let mut cal = Calibrator::new(net, 13);
     let mut noise = GaussianNoise::new(opts.seed);

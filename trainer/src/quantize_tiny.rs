@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Result};
 use ddpm_core::format::ModelFile;
 use ddpm_core::sampler::{DdimConfig, SamplerConfig};
 use ddpm_core::tiny_int8::{layerwise_len, layerwise_offsets, Int8TinyUNet, TimeScratch};
@@ -19,8 +19,10 @@ use ddpm_core::tiny_quantize::{quantize_tiny_unet, reference_workspace_ranges, T
 use ddpm_core::{GaussianNoise, ModelConfig, Schedule, TinyUNet, TinyUNetConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::idx::{Mnist, Split};
-use crate::quantize::{observe_trajectories, CalibrationOptions};
+use crate::idx::Mnist;
+use crate::quantize::{
+    load_for_calibration, noised, observe_trajectories, CalibrationInputs, CalibrationOptions,
+};
 
 /// Relative RMS errors of int8 against f32 for a TinyUNet.
 #[derive(Debug, Clone, Copy)]
@@ -49,23 +51,6 @@ impl Draws {
     }
 }
 
-/// Image `i` of `data` noised to timestep `t` (pixels scaled to [−1, 1] as in training).
-fn noised(
-    data: &Mnist,
-    i: usize,
-    t: usize,
-    sched: &Schedule,
-    noise: &mut GaussianNoise,
-) -> Vec<f32> {
-    let n = data.height * data.width;
-    let a = sched.alphas_cumprod()[t];
-    let (sa, s1a) = (a.sqrt(), (1.0 - a).sqrt());
-    data.images[i * n..(i + 1) * n]
-        .iter()
-        .map(|&p| sa * (p as f32 / 127.5 - 1.0) + s1a * noise.next_gaussian())
-        .collect()
-}
-
 fn bar(len: u64, msg: &'static str) -> ProgressBar {
     let b = ProgressBar::new(len);
     b.set_style(
@@ -83,28 +68,18 @@ pub fn quantize_tiny_model(
     opts: &CalibrationOptions,
     note: &str,
 ) -> Result<(Vec<u8>, TinyAccuracyReport)> {
-    let file = ModelFile::parse(model_bytes).map_err(|e| anyhow!("model file: {e}"))?;
-    let header = *file.header();
+    let CalibrationInputs {
+        header,
+        params,
+        sched,
+        train,
+        test,
+    } = load_for_calibration(model_bytes, data_dir, "tiny")?;
     let ModelConfig::TinyUNet(cfg) = header.model else {
-        anyhow::bail!("not a TinyUNet model file ({})", header.model.arch_name());
+        unreachable!("load_for_calibration checked the architecture");
     };
-    if cfg.channels != 1 {
-        anyhow::bail!(
-            "int8 calibration reads MNIST-style single-channel images; this model has {} channels",
-            cfg.channels
-        );
-    }
-    let mut params = vec![0.0f32; cfg.param_count()];
-    ddpm_core::tiny_unet::load_params(&file, &cfg, &mut params)
-        .map_err(|e| anyhow!("model file: {e}"))?;
     let net = TinyUNet::from_flat(cfg, &params).map_err(|e| anyhow!("{e}"))?;
-    let sched: Schedule = Schedule::new(&header.schedule).map_err(|e| anyhow!("{e}"))?;
     let big_t = sched.len();
-    let (h, w) = (cfg.height as usize, cfg.width as usize);
-    let train = Mnist::load(data_dir, Split::Train, h, w)
-        .with_context(|| format!("calibration data in {}", data_dir.display()))?;
-    let test = Mnist::load(data_dir, Split::Test, h, w)
-        .with_context(|| format!("evaluation data in {}", data_dir.display()))?;
 
     let mut cal = TinyCalibrator::new(net, 13);
     let mut draws = Draws(opts.seed);
