@@ -444,6 +444,44 @@ pub fn load_model_pair(path: &Path) -> (String, nn::VarStore, Net, HostModel) {
     (format!("model file {what}"), vs, net, core)
 }
 
+/// The model a trajectory test runs, with a description: the model file named by the
+/// environment variable `env_var` when set, else the committed `default_file` (relative to the
+/// repository root) when present, else `fallback` freshly initialised by the trainer (seed 0,
+/// default schedule). A file must hold the same architecture as `fallback`.
+pub fn trajectory_model(
+    env_var: &str,
+    default_file: &str,
+    fallback: impl Into<ModelConfig>,
+) -> (String, nn::VarStore, Net, HostModel) {
+    let fallback = fallback.into();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let path = match std::env::var_os(env_var) {
+        Some(p) => Some(PathBuf::from(p)),
+        None => Some(root.join(default_file)).filter(|p| p.exists()),
+    };
+    match path {
+        Some(path) => {
+            let (what, vs, net, core) = load_model_pair(&path);
+            assert_eq!(
+                net.config().arch_name(),
+                fallback.arch_name(),
+                "{what}: not a {} model file",
+                fallback.arch_name()
+            );
+            (what, vs, net, core)
+        }
+        None => {
+            let (vs, net) = trainer_model(fallback, 0, 1.0);
+            let core = export_to_core(&vs, &fallback, &ScheduleConfig::default());
+            let what = format!(
+                "{default_file} absent: a {} model freshly initialised by the trainer (seed 0)",
+                fallback.arch_name()
+            );
+            (what, vs, net, core)
+        }
+    }
+}
+
 /// Runs the sampler `cfg` from the initial noise of `seeds` (one image each, the core's
 /// generator) on both sides with the same z at every step, each side driven by its own network
 /// (the core on `path`), and returns every image's relative error after the last step.

@@ -6,10 +6,7 @@ use ddpm_core::sampler::{
     self, DdimConfig, DdpmConfig, DdpmVariance, Plan, SamplerConfig, Spacing,
 };
 use ddpm_core::{Schedule, ScheduleConfig, SimpleUNetConfig};
-use ddpm_equivalence::{
-    check_property, export_to_core, gaussian, load_model_pair, rel_err, tensor, trainer_model,
-    trajectories, values, within,
-};
+use ddpm_equivalence::{check_property, gaussian, rel_err, tensor, trajectories, values, within};
 use ddpm_trainer::model::Net;
 use proptest::prelude::*;
 use tch::nn;
@@ -152,38 +149,14 @@ const TRAJECTORY_REL: f32 = 3e-5;
 /// The trained default model, written by `trainer fit` (see the README).
 const DEFAULT_MODEL: &str = "models/simple_unet_mnist.ddpm";
 
-/// The model the trajectories run: the trained default model when present (or the file named by
-/// `DDPM_EQUIVALENCE_MODEL`), else a SimpleUNet freshly initialised by the trainer (seed 0).
-/// Returns a description, the tch network and the core's model loaded from the same weights.
+/// The model the trajectories run: the file named by `DDPM_EQUIVALENCE_MODEL`, else the trained
+/// default model when present, else a SimpleUNet freshly initialised by the trainer (seed 0).
 fn trajectory_model() -> (String, nn::VarStore, Net, HostModel) {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let path = match std::env::var_os("DDPM_EQUIVALENCE_MODEL") {
-        Some(p) => Some(std::path::PathBuf::from(p)),
-        None => Some(root.join(DEFAULT_MODEL)).filter(|p| p.exists()),
-    };
-    match path {
-        Some(path) => {
-            let (what, vs, net, core) = load_model_pair(&path);
-            assert!(
-                matches!(net.config(), ddpm_core::ModelConfig::SimpleUNet(_)),
-                "{what}: not a SimpleUNet model file"
-            );
-            (what, vs, net, core)
-        }
-        None => {
-            let cfg = SimpleUNetConfig::SEED;
-            let (vs, net) = trainer_model(cfg, 0, 1.0);
-            let core = export_to_core(&vs, &cfg, &ScheduleConfig::default());
-            (
-                format!(
-                    "{DEFAULT_MODEL} absent: a model freshly initialised by the trainer (seed 0)"
-                ),
-                vs,
-                net,
-                core,
-            )
-        }
-    }
+    ddpm_equivalence::trajectory_model(
+        "DDPM_EQUIVALENCE_MODEL",
+        DEFAULT_MODEL,
+        SimpleUNetConfig::SEED,
+    )
 }
 
 #[test]

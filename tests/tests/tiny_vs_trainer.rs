@@ -7,11 +7,10 @@ use ddpm_core::host::{HostModel, Path};
 use ddpm_core::sampler::{
     self, DdimConfig, DdpmConfig, DdpmVariance, Plan, SamplerConfig, Spacing,
 };
-use ddpm_core::{ModelConfig, Schedule, ScheduleConfig, TinyUNetConfig};
+use ddpm_core::{Schedule, ScheduleConfig, TinyUNetConfig};
 use ddpm_equivalence::{
-    check_property, export_to_core, forward_case, gaussian, load_model_pair, rel_err,
-    run_forward_case, tch_forward, tensor, trainer_model, trajectories, values, within,
-    ForwardCase, MAX_BATCH,
+    check_property, export_to_core, forward_case, gaussian, rel_err, run_forward_case, tch_forward,
+    tensor, trainer_model, trajectories, values, within, ForwardCase, MAX_BATCH,
 };
 use ddpm_trainer::model::Net;
 use proptest::prelude::*;
@@ -265,32 +264,11 @@ const DEFAULT_TINY_MODEL: &str = "models/tiny_unet_mnist.ddpm";
 /// (e.g. one from `trainer fit --arch tiny`), else the committed model when present, else the
 /// default TinyUNet freshly initialised by the trainer (seed 0).
 fn trajectory_model() -> (String, tch::nn::VarStore, Net, HostModel) {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let path = match std::env::var_os("DDPM_EQUIVALENCE_TINY_MODEL") {
-        Some(p) => Some(std::path::PathBuf::from(p)),
-        None => Some(root.join(DEFAULT_TINY_MODEL)).filter(|p| p.exists()),
-    };
-    match path {
-        Some(p) => {
-            let (what, vs, net, core) = load_model_pair(&p);
-            assert!(
-                matches!(net.config(), ModelConfig::TinyUNet(_)),
-                "{what}: not a TinyUNet"
-            );
-            (what, vs, net, core)
-        }
-        None => {
-            let cfg = TinyUNetConfig::DEFAULT;
-            let (vs, net) = trainer_model(cfg, 0, 1.0);
-            let core = export_to_core(&vs, &cfg, &ScheduleConfig::default());
-            (
-                "the default TinyUNet freshly initialised by the trainer (seed 0)".to_owned(),
-                vs,
-                net,
-                core,
-            )
-        }
-    }
+    ddpm_equivalence::trajectory_model(
+        "DDPM_EQUIVALENCE_TINY_MODEL",
+        DEFAULT_TINY_MODEL,
+        TinyUNetConfig::DEFAULT,
+    )
 }
 
 #[test]

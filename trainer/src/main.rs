@@ -1015,6 +1015,54 @@ impl CompareSamplerArgs {
     }
 }
 
+/// Where samples are judged, shared by `eval` and `compare-int8`: the classifier, the data,
+/// the devices and the thread counts.
+#[derive(Args)]
+struct JudgeArgs {
+    /// The MNIST classifier that judges samples (trained and cached there when missing, which
+    /// takes minutes).
+    #[arg(long, default_value = ddpm_trainer::classifier::DEFAULT_PATH)]
+    classifier: PathBuf,
+    /// MNIST directory: test images (eval's bound and reference features), training images
+    /// (eval's real-image floor and a missing classifier) [default: data/mnist if present, else
+    /// ../shared/data/mnist].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Device of the classifier (and of the network for eval --nll): auto, cpu, cuda or cuda:N.
+    /// Samples are drawn through ddpm-core on the CPU.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// libtorch CPU threads [default: all cores].
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Threads drawing the samples through ddpm-core, each a run of whole images (results do
+    /// not depend on it) [default: all cores].
+    #[arg(long)]
+    workers: Option<usize>,
+}
+
+impl JudgeArgs {
+    /// Sets libtorch's thread count and returns the device.
+    fn setup(&self) -> Result<tch::Device> {
+        set_threads(self.threads)?;
+        parse_device(&self.device)
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.data.clone().unwrap_or_else(idx::default_data_dir)
+    }
+
+    fn workers(&self) -> Result<usize> {
+        let n = self
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        if n == 0 {
+            bail!("--workers must be at least 1");
+        }
+        Ok(n)
+    }
+}
+
 #[derive(Args)]
 struct CompareInt8Args {
     /// f32 model file [default: models/simple_unet_mnist.ddpm].
@@ -1038,23 +1086,8 @@ struct CompareInt8Args {
     /// PNG to write: rows of f32 samples, each followed by the row of their int8 twins.
     #[arg(long, default_value = "side_by_side.png")]
     out: PathBuf,
-    /// The classifier (trained and cached there when missing, which takes minutes).
-    #[arg(long, default_value = ddpm_trainer::classifier::DEFAULT_PATH)]
-    classifier: PathBuf,
-    /// MNIST directory, used only to train a missing classifier [default: data/mnist if
-    /// present, else ../shared/data/mnist].
-    #[arg(long)]
-    data: Option<PathBuf>,
-    /// Device of the classifier: auto, cpu, cuda or cuda:N (sampling runs on the CPU).
-    #[arg(long, default_value = "auto")]
-    device: String,
-    /// libtorch CPU threads [default: all cores].
-    #[arg(long)]
-    threads: Option<usize>,
-    /// Threads drawing the int8 samples, each a run of whole images (results do not depend
-    /// on it) [default: all cores].
-    #[arg(long)]
-    workers: Option<usize>,
+    #[command(flatten)]
+    judge: JudgeArgs,
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
@@ -1062,8 +1095,7 @@ struct CompareInt8Args {
 
 fn run_compare_int8(a: CompareInt8Args) -> Result<()> {
     use ddpm_trainer::{classifier, compare};
-    set_threads(a.threads)?;
-    let device = parse_device(&a.device)?;
+    let device = a.judge.setup()?;
     let model_path = a
         .model
         .clone()
@@ -1077,20 +1109,14 @@ fn run_compare_int8(a: CompareInt8Args) -> Result<()> {
             );
         }
     }
-    let data_dir = a.data.clone().unwrap_or_else(idx::default_data_dir);
-    let clf = classifier::load_or_train(&a.classifier, &data_dir, device)?;
+    let clf = classifier::load_or_train(&a.judge.classifier, &a.judge.data_dir(), device)?;
     let opts = compare::CompareOptions {
         n: a.n,
         sampler: a.sampler.config(),
         seed: a.seed,
-        workers: a
-            .workers
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        workers: a.judge.workers()?,
         progress: progress_wanted(a.no_progress),
     };
-    if opts.workers == 0 {
-        bail!("--workers must be at least 1");
-    }
     eprintln!(
         "compare-int8: {} images each from {} and {}, {:?}, seeds {}..={}",
         a.n,
@@ -1166,24 +1192,10 @@ struct EvalArgs {
     /// --fid: number of samples (and of real training images for the floor).
     #[arg(long, default_value_t = 1000)]
     samples: usize,
-    /// --fid: threads drawing the samples, each a run of whole images (results do not depend
-    /// on it) [default: all cores].
-    #[arg(long)]
-    workers: Option<usize>,
     #[command(flatten)]
     sampler: SamplerArgs,
-    /// --fid: the classifier (trained and cached there when missing, which takes minutes).
-    #[arg(long, default_value = ddpm_trainer::classifier::DEFAULT_PATH)]
-    classifier: PathBuf,
-    /// MNIST directory [default: data/mnist if present, else ../shared/data/mnist].
-    #[arg(long)]
-    data: Option<PathBuf>,
-    /// Device of the network (--nll) and the classifier: auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    device: String,
-    /// libtorch CPU threads [default: all cores].
-    #[arg(long)]
-    threads: Option<usize>,
+    #[command(flatten)]
+    judge: JudgeArgs,
     /// Write all figures as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -1194,13 +1206,14 @@ struct EvalArgs {
 
 fn run_eval(a: EvalArgs) -> Result<()> {
     use ddpm_trainer::eval;
-    set_threads(a.threads)?;
+    let device = a.judge.setup()?;
+    let workers = a.judge.workers()?;
     let opts = eval::EvalOptions {
         model: a.model.unwrap_or_else(|| PathBuf::from(DEFAULT_MODEL)),
         nll: a.nll,
         fid: a.fid,
-        data: a.data.unwrap_or_else(idx::default_data_dir),
-        device: parse_device(&a.device)?,
+        data: a.judge.data_dir(),
+        device,
         progress: progress_wanted(a.no_progress),
         json: a.json,
         bound: eval::nll::BoundOptions {
@@ -1214,10 +1227,8 @@ fn run_eval(a: EvalArgs) -> Result<()> {
         sampler: a.sampler.config(),
         seed: a.sampler.seed,
         samples: a.samples,
-        workers: a
-            .workers
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
-        classifier: a.classifier,
+        workers,
+        classifier: a.judge.classifier,
     };
     eval::run(&opts)
 }
