@@ -342,6 +342,31 @@ pub trait ReferenceNet {
     ) -> Result<()>;
 }
 
+/// Implements [`ReferenceNet`] for a network type with `cfg` (`image_len`, `workspace_len`)
+/// and an inherent `forward_reference`.
+macro_rules! impl_reference_net {
+    ($net:ident) => {
+        impl $crate::sampler::ReferenceNet for $net<'_> {
+            fn image_len(&self) -> usize {
+                self.cfg.image_len()
+            }
+            fn workspace_len(&self) -> usize {
+                self.cfg.workspace_len()
+            }
+            fn forward_reference(
+                &self,
+                x: &[f32],
+                t_in: f32,
+                workspace: &mut [f32],
+                eps: &mut [f32],
+            ) -> $crate::error::Result<()> {
+                $net::forward_reference(self, x, t_in, workspace, eps)
+            }
+        }
+    };
+}
+pub(crate) use impl_reference_net;
+
 /// A [`Denoiser`] running a network's reference forward pass over a caller-owned workspace (no
 /// heap).
 pub struct ReferenceDenoiser<'b, N> {

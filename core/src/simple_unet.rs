@@ -152,20 +152,4 @@ impl<'w> SimpleUNet<'w> {
     }
 }
 
-impl crate::sampler::ReferenceNet for SimpleUNet<'_> {
-    fn image_len(&self) -> usize {
-        self.cfg.image_len()
-    }
-    fn workspace_len(&self) -> usize {
-        self.cfg.workspace_len()
-    }
-    fn forward_reference(
-        &self,
-        x: &[f32],
-        t_in: f32,
-        workspace: &mut [f32],
-        eps: &mut [f32],
-    ) -> Result<()> {
-        SimpleUNet::forward_reference(self, x, t_in, workspace, eps)
-    }
-}
+crate::sampler::impl_reference_net!(SimpleUNet);

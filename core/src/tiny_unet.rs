@@ -233,23 +233,7 @@ impl<'w> TinyUNet<'w> {
     }
 }
 
-impl crate::sampler::ReferenceNet for TinyUNet<'_> {
-    fn image_len(&self) -> usize {
-        self.cfg.image_len()
-    }
-    fn workspace_len(&self) -> usize {
-        self.cfg.workspace_len()
-    }
-    fn forward_reference(
-        &self,
-        x: &[f32],
-        t_in: f32,
-        workspace: &mut [f32],
-        eps: &mut [f32],
-    ) -> Result<()> {
-        TinyUNet::forward_reference(self, x, t_in, workspace, eps)
-    }
-}
+crate::sampler::impl_reference_net!(TinyUNet);
 
 /// TinyUNet's reference forward pass as a [`Denoiser`](crate::sampler::Denoiser) over a
 /// caller-owned workspace (no heap).

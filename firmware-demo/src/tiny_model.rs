@@ -25,25 +25,7 @@ pub static MODEL: &[u8] = include_bytes!("../../models/tiny_unet_mnist_int8.ddpm
 pub const DESCRIPTION: &str =
     "TinyUNet 1x28x28, widths 32/64/64, int8, planned arena + row-streamed tail";
 
-/// Largest number of timesteps the schedule storage holds (16 bytes each; the trainer's
-/// default T = 300). A model trained with more steps is refused by `Schedule::fill`.
-pub const MAX_T: usize = 300;
-
-/// Seed of the sample when `DDPM_DEMO_SEED` is not set at build time.
-pub const DEFAULT_SEED: u64 = 42;
-/// DDIM steps when `DDPM_DEMO_STEPS` is not set at build time.
-pub const DEFAULT_STEPS: u32 = 10;
-
-/// The sampler: deterministic DDIM (η = 0, `leading` spacing), x0 clipped to [−1, 1] with ε
-/// recomputed from it, as in the default build.
-pub fn sampler_config(steps: u32) -> SamplerConfig {
-    SamplerConfig::Ddim(DdimConfig {
-        steps,
-        clip_x0: true,
-        recompute_eps: true,
-        ..DdimConfig::default()
-    })
-}
+include!("demo_settings.rs");
 
 /// Every buffer sampling needs, sized at compile time so it can live in a `static`.
 pub struct Buffers {

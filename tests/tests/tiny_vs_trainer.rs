@@ -247,15 +247,17 @@ fn ddim_step_with_tiny_eps_matches_trainer() {
 }
 
 /// A whole trajectory, each side driven by its own forward pass, max |tch − core| / max |tch|
-/// after the last step: the bound of SimpleUNet's trajectories (TRAJECTORY_REL in
-/// samplers_vs_trainer.rs), for the same reason. The steps agree to 2 ulp, so the difference
-/// is the forward passes' summation order fed back through the steps. With a fresh
-/// initialisation or a 16-step smoke fit it stays put (measured 8.9e-7 and 1.6e-6), but the
-/// trained committed model (models/tiny_unet_mnist.ddpm) amplifies it along deterministic DDIM
-/// trajectories, as the trained SimpleUNet does: seed 3, η 0, ends at 1.64e-5 on the fast path
-/// (seed 0: 8.1e-6 fast, 4.1e-6 reference; η 1 and DDPM ≤ 8.4e-6). The bound is 2× the worst
-/// seen; a wrong step or forward pass gives errors of order 1.
-const TRAJECTORY_REL: f32 = 3e-5;
+/// after the last step. The steps agree to 2 ulp, so the difference is the forward passes'
+/// summation order fed back through the steps. With a fresh initialisation or a 16-step smoke
+/// fit it stays put (measured 8.9e-7 and 1.6e-6), but a trained model amplifies it along some
+/// trajectories, and how much depends on the model. The committed model
+/// (models/tiny_unet_mnist.ddpm, batch 16, 26,250 steps) measured on the fast path: DDIM η 0
+/// ≤ 9.1e-6 (seeds 0–3), DDPM ≤ 1.3e-5 (seeds 0–1), DDIM η 1 9.6e-5 on seed 3 and 2.8e-5 on
+/// seed 0 (the others ≤ 4.6e-6); on the reference path DDIM η 1 reaches 2.7e-5 on seed 3, so the
+/// amplification is the trajectory's, not one path's. (The previous committed model, trained
+/// for 2,814 steps, stayed below 1.64e-5.) The bound is 2× the worst seen; a wrong step or
+/// forward pass gives errors of order 1.
+const TRAJECTORY_REL: f32 = 2e-4;
 
 /// The committed TinyUNet, written by `trainer fit --arch tiny` (see the README).
 const DEFAULT_TINY_MODEL: &str = "models/tiny_unet_mnist.ddpm";

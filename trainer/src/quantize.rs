@@ -160,17 +160,18 @@ pub fn quantize_model(
         unreachable!("load_for_calibration checked the architecture");
     };
     let net = SimpleUNet::from_flat(cfg, &params).map_err(|e| anyhow!("{e}"))?;
-    let big_t = sched.len();
 
     let mut cal = Calibrator::new(net, 13);
     let mut noise = GaussianNoise::new(opts.seed);
-    for _ in 0..opts.images {
-        let i = pick(&mut noise, train.len);
-        let t = pick(&mut noise, big_t);
-        let x = noised(&train, i, t, &sched, &mut noise);
-        cal.observe(&x, t as f32 / big_t as f32)
-            .map_err(|e| anyhow!("{e}"))?;
-    }
+    observe_noised(
+        &train,
+        &sched,
+        opts.images,
+        &mut noise,
+        &mut |noise: &mut GaussianNoise, n| pick(noise, n),
+        &ProgressBar::hidden(),
+        &mut |x, t_in| cal.observe(x, t_in).map_err(|e| anyhow!("{e}")),
+    )?;
     // Trajectories of the f32 model with the seed's sampler.
     let scfg = SamplerConfig::Ddpm(DdpmConfig::default());
     observe_trajectories(
@@ -194,6 +195,30 @@ pub fn quantize_model(
     report.sim_eps = sim_eps;
     report.ablation = ablation;
     Ok((bytes, report))
+}
+
+/// Hands `images` noised training images to `observe` (with their time input t/T): image and
+/// timestep `i, t` each drawn by `draw(noise, n)` (uniform below `n`), the noise from `noise`.
+pub(crate) fn observe_noised(
+    train: &Mnist,
+    sched: &Schedule,
+    images: usize,
+    noise: &mut GaussianNoise,
+    draw: &mut dyn FnMut(&mut GaussianNoise, usize) -> usize,
+    bar: &ProgressBar,
+    observe: &mut dyn FnMut(&[f32], f32) -> Result<()>,
+) -> Result<()> {
+    let big_t = sched.len();
+    bar.set_length(images as u64);
+    for _ in 0..images {
+        let i = draw(noise, train.len);
+        let t = draw(noise, big_t);
+        let x = noised(train, i, t, sched, noise);
+        observe(&x, t as f32 / big_t as f32)?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(())
 }
 
 /// Runs `opts.trajectories` trajectories of the f32 model in `model_bytes` with the sampler

@@ -21,7 +21,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::idx::Mnist;
 use crate::quantize::{
-    load_for_calibration, noised, observe_trajectories, CalibrationInputs, CalibrationOptions,
+    load_for_calibration, noised, observe_noised, observe_trajectories, CalibrationInputs,
+    CalibrationOptions,
 };
 
 /// Relative RMS errors of int8 against f32 for a TinyUNet.
@@ -79,21 +80,19 @@ pub fn quantize_tiny_model(
         unreachable!("load_for_calibration checked the architecture");
     };
     let net = TinyUNet::from_flat(cfg, &params).map_err(|e| anyhow!("{e}"))?;
-    let big_t = sched.len();
 
     let mut cal = TinyCalibrator::new(net, 13);
     let mut draws = Draws(opts.seed);
     let mut noise = GaussianNoise::new(opts.seed);
-    let b = bar(opts.images as u64, "calibrating (noised images)");
-    for _ in 0..opts.images {
-        let i = draws.below(train.len);
-        let t = draws.below(big_t);
-        let x = noised(&train, i, t, &sched, &mut noise);
-        cal.observe(&x, t as f32 / big_t as f32)
-            .map_err(|e| anyhow!("{e}"))?;
-        b.inc(1);
-    }
-    b.finish_and_clear();
+    observe_noised(
+        &train,
+        &sched,
+        opts.images,
+        &mut noise,
+        &mut |_: &mut GaussianNoise, n| draws.below(n),
+        &bar(opts.images as u64, "calibrating (noised images)"),
+        &mut |x, t_in| cal.observe(x, t_in).map_err(|e| anyhow!("{e}")),
+    )?;
     let scfg = SamplerConfig::Ddim(DdimConfig {
         steps: CALIBRATION_DDIM_STEPS,
         ..Default::default()

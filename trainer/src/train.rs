@@ -317,31 +317,47 @@ pub struct CheckpointWeights {
     pub ema: bool,
 }
 
+/// A checkpoint's tensors, read once, looked up by name with errors that name the file.
+struct CheckpointTensors {
+    what: String,
+    tensors: Vec<(String, Tensor)>,
+}
+
+impl CheckpointTensors {
+    fn read(path: &Path) -> Result<Self> {
+        let what = path.display().to_string();
+        let tensors = Tensor::read_safetensors(path)
+            .with_context(|| format!("{what}: cannot read checkpoint"))?;
+        Ok(Self { what, tensors })
+    }
+
+    fn find(&self, name: &str) -> Option<&Tensor> {
+        self.tensors.iter().find(|(n, _)| n == name).map(|(_, t)| t)
+    }
+
+    fn get(&self, name: &str) -> Result<&Tensor> {
+        self.find(name)
+            .with_context(|| format!("{}: checkpoint has no {name}", self.what))
+    }
+}
+
 /// The weights to export from a checkpoint: the EMA when `use_ema` and the checkpoint has
 /// one, else the raw weights.
 pub fn checkpoint_weights(path: &Path, use_ema: bool) -> Result<CheckpointWeights> {
-    let what = path.display().to_string();
-    let tensors = Tensor::read_safetensors(path)
-        .with_context(|| format!("{what}: cannot read checkpoint"))?;
-    let get = |name: &str| -> Result<&Tensor> {
-        tensors
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, t)| t)
-            .with_context(|| format!("{what}: checkpoint has no {name}"))
-    };
+    let ckpt = CheckpointTensors::read(path)?;
+    let (what, get) = (&ckpt.what, |name: &str| ckpt.get(name));
     let m = Vec::<i64>::try_from(get("state.model")?)?;
-    let arch = match tensors.iter().find(|(n, _)| n == "state.arch") {
-        Some((_, t)) => Some(String::from_utf8_lossy(&Vec::<u8>::try_from(t)?).into_owned()),
+    let arch = match ckpt.find("state.arch") {
+        Some(t) => Some(String::from_utf8_lossy(&Vec::<u8>::try_from(t)?).into_owned()),
         None => None,
     };
-    let model = model_from_ints(arch.as_deref(), &m, &what)?;
+    let model = model_from_ints(arch.as_deref(), &m, what)?;
     model
         .validate()
         .map_err(|e| anyhow::anyhow!("{what}: state.model {model:?}: {e}"))?;
     let schedule = schedule_from_floats(&Vec::<f64>::try_from(get("state.schedule")?)?)
         .with_context(|| format!("{what}: state.schedule is not a known schedule"))?;
-    let has_ema = tensors.iter().any(|(n, _)| n.starts_with("ema."));
+    let has_ema = ckpt.tensors.iter().any(|(n, _)| n.starts_with("ema."));
     let prefix = if use_ema && has_ema { "ema." } else { "model." };
     let mut out = Vec::new();
     for spec in &model.tensor_specs() {
@@ -555,16 +571,8 @@ impl Trainer {
 
     /// Restores the state from a checkpoint written with the same identity.
     pub fn load_checkpoint(&mut self, path: &Path, identity: &str) -> Result<()> {
-        let what = path.display().to_string();
-        let tensors = Tensor::read_safetensors(path)
-            .with_context(|| format!("{what}: cannot read checkpoint"))?;
-        let get = |name: &str| -> Result<&Tensor> {
-            tensors
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, t)| t)
-                .with_context(|| format!("{what}: checkpoint has no {name}"))
-        };
+        let ckpt = CheckpointTensors::read(path)?;
+        let (what, get) = (&ckpt.what, |name: &str| ckpt.get(name));
         let saved = Vec::<u8>::try_from(get("state.identity")?)?;
         let saved = String::from_utf8_lossy(&saved);
         if saved != identity {

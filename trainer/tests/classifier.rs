@@ -1,8 +1,11 @@
 //! The MNIST classifier: the committed (cached) one labels real test digits and meets the
 //! project's accuracy bar; training, saving and loading round-trip exactly; bad files and a
 //! missed accuracy bar give errors that name the problem.
+
+mod common;
+
+use common::{lock, shared_mnist};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::Instant;
 
 use ddpm_trainer::classifier::{
@@ -10,23 +13,6 @@ use ddpm_trainer::classifier::{
 };
 use ddpm_trainer::idx::{Mnist, Split};
 use tch::{Device, Tensor};
-
-/// libtorch's generator is process-wide: tests that create weights run one at a time.
-static TORCH: Mutex<()> = Mutex::new(());
-
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    TORCH.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn shared_mnist() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/mnist");
-    assert!(
-        dir.is_dir(),
-        "{} missing: the tests read the shared MNIST files",
-        dir.display()
-    );
-    dir
-}
 
 fn split(s: Split, n: usize) -> Mnist {
     let mut m = Mnist::load(&shared_mnist(), s, 28, 28).unwrap();

@@ -1,9 +1,12 @@
 //! `compare-int8` end to end on a tiny freshly initialised model and its int8 export: the same
 //! seeds give the same images, image i really uses seed + i on both paths, the PNG is written
 //! with f32 rows over int8 rows, mismatched files are refused, and the CLI prints the figures.
+
+mod common;
+
+use common::{lock, shared_mnist};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 
 use ddpm_core::host::HostModel;
 use ddpm_core::quantize::QuantOptions;
@@ -14,18 +17,6 @@ use ddpm_trainer::compare::{self, CompareOptions};
 use ddpm_trainer::quantize::{quantize_model, CalibrationOptions};
 use ddpm_trainer::{export, model, sample};
 use tch::{nn, Device};
-
-static TORCH: Mutex<()> = Mutex::new(());
-
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    TORCH.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn shared_mnist() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/mnist");
-    assert!(dir.is_dir(), "{} missing", dir.display());
-    dir
-}
 
 /// 1×28×28 (so the classifier applies), tiny hidden widths, a 20-step schedule.
 const TINY: SimpleUNetConfig = SimpleUNetConfig {

@@ -1,9 +1,12 @@
 //! `trainer eval`: the variational bound against the exact likelihood of a tiny diffusion
 //! (one pixel, two steps, computed by numerical integration), its independence of the batch
 //! size, sampling independent of the thread count, and the command end to end on a tiny model.
+
+mod common;
+
+use common::{lock, shared_mnist};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 
 use ddpm_core::host::HostModel;
 use ddpm_core::sampler::{DdimConfig, DdpmVariance, SamplerConfig};
@@ -13,12 +16,6 @@ use ddpm_trainer::eval::nll::{self, BoundOptions, Diffusion};
 use ddpm_trainer::eval::quality;
 use ddpm_trainer::{export, model};
 use tch::{nn, Device, Tensor};
-
-static TORCH: Mutex<()> = Mutex::new(());
-
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    TORCH.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// The fixed "network" of the one-pixel tests: ε(x, s) = 0.8·tanh(1.5x) + 0.3·s − 0.1.
 fn toy_eps(x: f64, s: f64) -> f64 {
@@ -327,12 +324,6 @@ fn samples_do_not_depend_on_the_thread_count() {
         quality::draw_samples(&bytes, n, &cfg, 101, 2, &|| {}).unwrap(),
         one
     );
-}
-
-fn shared_mnist() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/mnist");
-    assert!(dir.is_dir(), "{} missing", dir.display());
-    dir
 }
 
 /// The number after `"key": ` in a JSON text.

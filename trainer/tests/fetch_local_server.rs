@@ -1,24 +1,17 @@
 //! `fetch-data` against HTTP servers on 127.0.0.1 (no internet here): one serving the shared
 //! MNIST files, one serving a corrupted copy, one answering 404.
+
+mod common;
+
+use common::shared_mnist;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
 use ddpm_trainer::fetch::{self, Outcome, MNIST_FILES};
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
-
-fn shared_mnist() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/mnist");
-    assert!(
-        dir.is_dir(),
-        "{} missing: the tests serve the shared MNIST files",
-        dir.display()
-    );
-    dir
-}
 
 /// What a local mirror serves for `/<name>.gz`.
 #[derive(Clone, Copy)]

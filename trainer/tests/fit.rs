@@ -1,8 +1,11 @@
 //! Training on CPU: a smoke fit whose loss decreases, exact resume, NaN handling, and the
 //! trained model's trip through the model file into ddpm-core.
-use std::path::{Path, PathBuf};
+
+mod common;
+
+use common::{lock, shared_mnist};
+use std::path::Path;
 use std::process::Command;
-use std::sync::Mutex;
 
 use ddpm_core::host::HostModel;
 use ddpm_core::sampler::{DdimConfig, SamplerConfig};
@@ -10,23 +13,6 @@ use ddpm_trainer::idx::{Mnist, Split};
 use ddpm_trainer::model;
 use ddpm_trainer::train::{self, FitOptions};
 use tch::{Device, Kind, Tensor};
-
-/// libtorch's generator and thread count are process-wide: tests that train run one at a time.
-static TORCH: Mutex<()> = Mutex::new(());
-
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    TORCH.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn shared_mnist() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/mnist");
-    assert!(
-        dir.is_dir(),
-        "{} missing: the tests train on the shared MNIST files",
-        dir.display()
-    );
-    dir
-}
 
 fn mnist(n: usize) -> Mnist {
     let mut m = Mnist::load(&shared_mnist(), Split::Train, 28, 28).unwrap();
