@@ -25,8 +25,11 @@ use proptest::test_runner::TestCaseError;
 /// (`ddpm_core::layers::sinusoidal_frequency`), so the arguments are bit-identical and only
 /// libm's and libtorch's sin/cos differ, by about one ulp of values ≤ 1. Measured worst over
 /// two runs of 256 cases: 4.9e-6 (default sizes, reference and fast path) and 4.3e-6 (other
-/// sizes), as for SimpleUNet (worst 4.7e-6); the bound leaves 2× for other weights and CPUs.
-const FORWARD_REL: f32 = 1e-5;
+/// sizes), as for SimpleUNet (worst 4.7e-6). A later run drew a rarer case at 1.23e-5 on the
+/// reference path: weights ×10 through widths 35/3/5 (a 3-channel bottleneck), c = 2, 12×24,
+/// where the output is much smaller than the sums it cancels from. The bound leaves 2× over
+/// that; a real error (a wrong tap, a missing time projection) is of order 0.1 to 1.
+const FORWARD_REL: f32 = 2.5e-5;
 
 /// Runs one case at [`FORWARD_REL`].
 fn run_case(c: ForwardCase<TinyUNetConfig>) -> Result<f64, TestCaseError> {
@@ -82,7 +85,7 @@ fn other_tiny_configs_and_batches_match_trainer() {
 
 /// One sampler step with ε from each side's own TinyUNet, max |core − tch| / max |tch|. The
 /// step arithmetic agrees to 2 ulp (STEP_REL = 1e-6 in samplers_vs_trainer.rs), so the
-/// difference is the forward pass's (≤ FORWARD_REL of max |ε|, measured ≤ 4.6e-6) times the
+/// difference is the forward pass's (measured ≤ 4.6e-6 of max |ε| on default sizes) times the
 /// step's ε coefficient, over max |x'|. For DDPM the coefficient β_t/√(1−ᾱ_t)/√α_t is small
 /// next to x's own 1/√α_t (measured worst 6.6e-7 over 256 cases). For DDIM, x' =
 /// √ᾱ_prev·x0 + c·ε with x0 = (x − √(1−ᾱ_t)·ε)/√ᾱ_t: the ε terms partly cancel x's, so max |x'|
