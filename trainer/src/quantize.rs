@@ -15,11 +15,11 @@
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
-use ddpm_core::format::{ModelFile, ModelHeader};
+use ddpm_core::format::ModelFile;
 use ddpm_core::int8::{Int8SimpleUNet, Scratch};
 use ddpm_core::quantize::{Calibrator, QuantMask, QuantOptions, QuantPlan, ACTIVATIONS};
 use ddpm_core::sampler::{self, DdpmConfig, Plan, SamplerConfig};
-use ddpm_core::{GaussianNoise, ModelConfig, Schedule, SimpleUNet};
+use ddpm_core::{GaussianNoise, ModelConfig, Schedule, ScheduleConfig, SimpleUNet};
 
 use crate::idx::{Mnist, Split};
 use indicatif::ProgressBar;
@@ -87,11 +87,12 @@ fn pick(noise: &mut GaussianNoise, n: usize) -> usize {
     ((u >> 32) as usize) % n.max(1)
 }
 
-/// What both calibrations start from: the model file's header, its f32 parameters in
-/// `state_dict` order, its schedule, and MNIST's train (calibration) and test (accuracy) splits
-/// at the model's image size.
+/// What both calibrations start from: the model file's architecture and schedule, its f32
+/// parameters in `state_dict` order, the schedule's tables, and MNIST's train (calibration) and
+/// test (accuracy) splits at the model's image size.
 pub(crate) struct CalibrationInputs {
-    pub header: ModelHeader<'static>,
+    pub model: ModelConfig,
+    pub schedule: ScheduleConfig,
     pub params: Vec<f32>,
     pub sched: Schedule,
     pub train: Mnist,
@@ -132,9 +133,9 @@ pub(crate) fn load_for_calibration(
         .with_context(|| format!("calibration data in {}", data_dir.display()))?;
     let test = Mnist::load(data_dir, Split::Test, h, w)
         .with_context(|| format!("evaluation data in {}", data_dir.display()))?;
-    let header = ModelHeader { note: "", ..header };
     Ok(CalibrationInputs {
-        header,
+        model: cfg,
+        schedule: header.schedule,
         params,
         sched,
         train,
@@ -150,13 +151,14 @@ pub fn quantize_model(
     note: &str,
 ) -> Result<(Vec<u8>, AccuracyReport)> {
     let CalibrationInputs {
-        header,
+        model,
+        schedule,
         params,
         sched,
         train,
         test,
     } = load_for_calibration(model_bytes, data_dir, "simple")?;
-    let ModelConfig::SimpleUNet(cfg) = header.model else {
+    let ModelConfig::SimpleUNet(cfg) = model else {
         unreachable!("load_for_calibration checked the architecture");
     };
     let net = SimpleUNet::from_flat(cfg, &params).map_err(|e| anyhow!("{e}"))?;
@@ -184,9 +186,7 @@ pub fn quantize_model(
         &mut |x, t_in| cal.observe(x, t_in).map_err(|e| anyhow!("{e}")),
     )?;
     let plan = QuantPlan::build(&net, &cal, &opts.quant).map_err(|e| anyhow!("{e}"))?;
-    let bytes = plan
-        .write(header.schedule, note)
-        .map_err(|e| anyhow!("{e}"))?;
+    let bytes = plan.write(schedule, note).map_err(|e| anyhow!("{e}"))?;
     // Against the equalized f32 network (the same function as `net`, with activation
     // channels rescaled as the int8 file stores them).
     let f32_net = plan.f32_net().map_err(|e| anyhow!("{e}"))?;

@@ -70,13 +70,14 @@ pub fn quantize_tiny_model(
     note: &str,
 ) -> Result<(Vec<u8>, TinyAccuracyReport)> {
     let CalibrationInputs {
-        header,
+        model,
+        schedule,
         params,
         sched,
         train,
         test,
     } = load_for_calibration(model_bytes, data_dir, "tiny")?;
-    let ModelConfig::TinyUNet(cfg) = header.model else {
+    let ModelConfig::TinyUNet(cfg) = model else {
         unreachable!("load_for_calibration checked the architecture");
     };
     let net = TinyUNet::from_flat(cfg, &params).map_err(|e| anyhow!("{e}"))?;
@@ -106,7 +107,7 @@ pub fn quantize_tiny_model(
         &bar(opts.trajectories as u64, "calibrating (DDIM trajectories)"),
         &mut |x, t_in| cal.observe(x, t_in).map_err(|e| anyhow!("{e}")),
     )?;
-    let bytes = quantize_tiny_unet(&net, header.schedule, cal.ranges(opts.quant.range), note)
+    let bytes = quantize_tiny_unet(&net, schedule, cal.ranges(opts.quant.range), note)
         .map_err(|e| anyhow!("{e}"))?;
     let report = tiny_accuracy(&net, &bytes, &test, &sched, opts)?;
     Ok((bytes, report))

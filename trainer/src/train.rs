@@ -345,8 +345,8 @@ impl CheckpointTensors {
 /// one, else the raw weights.
 pub fn checkpoint_weights(path: &Path, use_ema: bool) -> Result<CheckpointWeights> {
     let ckpt = CheckpointTensors::read(path)?;
-    let (what, get) = (&ckpt.what, |name: &str| ckpt.get(name));
-    let m = Vec::<i64>::try_from(get("state.model")?)?;
+    let what = &ckpt.what;
+    let m = Vec::<i64>::try_from(ckpt.get("state.model")?)?;
     let arch = match ckpt.find("state.arch") {
         Some(t) => Some(String::from_utf8_lossy(&Vec::<u8>::try_from(t)?).into_owned()),
         None => None,
@@ -355,13 +355,13 @@ pub fn checkpoint_weights(path: &Path, use_ema: bool) -> Result<CheckpointWeight
     model
         .validate()
         .map_err(|e| anyhow::anyhow!("{what}: state.model {model:?}: {e}"))?;
-    let schedule = schedule_from_floats(&Vec::<f64>::try_from(get("state.schedule")?)?)
+    let schedule = schedule_from_floats(&Vec::<f64>::try_from(ckpt.get("state.schedule")?)?)
         .with_context(|| format!("{what}: state.schedule is not a known schedule"))?;
     let has_ema = ckpt.tensors.iter().any(|(n, _)| n.starts_with("ema."));
     let prefix = if use_ema && has_ema { "ema." } else { "model." };
     let mut out = Vec::new();
     for spec in &model.tensor_specs() {
-        let t = get(&format!("{prefix}{}", spec.name))?;
+        let t = ckpt.get(&format!("{prefix}{}", spec.name))?;
         out.push((spec.name.to_owned(), t.shallow_clone()));
     }
     Ok(CheckpointWeights {
@@ -572,8 +572,8 @@ impl Trainer {
     /// Restores the state from a checkpoint written with the same identity.
     pub fn load_checkpoint(&mut self, path: &Path, identity: &str) -> Result<()> {
         let ckpt = CheckpointTensors::read(path)?;
-        let (what, get) = (&ckpt.what, |name: &str| ckpt.get(name));
-        let saved = Vec::<u8>::try_from(get("state.identity")?)?;
+        let what = &ckpt.what;
+        let saved = Vec::<u8>::try_from(ckpt.get("state.identity")?)?;
         let saved = String::from_utf8_lossy(&saved);
         if saved != identity {
             bail!(
@@ -584,7 +584,7 @@ impl Trainer {
         }
         let device = self.vs.device();
         let copy_into = |dst: &mut Tensor, name: &str| -> Result<()> {
-            let src = get(name)?;
+            let src = ckpt.get(name)?;
             if src.size() != dst.size() {
                 bail!(
                     "{what}: {name} has shape {:?}, expected {:?}",
@@ -607,10 +607,10 @@ impl Trainer {
                 copy_into(&mut ema[i], &format!("ema.{name}"))?;
             }
         }
-        self.step = get("state.step")?.int64_value(&[0]) as u64;
-        self.epochs_done = get("state.epochs")?.int64_value(&[0]) as usize;
-        self.step_losses = Vec::<f32>::try_from(get("state.step_losses")?)?;
-        self.epoch_losses = Vec::<f64>::try_from(get("state.epoch_losses")?)?;
+        self.step = ckpt.get("state.step")?.int64_value(&[0]) as u64;
+        self.epochs_done = ckpt.get("state.epochs")?.int64_value(&[0]) as usize;
+        self.step_losses = Vec::<f32>::try_from(ckpt.get("state.step_losses")?)?;
+        self.epoch_losses = Vec::<f64>::try_from(ckpt.get("state.epoch_losses")?)?;
         Ok(())
     }
 
