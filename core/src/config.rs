@@ -7,13 +7,78 @@ use crate::error::{Error, Result};
 /// The architecture of a network and its sizes.
 ///
 /// New architectures are added as new variants, so files written before them still decode.
+/// On the wire (postcard, in the model file's header) a TinyUNet with one mid block is written
+/// as the original `TinyUNet` variant, without a `mid_blocks` field, so files written before
+/// that field existed decode unchanged and such models still write the same bytes; a deeper
+/// one is written as a third variant that carries every field ([`WireModelConfig`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "WireModelConfig", into = "WireModelConfig")]
 pub enum ModelConfig {
     /// The seed's SimpleUNet (no down-sampling).
     SimpleUNet(SimpleUNetConfig),
     /// The compact down-sampling U-Net (two stride-2 levels, skip connections, sinusoidal
     /// timestep embedding). Appended after `SimpleUNet`, so files written before it still decode.
     TinyUNet(TinyUNetConfig),
+}
+
+/// A TinyUNet configuration as files wrote it before `mid_blocks` existed (one mid block).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TinyUNetConfigV1 {
+    channels: u32,
+    height: u32,
+    width: u32,
+    widths: [u32; 3],
+    emb_dim: u32,
+    temb_dim: u32,
+}
+
+/// [`ModelConfig`] as postcard encodes it: the variant index first, so the order of these
+/// variants is part of the file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WireModelConfig {
+    /// Variant 0: SimpleUNet.
+    SimpleUNet(SimpleUNetConfig),
+    /// Variant 1: a TinyUNet with one mid block.
+    TinyUNet(TinyUNetConfigV1),
+    /// Variant 2: a TinyUNet with any number of mid blocks.
+    TinyUNetDeep(TinyUNetConfig),
+}
+
+impl From<WireModelConfig> for ModelConfig {
+    fn from(w: WireModelConfig) -> Self {
+        match w {
+            WireModelConfig::SimpleUNet(c) => ModelConfig::SimpleUNet(c),
+            WireModelConfig::TinyUNet(c) => ModelConfig::TinyUNet(TinyUNetConfig {
+                channels: c.channels,
+                height: c.height,
+                width: c.width,
+                widths: c.widths,
+                mid_blocks: 1,
+                emb_dim: c.emb_dim,
+                temb_dim: c.temb_dim,
+            }),
+            WireModelConfig::TinyUNetDeep(c) => ModelConfig::TinyUNet(c),
+        }
+    }
+}
+
+impl From<ModelConfig> for WireModelConfig {
+    fn from(m: ModelConfig) -> Self {
+        match m {
+            ModelConfig::SimpleUNet(c) => WireModelConfig::SimpleUNet(c),
+            ModelConfig::TinyUNet(c) if c.mid_blocks == 1 => {
+                WireModelConfig::TinyUNet(TinyUNetConfigV1 {
+                    channels: c.channels,
+                    height: c.height,
+                    width: c.width,
+                    widths: c.widths,
+                    emb_dim: c.emb_dim,
+                    temb_dim: c.temb_dim,
+                })
+            }
+            ModelConfig::TinyUNet(c) => WireModelConfig::TinyUNetDeep(c),
+        }
+    }
 }
 
 impl From<SimpleUNetConfig> for ModelConfig {
@@ -97,7 +162,7 @@ impl ModelConfig {
     pub fn tensor_specs(&self) -> TensorSpecList {
         match self {
             ModelConfig::SimpleUNet(c) => TensorSpecList::from_slice(&c.tensor_specs()),
-            ModelConfig::TinyUNet(c) => TensorSpecList::from_slice(&c.tensor_specs()),
+            ModelConfig::TinyUNet(c) => c.tensor_specs(),
         }
     }
     /// Total number of parameters.
@@ -116,8 +181,11 @@ impl ModelConfig {
     }
 }
 
-/// Most parameter tensors any architecture has (TinyUNet: 30).
-pub const MAX_TENSORS: usize = 32;
+/// Most w3 → w3 blocks a TinyUNet may have at quarter resolution.
+pub const TINY_MAX_MID_BLOCKS: usize = 4;
+
+/// Most parameter tensors any architecture has (TinyUNet: 26 plus 4 per mid block).
+pub const MAX_TENSORS: usize = 26 + 4 * TINY_MAX_MID_BLOCKS;
 
 /// The parameter tensors of one architecture, in `state_dict` order, without a heap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +203,33 @@ impl TensorSpecList {
             len: s.len(),
         }
     }
+    const fn empty() -> Self {
+        Self {
+            specs: [TensorSpec::new("", [0; 4], 0); MAX_TENSORS],
+            len: 0,
+        }
+    }
+    const fn push(mut self, spec: TensorSpec) -> Self {
+        self.specs[self.len] = spec;
+        self.len += 1;
+        self
+    }
+    /// A block's four tensors: 3×3 conv `names[0]` `[o, i, 3, 3]` and bias, time projection
+    /// `names[2]` `[o, d]` and bias.
+    const fn push_block(self, names: &[&'static str; 4], o: u32, i: u32, d: u32) -> Self {
+        self.push(TensorSpec::new(names[0], [o, i, 3, 3], 4))
+            .push(TensorSpec::new(names[1], [o, 0, 0, 0], 1))
+            .push(TensorSpec::new(names[2], [o, d, 0, 0], 2))
+            .push(TensorSpec::new(names[3], [o, 0, 0, 0], 1))
+    }
+    /// Number of specs.
+    pub const fn len(&self) -> usize {
+        self.len
+    }
+    /// Whether the list is empty.
+    pub const fn is_empty(&self) -> bool {
+        self.len == 0
+    }
     /// The specs as a slice.
     pub fn as_slice(&self) -> &[TensorSpec] {
         &self.specs[..self.len]
@@ -145,6 +240,14 @@ impl core::ops::Deref for TensorSpecList {
     type Target = [TensorSpec];
     fn deref(&self) -> &[TensorSpec] {
         self.as_slice()
+    }
+}
+
+impl IntoIterator for TensorSpecList {
+    type Item = TensorSpec;
+    type IntoIter = core::iter::Take<core::array::IntoIter<TensorSpec, MAX_TENSORS>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.specs.into_iter().take(self.len)
     }
 }
 
@@ -312,6 +415,7 @@ impl SimpleUNetConfig {
 /// | `down1` | Conv2d(w1→w2, stride 2) + `down1_temb`(temb), ReLU; skip s2 | w2 × H/2 × W/2 |
 /// | `down2` | Conv2d(w2→w3, stride 2) + `down2_temb`(temb), ReLU | w3 × H/4 × W/4 |
 /// | `mid` | Conv2d(w3→w3) + `mid_temb`(temb), ReLU | w3 × H/4 × W/4 |
+/// | `mid1` … | as `mid`, `mid_blocks − 1` more times (`mid1`, `mid2`, …) | w3 × H/4 × W/4 |
 /// | `up2` | nearest ×2, concat [up, s2], Conv2d(w3+w2→w2) + `up2_temb`(temb), ReLU | w2 × H/2 × W/2 |
 /// | `up1` | nearest ×2, concat [up, s1], Conv2d(w2+w1→w1) + `up1_temb`(temb), ReLU | w1 × H × W |
 /// | `out` | Conv2d(w1→c), no ReLU | c × H × W |
@@ -329,11 +433,63 @@ pub struct TinyUNetConfig {
     pub width: u32,
     /// Channels of the three levels `[w1, w2, w3]` (full, half and quarter resolution).
     pub widths: [u32; 3],
+    /// Number of w3 → w3 blocks at quarter resolution (`mid`, `mid1`, …), 1 to
+    /// [`TINY_MAX_MID_BLOCKS`]. Each adds 8 pixels to an output pixel's receptive field.
+    pub mid_blocks: u32,
     /// Length E of the sinusoidal timestep embedding (even, at least 4).
     pub emb_dim: u32,
     /// Width D of the time MLP's output `temb`.
     pub temb_dim: u32,
 }
+
+/// The tensor names of TinyUNet's six main blocks (enc0, down1, down2, mid, up2, up1): conv
+/// weight and bias, time projection weight and bias.
+pub const TINY_BLOCK_NAMES: [[&str; 4]; 6] = [
+    [
+        "enc0.weight",
+        "enc0.bias",
+        "enc0_temb.weight",
+        "enc0_temb.bias",
+    ],
+    [
+        "down1.weight",
+        "down1.bias",
+        "down1_temb.weight",
+        "down1_temb.bias",
+    ],
+    [
+        "down2.weight",
+        "down2.bias",
+        "down2_temb.weight",
+        "down2_temb.bias",
+    ],
+    ["mid.weight", "mid.bias", "mid_temb.weight", "mid_temb.bias"],
+    ["up2.weight", "up2.bias", "up2_temb.weight", "up2_temb.bias"],
+    ["up1.weight", "up1.bias", "up1_temb.weight", "up1_temb.bias"],
+];
+
+/// The tensor names of the mid blocks `mid`, `mid1`, `mid2`, `mid3`.
+pub const TINY_MID_NAMES: [[&str; 4]; TINY_MAX_MID_BLOCKS] = [
+    TINY_BLOCK_NAMES[3],
+    [
+        "mid1.weight",
+        "mid1.bias",
+        "mid1_temb.weight",
+        "mid1_temb.bias",
+    ],
+    [
+        "mid2.weight",
+        "mid2.bias",
+        "mid2_temb.weight",
+        "mid2_temb.bias",
+    ],
+    [
+        "mid3.weight",
+        "mid3.bias",
+        "mid3_temb.weight",
+        "mid3_temb.bias",
+    ],
+];
 
 impl Default for TinyUNetConfig {
     fn default() -> Self {
@@ -356,12 +512,15 @@ impl TinyUNetConfig {
         height: 28,
         width: 28,
         widths: [32, 64, 64],
+        mid_blocks: 1,
         emb_dim: 32,
         temb_dim: 64,
     };
 
-    /// Number of parameter tensors.
-    pub const TENSORS: usize = 30;
+    /// Number of parameter tensors (30 with one mid block).
+    pub const fn tensor_count(&self) -> usize {
+        26 + 4 * self.mid_blocks as usize
+    }
 
     /// Checks every size: channel counts, widths, E and D in 1..=[`MAX_DIM`], E even and at
     /// least 4, image sides multiples of 4 up to [`MAX_DIM`].
@@ -372,6 +531,11 @@ impl TinyUNetConfig {
         }
         if !ok(self.emb_dim) || !ok(self.temb_dim) {
             return Err(Error::InvalidConfig("embedding widths must be in 1..=4096"));
+        }
+        if !(1..=TINY_MAX_MID_BLOCKS as u32).contains(&self.mid_blocks) {
+            return Err(Error::InvalidConfig(
+                "TinyUNet: the number of mid blocks must be in 1..=4",
+            ));
         }
         if self.emb_dim % 2 != 0 || self.emb_dim < 4 {
             return Err(Error::InvalidConfig(
@@ -396,43 +560,29 @@ impl TinyUNetConfig {
     }
 
     /// The parameter tensors in `state_dict` order: the time MLP, then each block's conv
-    /// (`[out, in, 3, 3]`, bias) and time projection (`[out, D]`, bias), then `out`.
-    pub const fn tensor_specs(&self) -> [TensorSpec; Self::TENSORS] {
+    /// (`[out, in, 3, 3]`, bias) and time projection (`[out, D]`, bias) in forward order (enc0,
+    /// down1, down2, mid, mid1 …, up2, up1), then `out`.
+    pub const fn tensor_specs(&self) -> TensorSpecList {
         let c = self.channels;
         let [w1, w2, w3] = self.widths;
         let (e, d) = (self.emb_dim, self.temb_dim);
-        [
-            TensorSpec::new("time_mlp.0.weight", [d, e, 0, 0], 2),
-            TensorSpec::new("time_mlp.0.bias", [d, 0, 0, 0], 1),
-            TensorSpec::new("time_mlp.2.weight", [d, d, 0, 0], 2),
-            TensorSpec::new("time_mlp.2.bias", [d, 0, 0, 0], 1),
-            TensorSpec::new("enc0.weight", [w1, c, 3, 3], 4),
-            TensorSpec::new("enc0.bias", [w1, 0, 0, 0], 1),
-            TensorSpec::new("enc0_temb.weight", [w1, d, 0, 0], 2),
-            TensorSpec::new("enc0_temb.bias", [w1, 0, 0, 0], 1),
-            TensorSpec::new("down1.weight", [w2, w1, 3, 3], 4),
-            TensorSpec::new("down1.bias", [w2, 0, 0, 0], 1),
-            TensorSpec::new("down1_temb.weight", [w2, d, 0, 0], 2),
-            TensorSpec::new("down1_temb.bias", [w2, 0, 0, 0], 1),
-            TensorSpec::new("down2.weight", [w3, w2, 3, 3], 4),
-            TensorSpec::new("down2.bias", [w3, 0, 0, 0], 1),
-            TensorSpec::new("down2_temb.weight", [w3, d, 0, 0], 2),
-            TensorSpec::new("down2_temb.bias", [w3, 0, 0, 0], 1),
-            TensorSpec::new("mid.weight", [w3, w3, 3, 3], 4),
-            TensorSpec::new("mid.bias", [w3, 0, 0, 0], 1),
-            TensorSpec::new("mid_temb.weight", [w3, d, 0, 0], 2),
-            TensorSpec::new("mid_temb.bias", [w3, 0, 0, 0], 1),
-            TensorSpec::new("up2.weight", [w2, w3 + w2, 3, 3], 4),
-            TensorSpec::new("up2.bias", [w2, 0, 0, 0], 1),
-            TensorSpec::new("up2_temb.weight", [w2, d, 0, 0], 2),
-            TensorSpec::new("up2_temb.bias", [w2, 0, 0, 0], 1),
-            TensorSpec::new("up1.weight", [w1, w2 + w1, 3, 3], 4),
-            TensorSpec::new("up1.bias", [w1, 0, 0, 0], 1),
-            TensorSpec::new("up1_temb.weight", [w1, d, 0, 0], 2),
-            TensorSpec::new("up1_temb.bias", [w1, 0, 0, 0], 1),
-            TensorSpec::new("out.weight", [c, w1, 3, 3], 4),
-            TensorSpec::new("out.bias", [c, 0, 0, 0], 1),
-        ]
+        let mut l = TensorSpecList::empty()
+            .push(TensorSpec::new("time_mlp.0.weight", [d, e, 0, 0], 2))
+            .push(TensorSpec::new("time_mlp.0.bias", [d, 0, 0, 0], 1))
+            .push(TensorSpec::new("time_mlp.2.weight", [d, d, 0, 0], 2))
+            .push(TensorSpec::new("time_mlp.2.bias", [d, 0, 0, 0], 1));
+        l = l.push_block(&TINY_BLOCK_NAMES[0], w1, c, d);
+        l = l.push_block(&TINY_BLOCK_NAMES[1], w2, w1, d);
+        l = l.push_block(&TINY_BLOCK_NAMES[2], w3, w2, d);
+        let mut k = 0;
+        while k < self.mid_blocks as usize && k < TINY_MAX_MID_BLOCKS {
+            l = l.push_block(&TINY_MID_NAMES[k], w3, w3, d);
+            k += 1;
+        }
+        l = l.push_block(&TINY_BLOCK_NAMES[4], w2, w3 + w2, d);
+        l = l.push_block(&TINY_BLOCK_NAMES[5], w1, w2 + w1, d);
+        l.push(TensorSpec::new("out.weight", [c, w1, 3, 3], 4))
+            .push(TensorSpec::new("out.bias", [c, 0, 0, 0], 1))
     }
 
     /// Total number of parameters (221,505 for [`TinyUNetConfig::DEFAULT`]).
@@ -440,11 +590,11 @@ impl TinyUNetConfig {
         let specs = self.tensor_specs();
         let mut total = 0;
         let mut i = 0;
-        while i < specs.len() {
-            let d = specs[i].dims;
+        while i < specs.len {
+            let d = specs.specs[i].dims;
             let mut n = 1usize;
             let mut k = 0;
-            while k < specs[i].rank {
+            while k < specs.specs[i].rank {
                 n *= d[k] as usize;
                 k += 1;
             }
@@ -467,8 +617,9 @@ impl TinyUNetConfig {
 
     /// f32 elements of scratch the reference forward pass needs: the two concatenation buffers
     /// `[up(u2), s1]` and `[up(mid), s2]` (each skip tensor is written straight into the back of
-    /// the buffer it is concatenated into), up1's and up2's outputs, down2's and mid's outputs,
-    /// and the time vectors (embedding E, hidden D, temb D, one block projection).
+    /// the buffer it is concatenated into), up1's and up2's outputs, down2's and every mid
+    /// block's outputs, and the time vectors (embedding E, hidden D, temb D, one block
+    /// projection).
     pub const fn workspace_len(&self) -> usize {
         let [p1, p2, p3] = self.planes();
         let [w1, w2, w3] = [
@@ -482,7 +633,7 @@ impl TinyUNetConfig {
             + w1 * p1
             + (w3 + w2) * p2
             + w2 * p2
-            + 2 * w3 * p3
+            + (1 + self.mid_blocks as usize) * w3 * p3
             + self.emb_dim as usize
             + 2 * self.temb_dim as usize
             + widest
@@ -499,16 +650,17 @@ impl TinyUNetConfig {
             self.widths[2] as u64,
         ];
         let (e, d) = (self.emb_dim as u64, self.temb_dim as u64);
+        let mids = self.mid_blocks as u64;
         9 * (p1 * c * w1
             + p2 * w1 * w2
             + p3 * w2 * w3
-            + p3 * w3 * w3
+            + mids * p3 * w3 * w3
             + p2 * (w3 + w2) * w2
             + p1 * (w2 + w1) * w1
             + p1 * w1 * c)
             + e * d
             + d * d
-            + d * (2 * w1 + 2 * w2 + 2 * w3)
+            + d * (2 * w1 + 2 * w2 + (1 + mids) * w3)
     }
 
     /// Bytes of int8 activations alive while each layer of a layer-by-layer int8 pass runs
@@ -517,7 +669,8 @@ impl TinyUNetConfig {
     ///
     /// - enc0 reads the int8 image x and writes s1;
     /// - down1 reads s1 (kept for up1) and writes s2 (kept for up2);
-    /// - down2 reads s2 and writes d2; mid reads d2 and writes m;
+    /// - down2 reads s2 and writes d2; mid reads d2 and writes m (further mid blocks pass the
+    ///   map back and forth between these two buffers, with the same bytes alive);
     /// - up2 reads m (nearest up-sampling done while reading: input pixel (y/2, x/2)) and s2 as
     ///   one conv over two inputs, so neither the up-sampled map nor the concatenation is
     ///   stored, and writes u2; d2 is gone;
@@ -698,7 +851,69 @@ mod tests {
         assert_eq!(postcard::from_bytes::<ModelConfig>(&bytes).unwrap(), old);
         let tiny = ModelConfig::TinyUNet(TinyUNetConfig::DEFAULT);
         let bytes = postcard::to_allocvec(&tiny).unwrap();
-        assert_eq!(bytes[0], 1);
+        // A one-mid-block TinyUNet keeps the bytes written before `mid_blocks` existed:
+        // variant 1, then c, h, w, the three widths, E and D.
+        assert_eq!(bytes, [1, 1, 28, 28, 32, 64, 64, 32, 64]);
         assert_eq!(postcard::from_bytes::<ModelConfig>(&bytes).unwrap(), tiny);
+    }
+
+    #[test]
+    fn deeper_tiny_unets_have_their_own_variant() {
+        let deep = ModelConfig::TinyUNet(TinyUNetConfig {
+            widths: [32, 64, 56],
+            mid_blocks: 3,
+            ..TinyUNetConfig::DEFAULT
+        });
+        let bytes = postcard::to_allocvec(&deep).unwrap();
+        // Variant 2, then the fields in declaration order, mid_blocks after the widths.
+        assert_eq!(bytes, [2, 1, 28, 28, 32, 64, 56, 3, 32, 64]);
+        assert_eq!(postcard::from_bytes::<ModelConfig>(&bytes).unwrap(), deep);
+        // A reader of this version also takes variant 2 with one mid block.
+        let mut one = bytes.clone();
+        one[7] = 1;
+        assert_eq!(
+            postcard::from_bytes::<ModelConfig>(&one).unwrap(),
+            ModelConfig::TinyUNet(TinyUNetConfig {
+                widths: [32, 64, 56],
+                ..TinyUNetConfig::DEFAULT
+            })
+        );
+    }
+
+    #[test]
+    fn mid_blocks_add_tensors_parameters_and_work() {
+        let one = TinyUNetConfig::DEFAULT;
+        for mids in 2..=TINY_MAX_MID_BLOCKS as u32 {
+            let c = TinyUNetConfig {
+                mid_blocks: mids,
+                ..one
+            };
+            assert!(c.validate().is_ok());
+            let extra = (mids - 1) as usize;
+            assert_eq!(c.tensor_count(), 30 + 4 * extra);
+            assert_eq!(c.tensor_specs().len(), c.tensor_count());
+            // Each: conv 64·64·9 + 64, projection 64·64 + 64.
+            assert_eq!(
+                c.param_count(),
+                one.param_count() + extra * (36_864 + 64 + 4_096 + 64)
+            );
+            assert_eq!(
+                c.macs(),
+                one.macs() + extra as u64 * (49 * 9 * 64 * 64 + 64 * 64)
+            );
+            assert_eq!(c.workspace_len(), one.workspace_len() + extra * 64 * 49);
+            // mid1 … follow mid in forward order, then up2.
+            let names: alloc::vec::Vec<&str> = c.tensor_specs().iter().map(|s| s.name).collect();
+            let at = names.iter().position(|n| *n == "mid.weight").unwrap();
+            assert_eq!(names[at + 4], "mid1.weight");
+            assert_eq!(names[at + 4 * mids as usize], "up2.weight");
+        }
+        for bad in [0, TINY_MAX_MID_BLOCKS as u32 + 1] {
+            let c = TinyUNetConfig {
+                mid_blocks: bad,
+                ..one
+            };
+            assert!(c.validate().is_err(), "{bad} mid blocks");
+        }
     }
 }

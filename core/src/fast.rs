@@ -1317,13 +1317,16 @@ struct TinyLayers {
     enc: [ShiftedConv; 4],
     /// up2, up1.
     dec: [UpConv; 2],
+    /// mid1, mid2, … (`mid_blocks − 1` of them).
+    extra_mid: Vec<ShiftedConv>,
     out: ShiftedConv,
     time0_w: Vec<f32>,
     time0_b: Vec<f32>,
     time2_w: Vec<f32>,
     time2_b: Vec<f32>,
-    temb_w: [Vec<f32>; 6],
-    temb_b: [Vec<f32>; 6],
+    /// Every block's time projection, in [`crate::tiny_unet::block`] order.
+    temb_w: Vec<Vec<f32>>,
+    temb_b: Vec<Vec<f32>>,
     /// Use the AVX2 + FMA kernel where the CPU has it.
     simd: bool,
 }
@@ -1454,17 +1457,20 @@ fn up_layer(
 
 impl TinyLayers {
     /// Output channels of each block, in [`crate::tiny_unet::block`] order.
-    fn block_widths(&self) -> [usize; 6] {
+    fn block_widths(&self) -> impl Iterator<Item = usize> + '_ {
         let [e0, e1, e2, e3] = &self.enc;
-        [e0, e1, e2, e3, &self.dec[0].skip, &self.dec[1].skip].map(|c| c.out_c)
+        [e0, e1, e2, e3, &self.dec[0].skip, &self.dec[1].skip]
+            .into_iter()
+            .chain(&self.extra_mid)
+            .map(|c| c.out_c)
     }
 
-    /// Length of one image's time projections (all six blocks').
+    /// Length of one image's time projections (all blocks').
     fn proj_len(&self) -> usize {
-        self.block_widths().iter().sum()
+        self.block_widths().sum()
     }
 
-    /// The six blocks' time projections at network time input `t_in`, concatenated into
+    /// Every block's time projections at network time input `t_in`, concatenated into
     /// `proj` ([`Self::proj_len`] values), with `emb`, `hidden` and `temb` as scratch.
     fn projections(
         &self,
@@ -1478,7 +1484,7 @@ impl TinyLayers {
         crate::layers::relu(hidden);
         crate::layers::linear(hidden, &self.time2_w, &self.time2_b, temb)?;
         let mut rest = proj;
-        for (k, width) in self.block_widths().into_iter().enumerate() {
+        for (k, width) in self.block_widths().enumerate() {
             let (pr, tail) = rest.split_at_mut(width);
             crate::layers::linear(temb, &self.temb_w[k], &self.temb_b[k], pr)?;
             rest = tail;
@@ -1499,12 +1505,12 @@ impl TinyLayers {
         let cfg = self.cfg;
         let (c, [w1, w2, _]) = (cfg.channels as usize, cfg.widths.map(|v| v as usize));
         let [g1, g2, g3] = tiny_grids(&cfg);
-        let mut projs = [&[][..]; 6];
+        let mut projs = [&[][..]; crate::tiny_unet::block::MAX];
         let mut rest = proj;
         for (pr, width) in projs.iter_mut().zip(self.block_widths()) {
             (*pr, rest) = rest.split_at(width);
         }
-        let [p0, p1, p2, p3, p4, p5] = projs;
+        let [p0, p1, p2, p3, p4, p5, extra_projs @ ..] = projs;
         let TinyActs {
             x: xp,
             phases,
@@ -1527,6 +1533,12 @@ impl TinyLayers {
         split_phases(s2, w2, g2, phases);
         tiny_layer(down2, phases, g2, Some(p2), scratch, simd, d2, g3.padded());
         tiny_layer(mid, d2, g3, Some(p3), scratch, simd, m, g3.padded());
+        // mid1 …: the map passes between m and d2; `m` names the latest.
+        let (mut m, mut spare) = (m, d2);
+        for (conv, pr) in self.extra_mid.iter().zip(extra_projs) {
+            tiny_layer(conv, m, g3, Some(pr), scratch, simd, spare, g3.padded());
+            core::mem::swap(&mut m, &mut spare);
+        }
         // up2: [up(m), s2] → u2; up1: [up(u2), s1] → u1.
         up_layer(up2, (m, g3), s2, p4, scratch, simd, u2, g2.padded());
         up_layer(up1, (u2, g2), s1, p5, scratch, simd, u1, g1.padded());
@@ -1577,6 +1589,8 @@ impl FastTinyUNet {
         let [w1, w2, w3] = cfg.widths.map(|v| v as usize);
         let (e, d) = (cfg.emb_dim as usize, cfg.temb_dim as usize);
         let b = &p.blocks;
+        use crate::tiny_unet::block::EXTRA_MID;
+        let blocks = EXTRA_MID + cfg.mid_blocks as usize - 1;
         let conv = |k: usize, in_c: usize, out_c: usize| {
             ShiftedConv::new(b[k].conv_w, b[k].conv_b, in_c, out_c, TINY_STRIDES[k])
         };
@@ -1592,13 +1606,19 @@ impl FastTinyUNet {
                 conv(3, w3, w3),
             ],
             dec: [up(4, w3, w2, w2), up(5, w2, w1, w1)],
+            extra_mid: (0..blocks - EXTRA_MID)
+                .map(|k| {
+                    let b = &b[EXTRA_MID + k];
+                    ShiftedConv::new(b.conv_w, b.conv_b, w3, w3, 1)
+                })
+                .collect(),
             out: ShiftedConv::new(p.out_w, p.out_b, w1, c, 1),
             time0_w: p.time0_w.to_vec(),
             time0_b: p.time0_b.to_vec(),
             time2_w: p.time2_w.to_vec(),
             time2_b: p.time2_b.to_vec(),
-            temb_w: core::array::from_fn(|k| b[k].temb_w.to_vec()),
-            temb_b: core::array::from_fn(|k| b[k].temb_b.to_vec()),
+            temb_w: b[..blocks].iter().map(|b| b.temb_w.to_vec()).collect(),
+            temb_b: b[..blocks].iter().map(|b| b.temb_b.to_vec()).collect(),
             simd: true,
         };
         Self {

@@ -1,7 +1,8 @@
 //! Int8 TinyUNet read in place from a model file's bytes (no weight is copied into RAM), with
 //! two executors that give bit-identical results:
 //! - [`Int8TinyUNet::forward_layerwise`]: every activation map whole, layer after layer (the
-//!   integer oracle; activations in [`TinyUNetConfig`]'s tensor order x, s1, s2, d2, m, u2, u1);
+//!   integer oracle; activations x, s1, s2, d2, m, u2, u1, then the outputs of the further
+//!   mid blocks m1, m2, …);
 //! - [`Int8TinyUNet::forward_planned`]: one arena of [`arena_len`] bytes in which each tensor
 //!   lives only as long as it is needed, with the full-resolution tail (up1 → out) streamed row
 //!   by row (the out conv needs only 3 rows of up1's output).
@@ -23,7 +24,9 @@
 //! - **Output.** The out conv is dequantized straight from its int32 accumulator
 //!   (`ε = acc · in_scale · w_scale[o]`), so ε is never rounded to 8 bits.
 
-use crate::config::{ModelConfig, TinyUNetConfig, TINY_MAX_PERIOD, TINY_TIME_SCALE};
+use crate::config::{
+    ModelConfig, TinyUNetConfig, TINY_MAX_MID_BLOCKS, TINY_MAX_PERIOD, TINY_TIME_SCALE,
+};
 use crate::error::{check_len, check_min_len, Error, Result};
 use crate::format::{DType, ModelFile, Precision};
 use crate::int8::{act_quant, tensor, F32Le, I32Le};
@@ -33,8 +36,35 @@ use crate::quant::{ActQuant, QuantizedMultiplier};
 use crate::sampler::{ddim_step, ddpm_step, Plan, SamplerConfig};
 use crate::schedule::Schedule;
 
-/// The seven conv layers in forward order (the six blocks, then `out`).
-pub const LAYERS: [&str; 7] = ["enc0", "down1", "down2", "mid", "up2", "up1", "out"];
+/// The conv layers: the six main blocks and `out` in forward order, then the further mid blocks
+/// (which run between `mid` and `up2`), of which a network has `mid_blocks − 1`.
+pub const LAYERS: [&str; MAX_LAYERS] = [
+    "enc0", "down1", "down2", "mid", "up2", "up1", "out", "mid1", "mid2", "mid3",
+];
+
+/// Most conv layers an int8 TinyUNet has.
+pub const MAX_LAYERS: usize = 6 + TINY_MAX_MID_BLOCKS;
+/// Index of `out` in [`LAYERS`].
+pub const OUT: usize = 6;
+/// Index of `mid1` in [`LAYERS`] (then `mid2`, …).
+pub const EXTRA_MID_LAYER: usize = 7;
+/// Most stored activations ([`Int8TinyUNet::activation_quants`]).
+pub const MAX_ACTIVATIONS: usize = MAX_LAYERS;
+
+/// Conv layers of a network with `cfg`'s sizes (the first entries of [`LAYERS`]), which is
+/// also the number of stored activations (the input x and every layer's output but `out`'s).
+pub const fn layer_count(cfg: &TinyUNetConfig) -> usize {
+    6 + cfg.mid_blocks as usize
+}
+
+/// Index in [`LAYERS`] of the last mid block, whose output is concatenated into up2.
+pub const fn last_mid(cfg: &TinyUNetConfig) -> usize {
+    if cfg.mid_blocks <= 1 {
+        3
+    } else {
+        EXTRA_MID_LAYER + cfg.mid_blocks as usize - 2
+    }
+}
 
 /// Names of one layer's tensors in the int8 file.
 struct LayerNames {
@@ -65,7 +95,7 @@ macro_rules! names {
     };
 }
 
-const NAMES: [LayerNames; 7] = [
+const NAMES: [LayerNames; MAX_LAYERS] = [
     names!("enc0"),
     names!("down1"),
     names!("down2"),
@@ -73,6 +103,9 @@ const NAMES: [LayerNames; 7] = [
     names!("up2"),
     names!("up1"),
     names!("out"),
+    names!("mid1"),
+    names!("mid2"),
+    names!("mid3"),
 ];
 
 /// Tensor names of a TinyUNet int8 file (besides `input.scale`, `input.zero_point` and the f32
@@ -371,8 +404,7 @@ impl<'a> TinyQConv<'a> {
                 return Err(Error::InvalidConfig("int8 bias scale must be positive"));
             }
         }
-        let last = k == LAYERS.len() - 1;
-        let (out, temb_w, temb_b) = if last {
+        let (out, temb_w, temb_b) = if k == OUT {
             (None, F32Le::new(&[]), F32Le::new(&[]))
         } else {
             let f = |name, dims: &[u32]| -> Result<F32Le<'a>> {
@@ -427,8 +459,12 @@ fn linear_le(input: &[f32], w: F32Le<'_>, b: F32Le<'_>, out: &mut [f32]) {
 /// | --- | --- | --- |
 /// | A | w1·H·W | s1 (enc0 → up1) |
 /// | B | max(w2·H/2·W/2, c·H·W, 3·w1·W) | the quantized image x (enc0), then s2 (down1 → up2), then the 3-row ring of up1's output (streamed tail) |
-/// | C | w3·H/4·W/4 | m (mid → up2) |
+/// | C | w3·H/4·W/4 | m, the last mid block's output (→ up2) |
 /// | D | max(w2·H/2·W/2, w3·H/4·W/4) | d2 (down2 → mid), then u2 (up2 → up1) |
+///
+/// With further mid blocks, down2 and the mid blocks pass the quarter-resolution map back and
+/// forth between C and D, starting in whichever makes the last one write C; the arena does not
+/// grow.
 ///
 /// 53,312 bytes for [`TinyUNetConfig::DEFAULT`] (25,088 + 12,544 + 3,136 + 12,544).
 pub const fn arena_len(cfg: &TinyUNetConfig) -> usize {
@@ -459,14 +495,16 @@ const fn region_b(cfg: &TinyUNetConfig) -> usize {
     max(max(w2 * p2, c * p1), 3 * w1 * cfg.width as usize)
 }
 
-/// Elements of the layer-by-layer executor's activations: x, s1, s2, d2, m, u2, u1 whole.
+/// Elements of the layer-by-layer executor's activations: x, s1, s2, d2, m, u2, u1, m1, …
+/// whole.
 pub const fn layerwise_len(cfg: &TinyUNetConfig) -> usize {
     let o = layerwise_offsets(cfg);
-    o[7]
+    o[MAX_ACTIVATIONS]
 }
 
-/// Start of each of x, s1, s2, d2, m, u2, u1 in the layer-by-layer activations, then the end.
-pub const fn layerwise_offsets(cfg: &TinyUNetConfig) -> [usize; 8] {
+/// Start of each of x, s1, s2, d2, m, u2, u1, m1, m2, m3 in the layer-by-layer activations,
+/// then the end (the further mid blocks' outputs that `cfg` lacks take no room).
+pub const fn layerwise_offsets(cfg: &TinyUNetConfig) -> [usize; MAX_ACTIVATIONS + 1] {
     let [p1, p2, p3] = cfg.planes();
     let c = cfg.channels as usize;
     let [w1, w2, w3] = [
@@ -475,10 +513,17 @@ pub const fn layerwise_offsets(cfg: &TinyUNetConfig) -> [usize; 8] {
         cfg.widths[2] as usize,
     ];
     let sizes = [c * p1, w1 * p1, w2 * p2, w3 * p3, w3 * p3, w2 * p2, w1 * p1];
-    let mut out = [0usize; 8];
+    let mut out = [0usize; MAX_ACTIVATIONS + 1];
     let mut i = 0;
-    while i < 7 {
-        out[i + 1] = out[i] + sizes[i];
+    while i < MAX_ACTIVATIONS {
+        let size = if i < 7 {
+            sizes[i]
+        } else if i < layer_count(cfg) {
+            w3 * p3
+        } else {
+            0
+        };
+        out[i + 1] = out[i] + size;
         i += 1;
     }
     out
@@ -578,6 +623,8 @@ pub struct Int8TinyUNet<'a> {
     cfg: TinyUNetConfig,
     input: ActQuant,
     layers: [TinyQConv<'a>; 7],
+    /// mid1, mid2, … (the first `mid_blocks − 1` entries).
+    extra_mid: [Option<TinyQConv<'a>>; TINY_MAX_MID_BLOCKS - 1],
     time: TimeMlp<'a>,
 }
 
@@ -605,13 +652,21 @@ impl<'a> Int8TinyUNet<'a> {
         let down1 = TinyQConv::load(file, 1, w1, w2, 2, out_of(&enc0), d)?;
         let down2 = TinyQConv::load(file, 2, w2, w3, 2, out_of(&down1), d)?;
         let mid = TinyQConv::load(file, 3, w3, w3, 1, out_of(&down2), d)?;
-        if out_of(&mid) != out_of(&down1) {
+        let mut extra_mid = [None; TINY_MAX_MID_BLOCKS - 1];
+        let mut last = mid;
+        for (k, slot) in extra_mid.iter_mut().enumerate() {
+            if k + 1 < cfg.mid_blocks as usize {
+                last = TinyQConv::load(file, EXTRA_MID_LAYER + k, w3, w3, 1, out_of(&last), d)?;
+                *slot = Some(last);
+            }
+        }
+        if out_of(&last) != out_of(&down1) {
             return Err(Error::InvalidConfig(
-                "int8 TinyUNet: mid and down1 (the halves of up2's concatenation) must share \
-                 one output scale and zero point",
+                "int8 TinyUNet: the last mid block and down1 (the halves of up2's \
+                 concatenation) must share one output scale and zero point",
             ));
         }
-        let up2 = TinyQConv::load(file, 4, w3 + w2, w2, 1, out_of(&mid), d)?;
+        let up2 = TinyQConv::load(file, 4, w3 + w2, w2, 1, out_of(&last), d)?;
         if out_of(&up2) != out_of(&enc0) {
             return Err(Error::InvalidConfig(
                 "int8 TinyUNet: up2 and enc0 (the halves of up1's concatenation) must share \
@@ -634,6 +689,7 @@ impl<'a> Int8TinyUNet<'a> {
             cfg,
             input,
             layers: [enc0, down1, down2, mid, up2, up1, out],
+            extra_mid,
             time,
         })
     }
@@ -648,15 +704,28 @@ impl<'a> Int8TinyUNet<'a> {
         self.input
     }
 
-    /// The seven conv layers ([`LAYERS`] order).
+    /// The seven main conv layers (the first seven of [`LAYERS`]).
     pub fn layers(&self) -> &[TinyQConv<'a>; 7] {
         &self.layers
     }
 
-    /// Quantization of x, s1, s2, d2, m, u2, u1 (the layer-by-layer activations' order).
-    pub fn activation_quants(&self) -> [ActQuant; 7] {
-        let o = |k: usize| self.layers[k].out.unwrap_or(self.input);
-        [self.input, o(0), o(1), o(2), o(3), o(4), o(5)]
+    /// The further mid blocks mid1, mid2, … (`mid_blocks − 1` of them).
+    pub fn extra_mid(&self) -> impl Iterator<Item = &TinyQConv<'a>> {
+        self.extra_mid.iter().flatten()
+    }
+
+    /// Quantization of x, s1, s2, d2, m, u2, u1, m1, … (the layer-by-layer activations'
+    /// order); the first [`layer_count`] entries are the network's, the rest repeat x's.
+    pub fn activation_quants(&self) -> [ActQuant; MAX_ACTIVATIONS] {
+        let o = |l: &TinyQConv<'_>| l.out.unwrap_or(self.input);
+        let mut q = [self.input; MAX_ACTIVATIONS];
+        for (k, l) in self.layers[..6].iter().enumerate() {
+            q[k + 1] = o(l);
+        }
+        for (k, l) in self.extra_mid().enumerate() {
+            q[EXTRA_MID_LAYER + k] = o(l);
+        }
+        q
     }
 
     fn check_time(&self, t: &TimeScratch<'_>) -> Result<()> {
@@ -710,7 +779,7 @@ impl<'a> Int8TinyUNet<'a> {
         let (d2, rest) = rest.split_at_mut(o[4] - o[3]);
         let (m, rest) = rest.split_at_mut(o[5] - o[4]);
         let (u2, rest) = rest.split_at_mut(o[6] - o[5]);
-        let u1 = &mut rest[..o[7] - o[6]];
+        let (u1, mut extra) = rest.split_at_mut(o[7] - o[6]);
         self.quantize_input(x, xq);
         let [enc0, down1, down2, mid, up2, up1, out] = &self.layers;
         let temb = &time.temb[..cfg.temb_dim as usize];
@@ -722,6 +791,13 @@ impl<'a> Int8TinyUNet<'a> {
         down1.plain_block(temb, offs, s1, (h, w), s2);
         down2.plain_block(temb, offs, s2, (h2, wd2), d2);
         mid.plain_block(temb, offs, d2, (h4, w4), m);
+        // m1, m2, … follow u1, each read by the next mid block; `m` names the latest.
+        let mut m: &[i8] = m;
+        for l in self.extra_mid() {
+            let (next, tail) = core::mem::take(&mut extra).split_at_mut(w3 * h4 * w4);
+            l.plain_block(temb, offs, m, (h4, w4), next);
+            (m, extra) = (next, tail);
+        }
         up2.up_block(temb, offs, (m, w3), s2, (h2, wd2), u2);
         up1.up_block(temb, offs, (u2, w2), s1, (h, w), u1);
         let src = Plain { data: u1, h, w };
@@ -798,11 +874,23 @@ impl<'a> Int8TinyUNet<'a> {
         enc0.plain_block(temb, offs, xq, (h, w), s1);
         let s2 = &mut rb[..w2 * p2];
         down1.plain_block(temb, offs, s1, (h, w), s2);
-        let d2 = &mut rd[..w3 * p3];
-        down2.plain_block(temb, offs, s2, (h2, wd2), d2);
-        let m = &mut rc[..];
-        mid.plain_block(temb, offs, d2, (h4, w4), m);
-        // d2 is dead: u2 takes region D.
+        // down2 and the mid blocks pass the quarter-resolution map between regions C and D,
+        // starting so that the last mid block writes C: down2 writes D for an odd number of
+        // mid blocks, C for an even one.
+        {
+            let (mut cur, mut spare) = if cfg.mid_blocks % 2 == 1 {
+                (&mut rd[..w3 * p3], &mut rc[..])
+            } else {
+                (&mut rc[..], &mut rd[..w3 * p3])
+            };
+            down2.plain_block(temb, offs, s2, (h2, wd2), cur);
+            for l in core::iter::once(mid).chain(self.extra_mid()) {
+                l.plain_block(temb, offs, cur, (h4, w4), spare);
+                core::mem::swap(&mut cur, &mut spare);
+            }
+        }
+        let m = &rc[..];
+        // d2 (and every earlier mid output) is dead: u2 takes region D.
         let u2 = &mut rd[..w2 * p2];
         up2.up_block(temb, offs, (m, w3), s2, (h2, wd2), u2);
         // s2 and m are dead: region B becomes the ring of up1's rows.
@@ -1024,7 +1112,7 @@ mod tests {
         let int8 = quantize_tiny_unet(
             &net,
             ScheduleConfig::default(),
-            cal.ranges(RangeMethod::MinMax),
+            &cal.ranges(RangeMethod::MinMax),
             "test",
         )
         .unwrap();
@@ -1040,10 +1128,31 @@ mod tests {
         )
     }
 
+    /// The default network, and deeper ones with an even and an odd number of mid blocks (the
+    /// planned pass starts its C/D ping-pong in a different region for each parity), all within
+    /// the default's workspace.
+    fn int8_configs() -> [TinyUNetConfig; 3] {
+        let d = TinyUNetConfig::DEFAULT;
+        [
+            d,
+            TinyUNetConfig { mid_blocks: 2, ..d },
+            TinyUNetConfig {
+                widths: [32, 64, 56],
+                mid_blocks: 3,
+                ..d
+            },
+        ]
+    }
+
     /// The planned executor (arena, streamed tail) gives exactly the layerwise oracle's ε.
     #[test]
     fn planned_equals_layerwise_bit_for_bit() {
-        let cfg = TinyUNetConfig::DEFAULT;
+        for cfg in int8_configs() {
+            planned_equals_layerwise(cfg);
+        }
+    }
+
+    fn planned_equals_layerwise(cfg: TinyUNetConfig) {
         let f = fixture(cfg);
         let file = ModelFile::parse(&f.int8).unwrap();
         let q = Int8TinyUNet::from_file(&file).unwrap();
@@ -1073,7 +1182,7 @@ mod tests {
             assert_eq!(
                 e_lw.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
                 e_pl.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                "input {k}"
+                "{cfg:?} input {k}"
             );
         }
     }
@@ -1110,15 +1219,21 @@ mod tests {
     /// Relative RMS error of int8 ε against f32 ε on inputs outside the calibration set.
     ///
     /// With 8-bit activations through seven layers, each rounding adds an error of about
-    /// scale/√12 per value; on this random network the measured error is 0.0119 (the
-    /// arithmetic is deterministic). The bound 0.03 leaves 2.5× room for changes of the
+    /// scale/√12 per value; on these random networks the measured errors are 0.0119 (default),
+    /// 0.0127 (two mid blocks) and 0.0184 (widths 32/64/56, three mid blocks; the arithmetic is
+    /// deterministic). The bound 0.03 leaves 2.5× room for changes of the
     /// calibration while failing on any systematic error (a wrong zero point, scale or time
     /// offset gives errors of order 0.1 to 1).
     const INT8_EPS_REL_RMS_MAX: f64 = 0.03;
 
     #[test]
     fn int8_tracks_f32() {
-        let cfg = TinyUNetConfig::DEFAULT;
+        for cfg in int8_configs() {
+            int8_tracks_f32_on(cfg);
+        }
+    }
+
+    fn int8_tracks_f32_on(cfg: TinyUNetConfig) {
         let f = fixture(cfg);
         let net = TinyUNet::from_flat(cfg, &f.params).unwrap();
         let file = ModelFile::parse(&f.int8).unwrap();
@@ -1141,8 +1256,11 @@ mod tests {
             }
         }
         let rel = (num / den).sqrt();
-        std::eprintln!("int8 vs f32 ε relative RMS error: {rel:.4}");
-        assert!(rel < INT8_EPS_REL_RMS_MAX, "relative RMS error {rel}");
+        std::eprintln!("{cfg:?}: int8 vs f32 ε relative RMS error: {rel:.4}");
+        assert!(
+            rel < INT8_EPS_REL_RMS_MAX,
+            "{cfg:?}: relative RMS error {rel}"
+        );
     }
 
     /// Both halves of each concatenation share one quantization that covers both ranges.
@@ -1157,12 +1275,28 @@ mod tests {
             (0.0, 5.0), // u2
             (0.0, 7.0),
         ];
-        let a = activation_quants(&ranges);
+        let cfg = TinyUNetConfig::DEFAULT;
+        let a = activation_quants(&cfg, &ranges).unwrap();
         assert_eq!(a[1], a[5], "s1 and u2");
         assert_eq!(a[2], a[4], "s2 and m");
         assert_eq!(a[1], ActQuant::from_range(0.0, 5.0));
         assert_eq!(a[2], ActQuant::from_range(0.0, 9.0));
         assert_eq!(a[0], ActQuant::from_range(-3.0, 3.0));
+        assert!(activation_quants(&cfg, &ranges[..6]).is_err());
+        // Three mid blocks: m1 (index 7) and m2 (index 8, the last mid output) follow u1; s2
+        // now shares with m2, and m keeps its own range.
+        let deep = TinyUNetConfig {
+            mid_blocks: 3,
+            ..cfg
+        };
+        let mut r = ranges.to_vec();
+        r.extend([(0.0, 6.0), (0.0, 11.0)]);
+        let a = activation_quants(&deep, &r).unwrap();
+        assert_eq!(a[2], a[8], "s2 and m2");
+        assert_eq!(a[2], ActQuant::from_range(0.0, 11.0));
+        assert_eq!(a[4], ActQuant::from_range(0.0, 4.0));
+        assert_eq!(a[7], ActQuant::from_range(0.0, 6.0));
+        assert_eq!(a[1], a[5], "s1 and u2");
     }
 
     /// A file whose concatenation halves do not share parameters is refused by name.

@@ -1,12 +1,13 @@
 //! Post-training quantization of an f32 TinyUNet into the int8 file
 //! [`crate::tiny_int8::Int8TinyUNet`] reads (host side).
 //!
-//! [`TinyCalibrator`] runs the f32 reference forward pass and records the range of the seven
-//! activation tensors the int8 network stores (x, s1, s2, d2, m, u2, u1, in
-//! [`TINY_ACTIVATIONS`] order). [`quantize_tiny_unet`] then gives both halves of each
-//! concatenation one shared quantization, chosen from the union of their ranges:
-//! `cat1 = [up(u2), s1]` (enc0 and up2 emit at it) and `cat2 = [up(m), s2]` (down1 and mid emit
-//! at it), so the int8 concatenation is a plain juxtaposition of bytes.
+//! [`TinyCalibrator`] runs the f32 reference forward pass and records the range of the
+//! activation tensors the int8 network stores (x, s1, s2, d2, m, u2, u1, then m1, m2, … of the
+//! further mid blocks, in [`TINY_ACTIVATIONS`] order). [`quantize_tiny_unet`] then gives both
+//! halves of each concatenation one shared quantization, chosen from the union of their ranges:
+//! `cat1 = [up(u2), s1]` (enc0 and up2 emit at it) and `cat2 = [up(last mid output), s2]`
+//! (down1 and the last mid block emit at it), so the int8 concatenation is a plain
+//! juxtaposition of bytes.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -16,27 +17,41 @@ use crate::error::Result;
 use crate::format::{ModelWriter, Precision};
 use crate::quant::{quantize_weight, weight_scale, ActQuant, QuantizedMultiplier};
 use crate::quantize::RangeMethod;
-use crate::tiny_int8::tensor_names;
+use crate::tiny_int8::{
+    last_mid, layer_count, tensor_names, EXTRA_MID_LAYER, MAX_ACTIVATIONS, OUT,
+};
 use crate::tiny_unet::TinyUNet;
 
-/// The activation tensors the int8 TinyUNet stores, in calibration order.
-pub const TINY_ACTIVATIONS: [&str; 7] = ["x", "s1", "s2", "d2", "m", "u2", "u1"];
+/// The activation tensors the int8 TinyUNet stores, in calibration order; a network has the
+/// first [`layer_count`] of them.
+pub const TINY_ACTIVATIONS: [&str; MAX_ACTIVATIONS] =
+    ["x", "s1", "s2", "d2", "m", "u2", "u1", "m1", "m2", "m3"];
+
+/// Index in [`TINY_ACTIVATIONS`] of the output of layer `l` of
+/// [`LAYERS`](crate::tiny_int8::LAYERS) (any but `out`).
+const fn output_activation(l: usize) -> usize {
+    if l < OUT {
+        l + 1
+    } else {
+        l
+    }
+}
 
 /// Records activation ranges of an f32 TinyUNet on calibration inputs.
 pub struct TinyCalibrator<'w> {
     net: TinyUNet<'w>,
     workspace: Vec<f32>,
     out: Vec<f32>,
-    min: [f32; 7],
-    max: [f32; 7],
-    samples: [Vec<f32>; 7],
+    min: [f32; MAX_ACTIVATIONS],
+    max: [f32; MAX_ACTIVATIONS],
+    samples: [Vec<f32>; MAX_ACTIVATIONS],
     stride: usize,
     counter: usize,
 }
 
-/// Where each of [`TINY_ACTIVATIONS`] but x lies in [`TinyUNet::forward_reference`]'s
-/// workspace: `[up(u2) | s1] u1 [up(m) | s2] u2 d2 m ...`.
-pub fn reference_workspace_ranges(cfg: &TinyUNetConfig) -> [core::ops::Range<usize>; 6] {
+/// Where each of the network's [`TINY_ACTIVATIONS`] but x lies in
+/// [`TinyUNet::forward_reference`]'s workspace: `[up(u2) | s1] u1 [up(m) | s2] u2 d2 m m1 …`.
+pub fn reference_workspace_ranges(cfg: &TinyUNetConfig) -> Vec<core::ops::Range<usize>> {
     let [p1, p2, p3] = cfg.planes();
     let [w1, w2, w3] = cfg.widths.map(|v| v as usize);
     let s1 = w2 * p1..(w2 + w1) * p1;
@@ -45,7 +60,10 @@ pub fn reference_workspace_ranges(cfg: &TinyUNetConfig) -> [core::ops::Range<usi
     let u2 = s2.end..s2.end + w2 * p2;
     let d2 = u2.end..u2.end + w3 * p3;
     let m = d2.end..d2.end + w3 * p3;
-    [s1, s2, d2, m, u2, u1]
+    let extra = (1..cfg.mid_blocks as usize).map(|k| m.start + k * w3 * p3..m.end + k * w3 * p3);
+    let mut r = vec![s1, s2, d2, m.clone(), u2, u1];
+    r.extend(extra);
+    r
 }
 
 impl<'w> TinyCalibrator<'w> {
@@ -56,8 +74,8 @@ impl<'w> TinyCalibrator<'w> {
             net,
             workspace: vec![0.0; cfg.workspace_len()],
             out: vec![0.0; cfg.image_len()],
-            min: [f32::INFINITY; 7],
-            max: [f32::NEG_INFINITY; 7],
+            min: [f32::INFINITY; MAX_ACTIVATIONS],
+            max: [f32::NEG_INFINITY; MAX_ACTIVATIONS],
             samples: Default::default(),
             stride: stride.max(1),
             counter: 0,
@@ -89,27 +107,31 @@ impl<'w> TinyCalibrator<'w> {
         Ok(())
     }
 
-    /// The chosen range of each of [`TINY_ACTIVATIONS`].
-    pub fn ranges(&self, method: RangeMethod) -> [(f32, f32); 7] {
-        core::array::from_fn(|k| match method {
-            RangeMethod::MinMax => (self.min[k], self.max[k]),
-            RangeMethod::Percentile(p) => {
-                let mut v = self.samples[k].clone();
-                if v.is_empty() {
-                    return (self.min[k], self.max[k]);
+    /// The chosen range of each of the network's [`TINY_ACTIVATIONS`] ([`layer_count`] of
+    /// them).
+    pub fn ranges(&self, method: RangeMethod) -> Vec<(f32, f32)> {
+        let n = layer_count(self.net.config());
+        (0..n)
+            .map(|k| match method {
+                RangeMethod::MinMax => (self.min[k], self.max[k]),
+                RangeMethod::Percentile(p) => {
+                    let mut v = self.samples[k].clone();
+                    if v.is_empty() {
+                        return (self.min[k], self.max[k]);
+                    }
+                    v.sort_by(|a, b| a.total_cmp(b));
+                    let at = |q: f32| {
+                        let i = libm::roundf((q / 100.0) * (v.len() - 1) as f32) as usize;
+                        v[i.min(v.len() - 1)]
+                    };
+                    (at(100.0 - p), at(p))
                 }
-                v.sort_by(|a, b| a.total_cmp(b));
-                let at = |q: f32| {
-                    let i = libm::roundf((q / 100.0) * (v.len() - 1) as f32) as usize;
-                    v[i.min(v.len() - 1)]
-                };
-                (at(100.0 - p), at(p))
-            }
-            // TinyUNet has no ε-driven planner: both take the per-tensor MSE range.
-            RangeMethod::Mse | RangeMethod::EpsMse => {
-                crate::quantize::mse_range(&self.samples[k], self.min[k], self.max[k])
-            }
-        })
+                // TinyUNet has no ε-driven planner: both take the per-tensor MSE range.
+                RangeMethod::Mse | RangeMethod::EpsMse => {
+                    crate::quantize::mse_range(&self.samples[k], self.min[k], self.max[k])
+                }
+            })
+            .collect()
     }
 }
 
@@ -117,33 +139,35 @@ fn union(a: (f32, f32), b: (f32, f32)) -> (f32, f32) {
     (a.0.min(b.0), a.1.max(b.1))
 }
 
-/// The stored activation quantizations from calibration `ranges` ([`TINY_ACTIVATIONS`] order):
-/// x, s1, s2, d2, m, u2, u1, where s1 and u2 share `cat1`'s and s2 and m share `cat2`'s.
-pub fn activation_quants(ranges: &[(f32, f32); 7]) -> [ActQuant; 7] {
+/// The stored activation quantizations of a network with `cfg`'s sizes from calibration
+/// `ranges` ([`TINY_ACTIVATIONS`] order, [`layer_count`] of them): s1 and u2 share `cat1`'s, s2
+/// and the last mid block's output share `cat2`'s, every other tensor has its own.
+pub fn activation_quants(cfg: &TinyUNetConfig, ranges: &[(f32, f32)]) -> Result<Vec<ActQuant>> {
+    crate::error::check_len("activation ranges", layer_count(cfg), ranges.len())?;
     let q = |r: (f32, f32)| ActQuant::from_range(r.0, r.1);
+    let m_last = output_activation(last_mid(cfg));
     let cat1 = q(union(ranges[1], ranges[5]));
-    let cat2 = q(union(ranges[2], ranges[4]));
-    [
-        q(ranges[0]),
-        cat1,
-        cat2,
-        q(ranges[3]),
-        cat2,
-        cat1,
-        q(ranges[6]),
-    ]
+    let cat2 = q(union(ranges[2], ranges[m_last]));
+    Ok((0..ranges.len())
+        .map(|k| match k {
+            1 | 5 => cat1,
+            2 => cat2,
+            _ if k == m_last => cat2,
+            _ => q(ranges[k]),
+        })
+        .collect())
 }
 
 /// Writes the int8 model file of `net` with activation `ranges` ([`TINY_ACTIVATIONS`] order).
 pub fn quantize_tiny_unet(
     net: &TinyUNet<'_>,
     schedule: ScheduleConfig,
-    ranges: [(f32, f32); 7],
+    ranges: &[(f32, f32)],
     note: &str,
 ) -> Result<Vec<u8>> {
     let cfg = *net.config();
     let p = net.params();
-    let a = activation_quants(&ranges);
+    let a = activation_quants(&cfg, ranges)?;
     let mut w = ModelWriter::new(ModelConfig::TinyUNet(cfg), schedule, note)
         .with_precision(Precision::Int8);
     w.push_f32("input.scale", &[1], &[a[0].scale])?;
@@ -151,33 +175,34 @@ pub fn quantize_tiny_unet(
     let c = cfg.channels;
     let [w1, w2, w3] = cfg.widths;
     let d = cfg.temb_dim;
-    // Per layer: weight, bias, in/out channels, input quantization, output quantization.
+    // Per layer (LAYERS order): weight, bias, time projection, in/out channels, input
+    // quantization, output quantization.
     let blocks = &p.blocks;
-    type Spec<'p> = (&'p [f32], &'p [f32], u32, u32, ActQuant, Option<ActQuant>);
-    let specs: [Spec<'_>; 7] = [
-        (blocks[0].conv_w, blocks[0].conv_b, c, w1, a[0], Some(a[1])),
-        (blocks[1].conv_w, blocks[1].conv_b, w1, w2, a[1], Some(a[2])),
-        (blocks[2].conv_w, blocks[2].conv_b, w2, w3, a[2], Some(a[3])),
-        (blocks[3].conv_w, blocks[3].conv_b, w3, w3, a[3], Some(a[4])),
-        (
-            blocks[4].conv_w,
-            blocks[4].conv_b,
-            w3 + w2,
-            w2,
-            a[4],
-            Some(a[5]),
-        ),
-        (
-            blocks[5].conv_w,
-            blocks[5].conv_b,
-            w2 + w1,
-            w1,
-            a[5],
-            Some(a[6]),
-        ),
-        (p.out_w, p.out_b, w1, c, a[6], None),
-    ];
-    for (k, (wt, bias, in_c, out_c, input, out)) in specs.into_iter().enumerate() {
+    let m_last = output_activation(last_mid(&cfg));
+    let layer = |l: usize| {
+        let (in_c, out_c, input) = match l {
+            0 => (c, w1, a[0]),
+            1 => (w1, w2, a[1]),
+            2 => (w2, w3, a[2]),
+            3 => (w3, w3, a[3]),
+            4 => (w3 + w2, w2, a[m_last]),
+            5 => (w2 + w1, w1, a[5]),
+            OUT => (w1, c, a[6]),
+            // mid1 reads m; mid2 … read the previous extra mid block's output.
+            _ => (w3, w3, a[if l == EXTRA_MID_LAYER { 4 } else { l - 1 }]),
+        };
+        let (wt, bias, temb) = if l == OUT {
+            (p.out_w, p.out_b, None)
+        } else {
+            // Blocks are indexed as LAYERS but for `out`: mid1 is block 6, layer 7.
+            let b = &blocks[if l < OUT { l } else { l - 1 }];
+            (b.conv_w, b.conv_b, Some((b.temb_w, b.temb_b)))
+        };
+        let out = (l != OUT).then(|| a[output_activation(l)]);
+        (wt, bias, temb, in_c, out_c, input, out)
+    };
+    for k in 0..layer_count(&cfg) {
+        let (wt, bias, temb, in_c, out_c, input, out) = layer(k);
         let [wn, bn, mn, shn, bsn, osn, ozn, twn, tbn] = tensor_names(k);
         let per = in_c as usize * 9;
         let scales: Vec<f32> = wt.chunks(per).map(weight_scale).collect();
@@ -214,11 +239,11 @@ pub fn quantize_tiny_unet(
         };
         w.push_i32(mn, &[out_c], &mults)?;
         w.push_i32(shn, &[out_c], &shifts)?;
-        if let Some(o) = out {
+        if let (Some(o), Some((temb_w, temb_b))) = (out, temb) {
             w.push_f32(osn, &[1], &[o.scale])?;
             w.push_i32(ozn, &[1], &[o.zero_point])?;
-            w.push_f32(twn, &[out_c, d], blocks[k].temb_w)?;
-            w.push_f32(tbn, &[out_c], blocks[k].temb_b)?;
+            w.push_f32(twn, &[out_c, d], temb_w)?;
+            w.push_f32(tbn, &[out_c], temb_b)?;
         }
     }
     let e = cfg.emb_dim;

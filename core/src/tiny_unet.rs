@@ -2,7 +2,7 @@
 //! the tensor names), composed from the reference layers. No heap: the caller provides the
 //! parameters and a workspace of [`TinyUNetConfig::workspace_len`] elements.
 
-use crate::config::{TinyUNetConfig, TINY_MAX_PERIOD, TINY_TIME_SCALE};
+use crate::config::{TinyUNetConfig, MAX_TENSORS, TINY_MAX_PERIOD, TINY_TIME_SCALE};
 use crate::error::{check_len, check_min_len, Result};
 use crate::format::{self, ModelFile};
 use crate::layers::{self, Dims};
@@ -10,7 +10,8 @@ use crate::layers::{self, Dims};
 /// The six blocks that end in a ReLU and take a time projection, in forward order.
 pub const BLOCKS: [&str; 6] = ["enc0", "down1", "down2", "mid", "up2", "up1"];
 
-/// Index of each block in [`TinyUNetParams::blocks`].
+/// Index of each block in [`TinyUNetParams::blocks`]; the mid blocks after the first (`mid1`,
+/// …) follow up1, at [`block::EXTRA_MID`] onwards.
 pub mod block {
     /// Full resolution, c → w1 (skip s1).
     pub const ENC0: usize = 0;
@@ -24,6 +25,22 @@ pub mod block {
     pub const UP2: usize = 4;
     /// Up-sampled up2 ‖ s1 → w1.
     pub const UP1: usize = 5;
+    /// `mid1`, the second w3 → w3 block (then `mid2`, …).
+    pub const EXTRA_MID: usize = 6;
+    /// Most blocks a TinyUNet has.
+    pub const MAX: usize = 5 + crate::config::TINY_MAX_MID_BLOCKS;
+
+    /// The block computed at forward position `f` (enc0, down1, down2, mid, mid1 …, up2, up1)
+    /// of a network with `mid_blocks` mid blocks: the order of [`TinyUNetConfig::tensor_specs`](crate::TinyUNetConfig::tensor_specs).
+    pub const fn at_position(f: usize, mid_blocks: usize) -> usize {
+        if f <= MID {
+            f
+        } else if f < MID + mid_blocks {
+            EXTRA_MID + f - MID - 1
+        } else {
+            f - mid_blocks + 1
+        }
+    }
 }
 
 /// Borrowed parameters of one block: its conv and its time projection.
@@ -50,8 +67,9 @@ pub struct TinyUNetParams<'w> {
     pub time2_w: &'w [f32],
     /// `time_mlp.2.bias` `[D]`.
     pub time2_b: &'w [f32],
-    /// enc0, down1, down2, mid, up2, up1 (indices in [`block`]).
-    pub blocks: [TinyBlockParams<'w>; 6],
+    /// enc0, down1, down2, mid, up2, up1, then mid1 … (indices in [`block`]); entries past
+    /// `5 + mid_blocks` are empty.
+    pub blocks: [TinyBlockParams<'w>; block::MAX],
     /// `out.weight` `[c, w1, 3, 3]`.
     pub out_w: &'w [f32],
     /// `out.bias` `[c]`.
@@ -85,15 +103,27 @@ impl<'w> TinyUNet<'w> {
     pub fn from_flat(cfg: TinyUNetConfig, params: &'w [f32]) -> Result<Self> {
         cfg.validate()?;
         check_len("parameters", cfg.param_count(), params.len())?;
-        let mut parts: [&'w [f32]; TinyUNetConfig::TENSORS] = [&[]; TinyUNetConfig::TENSORS];
+        let mut parts: [&'w [f32]; MAX_TENSORS] = [&[]; MAX_TENSORS];
         format::split_f32_tensors(&cfg.tensor_specs(), params, &mut parts);
-        // tensor_specs: 4 time-MLP tensors, 4 per block, then out.weight and out.bias.
-        let blocks = core::array::from_fn(|k| TinyBlockParams {
-            conv_w: parts[4 + 4 * k],
-            conv_b: parts[5 + 4 * k],
-            temb_w: parts[6 + 4 * k],
-            temb_b: parts[7 + 4 * k],
-        });
+        // tensor_specs: 4 time-MLP tensors, 4 per block in forward order, then out.weight and
+        // out.bias.
+        let empty = TinyBlockParams {
+            conv_w: &[],
+            conv_b: &[],
+            temb_w: &[],
+            temb_b: &[],
+        };
+        let mids = cfg.mid_blocks as usize;
+        let mut blocks = [empty; block::MAX];
+        for f in 0..5 + mids {
+            blocks[block::at_position(f, mids)] = TinyBlockParams {
+                conv_w: parts[4 + 4 * f],
+                conv_b: parts[5 + 4 * f],
+                temb_w: parts[6 + 4 * f],
+                temb_b: parts[7 + 4 * f],
+            };
+        }
+        let out = 4 + 4 * (5 + mids);
         Ok(Self {
             cfg,
             p: TinyUNetParams {
@@ -102,8 +132,8 @@ impl<'w> TinyUNet<'w> {
                 time2_w: parts[2],
                 time2_b: parts[3],
                 blocks,
-                out_w: parts[28],
-                out_b: parts[29],
+                out_w: parts[out],
+                out_b: parts[out + 1],
             },
         })
     }
@@ -194,6 +224,7 @@ impl<'w> TinyUNet<'w> {
         let (u2, rest) = rest.split_at_mut(w2 * p2);
         let (d2, rest) = rest.split_at_mut(w3 * p3);
         let (m, rest) = rest.split_at_mut(w3 * p3);
+        let (mut extra_m, rest) = rest.split_at_mut((c.mid_blocks as usize - 1) * w3 * p3);
         let (emb, rest) = rest.split_at_mut(e);
         let (hidden, rest) = rest.split_at_mut(d);
         let (temb, proj) = rest.split_at_mut(d);
@@ -212,6 +243,14 @@ impl<'w> TinyUNet<'w> {
         let dd2 = self.block(block::DOWN2, s2, ds2, 2, pr, d2)?;
         let pr = self.projection(block::MID, temb, w3, proj)?;
         let dm = self.block(block::MID, d2, dd2, 1, pr, m)?;
+        // Further mid blocks write m1, m2, … (kept for calibration); `m` names the latest.
+        let mut m: &[f32] = m;
+        for k in 0..c.mid_blocks as usize - 1 {
+            let (next, tail) = core::mem::take(&mut extra_m).split_at_mut(w3 * p3);
+            let pr = self.projection(block::EXTRA_MID + k, temb, w3, proj)?;
+            self.block(block::EXTRA_MID + k, m, dm, 1, pr, next)?;
+            (m, extra_m) = (next, tail);
+        }
         layers::upsample_nearest2x(m, dm, up2_front)?;
         let cat2_dims = Dims::new(w3 + w2, ds2.h, ds2.w);
         let pr = self.projection(block::UP2, temb, w2, proj)?;
@@ -253,13 +292,14 @@ mod tests {
             height: 4,
             width: 4,
             widths: [1, 1, 1],
+            mid_blocks: 1,
             emb_dim: 4,
             temb_dim: 2,
         };
         let mut params = [0.0f32; 512];
         let params = &mut params[..cfg.param_count()];
         let specs = cfg.tensor_specs();
-        let mut offsets = [0usize; TinyUNetConfig::TENSORS];
+        let mut offsets = [0usize; MAX_TENSORS];
         let mut at = 0;
         for (o, s) in offsets.iter_mut().zip(specs.iter()) {
             *o = at;

@@ -3,6 +3,7 @@
 //! exporter, a model file, the core's loader); one DDPM and one DDIM step and whole sampler
 //! trajectories, each side driven by its own network.
 
+use ddpm_core::config::TINY_MAX_MID_BLOCKS;
 use ddpm_core::host::{HostModel, Path};
 use ddpm_core::sampler::{
     self, DdimConfig, DdpmConfig, DdpmVariance, Plan, SamplerConfig, Spacing,
@@ -49,7 +50,7 @@ fn default_tiny_forward_matches_trainer() {
 /// c = 3 with 32×32 images, MNIST's shape, and small shapes (sides multiples of 4 down to 4,
 /// where the quarter-resolution level is one pixel); widths on both sides of the fast path's
 /// Winograd threshold (16 channels) and of its direct last-layer cut-off (≤ 4 outputs);
-/// embedding lengths from the smallest (4) up, and any D.
+/// every number of mid blocks; embedding lengths from the smallest (4) up, and any D.
 fn other_config() -> impl Strategy<Value = TinyUNetConfig> {
     (
         prop_oneof![
@@ -58,17 +59,21 @@ fn other_config() -> impl Strategy<Value = TinyUNetConfig> {
             (1u32..=3, 1u32..=6, 1u32..=6).prop_map(|(c, h, w)| (c, 4 * h, 4 * w)),
         ],
         (1u32..=40, 1u32..=40, 1u32..=40),
+        1u32..=TINY_MAX_MID_BLOCKS as u32,
         2u32..=20,
         1u32..=48,
     )
         .prop_map(
-            |((channels, height, width), (w1, w2, w3), half, temb_dim)| TinyUNetConfig {
-                channels,
-                height,
-                width,
-                widths: [w1, w2, w3],
-                emb_dim: 2 * half,
-                temb_dim,
+            |((channels, height, width), (w1, w2, w3), mid_blocks, half, temb_dim)| {
+                TinyUNetConfig {
+                    channels,
+                    height,
+                    width,
+                    widths: [w1, w2, w3],
+                    mid_blocks,
+                    emb_dim: 2 * half,
+                    temb_dim,
+                }
             },
         )
 }

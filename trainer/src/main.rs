@@ -134,6 +134,10 @@ struct FitArgs {
     /// --arch tiny: channels of the full-, half- and quarter-resolution levels, W1,W2,W3.
     #[arg(long, value_name = "W1,W2,W3", default_value = "32,64,64", value_parser = parse_widths)]
     widths: [u32; 3],
+    /// --arch tiny: number of W3→W3 blocks at quarter resolution (1 to 4); each widens an
+    /// output pixel's view by 8 pixels and adds 9·W3² + W3·(D + 2) parameters.
+    #[arg(long, default_value_t = TinyUNetConfig::DEFAULT.mid_blocks)]
+    mid_blocks: u32,
     /// --arch tiny: length E of the sinusoidal timestep embedding (even, at least 4).
     #[arg(long, default_value_t = TinyUNetConfig::DEFAULT.emb_dim)]
     emb_dim: u32,
@@ -196,7 +200,7 @@ enum ArchArg {
     /// The seed's SimpleUNet: four 3×3 convs at full resolution (--hidden1, --hidden2).
     Simple,
     /// TinyUNet: a U-Net with two stride-2 levels, skip connections and a sinusoidal time
-    /// embedding (--widths, --emb-dim, --temb-dim; image sides multiples of 4).
+    /// embedding (--widths, --mid-blocks, --emb-dim, --temb-dim; image sides multiples of 4).
     Tiny,
 }
 
@@ -522,6 +526,7 @@ fn run_fit(a: FitArgs) -> Result<()> {
             height: a.height,
             width: a.width,
             widths: a.widths,
+            mid_blocks: a.mid_blocks,
             emb_dim: a.emb_dim,
             temb_dim: a.temb_dim,
         }),
@@ -759,11 +764,23 @@ fn export_tiny_int8(a: &ExportArgs, f32_bytes: &[u8], note: &str) -> Result<()> 
         &opts,
         &format!("{note} (int8, {:?} ranges)", opts.quant.range),
     )?;
-    let [x, s1, s2, d2, m, u2, u1] = r.activations;
+    // Each stored activation by the layer that writes it (x: the quantized input).
+    let producers = ["input", "enc0", "down1", "down2", "mid", "up2", "up1"]
+        .into_iter()
+        .chain(
+            ddpm_core::tiny_int8::LAYERS[ddpm_core::tiny_int8::EXTRA_MID_LAYER..]
+                .iter()
+                .copied(),
+        );
+    let figures: Vec<String> = producers
+        .zip(&r.activations)
+        .map(|(name, v)| format!("{name} {v:.4}"))
+        .collect();
     eprintln!(
-        "int8 vs f32 relative RMS error on {} noised test images: input {x:.4}, enc0 {s1:.4}, \
-         down1 {s2:.4}, down2 {d2:.4}, mid {m:.4}, up2 {u2:.4}, up1 {u1:.4}, eps {:.4}",
-        opts.eval_images, r.eps
+        "int8 vs f32 relative RMS error on {} noised test images: {}, eps {:.4}",
+        opts.eval_images,
+        figures.join(", "),
+        r.eps
     );
     ddpm_trainer::atomic::write_atomic(&a.out, &bytes)
 }

@@ -3,7 +3,7 @@
 //! …, `out.bias`) as the `VarStore` names, so weights map name for name onto a PyTorch
 //! checkpoint and onto the model file. [`Net`] holds either.
 use anyhow::{bail, Context, Result};
-use ddpm_core::config::{TINY_MAX_PERIOD, TINY_TIME_SCALE};
+use ddpm_core::config::{TINY_MAX_PERIOD, TINY_MID_NAMES, TINY_TIME_SCALE};
 use ddpm_core::{AsModelConfig, ModelConfig, SimpleUNetConfig, TinyUNetConfig};
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
@@ -102,7 +102,7 @@ pub struct TinyUNet {
     freqs: Tensor,
     time0: nn::Linear,
     time2: nn::Linear,
-    /// Conv and time projection of enc0, down1, down2, mid, up2, up1.
+    /// Conv and time projection of enc0, down1, down2, mid, mid1 …, up2, up1 (forward order).
     blocks: Vec<(nn::Conv2D, nn::Linear)>,
     out: nn::Conv2D,
 }
@@ -129,15 +129,20 @@ impl TinyUNet {
         let time = path / "time_mlp";
         let time0 = nn::linear(&time / "0", e, d, linear(e));
         let time2 = nn::linear(&time / "2", d, d, linear(d));
-        // (name, in, out, stride) in forward order, as ddpm_core::tiny_unet::BLOCKS.
-        let layout = [
+        // (name, in, out, stride) in forward order (the order of TinyUNetConfig::tensor_specs).
+        let mids = (0..cfg.mid_blocks as usize).map(|k| {
+            let name = TINY_MID_NAMES[k][0].trim_end_matches(".weight");
+            (name, w3, w3, 1)
+        });
+        let layout: Vec<(&str, i64, i64, i64)> = [
             ("enc0", c, w1, 1),
             ("down1", w1, w2, 2),
             ("down2", w2, w3, 2),
-            ("mid", w3, w3, 1),
-            ("up2", w3 + w2, w2, 1),
-            ("up1", w2 + w1, w1, 1),
-        ];
+        ]
+        .into_iter()
+        .chain(mids)
+        .chain([("up2", w3 + w2, w2, 1), ("up1", w2 + w1, w1, 1)])
+        .collect();
         let blocks = layout
             .iter()
             .map(|&(name, i, o, stride)| {
@@ -189,12 +194,15 @@ impl TinyUNet {
             let s = x.size();
             x.upsample_nearest2d([2 * s[2], 2 * s[3]], None, None)
         };
+        let mids = self.cfg.mid_blocks as usize;
         let s1 = block(0, x);
         let s2 = block(1, &s1);
-        let d2 = block(2, &s2);
-        let m = block(3, &d2);
-        let u2 = block(4, &Tensor::cat(&[up(&m), s2], 1));
-        let u1 = block(5, &Tensor::cat(&[up(&u2), s1], 1));
+        let mut m = block(2, &s2);
+        for k in 3..3 + mids {
+            m = block(k, &m);
+        }
+        let u2 = block(3 + mids, &Tensor::cat(&[up(&m), s2], 1));
+        let u1 = block(4 + mids, &Tensor::cat(&[up(&u2), s1], 1));
         self.out.forward(&u1)
     }
 }
@@ -322,6 +330,10 @@ pub fn infer_config(
             height,
             width,
             widths: [enc0[0] as u32, down1[0] as u32, down2[0] as u32],
+            mid_blocks: 1 + TINY_MID_NAMES[1..]
+                .iter()
+                .take_while(|names| tensors.iter().any(|(n, _)| n == names[0]))
+                .count() as u32,
             emb_dim: time0[1] as u32,
             temb_dim: time0[0] as u32,
         };
@@ -452,7 +464,7 @@ mod tests {
         let net = Net::new(&vs.root(), cfg);
         assert_eq!(net.config(), ModelConfig::TinyUNet(cfg));
         let params = named_params(&vs, &cfg).unwrap();
-        assert_eq!(vs.variables().len(), TinyUNetConfig::TENSORS);
+        assert_eq!(vs.variables().len(), cfg.tensor_count());
         for ((name, t), spec) in params.iter().zip(cfg.tensor_specs()) {
             assert_eq!(name, spec.name);
             let want: Vec<i64> = spec.dims().iter().map(|&d| d as i64).collect();

@@ -14,7 +14,9 @@ use std::path::Path;
 use anyhow::{anyhow, Result};
 use ddpm_core::format::ModelFile;
 use ddpm_core::sampler::{DdimConfig, SamplerConfig};
-use ddpm_core::tiny_int8::{layerwise_len, layerwise_offsets, Int8TinyUNet, TimeScratch};
+use ddpm_core::tiny_int8::{
+    layer_count, layerwise_len, layerwise_offsets, Int8TinyUNet, TimeScratch,
+};
 use ddpm_core::tiny_quantize::{quantize_tiny_unet, reference_workspace_ranges, TinyCalibrator};
 use ddpm_core::{GaussianNoise, ModelConfig, Schedule, TinyUNet, TinyUNetConfig};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -26,11 +28,12 @@ use crate::quantize::{
 };
 
 /// Relative RMS errors of int8 against f32 for a TinyUNet.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct TinyAccuracyReport {
     /// Per stored activation, in [`ddpm_core::tiny_quantize::TINY_ACTIVATIONS`] order: the
-    /// quantized input x, then the outputs of enc0 (s1), down1 (s2), down2, mid, up2, up1.
-    pub activations: [f64; 7],
+    /// quantized input x, then the outputs of enc0 (s1), down1 (s2), down2, mid, up2, up1 and
+    /// of the further mid blocks (mid1, …), one entry per [`layer_count`].
+    pub activations: Vec<f64>,
     /// The network output ε.
     pub eps: f64,
 }
@@ -107,7 +110,7 @@ pub fn quantize_tiny_model(
         &bar(opts.trajectories as u64, "calibrating (DDIM trajectories)"),
         &mut |x, t_in| cal.observe(x, t_in).map_err(|e| anyhow!("{e}")),
     )?;
-    let bytes = quantize_tiny_unet(&net, schedule, cal.ranges(opts.quant.range), note)
+    let bytes = quantize_tiny_unet(&net, schedule, &cal.ranges(opts.quant.range), note)
         .map_err(|e| anyhow!("{e}"))?;
     let report = tiny_accuracy(&net, &bytes, &test, &sched, opts)?;
     Ok((bytes, report))
@@ -142,7 +145,8 @@ pub fn tiny_accuracy(
     );
     let mut ws = vec![0.0f32; cfg.workspace_len()];
     let (mut e8, mut e32) = (vec![0.0f32; cfg.image_len()], vec![0.0f32; cfg.image_len()]);
-    let (mut num, mut den) = ([0.0f64; 8], [0.0f64; 8]);
+    let n = layer_count(&cfg);
+    let (mut num, mut den) = (vec![0.0f64; n + 1], vec![0.0f64; n + 1]);
     let mut draws = Draws(opts.seed ^ 0x5EED_7E57);
     let mut noise = GaussianNoise::new(opts.seed ^ 0x7E57_5EED);
     let big_t = sched.len();
@@ -164,7 +168,7 @@ pub fn tiny_accuracy(
             .map_err(|e| anyhow!("{e}"))?;
         net.forward_reference(&x, t_in, &mut ws, &mut e32)
             .map_err(|e| anyhow!("{e}"))?;
-        for k in 0..7 {
+        for k in 0..n {
             let f: &[f32] = if k == 0 {
                 &x
             } else {
@@ -178,15 +182,15 @@ pub fn tiny_accuracy(
             }
         }
         for (a, b) in e8.iter().zip(&e32) {
-            num[7] += ((a - b) as f64).powi(2);
-            den[7] += (*b as f64).powi(2);
+            num[n] += ((a - b) as f64).powi(2);
+            den[n] += (*b as f64).powi(2);
         }
         b.inc(1);
     }
     b.finish_and_clear();
     let rel = |k: usize| (num[k] / den[k].max(f64::MIN_POSITIVE)).sqrt();
     Ok(TinyAccuracyReport {
-        activations: core::array::from_fn(rel),
-        eps: rel(7),
+        activations: (0..n).map(rel).collect(),
+        eps: rel(n),
     })
 }

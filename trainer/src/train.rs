@@ -220,7 +220,7 @@ pub struct Trainer {
 }
 
 /// The sizes as the checkpoint's `state.model` integers: SimpleUNet [c, h, w, hidden1,
-/// hidden2]; TinyUNet [c, h, w, w1, w2, w3, E, D] (its checkpoints also hold `state.arch` =
+/// hidden2]; TinyUNet [c, h, w, w1, w2, w3, E, D, mid blocks] (its checkpoints also hold `state.arch` =
 /// "tiny"; one without `state.arch` is a SimpleUNet, as before TinyUNet existed).
 fn model_to_ints(m: &ModelConfig) -> Vec<i64> {
     match m {
@@ -236,6 +236,7 @@ fn model_to_ints(m: &ModelConfig) -> Vec<i64> {
             m.widths[2],
             m.emb_dim,
             m.temb_dim,
+            m.mid_blocks,
         ]
         .map(i64::from)
         .to_vec(),
@@ -259,9 +260,10 @@ fn model_from_ints(arch: Option<&str>, m: &[i64], what: &str) -> Result<ModelCon
             }))
         }
         Some("tiny") => {
-            if m.len() != 8 {
+            // 8 entries before mid_blocks existed (one mid block), 9 since.
+            if m.len() != 8 && m.len() != 9 {
                 bail!(
-                    "{what}: state.model has {} entries, a TinyUNet has 8",
+                    "{what}: state.model has {} entries, a TinyUNet has 8 or 9",
                     m.len()
                 );
             }
@@ -270,6 +272,7 @@ fn model_from_ints(arch: Option<&str>, m: &[i64], what: &str) -> Result<ModelCon
                 height: u(1),
                 width: u(2),
                 widths: [u(3), u(4), u(5)],
+                mid_blocks: if m.len() == 9 { u(8) } else { 1 },
                 emb_dim: u(6),
                 temb_dim: u(7),
             }))

@@ -266,8 +266,10 @@ fn tiny_unet_resumes_bit_for_bit_exports_and_loads_in_the_core() {
     let _g = lock();
     tch::set_num_threads(2);
     let data = mnist(128);
+    // Two mid blocks, so the checkpoint's sizes carry mid_blocks through the resume.
     let tiny = ddpm_core::ModelConfig::TinyUNet(ddpm_core::TinyUNetConfig {
         widths: [8, 16, 16],
+        mid_blocks: 2,
         ..ddpm_core::TinyUNetConfig::DEFAULT
     });
     let whole = tempfile::tempdir().unwrap();
@@ -289,6 +291,7 @@ fn tiny_unet_resumes_bit_for_bit_exports_and_loads_in_the_core() {
     let tb = checkpoint_tensors(&b.checkpoint);
     let names: Vec<&str> = ta.iter().map(|(n, _)| n.as_str()).collect();
     assert!(names.contains(&"ema.up2_temb.weight") && names.contains(&"state.arch"));
+    assert!(names.contains(&"ema.mid1.weight") && names.contains(&"mid1_temb.bias"));
     assert_eq!(ta.len(), tb.len());
     for ((name, x), (_, y)) in ta.iter().zip(&tb) {
         assert!(x.equal(y), "{name} differs between the two runs");

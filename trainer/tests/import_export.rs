@@ -36,6 +36,14 @@ fn tiny_unet_model_file_to_safetensors_to_model_file_round_trip() {
         temb_dim: 16,
         ..TinyUNetConfig::DEFAULT
     }));
+    // Three mid blocks: the import finds mid1 and mid2 by their names.
+    round_trip(ModelConfig::TinyUNet(TinyUNetConfig {
+        widths: [8, 16, 12],
+        mid_blocks: 3,
+        emb_dim: 8,
+        temb_dim: 16,
+        ..TinyUNetConfig::DEFAULT
+    }));
 }
 
 fn round_trip(cfg: ModelConfig) {
