@@ -1,7 +1,8 @@
-//! What the `tiny` build samples: the int8 TinyUNet (1×28×28, widths 32/64/64) of
-//! `models/tiny_unet_mnist_int8.ddpm`, embedded in flash with `include_bytes!` and run by
-//! ddpm-core's planned int8 executor (`ddpm_core::tiny_int8`): one 53,312-byte arena in which
-//! every activation lives only while it is needed, the full-resolution tail streamed row by
+//! What the `tiny` build samples: the int8 TinyUNet (1×28×28, widths 32/64/56, three
+//! quarter-resolution mid blocks) of `models/tiny_unet_mnist_int8.ddpm`, embedded in flash with
+//! `include_bytes!` and run by ddpm-core's planned int8 executor (`ddpm_core::tiny_int8`): one
+//! arena (52,920 bytes used of the 53,312 the workspace holds) in which every activation lives
+//! only while it is needed, the full-resolution tail streamed row by
 //! row, and no ε buffer (each row of ε updates the image as it appears). Same sampler as the
 //! default build: DDIM, x0 clipped, ε recomputed.
 //!
@@ -11,10 +12,22 @@
 use ddpm_core::format::ModelFile;
 use ddpm_core::sampler::{DdimConfig, SamplerConfig};
 use ddpm_core::tiny_int8::{sample_planned, Int8TinyUNet, TinyInt8Workspace};
-use ddpm_core::{pixel_to_u8, Result, Schedule, TinyUNetConfig};
+use ddpm_core::{pixel_to_u8, Error, Result, Schedule, TinyUNetConfig};
 
-/// The network: TinyUNet on 1×28×28 images.
-pub const CONFIG: TinyUNetConfig = TinyUNetConfig::DEFAULT;
+/// The network of the embedded model file: TinyUNet on 1×28×28 images, widths 32/64/56, three
+/// mid blocks (the file's header says so too; `Int8TinyUNet::from_file` reads it from there).
+pub const CONFIG: TinyUNetConfig = TinyUNetConfig {
+    widths: [32, 64, 56],
+    mid_blocks: 3,
+    ..TinyUNetConfig::DEFAULT
+};
+
+// The workspace is sized for `TinyUNetConfig::DEFAULT`; the embedded network must fit in it.
+const _: () = assert!(
+    ddpm_core::tiny_int8::arena_len(&CONFIG)
+        <= ddpm_core::tiny_int8::arena_len(&TinyUNetConfig::DEFAULT)
+);
+const _: () = assert!(CONFIG.image_len() == TinyUNetConfig::DEFAULT.image_len());
 /// Elements of one image.
 pub const IMAGE_LEN: usize = CONFIG.image_len();
 
@@ -23,7 +36,7 @@ pub static MODEL: &[u8] = include_bytes!("../../models/tiny_unet_mnist_int8.ddpm
 
 /// What the model is, for the printout.
 pub const DESCRIPTION: &str =
-    "TinyUNet 1x28x28, widths 32/64/64, int8, planned arena + row-streamed tail";
+    "TinyUNet 1x28x28, widths 32/64/56, 3 mid blocks, int8, planned arena + row-streamed tail";
 
 include!("demo_settings.rs");
 
@@ -60,6 +73,11 @@ pub fn generate(bufs: &mut Buffers, seed: u64, steps: u32) -> Result<()> {
     let file = ModelFile::parse(MODEL)?;
     bufs.schedule.fill(&file.header().schedule)?;
     let net = Int8TinyUNet::from_file(&file)?;
+    if *net.config() != CONFIG {
+        return Err(Error::InvalidConfig(
+            "the embedded model's sizes are not tiny_model::CONFIG",
+        ));
+    }
     sample_planned(
         &net,
         &bufs.schedule,

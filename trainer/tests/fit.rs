@@ -291,7 +291,7 @@ fn tiny_unet_resumes_bit_for_bit_exports_and_loads_in_the_core() {
     let tb = checkpoint_tensors(&b.checkpoint);
     let names: Vec<&str> = ta.iter().map(|(n, _)| n.as_str()).collect();
     assert!(names.contains(&"ema.up2_temb.weight") && names.contains(&"state.arch"));
-    assert!(names.contains(&"ema.mid1.weight") && names.contains(&"mid1_temb.bias"));
+    assert!(names.contains(&"ema.mid1.weight") && names.contains(&"model.mid1_temb.bias"));
     assert_eq!(ta.len(), tb.len());
     for ((name, x), (_, y)) in ta.iter().zip(&tb) {
         assert!(x.equal(y), "{name} differs between the two runs");
