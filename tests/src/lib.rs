@@ -90,10 +90,20 @@ pub fn golden_noise(stream: u64, n: usize) -> Vec<f32> {
 /// max |a − b| / max |b|; infinite on NaN/inf or a length mismatch, so a broken
 /// implementation can never pass.
 pub fn rel_err(a: &[f32], b: &[f32]) -> f32 {
-    if a.len() != b.len() || a.iter().chain(b).any(|v| !v.is_finite()) {
+    err_against(a, b, b)
+}
+
+/// max |a − b| / max |scale|: [`rel_err`] with the denominator taken from `scale` (e.g. the
+/// magnitudes of the sums `b` was made of, see [`run_forward_case`]); infinite on NaN/inf or a
+/// length mismatch.
+pub fn err_against(a: &[f32], b: &[f32], scale: &[f32]) -> f32 {
+    if a.len() != b.len()
+        || scale.len() != b.len()
+        || a.iter().chain(b).chain(scale).any(|v| !v.is_finite())
+    {
         return f32::INFINITY;
     }
-    let scale = b
+    let scale = scale
         .iter()
         .fold(0.0f32, |m, v| m.max(v.abs()))
         .max(f32::MIN_POSITIVE);
@@ -460,7 +470,7 @@ where
                 let x_abs: Vec<f32> = x.iter().map(|v| v.abs()).collect();
                 tch_forward(&net, &x_abs, &t_in)
             });
-            let e_sums = error_vs_sums(&got, want_i, &mag[i * n..(i + 1) * n]);
+            let e_sums = err_against(&got, want_i, &mag[i * n..(i + 1) * n]);
             within(
                 format!(
                     "{what} (relative error {e:.3e} > {bound:.1e}; against the sums' magnitudes)"
@@ -472,25 +482,6 @@ where
         }
     }
     Ok(worst)
-}
-
-/// max |a − b| / max |m|: the error against the magnitude of the sums `b` was made of (see
-/// [`run_forward_case`]); infinite on a length mismatch or a non-finite value.
-pub fn error_vs_sums(a: &[f32], b: &[f32], m: &[f32]) -> f32 {
-    if a.len() != b.len()
-        || m.len() != b.len()
-        || a.iter().chain(b).chain(m).any(|v| !v.is_finite())
-    {
-        return f32::INFINITY;
-    }
-    let scale = m
-        .iter()
-        .fold(0.0f32, |acc, v| acc.max(v.abs()))
-        .max(f32::MIN_POSITIVE);
-    a.iter()
-        .zip(b)
-        .fold(0.0f32, |acc, (x, y)| acc.max((x - y).abs()))
-        / scale
 }
 
 /// A model file loaded on both sides: the trainer's reader into a tch network (as `trainer
