@@ -554,12 +554,19 @@ pub struct TimeScratch<'b> {
     pub row: &'b mut [f32],
 }
 
-/// All the working memory of the planned executor for [`TinyUNetConfig::DEFAULT`] as one
-/// statically sized struct: its `size_of` is the executor's whole RAM besides the sampler's
-/// image x and ε.
-pub struct TinyInt8Workspace {
-    /// The int8 arena ([`arena_len`]).
-    pub arena: [i8; arena_len(&TinyUNetConfig::DEFAULT)],
+/// Bytes of [`TinyInt8Workspace`]'s arena unless told otherwise: [`arena_len`] of
+/// [`TinyUNetConfig::DEFAULT`].
+pub const DEFAULT_ARENA_LEN: usize = arena_len(&TinyUNetConfig::DEFAULT);
+
+/// All the working memory of the planned executor as one statically sized struct: its
+/// `size_of` is the executor's whole RAM besides the sampler's image x and ε. The arena holds
+/// `A` bytes: [`DEFAULT_ARENA_LEN`] unless a smaller network is all a build runs, in which case
+/// `TinyInt8Workspace<{ arena_len(&ITS_CONFIG) }>` keeps only what that network needs (the
+/// executor checks the length). The time scratch is sized for [`TinyUNetConfig::DEFAULT`]'s
+/// embedding, MLP and widest layer.
+pub struct TinyInt8Workspace<const A: usize = DEFAULT_ARENA_LEN> {
+    /// The int8 arena ([`arena_len`] of the network it runs, at most `A`).
+    pub arena: [i8; A],
     /// Sinusoidal embedding.
     pub emb: [f32; TinyUNetConfig::DEFAULT.emb_dim as usize],
     /// Time MLP hidden vector.
@@ -572,10 +579,10 @@ pub struct TinyInt8Workspace {
     pub row: [f32; (TinyUNetConfig::DEFAULT.channels * TinyUNetConfig::DEFAULT.width) as usize],
 }
 
-impl TinyInt8Workspace {
+impl<const A: usize> TinyInt8Workspace<A> {
     /// Zeroed buffers as a constant, so a `static` of them lands in `.bss`.
     pub const ZEROED: Self = Self {
-        arena: [0; arena_len(&TinyUNetConfig::DEFAULT)],
+        arena: [0; A],
         emb: [0.0; TinyUNetConfig::DEFAULT.emb_dim as usize],
         hidden: [0.0; TinyUNetConfig::DEFAULT.temb_dim as usize],
         temb: [0.0; TinyUNetConfig::DEFAULT.temb_dim as usize],
@@ -983,13 +990,13 @@ impl<const M: usize> RowSink for StepRows<'_, M> {
 /// only while it is quantized, before the first row). With one image channel, noise is drawn
 /// in the order of [`crate::sampler::sample`], so the result equals
 /// `sampler::sample(Int8TinyPlanned)` bit for bit. Working memory: `x`, `ws`, the schedule.
-pub fn sample_planned<const M: usize>(
+pub fn sample_planned<const M: usize, const A: usize>(
     net: &Int8TinyUNet<'_>,
     sched: &Schedule<M>,
     cfg: &SamplerConfig,
     seed: u64,
     x: &mut [f32],
-    ws: &mut TinyInt8Workspace,
+    ws: &mut TinyInt8Workspace<A>,
 ) -> Result<()> {
     let ncfg = *net.config();
     check_len("image", ncfg.image_len(), x.len())?;
@@ -1131,7 +1138,7 @@ mod tests {
     /// The default network, and deeper ones with an even and an odd number of mid blocks (the
     /// planned pass starts its C/D ping-pong in a different region for each parity), all within
     /// the default's workspace.
-    fn int8_configs() -> [TinyUNetConfig; 3] {
+    fn int8_configs() -> [TinyUNetConfig; 4] {
         let d = TinyUNetConfig::DEFAULT;
         [
             d,
@@ -1141,8 +1148,16 @@ mod tests {
                 mid_blocks: 3,
                 ..d
             },
+            SMALLER,
         ]
     }
+
+    /// The committed model's sizes, whose arena is smaller than the default one's.
+    const SMALLER: TinyUNetConfig = TinyUNetConfig {
+        widths: [24, 64, 56],
+        mid_blocks: 4,
+        ..TinyUNetConfig::DEFAULT
+    };
 
     /// The planned executor (arena, streamed tail) gives exactly the layerwise oracle's ε.
     #[test]
@@ -1157,7 +1172,7 @@ mod tests {
         let file = ModelFile::parse(&f.int8).unwrap();
         let q = Int8TinyUNet::from_file(&file).unwrap();
         let mut acts = vec![0i8; layerwise_len(&cfg)];
-        let mut ws = alloc::boxed::Box::new(TinyInt8Workspace::ZEROED);
+        let mut ws = alloc::boxed::Box::new(<TinyInt8Workspace>::ZEROED);
         let (mut emb, mut hidden, mut temb, mut offsets) = time_vecs(&cfg);
         let mut s = 5u64;
         for k in 0..4 {
@@ -1203,7 +1218,7 @@ mod tests {
             recompute_eps: true,
             ..DdimConfig::default()
         });
-        let mut ws = alloc::boxed::Box::new(TinyInt8Workspace::ZEROED);
+        let mut ws = alloc::boxed::Box::new(<TinyInt8Workspace>::ZEROED);
         let mut x1 = vec![0.0f32; cfg.image_len()];
         sample_planned(&q, &sched, &scfg, 42, &mut x1, &mut ws).unwrap();
         let mut den = Int8TinyPlanned::new(q, &mut ws).unwrap();
@@ -1216,14 +1231,53 @@ mod tests {
         assert!(x1.iter().any(|v| *v != 0.0));
     }
 
+    /// A workspace whose arena is sized for a smaller network samples exactly as the default
+    /// workspace does, and one byte less is refused with the sizes named.
+    #[test]
+    fn workspace_sized_for_its_network_samples_the_same() {
+        use crate::sampler::DdimConfig;
+        const SIZED: usize = arena_len(&SMALLER);
+        const { assert!(SIZED == 18_816 + 12_544 + 2_744 + 12_544 && SIZED < DEFAULT_ARENA_LEN) };
+        let f = fixture(SMALLER);
+        let file = ModelFile::parse(&f.int8).unwrap();
+        let q = Int8TinyUNet::from_file(&file).unwrap();
+        let sched: Schedule = Schedule::new(&ScheduleConfig::default()).unwrap();
+        let scfg = SamplerConfig::Ddim(DdimConfig {
+            steps: 3,
+            clip_x0: true,
+            recompute_eps: true,
+            ..DdimConfig::default()
+        });
+        let sample = |ws: &mut dyn FnMut(&mut [f32]) -> Result<()>| {
+            let mut x = vec![0.0f32; SMALLER.image_len()];
+            ws(&mut x).map(|()| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+        };
+        let mut big = alloc::boxed::Box::new(<TinyInt8Workspace>::ZEROED);
+        let mut sized = alloc::boxed::Box::new(TinyInt8Workspace::<SIZED>::ZEROED);
+        let mut short = alloc::boxed::Box::new(TinyInt8Workspace::<{ SIZED - 1 }>::ZEROED);
+        let want = sample(&mut |x| sample_planned(&q, &sched, &scfg, 7, x, &mut big)).unwrap();
+        let got = sample(&mut |x| sample_planned(&q, &sched, &scfg, 7, x, &mut sized)).unwrap();
+        assert_eq!(got, want);
+        assert!(want.iter().any(|&b| b != 0));
+        let err = sample(&mut |x| sample_planned(&q, &sched, &scfg, 7, x, &mut short));
+        assert_eq!(
+            err,
+            Err(Error::BufferSize {
+                what: "int8 arena",
+                needed: SIZED,
+                got: SIZED - 1
+            })
+        );
+    }
+
     /// Relative RMS error of int8 ε against f32 ε on inputs outside the calibration set.
     ///
     /// With 8-bit activations through seven layers, each rounding adds an error of about
     /// scale/√12 per value; on these random networks the measured errors are 0.0119 (default),
-    /// 0.0127 (two mid blocks) and 0.0184 (widths 32/64/56, three mid blocks; the arithmetic is
-    /// deterministic). The bound 0.03 leaves 2.5× room for changes of the
-    /// calibration while failing on any systematic error (a wrong zero point, scale or time
-    /// offset gives errors of order 0.1 to 1).
+    /// 0.0127 (two mid blocks), 0.0184 (widths 32/64/56, three mid blocks) and 0.0184 (widths
+    /// 24/64/56, four mid blocks; the arithmetic is deterministic). The bound 0.03 leaves 1.6×
+    /// room for changes of the calibration while failing on any systematic error (a wrong zero
+    /// point, scale or time offset gives errors of order 0.1 to 1).
     const INT8_EPS_REL_RMS_MAX: f64 = 0.03;
 
     #[test]
@@ -1239,7 +1293,7 @@ mod tests {
         let file = ModelFile::parse(&f.int8).unwrap();
         let q = Int8TinyUNet::from_file(&file).unwrap();
         let mut ws = vec![0.0f32; cfg.workspace_len()];
-        let mut ws8 = alloc::boxed::Box::new(TinyInt8Workspace::ZEROED);
+        let mut ws8 = alloc::boxed::Box::new(<TinyInt8Workspace>::ZEROED);
         let mut s = 1234u64;
         let (mut num, mut den) = (0.0f64, 0.0f64);
         for k in 0..4 {

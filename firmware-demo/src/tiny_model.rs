@@ -1,7 +1,7 @@
-//! What the `tiny` build samples: the int8 TinyUNet (1×28×28, widths 32/64/56, three
+//! What the `tiny` build samples: the int8 TinyUNet (1×28×28, widths 24/64/56, four
 //! quarter-resolution mid blocks) of `models/tiny_unet_mnist_int8.ddpm`, embedded in flash with
 //! `include_bytes!` and run by ddpm-core's planned int8 executor (`ddpm_core::tiny_int8`): one
-//! arena (52,920 bytes used of the 53,312 the workspace holds) in which every activation lives
+//! arena (46,648 bytes, sized for this network at compile time) in which every activation lives
 //! only while it is needed, the full-resolution tail streamed row by
 //! row, and no ε buffer (each row of ε updates the image as it appears). Same sampler as the
 //! default build: DDIM, x0 clipped, ε recomputed.
@@ -11,22 +11,30 @@
 
 use ddpm_core::format::ModelFile;
 use ddpm_core::sampler::{DdimConfig, SamplerConfig};
-use ddpm_core::tiny_int8::{sample_planned, Int8TinyUNet, TinyInt8Workspace};
+use ddpm_core::tiny_int8::{arena_len, sample_planned, Int8TinyUNet, TinyInt8Workspace};
 use ddpm_core::{pixel_to_u8, Error, Result, Schedule, TinyUNetConfig};
 
-/// The network of the embedded model file: TinyUNet on 1×28×28 images, widths 32/64/56, three
+/// The network of the embedded model file: TinyUNet on 1×28×28 images, widths 24/64/56, four
 /// mid blocks (the file's header says so too; `Int8TinyUNet::from_file` reads it from there).
 pub const CONFIG: TinyUNetConfig = TinyUNetConfig {
-    widths: [32, 64, 56],
-    mid_blocks: 3,
+    widths: [24, 64, 56],
+    mid_blocks: 4,
     ..TinyUNetConfig::DEFAULT
 };
 
-// The workspace is sized for `TinyUNetConfig::DEFAULT`; the embedded network must fit in it.
+// The workspace's arena is sized for CONFIG; its time scratch for `TinyUNetConfig::DEFAULT`'s
+// embedding, MLP and widest layer, which CONFIG must not exceed.
+/// Bytes of the executor's arena for [`CONFIG`].
+pub const ARENA_LEN: usize = arena_len(&CONFIG);
 const _: () = assert!(
-    ddpm_core::tiny_int8::arena_len(&CONFIG)
-        <= ddpm_core::tiny_int8::arena_len(&TinyUNetConfig::DEFAULT)
+    CONFIG.emb_dim == TinyUNetConfig::DEFAULT.emb_dim
+        && CONFIG.temb_dim == TinyUNetConfig::DEFAULT.temb_dim
+        && CONFIG.widths[0] <= DEFAULT_WIDEST
+        && CONFIG.widths[1] <= DEFAULT_WIDEST
+        && CONFIG.widths[2] <= DEFAULT_WIDEST
 );
+/// `TinyUNetConfig::DEFAULT`'s widest layer (32/64/64).
+const DEFAULT_WIDEST: u32 = TinyUNetConfig::DEFAULT.widths[2];
 const _: () = assert!(CONFIG.image_len() == TinyUNetConfig::DEFAULT.image_len());
 /// Elements of one image.
 pub const IMAGE_LEN: usize = CONFIG.image_len();
@@ -36,14 +44,14 @@ pub static MODEL: &[u8] = include_bytes!("../../models/tiny_unet_mnist_int8.ddpm
 
 /// What the model is, for the printout.
 pub const DESCRIPTION: &str =
-    "TinyUNet 1x28x28, widths 32/64/56, 3 mid blocks, int8, planned arena + row-streamed tail";
+    "TinyUNet 1x28x28, widths 24/64/56, 4 mid blocks, int8, planned arena + row-streamed tail";
 
 include!("demo_settings.rs");
 
 /// Every buffer sampling needs, sized at compile time so it can live in a `static`.
 pub struct Buffers {
     /// The planned executor's arena and time scratch.
-    pub ws: TinyInt8Workspace,
+    pub ws: TinyInt8Workspace<ARENA_LEN>,
     /// The noise schedule's tables, filled in place.
     pub schedule: Schedule<MAX_T>,
     /// The image being denoised (ε is never stored whole).
