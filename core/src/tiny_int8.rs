@@ -1202,22 +1202,28 @@ mod tests {
         }
     }
 
+    /// The default schedule and a 3-step DDIM (x0 clipped, ε recomputed): a short sample.
+    fn three_ddim_steps() -> (Schedule, SamplerConfig) {
+        let sched = Schedule::new(&ScheduleConfig::default()).unwrap();
+        let scfg = SamplerConfig::Ddim(crate::sampler::DdimConfig {
+            steps: 3,
+            clip_x0: true,
+            recompute_eps: true,
+            ..crate::sampler::DdimConfig::default()
+        });
+        (sched, scfg)
+    }
+
     /// The row-streamed sampler (no ε buffer, x updated as ε's rows appear) equals the
     /// generic sampler driving the planned executor with a whole ε, bit for bit.
     #[test]
     fn sample_planned_equals_generic_sampler() {
-        use crate::sampler::{self, DdimConfig};
+        use crate::sampler;
         let cfg = TinyUNetConfig::DEFAULT;
         let f = fixture(cfg);
         let file = ModelFile::parse(&f.int8).unwrap();
         let q = Int8TinyUNet::from_file(&file).unwrap();
-        let sched: Schedule = Schedule::new(&ScheduleConfig::default()).unwrap();
-        let scfg = SamplerConfig::Ddim(DdimConfig {
-            steps: 3,
-            clip_x0: true,
-            recompute_eps: true,
-            ..DdimConfig::default()
-        });
+        let (sched, scfg) = three_ddim_steps();
         let mut ws = alloc::boxed::Box::new(<TinyInt8Workspace>::ZEROED);
         let mut x1 = vec![0.0f32; cfg.image_len()];
         sample_planned(&q, &sched, &scfg, 42, &mut x1, &mut ws).unwrap();
@@ -1235,19 +1241,12 @@ mod tests {
     /// workspace does, and one byte less is refused with the sizes named.
     #[test]
     fn workspace_sized_for_its_network_samples_the_same() {
-        use crate::sampler::DdimConfig;
         const SIZED: usize = arena_len(&SMALLER);
         const { assert!(SIZED == 18_816 + 12_544 + 2_744 + 12_544 && SIZED < DEFAULT_ARENA_LEN) };
         let f = fixture(SMALLER);
         let file = ModelFile::parse(&f.int8).unwrap();
         let q = Int8TinyUNet::from_file(&file).unwrap();
-        let sched: Schedule = Schedule::new(&ScheduleConfig::default()).unwrap();
-        let scfg = SamplerConfig::Ddim(DdimConfig {
-            steps: 3,
-            clip_x0: true,
-            recompute_eps: true,
-            ..DdimConfig::default()
-        });
+        let (sched, scfg) = three_ddim_steps();
         let sample = |ws: &mut dyn FnMut(&mut [f32]) -> Result<()>| {
             let mut x = vec![0.0f32; SMALLER.image_len()];
             ws(&mut x).map(|()| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>())
