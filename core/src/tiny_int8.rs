@@ -590,6 +590,19 @@ impl<const A: usize> TinyInt8Workspace<A> {
         row: [0.0; (TinyUNetConfig::DEFAULT.channels * TinyUNetConfig::DEFAULT.width) as usize],
     };
 
+    /// Whether this workspace holds everything the planned executor needs for `cfg`: an arena
+    /// of [`arena_len`] bytes, and the time scratch's embedding, MLP vectors, offsets (widest
+    /// layer) and ε row. Usable in a `const` assertion, so a build that names its network
+    /// checks at compile time what the executor would otherwise refuse at run time.
+    pub const fn fits(cfg: &TinyUNetConfig) -> bool {
+        let d = TinyUNetConfig::DEFAULT;
+        arena_len(cfg) <= A
+            && cfg.emb_dim <= d.emb_dim
+            && cfg.temb_dim <= d.temb_dim
+            && widest(cfg) <= widest(&d)
+            && cfg.channels * cfg.width <= d.channels * d.width
+    }
+
     /// The arena and the time scratch.
     pub fn split(&mut self) -> (&mut [i8], TimeScratch<'_>) {
         (
@@ -1243,6 +1256,10 @@ mod tests {
     fn workspace_sized_for_its_network_samples_the_same() {
         const SIZED: usize = arena_len(&SMALLER);
         const { assert!(SIZED == 18_816 + 12_544 + 2_744 + 12_544 && SIZED < DEFAULT_ARENA_LEN) };
+        const {
+            assert!(TinyInt8Workspace::<SIZED>::fits(&SMALLER));
+            assert!(!TinyInt8Workspace::<{ SIZED - 1 }>::fits(&SMALLER));
+        };
         let f = fixture(SMALLER);
         let file = ModelFile::parse(&f.int8).unwrap();
         let q = Int8TinyUNet::from_file(&file).unwrap();

@@ -22,19 +22,15 @@ pub const CONFIG: TinyUNetConfig = TinyUNetConfig {
     ..TinyUNetConfig::DEFAULT
 };
 
-// The workspace's arena is sized for CONFIG; its time scratch for `TinyUNetConfig::DEFAULT`'s
-// embedding, MLP and widest layer, which CONFIG must not exceed.
 /// Bytes of the executor's arena for [`CONFIG`].
 pub const ARENA_LEN: usize = arena_len(&CONFIG);
+// The workspace's arena is sized for CONFIG; its time scratch for `TinyUNetConfig::DEFAULT`,
+// which CONFIG must not exceed.
 const _: () = assert!(
-    CONFIG.emb_dim == TinyUNetConfig::DEFAULT.emb_dim
+    TinyInt8Workspace::<ARENA_LEN>::fits(&CONFIG)
+        && CONFIG.emb_dim == TinyUNetConfig::DEFAULT.emb_dim
         && CONFIG.temb_dim == TinyUNetConfig::DEFAULT.temb_dim
-        && CONFIG.widths[0] <= DEFAULT_WIDEST
-        && CONFIG.widths[1] <= DEFAULT_WIDEST
-        && CONFIG.widths[2] <= DEFAULT_WIDEST
 );
-/// `TinyUNetConfig::DEFAULT`'s widest layer (32/64/64).
-const DEFAULT_WIDEST: u32 = TinyUNetConfig::DEFAULT.widths[2];
 const _: () = assert!(CONFIG.image_len() == TinyUNetConfig::DEFAULT.image_len());
 /// Elements of one image.
 pub const IMAGE_LEN: usize = CONFIG.image_len();
