@@ -735,13 +735,122 @@ pub enum ScheduleKind {
     },
 }
 
-/// A noise schedule: its kind and the number of diffusion steps T.
+/// What the network's output stands for; the samplers turn it into ε and x0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Prediction {
+    /// The noise ε in x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε (Ho et al. 2020; the seed's choice).
+    #[default]
+    Eps,
+    /// The velocity v = √ᾱ_t·ε − √(1−ᾱ_t)·x0 (Salimans & Ho 2022, section 4), from which
+    /// x0 = √ᾱ_t·x_t − √(1−ᾱ_t)·v and ε = √(1−ᾱ_t)·x_t + √ᾱ_t·v. Unlike ε it keeps x0 well
+    /// conditioned where ᾱ_t → 0, at the noisiest steps that decide a sample's shape.
+    V,
+}
+
+/// A noise schedule: its kind, the number of diffusion steps T, and what the network trained
+/// on it predicts.
+///
+/// On the wire (postcard, in the model file's header) a schedule for an ε-predicting network
+/// is written exactly as files wrote it before [`Prediction`] existed (the kind's variant, its
+/// fields, T), so those files decode unchanged and such models still write the same bytes; any
+/// other prediction is written as a third kind variant that wraps the kind and the prediction
+/// ([`WireScheduleKind`]).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(from = "WireScheduleConfig", into = "WireScheduleConfig")]
 pub struct ScheduleConfig {
     /// The β layout.
     pub kind: ScheduleKind,
     /// Number of diffusion steps T; timesteps run 0..T.
     pub timesteps: u32,
+    /// What the network's output stands for.
+    pub prediction: Prediction,
+}
+
+/// [`ScheduleKind`] as postcard encodes it in a [`WireScheduleConfig`]: variants 0 and 1 are
+/// the original kinds (ε prediction), variant 2 carries a kind and a prediction.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum WireScheduleKind {
+    /// Variant 0: a linear schedule, ε prediction.
+    Linear {
+        /// β at t = 0.
+        beta_start: f64,
+        /// β at t = T − 1.
+        beta_end: f64,
+    },
+    /// Variant 1: a cosine schedule, ε prediction.
+    Cosine {
+        /// Offset `s`.
+        s: f64,
+        /// Upper clip of β.
+        max_beta: f64,
+    },
+    /// Variant 2: any kind with any prediction.
+    Predicting {
+        /// The β layout.
+        kind: ScheduleKind,
+        /// What the network predicts.
+        prediction: Prediction,
+    },
+}
+
+/// [`ScheduleConfig`] as postcard encodes it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct WireScheduleConfig {
+    /// The kind (and, in variant 2, the prediction).
+    pub kind: WireScheduleKind,
+    /// T.
+    pub timesteps: u32,
+}
+
+impl From<WireScheduleConfig> for ScheduleConfig {
+    fn from(w: WireScheduleConfig) -> Self {
+        let (kind, prediction) = match w.kind {
+            WireScheduleKind::Linear {
+                beta_start,
+                beta_end,
+            } => (
+                ScheduleKind::Linear {
+                    beta_start,
+                    beta_end,
+                },
+                Prediction::Eps,
+            ),
+            WireScheduleKind::Cosine { s, max_beta } => {
+                (ScheduleKind::Cosine { s, max_beta }, Prediction::Eps)
+            }
+            WireScheduleKind::Predicting { kind, prediction } => (kind, prediction),
+        };
+        Self {
+            kind,
+            timesteps: w.timesteps,
+            prediction,
+        }
+    }
+}
+
+impl From<ScheduleConfig> for WireScheduleConfig {
+    fn from(c: ScheduleConfig) -> Self {
+        let kind = match (c.prediction, c.kind) {
+            (
+                Prediction::Eps,
+                ScheduleKind::Linear {
+                    beta_start,
+                    beta_end,
+                },
+            ) => WireScheduleKind::Linear {
+                beta_start,
+                beta_end,
+            },
+            (Prediction::Eps, ScheduleKind::Cosine { s, max_beta }) => {
+                WireScheduleKind::Cosine { s, max_beta }
+            }
+            (prediction, kind) => WireScheduleKind::Predicting { kind, prediction },
+        };
+        Self {
+            kind,
+            timesteps: c.timesteps,
+        }
+    }
 }
 
 impl Default for ScheduleConfig {
@@ -759,6 +868,7 @@ impl ScheduleConfig {
                 beta_end,
             },
             timesteps,
+            prediction: Prediction::Eps,
         }
     }
 
@@ -770,7 +880,13 @@ impl ScheduleConfig {
                 max_beta: 0.999,
             },
             timesteps,
+            prediction: Prediction::Eps,
         }
+    }
+
+    /// The same schedule for a network that predicts `prediction`.
+    pub const fn predicting(self, prediction: Prediction) -> Self {
+        Self { prediction, ..self }
     }
 }
 
@@ -855,6 +971,41 @@ mod tests {
         // variant 1, then c, h, w, the three widths, E and D.
         assert_eq!(bytes, [1, 1, 28, 28, 32, 64, 64, 32, 64]);
         assert_eq!(postcard::from_bytes::<ModelConfig>(&bytes).unwrap(), tiny);
+    }
+
+    #[test]
+    fn eps_schedules_keep_their_bytes_and_v_has_its_own_variant() {
+        // Before `prediction` existed a schedule was written as the kind's variant, its two
+        // f64 fields, then T; ε-predicting schedules still are.
+        let cos = ScheduleConfig::cosine(300);
+        let bytes = postcard::to_allocvec(&cos).unwrap();
+        let mut want = alloc::vec![1u8];
+        want.extend_from_slice(&0.008f64.to_le_bytes());
+        want.extend_from_slice(&0.999f64.to_le_bytes());
+        want.extend_from_slice(&[0xAC, 0x02]); // 300 as a varint
+        assert_eq!(bytes, want);
+        assert_eq!(postcard::from_bytes::<ScheduleConfig>(&bytes).unwrap(), cos);
+        let lin = ScheduleConfig::default();
+        let bytes = postcard::to_allocvec(&lin).unwrap();
+        assert_eq!((bytes[0], bytes.len()), (0, 1 + 8 + 8 + 2));
+        assert_eq!(postcard::from_bytes::<ScheduleConfig>(&bytes).unwrap(), lin);
+        // v: variant 2, the original kind (variant and fields), the prediction's variant, T.
+        let v = cos.predicting(Prediction::V);
+        let bytes = postcard::to_allocvec(&v).unwrap();
+        let mut want = alloc::vec![2u8, 1];
+        want.extend_from_slice(&0.008f64.to_le_bytes());
+        want.extend_from_slice(&0.999f64.to_le_bytes());
+        want.extend_from_slice(&[1, 0xAC, 0x02]);
+        assert_eq!(bytes, want);
+        assert_eq!(postcard::from_bytes::<ScheduleConfig>(&bytes).unwrap(), v);
+        // Variant 2 with ε decodes too (a reader accepts both spellings of ε).
+        let mut eps = bytes.clone();
+        eps[18] = 0;
+        assert_eq!(postcard::from_bytes::<ScheduleConfig>(&eps).unwrap(), cos);
+        // An unknown prediction is refused.
+        let mut bad = bytes;
+        bad[18] = 2;
+        assert!(postcard::from_bytes::<ScheduleConfig>(&bad).is_err());
     }
 
     #[test]

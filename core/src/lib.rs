@@ -73,8 +73,8 @@ pub mod tiny_unet;
 pub mod winograd;
 
 pub use config::{
-    AsModelConfig, ModelConfig, ScheduleConfig, ScheduleKind, SimpleUNetConfig, TensorSpec,
-    TinyUNetConfig,
+    AsModelConfig, ModelConfig, Prediction, ScheduleConfig, ScheduleKind, SimpleUNetConfig,
+    TensorSpec, TinyUNetConfig,
 };
 pub use crc32::crc32;
 pub use error::{Error, Result};

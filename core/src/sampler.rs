@@ -5,6 +5,7 @@
 //! its noise through a closure `z(i)`, so a microcontroller needs no buffer for the noise and
 //! can run one step at a time between other work.
 
+use crate::config::Prediction;
 use crate::error::{check_len, Error, Result};
 use crate::noise::GaussianNoise;
 use crate::schedule::Schedule;
@@ -27,6 +28,17 @@ pub enum Spacing {
     Trailing,
     /// `round((S−1−k)·(T−1)/(S−1))`: evenly from T − 1 down to 0.
     Linspace,
+}
+
+/// The predicted (x0, ε) at one element from the image value `x` at step t and the network's
+/// output `out` there, for a network that predicts `pred`; `sa` = √ᾱ_t, `s1a` = √(1−ᾱ_t).
+/// ε: x0 = (x − √(1−ᾱ_t)·ε)/√ᾱ_t. v: x0 = √ᾱ_t·x − √(1−ᾱ_t)·v, ε = √(1−ᾱ_t)·x + √ᾱ_t·v.
+#[inline(always)]
+pub fn split_output(pred: Prediction, x: f32, out: f32, sa: f32, s1a: f32) -> (f32, f32) {
+    match pred {
+        Prediction::Eps => ((x - s1a * out) / sa, out),
+        Prediction::V => (sa * x - s1a * out, s1a * x + sa * out),
+    }
 }
 
 /// Options of the DDPM ancestral sampler.
@@ -222,6 +234,8 @@ impl Plan {
 /// `x ← (x − β_t/√(1−ᾱ_t)·ε)/√α_t + σ_t·z`; with clipping, x0 = (x − √(1−ᾱ_t)·ε)/√ᾱ_t is
 /// clamped to [−1, 1] and x moves to the posterior mean
 /// `√ᾱ_{t−1}·β_t/(1−ᾱ_t)·x0 + √α_t·(1−ᾱ_{t−1})/(1−ᾱ_t)·x_t`, plus σ_t·z. No noise at t = 0.
+/// `eps` is the network's output: ε, or v when the schedule says the network predicts v
+/// ([`split_output`] gives x0 and ε from it).
 pub fn ddpm_step<const M: usize>(
     sched: &Schedule<M>,
     cfg: &DdpmConfig,
@@ -246,13 +260,14 @@ pub fn ddpm_step<const M: usize>(
             DdpmVariance::FixedSmall => libm::sqrtf(sched.posterior_variance()[t]),
         }
     };
+    let pred = sched.config().prediction;
+    let (sa, s1a) = (libm::sqrtf(acp), libm::sqrtf(1.0 - acp));
     if cfg.clip_x0 {
         let acp_prev = sched.alpha_bar_or_one(t.checked_sub(1));
-        let (sa, s1a) = (libm::sqrtf(acp), libm::sqrtf(1.0 - acp));
         let c_x0 = libm::sqrtf(acp_prev) * beta / (1.0 - acp);
         let c_xt = libm::sqrtf(alpha) * (1.0 - acp_prev) / (1.0 - acp);
-        for (i, (xv, &e)) in x.iter_mut().zip(eps).enumerate() {
-            let x0 = ((*xv - s1a * e) / sa).clamp(-1.0, 1.0);
+        for (i, (xv, &out)) in x.iter_mut().zip(eps).enumerate() {
+            let x0 = split_output(pred, *xv, out, sa, s1a).0.clamp(-1.0, 1.0);
             let mut v = c_x0 * x0 + c_xt * *xv;
             if sigma > 0.0 {
                 v += sigma * z(i);
@@ -261,8 +276,9 @@ pub fn ddpm_step<const M: usize>(
         }
     } else {
         let coef1 = 1.0 / libm::sqrtf(alpha);
-        let coef2 = beta / libm::sqrtf(1.0 - acp);
-        for (i, (xv, &e)) in x.iter_mut().zip(eps).enumerate() {
+        let coef2 = beta / s1a;
+        for (i, (xv, &out)) in x.iter_mut().zip(eps).enumerate() {
+            let e = split_output(pred, *xv, out, sa, s1a).1;
             let mut v = coef1 * (*xv - coef2 * e);
             if sigma > 0.0 {
                 v += sigma * z(i);
@@ -278,6 +294,7 @@ pub fn ddpm_step<const M: usize>(
 /// x0 = (x − √(1−ᾱ_t)·ε)/√ᾱ_t (optionally clipped, and ε recomputed from it),
 /// σ = η·√((1−ᾱ_prev)/(1−ᾱ_t))·√(1−ᾱ_t/ᾱ_prev),
 /// x ← √ᾱ_prev·x0 + √(1−ᾱ_prev−σ²)·ε + σ·z.
+/// `eps` is the network's output: ε, or v when the schedule says the network predicts v.
 pub fn ddim_step<const M: usize>(
     sched: &Schedule<M>,
     cfg: &DdimConfig,
@@ -299,9 +316,9 @@ pub fn ddim_step<const M: usize>(
     let sigma = cfg.eta * libm::sqrtf(var.max(0.0));
     let c_dir = libm::sqrtf((1.0 - a_p - sigma * sigma).max(0.0));
     let (sa_t, s1a_t, sa_p) = (libm::sqrtf(a_t), libm::sqrtf(1.0 - a_t), libm::sqrtf(a_p));
-    for (i, (xv, &e0)) in x.iter_mut().zip(eps).enumerate() {
-        let mut x0 = (*xv - s1a_t * e0) / sa_t;
-        let mut e = e0;
+    let pred = sched.config().prediction;
+    for (i, (xv, &out)) in x.iter_mut().zip(eps).enumerate() {
+        let (mut x0, mut e) = split_output(pred, *xv, out, sa_t, s1a_t);
         if cfg.clip_x0 {
             x0 = x0.clamp(-1.0, 1.0);
             if cfg.recompute_eps {
@@ -317,11 +334,12 @@ pub fn ddim_step<const M: usize>(
     Ok(())
 }
 
-/// Anything that predicts the noise ε in an image x at network time input `t_in` (= t/T).
+/// Anything that predicts the noise ε in an image x at network time input `t_in` (= t/T), or
+/// v for a network whose schedule says it predicts v (the steps convert, [`split_output`]).
 pub trait Denoiser {
     /// Elements of one image.
     fn image_len(&self) -> usize;
-    /// Writes the predicted noise for `x` into `eps`.
+    /// Writes the network's output for `x` (the predicted noise, or v) into `eps`.
     fn predict_noise(&mut self, x: &[f32], t_in: f32, eps: &mut [f32]) -> Result<()>;
 }
 

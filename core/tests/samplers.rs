@@ -5,7 +5,7 @@ mod common;
 use ddpm_core::sampler::{
     ddim_step, ddpm_step, DdimConfig, DdpmConfig, DdpmVariance, Denoiser, SamplerConfig, Spacing,
 };
-use ddpm_core::{sampler, GaussianNoise, Result, Schedule, ScheduleConfig};
+use ddpm_core::{sampler, GaussianNoise, Prediction, Result, Schedule, ScheduleConfig};
 
 /// Relative agreement of two f32 evaluations of the same step formula written differently
 /// (a handful of roundings each, on values of order 1–10).
@@ -169,6 +169,107 @@ fn ddim_eta0_is_deterministic_and_reaches_x0() {
     for i in 0..4 {
         assert!((x[i] - x0[i]).abs() < 1e-4, "{i}: {} vs {}", x[i], x0[i]);
     }
+}
+
+#[test]
+fn v_output_steps_like_the_eps_it_stands_for() {
+    // A step fed a v-predicting network's output v must move x exactly as the step of an
+    // ε-predicting network fed ε = √(1−ᾱ_t)·x + √ᾱ_t·v (the same prediction, converted), up
+    // to rounding. t stays where √ᾱ_t is not tiny: the ε path divides by it.
+    let x = [0.9f32, -0.4, 0.05, -1.3, 2.1, 0.0];
+    let v = [0.2f32, -1.5, 0.7, 0.0, -0.3, 1.1];
+    let z = [0.6f32, -0.2, 1.4, -0.9, 0.3, -1.7];
+    for cfg in [ScheduleConfig::cosine(300), ScheduleConfig::default()] {
+        let se: Schedule = Schedule::new(&cfg).unwrap();
+        let sv: Schedule = Schedule::new(&cfg.predicting(Prediction::V)).unwrap();
+        assert_eq!(sv.config().prediction, Prediction::V);
+        for (t, prev) in [
+            (0u32, None),
+            (1, Some(0)),
+            (150, Some(100)),
+            (250, Some(244)),
+        ] {
+            let a = se.alphas_cumprod()[t as usize];
+            let e: Vec<f32> = x
+                .iter()
+                .zip(&v)
+                .map(|(xi, vi)| (1.0 - a).sqrt() * xi + a.sqrt() * vi)
+                .collect();
+            let check = |by_v: &[f32], by_e: &[f32], what: &str| {
+                for (i, (p, q)) in by_v.iter().zip(by_e).enumerate() {
+                    assert!(
+                        close(*p, *q, SAME_STEP_REL),
+                        "{what} t={t} [{i}]: {p} vs {q}"
+                    );
+                }
+            };
+            for variance in [DdpmVariance::FixedLarge, DdpmVariance::FixedSmall] {
+                for clip_x0 in [false, true] {
+                    let c = DdpmConfig { variance, clip_x0 };
+                    let (mut xv, mut xe) = (x, x);
+                    ddpm_step(&sv, &c, t, &mut xv, &v, |i| z[i]).unwrap();
+                    ddpm_step(&se, &c, t, &mut xe, &e, |i| z[i]).unwrap();
+                    check(&xv, &xe, &format!("{cfg:?} {c:?}"));
+                }
+            }
+            for eta in [0.0, 1.0] {
+                for (clip_x0, recompute_eps) in [(false, false), (true, false), (true, true)] {
+                    let c = DdimConfig {
+                        eta,
+                        clip_x0,
+                        recompute_eps,
+                        ..Default::default()
+                    };
+                    let (mut xv, mut xe) = (x, x);
+                    ddim_step(&sv, &c, t, prev, &mut xv, &v, |i| z[i]).unwrap();
+                    ddim_step(&se, &c, t, prev, &mut xe, &e, |i| z[i]).unwrap();
+                    check(&xv, &xe, &format!("{cfg:?} {c:?}"));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn v_prediction_keeps_x0_exact_at_the_noisiest_step() {
+    // At t = T − 1 of the cosine schedule √ᾱ_t ≈ 1.7e-4. With the exact v, one DDIM step to
+    // ᾱ_prev = 1 lands on x0 = √ᾱ·x − √(1−ᾱ)·v up to a few roundings; with the exact ε, the
+    // same step computes x0 = (x − √(1−ᾱ)·ε)/√ᾱ, whose rounding error is amplified by 1/√ᾱ.
+    let cfg = ScheduleConfig::cosine(300);
+    let se: Schedule = Schedule::new(&cfg).unwrap();
+    let sv: Schedule = Schedule::new(&cfg.predicting(Prediction::V)).unwrap();
+    let t = 299u32;
+    let a = se.alphas_cumprod()[t as usize];
+    let (sa, s1a) = (a.sqrt(), (1.0 - a).sqrt());
+    assert!(sa < 2e-4, "{sa}");
+    let x0 = [0.5f32, -0.25, 0.75, -1.0, 0.0, 0.125];
+    let e = [0.3f32, -1.1, 0.4, 2.0, -0.7, 1.3];
+    let xt: Vec<f32> = x0.iter().zip(&e).map(|(a, n)| sa * a + s1a * n).collect();
+    let v: Vec<f32> = x0.iter().zip(&e).map(|(a, n)| sa * n - s1a * a).collect();
+    let step = |s: &Schedule, out: &[f32]| {
+        let mut y = xt.clone();
+        let c = DdimConfig {
+            steps: 1,
+            ..Default::default()
+        };
+        ddim_step(s, &c, t, None, &mut y, out, |_| 0.0).unwrap();
+        y
+    };
+    let worst = |y: Vec<f32>| {
+        y.iter()
+            .zip(&x0)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0f32, f32::max)
+    };
+    // A handful of f32 roundings on values of order 1.
+    let by_v = worst(step(&sv, &v));
+    assert!(by_v < 4.0 * f32::EPSILON, "{by_v}");
+    // Half an ulp of x (2⁻²⁴ for |x| in [1, 2)) divided by √ᾱ: ~3e-4, far above.
+    let by_eps = worst(step(&se, &e));
+    assert!(
+        by_eps > 100.0 * by_v.max(f32::EPSILON),
+        "{by_eps} vs {by_v}"
+    );
 }
 
 #[test]

@@ -5,7 +5,7 @@ use ddpm_core::host::{HostModel, Path};
 use ddpm_core::sampler::{
     self, DdimConfig, DdpmConfig, DdpmVariance, Plan, SamplerConfig, Spacing,
 };
-use ddpm_core::{Schedule, ScheduleConfig, SimpleUNetConfig};
+use ddpm_core::{Prediction, Schedule, ScheduleConfig, SimpleUNetConfig};
 use ddpm_equivalence::{check_property, gaussian, rel_err, tensor, trajectories, values, within};
 use ddpm_trainer::model::Net;
 use proptest::prelude::*;
@@ -20,18 +20,21 @@ const STEP_REL: f32 = 1e-6;
 /// Image size of the step properties: one MNIST image.
 const LEN: usize = 784;
 
-/// Linear (the seed's β range) or cosine, T ∈ {10, 300, 1000}.
+/// Linear (the seed's β range) or cosine, T ∈ {10, 300, 1000}, for a network that predicts ε
+/// or v (the steps read the output as the schedule says).
 fn schedule_config() -> impl Strategy<Value = ScheduleConfig> {
     (
         any::<bool>(),
         prop_oneof![Just(300u32), Just(10), Just(1000)],
+        prop_oneof![Just(Prediction::Eps), Just(Prediction::V)],
     )
-        .prop_map(|(cos, t)| {
+        .prop_map(|(cos, t, p)| {
             if cos {
                 ScheduleConfig::cosine(t)
             } else {
                 ScheduleConfig::linear(t, 1e-4, 0.02)
             }
+            .predicting(p)
         })
 }
 

@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ddpm_core::quantize::{Equalize, QuantOptions, RangeMethod, WeightClip};
 use ddpm_core::sampler::{DdimConfig, DdpmConfig, DdpmVariance, SamplerConfig, Spacing};
-use ddpm_core::{ModelConfig, ScheduleConfig, SimpleUNetConfig, TinyUNetConfig};
+use ddpm_core::{ModelConfig, Prediction, ScheduleConfig, SimpleUNetConfig, TinyUNetConfig};
 use ddpm_trainer::{export, fetch, idx, model, parse_device, sample, train};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -57,6 +57,17 @@ enum ScheduleArg {
     Cosine,
 }
 
+/// `--prediction` values.
+#[derive(Clone, Copy, ValueEnum)]
+enum PredictionArg {
+    /// The noise ε (the seed's).
+    Eps,
+    /// The velocity v = √ᾱ_t·ε − √(1−ᾱ_t)·x0 (Salimans & Ho 2022): x0 stays well conditioned
+    /// at the noisiest steps, where ε-prediction must recover it from a 1/√ᾱ_t-amplified
+    /// difference.
+    V,
+}
+
 #[derive(Args, Clone)]
 struct ScheduleArgs {
     /// Noise schedule.
@@ -71,16 +82,24 @@ struct ScheduleArgs {
     /// Last β of the linear schedule.
     #[arg(long, default_value_t = 0.02)]
     beta_end: f64,
+    /// What the network predicts (its training target; recorded in the model file, where the
+    /// samplers read it).
+    #[arg(long, value_enum, default_value = "eps")]
+    prediction: PredictionArg,
 }
 
 impl ScheduleArgs {
     fn config(&self) -> ScheduleConfig {
-        match self.schedule {
+        let c = match self.schedule {
             ScheduleArg::Linear => {
                 ScheduleConfig::linear(self.timesteps, self.beta_start, self.beta_end)
             }
             ScheduleArg::Cosine => ScheduleConfig::cosine(self.timesteps),
-        }
+        };
+        c.predicting(match self.prediction {
+            PredictionArg::Eps => Prediction::Eps,
+            PredictionArg::V => Prediction::V,
+        })
     }
 }
 
@@ -167,8 +186,9 @@ struct FitArgs {
     /// --lr-schedule cosine: steps of linear warm-up from 0 to --lr.
     #[arg(long, default_value_t = 200)]
     warmup_steps: u64,
-    /// Per-image loss weight: `uniform` (the seed's plain ε MSE) or `min-snr` (min(SNR_t, γ) /
-    /// SNR_t, Hang et al. 2023; γ from --min-snr-gamma).
+    /// Per-image loss weight: `uniform` (the seed's plain ε MSE, or plain v MSE with
+    /// --prediction v) or `min-snr` (Hang et al. 2023, γ from --min-snr-gamma: min(SNR_t, γ) /
+    /// SNR_t on the ε error, min(SNR_t, γ) / (SNR_t + 1) on the v error).
     #[arg(long, value_enum, default_value = "uniform")]
     loss_weight: LossWeightArg,
     /// --loss-weight min-snr: γ.

@@ -4,15 +4,34 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use ddpm_core::sampler::{DdimConfig, DdpmConfig, DdpmVariance, Plan, SamplerConfig};
-use ddpm_core::Schedule;
+use ddpm_core::{Prediction, Schedule};
 use tch::{Device, Kind, Tensor};
 
 use crate::model::Net;
 
+/// The predicted (x0, ε) of a batch from the network's output `out` at x_t, the same arithmetic
+/// as `ddpm_core::sampler::split_output`; `sa` = √ᾱ_t, `s1a` = √(1−ᾱ_t).
+pub fn split_output(
+    pred: Prediction,
+    x: &Tensor,
+    out: &Tensor,
+    sa: f32,
+    s1a: f32,
+) -> (Tensor, Tensor) {
+    match pred {
+        Prediction::Eps => ((x - out * s1a as f64) / sa as f64, out.shallow_clone()),
+        Prediction::V => (
+            x * sa as f64 - out * s1a as f64,
+            x * s1a as f64 + out * sa as f64,
+        ),
+    }
+}
+
 /// One DDPM ancestral step on a batch, the same arithmetic as `ddpm_core::sampler::ddpm_step`:
 /// coefficients in f32 from the core's schedule, `x ← (x − β_t/√(1−ᾱ_t)·ε)/√α_t + σ_t·z`
 /// (or the posterior mean of the clipped x0 with `clip_x0`), no noise at t = 0. `z` is only
-/// read when the step adds noise.
+/// read when the step adds noise. `eps` is the network's output (ε, or v when the schedule's
+/// network predicts v).
 pub fn ddpm_step(
     sched: &Schedule,
     cfg: &DdpmConfig,
@@ -33,17 +52,19 @@ pub fn ddpm_step(
             DdpmVariance::FixedSmall => sched.posterior_variance()[t].sqrt(),
         }
     };
+    let pred = sched.config().prediction;
+    let (sa, s1a) = (acp.sqrt(), (1.0 - acp).sqrt());
     let v = if cfg.clip_x0 {
         let acp_prev = sched.alpha_bar_or_one(t.checked_sub(1));
-        let (sa, s1a) = (acp.sqrt(), (1.0 - acp).sqrt());
         let c_x0 = acp_prev.sqrt() * beta / (1.0 - acp);
         let c_xt = alpha.sqrt() * (1.0 - acp_prev) / (1.0 - acp);
-        let x0 = ((x - eps * s1a as f64) / sa as f64).clamp(-1.0, 1.0);
+        let x0 = split_output(pred, x, eps, sa, s1a).0.clamp(-1.0, 1.0);
         x0 * c_x0 as f64 + x * c_xt as f64
     } else {
         let coef1 = 1.0 / alpha.sqrt();
-        let coef2 = beta / (1.0 - acp).sqrt();
-        (x - eps * coef2 as f64) * coef1 as f64
+        let coef2 = beta / s1a;
+        let e = split_output(pred, x, eps, sa, s1a).1;
+        (x - e * coef2 as f64) * coef1 as f64
     };
     if sigma > 0.0 {
         v + z * sigma as f64
@@ -69,8 +90,7 @@ pub fn ddim_step(
     let sigma = cfg.eta * var.max(0.0).sqrt();
     let c_dir = (1.0 - a_p - sigma * sigma).max(0.0).sqrt();
     let (sa_t, s1a_t, sa_p) = (a_t.sqrt(), (1.0 - a_t).sqrt(), a_p.sqrt());
-    let mut x0 = (x - eps * s1a_t as f64) / sa_t as f64;
-    let mut e = eps.shallow_clone();
+    let (mut x0, mut e) = split_output(sched.config().prediction, x, eps, sa_t, s1a_t);
     if cfg.clip_x0 {
         x0 = x0.clamp(-1.0, 1.0);
         if cfg.recompute_eps {

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use ddpm_core::{ModelConfig, ScheduleConfig, ScheduleKind, SimpleUNetConfig, TinyUNetConfig};
+use ddpm_core::{
+    ModelConfig, Prediction, ScheduleConfig, ScheduleKind, SimpleUNetConfig, TinyUNetConfig,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 use tch::{nn, Device, Kind, Reduction, Tensor};
 
@@ -103,6 +105,11 @@ impl FitOptions {
             } => format!("linear beta_start={beta_start:e} beta_end={beta_end:e}"),
             ScheduleKind::Cosine { s, max_beta } => format!("cosine s={s} max_beta={max_beta}"),
         };
+        // ε-predicting runs keep the identity their checkpoints were written with.
+        let sched = match self.schedule.prediction {
+            Prediction::Eps => sched,
+            Prediction::V => format!("{sched} prediction=v"),
+        };
         format!(
             "{model}\n\
              schedule={sched} timesteps={}\nbatch_size={}\nseed={}\nema={}\nimages={n_images}\n",
@@ -158,25 +165,32 @@ pub enum LossWeight {
     },
 }
 
-/// The training loss of predictions `pred` of the noise `noise` drawn at timesteps `t`
-/// (N×C×H×W, N×C×H×W, N): the mean over the batch of each image's weighted mean squared error.
+/// The training loss of predictions `pred` of `target` (the noise ε, or v for a v-predicting
+/// network) drawn at timesteps `t` (N×C×H×W, N×C×H×W, N): the mean over the batch of each
+/// image's weighted mean squared error.
 pub fn eps_loss(
     pred: &Tensor,
-    noise: &Tensor,
+    target: &Tensor,
     t: &Tensor,
     sched: &DeviceSchedule,
     weight: LossWeight,
+    prediction: Prediction,
 ) -> Tensor {
     match weight {
-        LossWeight::Uniform => pred.mse_loss(noise, Reduction::Mean),
+        LossWeight::Uniform => pred.mse_loss(target, Reduction::Mean),
         LossWeight::MinSnr { gamma } => {
             let per_image =
-                (pred - noise)
+                (pred - target)
                     .square()
                     .flatten(1, -1)
                     .mean_dim(&[1i64][..], false, Kind::Float);
             let snr = sched.snr.index_select(0, t);
-            let w = snr.clamp_max(gamma) / &snr;
+            // The same weight on the x0 error in both parameterizations: ‖v̂ − v‖² is
+            // (SNR + 1)/SNR times ‖ε̂ − ε‖² (Hang et al. 2023, section 3.4).
+            let w = match prediction {
+                Prediction::Eps => snr.clamp_max(gamma) / &snr,
+                Prediction::V => snr.clamp_max(gamma) / (&snr + 1.0),
+            };
             (per_image * w).mean(Kind::Float)
         }
     }
@@ -281,15 +295,22 @@ fn model_from_ints(arch: Option<&str>, m: &[i64], what: &str) -> Result<ModelCon
     }
 }
 
-fn schedule_to_floats(s: &ScheduleConfig) -> [f64; 4] {
+/// The schedule as the checkpoint's `state.schedule` floats: kind (0 linear, 1 cosine), its two
+/// parameters, T, and for a v-predicting network a fifth entry 1 (ε-predicting networks keep
+/// the four entries checkpoints had before the prediction was recorded).
+fn schedule_to_floats(s: &ScheduleConfig) -> Vec<f64> {
     let t = s.timesteps as f64;
-    match s.kind {
+    let mut v = match s.kind {
         ScheduleKind::Linear {
             beta_start,
             beta_end,
-        } => [0.0, beta_start, beta_end, t],
-        ScheduleKind::Cosine { s, max_beta } => [1.0, s, max_beta, t],
+        } => vec![0.0, beta_start, beta_end, t],
+        ScheduleKind::Cosine { s, max_beta } => vec![1.0, s, max_beta, t],
+    };
+    if s.prediction == Prediction::V {
+        v.push(1.0);
     }
+    v
 }
 
 fn schedule_from_floats(v: &[f64]) -> Option<ScheduleConfig> {
@@ -305,7 +326,19 @@ fn schedule_from_floats(v: &[f64]) -> Option<ScheduleConfig> {
         },
         _ => return None,
     };
-    Some(ScheduleConfig { kind, timesteps })
+    let prediction = match v.get(4) {
+        None => Prediction::Eps,
+        Some(&1.0) => Prediction::V,
+        Some(_) => return None,
+    };
+    if v.len() > 5 {
+        return None;
+    }
+    Some(ScheduleConfig {
+        kind,
+        timesteps,
+        prediction,
+    })
 }
 
 /// The weights a checkpoint holds, with the model sizes and schedule recorded in it.
@@ -504,10 +537,21 @@ impl Trainer {
             .sqrt_one_minus_alphas_cumprod
             .index_select(0, &t)
             .view([-1, 1, 1, 1]);
-        let x_t = a * x0 + s * &noise;
+        let x_t = &a * x0 + &s * &noise;
         let t_in = t.to_kind(Kind::Float) / sched.timesteps as f64;
         let pred = self.net.forward(&x_t, &t_in);
-        let loss = eps_loss(&pred, &noise, &t, sched, opts.loss_weight);
+        let target = match opts.schedule.prediction {
+            Prediction::Eps => noise,
+            Prediction::V => a * &noise - s * x0,
+        };
+        let loss = eps_loss(
+            &pred,
+            &target,
+            &t,
+            sched,
+            opts.loss_weight,
+            opts.schedule.prediction,
+        );
         self.zero_grad();
         loss.backward();
         self.adam_step(lr);
@@ -815,6 +859,23 @@ mod tests {
     }
 
     #[test]
+    fn schedule_floats_round_trip_and_old_checkpoints_mean_eps() {
+        for c in [ScheduleConfig::default(), ScheduleConfig::cosine(300)] {
+            for p in [Prediction::Eps, Prediction::V] {
+                let c = c.predicting(p);
+                let f = schedule_to_floats(&c);
+                assert_eq!(f.len(), if p == Prediction::V { 5 } else { 4 });
+                assert_eq!(schedule_from_floats(&f), Some(c));
+            }
+        }
+        assert_eq!(schedule_from_floats(&[1.0, 0.008, 0.999, 300.0, 2.0]), None);
+        assert_eq!(
+            schedule_from_floats(&[1.0, 0.008, 0.999, 300.0, 1.0, 0.0]),
+            None
+        );
+    }
+
+    #[test]
     fn min_snr_weights_each_image_by_min_snr_gamma_over_snr() {
         let cfg = ScheduleConfig::default();
         let (sched, host) = DeviceSchedule::new(&cfg, Device::Cpu).unwrap();
@@ -824,29 +885,39 @@ mod tests {
         let noise = Tensor::from_slice(&(0..4 * 9).map(|i| i as f32 * 0.1).collect::<Vec<_>>())
             .view([4, 1, 3, 3]);
         let pred = noise.zeros_like() + 0.25;
-        let got = f64::try_from(eps_loss(
-            &pred,
-            &noise,
-            &t,
-            &sched,
-            LossWeight::MinSnr { gamma },
-        ))
-        .unwrap();
-        let mut want = 0.0f64;
-        for (i, &ti) in t_idx.iter().enumerate() {
-            let a = host.alphas_cumprod()[ti as usize] as f64;
-            let snr = a / (1.0 - a);
-            let mse: f64 = (0..9)
-                .map(|j| ((i * 9 + j) as f64 * 0.1 - 0.25).powi(2))
-                .sum::<f64>()
-                / 9.0;
-            want += snr.min(gamma) / snr * mse / 4.0;
+        let loss = |weight, prediction| {
+            f64::try_from(eps_loss(&pred, &noise, &t, &sched, weight, prediction)).unwrap()
+        };
+        // The batch mean of each image's MSE times the weight of its SNR, in f64.
+        let want = |w: &dyn Fn(f64) -> f64| -> f64 {
+            let mut sum = 0.0f64;
+            for (i, &ti) in t_idx.iter().enumerate() {
+                let a = host.alphas_cumprod()[ti as usize] as f64;
+                let mse: f64 = (0..9)
+                    .map(|j| ((i * 9 + j) as f64 * 0.1 - 0.25).powi(2))
+                    .sum::<f64>()
+                    / 9.0;
+                sum += w(a / (1.0 - a)) * mse / 4.0;
+            }
+            sum
+        };
+        let min_snr = LossWeight::MinSnr { gamma };
+        // ε target: min(SNR, γ)/SNR; v target: the same x0 weight, min(SNR, γ)/(SNR + 1).
+        let cases: [(Prediction, &dyn Fn(f64) -> f64); 2] = [
+            (Prediction::Eps, &|snr: f64| snr.min(gamma) / snr),
+            (Prediction::V, &|snr: f64| snr.min(gamma) / (snr + 1.0)),
+        ];
+        for (prediction, w) in cases {
+            let (got, want) = (loss(min_snr, prediction), want(w));
+            // f32 arithmetic on values of order 10: a few ulps of the result.
+            assert!(
+                (got - want).abs() < 1e-5 * want,
+                "{prediction:?}: {got} vs {want}"
+            );
         }
-        // f32 arithmetic on values of order 10: a few ulps of the result.
-        assert!((got - want).abs() < 1e-5 * want, "{got} vs {want}");
         // The weights really differ between timesteps: the high-SNR image counts less.
-        let uniform =
-            f64::try_from(eps_loss(&pred, &noise, &t, &sched, LossWeight::Uniform)).unwrap();
+        let got = loss(min_snr, Prediction::Eps);
+        let uniform = loss(LossWeight::Uniform, Prediction::Eps);
         assert!(got < uniform, "{got} vs {uniform}");
     }
 }

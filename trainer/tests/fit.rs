@@ -9,6 +9,7 @@ use std::process::Command;
 
 use ddpm_core::host::HostModel;
 use ddpm_core::sampler::{DdimConfig, SamplerConfig};
+use ddpm_core::Prediction;
 use ddpm_trainer::idx::{Mnist, Split};
 use ddpm_trainer::model;
 use ddpm_trainer::train::{self, FitOptions};
@@ -362,4 +363,32 @@ fn tiny_unet_resumes_bit_for_bit_exports_and_loads_in_the_core() {
         let idx = ddpm_trainer::idx::read_idx(&idx_path).unwrap();
         assert_eq!(idx.dims, vec![4, 28, 28]);
     }
+}
+
+#[test]
+fn v_prediction_is_recorded_in_checkpoint_and_model_file_and_resumes_only_as_v() {
+    let _g = lock();
+    let data = mnist(64);
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(dir.path(), 32, 1);
+    o.model = ddpm_core::ModelConfig::TinyUNet(ddpm_core::TinyUNetConfig {
+        widths: [8, 16, 16],
+        ..ddpm_core::TinyUNetConfig::DEFAULT
+    });
+    o.schedule = ddpm_core::ScheduleConfig::cosine(300).predicting(Prediction::V);
+    let report = train::fit(&o, &data, &mut |_| {}).unwrap();
+    assert!(report.step_losses.iter().all(|l| l.is_finite()));
+    let w = train::checkpoint_weights(&o.checkpoint, false).unwrap();
+    assert_eq!(w.schedule, o.schedule);
+    let file = std::fs::read(dir.path().join("model.ddpm")).unwrap();
+    let parsed = ddpm_core::format::ModelFile::parse(&file).unwrap();
+    assert_eq!(parsed.header().schedule.prediction, Prediction::V);
+
+    // The same run predicting ε does not resume from it, and the message says why.
+    let mut eps = o.clone();
+    eps.schedule = ddpm_core::ScheduleConfig::cosine(300);
+    eps.epochs = 2;
+    eps.resume = true;
+    let e = format!("{:#}", train::fit(&eps, &data, &mut |_| {}).unwrap_err());
+    assert!(e.contains("prediction=v"), "{e}");
 }

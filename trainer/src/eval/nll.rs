@@ -34,7 +34,7 @@
 
 use anyhow::{bail, Context, Result};
 use ddpm_core::sampler::DdpmVariance;
-use ddpm_core::{GaussianNoise, ScheduleConfig};
+use ddpm_core::{GaussianNoise, Prediction, ScheduleConfig};
 use tch::{Device, Kind, Tensor};
 
 use crate::train::derive_seed;
@@ -56,6 +56,8 @@ pub struct Diffusion {
     /// Posterior mean μ̃_t = coef_x0·x₀ + coef_xt·x_t.
     coef_x0: Vec<f64>,
     coef_xt: Vec<f64>,
+    /// What the network's output stands for.
+    prediction: Prediction,
 }
 
 impl Diffusion {
@@ -89,6 +91,7 @@ impl Diffusion {
             posterior_variance: var,
             coef_x0: c0,
             coef_xt: ct,
+            prediction: Prediction::Eps,
         })
     }
 
@@ -99,7 +102,10 @@ impl Diffusion {
         let betas: Vec<f64> = (0..cfg.timesteps as usize)
             .map(|t| cfg.beta_f64(t))
             .collect();
-        Self::from_betas(&betas)
+        Ok(Self {
+            prediction: cfg.prediction,
+            ..Self::from_betas(&betas)?
+        })
     }
 
     /// Number of steps T.
@@ -125,9 +131,15 @@ impl Diffusion {
     }
 
     /// μ_θ(x_k, k) from the predicted noise: (x_k − β_k/√(1−ᾱ_k)·ε)/√α_k, or with `clip_x0`
-    /// the posterior mean of the predicted x₀ clipped to [−1, 1].
-    fn model_mean(&self, k: usize, x_t: &Tensor, eps: &Tensor, clip_x0: bool) -> Tensor {
+    /// the posterior mean of the predicted x₀ clipped to [−1, 1]. `out` is the network's output:
+    /// ε, or v (ε = √(1−ᾱ_k)·x_k + √ᾱ_k·v) for a v-predicting network.
+    fn model_mean(&self, k: usize, x_t: &Tensor, out: &Tensor, clip_x0: bool) -> Tensor {
         let (b, acp) = (self.betas[k], self.alphas_cumprod[k]);
+        let eps = match self.prediction {
+            Prediction::Eps => out.shallow_clone(),
+            Prediction::V => x_t * (1.0 - acp).sqrt() + out * acp.sqrt(),
+        };
+        let eps = &eps;
         if clip_x0 {
             let x0 = ((x_t - eps * (1.0 - acp).sqrt()) / acp.sqrt()).clamp(-1.0, 1.0);
             x0 * self.coef_x0[k] + x_t * self.coef_xt[k]
