@@ -368,7 +368,7 @@ fn f32_build_matches_the_host_and_fits_in_128k() {
 /// `models/tiny_unet_mnist_int8.ddpm`. After swapping in another model file
 /// (`tools/export_tiny_int8.sh`), `tiny_host_checksum_is_pinned` fails and prints the new value
 /// to paste here.
-const PINNED_TINY_INT8_CHECKSUM_SEED42: u32 = 0x5e0e_a865;
+const PINNED_TINY_INT8_CHECKSUM_SEED42: u32 = 0xffa5_46f2;
 
 /// The `tiny` build's sample computed on the host with the same executor and sampler.
 fn host_tiny_sample(seed: u64, steps: u32) -> HostSample {

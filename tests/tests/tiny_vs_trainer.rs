@@ -259,10 +259,13 @@ fn ddim_step_with_tiny_eps_matches_trainer() {
 /// summation order fed back through the steps. With a fresh initialisation or a 16-step smoke
 /// fit it stays put (measured 8.9e-7 and 1.6e-6), but a trained model amplifies it along some
 /// trajectories, and how much depends on the model. The committed model
-/// (models/tiny_unet_mnist.ddpm: widths 24/64/56, four mid blocks, batch 16, 41,250 steps)
-/// measured on the fast path: DDIM η 0 ≤ 1.2e-5 (seeds 0–3), DDIM η 1 4.7e-6, 3.3e-6, 1.1e-5
-/// and 1.74e-4 (seeds 0–3), DDPM ≤ 9.7e-6 (seeds 0–1); on the reference path DDIM η 0 ≤ 5.1e-6
-/// (seeds 0 and 3). The previous committed model (widths 32/64/56, three mid blocks) reached
+/// (models/tiny_unet_mnist.ddpm: widths 24/64/56, four mid blocks, batch 16, 41,250 steps,
+/// v-prediction) measured on the fast path: DDIM η 0 ≤ 5.4e-6 (seeds 0–3), DDIM η 1 1.3e-6,
+/// 1.94e-5, 4.9e-6 and 1.8e-6 (seeds 0–3), DDPM ≤ 6.5e-7 (seeds 0–1); on the reference path
+/// DDIM η 0 ≤ 4.7e-6 (seeds 0 and 3). The same network trained on ε (the previous committed
+/// model) measured up to 1.74e-4 (DDIM η 1, seed 3): v keeps x0 better conditioned at the
+/// noisiest steps, where ε-prediction divides forward-pass differences by √ᾱ_t. The model
+/// before (widths 32/64/56, three mid blocks) reached
 /// 2.52e-4 with DDIM η 0 on seed 3 (fast path; 6.6e-5 on the reference path, so the
 /// amplification is the trajectory's, not one path's); the ones before stayed below 9.6e-5.
 /// The bound is 2× the worst seen over these models; a wrong step or forward pass gives errors

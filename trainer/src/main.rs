@@ -599,7 +599,7 @@ fn run_fit(a: FitArgs) -> Result<()> {
         .unwrap_or_else(|| with_suffix(&out, ".loss.csv"));
     let note = format!(
         "trainer fit: arch={} data={} images={} epochs={} batch={} lr={} lr_schedule={:?} \
-         loss_weight={:?} seed={} ema={} schedule={} T={}",
+         loss_weight={:?} seed={} ema={} schedule={} T={} prediction={:?}",
         model.arch_name(),
         data_dir.display(),
         data.len,
@@ -616,6 +616,7 @@ fn run_fit(a: FitArgs) -> Result<()> {
             ScheduleArg::Cosine => "cosine".to_owned(),
         },
         a.schedule.timesteps,
+        a.schedule.config().prediction,
     );
     let opts = train::FitOptions {
         model,
