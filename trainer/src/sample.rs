@@ -9,21 +9,22 @@ use tch::{Device, Kind, Tensor};
 
 use crate::model::Net;
 
-/// The predicted (x0, ε) of a batch from the network's output `out` at x_t, the same arithmetic
-/// as `ddpm_core::sampler::split_output`; `sa` = √ᾱ_t, `s1a` = √(1−ᾱ_t).
-pub fn split_output(
-    pred: Prediction,
-    x: &Tensor,
-    out: &Tensor,
-    sa: f32,
-    s1a: f32,
-) -> (Tensor, Tensor) {
+/// The predicted x0 of a batch from the network's output `out` at x_t, the arithmetic of
+/// `ddpm_core::sampler::split_output`: ε: (x − √(1−ᾱ)·ε)/√ᾱ; v: √ᾱ·x − √(1−ᾱ)·v. `sa` = √ᾱ_t and
+/// `s1a` = √(1−ᾱ_t) (the samplers pass the core's f32 values, widened exactly).
+pub fn predicted_x0(pred: Prediction, x: &Tensor, out: &Tensor, sa: f64, s1a: f64) -> Tensor {
     match pred {
-        Prediction::Eps => ((x - out * s1a as f64) / sa as f64, out.shallow_clone()),
-        Prediction::V => (
-            x * sa as f64 - out * s1a as f64,
-            x * s1a as f64 + out * sa as f64,
-        ),
+        Prediction::Eps => (x - out * s1a) / sa,
+        Prediction::V => x * sa - out * s1a,
+    }
+}
+
+/// The predicted ε of a batch from the network's output `out` at x_t: ε itself, or, for v,
+/// √(1−ᾱ)·x + √ᾱ·v (see [`predicted_x0`]).
+pub fn predicted_eps(pred: Prediction, x: &Tensor, out: &Tensor, sa: f64, s1a: f64) -> Tensor {
+    match pred {
+        Prediction::Eps => out.shallow_clone(),
+        Prediction::V => x * s1a + out * sa,
     }
 }
 
@@ -58,12 +59,12 @@ pub fn ddpm_step(
         let acp_prev = sched.alpha_bar_or_one(t.checked_sub(1));
         let c_x0 = acp_prev.sqrt() * beta / (1.0 - acp);
         let c_xt = alpha.sqrt() * (1.0 - acp_prev) / (1.0 - acp);
-        let x0 = split_output(pred, x, eps, sa, s1a).0.clamp(-1.0, 1.0);
+        let x0 = predicted_x0(pred, x, eps, sa.into(), s1a.into()).clamp(-1.0, 1.0);
         x0 * c_x0 as f64 + x * c_xt as f64
     } else {
         let coef1 = 1.0 / alpha.sqrt();
         let coef2 = beta / s1a;
-        let e = split_output(pred, x, eps, sa, s1a).1;
+        let e = predicted_eps(pred, x, eps, sa.into(), s1a.into());
         (x - e * coef2 as f64) * coef1 as f64
     };
     if sigma > 0.0 {
@@ -90,7 +91,9 @@ pub fn ddim_step(
     let sigma = cfg.eta * var.max(0.0).sqrt();
     let c_dir = (1.0 - a_p - sigma * sigma).max(0.0).sqrt();
     let (sa_t, s1a_t, sa_p) = (a_t.sqrt(), (1.0 - a_t).sqrt(), a_p.sqrt());
-    let (mut x0, mut e) = split_output(sched.config().prediction, x, eps, sa_t, s1a_t);
+    let pred = sched.config().prediction;
+    let mut x0 = predicted_x0(pred, x, eps, sa_t.into(), s1a_t.into());
+    let mut e = predicted_eps(pred, x, eps, sa_t.into(), s1a_t.into());
     if cfg.clip_x0 {
         x0 = x0.clamp(-1.0, 1.0);
         if cfg.recompute_eps {

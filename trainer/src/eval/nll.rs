@@ -37,6 +37,7 @@ use ddpm_core::sampler::DdpmVariance;
 use ddpm_core::{GaussianNoise, Prediction, ScheduleConfig};
 use tch::{Device, Kind, Tensor};
 
+use crate::sample::{predicted_eps, predicted_x0};
 use crate::train::derive_seed;
 
 /// Half the width of a pixel bin on the [−1, 1] scale (256 bins over a range of 2).
@@ -132,19 +133,16 @@ impl Diffusion {
 
     /// μ_θ(x_k, k) from the predicted noise: (x_k − β_k/√(1−ᾱ_k)·ε)/√α_k, or with `clip_x0`
     /// the posterior mean of the predicted x₀ clipped to [−1, 1]. `out` is the network's output:
-    /// ε, or v (ε = √(1−ᾱ_k)·x_k + √ᾱ_k·v) for a v-predicting network.
+    /// ε, or v for a v-predicting network (x₀ and ε from it as the samplers take them).
     fn model_mean(&self, k: usize, x_t: &Tensor, out: &Tensor, clip_x0: bool) -> Tensor {
         let (b, acp) = (self.betas[k], self.alphas_cumprod[k]);
-        let eps = match self.prediction {
-            Prediction::Eps => out.shallow_clone(),
-            Prediction::V => x_t * (1.0 - acp).sqrt() + out * acp.sqrt(),
-        };
-        let eps = &eps;
+        let (sa, s1a) = (acp.sqrt(), (1.0 - acp).sqrt());
         if clip_x0 {
-            let x0 = ((x_t - eps * (1.0 - acp).sqrt()) / acp.sqrt()).clamp(-1.0, 1.0);
+            let x0 = predicted_x0(self.prediction, x_t, out, sa, s1a).clamp(-1.0, 1.0);
             x0 * self.coef_x0[k] + x_t * self.coef_xt[k]
         } else {
-            (x_t - eps * (b / (1.0 - acp).sqrt())) / (1.0 - b).sqrt()
+            let eps = predicted_eps(self.prediction, x_t, out, sa, s1a);
+            (x_t - eps * (b / s1a)) / (1.0 - b).sqrt()
         }
     }
 }
