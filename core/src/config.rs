@@ -182,7 +182,7 @@ impl ModelConfig {
 }
 
 /// Most w3 → w3 blocks a TinyUNet may have at quarter resolution.
-pub const TINY_MAX_MID_BLOCKS: usize = 4;
+pub const TINY_MAX_MID_BLOCKS: usize = 8;
 
 /// Most parameter tensors any architecture has (TinyUNet: 26 plus 4 per mid block).
 pub const MAX_TENSORS: usize = 26 + 4 * TINY_MAX_MID_BLOCKS;
@@ -468,7 +468,7 @@ pub const TINY_BLOCK_NAMES: [[&str; 4]; 6] = [
     ["up1.weight", "up1.bias", "up1_temb.weight", "up1_temb.bias"],
 ];
 
-/// The tensor names of the mid blocks `mid`, `mid1`, `mid2`, `mid3`.
+/// The tensor names of the mid blocks `mid`, `mid1`, …, `mid7`.
 pub const TINY_MID_NAMES: [[&str; 4]; TINY_MAX_MID_BLOCKS] = [
     TINY_BLOCK_NAMES[3],
     [
@@ -488,6 +488,30 @@ pub const TINY_MID_NAMES: [[&str; 4]; TINY_MAX_MID_BLOCKS] = [
         "mid3.bias",
         "mid3_temb.weight",
         "mid3_temb.bias",
+    ],
+    [
+        "mid4.weight",
+        "mid4.bias",
+        "mid4_temb.weight",
+        "mid4_temb.bias",
+    ],
+    [
+        "mid5.weight",
+        "mid5.bias",
+        "mid5_temb.weight",
+        "mid5_temb.bias",
+    ],
+    [
+        "mid6.weight",
+        "mid6.bias",
+        "mid6_temb.weight",
+        "mid6_temb.bias",
+    ],
+    [
+        "mid7.weight",
+        "mid7.bias",
+        "mid7_temb.weight",
+        "mid7_temb.bias",
     ],
 ];
 

@@ -24,8 +24,9 @@ use crate::tiny_unet::TinyUNet;
 
 /// The activation tensors the int8 TinyUNet stores, in calibration order; a network has the
 /// first [`layer_count`] of them.
-pub const TINY_ACTIVATIONS: [&str; MAX_ACTIVATIONS] =
-    ["x", "s1", "s2", "d2", "m", "u2", "u1", "m1", "m2", "m3"];
+pub const TINY_ACTIVATIONS: [&str; MAX_ACTIVATIONS] = [
+    "x", "s1", "s2", "d2", "m", "u2", "u1", "m1", "m2", "m3", "m4", "m5", "m6", "m7",
+];
 
 /// Index in [`TINY_ACTIVATIONS`] of the output of layer `l` of
 /// [`LAYERS`](crate::tiny_int8::LAYERS) (any but `out`).

@@ -119,6 +119,8 @@ enum LossWeightArg {
     Uniform,
     /// Min-SNR-γ weighting.
     MinSnr,
+    /// x0 error weighted SNR_t + k (needs --prediction v).
+    SnrPlus,
 }
 
 #[derive(Args)]
@@ -153,7 +155,7 @@ struct FitArgs {
     /// --arch tiny: channels of the full-, half- and quarter-resolution levels, W1,W2,W3.
     #[arg(long, value_name = "W1,W2,W3", default_value = "32,64,64", value_parser = parse_widths)]
     widths: [u32; 3],
-    /// --arch tiny: number of W3→W3 blocks at quarter resolution (1 to 4); each widens an
+    /// --arch tiny: number of W3→W3 blocks at quarter resolution (1 to 8); each widens an
     /// output pixel's view by 8 pixels and adds 9·W3² + W3·(D + 2) parameters.
     #[arg(long, default_value_t = TinyUNetConfig::DEFAULT.mid_blocks)]
     mid_blocks: u32,
@@ -188,12 +190,18 @@ struct FitArgs {
     warmup_steps: u64,
     /// Per-image loss weight: `uniform` (the seed's plain ε MSE, or plain v MSE with
     /// --prediction v) or `min-snr` (Hang et al. 2023, γ from --min-snr-gamma: min(SNR_t, γ) /
-    /// SNR_t on the ε error, min(SNR_t, γ) / (SNR_t + 1) on the v error).
+    /// SNR_t on the ε error, min(SNR_t, γ) / (SNR_t + 1) on the v error) or `snr-plus` (with
+    /// --prediction v only: (SNR_t + k) / (SNR_t + 1) on the v error, k from --snr-plus-k).
     #[arg(long, value_enum, default_value = "uniform")]
     loss_weight: LossWeightArg,
     /// --loss-weight min-snr: γ.
     #[arg(long, default_value_t = 5.0)]
     min_snr_gamma: f64,
+    /// --loss-weight snr-plus: k. The x0 error is weighted SNR_t + k, i.e. the v error
+    /// (SNR_t + k)/(SNR_t + 1); plain v MSE is k = 1, and a larger k puts up to k times the
+    /// weight on the noisiest timesteps, where a sample's global shape is decided.
+    #[arg(long, default_value_t = 4.0)]
+    snr_plus_k: f64,
     /// Model file written at the end [default: runs/simple_unet.ddpm, or runs/tiny_unet.ddpm
     /// with --arch tiny].
     #[arg(long)]
@@ -573,6 +581,18 @@ fn run_fit(a: FitArgs) -> Result<()> {
         LossWeightArg::MinSnr => train::LossWeight::MinSnr {
             gamma: a.min_snr_gamma,
         },
+        LossWeightArg::SnrPlus => {
+            if !(a.snr_plus_k >= 0.0 && a.snr_plus_k.is_finite()) {
+                bail!("--snr-plus-k {}: k must be 0 or more", a.snr_plus_k);
+            }
+            if a.schedule.config().prediction != Prediction::V {
+                bail!(
+                    "--loss-weight snr-plus needs --prediction v: on the ε error its weight \
+                     (SNR_t + k)/SNR_t grows without bound at the noisiest timesteps"
+                );
+            }
+            train::LossWeight::SnrPlus { k: a.snr_plus_k }
+        }
     };
     let data_dir = a.data.clone().unwrap_or_else(idx::default_data_dir);
     // Every data check happens here, before any training.

@@ -163,6 +163,15 @@ pub enum LossWeight {
         /// γ (the paper's default is 5).
         gamma: f64,
     },
+    /// For a v-predicting network: the x0 error weighted SNR_t + k, i.e. the v error weighted
+    /// (SNR_t + k)/(SNR_t + 1). The plain ε MSE weights the x0 error SNR_t (k = 0), the plain v
+    /// MSE SNR_t + 1 (k = 1); a larger k moves weight onto the noisiest timesteps (up to k× the
+    /// plain v weight), where a sample's global shape is decided, and leaves the nearly clean
+    /// ones as they were.
+    SnrPlus {
+        /// k (at least 0).
+        k: f64,
+    },
 }
 
 /// The training loss of predictions `pred` of `target` (the noise ε, or v for a v-predicting
@@ -190,6 +199,19 @@ pub fn eps_loss(
             let w = match prediction {
                 Prediction::Eps => snr.clamp_max(gamma) / &snr,
                 Prediction::V => snr.clamp_max(gamma) / (&snr + 1.0),
+            };
+            (per_image * w).mean(Kind::Float)
+        }
+        LossWeight::SnrPlus { k } => {
+            let per_image =
+                (pred - target)
+                    .square()
+                    .flatten(1, -1)
+                    .mean_dim(&[1i64][..], false, Kind::Float);
+            let snr = sched.snr.index_select(0, t);
+            let w = match prediction {
+                Prediction::Eps => (&snr + k) / &snr,
+                Prediction::V => (&snr + k) / (&snr + 1.0),
             };
             (per_image * w).mean(Kind::Float)
         }
@@ -919,5 +941,47 @@ mod tests {
         let got = loss(min_snr, Prediction::Eps);
         let uniform = loss(LossWeight::Uniform, Prediction::Eps);
         assert!(got < uniform, "{got} vs {uniform}");
+    }
+
+    #[test]
+    fn snr_plus_weights_the_v_error_by_snr_plus_k_over_snr_plus_one() {
+        let cfg = ScheduleConfig::default().predicting(Prediction::V);
+        let (sched, host) = DeviceSchedule::new(&cfg, Device::Cpu).unwrap();
+        let t_idx = [0i64, 40, 150, 299];
+        let t = Tensor::from_slice(&t_idx);
+        let target = Tensor::from_slice(&(0..4 * 9).map(|i| i as f32 * 0.1).collect::<Vec<_>>())
+            .view([4, 1, 3, 3]);
+        let pred = target.zeros_like() + 0.25;
+        let loss = |weight| {
+            f64::try_from(eps_loss(&pred, &target, &t, &sched, weight, Prediction::V)).unwrap()
+        };
+        let mse = |i: usize| -> f64 {
+            (0..9)
+                .map(|j| ((i * 9 + j) as f64 * 0.1 - 0.25).powi(2))
+                .sum::<f64>()
+                / 9.0
+        };
+        for k in [0.0, 1.0, 4.0] {
+            let want: f64 = t_idx
+                .iter()
+                .enumerate()
+                .map(|(i, &ti)| {
+                    let a = host.alphas_cumprod()[ti as usize] as f64;
+                    let snr = a / (1.0 - a);
+                    (snr + k) / (snr + 1.0) * mse(i) / 4.0
+                })
+                .sum();
+            let got = loss(LossWeight::SnrPlus { k });
+            // f32 arithmetic on values of order 10: a few ulps of the result.
+            assert!((got - want).abs() < 1e-5 * want, "k {k}: {got} vs {want}");
+        }
+        // k = 1 is the plain v MSE; a larger k weighs the noisy images (t = 150, 299) more.
+        let uniform = loss(LossWeight::Uniform);
+        let plain = loss(LossWeight::SnrPlus { k: 1.0 });
+        assert!(
+            (plain - uniform).abs() < 1e-6 * uniform,
+            "{plain} vs {uniform}"
+        );
+        assert!(loss(LossWeight::SnrPlus { k: 4.0 }) > uniform);
     }
 }
