@@ -185,37 +185,24 @@ pub fn eps_loss(
     weight: LossWeight,
     prediction: Prediction,
 ) -> Tensor {
-    match weight {
-        LossWeight::Uniform => pred.mse_loss(target, Reduction::Mean),
-        LossWeight::MinSnr { gamma } => {
-            let per_image =
-                (pred - target)
-                    .square()
-                    .flatten(1, -1)
-                    .mean_dim(&[1i64][..], false, Kind::Float);
-            let snr = sched.snr.index_select(0, t);
-            // The same weight on the x0 error in both parameterizations: ‖v̂ − v‖² is
-            // (SNR + 1)/SNR times ‖ε̂ − ε‖² (Hang et al. 2023, section 3.4).
-            let w = match prediction {
-                Prediction::Eps => snr.clamp_max(gamma) / &snr,
-                Prediction::V => snr.clamp_max(gamma) / (&snr + 1.0),
-            };
-            (per_image * w).mean(Kind::Float)
-        }
-        LossWeight::SnrPlus { k } => {
-            let per_image =
-                (pred - target)
-                    .square()
-                    .flatten(1, -1)
-                    .mean_dim(&[1i64][..], false, Kind::Float);
-            let snr = sched.snr.index_select(0, t);
-            let w = match prediction {
-                Prediction::Eps => (&snr + k) / &snr,
-                Prediction::V => (&snr + k) / (&snr + 1.0),
-            };
-            (per_image * w).mean(Kind::Float)
-        }
-    }
+    let snr = sched.snr.index_select(0, t);
+    // Both weights are stated on the x0 error, the same in either parameterization: ‖ε̂ − ε‖²
+    // is SNR times ‖x̂0 − x0‖², ‖v̂ − v‖² is SNR + 1 times it (Hang et al. 2023, section 3.4).
+    let x0_weight = match weight {
+        LossWeight::Uniform => return pred.mse_loss(target, Reduction::Mean),
+        LossWeight::MinSnr { gamma } => snr.clamp_max(gamma),
+        LossWeight::SnrPlus { k } => &snr + k,
+    };
+    let per_image =
+        (pred - target)
+            .square()
+            .flatten(1, -1)
+            .mean_dim(&[1i64][..], false, Kind::Float);
+    let w = match prediction {
+        Prediction::Eps => x0_weight / &snr,
+        Prediction::V => x0_weight / (&snr + 1.0),
+    };
+    (per_image * w).mean(Kind::Float)
 }
 
 /// What a finished `fit` reports.
