@@ -92,11 +92,18 @@ impl FitOptions {
                 "model=SimpleUNet channels={} height={} width={} hidden1={} hidden2={}",
                 m.channels, m.height, m.width, m.hidden1, m.hidden2
             ),
-            ModelConfig::TinyUNet(m) => format!(
-                "model=TinyUNet channels={} height={} width={} widths={:?} emb_dim={} \
-                 temb_dim={}",
-                m.channels, m.height, m.width, m.widths, m.emb_dim, m.temb_dim
-            ),
+            ModelConfig::TinyUNet(m) => {
+                let sizes = format!(
+                    "model=TinyUNet channels={} height={} width={} widths={:?} emb_dim={} \
+                     temb_dim={}",
+                    m.channels, m.height, m.width, m.widths, m.emb_dim, m.temb_dim
+                );
+                // One-mid-block runs keep the identity their checkpoints were written with.
+                match m.mid_blocks {
+                    1 => sizes,
+                    n => format!("{sizes} mid_blocks={n}"),
+                }
+            }
         };
         let sched = match self.schedule.kind {
             ScheduleKind::Linear {
@@ -928,6 +935,26 @@ mod tests {
         let got = loss(min_snr, Prediction::Eps);
         let uniform = loss(LossWeight::Uniform, Prediction::Eps);
         assert!(got < uniform, "{got} vs {uniform}");
+    }
+
+    #[test]
+    fn identity_names_mid_blocks_and_keeps_the_one_mid_block_text() {
+        let tiny = |mid_blocks| FitOptions {
+            model: ModelConfig::TinyUNet(TinyUNetConfig {
+                mid_blocks,
+                ..TinyUNetConfig::DEFAULT
+            }),
+            ..FitOptions::seed_recipe(Device::Cpu, PathBuf::from("unused.safetensors"))
+        };
+        let one = tiny(1).identity(100);
+        // The text checkpoints of one-mid-block runs were written with.
+        assert!(one.starts_with(
+            "model=TinyUNet channels=1 height=28 width=28 widths=[32, 64, 64] emb_dim=32 \
+             temb_dim=64\n"
+        ));
+        let four = tiny(4).identity(100);
+        assert!(four.contains("temb_dim=64 mid_blocks=4\n"), "{four}");
+        assert_ne!(four, tiny(6).identity(100));
     }
 
     #[test]
