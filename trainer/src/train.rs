@@ -192,13 +192,22 @@ pub fn eps_loss(
     weight: LossWeight,
     prediction: Prediction,
 ) -> Tensor {
-    let snr = sched.snr.index_select(0, t);
     // Both weights are stated on the x0 error, the same in either parameterization: ‖ε̂ − ε‖²
     // is SNR times ‖x̂0 − x0‖², ‖v̂ − v‖² is SNR + 1 times it (Hang et al. 2023, section 3.4).
-    let x0_weight = match weight {
+    // The plain MSE (the default) returns before any SNR is looked up.
+    let snr_at_t = || sched.snr.index_select(0, t);
+    let (snr, x0_weight) = match weight {
         LossWeight::Uniform => return pred.mse_loss(target, Reduction::Mean),
-        LossWeight::MinSnr { gamma } => snr.clamp_max(gamma),
-        LossWeight::SnrPlus { k } => &snr + k,
+        LossWeight::MinSnr { gamma } => {
+            let snr = snr_at_t();
+            let w = snr.clamp_max(gamma);
+            (snr, w)
+        }
+        LossWeight::SnrPlus { k } => {
+            let snr = snr_at_t();
+            let w = &snr + k;
+            (snr, w)
+        }
     };
     let per_image =
         (pred - target)
