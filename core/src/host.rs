@@ -244,6 +244,47 @@ impl HostModel {
     /// noise from its own generator in the order [`sampler::sample`] does, so the result equals
     /// `n` separate calls of it, bit for bit.
     pub fn sample(&mut self, n: usize, cfg: &SamplerConfig, seed: u64) -> Result<Vec<f32>> {
+        self.sample_with(None, n, cfg, seed)
+    }
+
+    /// [`Self::sample`] with every network output guided by the weaker model `guide` with
+    /// weight `weight` ([`sampler::guide_output`]); image `i` equals [`sampler::sample`] over a
+    /// [`sampler::Guided`] of the two with seed `seed + i`. The guide must draw images of the
+    /// same shape under the same schedule and parameterization (checked here).
+    pub fn sample_guided(
+        &mut self,
+        guide: &mut HostModel,
+        weight: f32,
+        n: usize,
+        cfg: &SamplerConfig,
+        seed: u64,
+    ) -> Result<Vec<f32>> {
+        let shape = |c: &ModelConfig| (c.channels(), c.height(), c.width());
+        if shape(&self.cfg) != shape(&guide.cfg) {
+            return Err(crate::Error::InvalidConfig(
+                "the guide draws images of another shape",
+            ));
+        }
+        if self.schedule_cfg != guide.schedule_cfg {
+            return Err(crate::Error::InvalidConfig(
+                "the guide has another schedule or parameterization",
+            ));
+        }
+        if !weight.is_finite() {
+            return Err(crate::Error::InvalidConfig(
+                "guidance weight must be finite",
+            ));
+        }
+        self.sample_with(Some((guide, weight)), n, cfg, seed)
+    }
+
+    fn sample_with(
+        &mut self,
+        mut guide: Option<(&mut HostModel, f32)>,
+        n: usize,
+        cfg: &SamplerConfig,
+        seed: u64,
+    ) -> Result<Vec<f32>> {
         let len = self.cfg.image_len();
         let schedule = self.schedule.clone();
         let plan = sampler::Plan::new(cfg, schedule.len() as u32)?;
@@ -255,6 +296,7 @@ impl HostModel {
             g.fill(img);
         }
         let mut eps = vec![0.0f32; n * len];
+        let mut guide_eps = vec![0.0f32; if guide.is_some() { n * len } else { 0 }];
         let mut t_in = vec![0.0f32; n];
         for k in 0..plan.len() {
             let (t, prev) = plan
@@ -262,6 +304,10 @@ impl HostModel {
                 .ok_or(crate::Error::InvalidConfig("step index past the plan"))?;
             t_in.fill(t as f32 / schedule.len() as f32);
             self.forward_images(&x, &t_in, &mut eps)?;
+            if let Some((g, w)) = guide.as_mut() {
+                g.forward_images(&x, &t_in, &mut guide_eps)?;
+                sampler::guide_output(&mut eps, &guide_eps, *w)?;
+            }
             for ((xi, ei), g) in x
                 .chunks_exact_mut(len)
                 .zip(eps.chunks_exact(len))

@@ -409,6 +409,62 @@ impl<N: ReferenceNet> Denoiser for ReferenceDenoiser<'_, N> {
     }
 }
 
+/// Autoguidance (Karras et al. 2024, "Guiding a diffusion model with a bad version of itself"):
+/// extrapolates the network's output `out` away from a weaker model's output `guide` at the same
+/// x_t and t, `out ← guide + w·(out − guide)`, element by element in f32. w = 1 leaves `out`
+/// as it is; both outputs must be in the same parameterization (the combination is affine with
+/// weights summing to one, so mixing ε, v or x0 gives the same step).
+pub fn guide_output(out: &mut [f32], guide: &[f32], weight: f32) -> Result<()> {
+    check_len("guide output", out.len(), guide.len())?;
+    for (o, &g) in out.iter_mut().zip(guide) {
+        *o = g + weight * (*o - g);
+    }
+    Ok(())
+}
+
+/// A [`Denoiser`] whose output is `good`'s guided by the weaker `guide` with weight `w`
+/// ([`guide_output`]); `scratch` (one image) holds the guide's output. Both networks must
+/// predict the same quantity under the same schedule, which the caller checks.
+pub struct Guided<'b, G: ?Sized, B: ?Sized> {
+    good: &'b mut G,
+    guide: &'b mut B,
+    weight: f32,
+    scratch: &'b mut [f32],
+}
+
+impl<'b, G: Denoiser + ?Sized, B: Denoiser + ?Sized> Guided<'b, G, B> {
+    /// Checks that the two networks draw images of one size and that `scratch` holds one.
+    pub fn new(
+        good: &'b mut G,
+        guide: &'b mut B,
+        weight: f32,
+        scratch: &'b mut [f32],
+    ) -> Result<Self> {
+        check_len("guide image", good.image_len(), guide.image_len())?;
+        check_len("guide scratch", good.image_len(), scratch.len())?;
+        if !weight.is_finite() {
+            return Err(Error::InvalidConfig("guidance weight must be finite"));
+        }
+        Ok(Self {
+            good,
+            guide,
+            weight,
+            scratch,
+        })
+    }
+}
+
+impl<G: Denoiser + ?Sized, B: Denoiser + ?Sized> Denoiser for Guided<'_, G, B> {
+    fn image_len(&self) -> usize {
+        self.good.image_len()
+    }
+    fn predict_noise(&mut self, x: &[f32], t_in: f32, eps: &mut [f32]) -> Result<()> {
+        self.good.predict_noise(x, t_in, eps)?;
+        self.guide.predict_noise(x, t_in, self.scratch)?;
+        guide_output(eps, self.scratch, self.weight)
+    }
+}
+
 /// One step of `plan` (step index `k`): evaluates the network on `x` into `eps`, then updates
 /// `x` in place, drawing noise from `noise` as the step needs it.
 #[allow(clippy::too_many_arguments)]

@@ -346,3 +346,20 @@ fn pixels() {
     assert_eq!(ddpm_core::pixel_to_u8(-7.0), 0);
     assert_eq!(ddpm_core::pixel_to_u8(f32::NAN), 0);
 }
+
+#[test]
+fn guide_output_extrapolates_away_from_the_guide() {
+    let mut out = [1.0f32, -2.0, 0.5, 3.0];
+    let guide = [0.0f32, -1.0, 0.5, 1.0];
+    // guide + w·(out − guide) at w = 2: every term is exact in f32.
+    sampler::guide_output(&mut out, &guide, 2.0).unwrap();
+    assert_eq!(out, [2.0, -3.0, 0.5, 5.0]);
+    // Weight 0 gives the guide, weight 1 the output (here exactly: the differences are exact).
+    let mut same = [1.0f32, -2.0, 0.5, 3.0];
+    sampler::guide_output(&mut same, &guide, 1.0).unwrap();
+    assert_eq!(same, [1.0, -2.0, 0.5, 3.0]);
+    sampler::guide_output(&mut same, &guide, 0.0).unwrap();
+    assert_eq!(same, guide);
+    // Lengths must agree.
+    assert!(sampler::guide_output(&mut same, &guide[..3], 2.0).is_err());
+}

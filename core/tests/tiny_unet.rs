@@ -284,3 +284,106 @@ fn simple_unet_model_files_still_load() {
         ModelConfig::SimpleUNet(SimpleUNetConfig::SEED)
     );
 }
+
+#[test]
+fn guided_sampling_equals_the_no_heap_guided_denoiser() {
+    let good_cfg = TinyUNetConfig {
+        channels: 1,
+        height: 12,
+        width: 8,
+        widths: [4, 8, 6],
+        mid_blocks: 2,
+        emb_dim: 8,
+        temb_dim: 5,
+    };
+    // A weaker guide: fewer channels and one mid block, the same image shape and schedule.
+    let guide_cfg = TinyUNetConfig {
+        widths: [2, 4, 4],
+        mid_blocks: 1,
+        ..good_cfg
+    };
+    let sched_cfg = ScheduleConfig::cosine(40);
+    let good_params = random_params(&good_cfg, 21, 1.0);
+    let guide_params = random_params(&guide_cfg, 22, 1.0);
+    let host = HostModel::from_params(good_cfg, sched_cfg, good_params.clone())
+        .unwrap()
+        .with_path(Path::Reference);
+    let guide = HostModel::from_params(guide_cfg, sched_cfg, guide_params.clone())
+        .unwrap()
+        .with_path(Path::Reference);
+    let sampler_cfg = SamplerConfig::Ddim(DdimConfig {
+        steps: 10,
+        eta: 1.0,
+        ..Default::default()
+    });
+    let weight = 1.5;
+    let guided = host
+        .clone()
+        .sample_guided(&mut guide.clone(), weight, 2, &sampler_cfg, 3)
+        .unwrap();
+
+    // The no-heap route: Guided over two reference denoisers and one image of scratch gives
+    // each image bit for bit.
+    let schedule: Schedule = Schedule::new(&sched_cfg).unwrap();
+    let len = good_cfg.image_len();
+    for (i, image) in guided.chunks_exact(len).enumerate() {
+        let mut ws_good = vec![0.0; good_cfg.workspace_len()];
+        let mut ws_guide = vec![0.0; guide_cfg.workspace_len()];
+        let mut good = TinyReferenceDenoiser::new(
+            TinyUNet::from_flat(good_cfg, &good_params).unwrap(),
+            &mut ws_good,
+        )
+        .unwrap();
+        let mut weak = TinyReferenceDenoiser::new(
+            TinyUNet::from_flat(guide_cfg, &guide_params).unwrap(),
+            &mut ws_guide,
+        )
+        .unwrap();
+        let mut scratch = vec![0.0; len];
+        let mut den = sampler::Guided::new(&mut good, &mut weak, weight, &mut scratch).unwrap();
+        let (mut x, mut eps) = (vec![0.0; len], vec![0.0; len]);
+        sampler::sample(
+            &mut den,
+            &schedule,
+            &sampler_cfg,
+            3 + i as u64,
+            &mut x,
+            &mut eps,
+        )
+        .unwrap();
+        assert_eq!(x, image, "image {i}");
+    }
+
+    // Weight 0 is the guide alone, exactly (g + 0·(o − g) = g); the guidance changes the
+    // samples at weight 1.5.
+    let guide_alone = guide.clone().sample(2, &sampler_cfg, 3).unwrap();
+    let weight0 = host
+        .clone()
+        .sample_guided(&mut guide.clone(), 0.0, 2, &sampler_cfg, 3)
+        .unwrap();
+    assert_eq!(weight0, guide_alone);
+    let unguided = host.clone().sample(2, &sampler_cfg, 3).unwrap();
+    assert!(rel_err(&guided, &unguided) > 1e-2);
+
+    // A guide of another schedule or image shape, or a weight that is not finite, is refused.
+    let other_sched =
+        HostModel::from_params(guide_cfg, ScheduleConfig::cosine(50), guide_params.clone())
+            .unwrap();
+    let other_shape = TinyUNetConfig {
+        height: 8,
+        ..guide_cfg
+    };
+    let other_shape =
+        HostModel::from_params(other_shape, sched_cfg, random_params(&other_shape, 23, 1.0))
+            .unwrap();
+    for (mut g, w) in [
+        (other_sched, weight),
+        (other_shape, weight),
+        (guide.clone(), f32::NAN),
+    ] {
+        assert!(matches!(
+            host.clone().sample_guided(&mut g, w, 1, &sampler_cfg, 3),
+            Err(ddpm_core::Error::InvalidConfig(_))
+        ));
+    }
+}
