@@ -4,7 +4,7 @@
 # classifier FID, confident share, IS analog and the wall time of drawing the samples through
 # ddpm-core (on all cores).
 #
-# Usage: tools/quality_table.sh MODEL [extra eval flags, e.g. --clip-x0]
+# Usage: tools/quality_table.sh MODEL [extra eval flags, e.g. --clip-x0, --guide G --guidance W]
 #        tools/quality_table.sh --table JSON...   (only the table, from `eval --json` files)
 # Environment:
 #   SAMPLES=N     samples per row (default 1000)
@@ -36,11 +36,16 @@ clip = ", ".join(
     ("x0 clipped" + (" and ε recomputed" if r else "")) if c else "x0 not clipped"
     for c, r in sorted(clips)
 )
+guides = sorted(
+    {f"`{g['model']}` with w = {g['weight']:g}" if g else "none"
+     for g in (d["quality"].get("guide") for d in docs)}
+)
 counts = sorted({d["quality"]["samples"] for d in docs})
 per_row = len(counts) > 1
 print(
     ", ".join(f"`{m}`" for m in models)
     + ("" if per_row else f", {counts[0]} samples per row")
+    + ("" if guides == ["none"] else f", guided by {' / '.join(guides)}")
     + f", seeds from {q0['seed']}, {clip}; classifier test accuracy "
     f"{100 * q0['classifier_test_accuracy']:.2f}%; sampling on {q0['workers']} threads."
 )
@@ -48,8 +53,9 @@ print()
 head = "| sampler | steps | η |" + (" samples |" if per_row else "")
 head += f" classifier FID | confident (p > {q0['confident_threshold']:.6g}) | IS analog |"
 head += " wall time |" if per_row else f" wall time for {counts[0]} samples |"
+head += " labels 0…9 |"
 print(head)
-print("| --- | ---: | ---: |" + (" ---: |" if per_row else "") + " ---: | ---: | ---: | ---: |")
+print("| --- | ---: | ---: |" + (" ---: |" if per_row else "") + " ---: | ---: | ---: | ---: | --- |")
 floors = {}
 for d in docs:
     q, s = d["quality"], d["quality"]["sampler"]
@@ -62,13 +68,15 @@ for d in docs:
     n = f" {q['samples']} |" if per_row else ""
     print(
         f"| {name} | {s['steps']} | {eta} |{n} {g['fid']:.2f} | {100 * g['confident']:.1f}% "
-        f"| {g['inception_score']:.2f} | {q['sampling_seconds']:.0f} s |"
+        f"| {g['inception_score']:.2f} | {q['sampling_seconds']:.0f} s "
+        f"| {' '.join(str(c) for c in g['histogram'])} |"
     )
 for n, r in sorted(floors.items(), reverse=True):
     cnt = f" {n} |" if per_row else ""
     print(
         f"| real training images (floor) | – | – |{cnt} {r['fid']:.2f} "
-        f"| {100 * r['confident']:.1f}% | {r['inception_score']:.2f} | – |"
+        f"| {100 * r['confident']:.1f}% | {r['inception_score']:.2f} | – "
+        f"| {' '.join(str(c) for c in r['histogram'])} |"
     )
 PY
 }
@@ -87,6 +95,10 @@ fi
 samples=${SAMPLES:-1000}
 rows=${ROWS:-"ddpm-large ddpm-small ddim10-0 ddim10-1 ddim20-0 ddim20-1 ddim50-0 ddim50-1 ddim100-0 ddim100-1"}
 name=$(basename "$model" .ddpm)
+# Guided rows go to their own directory, so that REUSE never mixes them with unguided ones.
+for flag in "$@"; do
+    [[ $flag == --guide ]] && name+=_guided
+done
 out=${OUT:-runs/quality/$name}
 mkdir -p "$out"
 

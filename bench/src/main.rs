@@ -263,8 +263,17 @@ fn run_case(s: &mut Sides, case: Case, threads: usize, a: &Args, bar: &ProgressB
                 },
                 || {
                     last_torch = Some(
-                        sample::sample_torch(net, sched, &scfg, n, seed, Device::Cpu, |_, _| {})
-                            .map(|x| x.to_kind(Kind::Float)),
+                        sample::sample_torch(
+                            net,
+                            None,
+                            sched,
+                            &scfg,
+                            n,
+                            seed,
+                            Device::Cpu,
+                            |_, _| {},
+                        )
+                        .map(|x| x.to_kind(Kind::Float)),
                     );
                 },
             )?;

@@ -58,6 +58,8 @@ pub struct EvalOptions {
     pub curve: Option<PathBuf>,
     /// Quality: the sampler.
     pub sampler: SamplerConfig,
+    /// Quality: a weaker model file guiding the model's outputs, with weight w.
+    pub guide: Option<(PathBuf, f32)>,
     /// Quality: image `i` is drawn from noise seed `seed + i`.
     pub seed: u64,
     /// Quality: number of samples (and of real training images for the floor).
@@ -260,8 +262,19 @@ pub fn run_quality(opts: &EvalOptions) -> Result<QualityReport> {
     );
     let pb = bar(opts.samples as u64, opts.progress, "images");
     let start = Instant::now();
+    let guide_bytes = match &opts.guide {
+        Some((g, w)) => Some((
+            std::fs::read(g).with_context(|| format!("{}: cannot read", g.display()))?,
+            *w,
+        )),
+        None => None,
+    };
+    if let Some((g, w)) = &opts.guide {
+        eprintln!("guided by {} with weight {w}", g.display());
+    }
     let values = quality::draw_samples(
         &bytes,
+        guide_bytes.as_ref().map(|(b, w)| (b.as_slice(), *w)),
         opts.samples,
         &opts.sampler,
         opts.seed,
@@ -463,12 +476,25 @@ pub fn to_json(
             let _ = writeln!(
                 s,
                 "  \"quality\": {{\"sampler\": {}, \"seed\": {}, \"samples\": {}, \
-                 \"workers\": {}, \"sampling_seconds\": {}, \"classifier\": {}, \
-                 \"classifier_test_accuracy\": {}, \"confident_threshold\": {}, \
-                 \"generated\": {}, \"real_train\": {}}}",
+                 \"guide\": {}, \"workers\": {}, \"sampling_seconds\": {}, \
+                 \"classifier\": {}, \"classifier_test_accuracy\": {}, \
+                 \"confident_threshold\": {}, \"generated\": {}, \"real_train\": {}}}",
                 json_sampler(&opts.sampler, timesteps),
                 opts.seed,
                 q.generated.n,
+                match &opts.guide {
+                    Some((g, w)) => format!(
+                        "{{\"model\": {}, \"weight\": {}}}",
+                        json_str(&g.display().to_string()),
+                        // f32's shortest decimal, as for the threshold below.
+                        if w.is_finite() {
+                            w.to_string()
+                        } else {
+                            "null".into()
+                        }
+                    ),
+                    None => "null".to_string(),
+                },
                 q.workers,
                 json_num(q.sampling_seconds),
                 json_str(&opts.classifier.display().to_string()),
@@ -497,6 +523,12 @@ pub fn run(opts: &EvalOptions) -> Result<()> {
              --model FILE)"
         );
     }
+    if opts.nll && opts.guide.is_some() {
+        bail!(
+            "--nll bounds the model's own likelihood; a guided sampler has no such bound \
+             (drop --guide, or run --fid alone)"
+        );
+    }
     let bytes = std::fs::read(&opts.model).with_context(|| format!("{what}: cannot read"))?;
     let timesteps = ModelFile::parse(&bytes)
         .map_err(|e| anyhow!("{what}: not a valid model file: {e}"))?
@@ -516,10 +548,11 @@ pub fn run(opts: &EvalOptions) -> Result<()> {
     };
     let quality = if opts.fid {
         let q = run_quality(opts)?;
-        print!(
-            "{}",
-            format_quality(&q, &describe_sampler(&opts.sampler, timesteps))
-        );
+        let mut sampler = describe_sampler(&opts.sampler, timesteps);
+        if let Some((g, w)) = &opts.guide {
+            sampler.push_str(&format!(", guided by {} with w = {w}", g.display()));
+        }
+        print!("{}", format_quality(&q, &sampler));
         Some(q)
     } else {
         None

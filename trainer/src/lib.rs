@@ -24,7 +24,7 @@ pub mod sample;
 pub mod schedule;
 pub mod train;
 
-pub use sample::{ddim_step, ddpm_step};
+pub use sample::{ddim_step, ddpm_step, guide_output};
 
 /// Resolves `--device`: `cpu`, `cuda` (an error when CUDA is not usable), `cuda:N`, or `auto`
 /// (CUDA when available, else CPU).

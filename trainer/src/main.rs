@@ -206,6 +206,13 @@ struct FitArgs {
     /// with --arch tiny].
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Also write a guide for autoguidance (`sample --guide`, `eval --guide`): the model as it
+    /// is after --guide-epochs epochs (EMA weights with --ema), a weaker version of itself.
+    #[arg(long, value_name = "FILE")]
+    guide_out: Option<PathBuf>,
+    /// Epochs after which --guide-out is written (fewer than --epochs).
+    #[arg(long, default_value_t = 2, requires = "guide_out")]
+    guide_epochs: usize,
     /// Checkpoint written atomically after every epoch [default: OUT with .ckpt.safetensors].
     #[arg(long)]
     checkpoint: Option<PathBuf>,
@@ -443,6 +450,14 @@ struct SamplerArgs {
     /// seeds libtorch's generator (`--backend torch`) and the x_t draws of `eval --nll`.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Autoguidance: a weaker model file of the same schedule and parameterization (fewer
+    /// epochs, fewer channels) whose output the model's is extrapolated away from at every
+    /// step, guide + w·(model − guide) (Karras et al. 2024); two network passes per step.
+    #[arg(long, value_name = "MODEL")]
+    guide: Option<PathBuf>,
+    /// Guidance weight w of --guide (1: the model alone).
+    #[arg(long, default_value_t = 2.5, requires = "guide")]
+    guidance: f32,
 }
 
 impl SamplerArgs {
@@ -652,6 +667,7 @@ fn run_fit(a: FitArgs) -> Result<()> {
         checkpoint,
         loss_csv: Some(loss_csv.clone()),
         out: Some(out),
+        guide: a.guide_out.clone().map(|g| (g, a.guide_epochs)),
         resume: a.resume,
         progress: progress_wanted(a.no_progress),
         note,
@@ -857,13 +873,27 @@ fn run_sample(a: SampleArgs) -> Result<()> {
                 std::fs::read(&path).with_context(|| format!("{}: cannot read", path.display()))?;
             let mut host = ddpm_core::host::HostModel::from_bytes(&bytes)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let mut guide = match &a.sampler.guide {
+                Some(g) => {
+                    let gb = std::fs::read(g)
+                        .with_context(|| format!("{}: cannot read", g.display()))?;
+                    Some(
+                        ddpm_core::host::HostModel::from_bytes(&gb)
+                            .map_err(|e| anyhow::anyhow!("{}: {e}", g.display()))?,
+                    )
+                }
+                None => None,
+            };
             let mcfg = *host.config();
             let bar = bar_for(a.n as u64, progress_wanted(a.no_progress), "images");
             let mut values = Vec::with_capacity(a.n * mcfg.image_len());
             for i in 0..a.n {
-                let one = host
-                    .sample(1, &cfg, a.sampler.seed.wrapping_add(i as u64))
-                    .map_err(|e| anyhow::anyhow!("sampling: {e}"))?;
+                let seed = a.sampler.seed.wrapping_add(i as u64);
+                let one = match guide.as_mut() {
+                    Some(g) => host.sample_guided(g, a.sampler.guidance, 1, &cfg, seed),
+                    None => host.sample(1, &cfg, seed),
+                }
+                .map_err(|e| anyhow::anyhow!("sampling: {e}"))?;
                 values.extend_from_slice(&one);
                 bar.inc(1);
             }
@@ -879,12 +909,44 @@ fn run_sample(a: SampleArgs) -> Result<()> {
             model::load_params(&mut vs, &m.config, &m.tensors, &path.display().to_string())?;
             let sched = ddpm_core::Schedule::new(&m.schedule)
                 .map_err(|e| anyhow::anyhow!("{}: schedule: {e}", path.display()))?;
+            let mut guide_vs = tch::nn::VarStore::new(device);
+            let guide_net = match &a.sampler.guide {
+                Some(g) => {
+                    let gm = export::read_model_file(g)?;
+                    let shape = |c: &ddpm_core::ModelConfig| (c.channels(), c.height(), c.width());
+                    if shape(&gm.config) != shape(&m.config) || gm.schedule != m.schedule {
+                        bail!(
+                            "{}: the guide must draw images of the model's shape under its \
+                             schedule and parameterization",
+                            g.display()
+                        );
+                    }
+                    let gnet = model::Net::new(&guide_vs.root(), gm.config);
+                    model::load_params(
+                        &mut guide_vs,
+                        &gm.config,
+                        &gm.tensors,
+                        &g.display().to_string(),
+                    )?;
+                    Some(gnet)
+                }
+                None => None,
+            };
+            let guide = guide_net.as_ref().map(|g| (g, a.sampler.guidance));
             let bar = bar_for(0, progress_wanted(a.no_progress), "steps");
-            let x =
-                sample::sample_torch(&net, &sched, &cfg, a.n, a.sampler.seed, device, |k, n| {
+            let x = sample::sample_torch(
+                &net,
+                guide,
+                &sched,
+                &cfg,
+                a.n,
+                a.sampler.seed,
+                device,
+                |k, n| {
                     bar.set_length(n as u64);
                     bar.set_position(k as u64);
-                })?;
+                },
+            )?;
             bar.finish_and_clear();
             (m.config, model::to_f32_vec(&x)?)
         }
@@ -1283,6 +1345,7 @@ fn run_eval(a: EvalArgs) -> Result<()> {
         batch: a.batch,
         curve: a.curve,
         sampler: a.sampler.config(),
+        guide: a.sampler.guide.clone().map(|g| (g, a.sampler.guidance)),
         seed: a.sampler.seed,
         samples: a.samples,
         workers,

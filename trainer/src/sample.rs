@@ -108,6 +108,13 @@ pub fn ddim_step(
     }
 }
 
+/// Autoguidance on a batch, the arithmetic of `ddpm_core::sampler::guide_output`: the
+/// network's output `out` extrapolated away from the weaker guide's output `guide` at the
+/// same x_t, `guide + w·(out − guide)` in f32.
+pub fn guide_output(out: &Tensor, guide: &Tensor, weight: f32) -> Tensor {
+    guide + (out - guide) * weight as f64
+}
+
 /// Whether step `k` of `plan` adds noise (so a z must be drawn).
 fn step_needs_noise(cfg: &SamplerConfig, t: u32) -> bool {
     match cfg {
@@ -117,9 +124,12 @@ fn step_needs_noise(cfg: &SamplerConfig, t: u32) -> bool {
 }
 
 /// Draws `n` samples in one batch on `net`'s device: x_T ~ N(0, I) and each step's z from the
-/// torch generator seeded with `seed`. Returns an N×C×H×W tensor (not clamped).
+/// torch generator seeded with `seed`; with `guide` = (weaker network, w) every output is
+/// guided ([`guide_output`]). Returns an N×C×H×W tensor (not clamped).
+#[allow(clippy::too_many_arguments)]
 pub fn sample_torch(
     net: &Net,
+    guide: Option<(&Net, f32)>,
     sched: &Schedule,
     cfg: &SamplerConfig,
     n: usize,
@@ -144,7 +154,10 @@ pub fn sample_torch(
             let (t, prev) = plan.step(k).context("step past the sampler's plan")?;
             let t_in = t as f32 / big_t as f32;
             let t_batch = Tensor::full([n as i64], t_in as f64, (Kind::Float, device));
-            let eps = net.forward(&x, &t_batch);
+            let mut eps = net.forward(&x, &t_batch);
+            if let Some((g, w)) = guide {
+                eps = guide_output(&eps, &g.forward(&x, &t_batch), w);
+            }
             let z = if step_needs_noise(cfg, t) {
                 x.randn_like()
             } else {

@@ -54,6 +54,10 @@ pub struct FitOptions {
     pub loss_csv: Option<PathBuf>,
     /// Model file written at the end (ddpm-core format).
     pub out: Option<PathBuf>,
+    /// A guide for autoguidance (`sample --guide`): the exported weights (EMA when set) after
+    /// this many epochs, written as a model file to this path; the epoch count must be below
+    /// `epochs`.
+    pub guide: Option<(PathBuf, usize)>,
     /// Continue from `checkpoint`.
     pub resume: bool,
     /// Draw a progress bar.
@@ -79,6 +83,7 @@ impl FitOptions {
             checkpoint,
             loss_csv: None,
             out: None,
+            guide: None,
             resume: false,
             progress: false,
             note: String::new(),
@@ -736,6 +741,16 @@ pub fn fit(opts: &FitOptions, data: &Mnist, log: &mut dyn FnMut(&str)) -> Result
             opts.batch_size
         );
     }
+    if let Some((path, after)) = &opts.guide {
+        if !(1..opts.epochs).contains(after) {
+            bail!(
+                "{}: the guide is the model after {after} epochs, which must be at least 1 and \
+                 fewer than the run's {} epochs",
+                path.display(),
+                opts.epochs
+            );
+        }
+    }
     let identity = opts.identity(data.len);
     let (sched, _) = DeviceSchedule::new(&opts.schedule, opts.device)?;
     let mut tr = Trainer::new(opts)?;
@@ -747,6 +762,16 @@ pub fn fit(opts: &FitOptions, data: &Mnist, log: &mut dyn FnMut(&str)) -> Result
             tr.epochs_done,
             tr.step
         ));
+        if let Some((path, after)) = &opts.guide {
+            if tr.epochs_done >= *after && !path.exists() {
+                bail!(
+                    "{}: the guide is written after epoch {after}, which the checkpoint is \
+                     already past (epoch {}), and the file is missing; rerun from the start",
+                    path.display(),
+                    tr.epochs_done
+                );
+            }
+        }
     }
     let images = images_to_device(data, opts.device);
     let n = data.len as i64;
@@ -822,6 +847,22 @@ pub fn fit(opts: &FitOptions, data: &Mnist, log: &mut dyn FnMut(&str)) -> Result
         tr.save_checkpoint(&opts.checkpoint, &identity)?;
         if let Some(csv) = &opts.loss_csv {
             crate::atomic::write_atomic(csv, tr.loss_csv(steps_per_epoch).as_bytes())?;
+        }
+        if let Some((path, after)) = &opts.guide {
+            if tr.epochs_done == *after {
+                let note = format!("{} (autoguidance guide: after epoch {after})", opts.note);
+                let bytes = export::model_file_bytes(
+                    &opts.model,
+                    &opts.schedule,
+                    &tr.export_params(),
+                    &note,
+                )?;
+                crate::atomic::write_atomic(path, &bytes)?;
+                log(&format!(
+                    "wrote the guide {} (weights after epoch {after})",
+                    path.display()
+                ));
+            }
         }
         let secs = epoch_start.elapsed().as_secs_f64();
         log(&format!(

@@ -307,13 +307,13 @@ fn samples_do_not_depend_on_the_thread_count() {
         ..Default::default()
     });
     let n = 5;
-    let one = quality::draw_samples(&bytes, n, &cfg, 100, 1, &|| {}).unwrap();
+    let one = quality::draw_samples(&bytes, None, n, &cfg, 100, 1, &|| {}).unwrap();
     // Image i is HostModel's sample with seed + i.
     let mut host = HostModel::from_bytes(&bytes).unwrap();
     assert_eq!(one, host.sample(n, &cfg, 100).unwrap());
     for workers in [2, 3, 8] {
         let count = std::sync::atomic::AtomicUsize::new(0);
-        let v = quality::draw_samples(&bytes, n, &cfg, 100, workers, &|| {
+        let v = quality::draw_samples(&bytes, None, n, &cfg, 100, workers, &|| {
             count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         })
         .unwrap();
@@ -321,8 +321,42 @@ fn samples_do_not_depend_on_the_thread_count() {
         assert_eq!(count.into_inner(), n, "one progress tick per image");
     }
     assert_ne!(
-        quality::draw_samples(&bytes, n, &cfg, 101, 2, &|| {}).unwrap(),
+        quality::draw_samples(&bytes, None, n, &cfg, 101, 2, &|| {}).unwrap(),
         one
+    );
+}
+
+#[test]
+fn guided_samples_equal_the_core_guided_sampler_and_do_not_depend_on_the_thread_count() {
+    let _g = lock();
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(tiny_model(dir.path(), 3)).unwrap();
+    let guide_dir = tempfile::tempdir().unwrap();
+    let guide = std::fs::read(tiny_model(guide_dir.path(), 4)).unwrap();
+    let cfg = SamplerConfig::Ddim(DdimConfig {
+        steps: 4,
+        eta: 1.0,
+        ..Default::default()
+    });
+    let n = 4;
+    let guided =
+        quality::draw_samples(&bytes, Some((&guide, 2.0)), n, &cfg, 100, 1, &|| {}).unwrap();
+    let mut host = HostModel::from_bytes(&bytes).unwrap();
+    let mut guide_host = HostModel::from_bytes(&guide).unwrap();
+    assert_eq!(
+        guided,
+        host.sample_guided(&mut guide_host, 2.0, n, &cfg, 100)
+            .unwrap()
+    );
+    assert_eq!(
+        quality::draw_samples(&bytes, Some((&guide, 2.0)), n, &cfg, 100, 3, &|| {}).unwrap(),
+        guided
+    );
+    assert_ne!(guided, host.sample(n, &cfg, 100).unwrap());
+    // A model guided by itself is the model alone, exactly (g + w·(o − g) = g when o = g).
+    assert_eq!(
+        quality::draw_samples(&bytes, Some((&bytes, 2.0)), n, &cfg, 100, 2, &|| {}).unwrap(),
+        host.sample(n, &cfg, 100).unwrap()
     );
 }
 
@@ -442,6 +476,53 @@ fn cli_reports_bound_and_quality_and_writes_json_and_curve() {
     );
     let e = run(&["--fid", "--model", m, "--samples", "1"]);
     assert!(e.contains("--samples must be at least 2"), "{e}");
+    let e = run(&["--nll", "--model", m, "--guide", m]);
+    assert!(e.contains("a guided sampler has no such bound"), "{e}");
+    let e = run(&["--fid", "--model", m, "--guidance", "3"]);
+    assert!(e.contains("--guide"), "{e}");
+}
+
+#[test]
+fn cli_guided_quality_names_the_guide_in_text_and_json() {
+    let _g = lock();
+    let dir = tempfile::tempdir().unwrap();
+    let model_path = tiny_model(dir.path(), 4);
+    let guide_dir = tempfile::tempdir().unwrap();
+    let guide_path = tiny_model(guide_dir.path(), 5);
+    let clf = dir.path().join("clf.safetensors");
+    Classifier::new(Device::Cpu, 1).save(&clf).unwrap();
+    let json = dir.path().join("eval.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(["eval", "--fid", "--model"])
+        .arg(&model_path)
+        .arg("--guide")
+        .arg(&guide_path)
+        .args(["--guidance", "1.5", "--classifier"])
+        .arg(&clf)
+        .arg("--data")
+        .arg(shared_mnist())
+        .args(["--samples", "4", "--sampler", "ddim", "--steps", "3"])
+        .args(["--device", "cpu", "--threads", "1", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let named = format!("guided by {} with w = 1.5", guide_path.display());
+    assert!(stdout.contains(&named), "missing {named:?} in\n{stdout}");
+    let doc = std::fs::read_to_string(&json).unwrap();
+    assert_eq!(json_number(&doc, "weight"), 1.5);
+    assert!(
+        doc.contains(&format!(
+            "\"guide\": {{\"model\": \"{}\"",
+            guide_path.display()
+        )),
+        "{doc}"
+    );
 }
 
 #[test]

@@ -194,6 +194,108 @@ fn two_epochs_equal_one_epoch_resume_one_epoch_bit_for_bit() {
     assert!(!w.tensors[0].1.equal(&raw.tensors[0].1));
 }
 
+/// Every tensor of a model file as (name, dims, f32 values), the note left out.
+fn model_tensors(path: &Path) -> Vec<(String, Vec<u32>, Vec<f32>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let file = ddpm_core::format::ModelFile::parse(&bytes).unwrap();
+    file.tensors()
+        .map(|t| {
+            (
+                t.name.to_owned(),
+                t.dims().to_vec(),
+                t.to_f32_vec().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn guide_out_is_the_model_after_its_epoch_and_bad_guide_settings_are_refused() {
+    let _g = lock();
+    tch::set_num_threads(2);
+    let data = mnist(128);
+    let whole = tempfile::tempdir().unwrap();
+    let short = tempfile::tempdir().unwrap();
+    let guide = whole.path().join("guide.ddpm");
+    let mut a = opts(whole.path(), 64, 2);
+    a.ema = Some(0.99);
+    a.guide = Some((guide.clone(), 1));
+    let mut lines = Vec::new();
+    train::fit(&a, &data, &mut |m| lines.push(m.to_owned())).unwrap();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("wrote the guide") && l.contains("after epoch 1")),
+        "{lines:?}"
+    );
+    // The seed recipe's constant rate makes the first epoch of a two-epoch run the whole of a
+    // one-epoch run, so the guide is that run's model, tensor for tensor.
+    let mut b = opts(short.path(), 64, 1);
+    b.ema = Some(0.99);
+    train::fit(&b, &data, &mut |_| {}).unwrap();
+    let g = model_tensors(&guide);
+    assert_eq!(g, model_tensors(&short.path().join("model.ddpm")));
+    assert_ne!(g, model_tensors(&whole.path().join("model.ddpm")));
+
+    // `sample --guide` on both backends; the core backend's images are the core's guided
+    // sampler's, pixel for pixel.
+    let model_path = whole.path().join("model.ddpm");
+    let mut host = HostModel::from_bytes(&std::fs::read(&model_path).unwrap()).unwrap();
+    let mut guide_host = HostModel::from_bytes(&std::fs::read(&guide).unwrap()).unwrap();
+    let cfg = SamplerConfig::Ddim(DdimConfig {
+        steps: 5,
+        ..Default::default()
+    });
+    for backend in ["core", "torch"] {
+        let idx_path = whole.path().join(format!("guided_{backend}.idx"));
+        let out = Command::new(env!("CARGO_BIN_EXE_trainer"))
+            .args(["sample", "--sampler", "ddim", "--steps", "5", "--n", "3"])
+            .args(["--no-progress", "--backend", backend, "--device", "cpu"])
+            .arg("--model")
+            .arg(&model_path)
+            .arg("--guide")
+            .arg(&guide)
+            .args(["--guidance", "2.5", "--out"])
+            .arg(whole.path().join(format!("guided_{backend}.png")))
+            .arg("--idx")
+            .arg(&idx_path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let idx = ddpm_trainer::idx::read_idx(&idx_path).unwrap();
+        assert_eq!(idx.dims, vec![3, 28, 28]);
+        if backend == "core" {
+            let want = host
+                .sample_guided(&mut guide_host, 2.5, 3, &cfg, 42)
+                .unwrap();
+            assert_eq!(idx.data, ddpm_trainer::sample::to_pixels(&want));
+        }
+    }
+
+    // A guide epoch at or past the run's end is refused before training, naming the file.
+    let mut c = opts(short.path(), 64, 2);
+    c.guide = Some((short.path().join("g.ddpm"), 2));
+    let e = format!("{:#}", train::fit(&c, &data, &mut |_| {}).unwrap_err());
+    assert!(
+        e.contains("g.ddpm") && e.contains("fewer than the run's 2 epochs"),
+        "{e}"
+    );
+    // Resuming past the guide's epoch without the guide file cannot write it any more.
+    let mut d = opts(short.path(), 64, 2);
+    d.ema = Some(0.99);
+    d.resume = true;
+    d.guide = Some((short.path().join("missing.ddpm"), 1));
+    let e = format!("{:#}", train::fit(&d, &data, &mut |_| {}).unwrap_err());
+    assert!(
+        e.contains("missing.ddpm") && e.contains("already past"),
+        "{e}"
+    );
+}
+
 #[test]
 fn resume_refuses_other_settings_and_nan_keeps_the_last_good_checkpoint() {
     let _g = lock();

@@ -188,8 +188,12 @@ pub fn set_figures(
 /// `workers` threads. Image `i` always starts from noise seed `seed + i` and the threads take
 /// contiguous runs of whole images, so the result does not depend on `workers`. `done` is
 /// called after each image. Returns n·C·H·W values (not clamped).
+///
+/// With `guide` = (model file, w) every network output is guided by that weaker model
+/// (`HostModel::sample_guided`).
 pub fn draw_samples(
     bytes: &[u8],
+    guide: Option<(&[u8], f32)>,
     n: usize,
     cfg: &SamplerConfig,
     seed: u64,
@@ -199,6 +203,13 @@ pub fn draw_samples(
     let file = ModelFile::parse(bytes).map_err(|e| anyhow!("{e}"))?;
     let len = file.header().model.image_len();
     let host = HostModel::from_bytes(bytes).map_err(|e| anyhow!("{e}"))?;
+    let guide = match guide {
+        Some((g, w)) => Some((
+            HostModel::from_bytes(g).map_err(|e| anyhow!("guide: {e}"))?,
+            w,
+        )),
+        None => None,
+    };
     let mut out = vec![0.0f32; n * len];
     if n == 0 {
         return Ok(out);
@@ -210,12 +221,16 @@ pub fn draw_samples(
             .enumerate()
             .map(|(w, images)| {
                 let mut host = host.clone();
+                let mut guide = guide.clone();
                 s.spawn(move || -> Result<()> {
                     for (k, x) in images.chunks_exact_mut(len).enumerate() {
                         let i = w * per + k;
-                        let one = host
-                            .sample(1, cfg, seed.wrapping_add(i as u64))
-                            .map_err(|e| anyhow!("sampling image {i}: {e}"))?;
+                        let image_seed = seed.wrapping_add(i as u64);
+                        let one = match guide.as_mut() {
+                            Some((g, weight)) => host.sample_guided(g, *weight, 1, cfg, image_seed),
+                            None => host.sample(1, cfg, image_seed),
+                        }
+                        .map_err(|e| anyhow!("sampling image {i}: {e}"))?;
                         x.copy_from_slice(&one);
                         done();
                     }
