@@ -547,7 +547,26 @@ pub fn trajectories(
     cfg: &SamplerConfig,
     seeds: &[u64],
 ) -> Vec<f32> {
+    guided_trajectories(net, core, None, path, cfg, seeds)
+}
+
+/// A weaker network on both sides (tch, core) and its guidance weight, for
+/// [`guided_trajectories`].
+pub type Guide<'a> = (&'a dyn TchNet, &'a HostModel, f32);
+
+/// [`trajectories`] with every network output guided by `guide` on both sides (the
+/// trainer's `guide_output` on the tch side, the core's on the core side; the guide's core
+/// forward pass on `path` too).
+pub fn guided_trajectories(
+    net: &impl TchNet,
+    core: &HostModel,
+    guide: Option<Guide<'_>>,
+    path: host::Path,
+    cfg: &SamplerConfig,
+    seeds: &[u64],
+) -> Vec<f32> {
     let mut core = core.clone().with_path(path);
+    let mut guide_core = guide.map(|(_, g, _)| g.clone().with_path(path));
     let sched = core.schedule().clone();
     let c = *core.config();
     let n = c.image_len();
@@ -562,6 +581,7 @@ pub fn trajectories(
     let mut xs: Vec<Vec<f32>> = seeds.iter().map(|&s| gaussian(s, n)).collect();
     let mut xt = tensor(&xs.concat(), &shape);
     let mut eps = vec![0.0f32; n];
+    let mut guide_eps = vec![0.0f32; n];
     for k in 0..plan.len() {
         let (t, prev) = plan.step(k).unwrap();
         let t_in = t as f32 / big_t as f32;
@@ -569,11 +589,13 @@ pub fn trajectories(
             .iter()
             .map(|&s| gaussian(s.wrapping_mul(1000).wrapping_add(k as u64 + 1), n))
             .collect();
+        let t_batch = tensor(&vec![t_in; seeds.len()], &[seeds.len() as i64]);
         let eps_t = tch::no_grad(|| {
-            net.forward(
-                &xt,
-                &tensor(&vec![t_in; seeds.len()], &[seeds.len() as i64]),
-            )
+            let out = net.forward(&xt, &t_batch);
+            match guide {
+                Some((g, _, w)) => ddpm_trainer::guide_output(&out, &g.forward(&xt, &t_batch), w),
+                None => out,
+            }
         });
         let zt = tensor(&z.concat(), &shape);
         xt = match cfg {
@@ -582,6 +604,10 @@ pub fn trajectories(
         };
         for (x, z) in xs.iter_mut().zip(&z) {
             core.forward(x, t_in, &mut eps).unwrap();
+            if let (Some(g), Some((_, _, w))) = (guide_core.as_mut(), guide) {
+                g.forward(x, t_in, &mut guide_eps).unwrap();
+                sampler::guide_output(&mut eps, &guide_eps, w).unwrap();
+            }
             match cfg {
                 SamplerConfig::Ddim(d) => {
                     sampler::ddim_step(&sched, d, t, prev, x, &eps, |i| z[i]).unwrap()

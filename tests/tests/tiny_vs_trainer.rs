@@ -9,6 +9,7 @@ use ddpm_core::sampler::{
     self, DdimConfig, DdpmConfig, DdpmVariance, Plan, SamplerConfig, Spacing,
 };
 use ddpm_core::{Schedule, ScheduleConfig, TinyUNetConfig};
+use ddpm_equivalence::guided_trajectories;
 use ddpm_equivalence::{
     check_property, export_to_core, forward_case, gaussian, rel_err, run_forward_case, tch_forward,
     tensor, trainer_model, trajectories, values, within, ForwardCase, MAX_BATCH,
@@ -319,4 +320,72 @@ fn tiny_trajectories_match_trainer() {
         }
     }
     println!("trajectories: worst {worst:.3e}");
+}
+
+/// The committed guide of the committed TinyUNet: the same run's weights after two of its eleven
+/// epochs (`trainer fit --guide-out`, see the README).
+const DEFAULT_TINY_GUIDE: &str = "models/tiny_unet_mnist_guide.ddpm";
+
+/// The guidance weight the README's figures use.
+const README_GUIDANCE: f32 = 2.5;
+
+/// Guided trajectories (the committed model and its guide, or `DDPM_EQUIVALENCE_TINY_GUIDE`;
+/// freshly initialised networks when the files are absent): each side guides its own
+/// network's output with its own guide's, so every step carries two forward passes' rounding
+/// differences, combined as w·d_model − (w − 1)·d_guide, up to (2w − 1) = 4× one pass's at
+/// w = 2.5. Held to the unguided bound [`TRAJECTORY_REL`] (measured: see the test's output).
+#[test]
+fn tiny_guided_trajectories_match_trainer() {
+    let (what, _vs, net, core) = trajectory_model();
+    let (guide_what, _gvs, guide_net, guide_core) = ddpm_equivalence::trajectory_model(
+        "DDPM_EQUIVALENCE_TINY_GUIDE",
+        DEFAULT_TINY_GUIDE,
+        TinyUNetConfig {
+            widths: [16, 32, 32],
+            ..TinyUNetConfig::DEFAULT
+        },
+    );
+    println!("guided trajectories: {what}, guided by {guide_what}, w = {README_GUIDANCE}");
+    let seeds = [0u64, 1, 2, 3];
+    let ddim = |eta| {
+        SamplerConfig::Ddim(DdimConfig {
+            steps: 50,
+            eta,
+            clip_x0: true,
+            recompute_eps: true,
+            ..DdimConfig::default()
+        })
+    };
+    let mut worst = 0.0f32;
+    for (name, path, cfg, seeds) in [
+        ("DDIM 50 steps, eta 1", Path::Fast, ddim(1.0), &seeds[..]),
+        ("DDIM 50 steps, eta 0", Path::Fast, ddim(0.0), &seeds[..2]),
+        (
+            "DDIM 50 steps, eta 1",
+            Path::Reference,
+            ddim(1.0),
+            &seeds[..1],
+        ),
+    ] {
+        let guide = (
+            &guide_net as &dyn ddpm_equivalence::TchNet,
+            &guide_core,
+            README_GUIDANCE,
+        );
+        let errs = guided_trajectories(&net, &core, Some(guide), path, &cfg, seeds);
+        let shown: Vec<String> = errs.iter().map(|e| format!("{e:.2e}")).collect();
+        println!(
+            "guided {name}, x0 clipped, core {path:?} path, seeds {seeds:?}: relative error \
+             after the last step {} (bound {TRAJECTORY_REL:.0e})",
+            shown.join(", ")
+        );
+        for (s, e) in seeds.iter().zip(&errs) {
+            assert!(
+                *e <= TRAJECTORY_REL,
+                "guided {name}, {path:?}, seed {s}: {e:.3e}"
+            );
+            worst = worst.max(*e);
+        }
+    }
+    println!("guided trajectories: worst {worst:.3e}");
 }
