@@ -185,17 +185,20 @@ fn time_input_changes_the_output() {
     );
 }
 
+/// A small TinyUNet (12×8 images, two mid blocks) for the model-file and sampler tests.
+const SMALL: TinyUNetConfig = TinyUNetConfig {
+    channels: 1,
+    height: 12,
+    width: 8,
+    widths: [4, 8, 6],
+    mid_blocks: 2,
+    emb_dim: 8,
+    temb_dim: 5,
+};
+
 #[test]
 fn model_file_round_trip_and_sampling_on_both_paths() {
-    let cfg = TinyUNetConfig {
-        channels: 1,
-        height: 12,
-        width: 8,
-        widths: [4, 8, 6],
-        mid_blocks: 2,
-        emb_dim: 8,
-        temb_dim: 5,
-    };
+    let cfg = SMALL;
     let params = random_params(&cfg, 11, 1.0);
     let bytes = model_bytes(&cfg, ScheduleConfig::cosine(40), &params);
     let file = ModelFile::parse(&bytes).unwrap();
@@ -287,15 +290,7 @@ fn simple_unet_model_files_still_load() {
 
 #[test]
 fn guided_sampling_equals_the_no_heap_guided_denoiser() {
-    let good_cfg = TinyUNetConfig {
-        channels: 1,
-        height: 12,
-        width: 8,
-        widths: [4, 8, 6],
-        mid_blocks: 2,
-        emb_dim: 8,
-        temb_dim: 5,
-    };
+    let good_cfg = SMALL;
     // A weaker guide: fewer channels and one mid block, the same image shape and schedule.
     let guide_cfg = TinyUNetConfig {
         widths: [2, 4, 4],

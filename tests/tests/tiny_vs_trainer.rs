@@ -287,6 +287,21 @@ fn trajectory_model() -> (String, tch::nn::VarStore, Net, HostModel) {
     )
 }
 
+/// Prints one sampler's per-seed errors and asserts each within [`TRAJECTORY_REL`]; returns
+/// the largest.
+fn check_trajectories(name: &str, path: Path, seeds: &[u64], errs: &[f32]) -> f32 {
+    let shown: Vec<String> = errs.iter().map(|e| format!("{e:.2e}")).collect();
+    println!(
+        "{name}, core {path:?} path, seeds {seeds:?}: relative error after the last step {} \
+         (bound {TRAJECTORY_REL:.0e})",
+        shown.join(", ")
+    );
+    for (s, e) in seeds.iter().zip(errs) {
+        assert!(*e <= TRAJECTORY_REL, "{name}, {path:?}, seed {s}: {e:.3e}");
+    }
+    errs.iter().fold(0.0, |m, &e| m.max(e))
+}
+
 #[test]
 fn tiny_trajectories_match_trainer() {
     let (what, _vs, net, core) = trajectory_model();
@@ -308,16 +323,7 @@ fn tiny_trajectories_match_trainer() {
         ("DDPM all T steps", Path::Fast, ddpm, &seeds[..2]),
     ] {
         let errs = trajectories(&net, &core, path, &cfg, seeds);
-        let shown: Vec<String> = errs.iter().map(|e| format!("{e:.2e}")).collect();
-        println!(
-            "{name}, core {path:?} path, seeds {seeds:?}: relative error after the last step \
-             {} (bound {TRAJECTORY_REL:.0e})",
-            shown.join(", ")
-        );
-        for (s, e) in seeds.iter().zip(&errs) {
-            assert!(*e <= TRAJECTORY_REL, "{name}, {path:?}, seed {s}: {e:.3e}");
-            worst = worst.max(*e);
-        }
+        worst = worst.max(check_trajectories(name, path, seeds, &errs));
     }
     println!("trajectories: worst {worst:.3e}");
 }
@@ -373,19 +379,8 @@ fn tiny_guided_trajectories_match_trainer() {
             README_GUIDANCE,
         );
         let errs = guided_trajectories(&net, &core, Some(guide), path, &cfg, seeds);
-        let shown: Vec<String> = errs.iter().map(|e| format!("{e:.2e}")).collect();
-        println!(
-            "guided {name}, x0 clipped, core {path:?} path, seeds {seeds:?}: relative error \
-             after the last step {} (bound {TRAJECTORY_REL:.0e})",
-            shown.join(", ")
-        );
-        for (s, e) in seeds.iter().zip(&errs) {
-            assert!(
-                *e <= TRAJECTORY_REL,
-                "guided {name}, {path:?}, seed {s}: {e:.3e}"
-            );
-            worst = worst.max(*e);
-        }
+        let name = format!("guided {name}, x0 clipped");
+        worst = worst.max(check_trajectories(&name, path, seeds, &errs));
     }
     println!("guided trajectories: worst {worst:.3e}");
 }

@@ -35,6 +35,38 @@ fn mean(v: &[f32]) -> f32 {
     v.iter().sum::<f32>() / v.len() as f32
 }
 
+/// Runs `trainer sample --sampler ddim --steps 5 --no-progress --device cpu --backend BACKEND
+/// --model MODEL --out OUT.png --idx OUT.idx` plus `extra`, asserts success and returns the IDX
+/// images written.
+fn sample_cli(
+    backend: &str,
+    model: &Path,
+    out: &Path,
+    extra: &[&std::ffi::OsStr],
+) -> ddpm_trainer::idx::IdxArray {
+    let (png, idx) = (out.with_extension("png"), out.with_extension("idx"));
+    let o = Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args([
+            "sample",
+            "--sampler",
+            "ddim",
+            "--steps",
+            "5",
+            "--no-progress",
+        ])
+        .args(["--device", "cpu", "--backend", backend, "--model"])
+        .arg(model)
+        .arg("--out")
+        .arg(&png)
+        .arg("--idx")
+        .arg(&idx)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    ddpm_trainer::idx::read_idx(&idx).unwrap()
+}
+
 #[test]
 fn smoke_fit_512_images_loss_decreases_and_core_samples_the_export() {
     let _g = lock();
@@ -102,32 +134,10 @@ fn smoke_fit_512_images_loss_decreases_and_core_samples_the_export() {
 
     // The CLI samples the same file with both backends and writes PNG + IDX.
     for backend in ["core", "torch"] {
-        let png_path = dir.path().join(format!("{backend}.png"));
-        let idx_path = dir.path().join(format!("{backend}.idx"));
-        let out = Command::new(env!("CARGO_BIN_EXE_trainer"))
-            .args([
-                "sample",
-                "--sampler",
-                "ddim",
-                "--steps",
-                "5",
-                "--no-progress",
-            ])
-            .args(["--backend", backend, "--device", "cpu", "--model"])
-            .arg(dir.path().join("model.ddpm"))
-            .arg("--out")
-            .arg(&png_path)
-            .arg("--idx")
-            .arg(&idx_path)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let idx = ddpm_trainer::idx::read_idx(&idx_path).unwrap();
+        let out = dir.path().join(backend);
+        let idx = sample_cli(backend, &dir.path().join("model.ddpm"), &out, &[]);
         assert_eq!(idx.dims, vec![16, 28, 28]);
+        let png_path = out.with_extension("png");
         let decoder = png::Decoder::new(std::io::BufReader::new(
             std::fs::File::open(&png_path).unwrap(),
         ));
@@ -247,26 +257,10 @@ fn guide_out_is_the_model_after_its_epoch_and_bad_guide_settings_are_refused() {
         ..Default::default()
     });
     for backend in ["core", "torch"] {
-        let idx_path = whole.path().join(format!("guided_{backend}.idx"));
-        let out = Command::new(env!("CARGO_BIN_EXE_trainer"))
-            .args(["sample", "--sampler", "ddim", "--steps", "5", "--n", "3"])
-            .args(["--no-progress", "--backend", backend, "--device", "cpu"])
-            .arg("--model")
-            .arg(&model_path)
-            .arg("--guide")
-            .arg(&guide)
-            .args(["--guidance", "2.5", "--out"])
-            .arg(whole.path().join(format!("guided_{backend}.png")))
-            .arg("--idx")
-            .arg(&idx_path)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let idx = ddpm_trainer::idx::read_idx(&idx_path).unwrap();
+        let extra = ["--n", "3", "--guidance", "2.5", "--guide"].map(std::ffi::OsStr::new);
+        let extra = [&extra[..], &[guide.as_os_str()]].concat();
+        let out = whole.path().join(format!("guided_{backend}"));
+        let idx = sample_cli(backend, &model_path, &out, &extra);
         assert_eq!(idx.dims, vec![3, 28, 28]);
         if backend == "core" {
             let want = host
@@ -439,30 +433,13 @@ fn tiny_unet_resumes_bit_for_bit_exports_and_loads_in_the_core() {
 
     // The CLI samples it with both backends.
     for backend in ["core", "torch"] {
-        let idx_path = whole.path().join(format!("{backend}.idx"));
-        let out = Command::new(env!("CARGO_BIN_EXE_trainer"))
-            .args(["sample", "--sampler", "ddim", "--steps", "5", "--n", "4"])
-            .args([
-                "--no-progress",
-                "--backend",
-                backend,
-                "--device",
-                "cpu",
-                "--model",
-            ])
-            .arg(&path)
-            .arg("--out")
-            .arg(whole.path().join(format!("{backend}.png")))
-            .arg("--idx")
-            .arg(&idx_path)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = whole.path().join(backend);
+        let idx = sample_cli(
+            backend,
+            &path,
+            &out,
+            &["--n", "4"].map(std::ffi::OsStr::new),
         );
-        let idx = ddpm_trainer::idx::read_idx(&idx_path).unwrap();
         assert_eq!(idx.dims, vec![4, 28, 28]);
     }
 }
