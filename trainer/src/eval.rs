@@ -263,10 +263,18 @@ pub fn run_quality(opts: &EvalOptions) -> Result<QualityReport> {
     let pb = bar(opts.samples as u64, opts.progress, "images");
     let start = Instant::now();
     let guide_bytes = match &opts.guide {
-        Some((g, w)) => Some((
-            std::fs::read(g).with_context(|| format!("{}: cannot read", g.display()))?,
-            *w,
-        )),
+        Some((g, w)) => {
+            let gb = std::fs::read(g).with_context(|| format!("{}: cannot read", g.display()))?;
+            let gh = *ModelFile::parse(&gb)
+                .map_err(|e| anyhow!("{}: not a valid model file: {e}", g.display()))?
+                .header();
+            crate::sample::check_guide(
+                (&header.model, &header.schedule),
+                (&gh.model, &gh.schedule),
+                g,
+            )?;
+            Some((gb, *w))
+        }
         None => None,
     };
     if let Some((g, w)) = &opts.guide {

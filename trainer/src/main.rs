@@ -877,10 +877,14 @@ fn run_sample(a: SampleArgs) -> Result<()> {
                 Some(g) => {
                     let gb = std::fs::read(g)
                         .with_context(|| format!("{}: cannot read", g.display()))?;
-                    Some(
-                        ddpm_core::host::HostModel::from_bytes(&gb)
-                            .map_err(|e| anyhow::anyhow!("{}: {e}", g.display()))?,
-                    )
+                    let gh = ddpm_core::host::HostModel::from_bytes(&gb)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", g.display()))?;
+                    sample::check_guide(
+                        (host.config(), host.schedule_config()),
+                        (gh.config(), gh.schedule_config()),
+                        g,
+                    )?;
+                    Some(gh)
                 }
                 None => None,
             };
@@ -913,14 +917,7 @@ fn run_sample(a: SampleArgs) -> Result<()> {
             let guide_net = match &a.sampler.guide {
                 Some(g) => {
                     let gm = export::read_model_file(g)?;
-                    let shape = |c: &ddpm_core::ModelConfig| (c.channels(), c.height(), c.width());
-                    if shape(&gm.config) != shape(&m.config) || gm.schedule != m.schedule {
-                        bail!(
-                            "{}: the guide must draw images of the model's shape under its \
-                             schedule and parameterization",
-                            g.display()
-                        );
-                    }
+                    sample::check_guide((&m.config, &m.schedule), (&gm.config, &gm.schedule), g)?;
                     let gnet = model::Net::new(&guide_vs.root(), gm.config);
                     model::load_params(
                         &mut guide_vs,

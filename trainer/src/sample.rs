@@ -115,6 +115,33 @@ pub fn guide_output(out: &Tensor, guide: &Tensor, weight: f32) -> Tensor {
     guide + (out - guide) * weight as f64
 }
 
+/// Refuses a guide (`guide_path`, its header's model and schedule) that cannot guide a model
+/// with `model` and `schedule`: the two must draw images of one shape under one schedule and
+/// parameterization, or `guide + w·(model − guide)` mixes unrelated quantities.
+pub fn check_guide(
+    (model, schedule): (&ddpm_core::ModelConfig, &ddpm_core::ScheduleConfig),
+    (guide, guide_schedule): (&ddpm_core::ModelConfig, &ddpm_core::ScheduleConfig),
+    guide_path: &Path,
+) -> Result<()> {
+    let shape = |c: &ddpm_core::ModelConfig| (c.channels(), c.height(), c.width());
+    if shape(model) != shape(guide) {
+        anyhow::bail!(
+            "{}: the guide draws {:?} images (channels, height, width), the model {:?}",
+            guide_path.display(),
+            shape(guide),
+            shape(model)
+        );
+    }
+    if schedule != guide_schedule {
+        anyhow::bail!(
+            "{}: the guide was trained with another schedule or parameterization \
+             ({guide_schedule:?}) than the model ({schedule:?})",
+            guide_path.display()
+        );
+    }
+    Ok(())
+}
+
 /// Whether step `k` of `plan` adds noise (so a z must be drawn).
 fn step_needs_noise(cfg: &SamplerConfig, t: u32) -> bool {
     match cfg {
@@ -268,6 +295,38 @@ pub fn write_png_grid(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_guide_of_another_shape_or_schedule_is_refused_naming_its_file() {
+        use ddpm_core::{ModelConfig, Prediction, ScheduleConfig, TinyUNetConfig};
+        let model = ModelConfig::TinyUNet(TinyUNetConfig::DEFAULT);
+        let smaller = ModelConfig::TinyUNet(TinyUNetConfig {
+            widths: [16, 32, 32],
+            ..TinyUNetConfig::DEFAULT
+        });
+        let sched = ScheduleConfig::cosine(300).predicting(Prediction::V);
+        let g = Path::new("runs/g.ddpm");
+        // Another architecture or width is what a guide may be.
+        check_guide((&model, &sched), (&smaller, &sched), g).unwrap();
+        let taller = ModelConfig::TinyUNet(TinyUNetConfig {
+            height: 32,
+            ..TinyUNetConfig::DEFAULT
+        });
+        let e = check_guide((&model, &sched), (&taller, &sched), g).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("runs/g.ddpm: the guide draws (1, 32, 28)"),
+            "{e}"
+        );
+        for other in [ScheduleConfig::cosine(300), ScheduleConfig::cosine(1000)] {
+            let e = check_guide((&model, &sched), (&smaller, &other), g).unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains("another schedule or parameterization"),
+                "{e}"
+            );
+        }
+    }
 
     #[test]
     fn grid_places_images_with_borders() {
