@@ -411,9 +411,10 @@ impl<N: ReferenceNet> Denoiser for ReferenceDenoiser<'_, N> {
 
 /// Autoguidance (Karras et al. 2024, "Guiding a diffusion model with a bad version of itself"):
 /// extrapolates the network's output `out` away from a weaker model's output `guide` at the same
-/// x_t and t, `out ← guide + w·(out − guide)`, element by element in f32. w = 1 leaves `out`
-/// as it is; both outputs must be in the same parameterization (the combination is affine with
-/// weights summing to one, so mixing ε, v or x0 gives the same step).
+/// x_t and t, `out ← guide + w·(out − guide)`, element by element in f32. w = 1 gives `out`
+/// back up to one rounding, w = 0 the guide exactly; both outputs must be in the same
+/// parameterization (the combination is affine with weights summing to one, so mixing ε, v or
+/// x0 gives the same step).
 pub fn guide_output(out: &mut [f32], guide: &[f32], weight: f32) -> Result<()> {
     check_len("guide output", out.len(), guide.len())?;
     for (o, &g) in out.iter_mut().zip(guide) {
