@@ -236,6 +236,23 @@ pub fn run_quality(opts: &EvalOptions) -> Result<QualityReport> {
             m.width()
         );
     }
+    // The guide is read and checked before the classifier (which may have to be trained) and
+    // outside the timed sampling.
+    let guide_bytes = match &opts.guide {
+        Some((g, w)) => {
+            let gb = std::fs::read(g).with_context(|| format!("{}: cannot read", g.display()))?;
+            let gh = *ModelFile::parse(&gb)
+                .map_err(|e| anyhow!("{}: not a valid model file: {e}", g.display()))?
+                .header();
+            crate::sample::check_guide(
+                (&header.model, &header.schedule),
+                (&gh.model, &gh.schedule),
+                g,
+            )?;
+            Some((gb, *w))
+        }
+        None => None,
+    };
     let clf = classifier::load_or_train(&opts.classifier, &opts.data, opts.device)?;
     let test = Mnist::load(&opts.data, Split::Test, SIDE, SIDE)
         .context("MNIST test images (classifier accuracy and reference features)")?;
@@ -260,26 +277,11 @@ pub fn run_quality(opts: &EvalOptions) -> Result<QualityReport> {
         opts.seed.wrapping_add(opts.samples as u64 - 1),
         opts.workers
     );
-    let pb = bar(opts.samples as u64, opts.progress, "images");
-    let start = Instant::now();
-    let guide_bytes = match &opts.guide {
-        Some((g, w)) => {
-            let gb = std::fs::read(g).with_context(|| format!("{}: cannot read", g.display()))?;
-            let gh = *ModelFile::parse(&gb)
-                .map_err(|e| anyhow!("{}: not a valid model file: {e}", g.display()))?
-                .header();
-            crate::sample::check_guide(
-                (&header.model, &header.schedule),
-                (&gh.model, &gh.schedule),
-                g,
-            )?;
-            Some((gb, *w))
-        }
-        None => None,
-    };
     if let Some((g, w)) = &opts.guide {
         eprintln!("guided by {} with weight {w}", g.display());
     }
+    let pb = bar(opts.samples as u64, opts.progress, "images");
+    let start = Instant::now();
     let values = quality::draw_samples(
         &bytes,
         guide_bytes.as_ref().map(|(b, w)| (b.as_slice(), *w)),
