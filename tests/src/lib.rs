@@ -566,7 +566,8 @@ pub fn guided_trajectories(
     seeds: &[u64],
 ) -> Vec<f32> {
     let mut core = core.clone().with_path(path);
-    let mut guide_core = guide.map(|(_, g, _)| g.clone().with_path(path));
+    // The guide's core network runs on `path` too.
+    let mut guide = guide.map(|(tch_net, g, w)| (tch_net, g.clone().with_path(path), w));
     let sched = core.schedule().clone();
     let c = *core.config();
     let n = c.image_len();
@@ -592,8 +593,8 @@ pub fn guided_trajectories(
         let t_batch = tensor(&vec![t_in; seeds.len()], &[seeds.len() as i64]);
         let eps_t = tch::no_grad(|| {
             let out = net.forward(&xt, &t_batch);
-            match guide {
-                Some((g, _, w)) => ddpm_trainer::guide_output(&out, &g.forward(&xt, &t_batch), w),
+            match &guide {
+                Some((g, _, w)) => ddpm_trainer::guide_output(&out, &g.forward(&xt, &t_batch), *w),
                 None => out,
             }
         });
@@ -604,9 +605,9 @@ pub fn guided_trajectories(
         };
         for (x, z) in xs.iter_mut().zip(&z) {
             core.forward(x, t_in, &mut eps).unwrap();
-            if let (Some(g), Some((_, _, w))) = (guide_core.as_mut(), guide) {
+            if let Some((_, g, w)) = guide.as_mut() {
                 g.forward(x, t_in, &mut guide_eps).unwrap();
-                sampler::guide_output(&mut eps, &guide_eps, w).unwrap();
+                sampler::guide_output(&mut eps, &guide_eps, *w).unwrap();
             }
             match cfg {
                 SamplerConfig::Ddim(d) => {

@@ -287,6 +287,17 @@ fn trajectory_model() -> (String, tch::nn::VarStore, Net, HostModel) {
     )
 }
 
+/// DDIM with 50 leading steps at `eta`, with or without x0 clipping (and ε recomputed).
+fn ddim50(eta: f32, clip: bool) -> SamplerConfig {
+    SamplerConfig::Ddim(DdimConfig {
+        steps: 50,
+        eta,
+        clip_x0: clip,
+        recompute_eps: clip,
+        ..DdimConfig::default()
+    })
+}
+
 /// Prints one sampler's per-seed errors and asserts each within [`TRAJECTORY_REL`]; returns
 /// the largest.
 fn check_trajectories(name: &str, path: Path, seeds: &[u64], errs: &[f32]) -> f32 {
@@ -307,13 +318,7 @@ fn tiny_trajectories_match_trainer() {
     let (what, _vs, net, core) = trajectory_model();
     println!("trajectories: {what}");
     let seeds = [0u64, 1, 2, 3];
-    let ddim = |eta| {
-        SamplerConfig::Ddim(DdimConfig {
-            steps: 50,
-            eta,
-            ..DdimConfig::default()
-        })
-    };
+    let ddim = |eta| ddim50(eta, false);
     let ddpm = SamplerConfig::Ddpm(DdpmConfig::default());
     let mut worst = 0.0f32;
     for (name, path, cfg, seeds) in [
@@ -353,15 +358,12 @@ fn tiny_guided_trajectories_match_trainer() {
     );
     println!("guided trajectories: {what}, guided by {guide_what}, w = {README_GUIDANCE}");
     let seeds = [0u64, 1, 2, 3];
-    let ddim = |eta| {
-        SamplerConfig::Ddim(DdimConfig {
-            steps: 50,
-            eta,
-            clip_x0: true,
-            recompute_eps: true,
-            ..DdimConfig::default()
-        })
-    };
+    let ddim = |eta| ddim50(eta, true);
+    let guide = (
+        &guide_net as &dyn ddpm_equivalence::TchNet,
+        &guide_core,
+        README_GUIDANCE,
+    );
     let mut worst = 0.0f32;
     for (name, path, cfg, seeds) in [
         ("DDIM 50 steps, eta 1", Path::Fast, ddim(1.0), &seeds[..]),
@@ -373,11 +375,6 @@ fn tiny_guided_trajectories_match_trainer() {
             &seeds[..1],
         ),
     ] {
-        let guide = (
-            &guide_net as &dyn ddpm_equivalence::TchNet,
-            &guide_core,
-            README_GUIDANCE,
-        );
         let errs = guided_trajectories(&net, &core, Some(guide), path, &cfg, seeds);
         let name = format!("guided {name}, x0 clipped");
         worst = worst.max(check_trajectories(&name, path, seeds, &errs));
