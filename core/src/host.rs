@@ -67,7 +67,11 @@ pub struct HostModel {
 impl HostModel {
     /// Parses and checks a model file and loads its weights.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let file = ModelFile::parse(bytes)?;
+        Self::from_file(&ModelFile::parse(bytes)?)
+    }
+
+    /// Loads the weights of an already parsed (and checked) model file.
+    pub fn from_file(file: &ModelFile<'_>) -> Result<Self> {
         let header = *file.header();
         if header.precision != Precision::F32 {
             return Err(crate::Error::InvalidConfig(
@@ -76,14 +80,14 @@ impl HostModel {
         }
         let cfg = header.model;
         match &cfg {
-            ModelConfig::SimpleUNet(c) => simple_unet::check_params(&file, c)?,
-            ModelConfig::TinyUNet(c) => tiny_unet::check_params(&file, c)?,
+            ModelConfig::SimpleUNet(c) => simple_unet::check_params(file, c)?,
+            ModelConfig::TinyUNet(c) => tiny_unet::check_params(file, c)?,
         }
         let schedule = alloc::boxed::Box::new(Schedule::new(&header.schedule)?);
         let mut params = vec![0.0f32; cfg.param_count()];
         match &cfg {
-            ModelConfig::SimpleUNet(c) => simple_unet::load_params(&file, c, &mut params)?,
-            ModelConfig::TinyUNet(c) => tiny_unet::load_params(&file, c, &mut params)?,
+            ModelConfig::SimpleUNet(c) => simple_unet::load_params(file, c, &mut params)?,
+            ModelConfig::TinyUNet(c) => tiny_unet::load_params(file, c, &mut params)?,
         }
         Self::from_parts(cfg, header.schedule, schedule, params)
     }
