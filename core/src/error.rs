@@ -5,7 +5,7 @@ use core::fmt;
 /// Which check of a model file or a configuration failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Error {
-    /// The file does not start with [`crate::format::MAGIC`].
+    /// The file does not start with [`crate::file::MAGIC`].
     BadMagic,
     /// The file's format version is not one this build reads.
     UnsupportedVersion {

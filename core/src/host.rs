@@ -3,21 +3,22 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use crate::config::{ModelConfig, ScheduleConfig};
+use crate::diffusion::noise::GaussianNoise;
+use crate::diffusion::schedule::Schedule;
+use crate::diffusion::ScheduleConfig;
+use crate::diffusion::{self as sampler, Denoiser, SamplerConfig};
 use crate::error::{check_len, Result};
-use crate::format::{ModelFile, Precision};
-use crate::noise::GaussianNoise;
-use crate::sampler::{self, Denoiser, SamplerConfig};
-use crate::schedule::Schedule;
-use crate::simple_unet::{self, SimpleUNet};
-use crate::tiny_unet::{self, TinyUNet};
+use crate::file::{ModelFile, Precision};
+use crate::nets::simple_unet::{self, SimpleUNet};
+use crate::nets::tiny_unet::{self, TinyUNet};
+use crate::nets::ModelConfig;
 
 /// Which forward implementation a [`HostModel`] runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Path {
     /// The plain-loop reference (the oracle).
     Reference,
-    /// The host fast path, [`crate::fast::FastSimpleUNet`] or [`crate::fast::FastTinyUNet`]
+    /// The host fast path, [`crate::nets::simple_unet::FastSimpleUNet`] or [`crate::nets::tiny_unet::FastTinyUNet`]
     /// (feature `fast`).
     #[cfg(feature = "fast")]
     Fast,
@@ -37,8 +38,8 @@ impl Path {
 #[cfg(feature = "fast")]
 #[derive(Clone)]
 enum FastNet {
-    Simple(alloc::boxed::Box<crate::fast::FastSimpleUNet>),
-    Tiny(alloc::boxed::Box<crate::fast::FastTinyUNet>),
+    Simple(alloc::boxed::Box<crate::nets::simple_unet::FastSimpleUNet>),
+    Tiny(alloc::boxed::Box<crate::nets::tiny_unet::FastTinyUNet>),
 }
 
 #[cfg(feature = "fast")]
@@ -123,10 +124,10 @@ impl HostModel {
         #[cfg(feature = "fast")]
         let fast = match &cfg {
             ModelConfig::SimpleUNet(c) => FastNet::Simple(alloc::boxed::Box::new(
-                crate::fast::FastSimpleUNet::new(&SimpleUNet::from_flat(*c, &params)?),
+                crate::nets::simple_unet::FastSimpleUNet::new(&SimpleUNet::from_flat(*c, &params)?),
             )),
             ModelConfig::TinyUNet(c) => FastNet::Tiny(alloc::boxed::Box::new(
-                crate::fast::FastTinyUNet::new(&TinyUNet::from_flat(*c, &params)?),
+                crate::nets::tiny_unet::FastTinyUNet::new(&TinyUNet::from_flat(*c, &params)?),
             )),
         };
         Ok(Self {
@@ -142,15 +143,15 @@ impl HostModel {
     }
 
     /// Repacks a SimpleUNet's fast path with Winograd output tiles `tile` (default
-    /// [`crate::fast::WINOGRAD_TILE`]); F(4×4, 3×3) does fewer multiplies but rounds more.
+    /// [`crate::nets::simple_unet::fast::WINOGRAD_TILE`]); F(4×4, 3×3) does fewer multiplies but rounds more.
     /// A TinyUNet's fast path keeps its F(2×2, 3×3) tiles.
     #[cfg(feature = "fast")]
-    pub fn with_winograd_tile(mut self, tile: crate::winograd::Tile) -> Result<Self> {
+    pub fn with_winograd_tile(mut self, tile: crate::kernels::winograd::Tile) -> Result<Self> {
         if let (ModelConfig::SimpleUNet(c), FastNet::Simple(old)) = (&self.cfg, &self.fast) {
             let threads = old.threads();
             let net = SimpleUNet::from_flat(*c, &self.params)?;
             #[cfg_attr(not(feature = "threads"), allow(unused_mut))]
-            let mut fast = crate::fast::FastSimpleUNet::with_tile(&net, tile);
+            let mut fast = crate::nets::simple_unet::FastSimpleUNet::with_tile(&net, tile);
             #[cfg(feature = "threads")]
             fast.set_threads(threads);
             let _ = threads;
@@ -202,7 +203,7 @@ impl HostModel {
 
     /// Splits the fast path over `n` threads (feature `threads`); results do not depend on the
     /// thread count. A SimpleUNet runs threaded only with the Winograd pipeline (hidden widths
-    /// ≥ [`crate::fast::WINOGRAD_MIN_CHANNELS`]).
+    /// ≥ [`crate::nets::simple_unet::fast::WINOGRAD_MIN_CHANNELS`]).
     #[cfg(feature = "threads")]
     pub fn set_threads(&mut self, n: usize) {
         match &mut self.fast {
@@ -284,47 +285,61 @@ impl HostModel {
 
     fn sample_with(
         &mut self,
-        mut guide: Option<(&mut HostModel, f32)>,
+        guide: Option<(&mut HostModel, f32)>,
         n: usize,
         cfg: &SamplerConfig,
         seed: u64,
     ) -> Result<Vec<f32>> {
         let len = self.cfg.image_len();
         let schedule = self.schedule.clone();
-        let plan = sampler::Plan::new(cfg, schedule.len() as u32)?;
         let mut x = vec![0.0f32; n * len];
         let mut noise: Vec<GaussianNoise> = (0..n)
             .map(|i| GaussianNoise::new(seed.wrapping_add(i as u64)))
             .collect();
-        for (img, g) in x.chunks_exact_mut(len).zip(&mut noise) {
-            g.fill(img);
-        }
-        let mut eps = vec![0.0f32; n * len];
-        let mut guide_eps = vec![0.0f32; if guide.is_some() { n * len } else { 0 }];
-        let mut t_in = vec![0.0f32; n];
-        for k in 0..plan.len() {
-            let (t, prev) = plan
-                .step(k)
-                .ok_or(crate::Error::InvalidConfig("step index past the plan"))?;
-            t_in.fill(t as f32 / schedule.len() as f32);
-            self.forward_images(&x, &t_in, &mut eps)?;
-            if let Some((g, w)) = guide.as_mut() {
-                g.forward_images(&x, &t_in, &mut guide_eps)?;
-                sampler::guide_output(&mut eps, &guide_eps, *w)?;
-            }
-            for ((xi, ei), g) in x
-                .chunks_exact_mut(len)
-                .zip(eps.chunks_exact(len))
-                .zip(&mut noise)
-            {
-                let z = |_: usize| g.next_gaussian();
-                match cfg {
-                    SamplerConfig::Ddpm(c) => sampler::ddpm_step(&schedule, c, t, xi, ei, z)?,
-                    SamplerConfig::Ddim(c) => sampler::ddim_step(&schedule, c, t, prev, xi, ei, z)?,
-                }
-            }
-        }
+        let mut batch = Batch {
+            eps: vec![0.0f32; n * len],
+            guide_eps: vec![0.0f32; if guide.is_some() { n * len } else { 0 }],
+            t_in: vec![0.0f32; n],
+            model: self,
+            guide,
+        };
+        sampler::sample_batch(&mut batch, &*schedule, cfg, &mut noise, &mut x)?;
         Ok(x)
+    }
+}
+
+/// A model (and optionally its guide) over a whole batch at once, as a network of the sampling
+/// driver: one batched forward pass per step, the guide's output mixed in, then each image's
+/// output handed on.
+struct Batch<'m> {
+    model: &'m mut HostModel,
+    guide: Option<(&'m mut HostModel, f32)>,
+    eps: Vec<f32>,
+    guide_eps: Vec<f32>,
+    t_in: Vec<f32>,
+}
+
+impl sampler::Network for Batch<'_> {
+    fn image_len(&self) -> usize {
+        self.model.cfg.image_len()
+    }
+    fn output(
+        &mut self,
+        x: &mut [f32],
+        t_in: f32,
+        sink: &mut dyn sampler::OutputSink,
+    ) -> Result<()> {
+        self.t_in.fill(t_in);
+        self.model.forward_images(x, &self.t_in, &mut self.eps)?;
+        if let Some((g, w)) = self.guide.as_mut() {
+            g.forward_images(x, &self.t_in, &mut self.guide_eps)?;
+            sampler::guide_output(&mut self.eps, &self.guide_eps, *w)?;
+        }
+        let len = self.model.cfg.image_len();
+        for (i, eps) in self.eps.chunks_exact(len).enumerate() {
+            sink.image(x, i, eps)?;
+        }
+        Ok(())
     }
 }
 

@@ -45,41 +45,76 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
-pub mod config;
-mod crc32;
+pub mod diffusion;
 pub mod error;
-#[cfg(feature = "fast")]
-pub mod fast;
-pub mod format;
+pub mod file;
 #[cfg(feature = "alloc")]
 pub mod host;
-pub mod int8;
-pub mod layers;
-pub mod noise;
-pub mod quant;
-#[cfg(feature = "alloc")]
-pub mod quantize;
-pub mod sampler;
-pub mod schedule;
-#[cfg(feature = "fast")]
-mod simd;
-pub mod simple_unet;
-pub mod stream;
-pub mod tiny_int8;
-#[cfg(feature = "alloc")]
-pub mod tiny_quantize;
-pub mod tiny_unet;
-#[cfg(feature = "fast")]
-pub mod winograd;
+pub mod kernels;
+pub mod nets;
 
-pub use config::{
-    AsModelConfig, ModelConfig, Prediction, ScheduleConfig, ScheduleKind, SimpleUNetConfig,
-    TensorSpec, TinyUNetConfig,
-};
-pub use crc32::crc32;
+pub use diffusion::{pixel_to_u8, GaussianNoise, Prediction, ReferenceDenoiser, Schedule};
+pub use diffusion::{ScheduleConfig, ScheduleKind};
 pub use error::{Error, Result};
-pub use noise::GaussianNoise;
-pub use sampler::{pixel_to_u8, ReferenceDenoiser};
-pub use schedule::Schedule;
-pub use simple_unet::SimpleUNet;
-pub use tiny_unet::{TinyReferenceDenoiser, TinyUNet};
+pub use file::crc32;
+pub use nets::simple_unet::{SimpleUNet, SimpleUNetConfig};
+pub use nets::tiny_unet::{TinyReferenceDenoiser, TinyUNet, TinyUNetConfig};
+pub use nets::{simple_unet, tiny_unet, AsModelConfig, ModelConfig, TensorSpec};
+
+/// The module paths of earlier releases.
+#[doc(hidden)]
+pub mod compat {
+    /// `config`.
+    pub mod config {
+        pub use crate::diffusion::schedule::{Prediction, ScheduleConfig, ScheduleKind};
+        pub use crate::file::wire::*;
+        pub use crate::nets::simple_unet::SimpleUNetConfig;
+        pub use crate::nets::tiny_unet::config::*;
+        pub use crate::nets::tiny_unet::TINY_MAX_MID_BLOCKS;
+        pub use crate::nets::*;
+    }
+}
+#[doc(hidden)]
+pub use compat::config;
+#[doc(hidden)]
+pub use diffusion as sampler;
+#[doc(hidden)]
+pub use diffusion::{noise, schedule};
+#[cfg(feature = "fast")]
+#[doc(hidden)]
+pub mod fast {
+    pub use crate::kernels::gemm::transpose_kernel_to_conv;
+    pub use crate::kernels::simd::simd_available;
+    pub use crate::nets::simple_unet::fast::*;
+    pub use crate::nets::tiny_unet::fast::*;
+}
+#[doc(hidden)]
+pub use file as format;
+#[doc(hidden)]
+pub use kernels::quant;
+#[doc(hidden)]
+pub use kernels::reference as layers;
+#[cfg(feature = "fast")]
+#[doc(hidden)]
+pub use kernels::winograd;
+#[doc(hidden)]
+pub mod int8 {
+    pub use crate::file::{F32Le, I32Le};
+    pub use crate::nets::simple_unet::int8::*;
+}
+#[doc(hidden)]
+pub use nets::simple_unet::stream;
+#[cfg(feature = "alloc")]
+#[doc(hidden)]
+pub mod quantize {
+    pub use crate::kernels::calibrate::*;
+    pub use crate::nets::simple_unet::ptq::*;
+}
+#[doc(hidden)]
+pub mod tiny_int8 {
+    pub use crate::nets::tiny_unet::int8::*;
+    pub use crate::nets::tiny_unet::planned::*;
+}
+#[cfg(feature = "alloc")]
+#[doc(hidden)]
+pub use nets::tiny_unet::ptq as tiny_quantize;

@@ -13,3 +13,8 @@ pub fn avx2_fma() -> bool {
         false
     }
 }
+
+/// Whether this CPU runs the fast path's AVX2 + FMA kernels (x86-64 with `std`).
+pub fn simd_available() -> bool {
+    avx2_fma()
+}

@@ -11,15 +11,16 @@
 //!
 //! Because input row `r` is read (and copied into the window) at stage `r`, while output row
 //! `r` appears at stage `r + 4`, a sampler can update the image row by row as the output rows
-//! appear, with no buffer for ε: [`sample_streaming`].
-
-use crate::config::{ModelConfig, SimpleUNetConfig};
+//! appear, with no buffer for ε: [`Streamed`] plugs the executor into the sampling driver.
+use crate::diffusion::driver::{self, Collect, Network, OutputSink};
+use crate::diffusion::noise::GaussianNoise;
+use crate::diffusion::schedule::Schedule;
+use crate::diffusion::{Plan, SamplerConfig};
 use crate::error::{check_len, Error, Result};
-use crate::format::{DType, ModelFile, Precision};
-use crate::int8::{F32Le, Int8SimpleUNet, Scratch};
-use crate::sampler::{ddim_step, ddpm_step, Plan, SamplerConfig};
-use crate::schedule::Schedule;
-use crate::GaussianNoise;
+use crate::file::{DType, F32Le, ModelFile, Precision};
+use crate::nets::simple_unet::int8::{Int8SimpleUNet, Scratch};
+use crate::nets::simple_unet::SimpleUNetConfig;
+use crate::nets::ModelConfig;
 
 /// A network that can produce one row of one layer from a 3-row window of the layer below.
 pub trait RowNet {
@@ -30,7 +31,7 @@ pub trait RowNet {
     /// Prepares per-call state (the time embedding) for network time input `t_in`.
     fn begin(&self, t_in: f32, scratch: &mut Scratch<'_, Self::Act>);
     /// Activation elements per input value in the input window (1 for f32; the int8 network
-    /// holds its input as `i16` in [`crate::int8::INPUT_BYTES`] elements).
+    /// holds its input as `i16` in [`crate::nets::simple_unet::int8::INPUT_BYTES`] elements).
     fn input_elems(&self) -> usize;
     /// Converts one input row (`[w]` values) to activations (`[w · input_elems]`).
     fn input_row(&self, src: &[f32], dst: &mut [Self::Act]);
@@ -61,15 +62,15 @@ pub(crate) fn layer_channels(cfg: &SimpleUNetConfig, l: usize) -> (usize, usize)
     [(c, h1), (h1, h2), (h2, h1), (h1, c)][l]
 }
 
-/// Runs the network on `x` row by row; `emit(r, eps_row, x)` receives each output row `r`
-/// (`[c][w]`) as soon as it exists, together with the image, whose rows `≤ r + 3`... have all
-/// been read already, so `emit` may overwrite rows `≤ r` of `x`.
+/// Runs the network on `x` row by row; `sink` receives each output row `r` (`[c][w]`) as soon
+/// as it exists, together with the image, whose rows up to `r + 4` have all been read already,
+/// so the sink may overwrite rows `≤ r` of `x`.
 pub fn run_streaming<N: RowNet>(
     net: &N,
     x: &mut [f32],
     t_in: f32,
     scratch: &mut Scratch<'_, N::Act>,
-    mut emit: impl FnMut(usize, &[f32], &mut [f32]) -> Result<()>,
+    sink: &mut dyn OutputSink,
 ) -> Result<()> {
     let cfg = *net.config();
     let (h, w) = (cfg.height as usize, cfg.width as usize);
@@ -111,7 +112,7 @@ pub fn run_streaming<N: RowNet>(
         hidden_stage(net, 2, s, win2, win3, offsets, temb);
         if let Some(r) = s.checked_sub(4).filter(|&r| r < h) {
             net.output_row(&*win3, r, row);
-            emit(r, row, x)?;
+            sink.row(x, r, w, row)?;
         }
     }
     Ok(())
@@ -164,22 +165,39 @@ pub fn forward_streaming<N: RowNet>(
     out: &mut [f32],
 ) -> Result<()> {
     let cfg = *net.config();
-    let (h, w) = (cfg.height as usize, cfg.width as usize);
     check_len("output image", cfg.image_len(), out.len())?;
     check_len("input copy", cfg.image_len(), x_copy_free.len())?;
     x_copy_free.copy_from_slice(x);
-    run_streaming(net, x_copy_free, t_in, scratch, |r, eps_row, _| {
-        for ch in 0..cfg.channels as usize {
-            out[(ch * h + r) * w..][..w].copy_from_slice(&eps_row[ch * w..][..w]);
-        }
-        Ok(())
-    })
+    run_streaming(net, x_copy_free, t_in, scratch, &mut Collect { out })
+}
+
+/// A [`RowNet`] with its scratch: the streaming executor as a [`Network`] of the sampling
+/// driver, handing ε over row by row (no ε buffer exists).
+pub struct Streamed<'n, 's, 'b, N: RowNet> {
+    net: &'n N,
+    scratch: &'s mut Scratch<'b, N::Act>,
+}
+
+impl<'n, 's, 'b, N: RowNet> Streamed<'n, 's, 'b, N> {
+    /// The executor `net` over `scratch` (its sizes are checked on every pass).
+    pub fn new(net: &'n N, scratch: &'s mut Scratch<'b, N::Act>) -> Self {
+        Self { net, scratch }
+    }
+}
+
+impl<N: RowNet> Network for Streamed<'_, '_, '_, N> {
+    fn image_len(&self) -> usize {
+        self.net.config().image_len()
+    }
+    fn output(&mut self, x: &mut [f32], t_in: f32, sink: &mut dyn OutputSink) -> Result<()> {
+        run_streaming(self.net, x, t_in, self.scratch, sink)
+    }
 }
 
 /// One sampler step (step `k` of `plan`) through the streaming executor: the image is updated
-/// row by row as ε's rows appear, so no ε buffer exists. Noise is drawn in the same order as
-/// [`crate::sampler::sample_step`] when the image has one channel; with more channels, in row
-/// order (all channels of row 0, then row 1, …).
+/// row by row as ε's rows appear ([`crate::diffusion::step`]), so no ε buffer exists. Noise is
+/// drawn in the same order as [`crate::diffusion::sample_step`] when the image has one channel;
+/// with more channels, in row order (all channels of row 0, then row 1, …).
 #[allow(clippy::too_many_arguments)]
 pub fn sample_step_streaming<N: RowNet, const M: usize>(
     net: &N,
@@ -191,28 +209,21 @@ pub fn sample_step_streaming<N: RowNet, const M: usize>(
     x: &mut [f32],
     scratch: &mut Scratch<'_, N::Act>,
 ) -> Result<()> {
-    let (t, prev) = plan
-        .step(k)
-        .ok_or(Error::InvalidConfig("step index past the plan"))?;
-    let t_in = t as f32 / sched.len() as f32;
-    let ncfg = *net.config();
-    let (h, w) = (ncfg.height as usize, ncfg.width as usize);
-    run_streaming(net, x, t_in, scratch, |r, eps_row, x| {
-        for ch in 0..ncfg.channels as usize {
-            let xr = &mut x[(ch * h + r) * w..][..w];
-            let er = &eps_row[ch * w..][..w];
-            let z = |_: usize| noise.next_gaussian();
-            match cfg {
-                SamplerConfig::Ddpm(c) => ddpm_step(sched, c, t, xr, er, z)?,
-                SamplerConfig::Ddim(c) => ddim_step(sched, c, t, prev, xr, er, z)?,
-            }
-        }
-        Ok(())
-    })
+    let mut net = Streamed::new(net, scratch);
+    driver::step(
+        &mut net,
+        sched,
+        cfg,
+        plan,
+        k,
+        core::slice::from_mut(noise),
+        x,
+    )
 }
 
-/// A whole sample through the streaming executor: `x` is filled with noise from `seed`, and
-/// holds the final image at the end. Working memory: `x`, the scratch and the schedule.
+/// A whole sample through the streaming executor ([`crate::diffusion::sample_one`]): `x` is
+/// filled with noise from `seed`, and holds the final image at the end. Working memory: `x`,
+/// the scratch and the schedule.
 pub fn sample_streaming<N: RowNet, const M: usize>(
     net: &N,
     sched: &Schedule<M>,
@@ -221,13 +232,7 @@ pub fn sample_streaming<N: RowNet, const M: usize>(
     x: &mut [f32],
     scratch: &mut Scratch<'_, N::Act>,
 ) -> Result<()> {
-    let plan = Plan::new(cfg, sched.len() as u32)?;
-    let mut noise = GaussianNoise::new(seed);
-    noise.fill(x);
-    for k in 0..plan.len() {
-        sample_step_streaming(net, sched, cfg, &plan, k, &mut noise, x, scratch)?;
-    }
-    Ok(())
+    driver::sample_one(&mut Streamed::new(net, scratch), sched, cfg, seed, x)
 }
 
 impl RowNet for Int8SimpleUNet<'_> {
@@ -239,12 +244,12 @@ impl RowNet for Int8SimpleUNet<'_> {
         self.time_offsets(t_in, scratch);
     }
     fn input_elems(&self) -> usize {
-        crate::int8::INPUT_BYTES
+        crate::nets::simple_unet::int8::INPUT_BYTES
     }
     fn input_row(&self, src: &[f32], dst: &mut [i8]) {
         let q = self.input_quant();
         for (i, v) in src.iter().enumerate() {
-            crate::int8::store_input(dst, i, q.quantize(*v));
+            crate::nets::simple_unet::int8::store_input(dst, i, q.quantize(*v));
         }
     }
     fn hidden_row(
@@ -264,7 +269,15 @@ impl RowNet for Int8SimpleUNet<'_> {
             let off = if layer == 1 { offsets[o] } else { 0 };
             for (x, d) in dst[o * w..(o + 1) * w].iter_mut().enumerate() {
                 let acc = if layer == 0 {
-                    int8_acc(l, |j| crate::int8::load_input(src, j) as i32, h, w, r, x, o)
+                    int8_acc(
+                        l,
+                        |j| crate::nets::simple_unet::int8::load_input(src, j) as i32,
+                        h,
+                        w,
+                        r,
+                        x,
+                        o,
+                    )
                 } else {
                     int8_acc(l, |j| src[j] as i32, h, w, r, x, o)
                 };
@@ -291,7 +304,7 @@ impl RowNet for Int8SimpleUNet<'_> {
 /// (`src(j)`: element `j` of the `[3][in_c][w]` window as an integer).
 #[inline(always)]
 fn int8_acc(
-    l: &crate::int8::QConv<'_>,
+    l: &crate::nets::simple_unet::int8::QConv<'_>,
     src: impl Fn(usize) -> i32,
     h: usize,
     w: usize,
@@ -343,7 +356,7 @@ impl<'a> F32StreamNet<'a> {
                 "the f32 row-streaming executor runs SimpleUNet models only",
             ));
         };
-        crate::simple_unet::check_params(file, &cfg)?;
+        crate::nets::simple_unet::check_params(file, &cfg)?;
         let get = |name: &'static str| -> Result<F32Le<'a>> {
             let t = file.tensor(name)?;
             if t.dtype != DType::F32 {

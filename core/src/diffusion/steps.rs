@@ -1,14 +1,13 @@
-//! DDPM and DDIM samplers as step functions, plus a loop that drives a [`Denoiser`].
+//! DDPM and DDIM steps: the update of an image from x_t to the previous timestep, given the
+//! network's output.
 //!
 //! Definitions follow Ho et al. 2020 (DDPM) and Song et al. 2020 (DDIM) with the option names of
-//! diffusers' `DDPMScheduler`/`DDIMScheduler`. Each step updates the image in place and draws
-//! its noise through a closure `z(i)`, so a microcontroller needs no buffer for the noise and
-//! can run one step at a time between other work.
+//! diffusers' `DDPMScheduler`/`DDIMScheduler`. Each step updates the image (or any part of it)
+//! in place and draws its noise through a closure `z(i)`, so a microcontroller needs no buffer
+//! for the noise and can apply a step row by row as the network's output appears.
 
-use crate::config::Prediction;
+use crate::diffusion::schedule::{Prediction, Schedule};
 use crate::error::{check_len, Error, Result};
-use crate::noise::GaussianNoise;
-use crate::schedule::Schedule;
 
 /// Variance σ_t² of a DDPM step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -334,81 +333,6 @@ pub fn ddim_step<const M: usize>(
     Ok(())
 }
 
-/// Anything that predicts the noise ε in an image x at network time input `t_in` (= t/T), or
-/// v for a network whose schedule says it predicts v (the steps convert, [`split_output`]).
-pub trait Denoiser {
-    /// Elements of one image.
-    fn image_len(&self) -> usize;
-    /// Writes the network's output for `x` (the predicted noise, or v) into `eps`.
-    fn predict_noise(&mut self, x: &[f32], t_in: f32, eps: &mut [f32]) -> Result<()>;
-}
-
-/// A network with a heap-free reference forward pass over a caller-owned f32 workspace
-/// (SimpleUNet and TinyUNet).
-pub trait ReferenceNet {
-    /// Elements of one image.
-    fn image_len(&self) -> usize;
-    /// f32 elements of workspace the forward pass needs.
-    fn workspace_len(&self) -> usize;
-    /// ε for `x` at time input `t_in` into `eps`.
-    fn forward_reference(
-        &self,
-        x: &[f32],
-        t_in: f32,
-        workspace: &mut [f32],
-        eps: &mut [f32],
-    ) -> Result<()>;
-}
-
-/// Implements [`ReferenceNet`] for a network type with `cfg` (`image_len`, `workspace_len`)
-/// and an inherent `forward_reference`.
-macro_rules! impl_reference_net {
-    ($net:ident) => {
-        impl $crate::sampler::ReferenceNet for $net<'_> {
-            fn image_len(&self) -> usize {
-                self.cfg.image_len()
-            }
-            fn workspace_len(&self) -> usize {
-                self.cfg.workspace_len()
-            }
-            fn forward_reference(
-                &self,
-                x: &[f32],
-                t_in: f32,
-                workspace: &mut [f32],
-                eps: &mut [f32],
-            ) -> $crate::error::Result<()> {
-                $net::forward_reference(self, x, t_in, workspace, eps)
-            }
-        }
-    };
-}
-pub(crate) use impl_reference_net;
-
-/// A [`Denoiser`] running a network's reference forward pass over a caller-owned workspace (no
-/// heap).
-pub struct ReferenceDenoiser<'b, N> {
-    net: N,
-    workspace: &'b mut [f32],
-}
-
-impl<'b, N: ReferenceNet> ReferenceDenoiser<'b, N> {
-    /// Checks the workspace size once, here.
-    pub fn new(net: N, workspace: &'b mut [f32]) -> Result<Self> {
-        crate::error::check_min_len("workspace", net.workspace_len(), workspace.len())?;
-        Ok(Self { net, workspace })
-    }
-}
-
-impl<N: ReferenceNet> Denoiser for ReferenceDenoiser<'_, N> {
-    fn image_len(&self) -> usize {
-        self.net.image_len()
-    }
-    fn predict_noise(&mut self, x: &[f32], t_in: f32, eps: &mut [f32]) -> Result<()> {
-        self.net.forward_reference(x, t_in, self.workspace, eps)
-    }
-}
-
 /// Autoguidance (Karras et al. 2024, "Guiding a diffusion model with a bad version of itself"):
 /// extrapolates the network's output `out` away from a weaker model's output `guide` at the same
 /// x_t and t, `out ← guide + w·(out − guide)`, element by element in f32. w = 1 gives `out`
@@ -419,96 +343,6 @@ pub fn guide_output(out: &mut [f32], guide: &[f32], weight: f32) -> Result<()> {
     check_len("guide output", out.len(), guide.len())?;
     for (o, &g) in out.iter_mut().zip(guide) {
         *o = g + weight * (*o - g);
-    }
-    Ok(())
-}
-
-/// A [`Denoiser`] whose output is `good`'s guided by the weaker `guide` with weight `w`
-/// ([`guide_output`]); `scratch` (one image) holds the guide's output. Both networks must
-/// predict the same quantity under the same schedule, which the caller checks.
-pub struct Guided<'b, G: ?Sized, B: ?Sized> {
-    good: &'b mut G,
-    guide: &'b mut B,
-    weight: f32,
-    scratch: &'b mut [f32],
-}
-
-impl<'b, G: Denoiser + ?Sized, B: Denoiser + ?Sized> Guided<'b, G, B> {
-    /// Checks that the two networks draw images of one size and that `scratch` holds one.
-    pub fn new(
-        good: &'b mut G,
-        guide: &'b mut B,
-        weight: f32,
-        scratch: &'b mut [f32],
-    ) -> Result<Self> {
-        check_len("guide image", good.image_len(), guide.image_len())?;
-        check_len("guide scratch", good.image_len(), scratch.len())?;
-        if !weight.is_finite() {
-            return Err(Error::InvalidConfig("guidance weight must be finite"));
-        }
-        Ok(Self {
-            good,
-            guide,
-            weight,
-            scratch,
-        })
-    }
-}
-
-impl<G: Denoiser + ?Sized, B: Denoiser + ?Sized> Denoiser for Guided<'_, G, B> {
-    fn image_len(&self) -> usize {
-        self.good.image_len()
-    }
-    fn predict_noise(&mut self, x: &[f32], t_in: f32, eps: &mut [f32]) -> Result<()> {
-        self.good.predict_noise(x, t_in, eps)?;
-        self.guide.predict_noise(x, t_in, self.scratch)?;
-        guide_output(eps, self.scratch, self.weight)
-    }
-}
-
-/// One step of `plan` (step index `k`): evaluates the network on `x` into `eps`, then updates
-/// `x` in place, drawing noise from `noise` as the step needs it.
-#[allow(clippy::too_many_arguments)]
-pub fn sample_step<D: Denoiser + ?Sized, const M: usize>(
-    den: &mut D,
-    sched: &Schedule<M>,
-    cfg: &SamplerConfig,
-    plan: &Plan,
-    k: usize,
-    noise: &mut GaussianNoise,
-    x: &mut [f32],
-    eps: &mut [f32],
-) -> Result<()> {
-    let (t, prev) = plan
-        .step(k)
-        .ok_or(Error::InvalidConfig("step index past the plan"))?;
-    let t_in = t as f32 / sched.len() as f32;
-    den.predict_noise(x, t_in, eps)?;
-    let z = |_: usize| noise.next_gaussian();
-    match cfg {
-        SamplerConfig::Ddpm(c) => ddpm_step(sched, c, t, x, eps, z),
-        SamplerConfig::Ddim(c) => ddim_step(sched, c, t, prev, x, eps, z),
-    }
-}
-
-/// Draws one sample: fills `x` with N(0, 1) noise from `seed`, runs every step of the sampler
-/// and leaves the final image (nominally in [−1, 1], not clamped) in `x`. `eps` is scratch of
-/// the same length.
-pub fn sample<D: Denoiser + ?Sized, const M: usize>(
-    den: &mut D,
-    sched: &Schedule<M>,
-    cfg: &SamplerConfig,
-    seed: u64,
-    x: &mut [f32],
-    eps: &mut [f32],
-) -> Result<()> {
-    check_len("image", den.image_len(), x.len())?;
-    check_len("eps", den.image_len(), eps.len())?;
-    let plan = Plan::new(cfg, sched.len() as u32)?;
-    let mut noise = GaussianNoise::new(seed);
-    noise.fill(x);
-    for k in 0..plan.len() {
-        sample_step(den, sched, cfg, &plan, k, &mut noise, x, eps)?;
     }
     Ok(())
 }

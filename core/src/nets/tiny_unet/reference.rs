@@ -2,10 +2,11 @@
 //! the tensor names), composed from the reference layers. No heap: the caller provides the
 //! parameters and a workspace of [`TinyUNetConfig::workspace_len`] elements.
 
-use crate::config::{TinyUNetConfig, MAX_TENSORS, TINY_MAX_PERIOD, TINY_TIME_SCALE};
 use crate::error::{check_len, check_min_len, Result};
-use crate::format::{self, ModelFile};
-use crate::layers::{self, Dims};
+use crate::file::{self as format, ModelFile};
+use crate::kernels::reference::{self as layers, Dims};
+use crate::nets::tiny_unet::config::{TinyUNetConfig, TINY_MAX_PERIOD, TINY_TIME_SCALE};
+use crate::nets::MAX_TENSORS;
 
 /// The six blocks that end in a ReLU and take a time projection, in forward order.
 pub const BLOCKS: [&str; 6] = ["enc0", "down1", "down2", "mid", "up2", "up1"];
@@ -28,7 +29,7 @@ pub mod block {
     /// `mid1`, the second w3 → w3 block (then `mid2`, …).
     pub const EXTRA_MID: usize = 6;
     /// Most blocks a TinyUNet has.
-    pub const MAX: usize = 5 + crate::config::TINY_MAX_MID_BLOCKS;
+    pub const MAX: usize = 5 + crate::nets::spec::TINY_MAX_MID_BLOCKS;
 
     /// The block computed at forward position `f` (enc0, down1, down2, mid, mid1 …, up2, up1)
     /// of a network with `mid_blocks` mid blocks: the order of [`TinyUNetConfig::tensor_specs`](crate::TinyUNetConfig::tensor_specs).
@@ -272,11 +273,11 @@ impl<'w> TinyUNet<'w> {
     }
 }
 
-crate::sampler::impl_reference_net!(TinyUNet);
+crate::diffusion::denoiser::impl_reference_net!(TinyUNet);
 
-/// TinyUNet's reference forward pass as a [`Denoiser`](crate::sampler::Denoiser) over a
+/// TinyUNet's reference forward pass as a [`Denoiser`](crate::diffusion::Denoiser) over a
 /// caller-owned workspace (no heap).
-pub type TinyReferenceDenoiser<'w, 'b> = crate::sampler::ReferenceDenoiser<'b, TinyUNet<'w>>;
+pub type TinyReferenceDenoiser<'w, 'b> = crate::diffusion::ReferenceDenoiser<'b, TinyUNet<'w>>;
 
 #[cfg(test)]
 mod tests {

@@ -3,7 +3,7 @@
 //! [`Calibrator`] runs the f32 reference forward pass on calibration inputs and records the
 //! range of every activation tensor the int8 network stores (input, enc1, enc2 + time
 //! embedding, dec1); [`quantize_simple_unet`] turns the ranges and the f32 weights into the
-//! int8 file [`crate::int8::Int8SimpleUNet`] reads.
+//! int8 file [`crate::nets::simple_unet::int8::Int8SimpleUNet`] reads.
 //!
 //! [`QuantPlan`] is the full post-training quantizer: it keeps the calibration inputs and,
 //! besides the activation ranges, can choose per-channel weight clipping by MSE, equalize
@@ -16,32 +16,15 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use crate::config::{ModelConfig, ScheduleConfig, SimpleUNetConfig};
+use crate::diffusion::schedule::ScheduleConfig;
 use crate::error::Result;
-use crate::format::{ModelWriter, Precision};
-use crate::quant::{quantize_weight, weight_scale, ActQuant, InputQuant, QuantizedMultiplier};
-use crate::simple_unet::SimpleUNet;
-
-/// How an activation range is chosen from the calibration values.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum RangeMethod {
-    /// The smallest and largest value seen.
-    MinMax,
-    /// The given lower and upper percentiles (e.g. 0.01 and 99.99) of a fixed-stride
-    /// subsample of the values seen.
-    Percentile(f32),
-    /// The range that minimises the mean squared quantization error (clipping plus rounding)
-    /// of the values seen, searched over clipping thresholds.
-    Mse,
-    /// The ranges that minimise the mean squared error of the network's output ε over the
-    /// calibration inputs ([`QuantPlan`] only): starting from [`RangeMethod::Mse`], each
-    /// tensor in turn (input first) takes the clipping fraction of its observed range that
-    /// gives the simulated int8 network the smallest ε error. A tensor's own MSE ignores how
-    /// strongly the network amplifies its errors; the input's rounding, for one, is amplified
-    /// at small t, where ε must be read from a nearly clean image. (Other planners fall back
-    /// to [`RangeMethod::Mse`].)
-    EpsMse,
-}
+use crate::file::{ModelWriter, Precision};
+use crate::kernels::calibrate::{RangeMethod, RangeStats, CALIBRATION_STRIDE};
+use crate::kernels::quant::{
+    quantize_weight, weight_scale, ActQuant, InputQuant, QuantizedMultiplier,
+};
+use crate::nets::simple_unet::{SimpleUNet, SimpleUNetConfig};
+use crate::nets::ModelConfig;
 
 /// The four activation tensors the int8 network stores.
 pub const ACTIVATIONS: [&str; 4] = ["input", "enc1", "enc2", "dec1"];
@@ -55,116 +38,6 @@ pub struct Calibrator<'w> {
     stats: RangeStats,
     inputs: Vec<f32>,
     t_ins: Vec<f32>,
-}
-
-/// Minimum, maximum and a fixed-stride subsample of the values of each activation tensor.
-#[derive(Debug, Clone)]
-struct RangeStats {
-    min: [f32; 4],
-    max: [f32; 4],
-    samples: [Vec<f32>; 4],
-    stride: usize,
-    counter: usize,
-}
-
-impl RangeStats {
-    fn new(stride: usize) -> Self {
-        Self {
-            min: [f32::INFINITY; 4],
-            max: [f32::NEG_INFINITY; 4],
-            samples: Default::default(),
-            stride: stride.max(1),
-            counter: 0,
-        }
-    }
-
-    fn record(&mut self, k: usize, values: &[f32]) {
-        for &v in values {
-            self.min[k] = self.min[k].min(v);
-            self.max[k] = self.max[k].max(v);
-            self.counter += 1;
-            if self.counter % self.stride == 0 {
-                self.samples[k].push(v);
-            }
-        }
-    }
-
-    fn ranges(&self, method: RangeMethod) -> [(f32, f32); 4] {
-        core::array::from_fn(|k| {
-            let v = &self.samples[k];
-            if v.is_empty() {
-                return (self.min[k], self.max[k]);
-            }
-            match method {
-                RangeMethod::MinMax => (self.min[k], self.max[k]),
-                RangeMethod::Percentile(p) => {
-                    let mut v = v.clone();
-                    v.sort_by(|a, b| a.total_cmp(b));
-                    let at = |q: f32| {
-                        let i = libm::roundf((q / 100.0) * (v.len() - 1) as f32) as usize;
-                        v[i.min(v.len() - 1)]
-                    };
-                    (at(100.0 - p), at(p))
-                }
-                RangeMethod::Mse | RangeMethod::EpsMse => mse_range(v, self.min[k], self.max[k]),
-            }
-        })
-    }
-}
-
-/// Candidate clipping fractions of the range searches: 1, 1 − 1/STEPS, …, 1/STEPS of the
-/// observed extreme (the grid spacing bounds how far the chosen threshold is from the best).
-const RANGE_SEARCH_STEPS: usize = 100;
-
-/// Mean squared error of quantizing `values` with `q` (clipping included).
-fn quant_mse(values: &[f32], q: &ActQuant) -> f64 {
-    let sum: f64 = values
-        .iter()
-        .map(|&v| {
-            let d = (q.dequantize(q.quantize(v)) - v) as f64;
-            d * d
-        })
-        .sum();
-    sum / values.len().max(1) as f64
-}
-
-/// The `[lo, hi]` (lo ≤ 0 ≤ hi, as [`ActQuant::from_range`] widens to) that minimises the
-/// quantization MSE of `values`, searched over clipping fractions of `min` and `max`: first
-/// each end with the other at its extreme, then the upper end again with the lower fixed
-/// (coordinate descent; the error is close to separable because the two tails rarely share
-/// a value).
-pub(crate) fn mse_range(values: &[f32], min: f32, max: f32) -> (f32, f32) {
-    let (lo0, hi0) = (min.min(0.0), max.max(0.0));
-    let frac = |i: usize| (RANGE_SEARCH_STEPS - i) as f32 / RANGE_SEARCH_STEPS as f32;
-    let best_of = |cands: &mut dyn Iterator<Item = (f32, f32)>| -> (f32, f32) {
-        let mut best = ((lo0, hi0), f64::INFINITY);
-        for (lo, hi) in cands {
-            let e = quant_mse(values, &ActQuant::from_range(lo, hi));
-            if e < best.1 {
-                best = ((lo, hi), e);
-            }
-        }
-        best.0
-    };
-    let (_, hi) = best_of(&mut (0..RANGE_SEARCH_STEPS).map(|i| (lo0, hi0 * frac(i))));
-    if lo0 == 0.0 {
-        return (0.0, hi);
-    }
-    let (lo, _) = best_of(&mut (0..RANGE_SEARCH_STEPS).map(|i| (lo0 * frac(i), hi)));
-    best_of(&mut (0..RANGE_SEARCH_STEPS).map(|i| (lo, hi0 * frac(i))))
-}
-
-/// The MSE-optimal range of `values` ([`RangeMethod::Mse`]).
-pub fn mse_range_of(values: &[f32]) -> (f32, f32) {
-    let (min, max) = values
-        .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
-            (a.min(v), b.max(v))
-        });
-    if values.is_empty() {
-        return (0.0, 0.0);
-    }
-    mse_range(values, min, max)
 }
 
 impl<'w> Calibrator<'w> {
@@ -636,7 +509,7 @@ fn conv_batch(
     input: &[f32],
     out: &mut [f32],
 ) -> Result<()> {
-    use crate::winograd::{Epilogue, Geometry, Tile, WinogradConv};
+    use crate::kernels::winograd::{Epilogue, Geometry, Tile, WinogradConv};
     let conv = WinogradConv::new(kernel, bias, in_c, out_c, Tile::F2);
     // The Winograd layer works channels-last: transpose each map in and out.
     let plane = h * w;
@@ -693,9 +566,9 @@ fn conv_batch(
 ) -> Result<()> {
     let (ip, op) = (in_c * h * w, out_c * h * w);
     for b in 0..n {
-        crate::layers::conv3x3(
+        crate::kernels::reference::conv3x3(
             &input[b * ip..(b + 1) * ip],
-            crate::layers::Dims::new(in_c, h, w),
+            crate::kernels::reference::Dims::new(in_c, h, w),
             kernel,
             bias,
             out_c,
@@ -718,6 +591,7 @@ const SIM_CHUNK: usize = 32;
 
 /// A complete post-training quantization of a SimpleUNet: the (equalized) f32 weights, the
 /// (corrected) biases, per-channel weight scales and per-tensor activation quantizations.
+
 #[derive(Debug, Clone)]
 pub struct QuantPlan {
     cfg: SimpleUNetConfig,
@@ -960,9 +834,6 @@ impl QuantPlan {
         )
     }
 }
-
-/// Subsampling stride of the calibration values kept for percentiles and MSE searches.
-pub const CALIBRATION_STRIDE: usize = 13;
 
 /// Rescales `params` in place (see [`Equalize`]); `ch_range[k]` holds the per-channel largest
 /// magnitude of the enc1, enc2 + time embedding and dec1 outputs.

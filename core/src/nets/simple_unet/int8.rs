@@ -6,7 +6,7 @@
 //!   row, keeping a rolling window of 3 rows per intermediate layer (all four layers are 3×3
 //!   stride 1, so an output row needs only 3 rows of its input).
 //!
-//! Arithmetic (see [`crate::quant`]): the input image is quantized per tensor; each conv
+//! Arithmetic (see [`crate::kernels::quant`]): the input image is quantized per tensor; each conv
 //! accumulates `Σ w·(q − zero_point)` in int32 on top of its int32 bias, requantizes with a
 //! per-channel Q31 multiplier, applies ReLU by clamping at the output zero point, and saturates
 //! to int8. The time MLP stays f32 (16.8 K multiply-adds per step): its output `temb[o]` joins
@@ -14,11 +14,12 @@
 //! ReLU and before its zero point, which is exactly `relu(conv) + temb` in enc2's output scale.
 //! The last layer is dequantized straight from its int32 accumulator
 //! (`ε = acc · input_scale · weight_scale[o]`), so ε is never rounded to 8 bits.
-
-use crate::config::{ModelConfig, SimpleUNetConfig};
 use crate::error::{check_len, check_min_len, Error, Result};
-use crate::format::{DType, ModelFile, Precision, TensorRecord};
-use crate::quant::{ActQuant, InputQuant, QuantizedMultiplier, INPUT16_MAX};
+use crate::file::tensor::{act_quant, tensor, F32Le, I32Le};
+use crate::file::{DType, ModelFile, Precision};
+use crate::kernels::quant::{ActQuant, InputQuant, QuantizedMultiplier, INPUT16_MAX};
+use crate::nets::simple_unet::SimpleUNetConfig;
+use crate::nets::ModelConfig;
 
 /// Bytes per quantized input value in the activation storage: the input is held as
 /// little-endian `i16` (int16 files use the whole range; int8 files the int8 part of it).
@@ -38,52 +39,6 @@ pub fn load_input(acts: &[i8], i: usize) -> i16 {
     i16::from_le_bytes([acts[INPUT_BYTES * i] as u8, acts[INPUT_BYTES * i + 1] as u8])
 }
 
-/// Little-endian i32 values borrowed from file bytes.
-#[derive(Debug, Clone, Copy)]
-pub struct I32Le<'a>(&'a [u8]);
-
-impl<'a> I32Le<'a> {
-    /// A view of `bytes` (4 per value).
-    pub fn new(bytes: &'a [u8]) -> Self {
-        Self(bytes)
-    }
-    /// Element `i` (0 past the end; lengths are checked at construction).
-    #[inline]
-    pub fn get(&self, i: usize) -> i32 {
-        match self.0.get(i * 4..i * 4 + 4) {
-            Some(b) => i32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-            None => 0,
-        }
-    }
-}
-
-/// Little-endian f32 values borrowed from file bytes.
-#[derive(Debug, Clone, Copy)]
-pub struct F32Le<'a>(&'a [u8]);
-
-impl<'a> F32Le<'a> {
-    /// A view of `bytes` (4 per value).
-    pub fn new(bytes: &'a [u8]) -> Self {
-        Self(bytes)
-    }
-    /// Element `i` (0 past the end; lengths are checked at construction).
-    #[inline]
-    pub fn get(&self, i: usize) -> f32 {
-        match self.0.get(i * 4..i * 4 + 4) {
-            Some(b) => f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-            None => 0.0,
-        }
-    }
-    /// Number of elements.
-    pub fn len(&self) -> usize {
-        self.0.len() / 4
-    }
-    /// True when empty.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
 /// Tensor names of the int8 file, besides the PyTorch names of the weights and biases:
 /// `<layer>.weight_scale` (f32 per output channel), `<layer>.multiplier` and `<layer>.shift`
 /// (i32 per output channel), `<layer>.output_scale` and `<layer>.output_zero_point` (one each;
@@ -91,57 +46,6 @@ impl<'a> F32Le<'a> {
 /// `input.zero_point`, and optionally `input.bits` (i32, 8 or 16; absent: 8). With 16 the input
 /// is symmetric int16 (zero point 0) and enc1 multiplies int16 inputs by int8 weights.
 pub const LAYERS: [&str; 4] = ["enc1", "enc2", "dec1", "dec2"];
-
-pub(crate) fn tensor<'a>(
-    file: &ModelFile<'a>,
-    name: &'static str,
-    dtype: DType,
-    dims: &[u32],
-) -> Result<TensorRecord<'a>> {
-    let t = file.tensor(name)?;
-    if t.dtype != dtype {
-        return Err(Error::DtypeMismatch { name });
-    }
-    if t.dims() != dims {
-        let mut e = [0u32; 4];
-        e[..dims.len()].copy_from_slice(dims);
-        return Err(Error::ShapeMismatch {
-            name,
-            expected: e,
-            found: t.dims,
-        });
-    }
-    Ok(t)
-}
-
-fn scalar_f32(file: &ModelFile<'_>, name: &'static str) -> Result<f32> {
-    Ok(F32Le(tensor(file, name, DType::F32, &[1])?.data).get(0))
-}
-
-fn scalar_i32(file: &ModelFile<'_>, name: &'static str) -> Result<i32> {
-    let v = I32Le(tensor(file, name, DType::I32, &[1])?.data).get(0);
-    if !(-128..=127).contains(&v) {
-        return Err(Error::InvalidConfig("int8 zero point outside [-128, 127]"));
-    }
-    Ok(v)
-}
-
-pub(crate) fn act_quant(
-    file: &ModelFile<'_>,
-    scale: &'static str,
-    zp: &'static str,
-) -> Result<ActQuant> {
-    let s = scalar_f32(file, scale)?;
-    if !(s > 0.0 && s.is_finite()) {
-        return Err(Error::InvalidConfig(
-            "int8 activation scale must be positive",
-        ));
-    }
-    Ok(ActQuant {
-        scale: s,
-        zero_point: scalar_i32(file, zp)?,
-    })
-}
 
 /// One int8 3×3 stride-1 padding-1 layer (conv or transposed conv) over borrowed file bytes.
 #[derive(Debug, Clone, Copy)]
@@ -681,7 +585,7 @@ fn layerwise_conv<'s>(
     }
 }
 
-/// A [`Denoiser`](crate::sampler::Denoiser) running the layer-by-layer int8 executor.
+/// A [`Denoiser`](crate::diffusion::Denoiser) running the layer-by-layer int8 executor.
 pub struct Int8Layerwise<'a, 'b> {
     net: Int8SimpleUNet<'a>,
     scratch: Scratch<'b, i8>,
@@ -695,7 +599,7 @@ impl<'a, 'b> Int8Layerwise<'a, 'b> {
     }
 }
 
-impl crate::sampler::Denoiser for Int8Layerwise<'_, '_> {
+impl crate::diffusion::Denoiser for Int8Layerwise<'_, '_> {
     fn image_len(&self) -> usize {
         self.net.config().image_len()
     }

@@ -17,9 +17,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ModelConfig, ScheduleConfig, TensorSpec};
-use crate::crc32::crc32;
+use crate::diffusion::schedule::ScheduleConfig;
 use crate::error::{Error, Result};
+use crate::file::crc32::crc32;
+use crate::nets::{ModelConfig, TensorSpec};
 
 /// First eight bytes of every model file.
 pub const MAGIC: [u8; 8] = *b"DDPMCORE";

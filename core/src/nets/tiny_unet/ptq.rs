@@ -1,5 +1,5 @@
 //! Post-training quantization of an f32 TinyUNet into the int8 file
-//! [`crate::tiny_int8::Int8TinyUNet`] reads (host side).
+//! [`crate::nets::tiny_unet::int8::Int8TinyUNet`] reads (host side).
 //!
 //! [`TinyCalibrator`] runs the f32 reference forward pass and records the range of the
 //! activation tensors the int8 network stores (x, s1, s2, d2, m, u2, u1, then m1, m2, … of the
@@ -12,15 +12,16 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use crate::config::{ModelConfig, ScheduleConfig, TinyUNetConfig};
+use crate::diffusion::schedule::ScheduleConfig;
 use crate::error::Result;
-use crate::format::{ModelWriter, Precision};
-use crate::quant::{quantize_weight, weight_scale, ActQuant, QuantizedMultiplier};
-use crate::quantize::RangeMethod;
-use crate::tiny_int8::{
+use crate::file::{ModelWriter, Precision};
+use crate::kernels::calibrate::RangeMethod;
+use crate::kernels::quant::{quantize_weight, weight_scale, ActQuant, QuantizedMultiplier};
+use crate::nets::tiny_unet::int8::{
     last_mid, layer_count, tensor_names, EXTRA_MID_LAYER, MAX_ACTIVATIONS, OUT,
 };
-use crate::tiny_unet::TinyUNet;
+use crate::nets::tiny_unet::{TinyUNet, TinyUNetConfig};
+use crate::nets::ModelConfig;
 
 /// The activation tensors the int8 TinyUNet stores, in calibration order; a network has the
 /// first [`layer_count`] of them.
@@ -29,7 +30,7 @@ pub const TINY_ACTIVATIONS: [&str; MAX_ACTIVATIONS] = [
 ];
 
 /// Index in [`TINY_ACTIVATIONS`] of the output of layer `l` of
-/// [`LAYERS`](crate::tiny_int8::LAYERS) (any but `out`).
+/// [`LAYERS`](crate::nets::tiny_unet::int8::LAYERS) (any but `out`).
 const fn output_activation(l: usize) -> usize {
     if l < OUT {
         l + 1
@@ -129,7 +130,7 @@ impl<'w> TinyCalibrator<'w> {
                 }
                 // TinyUNet has no ε-driven planner: both take the per-tensor MSE range.
                 RangeMethod::Mse | RangeMethod::EpsMse => {
-                    crate::quantize::mse_range(&self.samples[k], self.min[k], self.max[k])
+                    crate::kernels::calibrate::mse_range(&self.samples[k], self.min[k], self.max[k])
                 }
             })
             .collect()

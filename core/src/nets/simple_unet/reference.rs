@@ -1,9 +1,9 @@
 //! The seed's SimpleUNet, composed from the reference layers.
 
-use crate::config::SimpleUNetConfig;
 use crate::error::{check_len, check_min_len, Result};
-use crate::format::{self, ModelFile};
-use crate::layers::{self, Dims};
+use crate::file::{self as format, ModelFile};
+use crate::kernels::reference::{self as layers, Dims};
+use crate::nets::simple_unet::SimpleUNetConfig;
 
 /// Borrowed f32 parameters of a SimpleUNet, one slice per PyTorch tensor.
 #[derive(Debug, Clone, Copy)]
@@ -152,4 +152,4 @@ impl<'w> SimpleUNet<'w> {
     }
 }
 
-crate::sampler::impl_reference_net!(SimpleUNet);
+crate::diffusion::denoiser::impl_reference_net!(SimpleUNet);

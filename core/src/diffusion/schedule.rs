@@ -5,8 +5,95 @@
 //! computed in f64 and rounded once to f32, so any implementation that does the same (the trainer
 //! does) gets bit-identical tables.
 
-use crate::config::{ScheduleConfig, ScheduleKind};
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Error, Result};
+
+/// How the noise variances β_t are laid out over the timesteps.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum ScheduleKind {
+    /// β evenly spaced from `beta_start` to `beta_end` (Ho et al. 2020; the seed's choice).
+    Linear {
+        /// β at t = 0.
+        beta_start: f64,
+        /// β at t = T − 1.
+        beta_end: f64,
+    },
+    /// ᾱ_t = f(t)/f(0), f(t) = cos²(((t/T) + s)/(1 + s)·π/2) (Nichol & Dhariwal 2021).
+    Cosine {
+        /// Offset `s` (0.008 in the paper).
+        s: f64,
+        /// Upper clip of β (0.999 in the paper).
+        max_beta: f64,
+    },
+}
+
+/// What the network's output stands for; the samplers turn it into ε and x0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Prediction {
+    /// The noise ε in x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε (Ho et al. 2020; the seed's choice).
+    #[default]
+    Eps,
+    /// The velocity v = √ᾱ_t·ε − √(1−ᾱ_t)·x0 (Salimans & Ho 2022, section 4), from which
+    /// x0 = √ᾱ_t·x_t − √(1−ᾱ_t)·v and ε = √(1−ᾱ_t)·x_t + √ᾱ_t·v. Unlike ε it keeps x0 well
+    /// conditioned where ᾱ_t → 0, at the noisiest steps that decide a sample's shape.
+    V,
+}
+
+/// A noise schedule: its kind, the number of diffusion steps T, and what the network trained
+/// on it predicts.
+///
+/// On the wire (postcard, in the model file's header) a schedule for an ε-predicting network
+/// is written exactly as files wrote it before [`Prediction`] existed (the kind's variant, its
+/// fields, T), so those files decode unchanged and such models still write the same bytes; any
+/// other prediction is written as a third kind variant that wraps the kind and the prediction
+/// ([`WireScheduleKind`](crate::file::wire::WireScheduleKind)).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScheduleConfig {
+    /// The β layout.
+    pub kind: ScheduleKind,
+    /// Number of diffusion steps T; timesteps run 0..T.
+    pub timesteps: u32,
+    /// What the network's output stands for.
+    pub prediction: Prediction,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        Self::linear(300, 1e-4, 0.02)
+    }
+}
+
+impl ScheduleConfig {
+    /// A linear schedule.
+    pub const fn linear(timesteps: u32, beta_start: f64, beta_end: f64) -> Self {
+        Self {
+            kind: ScheduleKind::Linear {
+                beta_start,
+                beta_end,
+            },
+            timesteps,
+            prediction: Prediction::Eps,
+        }
+    }
+
+    /// The cosine schedule with the paper's s = 0.008 and β ≤ 0.999.
+    pub const fn cosine(timesteps: u32) -> Self {
+        Self {
+            kind: ScheduleKind::Cosine {
+                s: 0.008,
+                max_beta: 0.999,
+            },
+            timesteps,
+            prediction: Prediction::Eps,
+        }
+    }
+
+    /// The same schedule for a network that predicts `prediction`.
+    pub const fn predicting(self, prediction: Prediction) -> Self {
+        Self { prediction, ..self }
+    }
+}
 
 /// Largest T the default [`Schedule`] holds.
 pub const DEFAULT_MAX_T: usize = 1000;

@@ -1,0 +1,224 @@
+//! The one sampling loop. [`sample_batch`] owns the walk over a sampler's plan: it fills the
+//! images with seeded noise, then for each step asks a [`Network`] for its output at x_t and
+//! applies the step (DDPM or DDIM, [`crate::diffusion::steps`]) to the image as that output
+//! arrives. A network hands its output to an [`OutputSink`] whole, image by image (the
+//! [`Denoiser`]s, the host's batches), or row by row (the int8 executors that never hold the
+//! whole output: SimpleUNet streaming, TinyUNet planned), so a new sampler written here runs
+//! on every executor, the firmware's included.
+
+use crate::diffusion::denoiser::Denoiser;
+use crate::diffusion::noise::GaussianNoise;
+use crate::diffusion::schedule::Schedule;
+use crate::diffusion::steps::{ddim_step, ddpm_step, Plan, SamplerConfig};
+use crate::error::{check_len, Error, Result};
+
+/// Receives a network's output while one sampler step runs.
+pub trait OutputSink {
+    /// The whole output for image `i` of the batch `x` (`[c][h][w]`).
+    fn image(&mut self, x: &mut [f32], i: usize, out: &[f32]) -> Result<()>;
+    /// Row `y` of the output of a one-image batch `x`, every channel (`[c][width]`). The
+    /// network must have read every row of `x` it still needs before it hands over row `y`:
+    /// the sink may overwrite rows `≤ y`.
+    fn row(&mut self, x: &mut [f32], y: usize, width: usize, out_row: &[f32]) -> Result<()>;
+}
+
+/// What the driver steps: a network evaluated on a batch of images (`x.len()` a multiple of
+/// [`Network::image_len`]) at network time input `t_in` (= t/T), handing its output (ε, or v
+/// for a network whose schedule says so) to `sink`.
+pub trait Network {
+    /// Elements of one image.
+    fn image_len(&self) -> usize;
+    /// Evaluates the network on `x` and passes every part of the output to `sink`.
+    fn output(&mut self, x: &mut [f32], t_in: f32, sink: &mut dyn OutputSink) -> Result<()>;
+}
+
+/// A [`Denoiser`] as a [`Network`]: each image's whole output goes through `eps` (one image of
+/// scratch).
+pub struct WholeImages<'b, D: ?Sized> {
+    den: &'b mut D,
+    eps: &'b mut [f32],
+}
+
+impl<'b, D: Denoiser + ?Sized> WholeImages<'b, D> {
+    /// Checks that `eps` holds one image.
+    pub fn new(den: &'b mut D, eps: &'b mut [f32]) -> Result<Self> {
+        check_len("eps", den.image_len(), eps.len())?;
+        Ok(Self { den, eps })
+    }
+}
+
+impl<D: Denoiser + ?Sized> Network for WholeImages<'_, D> {
+    fn image_len(&self) -> usize {
+        self.den.image_len()
+    }
+    fn output(&mut self, x: &mut [f32], t_in: f32, sink: &mut dyn OutputSink) -> Result<()> {
+        let len = self.den.image_len();
+        for i in 0..x.len() / len {
+            self.den
+                .predict_noise(&x[i * len..][..len], t_in, self.eps)?;
+            sink.image(x, i, self.eps)?;
+        }
+        Ok(())
+    }
+}
+
+/// An [`OutputSink`] that collects the output of one image whole into `out` (`[c][h][w]`), for
+/// forward passes outside a sampler; it does not touch the image.
+pub struct Collect<'e> {
+    /// The output.
+    pub out: &'e mut [f32],
+}
+
+impl OutputSink for Collect<'_> {
+    fn image(&mut self, _x: &mut [f32], i: usize, out: &[f32]) -> Result<()> {
+        self.out[i * out.len()..][..out.len()].copy_from_slice(out);
+        Ok(())
+    }
+    fn row(&mut self, _x: &mut [f32], y: usize, width: usize, out_row: &[f32]) -> Result<()> {
+        let h = self.out.len() / out_row.len();
+        for (ch, part) in out_row.chunks(width).enumerate() {
+            self.out[(ch * h + y) * width..][..width].copy_from_slice(part);
+        }
+        Ok(())
+    }
+}
+
+/// Applies step `t → prev` of a sampler to the parts of the images as they arrive; image `i`
+/// draws its noise from `noise[i]`.
+struct Stepper<'s, const M: usize> {
+    sched: &'s Schedule<M>,
+    cfg: &'s SamplerConfig,
+    t: u32,
+    prev: Option<u32>,
+    noise: &'s mut [GaussianNoise],
+}
+
+impl<const M: usize> Stepper<'_, M> {
+    fn apply(&mut self, i: usize, x: &mut [f32], out: &[f32]) -> Result<()> {
+        let noise = &mut self.noise[i];
+        let z = |_: usize| noise.next_gaussian();
+        match self.cfg {
+            SamplerConfig::Ddpm(c) => ddpm_step(self.sched, c, self.t, x, out, z),
+            SamplerConfig::Ddim(c) => ddim_step(self.sched, c, self.t, self.prev, x, out, z),
+        }
+    }
+}
+
+impl<const M: usize> OutputSink for Stepper<'_, M> {
+    fn image(&mut self, x: &mut [f32], i: usize, out: &[f32]) -> Result<()> {
+        let x = x
+            .get_mut(i * out.len()..(i + 1) * out.len())
+            .ok_or(Error::InvalidConfig("image index past the batch"))?;
+        self.apply(i, x, out)
+    }
+    fn row(&mut self, x: &mut [f32], y: usize, width: usize, out_row: &[f32]) -> Result<()> {
+        let h = x.len() / out_row.len();
+        for (ch, part) in out_row.chunks(width).enumerate() {
+            self.apply(0, &mut x[(ch * h + y) * width..][..width], part)?;
+        }
+        Ok(())
+    }
+}
+
+/// Step `k` of `plan` for the batch `x`: evaluates the network at x_t and updates `x` in place
+/// as the output arrives; image `i` draws its noise from `noise[i]`. Noise is drawn in element
+/// order for whole images; for a network that hands over rows, in row order (all channels of
+/// row 0, then row 1, …), which is the same order when the image has one channel.
+pub fn step<N: Network + ?Sized, const M: usize>(
+    net: &mut N,
+    sched: &Schedule<M>,
+    cfg: &SamplerConfig,
+    plan: &Plan,
+    k: usize,
+    noise: &mut [GaussianNoise],
+    x: &mut [f32],
+) -> Result<()> {
+    let (t, prev) = plan
+        .step(k)
+        .ok_or(Error::InvalidConfig("step index past the plan"))?;
+    let t_in = t as f32 / sched.len() as f32;
+    let mut sink = Stepper {
+        sched,
+        cfg,
+        t,
+        prev,
+        noise,
+    };
+    net.output(x, t_in, &mut sink)
+}
+
+/// Draws `noise.len()` images into `x` (`[n][image]`): fills image `i` with N(0, 1) noise from
+/// `noise[i]`, runs every step of the sampler and leaves the final images (nominally in
+/// [−1, 1], not clamped) in `x`.
+pub fn sample_batch<N: Network + ?Sized, const M: usize>(
+    net: &mut N,
+    sched: &Schedule<M>,
+    cfg: &SamplerConfig,
+    noise: &mut [GaussianNoise],
+    x: &mut [f32],
+) -> Result<()> {
+    let len = net.image_len();
+    check_len("image", noise.len() * len, x.len())?;
+    let plan = Plan::new(cfg, sched.len() as u32)?;
+    for (img, g) in x.chunks_exact_mut(len).zip(noise.iter_mut()) {
+        g.fill(img);
+    }
+    for k in 0..plan.len() {
+        step(net, sched, cfg, &plan, k, noise, x)?;
+    }
+    Ok(())
+}
+
+/// Draws one image into `x` with the noise of `seed` ([`sample_batch`] of one).
+pub fn sample_one<N: Network + ?Sized, const M: usize>(
+    net: &mut N,
+    sched: &Schedule<M>,
+    cfg: &SamplerConfig,
+    seed: u64,
+    x: &mut [f32],
+) -> Result<()> {
+    let mut noise = GaussianNoise::new(seed);
+    sample_batch(net, sched, cfg, core::slice::from_mut(&mut noise), x)
+}
+
+/// One step of `plan` (step index `k`) for a [`Denoiser`]: evaluates the network on `x` into
+/// `eps`, then updates `x` in place, drawing noise from `noise` as the step needs it.
+#[allow(clippy::too_many_arguments)]
+pub fn sample_step<D: Denoiser + ?Sized, const M: usize>(
+    den: &mut D,
+    sched: &Schedule<M>,
+    cfg: &SamplerConfig,
+    plan: &Plan,
+    k: usize,
+    noise: &mut GaussianNoise,
+    x: &mut [f32],
+    eps: &mut [f32],
+) -> Result<()> {
+    check_len("image", den.image_len(), x.len())?;
+    let mut net = WholeImages::new(den, eps)?;
+    step(
+        &mut net,
+        sched,
+        cfg,
+        plan,
+        k,
+        core::slice::from_mut(noise),
+        x,
+    )
+}
+
+/// Draws one sample with a [`Denoiser`]: fills `x` with N(0, 1) noise from `seed`, runs every
+/// step of the sampler and leaves the final image (nominally in [−1, 1], not clamped) in `x`.
+/// `eps` is scratch of the same length.
+pub fn sample<D: Denoiser + ?Sized, const M: usize>(
+    den: &mut D,
+    sched: &Schedule<M>,
+    cfg: &SamplerConfig,
+    seed: u64,
+    x: &mut [f32],
+    eps: &mut [f32],
+) -> Result<()> {
+    check_len("image", den.image_len(), x.len())?;
+    let mut net = WholeImages::new(den, eps)?;
+    sample_one(&mut net, sched, cfg, seed, x)
+}

@@ -1,0 +1,103 @@
+//! Little-endian views of tensor bytes borrowed from a model file, and typed look-ups of the
+//! tensors and quantization scalars the int8 executors read in place.
+
+use crate::error::{Error, Result};
+use crate::file::format::{DType, ModelFile, TensorRecord};
+use crate::kernels::quant::ActQuant;
+
+/// Little-endian i32 values borrowed from file bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct I32Le<'a>(pub(crate) &'a [u8]);
+
+impl<'a> I32Le<'a> {
+    /// A view of `bytes` (4 per value).
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Self(bytes)
+    }
+    /// Element `i` (0 past the end; lengths are checked at construction).
+    #[inline]
+    pub fn get(&self, i: usize) -> i32 {
+        match self.0.get(i * 4..i * 4 + 4) {
+            Some(b) => i32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            None => 0,
+        }
+    }
+}
+
+/// Little-endian f32 values borrowed from file bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct F32Le<'a>(pub(crate) &'a [u8]);
+
+impl<'a> F32Le<'a> {
+    /// A view of `bytes` (4 per value).
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Self(bytes)
+    }
+    /// Element `i` (0 past the end; lengths are checked at construction).
+    #[inline]
+    pub fn get(&self, i: usize) -> f32 {
+        match self.0.get(i * 4..i * 4 + 4) {
+            Some(b) => f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            None => 0.0,
+        }
+    }
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.0.len() / 4
+    }
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+pub(crate) fn tensor<'a>(
+    file: &ModelFile<'a>,
+    name: &'static str,
+    dtype: DType,
+    dims: &[u32],
+) -> Result<TensorRecord<'a>> {
+    let t = file.tensor(name)?;
+    if t.dtype != dtype {
+        return Err(Error::DtypeMismatch { name });
+    }
+    if t.dims() != dims {
+        let mut e = [0u32; 4];
+        e[..dims.len()].copy_from_slice(dims);
+        return Err(Error::ShapeMismatch {
+            name,
+            expected: e,
+            found: t.dims,
+        });
+    }
+    Ok(t)
+}
+
+pub(crate) fn scalar_f32(file: &ModelFile<'_>, name: &'static str) -> Result<f32> {
+    Ok(F32Le(tensor(file, name, DType::F32, &[1])?.data).get(0))
+}
+
+pub(crate) fn scalar_i32(file: &ModelFile<'_>, name: &'static str) -> Result<i32> {
+    let v = I32Le(tensor(file, name, DType::I32, &[1])?.data).get(0);
+    if !(-128..=127).contains(&v) {
+        return Err(Error::InvalidConfig("int8 zero point outside [-128, 127]"));
+    }
+    Ok(v)
+}
+
+pub(crate) fn act_quant(
+    file: &ModelFile<'_>,
+    scale: &'static str,
+    zp: &'static str,
+) -> Result<ActQuant> {
+    let s = scalar_f32(file, scale)?;
+    if !(s > 0.0 && s.is_finite()) {
+        return Err(Error::InvalidConfig(
+            "int8 activation scale must be positive",
+        ));
+    }
+    Ok(ActQuant {
+        scale: s,
+        zero_point: scalar_i32(file, zp)?,
+    })
+}

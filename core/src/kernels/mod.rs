@@ -1,0 +1,18 @@
+//! Layer kernels: the plain-loop [`reference`] layers (the oracle), the integer arithmetic of
+//! the int8 executors ([`quant`]), calibration statistics ([`calibrate`]), and the host's fast
+//! kernels (feature `fast`): [`gemm`], [`winograd`], [`shifted`], [`rows`] and [`simd`].
+
+#[cfg(feature = "alloc")]
+pub mod calibrate;
+#[cfg(feature = "fast")]
+pub mod gemm;
+pub mod quant;
+pub mod reference;
+#[cfg(feature = "fast")]
+pub(crate) mod rows;
+#[cfg(feature = "fast")]
+pub(crate) mod shifted;
+#[cfg(feature = "fast")]
+pub mod simd;
+#[cfg(feature = "fast")]
+pub mod winograd;

@@ -1,0 +1,143 @@
+//! Splitting a layer's rows over threads (feature `threads`), and row kernels written once in
+//! portable Rust and compiled twice (plain, and with AVX2 + FMA enabled).
+
+use core::ops::Range;
+
+use crate::kernels::winograd::Geometry;
+
+/// `0..total` cut into `parts` contiguous near-equal ranges.
+pub(crate) fn split_range(total: usize, parts: usize, p: usize) -> Range<usize> {
+    p * total / parts..(p + 1) * total / parts
+}
+
+/// Computes the rows `r` of a layer into `out` (those rows only), with `scratch`.
+pub(crate) type RowsFn<'a, S> = dyn Fn(Range<usize>, &mut S, &mut [f32]) + Sync + 'a;
+
+/// Runs `f(rows, scratch, out_part)` over `rows` rows cut into at most `scratch.len()`
+/// contiguous ranges ([`split_range`]), one per thread (feature `threads`; one range
+/// otherwise). `len_of(r)` is how many values of `out` the rows `r` own; the ranges own
+/// consecutive parts of `out` (callers that write into their scratch instead pass an empty
+/// `out` and `len_of` = 0).
+pub(crate) fn run_split<S: Send>(
+    rows: usize,
+    out: &mut [f32],
+    scratch: &mut [S],
+    len_of: &(dyn Fn(Range<usize>) -> usize + Sync),
+    f: &RowsFn<'_, S>,
+) {
+    #[cfg(feature = "threads")]
+    let parts = scratch.len().min(rows).max(1);
+    #[cfg(feature = "threads")]
+    if parts > 1 {
+        std::thread::scope(|s| {
+            let mut rest = out;
+            for (p, sc) in scratch.iter_mut().enumerate().take(parts) {
+                let r = split_range(rows, parts, p);
+                let (mine, tail) = core::mem::take(&mut rest).split_at_mut(len_of(r.clone()));
+                rest = tail;
+                if p + 1 == parts {
+                    f(r, sc, mine);
+                } else {
+                    s.spawn(move || f(r, sc, mine));
+                }
+            }
+        });
+        return;
+    }
+    let _ = len_of;
+    f(0..rows, &mut scratch[0], out);
+}
+
+/// One image of a batch through a network: `f(i, activations, scratch, out_i)`, free to split
+/// its layers over `scratch.len()` threads.
+pub(crate) type ImageFn<'a, A, S> = dyn Fn(usize, &mut A, &mut [S], &mut [f32]) + Sync + 'a;
+
+/// Runs `one` over `n` images whose outputs are the consecutive `len`-value parts of `out`.
+/// With several threads (feature `threads`: `acts` and `scratch` hold one set per thread) and
+/// several images, the images are shared out in contiguous runs, one thread per run with its
+/// own activations and scratch; otherwise they run one after the other on this thread, each
+/// with all the scratch (so a single image's layers can be split).
+pub(crate) fn run_images<A: Send, S: Send>(
+    n: usize,
+    len: usize,
+    acts: &mut [A],
+    scratch: &mut [S],
+    out: &mut [f32],
+    one: &ImageFn<'_, A, S>,
+) {
+    #[cfg(feature = "threads")]
+    {
+        let parts = scratch.len().min(acts.len()).min(n);
+        if parts > 1 {
+            std::thread::scope(|s| {
+                let mut rest = out;
+                for (p, (a, sc)) in acts
+                    .iter_mut()
+                    .zip(scratch.iter_mut())
+                    .enumerate()
+                    .take(parts)
+                {
+                    let r = split_range(n, parts, p);
+                    let (mine, tail) = core::mem::take(&mut rest).split_at_mut(r.len() * len);
+                    rest = tail;
+                    let job = move || {
+                        for (i, o) in r.zip(mine.chunks_exact_mut(len)) {
+                            one(i, a, core::slice::from_mut(sc), o);
+                        }
+                    };
+                    if p + 1 == parts {
+                        job();
+                    } else {
+                        s.spawn(job);
+                    }
+                }
+            });
+            return;
+        }
+    }
+    for (i, o) in out.chunks_exact_mut(len).enumerate().take(n) {
+        one(i, &mut acts[0], scratch, o);
+    }
+}
+
+/// A layer whose output rows are computed independently: `rows_impl` is written once, in
+/// portable Rust, and compiled twice by [`dispatch_rows`] (plain, and with AVX2 + FMA enabled).
+pub(crate) trait RowKernel {
+    /// Output rows `rows` of the `g`-shaped input `x` into `out` (those rows only).
+    fn rows_impl(&self, x: &[f32], g: Geometry, rows: Range<usize>, out: &mut [f32]);
+}
+
+/// Runs `k.rows_impl` compiled for AVX2 + FMA when `simd` asks for it and the CPU has both,
+/// otherwise the portable build.
+pub(crate) fn dispatch_rows<K: RowKernel>(
+    k: &K,
+    x: &[f32],
+    g: Geometry,
+    rows: Range<usize>,
+    out: &mut [f32],
+    simd: bool,
+) {
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if simd && crate::kernels::simd::avx2_fma() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+        return unsafe { rows_avx2(k, x, g, rows, out) };
+    }
+    let _ = simd;
+    k.rows_impl(x, g, rows, out);
+}
+
+/// [`RowKernel::rows_impl`] compiled for AVX2 + FMA.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn rows_avx2<K: RowKernel>(
+    k: &K,
+    x: &[f32],
+    g: Geometry,
+    rows: Range<usize>,
+    out: &mut [f32],
+) {
+    k.rows_impl(x, g, rows, out);
+}

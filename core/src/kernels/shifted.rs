@@ -1,0 +1,343 @@
+//! Shifted-run 3×3 convolutions over padded channels-first maps: each tap reads a contiguous run
+//! of the input plane, so no im2col matrix is formed; register-blocked kernels in portable and
+//! AVX2 + FMA forms.
+
+use alloc::vec;
+use alloc::vec::Vec;
+use core::ops::Range;
+
+/// Output channels of one block of [`ShiftedConv`]'s kernel.
+pub(crate) const SR: usize = 4;
+/// Pixels of one block of [`ShiftedConv`]'s kernel (two AVX vectors; with [`SR`] = 4, eight
+/// accumulators, which the FMA latency needs, and room for the operands: wider blocks spill).
+pub(crate) const SP: usize = 16;
+
+/// The geometry of a padded channels-first map: `[c][h+2][w+2]` planes with a zero border.
+/// Tap (ky, kx) of output pixel `q = y·(w+2) + x` is then element `q + ky·(w+2) + kx` of a
+/// plane, so a 3×3 convolution reads shifted contiguous runs instead of an im2col matrix.
+#[derive(Clone, Copy)]
+pub(crate) struct Grid {
+    pub(crate) h: usize,
+    pub(crate) w: usize,
+}
+
+impl Grid {
+    /// Length of a padded row.
+    pub(crate) fn pw(self) -> usize {
+        self.w + 2
+    }
+
+    /// Length of a padded plane.
+    pub(crate) fn plane(self) -> usize {
+        (self.h + 2) * self.pw()
+    }
+
+    /// Values a buffer of `c` padded planes holds: the planes and the slack that the kernel's
+    /// last pixel block may read past the last plane (values that only reach discarded
+    /// outputs).
+    pub(crate) fn len(self, c: usize) -> usize {
+        c * self.plane() + SP + 2
+    }
+
+    /// Where the interior of a padded map lives.
+    pub(crate) fn padded(self) -> Map {
+        Map {
+            plane: self.plane(),
+            row: self.pw(),
+            origin: self.pw() + 1,
+        }
+    }
+}
+
+/// Where value (channel, y, x) of a map lives: `channel·plane + y·row + x + origin`.
+#[derive(Clone, Copy)]
+pub(crate) struct Map {
+    pub(crate) plane: usize,
+    pub(crate) row: usize,
+    pub(crate) origin: usize,
+}
+
+impl Map {
+    /// A dense `[c][h][w]` map.
+    pub(crate) fn dense(h: usize, w: usize) -> Self {
+        Map {
+            plane: h * w,
+            row: w,
+            origin: 0,
+        }
+    }
+
+    /// Index of value (c, y, x).
+    pub(crate) fn at(self, c: usize, y: usize, x: usize) -> usize {
+        c * self.plane + y * self.row + x + self.origin
+    }
+}
+
+/// Where a [`ShiftedConv`] finds its taps: output pixel `q = y·row + x` of channel block `o`
+/// is `Σ_i Σ_t w[o, i, t] · input[i·plane + offs[t] + q]`.
+#[derive(Clone, Copy)]
+pub(crate) struct Taps {
+    pub(crate) plane: usize,
+    pub(crate) row: usize,
+    /// The first `n` are used.
+    pub(crate) offs: [usize; 9],
+    pub(crate) n: usize,
+}
+
+impl Taps {
+    /// The taps of a 3×3 convolution with stride `stride` (1 or 2) over grid `g`: for stride 1
+    /// the padded map itself ([`Grid`]); for stride 2 its four phases ([`split_phases`]), in
+    /// which output pixel (y, x) finds tap (ky, kx) at (y + ky/2, x + kx/2) of phase
+    /// (ky mod 2, kx mod 2).
+    pub(crate) fn new(g: Grid, stride: usize) -> Self {
+        if stride == 1 {
+            let pw = g.pw();
+            return Taps {
+                plane: g.plane(),
+                row: pw,
+                offs: core::array::from_fn(|t| (t / 3) * pw + t % 3),
+                n: 9,
+            };
+        }
+        let (row, pp) = (g.pw() / 2, g.plane() / 4);
+        Taps {
+            plane: g.plane(),
+            row,
+            offs: core::array::from_fn(|t| {
+                let (ky, kx) = (t / 3, t % 3);
+                ((ky % 2) * 2 + kx % 2) * pp + (ky / 2) * row + kx / 2
+            }),
+            n: 9,
+        }
+    }
+
+    /// The four taps (ty, tx) ∈ {0, 1}² of phase (a, b) of a 3×3 convolution over the 2×
+    /// nearest-neighbour up-sampling of the padded map of grid `g` ([`UpConv`]): output pixel
+    /// (2y + a, 2x + b) of the up-sampled map reads only pixels (y + ty + a − 1,
+    /// x + tx + b − 1) of `g`.
+    pub(crate) fn phase(g: Grid, a: usize, b: usize) -> Self {
+        let pw = g.pw();
+        Taps {
+            plane: g.plane(),
+            row: pw,
+            offs: core::array::from_fn(|t| (t / 2 + a) * pw + t % 2 + b),
+            n: 4,
+        }
+    }
+
+    /// Values per output channel of [`ShiftedConv::run_rows`] for `rows` output rows.
+    pub(crate) fn part_len(self, rows: usize) -> usize {
+        (rows * self.row).div_ceil(SP) * SP
+    }
+}
+
+/// A 3×3 padding-1 convolution (stride 1 or 2) computed straight from a padded map ([`Grid`];
+/// for stride 2, its phases): each kernel call accumulates [`SR`] output channels × [`SP`]
+/// consecutive output pixels over all input channels and taps in registers (one FMA chain per
+/// output value, starting from the bias, in the reference's (channel, ky, kx) order), with no
+/// im2col and no packing of the input. [`UpConv`] uses it with four taps.
+#[derive(Clone)]
+pub(crate) struct ShiftedConv {
+    pub(crate) in_c: usize,
+    pub(crate) out_c: usize,
+    pub(crate) stride: usize,
+    /// `[out_c.div_ceil(SR)][in_c][taps][SR]`, zero past `out_c`.
+    pub(crate) w: Vec<f32>,
+    /// `[out_c.div_ceil(SR)·SR]`, zero past `out_c`.
+    pub(crate) bias: Vec<f32>,
+}
+
+impl ShiftedConv {
+    /// From a Conv2d kernel `[out, in, 3, 3]` and bias `[out]`.
+    pub(crate) fn new(
+        weight: &[f32],
+        bias: &[f32],
+        in_c: usize,
+        out_c: usize,
+        stride: usize,
+    ) -> Self {
+        Self::packed((in_c, out_c, 9), stride, bias, |o, i, t| {
+            weight[(o * in_c + i) * 9 + t]
+        })
+    }
+
+    /// `taps` taps per input channel, tap `t` of input `i` for output `o` weighing
+    /// `weight(o, i, t)`, with `bias` (zero past its end).
+    pub(crate) fn packed(
+        (in_c, out_c, taps): (usize, usize, usize),
+        stride: usize,
+        bias: &[f32],
+        weight: impl Fn(usize, usize, usize) -> f32,
+    ) -> Self {
+        let blocks = out_c.div_ceil(SR);
+        let mut w = vec![0.0f32; blocks * in_c * taps * SR];
+        for o in 0..out_c {
+            for i in 0..in_c {
+                for t in 0..taps {
+                    w[(((o / SR) * in_c + i) * taps + t) * SR + o % SR] = weight(o, i, t);
+                }
+            }
+        }
+        let mut b = vec![0.0f32; blocks * SR];
+        b[..bias.len()].copy_from_slice(bias);
+        Self {
+            in_c,
+            out_c,
+            stride,
+            w,
+            bias: b,
+        }
+    }
+
+    /// The output grid for input grid `g`.
+    pub(crate) fn out_grid(&self, g: Grid) -> Grid {
+        Grid {
+            h: g.h / self.stride,
+            w: g.w / self.stride,
+        }
+    }
+
+    /// The output rows `rows` of `bias + W ∗ input` over the taps `taps` (the padded map,
+    /// its phases for stride 2, or an [`UpConv`] phase), into `out` as
+    /// `[out_c.div_ceil(SR)·SR][np]` with `np = taps.part_len(rows.len())`: value (o, y, x) at
+    /// `o·np + (y − rows.start)·taps.row + x`. The columns past the output width, the slack
+    /// past the last row and the channels past `out_c` hold values to discard.
+    pub(crate) fn run_rows(
+        &self,
+        input: &[f32],
+        taps: Taps,
+        rows: Range<usize>,
+        out: &mut [f32],
+        simd: bool,
+    ) {
+        match taps.n {
+            4 => self.run_blocks::<4>(input, taps, rows, out, simd),
+            _ => self.run_blocks::<9>(input, taps, rows, out, simd),
+        }
+    }
+
+    /// [`Self::run_rows`] with `T` taps per input channel.
+    pub(crate) fn run_blocks<const T: usize>(
+        &self,
+        input: &[f32],
+        taps: Taps,
+        rows: Range<usize>,
+        out: &mut [f32],
+        simd: bool,
+    ) {
+        let (ci, plane) = (self.in_c, taps.plane);
+        let offs: &[usize; T] = taps.offs[..T].try_into().expect("at most 9 taps");
+        let np = taps.part_len(rows.len());
+        let q0 = rows.start * taps.row;
+        assert!(input.len() >= (ci - 1) * plane + q0 + np + offs.iter().max().unwrap_or(&0));
+        for (ob, (w, bias)) in self
+            .w
+            .chunks_exact(ci * T * SR)
+            .zip(self.bias.chunks_exact(SR))
+            .enumerate()
+        {
+            for p in (0..np).step_by(SP) {
+                let x = &input[q0 + p..];
+                let o = &mut out[ob * SR * np + p..];
+                #[cfg(all(feature = "std", target_arch = "x86_64"))]
+                if simd && crate::kernels::simd::avx2_fma() {
+                    // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+                    unsafe { shifted_avx2(ci, plane, offs, x, w, bias, o, np) };
+                    continue;
+                }
+                let _ = simd;
+                shifted_portable(ci, plane, offs, x, w, bias, o, np);
+            }
+        }
+    }
+}
+
+/// [`ShiftedConv`]'s kernel, portable form: `out[r·np + l] = bias[r] + Σ_i Σ_t w[(i·T + t)·SR
+/// + r] · x[i·plane + offs[t] + l]` for `r < SR`, `l < SP`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn shifted_portable<const T: usize>(
+    in_c: usize,
+    plane: usize,
+    offs: &[usize; T],
+    x: &[f32],
+    w: &[f32],
+    bias: &[f32],
+    out: &mut [f32],
+    np: usize,
+) {
+    let mut acc = [[0.0f32; SP]; SR];
+    for (a, &b) in acc.iter_mut().zip(bias) {
+        *a = [b; SP];
+    }
+    for (i, wi) in w[..in_c * T * SR].chunks_exact(T * SR).enumerate() {
+        for (&off, wr) in offs.iter().zip(wi.chunks_exact(SR)) {
+            let xs = &x[i * plane + off..][..SP];
+            for (a, &wv) in acc.iter_mut().zip(wr) {
+                for (a, &xv) in a.iter_mut().zip(xs) {
+                    *a += wv * xv;
+                }
+            }
+        }
+    }
+    for (r, a) in acc.iter().enumerate() {
+        out[r * np..][..SP].copy_from_slice(a);
+    }
+}
+
+/// [`ShiftedConv`]'s kernel with AVX2 and FMA: the sums of [`shifted_portable`] in the same
+/// order, each one FMA chain.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[allow(clippy::too_many_arguments)]
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn shifted_avx2<const T: usize>(
+    in_c: usize,
+    plane: usize,
+    offs: &[usize; T],
+    x: &[f32],
+    w: &[f32],
+    bias: &[f32],
+    out: &mut [f32],
+    np: usize,
+) {
+    use core::arch::x86_64::*;
+    const NV: usize = SP / 8;
+    let reach = offs.iter().max().copied().unwrap_or(0);
+    assert!(in_c >= 1 && x.len() >= (in_c - 1) * plane + reach + SP);
+    assert!(w.len() >= in_c * T * SR && bias.len() >= SR && out.len() >= (SR - 1) * np + SP);
+    let mut acc = [[_mm256_setzero_ps(); NV]; SR];
+    for (a, &b) in acc.iter_mut().zip(bias) {
+        *a = [_mm256_set1_ps(b); NV];
+    }
+    let (xp, wp) = (x.as_ptr(), w.as_ptr());
+    for i in 0..in_c {
+        for (t, &off) in offs.iter().enumerate() {
+            // SAFETY: i·plane + off + SP ≤ (in_c − 1)·plane + reach + SP ≤ x.len(), and
+            // (i·T + t)·SR + SR ≤ in_c·T·SR ≤ w.len() (both asserted above).
+            unsafe {
+                let xr = xp.add(i * plane + off);
+                let mut xv = [_mm256_setzero_ps(); NV];
+                for (v, xv) in xv.iter_mut().enumerate() {
+                    *xv = _mm256_loadu_ps(xr.add(8 * v));
+                }
+                let wr = wp.add((i * T + t) * SR);
+                for (r, a) in acc.iter_mut().enumerate() {
+                    let b = _mm256_broadcast_ss(&*wr.add(r));
+                    for (a, &xv) in a.iter_mut().zip(&xv) {
+                        *a = _mm256_fmadd_ps(xv, b, *a);
+                    }
+                }
+            }
+        }
+    }
+    let op = out.as_mut_ptr();
+    for (r, a) in acc.iter().enumerate() {
+        for (v, &a) in a.iter().enumerate() {
+            // SAFETY: r·np + 8·v + 8 ≤ (SR − 1)·np + SP ≤ out.len() (asserted above).
+            unsafe { _mm256_storeu_ps(op.add(r * np + 8 * v), a) };
+        }
+    }
+}

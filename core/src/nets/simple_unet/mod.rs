@@ -1,0 +1,19 @@
+//! The lecture notes' SimpleUNet: four 3×3 layers (two convs, two transposed convs) and a time
+//! MLP, with no down-sampling. Variants: [`reference`] (plain loops, the oracle), [`fast`]
+//! (host: Winograd and direct SIMD kernels), [`int8`] (weights read in place from the file,
+//! layer by layer), [`stream`] (int8 or f32, row by row in a 3-row window) and [`ptq`] (the
+//! post-training quantizer that writes the int8 file).
+
+pub mod config;
+#[cfg(feature = "fast")]
+pub mod fast;
+pub mod int8;
+#[cfg(feature = "alloc")]
+pub mod ptq;
+pub mod reference;
+pub mod stream;
+
+pub use config::SimpleUNetConfig;
+#[cfg(feature = "fast")]
+pub use fast::FastSimpleUNet;
+pub use reference::{check_params, load_params, SimpleUNet, SimpleUNetParams};

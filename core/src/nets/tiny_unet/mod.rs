@@ -1,0 +1,22 @@
+//! The compact down-sampling U-Net (two stride-2 levels, skip connections, sinusoidal time
+//! embedding). Variants: [`reference`] (plain loops, the oracle), [`fast`] (host: shifted-run
+//! SIMD kernels), [`int8`] (weights read in place from the file, layer by layer), [`planned`]
+//! (int8 in one arena, the tail streamed by rows: what the microcontroller runs) and [`ptq`]
+//! (the post-training quantizer that writes the int8 file).
+
+pub mod config;
+#[cfg(feature = "fast")]
+pub mod fast;
+pub mod int8;
+pub mod planned;
+#[cfg(feature = "alloc")]
+pub mod ptq;
+pub mod reference;
+#[cfg(all(test, feature = "std"))]
+mod tests;
+
+pub use crate::nets::spec::TINY_MAX_MID_BLOCKS;
+pub use config::*;
+#[cfg(feature = "fast")]
+pub use fast::FastTinyUNet;
+pub use reference::*;

@@ -1,0 +1,321 @@
+//! The planned int8 TinyUNet executor: one arena in which each tensor lives only as long as it
+//! is needed, with the full-resolution tail (up1 → out) streamed row by row, and sampling with
+//! no buffer for ε.
+
+use crate::diffusion::driver::{self, Collect, Network, OutputSink};
+use crate::diffusion::schedule::Schedule;
+use crate::diffusion::SamplerConfig;
+use crate::error::{check_len, check_min_len, Error, Result};
+use crate::nets::tiny_unet::int8::{max, widest, Int8TinyUNet, Ring, TimeScratch, UpCat};
+use crate::nets::tiny_unet::TinyUNetConfig;
+
+/// Bytes of the planned executor's int8 arena for `cfg`:
+///
+/// | region | size | holds |
+/// | --- | --- | --- |
+/// | A | w1·H·W | s1 (enc0 → up1) |
+/// | B | max(w2·H/2·W/2, c·H·W, 3·w1·W) | the quantized image x (enc0), then s2 (down1 → up2), then the 3-row ring of up1's output (streamed tail) |
+/// | C | w3·H/4·W/4 | m, the last mid block's output (→ up2) |
+/// | D | max(w2·H/2·W/2, w3·H/4·W/4) | d2 (down2 → mid), then u2 (up2 → up1) |
+///
+/// With further mid blocks, down2 and the mid blocks pass the quarter-resolution map back and
+/// forth between C and D, starting in whichever makes the last one write C; the arena does not
+/// grow.
+///
+/// 53,312 bytes for [`TinyUNetConfig::DEFAULT`] (25,088 + 12,544 + 3,136 + 12,544).
+pub const fn arena_len(cfg: &TinyUNetConfig) -> usize {
+    let [p1, p2, p3] = cfg.planes();
+    let [w1, w2, w3] = [
+        cfg.widths[0] as usize,
+        cfg.widths[1] as usize,
+        cfg.widths[2] as usize,
+    ];
+    region_b(cfg) + w1 * p1 + w3 * p3 + max(w2 * p2, w3 * p3)
+}
+
+const fn region_b(cfg: &TinyUNetConfig) -> usize {
+    let [p1, p2, _] = cfg.planes();
+    let (c, w1, w2) = (
+        cfg.channels as usize,
+        cfg.widths[0] as usize,
+        cfg.widths[1] as usize,
+    );
+    max(max(w2 * p2, c * p1), 3 * w1 * cfg.width as usize)
+}
+
+/// Bytes of [`TinyInt8Workspace`]'s arena unless told otherwise: [`arena_len`] of
+/// [`TinyUNetConfig::DEFAULT`].
+pub const DEFAULT_ARENA_LEN: usize = arena_len(&TinyUNetConfig::DEFAULT);
+
+/// All the working memory of the planned executor as one statically sized struct: its
+/// `size_of` is the executor's whole RAM besides the sampler's image x and ε. The arena holds
+/// `A` bytes: [`DEFAULT_ARENA_LEN`] unless a smaller network is all a build runs, in which case
+/// `TinyInt8Workspace<{ arena_len(&ITS_CONFIG) }>` keeps only what that network needs (the
+/// executor checks the length). The time scratch is sized for [`TinyUNetConfig::DEFAULT`]'s
+/// embedding, MLP and widest layer.
+pub struct TinyInt8Workspace<const A: usize = DEFAULT_ARENA_LEN> {
+    /// The int8 arena ([`arena_len`] of the network it runs, at most `A`).
+    pub arena: [i8; A],
+    /// Sinusoidal embedding.
+    pub emb: [f32; TinyUNetConfig::DEFAULT.emb_dim as usize],
+    /// Time MLP hidden vector.
+    pub hidden: [f32; TinyUNetConfig::DEFAULT.temb_dim as usize],
+    /// temb.
+    pub temb: [f32; TinyUNetConfig::DEFAULT.temb_dim as usize],
+    /// One block's integer time offsets.
+    pub offsets: [i32; widest(&TinyUNetConfig::DEFAULT)],
+    /// One row of ε.
+    pub row: [f32; (TinyUNetConfig::DEFAULT.channels * TinyUNetConfig::DEFAULT.width) as usize],
+}
+
+impl<const A: usize> TinyInt8Workspace<A> {
+    /// Zeroed buffers as a constant, so a `static` of them lands in `.bss`.
+    pub const ZEROED: Self = Self {
+        arena: [0; A],
+        emb: [0.0; TinyUNetConfig::DEFAULT.emb_dim as usize],
+        hidden: [0.0; TinyUNetConfig::DEFAULT.temb_dim as usize],
+        temb: [0.0; TinyUNetConfig::DEFAULT.temb_dim as usize],
+        offsets: [0; widest(&TinyUNetConfig::DEFAULT)],
+        row: [0.0; (TinyUNetConfig::DEFAULT.channels * TinyUNetConfig::DEFAULT.width) as usize],
+    };
+
+    /// Whether this workspace holds everything the planned executor needs for `cfg`: an arena
+    /// of [`arena_len`] bytes, and the time scratch's embedding, MLP vectors, offsets (widest
+    /// layer) and ε row. Usable in a `const` assertion, so a build that names its network
+    /// checks at compile time what the executor would otherwise refuse at run time.
+    pub const fn fits(cfg: &TinyUNetConfig) -> bool {
+        let d = TinyUNetConfig::DEFAULT;
+        arena_len(cfg) <= A
+            && cfg.emb_dim <= d.emb_dim
+            && cfg.temb_dim <= d.temb_dim
+            && widest(cfg) <= widest(&d)
+            && cfg.channels * cfg.width <= d.channels * d.width
+    }
+
+    /// The arena and the time scratch.
+    pub fn split(&mut self) -> (&mut [i8], TimeScratch<'_>) {
+        (
+            &mut self.arena,
+            TimeScratch {
+                emb: &mut self.emb,
+                hidden: &mut self.hidden,
+                temb: &mut self.temb,
+                offsets: &mut self.offsets,
+                row: &mut self.row,
+            },
+        )
+    }
+}
+
+/// The whole working memory of one int8 DDIM sample with [`TinyUNetConfig::DEFAULT`] through
+/// [`sample_planned`]: the planned executor's workspace and the sampler's state x (f32). ε is
+/// never stored whole: each row (C·W f32, on the stack) updates x as it appears. The noise
+/// generator and the schedule are not included (the schedule lives where the caller puts it).
+pub struct TinyInt8SampleMemory {
+    /// Executor workspace.
+    pub ws: TinyInt8Workspace,
+    /// Sampler state x.
+    pub x: [f32; TinyUNetConfig::DEFAULT.image_len()],
+}
+
+impl TinyInt8SampleMemory {
+    /// Zeroed buffers as a constant, so a `static` of them lands in `.bss`.
+    pub const ZEROED: Self = Self {
+        ws: TinyInt8Workspace::ZEROED,
+        x: [0.0; TinyUNetConfig::DEFAULT.image_len()],
+    };
+}
+
+impl<'a> Int8TinyUNet<'a> {
+    /// The planned int8 forward pass: the same integers as [`Int8TinyUNet::forward_layerwise`]
+    /// in an arena of [`arena_len`] bytes (regions and lifetimes documented there), with up1
+    /// and out interleaved row by row. ε is written whole into `eps`.
+    pub fn forward_planned(
+        &self,
+        x: &[f32],
+        t_in: f32,
+        arena: &mut [i8],
+        time: &mut TimeScratch<'_>,
+        eps: &mut [f32],
+    ) -> Result<()> {
+        let cfg = self.cfg;
+        check_len("output image", cfg.image_len(), eps.len())?;
+        self.begin_planned(x, t_in, arena, time)?;
+        self.rows_planned(arena, time, &mut [], &mut Collect { out: eps })
+    }
+
+    /// First part of the planned pass: quantizes `x` into the arena and computes temb. After
+    /// it, `x` is not read again, so a sampler may update it while the rows of ε appear.
+    pub fn begin_planned(
+        &self,
+        x: &[f32],
+        t_in: f32,
+        arena: &mut [i8],
+        time: &mut TimeScratch<'_>,
+    ) -> Result<()> {
+        let cfg = self.cfg;
+        check_len("input image", cfg.image_len(), x.len())?;
+        check_min_len("int8 arena", arena_len(&cfg), arena.len())?;
+        self.check_time(time)?;
+        self.time_embedding(t_in, time)?;
+        let (_, rest) = arena.split_at_mut(cfg.widths[0] as usize * cfg.planes()[0]);
+        self.quantize_input(x, &mut rest[..cfg.image_len()]);
+        Ok(())
+    }
+
+    /// Second part of the planned pass: every layer from the quantized input left in the arena
+    /// by [`Int8TinyUNet::begin_planned`]; each row `y` of ε (`[c, W]`) is handed to `sink`
+    /// (with the image `x`, which the pass no longer reads) as soon as it is computed, in
+    /// increasing `y`. After up2, region B holds the ring of up1's
+    /// rows: after up1's row r, out's row r − 1 is computed from up1 rows r − 2, r − 1, r.
+    pub fn rows_planned(
+        &self,
+        arena: &mut [i8],
+        time: &mut TimeScratch<'_>,
+        x: &mut [f32],
+        sink: &mut dyn OutputSink,
+    ) -> Result<()> {
+        let cfg = self.cfg;
+        check_min_len("int8 arena", arena_len(&cfg), arena.len())?;
+        self.check_time(time)?;
+        let (h, w) = (cfg.height as usize, cfg.width as usize);
+        let [w1, w2, w3] = cfg.widths.map(|v| v as usize);
+        let [p1, p2, p3] = cfg.planes();
+        let (ra, rest) = arena.split_at_mut(w1 * p1);
+        let (rb, rest) = rest.split_at_mut(region_b(&cfg));
+        let (rc, rd) = rest.split_at_mut(w3 * p3);
+        let [enc0, down1, down2, mid, up2, up1, out] = &self.layers;
+        let temb = &time.temb[..cfg.temb_dim as usize];
+        let offs = &mut time.offsets[..];
+
+        let xq = &rb[..cfg.image_len()];
+        let s1 = &mut ra[..];
+        let (h2, wd2) = (h / 2, w / 2);
+        let (h4, w4) = (h / 4, w / 4);
+        enc0.plain_block(temb, offs, xq, (h, w), s1);
+        let s2 = &mut rb[..w2 * p2];
+        down1.plain_block(temb, offs, s1, (h, w), s2);
+        // down2 and the mid blocks pass the quarter-resolution map between regions C and D,
+        // starting so that the last mid block writes C: down2 writes D for an odd number of
+        // mid blocks, C for an even one.
+        {
+            let (mut cur, mut spare) = if cfg.mid_blocks % 2 == 1 {
+                (&mut rd[..w3 * p3], &mut rc[..])
+            } else {
+                (&mut rc[..], &mut rd[..w3 * p3])
+            };
+            down2.plain_block(temb, offs, s2, (h2, wd2), cur);
+            for l in core::iter::once(mid).chain(self.extra_mid()) {
+                l.plain_block(temb, offs, cur, (h4, w4), spare);
+                core::mem::swap(&mut cur, &mut spare);
+            }
+        }
+        let m = &rc[..];
+        // d2 (and every earlier mid output) is dead: u2 takes region D.
+        let u2 = &mut rd[..w2 * p2];
+        up2.up_block(temb, offs, (m, w3), s2, (h2, wd2), u2);
+        // s2 and m are dead: region B becomes the ring of up1's rows.
+        up1.time_offsets(temb, offs);
+        let cat1 = UpCat {
+            up: u2,
+            up_c: w2,
+            skip: s1,
+            h,
+            w,
+        };
+        let ring = &mut rb[..3 * w1 * w];
+        let row_len = (cfg.channels * cfg.width) as usize;
+        check_min_len("time scratch row", row_len, time.row.len())?;
+        let eps_row = &mut time.row[..row_len];
+        for r in 0..h {
+            let slot = &mut ring[(r % 3) * w1 * w..(r % 3 + 1) * w1 * w];
+            up1.block_row(&cat1, h, w, r, offs, slot, w);
+            if r >= 1 {
+                let src = Ring {
+                    rows: ring,
+                    c: w1,
+                    w,
+                };
+                out.dequant_row(&src, h, w, r - 1, eps_row, w);
+                sink.row(x, r - 1, w, eps_row)?;
+            }
+        }
+        let src = Ring {
+            rows: ring,
+            c: w1,
+            w,
+        };
+        out.dequant_row(&src, h, w, h - 1, eps_row, w);
+        sink.row(x, h - 1, w, eps_row)
+    }
+}
+
+/// The planned executor with its workspace as a [`Network`] of the sampling driver: x is read
+/// only while it is quantized, before the first row of ε, which then updates x row by row (no
+/// ε buffer exists).
+pub struct Planned<'n, 'a, 'w, const A: usize> {
+    net: &'n Int8TinyUNet<'a>,
+    ws: &'w mut TinyInt8Workspace<A>,
+}
+
+impl<'n, 'a, 'w, const A: usize> Planned<'n, 'a, 'w, A> {
+    /// The executor `net` over `ws` (the arena's length is checked on every pass).
+    pub fn new(net: &'n Int8TinyUNet<'a>, ws: &'w mut TinyInt8Workspace<A>) -> Self {
+        Self { net, ws }
+    }
+}
+
+impl<const A: usize> Network for Planned<'_, '_, '_, A> {
+    fn image_len(&self) -> usize {
+        self.net.config().image_len()
+    }
+    fn output(&mut self, x: &mut [f32], t_in: f32, sink: &mut dyn OutputSink) -> Result<()> {
+        let (arena, mut time) = self.ws.split();
+        self.net.begin_planned(x, t_in, arena, &mut time)?;
+        self.net.rows_planned(arena, &mut time, x, sink)
+    }
+}
+
+/// A whole sample through the planned executor with no ε buffer
+/// ([`crate::diffusion::sample_one`] over [`Planned`]): `x` is filled with noise from `seed`
+/// and updated row by row as each step's ε rows appear. With one image channel, noise is drawn
+/// in the order of [`crate::diffusion::sample`], so the result equals
+/// `sampler::sample(Int8TinyPlanned)` bit for bit. Working memory: `x`, `ws`, the schedule.
+pub fn sample_planned<const M: usize, const A: usize>(
+    net: &Int8TinyUNet<'_>,
+    sched: &Schedule<M>,
+    cfg: &SamplerConfig,
+    seed: u64,
+    x: &mut [f32],
+    ws: &mut TinyInt8Workspace<A>,
+) -> Result<()> {
+    driver::sample_one(&mut Planned::new(net, ws), sched, cfg, seed, x)
+}
+
+/// A [`Denoiser`](crate::diffusion::Denoiser) running the planned int8 executor.
+pub struct Int8TinyPlanned<'a, 'b> {
+    net: Int8TinyUNet<'a>,
+    ws: &'b mut TinyInt8Workspace,
+}
+
+impl<'a, 'b> Int8TinyPlanned<'a, 'b> {
+    /// Checks that the network has the workspace's configuration ([`TinyUNetConfig::DEFAULT`]).
+    pub fn new(net: Int8TinyUNet<'a>, ws: &'b mut TinyInt8Workspace) -> Result<Self> {
+        if *net.config() != TinyUNetConfig::DEFAULT {
+            return Err(Error::InvalidConfig(
+                "TinyInt8Workspace is sized for TinyUNetConfig::DEFAULT",
+            ));
+        }
+        Ok(Self { net, ws })
+    }
+}
+
+impl crate::diffusion::Denoiser for Int8TinyPlanned<'_, '_> {
+    fn image_len(&self) -> usize {
+        self.net.config().image_len()
+    }
+    fn predict_noise(&mut self, x: &[f32], t_in: f32, eps: &mut [f32]) -> Result<()> {
+        let (arena, mut time) = self.ws.split();
+        self.net.forward_planned(x, t_in, arena, &mut time, eps)
+    }
+}

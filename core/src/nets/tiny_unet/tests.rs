@@ -1,0 +1,443 @@
+//! Tests of the int8 TinyUNet executors (layer-wise and planned) against each other, the
+//! generic sampler and the f32 reference, over quantized random networks.
+
+extern crate alloc;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::int8::*;
+use super::planned::*;
+use super::ptq::{activation_quants, quantize_tiny_unet, TinyCalibrator};
+use super::{TinyUNet, TinyUNetConfig};
+use crate::diffusion::{SamplerConfig, Schedule, ScheduleConfig};
+use crate::error::{Error, Result};
+use crate::file::{DType, ModelFile, ModelWriter};
+use crate::kernels::calibrate::RangeMethod;
+use crate::kernels::quant::ActQuant;
+use crate::kernels::reference as layers;
+
+/// Deterministic pseudo-random values in [−1, 1).
+fn lcg(state: &mut u64) -> f32 {
+    *state = state
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    ((*state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+}
+
+/// Random TinyUNet parameters with He-like scales (so activations neither vanish nor
+/// explode through the seven convs) and time projections comparable to the conv outputs.
+fn random_params(cfg: &TinyUNetConfig, seed: u64) -> Vec<f32> {
+    let mut s = seed;
+    let mut p = Vec::with_capacity(cfg.param_count());
+    for spec in cfg.tensor_specs() {
+        let d = spec.dims();
+        let fan_in = if d.len() > 1 {
+            d[1..].iter().product::<u32>() as f32
+        } else {
+            1.0
+        };
+        let scale = if d.len() > 1 {
+            (6.0 / fan_in).sqrt()
+        } else {
+            0.1
+        };
+        for _ in 0..spec.numel() {
+            p.push(lcg(&mut s) * scale);
+        }
+    }
+    p
+}
+
+fn noisy_image(cfg: &TinyUNetConfig, s: &mut u64) -> Vec<f32> {
+    (0..cfg.image_len()).map(|_| lcg(s) * 1.5).collect()
+}
+
+struct Fixture {
+    params: Vec<f32>,
+    int8: Vec<u8>,
+}
+
+fn fixture(cfg: TinyUNetConfig) -> Fixture {
+    let params = random_params(&cfg, 7);
+    let net = TinyUNet::from_flat(cfg, &params).unwrap();
+    let mut cal = TinyCalibrator::new(net, 7);
+    let mut s = 99u64;
+    for k in 0..16 {
+        let x = noisy_image(&cfg, &mut s);
+        cal.observe(&x, k as f32 / 16.0).unwrap();
+    }
+    let int8 = quantize_tiny_unet(
+        &net,
+        ScheduleConfig::default(),
+        &cal.ranges(RangeMethod::MinMax),
+        "test",
+    )
+    .unwrap();
+    Fixture { params, int8 }
+}
+
+fn time_vecs(cfg: &TinyUNetConfig) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<i32>) {
+    (
+        vec![0.0; cfg.emb_dim as usize],
+        vec![0.0; cfg.temb_dim as usize],
+        vec![0.0; cfg.temb_dim as usize],
+        vec![0; widest(cfg)],
+    )
+}
+
+/// The default network, and deeper ones with an even and an odd number of mid blocks (the
+/// planned pass starts its C/D ping-pong in a different region for each parity), all within
+/// the default's workspace.
+fn int8_configs() -> [TinyUNetConfig; 5] {
+    let d = TinyUNetConfig::DEFAULT;
+    [
+        d,
+        TinyUNetConfig { mid_blocks: 2, ..d },
+        TinyUNetConfig {
+            widths: [32, 64, 56],
+            mid_blocks: 3,
+            ..d
+        },
+        SMALLER,
+        // More mid blocks than the first limit of four (run Y of the README's levers).
+        TinyUNetConfig {
+            widths: [24, 64, 48],
+            mid_blocks: 6,
+            ..d
+        },
+    ]
+}
+
+/// The committed model's sizes, whose arena is smaller than the default one's.
+const SMALLER: TinyUNetConfig = TinyUNetConfig {
+    widths: [24, 64, 56],
+    mid_blocks: 4,
+    ..TinyUNetConfig::DEFAULT
+};
+
+/// The planned executor (arena, streamed tail) gives exactly the layerwise oracle's ε.
+#[test]
+fn planned_equals_layerwise_bit_for_bit() {
+    for cfg in int8_configs() {
+        planned_equals_layerwise(cfg);
+    }
+}
+
+fn planned_equals_layerwise(cfg: TinyUNetConfig) {
+    let f = fixture(cfg);
+    let file = ModelFile::parse(&f.int8).unwrap();
+    let q = Int8TinyUNet::from_file(&file).unwrap();
+    let mut acts = vec![0i8; layerwise_len(&cfg)];
+    let mut ws = alloc::boxed::Box::new(<TinyInt8Workspace>::ZEROED);
+    let (mut emb, mut hidden, mut temb, mut offsets) = time_vecs(&cfg);
+    let mut s = 5u64;
+    for k in 0..4 {
+        let x = noisy_image(&cfg, &mut s);
+        let t_in = 0.1 + 0.27 * k as f32;
+        let mut e_lw = vec![0.0f32; cfg.image_len()];
+        let mut e_pl = vec![1.0f32; cfg.image_len()];
+        let mut t = TimeScratch {
+            emb: &mut emb,
+            hidden: &mut hidden,
+            temb: &mut temb,
+            offsets: &mut offsets,
+            row: &mut [],
+        };
+        q.forward_layerwise(&x, t_in, &mut acts, &mut t, &mut e_lw)
+            .unwrap();
+        let (arena, mut t2) = ws.split();
+        // Dirty the arena: the planned pass must not depend on its previous contents.
+        arena.iter_mut().enumerate().for_each(|(i, v)| *v = i as i8);
+        q.forward_planned(&x, t_in, arena, &mut t2, &mut e_pl)
+            .unwrap();
+        assert_eq!(
+            e_lw.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            e_pl.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            "{cfg:?} input {k}"
+        );
+    }
+}
+
+/// The default schedule and a 3-step DDIM (x0 clipped, ε recomputed): a short sample.
+fn three_ddim_steps() -> (Schedule, SamplerConfig) {
+    let sched = Schedule::new(&ScheduleConfig::default()).unwrap();
+    let scfg = SamplerConfig::Ddim(crate::diffusion::DdimConfig {
+        steps: 3,
+        clip_x0: true,
+        recompute_eps: true,
+        ..crate::diffusion::DdimConfig::default()
+    });
+    (sched, scfg)
+}
+
+/// The row-streamed sampler (no ε buffer, x updated as ε's rows appear) equals the
+/// generic sampler driving the planned executor with a whole ε, bit for bit.
+#[test]
+fn sample_planned_equals_generic_sampler() {
+    use crate::diffusion as sampler;
+    let cfg = TinyUNetConfig::DEFAULT;
+    let f = fixture(cfg);
+    let file = ModelFile::parse(&f.int8).unwrap();
+    let q = Int8TinyUNet::from_file(&file).unwrap();
+    let (sched, scfg) = three_ddim_steps();
+    let mut ws = alloc::boxed::Box::new(<TinyInt8Workspace>::ZEROED);
+    let mut x1 = vec![0.0f32; cfg.image_len()];
+    sample_planned(&q, &sched, &scfg, 42, &mut x1, &mut ws).unwrap();
+    let mut den = Int8TinyPlanned::new(q, &mut ws).unwrap();
+    let (mut x2, mut eps) = (vec![0.0f32; cfg.image_len()], vec![0.0f32; cfg.image_len()]);
+    sampler::sample(&mut den, &sched, &scfg, 42, &mut x2, &mut eps).unwrap();
+    assert_eq!(
+        x1.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        x2.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
+    assert!(x1.iter().any(|v| *v != 0.0));
+}
+
+/// A workspace whose arena is sized for a smaller network samples exactly as the default
+/// workspace does, and one byte less is refused with the sizes named.
+#[test]
+fn workspace_sized_for_its_network_samples_the_same() {
+    const SIZED: usize = arena_len(&SMALLER);
+    const { assert!(SIZED == 18_816 + 12_544 + 2_744 + 12_544 && SIZED < DEFAULT_ARENA_LEN) };
+    const {
+        assert!(TinyInt8Workspace::<SIZED>::fits(&SMALLER));
+        assert!(!TinyInt8Workspace::<{ SIZED - 1 }>::fits(&SMALLER));
+    };
+    let f = fixture(SMALLER);
+    let file = ModelFile::parse(&f.int8).unwrap();
+    let q = Int8TinyUNet::from_file(&file).unwrap();
+    let (sched, scfg) = three_ddim_steps();
+    let sample = |ws: &mut dyn FnMut(&mut [f32]) -> Result<()>| {
+        let mut x = vec![0.0f32; SMALLER.image_len()];
+        ws(&mut x).map(|()| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+    };
+    let mut big = alloc::boxed::Box::new(<TinyInt8Workspace>::ZEROED);
+    let mut sized = alloc::boxed::Box::new(TinyInt8Workspace::<SIZED>::ZEROED);
+    let mut short = alloc::boxed::Box::new(TinyInt8Workspace::<{ SIZED - 1 }>::ZEROED);
+    let want = sample(&mut |x| sample_planned(&q, &sched, &scfg, 7, x, &mut big)).unwrap();
+    let got = sample(&mut |x| sample_planned(&q, &sched, &scfg, 7, x, &mut sized)).unwrap();
+    assert_eq!(got, want);
+    assert!(want.iter().any(|&b| b != 0));
+    let err = sample(&mut |x| sample_planned(&q, &sched, &scfg, 7, x, &mut short));
+    assert_eq!(
+        err,
+        Err(Error::BufferSize {
+            what: "int8 arena",
+            needed: SIZED,
+            got: SIZED - 1
+        })
+    );
+}
+
+/// Relative RMS error of int8 ε against f32 ε on inputs outside the calibration set.
+///
+/// With 8-bit activations through seven layers, each rounding adds an error of about
+/// scale/√12 per value; on these random networks the measured errors are 0.0119 (default),
+/// 0.0127 (two mid blocks), 0.0184 (widths 32/64/56, three mid blocks), 0.0184 (widths
+/// 24/64/56, four mid blocks) and 0.0262 (widths 24/64/48, six mid blocks: each mid block
+/// adds a rounding; the arithmetic is deterministic). The bound 0.03 leaves 1.6× room on the
+/// shallower networks and 1.15× on the deepest while failing on any systematic error (a
+/// wrong zero point, scale or time offset gives errors of order 0.1 to 1).
+const INT8_EPS_REL_RMS_MAX: f64 = 0.03;
+
+#[test]
+fn int8_tracks_f32() {
+    for cfg in int8_configs() {
+        int8_tracks_f32_on(cfg);
+    }
+}
+
+fn int8_tracks_f32_on(cfg: TinyUNetConfig) {
+    let f = fixture(cfg);
+    let net = TinyUNet::from_flat(cfg, &f.params).unwrap();
+    let file = ModelFile::parse(&f.int8).unwrap();
+    let q = Int8TinyUNet::from_file(&file).unwrap();
+    let mut ws = vec![0.0f32; cfg.workspace_len()];
+    let mut ws8 = alloc::boxed::Box::new(<TinyInt8Workspace>::ZEROED);
+    let mut s = 1234u64;
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for k in 0..4 {
+        let x = noisy_image(&cfg, &mut s);
+        let t_in = 0.05 + 0.3 * k as f32;
+        let mut e32 = vec![0.0f32; cfg.image_len()];
+        let mut e8 = vec![0.0f32; cfg.image_len()];
+        net.forward_reference(&x, t_in, &mut ws, &mut e32).unwrap();
+        let (arena, mut t) = ws8.split();
+        q.forward_planned(&x, t_in, arena, &mut t, &mut e8).unwrap();
+        for (a, b) in e8.iter().zip(&e32) {
+            num += ((a - b) as f64).powi(2);
+            den += (*b as f64).powi(2);
+        }
+    }
+    let rel = (num / den).sqrt();
+    std::eprintln!("{cfg:?}: int8 vs f32 ε relative RMS error: {rel:.4}");
+    assert!(
+        rel < INT8_EPS_REL_RMS_MAX,
+        "{cfg:?}: relative RMS error {rel}"
+    );
+}
+
+/// Both halves of each concatenation share one quantization that covers both ranges.
+#[test]
+fn concatenation_halves_share_parameters() {
+    let ranges = [
+        (-3.0, 3.0),
+        (0.0, 2.0), // s1
+        (0.0, 9.0), // s2
+        (0.0, 1.0),
+        (0.0, 4.0), // m
+        (0.0, 5.0), // u2
+        (0.0, 7.0),
+    ];
+    let cfg = TinyUNetConfig::DEFAULT;
+    let a = activation_quants(&cfg, &ranges).unwrap();
+    assert_eq!(a[1], a[5], "s1 and u2");
+    assert_eq!(a[2], a[4], "s2 and m");
+    assert_eq!(a[1], ActQuant::from_range(0.0, 5.0));
+    assert_eq!(a[2], ActQuant::from_range(0.0, 9.0));
+    assert_eq!(a[0], ActQuant::from_range(-3.0, 3.0));
+    assert!(activation_quants(&cfg, &ranges[..6]).is_err());
+    // Three mid blocks: m1 (index 7) and m2 (index 8, the last mid output) follow u1; s2
+    // now shares with m2, and m keeps its own range.
+    let deep = TinyUNetConfig {
+        mid_blocks: 3,
+        ..cfg
+    };
+    let mut r = ranges.to_vec();
+    r.extend([(0.0, 6.0), (0.0, 11.0)]);
+    let a = activation_quants(&deep, &r).unwrap();
+    assert_eq!(a[2], a[8], "s2 and m2");
+    assert_eq!(a[2], ActQuant::from_range(0.0, 11.0));
+    assert_eq!(a[4], ActQuant::from_range(0.0, 4.0));
+    assert_eq!(a[7], ActQuant::from_range(0.0, 6.0));
+    assert_eq!(a[1], a[5], "s1 and u2");
+}
+
+/// A file whose concatenation halves do not share parameters is refused by name.
+#[test]
+fn mismatched_concatenation_parameters_are_refused() {
+    let cfg = TinyUNetConfig {
+        height: 8,
+        width: 8,
+        widths: [4, 6, 8],
+        emb_dim: 4,
+        temb_dim: 6,
+        ..TinyUNetConfig::DEFAULT
+    };
+    let f = fixture(cfg);
+    let file = ModelFile::parse(&f.int8).unwrap();
+    assert!(Int8TinyUNet::from_file(&file).is_ok());
+    for bad in ["up2.output_scale", "mid.output_scale"] {
+        let h = file.header();
+        let mut w = ModelWriter::new(h.model, h.schedule, "bad").with_precision(h.precision);
+        for t in file.tensors() {
+            let dims = t.dims();
+            match t.dtype {
+                DType::F32 => {
+                    let mut v: Vec<f32> = t
+                        .data
+                        .chunks(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect();
+                    if t.name == bad {
+                        v[0] *= 1.5;
+                    }
+                    w.push_f32(t.name, dims, &v).unwrap();
+                }
+                DType::I32 => {
+                    let v: Vec<i32> = t
+                        .data
+                        .chunks(4)
+                        .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect();
+                    w.push_i32(t.name, dims, &v).unwrap();
+                }
+                DType::I8 => {
+                    let v: Vec<i8> = t.data.iter().map(|&b| b as i8).collect();
+                    w.push_i8(t.name, dims, &v).unwrap();
+                }
+            }
+        }
+        let bytes = w.finish();
+        let file = ModelFile::parse(&bytes).unwrap();
+        let err = Int8TinyUNet::from_file(&file).unwrap_err();
+        assert!(
+            alloc::format!("{err}").contains("concatenation"),
+            "{bad}: {err}"
+        );
+    }
+}
+
+/// Each block's time projection joins the accumulator as `round(proj / bias_scale)`:
+/// within half an accumulator unit of the f32 projection.
+#[test]
+fn time_offsets_are_the_rounded_projection() {
+    let cfg = TinyUNetConfig::DEFAULT;
+    let f = fixture(cfg);
+    let net = TinyUNet::from_flat(cfg, &f.params).unwrap();
+    let file = ModelFile::parse(&f.int8).unwrap();
+    let q = Int8TinyUNet::from_file(&file).unwrap();
+    let (mut emb, mut hidden, mut temb, mut offsets) = time_vecs(&cfg);
+    let (mut e2, mut h2, mut t2) = (emb.clone(), hidden.clone(), temb.clone());
+    let t_in = 0.37;
+    net.time_embedding(t_in, &mut e2, &mut h2, &mut t2).unwrap();
+    let mut t = TimeScratch {
+        emb: &mut emb,
+        hidden: &mut hidden,
+        temb: &mut temb,
+        offsets: &mut offsets,
+        row: &mut [],
+    };
+    q.time_embedding(t_in, &mut t).unwrap();
+    assert_eq!(t.temb, &t2[..], "temb is the f32 network's");
+    for (k, layer) in q.layers()[..6].iter().enumerate() {
+        let b = &net.params().blocks[k];
+        let mut proj = vec![0.0f32; layer.out_c];
+        layers::linear(&t2, b.temb_w, b.temb_b, &mut proj).unwrap();
+        layer.time_offsets(t.temb, t.offsets);
+        for (o, &p) in proj.iter().enumerate() {
+            let unit = layer.bias_scale.get(o) as f64;
+            let err = (t.offsets[o] as f64 * unit - p as f64).abs();
+            // Half a unit from the rounding, plus f32 rounding of proj (a few ulps).
+            assert!(
+                err <= 0.5 * unit + 1e-5 * (p.abs() as f64),
+                "{}: channel {o}: offset {} · {unit} vs {}",
+                LAYERS[k],
+                t.offsets[o],
+                p
+            );
+        }
+    }
+}
+
+/// The whole working memory of an int8 DDIM sample (arena, time scratch, x and ε) fits the
+/// Cortex-M4 demo's 64 KiB of RAM with room left for the stack.
+#[test]
+fn sample_memory_fits_64k() {
+    let cfg = TinyUNetConfig::DEFAULT;
+    assert_eq!(arena_len(&cfg), 25_088 + 12_544 + 3_136 + 12_544);
+    assert!(arena_len(&cfg) < cfg.int8_peak_activation_bytes());
+    let time = 4 * (32 + 64 + 64) + 4 * 64 + 4 * 28;
+    assert_eq!(
+        core::mem::size_of::<TinyInt8Workspace>(),
+        arena_len(&cfg) + time
+    );
+    let total = core::mem::size_of::<TinyInt8SampleMemory>();
+    assert_eq!(total, arena_len(&cfg) + time + 4 * cfg.image_len());
+    assert_eq!(total, 57_456);
+    // RAM of the demo board's layout, less 4 KiB kept for the stack and other statics.
+    const RAM: usize = 64 * 1024;
+    const STACK_AND_STATICS: usize = 4 * 1024;
+    assert!(total <= RAM - STACK_AND_STATICS, "{total} bytes");
+}
+
+#[test]
+fn wrong_architecture_is_refused() {
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../models/simple_unet_mnist_int8.ddpm"
+    ))
+    .unwrap();
+    let file = ModelFile::parse(&bytes).unwrap();
+    assert!(Int8TinyUNet::from_file(&file).is_err());
+}
