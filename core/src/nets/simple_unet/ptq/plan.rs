@@ -13,6 +13,7 @@ use crate::nets::simple_unet::ptq::calibrator::Calibrator;
 use crate::nets::simple_unet::ptq::writer::*;
 use crate::nets::simple_unet::{SimpleUNet, SimpleUNetConfig};
 
+/// Offsets of the twelve parameter tensors in the flat `state_dict`-ordered storage.
 fn param_offsets(cfg: &SimpleUNetConfig) -> [usize; 13] {
     let mut off = [0usize; 13];
     for (k, spec) in cfg.tensor_specs().iter().enumerate() {

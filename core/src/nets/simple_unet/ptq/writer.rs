@@ -286,8 +286,6 @@ impl QuantMask {
     }
 }
 
-/// Offsets of the twelve parameter tensors in the flat `state_dict`-ordered storage.
-
 pub(crate) fn names(
     layer: &str,
 ) -> (
