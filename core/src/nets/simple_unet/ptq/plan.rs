@@ -217,7 +217,6 @@ const SIM_CHUNK: usize = 32;
 
 /// A complete post-training quantization of a SimpleUNet: the (equalized) f32 weights, the
 /// (corrected) biases, per-channel weight scales and per-tensor activation quantizations.
-
 #[derive(Debug, Clone)]
 pub struct QuantPlan {
     cfg: SimpleUNetConfig,
