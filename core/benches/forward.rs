@@ -8,8 +8,9 @@
 //! times the fast path side by side with libtorch in one process.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use ddpm_core::fast::{FastSimpleUNet, FastTinyUNet};
-use ddpm_core::winograd::Tile;
+use ddpm_core::kernels::winograd::Tile;
+use ddpm_core::simple_unet::FastSimpleUNet;
+use ddpm_core::tiny_unet::FastTinyUNet;
 use ddpm_core::{GaussianNoise, SimpleUNet, SimpleUNetConfig, TinyUNet, TinyUNetConfig};
 use std::hint::black_box;
 

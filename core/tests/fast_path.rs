@@ -7,9 +7,9 @@ mod common;
 #[cfg(feature = "threads")]
 use common::single_runs;
 use common::{assert_batch_equals_single, random_input, random_params, rel_err};
+use ddpm_core::diffusion::{self, DdimConfig, DdpmConfig, SamplerConfig};
 use ddpm_core::host::HostModel;
-use ddpm_core::sampler::{self, DdimConfig, DdpmConfig, SamplerConfig};
-use ddpm_core::winograd::Tile;
+use ddpm_core::kernels::winograd::Tile;
 use ddpm_core::{fast::FastSimpleUNet, Schedule, ScheduleConfig, SimpleUNet, SimpleUNetConfig};
 
 /// Largest |fast − reference| relative to the largest |reference| output. The paths sum the
@@ -186,7 +186,7 @@ fn batched_sampler_equals_single_samples() {
         let mut fast = FastSimpleUNet::new(&net);
         for (i, img) in got.chunks_exact(len).enumerate() {
             let (mut x, mut eps) = (vec![0.0f32; len], vec![0.0f32; len]);
-            sampler::sample(
+            diffusion::sample(
                 &mut fast,
                 &schedule,
                 &scfg,

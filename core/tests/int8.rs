@@ -4,13 +4,14 @@
 mod common;
 
 use common::{random_input, random_params, rel_err};
-use ddpm_core::format::ModelFile;
-use ddpm_core::int8::{
+use ddpm_core::diffusion::{self, DdimConfig, DdpmConfig, DdpmVariance, SamplerConfig};
+use ddpm_core::file::ModelFile;
+use ddpm_core::kernels::calibrate::RangeMethod;
+use ddpm_core::simple_unet::int8::{
     Int8Layerwise, Int8SimpleUNet, Scratch, SeedF32StreamBuffers, SeedInt8StreamBuffers,
 };
-use ddpm_core::quantize::{quantize_simple_unet, Calibrator, QuantOptions, QuantPlan, RangeMethod};
-use ddpm_core::sampler::{self, DdimConfig, DdpmConfig, DdpmVariance, SamplerConfig};
-use ddpm_core::stream::{forward_streaming, sample_streaming, F32StreamNet};
+use ddpm_core::simple_unet::ptq::{quantize_simple_unet, Calibrator, QuantOptions, QuantPlan};
+use ddpm_core::simple_unet::stream::{forward_streaming, sample_streaming, F32StreamNet};
 use ddpm_core::{Schedule, ScheduleConfig, SimpleUNet, SimpleUNetConfig};
 
 struct Owned {
@@ -189,7 +190,7 @@ fn streaming_sampler_equals_layerwise_sampler(bits: u32) {
         let mut den = Int8Layerwise::new(net, lw.i8()).unwrap();
         let mut a = vec![0.0; cfg.image_len()];
         let mut eps = vec![0.0; cfg.image_len()];
-        sampler::sample(&mut den, sched, &scfg, 11, &mut a, &mut eps).unwrap();
+        diffusion::sample(&mut den, sched, &scfg, 11, &mut a, &mut eps).unwrap();
         let mut st = Owned::new(&cfg, false);
         let mut b = vec![0.0; cfg.image_len()];
         sample_streaming(&net, sched, &scfg, 11, &mut b, &mut st.i8()).unwrap();
@@ -358,7 +359,7 @@ fn int8_input_files_give_the_same_results_as_before() {
 /// the bound grows past int32 only beyond 57 input channels.
 #[test]
 fn int16_input_accumulator_bound() {
-    use ddpm_core::int8::int16_enc1_worst_case;
+    use ddpm_core::simple_unet::int8::int16_enc1_worst_case;
     assert_eq!(int16_enc1_worst_case(1), 9 * 32767 * 127);
     assert!(int16_enc1_worst_case(1) < (1i64 << 31) / 57);
     assert!(int16_enc1_worst_case(57) < 1i64 << 31);

@@ -3,7 +3,7 @@
 mod common;
 
 use common::{model_bytes, random_input, random_params};
-use ddpm_core::format::{ModelFile, ModelWriter, FORMAT_VERSION, PREFIX_LEN};
+use ddpm_core::file::{ModelFile, ModelWriter, FORMAT_VERSION, PREFIX_LEN};
 use ddpm_core::host::{HostModel, Path};
 use ddpm_core::{Error, ModelConfig, ScheduleConfig, SimpleUNetConfig};
 use proptest::prelude::*;
@@ -170,16 +170,16 @@ fn typed_errors() {
 #[test]
 fn a_tensor_record_lying_about_its_length_is_rejected() {
     // Hand-build a payload whose record claims dims [2] f32 (8 bytes) but carries 4 bytes.
-    let header = ddpm_core::format::ModelHeader {
+    let header = ddpm_core::file::ModelHeader {
         model: ModelConfig::SimpleUNet(small_cfg()),
         schedule: ScheduleConfig::default(),
-        precision: ddpm_core::format::Precision::F32,
+        precision: ddpm_core::file::Precision::F32,
         tensor_count: 1,
         note: "",
     };
-    let rec = ddpm_core::format::TensorRecord {
+    let rec = ddpm_core::file::TensorRecord {
         name: "enc1.bias",
-        dtype: ddpm_core::format::DType::F32,
+        dtype: ddpm_core::file::DType::F32,
         rank: 1,
         dims: [2, 0, 0, 0],
         data: &[0, 0, 0, 0],
@@ -187,7 +187,7 @@ fn a_tensor_record_lying_about_its_length_is_rejected() {
     let mut payload = postcard::to_allocvec(&header).unwrap();
     payload.extend(postcard::to_allocvec(&rec).unwrap());
     let mut b = Vec::new();
-    b.extend_from_slice(&ddpm_core::format::MAGIC);
+    b.extend_from_slice(&ddpm_core::file::MAGIC);
     b.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     b.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     b.extend(payload);

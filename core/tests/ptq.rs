@@ -6,11 +6,12 @@
 mod common;
 
 use common::{random_input, random_params, rel_err};
-use ddpm_core::format::ModelFile;
-use ddpm_core::int8::{Int8SimpleUNet, Scratch};
-use ddpm_core::quant::ActQuant;
-use ddpm_core::quantize::{
-    Calibrator, Equalize, QuantMask, QuantOptions, QuantPlan, RangeMethod, WeightClip,
+use ddpm_core::file::ModelFile;
+use ddpm_core::kernels::calibrate::RangeMethod;
+use ddpm_core::kernels::quant::ActQuant;
+use ddpm_core::simple_unet::int8::{Int8SimpleUNet, Scratch};
+use ddpm_core::simple_unet::ptq::{
+    Calibrator, Equalize, QuantMask, QuantOptions, QuantPlan, WeightClip,
 };
 use ddpm_core::{ScheduleConfig, SimpleUNet, SimpleUNetConfig};
 
@@ -152,7 +153,7 @@ fn mse_range_is_no_worse_than_min_max() {
     let brute = (1..=1000)
         .map(|i| err(ActQuant::from_range(0.0, max * i as f32 / 1000.0)))
         .fold(f64::INFINITY, f64::min);
-    let searched = ddpm_core::quantize::mse_range_of(&values);
+    let searched = ddpm_core::kernels::calibrate::mse_range_of(&values);
     let e = err(ActQuant::from_range(searched.0, searched.1));
     let e_minmax = err(ActQuant::from_range(0.0, max));
     println!("max {max}, searched {searched:?}: {e} (brute force {brute}, min/max {e_minmax})");

@@ -2,10 +2,10 @@
 
 mod common;
 
-use ddpm_core::sampler::{
+use ddpm_core::diffusion::{
     ddim_step, ddpm_step, DdimConfig, DdpmConfig, DdpmVariance, Denoiser, SamplerConfig, Spacing,
 };
-use ddpm_core::{sampler, GaussianNoise, Prediction, Result, Schedule, ScheduleConfig};
+use ddpm_core::{diffusion, GaussianNoise, Prediction, Result, Schedule, ScheduleConfig};
 
 /// Relative agreement of two f32 evaluations of the same step formula written differently
 /// (a handful of roundings each, on values of order 1–10).
@@ -151,7 +151,7 @@ fn ddim_eta0_is_deterministic_and_reaches_x0() {
         steps: 10,
         ..Default::default()
     };
-    let plan = sampler::Plan::new(&SamplerConfig::Ddim(cfg), 300).unwrap();
+    let plan = diffusion::Plan::new(&SamplerConfig::Ddim(cfg), 300).unwrap();
     let (t0, _) = plan.step(0).unwrap();
     let a0 = s.alphas_cumprod()[t0 as usize];
     let mut x: Vec<f32> = x0
@@ -322,20 +322,20 @@ fn sample_loop_is_reproducible_and_seeded() {
     for cfg in cfgs {
         let run = |seed| {
             let (mut x, mut e) = (vec![0.0; 16], vec![0.0; 16]);
-            sampler::sample(&mut Toy, &s, &cfg, seed, &mut x, &mut e).unwrap();
+            diffusion::sample(&mut Toy, &s, &cfg, seed, &mut x, &mut e).unwrap();
             x
         };
         assert_eq!(run(3), run(3));
         assert_ne!(run(3), run(4));
     }
     let (mut x, mut e) = (vec![0.0; 15], vec![0.0; 16]);
-    assert!(sampler::sample(&mut Toy, &s, &cfgs[0], 1, &mut x, &mut e).is_err());
+    assert!(diffusion::sample(&mut Toy, &s, &cfgs[0], 1, &mut x, &mut e).is_err());
     let bad = SamplerConfig::Ddim(DdimConfig {
         eta: 1.5,
         ..Default::default()
     });
     let mut x = vec![0.0; 16];
-    assert!(sampler::sample(&mut Toy, &s, &bad, 1, &mut x, &mut e).is_err());
+    assert!(diffusion::sample(&mut Toy, &s, &bad, 1, &mut x, &mut e).is_err());
 }
 
 #[test]
@@ -352,14 +352,14 @@ fn guide_output_extrapolates_away_from_the_guide() {
     let mut out = [1.0f32, -2.0, 0.5, 3.0];
     let guide = [0.0f32, -1.0, 0.5, 1.0];
     // guide + w·(out − guide) at w = 2: every term is exact in f32.
-    sampler::guide_output(&mut out, &guide, 2.0).unwrap();
+    diffusion::guide_output(&mut out, &guide, 2.0).unwrap();
     assert_eq!(out, [2.0, -3.0, 0.5, 5.0]);
     // Weight 0 gives the guide, weight 1 the output (here exactly: the differences are exact).
     let mut same = [1.0f32, -2.0, 0.5, 3.0];
-    sampler::guide_output(&mut same, &guide, 1.0).unwrap();
+    diffusion::guide_output(&mut same, &guide, 1.0).unwrap();
     assert_eq!(same, [1.0, -2.0, 0.5, 3.0]);
-    sampler::guide_output(&mut same, &guide, 0.0).unwrap();
+    diffusion::guide_output(&mut same, &guide, 0.0).unwrap();
     assert_eq!(same, guide);
     // Lengths must agree.
-    assert!(sampler::guide_output(&mut same, &guide[..3], 2.0).is_err());
+    assert!(diffusion::guide_output(&mut same, &guide[..3], 2.0).is_err());
 }

@@ -3,7 +3,7 @@
 //! trailing `round(arange(T, 0, -T / S)) - 1`,
 //! linspace `linspace(0, T - 1, S).round()[::-1]`.
 
-use ddpm_core::sampler::{DdimConfig, DdimTimesteps, Plan, SamplerConfig, Spacing};
+use ddpm_core::diffusion::{DdimConfig, DdimTimesteps, Plan, SamplerConfig, Spacing};
 
 fn list(t: u32, s: u32, spacing: Spacing) -> Vec<u32> {
     DdimTimesteps::new(t, s, spacing).unwrap().iter().collect()

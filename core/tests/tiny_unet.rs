@@ -6,9 +6,9 @@ mod common;
 #[cfg(feature = "threads")]
 use common::single_runs;
 use common::{assert_batch_equals_single, model_bytes, random_input, random_params, rel_err};
-use ddpm_core::format::ModelFile;
+use ddpm_core::diffusion::{self, DdimConfig, SamplerConfig};
+use ddpm_core::file::ModelFile;
 use ddpm_core::host::{HostModel, Path};
-use ddpm_core::sampler::{self, DdimConfig, SamplerConfig};
 use ddpm_core::{
     fast::FastTinyUNet, ModelConfig, Schedule, ScheduleConfig, SimpleUNetConfig,
     TinyReferenceDenoiser, TinyUNet, TinyUNetConfig,
@@ -238,7 +238,7 @@ fn model_file_round_trip_and_sampling_on_both_paths() {
     let mut den = TinyReferenceDenoiser::new(net, &mut ws).unwrap();
     let schedule: Schedule = Schedule::new(&ScheduleConfig::cosine(40)).unwrap();
     let (mut x, mut eps) = (vec![0.0; cfg.image_len()], vec![0.0; cfg.image_len()]);
-    sampler::sample(&mut den, &schedule, &sampler_cfg, 3, &mut x, &mut eps).unwrap();
+    diffusion::sample(&mut den, &schedule, &sampler_cfg, 3, &mut x, &mut eps).unwrap();
     assert_eq!(x, reference[..cfg.image_len()]);
 
     // A workspace one element short is an error, not a panic.
@@ -256,7 +256,7 @@ fn wrong_shapes_are_errors() {
         widths: [32, 64, 32],
         ..cfg
     };
-    let mut w = ddpm_core::format::ModelWriter::new(
+    let mut w = ddpm_core::file::ModelWriter::new(
         ModelConfig::TinyUNet(other),
         ScheduleConfig::default(),
         "",
@@ -335,9 +335,9 @@ fn guided_sampling_equals_the_no_heap_guided_denoiser() {
         )
         .unwrap();
         let mut scratch = vec![0.0; len];
-        let mut den = sampler::Guided::new(&mut good, &mut weak, weight, &mut scratch).unwrap();
+        let mut den = diffusion::Guided::new(&mut good, &mut weak, weight, &mut scratch).unwrap();
         let (mut x, mut eps) = (vec![0.0; len], vec![0.0; len]);
-        sampler::sample(
+        diffusion::sample(
             &mut den,
             &schedule,
             &sampler_cfg,

@@ -328,9 +328,9 @@ fn another_seed_gives_another_image_on_both_sides() {
 /// The f32 model through the f32 streaming path, computed on the host the way the firmware's
 /// `f32` build does.
 fn host_f32_sample(seed: u64, steps: u32) -> Vec<u32> {
-    use ddpm_core::format::ModelFile;
-    use ddpm_core::int8::SeedF32StreamBuffers;
-    use ddpm_core::stream::{sample_streaming, F32StreamNet};
+    use ddpm_core::file::ModelFile;
+    use ddpm_core::simple_unet::int8::SeedF32StreamBuffers;
+    use ddpm_core::simple_unet::stream::{sample_streaming, F32StreamNet};
     let path = firmware_dir().join("../models/simple_unet_mnist.ddpm");
     let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let file = ModelFile::parse(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -372,8 +372,9 @@ const PINNED_TINY_INT8_CHECKSUM_SEED42: u32 = 0xffa5_46f2;
 
 /// The `tiny` build's sample computed on the host with the same executor and sampler.
 fn host_tiny_sample(seed: u64, steps: u32) -> HostSample {
-    use ddpm_core::format::ModelFile;
-    use ddpm_core::tiny_int8::{sample_planned, Int8TinyUNet, TinyInt8Workspace};
+    use ddpm_core::file::ModelFile;
+    use ddpm_core::tiny_unet::int8::Int8TinyUNet;
+    use ddpm_core::tiny_unet::planned::{sample_planned, TinyInt8Workspace};
     let path = firmware_dir().join("../models/tiny_unet_mnist_int8.ddpm");
     let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let file = ModelFile::parse(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -442,10 +443,10 @@ fn tiny_build_matches_the_host_bit_for_bit_and_fits_in_64k() {
     // Int8 weights embedded: every i8 tensor of the model file.
     let path = firmware_dir().join("../models/tiny_unet_mnist_int8.ddpm");
     let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let file = ddpm_core::format::ModelFile::parse(&bytes).unwrap();
+    let file = ddpm_core::file::ModelFile::parse(&bytes).unwrap();
     let int8_bytes: usize = file
         .tensors()
-        .filter(|t| t.dtype == ddpm_core::format::DType::I8)
+        .filter(|t| t.dtype == ddpm_core::file::DType::I8)
         .map(|t| t.data.len())
         .sum();
     println!(

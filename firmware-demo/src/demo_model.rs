@@ -10,9 +10,9 @@
 //! This module uses nothing but `core` and `ddpm_core`, so the host-side check compiles the very
 //! same file and compares its results bit for bit with the firmware's.
 
-use ddpm_core::format::ModelFile;
-use ddpm_core::sampler::{DdimConfig, SamplerConfig};
-use ddpm_core::stream::sample_streaming;
+use ddpm_core::diffusion::{DdimConfig, SamplerConfig};
+use ddpm_core::file::ModelFile;
+use ddpm_core::simple_unet::stream::sample_streaming;
 use ddpm_core::{pixel_to_u8, Result, Schedule, SimpleUNetConfig};
 
 /// The network: the seed's SimpleUNet on 1×28×28 images.
@@ -37,9 +37,9 @@ pub const DESCRIPTION: &str = "trained SimpleUNet 1x28x28, hidden 64/128, f32, r
 include!("demo_settings.rs");
 
 #[cfg(not(feature = "f32"))]
-type Scratch = ddpm_core::int8::SeedInt8StreamBuffers;
+type Scratch = ddpm_core::simple_unet::int8::SeedInt8StreamBuffers;
 #[cfg(feature = "f32")]
-type Scratch = ddpm_core::int8::SeedF32StreamBuffers;
+type Scratch = ddpm_core::simple_unet::int8::SeedF32StreamBuffers;
 
 /// Every buffer sampling needs, sized at compile time so it can live in a `static`.
 pub struct Buffers {
@@ -75,9 +75,9 @@ pub fn generate(bufs: &mut Buffers, seed: u64, steps: u32) -> Result<()> {
     let file = ModelFile::parse(MODEL)?;
     bufs.schedule.fill(&file.header().schedule)?;
     #[cfg(not(feature = "f32"))]
-    let net = ddpm_core::int8::Int8SimpleUNet::from_file(&file)?;
+    let net = ddpm_core::simple_unet::int8::Int8SimpleUNet::from_file(&file)?;
     #[cfg(feature = "f32")]
-    let net = ddpm_core::stream::F32StreamNet::from_file(&file)?;
+    let net = ddpm_core::simple_unet::stream::F32StreamNet::from_file(&file)?;
     sample_streaming(
         &net,
         &bufs.schedule,

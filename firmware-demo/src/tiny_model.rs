@@ -1,17 +1,18 @@
 //! What the `tiny` build samples: the int8 TinyUNet (1×28×28, widths 24/64/56, four
 //! quarter-resolution mid blocks) of `models/tiny_unet_mnist_int8.ddpm`, embedded in flash with
-//! `include_bytes!` and run by ddpm-core's planned int8 executor (`ddpm_core::tiny_int8`): one
+//! `include_bytes!` and run by ddpm-core's planned int8 executor (`ddpm_core::tiny_unet::planned`): one
 //! arena (46,648 bytes, sized for this network at compile time) in which every activation lives
 //! only while it is needed, the full-resolution tail streamed row by
 //! row, and no ε buffer (each row of ε updates the image as it appears). Same sampler as the
 //! default build: DDIM, x0 clipped, ε recomputed.
 //!
 //! This module uses nothing but `core` and `ddpm_core`; the host-side check computes the same
-//! sample with `ddpm_core::tiny_int8::sample_planned` and compares it bit for bit.
+//! sample with `ddpm_core::tiny_unet::planned::sample_planned` and compares it bit for bit.
 
-use ddpm_core::format::ModelFile;
-use ddpm_core::sampler::{DdimConfig, SamplerConfig};
-use ddpm_core::tiny_int8::{arena_len, sample_planned, Int8TinyUNet, TinyInt8Workspace};
+use ddpm_core::file::ModelFile;
+use ddpm_core::diffusion::{DdimConfig, SamplerConfig};
+use ddpm_core::tiny_unet::int8::Int8TinyUNet;
+use ddpm_core::tiny_unet::planned::{arena_len, sample_planned, TinyInt8Workspace};
 use ddpm_core::{pixel_to_u8, Error, Result, Schedule, TinyUNetConfig};
 
 /// The network of the embedded model file: TinyUNet on 1×28×28 images, widths 24/64/56, four

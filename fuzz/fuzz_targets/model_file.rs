@@ -3,7 +3,7 @@
 //! tensors. Run: `cargo +nightly fuzz run model_file -- -max_total_time=60`.
 #![no_main]
 
-use ddpm_core::format::ModelFile;
+use ddpm_core::file::ModelFile;
 use ddpm_core::host::HostModel;
 use libfuzzer_sys::fuzz_target;
 

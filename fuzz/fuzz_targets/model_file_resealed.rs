@@ -3,7 +3,7 @@
 //! behind it (what a buggy writer, rather than a damaged file, would produce).
 #![no_main]
 
-use ddpm_core::format::{ModelFile, PREFIX_LEN, SUFFIX_LEN};
+use ddpm_core::file::{ModelFile, PREFIX_LEN, SUFFIX_LEN};
 use ddpm_core::host::HostModel;
 use libfuzzer_sys::fuzz_target;
 

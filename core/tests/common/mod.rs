@@ -91,9 +91,9 @@ macro_rules! impl_fast_batch {
     };
 }
 #[cfg(feature = "fast")]
-impl_fast_batch!(ddpm_core::fast::FastSimpleUNet);
+impl_fast_batch!(ddpm_core::simple_unet::FastSimpleUNet);
 #[cfg(feature = "fast")]
-impl_fast_batch!(ddpm_core::fast::FastTinyUNet);
+impl_fast_batch!(ddpm_core::tiny_unet::FastTinyUNet);
 
 /// Each image of `x` through the single-image pass on its own, concatenated: the reference
 /// of the batch and thread tests.
