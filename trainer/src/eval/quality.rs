@@ -1,4 +1,4 @@
-//! Sample quality judged by the project's MNIST classifier ([`crate::classifier`]).
+//! Sample quality judged by the project's MNIST classifier ([`super::classifier`]).
 //!
 //! For a set of images:
 //! - the Fréchet distance between Gaussians fitted to the classifier's penultimate features
@@ -18,7 +18,7 @@ use ddpm_core::host::HostModel;
 use ddpm_core::sampler::SamplerConfig;
 use tch::{Device, Kind, Tensor};
 
-use crate::classifier::{Classifier, CLASSES, CONFIDENT_PROB, FEATURES};
+use crate::eval::classifier::{Classifier, CLASSES, CONFIDENT_PROB, FEATURES};
 
 /// Mean and covariance of a set of feature vectors (f64).
 #[derive(Debug)]

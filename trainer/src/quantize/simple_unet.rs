@@ -1,47 +1,26 @@
-//! `export --int8`: post-training quantization of a model file, calibrated on inputs the
-//! sampler really sees, with the accuracy of the result measured on inputs it did not see.
+//! `export --int8` for SimpleUNet, calibrated (see the [module notes](super)) on noised training
+//! images and on states x_t along DDPM trajectories (fixed_large, the seed's sampler) of the f32
+//! model, every `trajectory_every`-th step.
 //!
-//! Calibration inputs (all at their true network time input t/T):
-//! - noised training images x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε at uniformly drawn t;
-//! - states x_t along DDPM trajectories (fixed_large, the seed's sampler) of the f32 model,
-//!   every `trajectory_every`-th step.
-//!
-//! Accuracy is measured on noised *test* images (another split, other noise and timesteps):
-//! relative RMS error of every stored activation (dequantized int8 against f32) and of ε.
 //! With `ablation`, the same inputs also run through the int8 network simulated in real
 //! numbers with one part at a time quantized (and with one part at a time kept in f32), which
 //! attributes ε's error to the layers.
 
 use std::path::Path;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use ddpm_core::format::ModelFile;
 use ddpm_core::int8::{Int8SimpleUNet, Scratch};
-use ddpm_core::quantize::{Calibrator, QuantMask, QuantOptions, QuantPlan, ACTIVATIONS};
-use ddpm_core::sampler::{self, DdpmConfig, Plan, SamplerConfig};
-use ddpm_core::{GaussianNoise, ModelConfig, Schedule, ScheduleConfig, SimpleUNet};
+use ddpm_core::quantize::{Calibrator, QuantMask, QuantPlan, ACTIVATIONS};
+use ddpm_core::sampler::{DdpmConfig, SamplerConfig};
+use ddpm_core::{GaussianNoise, ModelConfig, Schedule, SimpleUNet};
 
-use crate::idx::{Mnist, Split};
 use indicatif::ProgressBar;
 
-/// How to calibrate.
-#[derive(Debug, Clone)]
-pub struct CalibrationOptions {
-    /// Noised training images to observe.
-    pub images: usize,
-    /// DDPM trajectories to follow.
-    pub trajectories: usize,
-    /// Observe every n-th state of each trajectory.
-    pub trajectory_every: usize,
-    /// Activation ranges, weight clipping, equalization, bias correction.
-    pub quant: QuantOptions,
-    /// Seed of image choice, timesteps and noise.
-    pub seed: u64,
-    /// Noised test images for the accuracy report.
-    pub eval_images: usize,
-    /// Also attribute ε's error to the layers (see the module notes).
-    pub ablation: bool,
-}
+use super::{
+    calibrate, load_for_calibration, noised, parse_f32, CalibrationInputs, CalibrationOptions,
+};
+use crate::data::idx::Mnist;
 
 /// Relative RMS errors of int8 against f32.
 #[derive(Debug, Clone)]
@@ -57,90 +36,11 @@ pub struct AccuracyReport {
     pub ablation: Vec<(String, f64)>,
 }
 
-/// Pixels in [0, 255] → [−1, 1], as the trainer scales them.
-fn to_unit(p: u8) -> f32 {
-    p as f32 / 127.5 - 1.0
-}
-
-/// A noised copy of image `i` of `data` at timestep `t` (pixels scaled to [−1, 1] as in
-/// training).
-pub(crate) fn noised(
-    data: &Mnist,
-    i: usize,
-    t: usize,
-    sched: &Schedule,
-    noise: &mut GaussianNoise,
-) -> Vec<f32> {
-    let n = data.height * data.width;
-    let a = sched.alphas_cumprod()[t];
-    let (sa, s1a) = (a.sqrt(), (1.0 - a).sqrt());
-    data.images[i * n..(i + 1) * n]
-        .iter()
-        .map(|&p| sa * to_unit(p) + s1a * noise.next_gaussian())
-        .collect()
-}
-
 /// Uniform integer in [0, n) from the noise stream's bits (a Gaussian's CDF is not needed:
 /// this is only a reproducible choice).
 fn pick(noise: &mut GaussianNoise, n: usize) -> usize {
     let u = (noise.next_gaussian().to_bits() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     ((u >> 32) as usize) % n.max(1)
-}
-
-/// What both calibrations start from: the model file's architecture and schedule, its f32
-/// parameters in `state_dict` order, the schedule's tables, and MNIST's train (calibration) and
-/// test (accuracy) splits at the model's image size.
-pub(crate) struct CalibrationInputs {
-    pub model: ModelConfig,
-    pub schedule: ScheduleConfig,
-    pub params: Vec<f32>,
-    pub sched: Schedule,
-    pub train: Mnist,
-    pub test: Mnist,
-}
-
-/// Parses the f32 model file, checks that it holds an `arch` network of single-channel images
-/// (what the MNIST calibration reads), and loads its parameters and both MNIST splits.
-pub(crate) fn load_for_calibration(
-    model_bytes: &[u8],
-    data_dir: &Path,
-    arch: &str,
-) -> Result<CalibrationInputs> {
-    let file = ModelFile::parse(model_bytes).map_err(|e| anyhow!("model file: {e}"))?;
-    let header = *file.header();
-    let cfg = header.model;
-    if cfg.arch_name() != arch {
-        bail!(
-            "this int8 export expects a {arch} model; this model file holds a {} model",
-            cfg.arch_name()
-        );
-    }
-    if cfg.channels() != 1 {
-        bail!(
-            "int8 calibration reads MNIST-style single-channel images; this model has {} channels",
-            cfg.channels()
-        );
-    }
-    let mut params = vec![0.0f32; cfg.param_count()];
-    match &cfg {
-        ModelConfig::SimpleUNet(c) => ddpm_core::simple_unet::load_params(&file, c, &mut params),
-        ModelConfig::TinyUNet(c) => ddpm_core::tiny_unet::load_params(&file, c, &mut params),
-    }
-    .map_err(|e| anyhow!("model file: {e}"))?;
-    let sched: Schedule = Schedule::new(&header.schedule).map_err(|e| anyhow!("{e}"))?;
-    let (h, w) = (cfg.height(), cfg.width());
-    let train = Mnist::load(data_dir, Split::Train, h, w)
-        .with_context(|| format!("calibration data in {}", data_dir.display()))?;
-    let test = Mnist::load(data_dir, Split::Test, h, w)
-        .with_context(|| format!("evaluation data in {}", data_dir.display()))?;
-    Ok(CalibrationInputs {
-        model: cfg,
-        schedule: header.schedule,
-        params,
-        sched,
-        train,
-        test,
-    })
 }
 
 /// Quantizes the f32 model file `model_bytes`; returns the int8 file and its accuracy.
@@ -150,41 +50,39 @@ pub fn quantize_model(
     opts: &CalibrationOptions,
     note: &str,
 ) -> Result<(Vec<u8>, AccuracyReport)> {
-    let CalibrationInputs {
-        model,
-        schedule,
-        params,
-        sched,
-        train,
-        test,
-    } = load_for_calibration(model_bytes, data_dir, "simple")?;
-    let ModelConfig::SimpleUNet(cfg) = model else {
+    quantize_file(&parse_f32(model_bytes)?, data_dir, opts, note)
+}
+
+/// [`quantize_model`] of an already parsed and checked f32 model file.
+pub fn quantize_file(
+    file: &ModelFile<'_>,
+    data_dir: &Path,
+    opts: &CalibrationOptions,
+    note: &str,
+) -> Result<(Vec<u8>, AccuracyReport)> {
+    let inputs = load_for_calibration(file, data_dir, "simple")?;
+    let ModelConfig::SimpleUNet(cfg) = inputs.model else {
         unreachable!("load_for_calibration checked the architecture");
     };
-    let net = SimpleUNet::from_flat(cfg, &params).map_err(|e| anyhow!("{e}"))?;
-
+    let net = SimpleUNet::from_flat(cfg, &inputs.params).map_err(|e| anyhow!("{e}"))?;
     let mut cal = Calibrator::new(net, 13);
-    let mut noise = GaussianNoise::new(opts.seed);
-    observe_noised(
-        &train,
-        &sched,
-        opts.images,
-        &mut noise,
-        &mut |noise: &mut GaussianNoise, n| pick(noise, n),
-        &ProgressBar::hidden(),
-        &mut |x, t_in| cal.observe(x, t_in).map_err(|e| anyhow!("{e}")),
-    )?;
     // Trajectories of the f32 model with the seed's sampler.
-    let scfg = SamplerConfig::Ddpm(DdpmConfig::default());
-    observe_trajectories(
-        model_bytes,
-        &sched,
-        &scfg,
+    calibrate(
+        file,
+        &inputs,
         opts,
+        &mut |noise: &mut GaussianNoise, n| pick(noise, n),
+        &SamplerConfig::Ddpm(DdpmConfig::default()),
         opts.trajectory_every,
-        &ProgressBar::hidden(),
+        &|_| ProgressBar::hidden(),
         &mut |x, t_in| cal.observe(x, t_in).map_err(|e| anyhow!("{e}")),
     )?;
+    let CalibrationInputs {
+        schedule,
+        sched,
+        test,
+        ..
+    } = inputs;
     let plan = QuantPlan::build(&net, &cal, &opts.quant).map_err(|e| anyhow!("{e}"))?;
     let bytes = plan.write(schedule, note).map_err(|e| anyhow!("{e}"))?;
     // Against the equalized f32 network (the same function as `net`, with activation
@@ -195,76 +93,6 @@ pub fn quantize_model(
     report.sim_eps = sim_eps;
     report.ablation = ablation;
     Ok((bytes, report))
-}
-
-/// Hands `images` noised training images to `observe` (with their time input t/T): image and
-/// timestep `i, t` each drawn by `draw(noise, n)` (uniform below `n`), the noise from `noise`.
-pub(crate) fn observe_noised(
-    train: &Mnist,
-    sched: &Schedule,
-    images: usize,
-    noise: &mut GaussianNoise,
-    draw: &mut dyn FnMut(&mut GaussianNoise, usize) -> usize,
-    bar: &ProgressBar,
-    observe: &mut dyn FnMut(&[f32], f32) -> Result<()>,
-) -> Result<()> {
-    let big_t = sched.len();
-    bar.set_length(images as u64);
-    for _ in 0..images {
-        let i = draw(noise, train.len);
-        let t = draw(noise, big_t);
-        let x = noised(train, i, t, sched, noise);
-        observe(&x, t as f32 / big_t as f32)?;
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
-    Ok(())
-}
-
-/// Runs `opts.trajectories` trajectories of the f32 model in `model_bytes` with the sampler
-/// `scfg` (trajectory k starts from noise seed `opts.seed + 1000 + k`) and hands every `every`-th
-/// state x_t, with its time input t/T, to `observe` (before the step from it); `bar` counts the
-/// trajectories.
-pub(crate) fn observe_trajectories(
-    model_bytes: &[u8],
-    sched: &Schedule,
-    scfg: &SamplerConfig,
-    opts: &CalibrationOptions,
-    every: usize,
-    bar: &ProgressBar,
-    observe: &mut dyn FnMut(&[f32], f32) -> Result<()>,
-) -> Result<()> {
-    let mut host =
-        ddpm_core::host::HostModel::from_bytes(model_bytes).map_err(|e| anyhow!("{e}"))?;
-    let big_t = sched.len();
-    let n = host.config().image_len();
-    let plan = Plan::new(scfg, big_t as u32).map_err(|e| anyhow!("{e}"))?;
-    for k in 0..opts.trajectories {
-        let mut tnoise = GaussianNoise::new(opts.seed.wrapping_add(1_000 + k as u64));
-        let mut x = vec![0.0f32; n];
-        let mut eps = vec![0.0f32; n];
-        tnoise.fill(&mut x);
-        for step in 0..plan.len() {
-            if step % every.max(1) == 0 {
-                let (t, _) = plan.step(step).context("plan")?;
-                observe(&x, t as f32 / big_t as f32)?;
-            }
-            sampler::sample_step(
-                &mut host,
-                sched,
-                scfg,
-                &plan,
-                step,
-                &mut tnoise,
-                &mut x,
-                &mut eps,
-            )
-            .map_err(|e| anyhow!("{e}"))?;
-        }
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
-    Ok(())
 }
 
 /// Relative RMS errors of the int8 file against the f32 network on noised test images.

@@ -5,7 +5,7 @@
 //! the row-streaming executor (`ddpm_core::stream::sample_streaming`, as on a microcontroller).
 //! Both are turned into u8 pixels with `ddpm_core::pixel_to_u8`. The figures:
 //! - the mean absolute pixel difference (0–255 scale) and the largest one;
-//! - the fraction of images the project's classifier ([`crate::classifier`]) labels identically;
+//! - the fraction of images the project's classifier ([`super::classifier`]) labels identically;
 //! - for each set, the share the classifier labels with probability above
 //!   [`CONFIDENT_PROB`] (its "recognisable digit" share) and the class histogram.
 
@@ -22,7 +22,7 @@ use ddpm_core::stream::sample_streaming;
 use ddpm_core::{ModelConfig, Schedule, SimpleUNetConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::classifier::{Classifier, CLASSES, CONFIDENT_PROB, SIDE};
+use crate::eval::classifier::{Classifier, CLASSES, CONFIDENT_PROB, SIDE};
 use crate::sample::{to_pixels, GridLayout};
 
 /// What to sample.
