@@ -6,7 +6,7 @@ use clap::Args;
 use ddpm_trainer::data::idx;
 use ddpm_trainer::{parse_device, progress};
 
-use super::set_threads;
+use super::Threads;
 
 #[derive(Args)]
 pub struct ClassifierArgs {
@@ -39,9 +39,8 @@ pub struct ClassifierArgs {
     /// auto (CUDA when available), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
-    /// libtorch CPU threads [default: all cores].
-    #[arg(long)]
-    threads: Option<usize>,
+    #[command(flatten)]
+    threads: Threads,
     /// No progress bar (also off when stderr is not a terminal).
     #[arg(long)]
     no_progress: bool,
@@ -50,7 +49,7 @@ pub struct ClassifierArgs {
 /// Trains and writes the classifier.
 pub fn run(a: ClassifierArgs) -> Result<()> {
     use ddpm_trainer::eval::classifier::{self, ClassifierOptions};
-    set_threads(a.threads)?;
+    a.threads.apply()?;
     let device = parse_device(&a.device)?;
     let data_dir = a.data.clone().unwrap_or_else(idx::default_data_dir);
     let opts = ClassifierOptions {

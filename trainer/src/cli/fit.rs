@@ -7,7 +7,7 @@ use ddpm_core::TinyUNetConfig;
 use ddpm_trainer::train::config::{Arch, FitRequest, LossWeightKind};
 use ddpm_trainer::{parse_device, progress, train};
 
-use super::{set_threads, ScheduleArgs};
+use super::{ScheduleArgs, Threads};
 
 /// `--lr-schedule` values.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -128,9 +128,8 @@ pub struct FitArgs {
     /// Continue from the checkpoint up to --epochs (same settings needed; --lr may change).
     #[arg(long)]
     resume: bool,
-    /// libtorch CPU threads [default: all cores].
-    #[arg(long)]
-    threads: Option<usize>,
+    #[command(flatten)]
+    threads: Threads,
     /// No progress bar (also off when stderr is not a terminal).
     #[arg(long)]
     no_progress: bool,
@@ -158,7 +157,7 @@ fn parse_widths(s: &str) -> std::result::Result<[u32; 3], String> {
 
 /// Trains as asked and reports.
 pub fn run(a: FitArgs) -> Result<()> {
-    set_threads(a.threads)?;
+    a.threads.apply()?;
     let device = parse_device(&a.device)?;
     let request = FitRequest {
         arch: match a.arch {

@@ -85,15 +85,25 @@ impl ScheduleArgs {
     }
 }
 
-/// Sets libtorch's CPU thread count (`--threads`, default: all cores).
-pub fn set_threads(threads: Option<usize>) -> Result<()> {
-    let n = match threads {
-        Some(0) => bail!("--threads must be at least 1"),
-        Some(n) => n,
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-    };
-    tch::set_num_threads(n as i32);
-    Ok(())
+/// `--threads`, shared by the subcommands that run libtorch.
+#[derive(Args)]
+pub struct Threads {
+    /// libtorch CPU threads [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+impl Threads {
+    /// Sets libtorch's CPU thread count (default: all cores).
+    pub fn apply(&self) -> Result<()> {
+        let n = match self.threads {
+            Some(0) => bail!("--threads must be at least 1"),
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        tch::set_num_threads(n as i32);
+        Ok(())
+    }
 }
 
 /// `--model`, or the default model file.
@@ -118,9 +128,8 @@ pub struct JudgeArgs {
     /// Samples are drawn through ddpm-core on the CPU.
     #[arg(long, default_value = "auto")]
     pub device: String,
-    /// libtorch CPU threads [default: all cores].
-    #[arg(long)]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub threads: Threads,
     /// Threads drawing the samples through ddpm-core, each a run of whole images (results do
     /// not depend on it) [default: all cores].
     #[arg(long)]
@@ -130,7 +139,7 @@ pub struct JudgeArgs {
 impl JudgeArgs {
     /// Sets libtorch's thread count and returns the device.
     pub fn setup(&self) -> Result<tch::Device> {
-        set_threads(self.threads)?;
+        self.threads.apply()?;
         parse_device(&self.device)
     }
 

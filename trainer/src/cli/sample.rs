@@ -7,7 +7,7 @@ use ddpm_trainer::sample::{self, Backend, SampleOptions};
 use ddpm_trainer::{data::idx, parse_device, progress};
 
 use super::sampler::{Guided, SamplerArgs};
-use super::{model_or_default, set_threads, DEFAULT_MODEL};
+use super::{model_or_default, Threads, DEFAULT_MODEL};
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum BackendArg {
@@ -39,9 +39,8 @@ pub struct SampleArgs {
     /// Device of --backend torch: auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
-    /// libtorch CPU threads [default: all cores].
-    #[arg(long)]
-    threads: Option<usize>,
+    #[command(flatten)]
+    threads: Threads,
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
@@ -63,7 +62,7 @@ pub fn run(a: SampleArgs) -> Result<()> {
     let backend = match a.backend {
         BackendArg::Core => Backend::Core,
         BackendArg::Torch => {
-            set_threads(a.threads)?;
+            a.threads.apply()?;
             Backend::Torch(parse_device(&a.device)?)
         }
     };

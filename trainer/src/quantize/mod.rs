@@ -295,7 +295,7 @@ pub fn export_int8(
              and --ablation apply to SimpleUNet only)",
             opts.images, opts.trajectories, CALIBRATION_DDIM_STEPS, opts.quant.range
         ));
-        let (bytes, r) = tiny_unet::quantize_tiny_file(
+        let (bytes, r) = tiny_unet::quantize_tiny_model(
             file,
             &data,
             &opts,

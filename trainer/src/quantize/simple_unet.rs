@@ -17,9 +17,7 @@ use ddpm_core::{GaussianNoise, ModelConfig, Schedule, SimpleUNet};
 
 use indicatif::ProgressBar;
 
-use super::{
-    calibrate, load_for_calibration, noised, parse_f32, CalibrationInputs, CalibrationOptions,
-};
+use super::{calibrate, load_for_calibration, noised, parse_f32, CalibrationOptions};
 use crate::data::idx::Mnist;
 
 /// Relative RMS errors of int8 against f32.
@@ -77,19 +75,16 @@ pub fn quantize_file(
         &|_| ProgressBar::hidden(),
         &mut |x, t_in| cal.observe(x, t_in).map_err(|e| anyhow!("{e}")),
     )?;
-    let CalibrationInputs {
-        schedule,
-        sched,
-        test,
-        ..
-    } = inputs;
     let plan = QuantPlan::build(&net, &cal, &opts.quant).map_err(|e| anyhow!("{e}"))?;
-    let bytes = plan.write(schedule, note).map_err(|e| anyhow!("{e}"))?;
+    let bytes = plan
+        .write(inputs.schedule, note)
+        .map_err(|e| anyhow!("{e}"))?;
+    let (test, sched) = (&inputs.test, &inputs.sched);
     // Against the equalized f32 network (the same function as `net`, with activation
     // channels rescaled as the int8 file stores them).
     let f32_net = plan.f32_net().map_err(|e| anyhow!("{e}"))?;
-    let mut report = accuracy(&f32_net, &bytes, &test, &sched, opts)?;
-    let (sim_eps, ablation) = simulated_errors(&net, &plan, &test, &sched, opts)?;
+    let mut report = accuracy(&f32_net, &bytes, test, sched, opts)?;
+    let (sim_eps, ablation) = simulated_errors(&net, &plan, test, sched, opts)?;
     report.sim_eps = sim_eps;
     report.ablation = ablation;
     Ok((bytes, report))

@@ -14,9 +14,7 @@ use ddpm_core::tiny_int8::{
 use ddpm_core::tiny_quantize::{quantize_tiny_unet, reference_workspace_ranges, TinyCalibrator};
 use ddpm_core::{GaussianNoise, ModelConfig, Schedule, TinyUNet, TinyUNetConfig};
 
-use super::{
-    bar, calibrate, load_for_calibration, noised, parse_f32, CalibrationInputs, CalibrationOptions,
-};
+use super::{bar, calibrate, load_for_calibration, noised, CalibrationOptions};
 use crate::data::idx::Mnist;
 
 /// Relative RMS errors of int8 against f32 for a TinyUNet.
@@ -55,18 +53,9 @@ pub fn activation_names() -> impl Iterator<Item = &'static str> {
         .chain(LAYERS[EXTRA_MID_LAYER..].iter().copied())
 }
 
-/// Quantizes the f32 TinyUNet file `model_bytes`; returns the int8 file and its accuracy.
+/// Quantizes the parsed and checked f32 TinyUNet model `file`; returns the int8 file and its
+/// accuracy.
 pub fn quantize_tiny_model(
-    model_bytes: &[u8],
-    data_dir: &Path,
-    opts: &CalibrationOptions,
-    note: &str,
-) -> Result<(Vec<u8>, TinyAccuracyReport)> {
-    quantize_tiny_file(&parse_f32(model_bytes)?, data_dir, opts, note)
-}
-
-/// [`quantize_tiny_model`] of an already parsed and checked f32 model file.
-pub fn quantize_tiny_file(
     file: &ModelFile<'_>,
     data_dir: &Path,
     opts: &CalibrationOptions,
@@ -96,15 +85,10 @@ pub fn quantize_tiny_file(
         },
         &mut |x, t_in| cal.observe(x, t_in).map_err(|e| anyhow!("{e}")),
     )?;
-    let CalibrationInputs {
-        schedule,
-        sched,
-        test,
-        ..
-    } = inputs;
-    let bytes = quantize_tiny_unet(&net, schedule, &cal.ranges(opts.quant.range), note)
-        .map_err(|e| anyhow!("{e}"))?;
-    let report = tiny_accuracy(&net, &bytes, &test, &sched, opts)?;
+    let ranges = cal.ranges(opts.quant.range);
+    let bytes =
+        quantize_tiny_unet(&net, inputs.schedule, &ranges, note).map_err(|e| anyhow!("{e}"))?;
+    let report = tiny_accuracy(&net, &bytes, &inputs.test, &inputs.sched, opts)?;
     Ok((bytes, report))
 }
 
