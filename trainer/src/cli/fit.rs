@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
-use ddpm_core::TinyUNetConfig;
+use ddpm_core::{ModelConfig, SimpleUNetConfig, TinyUNetConfig};
 use ddpm_trainer::train::config::{Arch, FitRequest, LossWeightKind};
 use ddpm_trainer::{parse_device, progress, train};
 
@@ -164,14 +164,24 @@ pub fn run(a: FitArgs) -> Result<()> {
             ArchArg::Simple => Arch::Simple,
             ArchArg::Tiny => Arch::Tiny,
         },
-        height: a.height,
-        width: a.width,
-        hidden1: a.hidden1,
-        hidden2: a.hidden2,
-        widths: a.widths,
-        mid_blocks: a.mid_blocks,
-        emb_dim: a.emb_dim,
-        temb_dim: a.temb_dim,
+        model: match a.arch {
+            ArchArg::Simple => ModelConfig::SimpleUNet(SimpleUNetConfig {
+                channels: 1,
+                height: a.height,
+                width: a.width,
+                hidden1: a.hidden1,
+                hidden2: a.hidden2,
+            }),
+            ArchArg::Tiny => ModelConfig::TinyUNet(TinyUNetConfig {
+                channels: 1,
+                height: a.height,
+                width: a.width,
+                widths: a.widths,
+                mid_blocks: a.mid_blocks,
+                emb_dim: a.emb_dim,
+                temb_dim: a.temb_dim,
+            }),
+        },
         schedule: a.schedule.config(),
         schedule_name: a.schedule.describe(),
         data: a.data,

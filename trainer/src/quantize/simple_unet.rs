@@ -226,21 +226,30 @@ fn simulated_errors(
     if opts.ablation {
         const WEIGHTS: [&str; 4] = ["enc1", "enc2", "dec1", "dec2"];
         rows.push(("f32 (nothing quantized)".to_string(), err(QuantMask::NONE)?));
-        for (k, name) in ACTIVATIONS.iter().enumerate() {
-            let mut only = QuantMask::NONE;
-            only.acts[k] = true;
-            let mut but = QuantMask::ALL;
-            but.acts[k] = false;
-            rows.push((format!("only activation {name}"), err(only)?));
-            rows.push((format!("all but activation {name}"), err(but)?));
-        }
-        for (l, name) in WEIGHTS.iter().enumerate() {
-            let mut only = QuantMask::NONE;
-            only.weights[l] = true;
-            let mut but = QuantMask::ALL;
-            but.weights[l] = false;
-            rows.push((format!("only weights {name}"), err(only)?));
-            rows.push((format!("all but weights {name}"), err(but)?));
+        // One part at a time (every activation, then every layer's weights): quantized alone,
+        // and kept in f32 alone.
+        let parts = ACTIVATIONS
+            .iter()
+            .enumerate()
+            .map(|(k, name)| (format!("activation {name}"), Some(k), None))
+            .chain(
+                WEIGHTS
+                    .iter()
+                    .enumerate()
+                    .map(|(l, name)| (format!("weights {name}"), None, Some(l))),
+            );
+        for (what, act, weight) in parts {
+            let set = |mut m: QuantMask, on: bool| {
+                if let Some(k) = act {
+                    m.acts[k] = on;
+                }
+                if let Some(l) = weight {
+                    m.weights[l] = on;
+                }
+                m
+            };
+            rows.push((format!("only {what}"), err(set(QuantMask::NONE, true))?));
+            rows.push((format!("all but {what}"), err(set(QuantMask::ALL, false))?));
         }
         let acts_only = QuantMask {
             acts: [true; 4],

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
-use ddpm_core::{ModelConfig, Prediction, ScheduleConfig, SimpleUNetConfig, TinyUNetConfig};
+use ddpm_core::{ModelConfig, Prediction, ScheduleConfig};
 use tch::Device;
 
 use super::{FitOptions, LossWeight, LrSchedule};
@@ -12,9 +12,9 @@ use crate::data::idx::{self, Mnist};
 /// The network architecture to train.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arch {
-    /// The seed's SimpleUNet (`hidden1`, `hidden2`).
+    /// The seed's SimpleUNet.
     Simple,
-    /// TinyUNet (`widths`, `mid_blocks`, `emb_dim`, `temb_dim`).
+    /// TinyUNet.
     Tiny,
 }
 
@@ -32,24 +32,10 @@ pub enum LossWeightKind {
 /// Everything `fit` is asked for, before it is checked.
 #[derive(Debug, Clone)]
 pub struct FitRequest {
-    /// Network architecture.
+    /// Network architecture (for the default output file).
     pub arch: Arch,
-    /// Image height.
-    pub height: u32,
-    /// Image width.
-    pub width: u32,
-    /// SimpleUNet: channels after enc1.
-    pub hidden1: u32,
-    /// SimpleUNet: channels after enc2 and width of the time embedding.
-    pub hidden2: u32,
-    /// TinyUNet: channels of the three levels.
-    pub widths: [u32; 3],
-    /// TinyUNet: quarter-resolution blocks.
-    pub mid_blocks: u32,
-    /// TinyUNet: sinusoidal embedding length.
-    pub emb_dim: u32,
-    /// TinyUNet: width of the time MLP's output.
-    pub temb_dim: u32,
+    /// The network's sizes, checked by [`FitRequest::prepare`].
+    pub model: ModelConfig,
     /// The noise schedule and parameterization.
     pub schedule: ScheduleConfig,
     /// The schedule as the note names it (`linear(START..END)` or `cosine`).
@@ -108,32 +94,6 @@ pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 }
 
 impl FitRequest {
-    /// The network's configuration, checked.
-    pub fn model(&self) -> Result<ModelConfig> {
-        let model = match self.arch {
-            Arch::Simple => ModelConfig::SimpleUNet(SimpleUNetConfig {
-                channels: 1,
-                height: self.height,
-                width: self.width,
-                hidden1: self.hidden1,
-                hidden2: self.hidden2,
-            }),
-            Arch::Tiny => ModelConfig::TinyUNet(TinyUNetConfig {
-                channels: 1,
-                height: self.height,
-                width: self.width,
-                widths: self.widths,
-                mid_blocks: self.mid_blocks,
-                emb_dim: self.emb_dim,
-                temb_dim: self.temb_dim,
-            }),
-        };
-        model
-            .validate()
-            .map_err(|e| anyhow::anyhow!("model sizes: {e}"))?;
-        Ok(model)
-    }
-
     /// The loss weight, checked (snr-plus needs v-prediction).
     fn loss_weight(&self) -> Result<LossWeight> {
         Ok(match self.loss_weight {
@@ -159,7 +119,10 @@ impl FitRequest {
     /// Checks every setting, then loads the training data (every data check happens here,
     /// before any training); returns the options of [`super::fit`] and the data.
     pub fn prepare(&self) -> Result<(FitOptions, Mnist)> {
-        let model = self.model()?;
+        let model = self.model;
+        model
+            .validate()
+            .map_err(|e| anyhow::anyhow!("model sizes: {e}"))?;
         if let Some(d) = self.ema {
             if !(0.0..1.0).contains(&d) {
                 bail!("--ema {d}: the decay must be in [0, 1)");
@@ -170,12 +133,7 @@ impl FitRequest {
         }
         let loss_weight = self.loss_weight()?;
         let data_dir = self.data.clone().unwrap_or_else(idx::default_data_dir);
-        let mut data = Mnist::load(
-            &data_dir,
-            idx::Split::Train,
-            self.height as usize,
-            self.width as usize,
-        )?;
+        let mut data = Mnist::load(&data_dir, idx::Split::Train, model.height(), model.width())?;
         if let Some(n) = self.limit {
             data.truncate(n);
         }
