@@ -15,7 +15,7 @@ use ddpm_core::host::HostModel;
 use ddpm_core::sampler::{DdimConfig, DdpmConfig, SamplerConfig};
 use ddpm_core::winograd::Tile;
 use ddpm_core::{GaussianNoise, Schedule};
-use ddpm_trainer::{export, model, sample};
+use ddpm_torch::{export, model, sample};
 use indicatif::{ProgressBar, ProgressStyle};
 use tch::{Device, Kind, Tensor};
 

@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard};
 use ddpm_core::host::{self, HostModel};
 use ddpm_core::sampler::{self, Plan, SamplerConfig};
 use ddpm_core::{AsModelConfig, GaussianNoise, ModelConfig, ScheduleConfig, SimpleUNetConfig};
-use ddpm_trainer::model::{self, Net, SimpleUNet, TinyUNet};
+use ddpm_torch::model::{self, Net, SimpleUNet, TinyUNet};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use tch::{nn, Device, Kind, Tensor};
@@ -189,7 +189,7 @@ pub fn export_to_core(
 ) -> HostModel {
     let cfg = cfg.as_model_config();
     let params = model::named_params(vs, &cfg).expect("trainer parameters");
-    let bytes = ddpm_trainer::export::model_file_bytes(&cfg, schedule, &params, "equivalence test")
+    let bytes = ddpm_torch::export::model_file_bytes(&cfg, schedule, &params, "equivalence test")
         .expect("trainer export");
     HostModel::from_bytes(&bytes).expect("the core loads the trainer's model file")
 }
@@ -491,7 +491,7 @@ pub fn load_model_pair(path: &Path) -> (String, nn::VarStore, Net, HostModel) {
     let what = path.display().to_string();
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{what}: {e}"));
     let core = HostModel::from_bytes(&bytes).unwrap_or_else(|e| panic!("{what}: {e}"));
-    let m = ddpm_trainer::export::read_model_file(path).unwrap();
+    let m = ddpm_torch::export::read_model_file(path).unwrap();
     torch_single_thread();
     let mut vs = nn::VarStore::new(Device::Cpu);
     let net = Net::new(&vs.root(), m.config);
@@ -594,14 +594,18 @@ pub fn guided_trajectories(
         let eps_t = tch::no_grad(|| {
             let out = net.forward(&xt, &t_batch);
             match &guide {
-                Some((g, _, w)) => ddpm_trainer::guide_output(&out, &g.forward(&xt, &t_batch), *w),
+                Some((g, _, w)) => {
+                    ddpm_torch::sample::guide_output(&out, &g.forward(&xt, &t_batch), *w)
+                }
                 None => out,
             }
         });
         let zt = tensor(&z.concat(), &shape);
         xt = match cfg {
-            SamplerConfig::Ddim(d) => ddpm_trainer::ddim_step(&sched, d, t, prev, &xt, &eps_t, &zt),
-            SamplerConfig::Ddpm(d) => ddpm_trainer::ddpm_step(&sched, d, t, &xt, &eps_t, &zt),
+            SamplerConfig::Ddim(d) => {
+                ddpm_torch::sample::ddim_step(&sched, d, t, prev, &xt, &eps_t, &zt)
+            }
+            SamplerConfig::Ddpm(d) => ddpm_torch::sample::ddpm_step(&sched, d, t, &xt, &eps_t, &zt),
         };
         for (x, z) in xs.iter_mut().zip(&z) {
             core.forward(x, t_in, &mut eps).unwrap();

@@ -7,7 +7,7 @@ use ddpm_core::{Schedule, ScheduleConfig};
 use ddpm_equivalence::{
     golden_dir, golden_noise, load_safetensors, rel_err, tensor, torch_single_thread, values,
 };
-use ddpm_trainer::model::SimpleUNet;
+use ddpm_torch::model::SimpleUNet;
 use tch::{nn, Device};
 
 /// One forward pass, the trainer's tch model vs PyTorch. Here both run the same libtorch with
@@ -27,13 +27,13 @@ const TRAJECTORY_REL: f32 = 2e-5;
 fn golden_net() -> (nn::VarStore, SimpleUNet) {
     torch_single_thread();
     let path = golden_dir().join("weights.safetensors");
-    let (cfg, tensors) = ddpm_trainer::export::read_safetensors_state_dict(&path, 28, 28).unwrap();
+    let (cfg, tensors) = ddpm_torch::export::read_safetensors_state_dict(&path, 28, 28).unwrap();
     let mut vs = nn::VarStore::new(Device::Cpu);
     let ddpm_core::ModelConfig::SimpleUNet(simple) = cfg else {
         panic!("{}: the golden weights are a SimpleUNet", path.display())
     };
     let net = SimpleUNet::new(&vs.root(), simple);
-    ddpm_trainer::model::load_params(&mut vs, &cfg, &tensors, "golden weights").unwrap();
+    ddpm_torch::model::load_params(&mut vs, &cfg, &tensors, "golden weights").unwrap();
     (vs, net)
 }
 
@@ -73,7 +73,7 @@ fn trainer_ddpm_trajectory_matches_golden() {
     for t in (0..300u32).rev() {
         let eps = tch::no_grad(|| net.forward(&x, &tensor(&[t as f32 / 300.0], &[1])));
         let z = tensor(&golden_noise(300 - t as u64, n), &shape);
-        x = ddpm_trainer::ddpm_step(&sched, &cfg, t, &x, &eps, &z);
+        x = ddpm_torch::sample::ddpm_step(&sched, &cfg, t, &x, &eps, &z);
         if let Some(expected) = g.get(&format!("x_after_{t}")) {
             let e = rel_err(&values(&x), &expected.data);
             println!(

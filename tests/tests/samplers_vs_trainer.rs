@@ -7,7 +7,7 @@ use ddpm_core::sampler::{
 };
 use ddpm_core::{Prediction, Schedule, ScheduleConfig, SimpleUNetConfig};
 use ddpm_equivalence::{check_property, gaussian, rel_err, tensor, trajectories, values, within};
-use ddpm_trainer::model::Net;
+use ddpm_torch::model::Net;
 use proptest::prelude::*;
 use tch::nn;
 
@@ -69,7 +69,7 @@ fn ddpm_step_matches_trainer() {
             let mut core = x.clone();
             sampler::ddpm_step(&sched, &cfg, t, &mut core, &e, |i| z[i]).unwrap();
             let shape = [1, 1, 28, 28];
-            let torch = values(&ddpm_trainer::ddpm_step(
+            let torch = values(&ddpm_torch::sample::ddpm_step(
                 &sched,
                 &cfg,
                 t,
@@ -119,7 +119,7 @@ fn ddim_step_matches_trainer() {
             let mut core = x.clone();
             sampler::ddim_step(&sched, &cfg, t, prev, &mut core, &e, |i| z[i]).unwrap();
             let shape = [1, 1, 28, 28];
-            let torch = values(&ddpm_trainer::ddim_step(
+            let torch = values(&ddpm_torch::sample::ddim_step(
                 &sched,
                 &cfg,
                 t,

@@ -3,7 +3,7 @@
 
 use ddpm_core::{Schedule, ScheduleConfig, ScheduleKind};
 use ddpm_equivalence::{check_property, torch_single_thread, values};
-use ddpm_trainer::schedule::DeviceSchedule;
+use ddpm_torch::schedule::DeviceSchedule;
 use proptest::prelude::*;
 use tch::{Device, Kind, Tensor};
 

@@ -14,7 +14,7 @@ use ddpm_equivalence::{
     check_property, export_to_core, forward_case, gaussian, rel_err, run_forward_case, tch_forward,
     tensor, trainer_model, trajectories, values, within, ForwardCase, MAX_BATCH,
 };
-use ddpm_trainer::model::Net;
+use ddpm_torch::model::Net;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
@@ -168,7 +168,7 @@ fn ddpm_step_with_tiny_eps_matches_trainer() {
             let mut stepped = x.clone();
             sampler::ddpm_step(&sched, &cfg, t, &mut stepped, &eps, |i| z[i]).unwrap();
             let shape = [1, 1, 28, 28];
-            let torch = values(&ddpm_trainer::ddpm_step(
+            let torch = values(&ddpm_torch::sample::ddpm_step(
                 &sched,
                 &cfg,
                 t,
@@ -237,7 +237,7 @@ fn ddim_step_with_tiny_eps_matches_trainer() {
             let mut stepped = x.clone();
             sampler::ddim_step(&sched, &cfg, t, prev, &mut stepped, &eps, |i| z[i]).unwrap();
             let shape = [1, 1, 28, 28];
-            let torch = values(&ddpm_trainer::ddim_step(
+            let torch = values(&ddpm_torch::sample::ddim_step(
                 &sched,
                 &cfg,
                 t,

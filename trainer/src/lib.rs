@@ -1,30 +1,27 @@
 //! `ddpm-trainer`: trains the seed's DDPM (SimpleUNet, ε-prediction) with libtorch through tch,
-//! on the CPU or a CUDA GPU, and moves the weights to and from the ddpm-core model file.
+//! on the CPU or a CUDA GPU, and moves the weights to and from the ddpm-core model file. The
+//! libtorch networks, schedule, samplers and weight conversion are the `ddpm-torch` crate.
 //!
 //! Data flow:
-//! 1. [`idx`] reads MNIST IDX files (raw or gzip); [`fetch`] downloads and verifies them.
-//! 2. [`train::fit`] puts the images on the device as one tensor and trains [`model::SimpleUNet`]
-//!    against the noise [`schedule`], checkpointing every epoch.
-//! 3. [`export`] writes the ddpm-core model file (and PyTorch safetensors) and reads them back.
-//! 4. [`sample`] draws images with the torch samplers or through `ddpm_core::host`, and writes
+//! 1. [`data::idx`] reads MNIST IDX files (raw or gzip); [`data::fetch`] downloads and
+//!    verifies them.
+//! 2. [`train::fit`] puts the images on the device as one tensor and trains a
+//!    `ddpm_torch::model::Net` against the noise schedule (`ddpm_torch::schedule`),
+//!    checkpointing every epoch; [`train::config`] builds and checks its options.
+//! 3. [`load`] reads a model file (and a guide) from disk and checks it once; the weights go
+//!    out through `ddpm_torch::export` (model file, PyTorch safetensors) and [`quantize`]
+//!    (int8 model files).
+//! 4. [`sample`] writes what the samplers (`ddpm_torch::sample` or `ddpm_core::host`) draw as
 //!    PNG grids and IDX files.
 //! 5. [`eval`] measures a model: the variational bound in bits/dim, and sample quality judged
-//!    by the [`classifier`].
-pub mod atomic;
-pub mod classifier;
-pub mod compare;
+//!    by the [`eval::classifier`]; [`eval::compare`] holds an int8 export against its f32 model.
+pub mod data;
 pub mod eval;
-pub mod export;
-pub mod fetch;
-pub mod idx;
-pub mod model;
+pub mod load;
+pub mod progress;
 pub mod quantize;
-pub mod quantize_tiny;
 pub mod sample;
-pub mod schedule;
 pub mod train;
-
-pub use sample::{ddim_step, ddpm_step, guide_output};
 
 /// Resolves `--device`: `cpu`, `cuda` (an error when CUDA is not usable), `cuda:N`, or `auto`
 /// (CUDA when available, else CPU).

@@ -8,10 +8,10 @@ use common::{lock, shared_mnist};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use ddpm_trainer::classifier::{
+use ddpm_trainer::data::idx::{Mnist, Split};
+use ddpm_trainer::eval::classifier::{
     self, Classifier, ClassifierOptions, FEATURES, IMAGE_LEN, REQUIRED_TEST_ACCURACY,
 };
-use ddpm_trainer::idx::{Mnist, Split};
 use tch::{Device, Tensor};
 
 fn split(s: Split, n: usize) -> Mnist {

@@ -12,10 +12,11 @@ use ddpm_core::host::HostModel;
 use ddpm_core::quantize::QuantOptions;
 use ddpm_core::sampler::{DdimConfig, SamplerConfig};
 use ddpm_core::{ScheduleConfig, SimpleUNetConfig};
-use ddpm_trainer::classifier::Classifier;
-use ddpm_trainer::compare::{self, CompareOptions};
+use ddpm_torch::{export, model};
+use ddpm_trainer::eval::classifier::Classifier;
+use ddpm_trainer::eval::compare::{self, CompareOptions};
 use ddpm_trainer::quantize::{quantize_model, CalibrationOptions};
-use ddpm_trainer::{export, model, sample};
+use ddpm_trainer::sample;
 use tch::{nn, Device};
 
 /// 1×28×28 (so the classifier applies), tiny hidden widths, a 20-step schedule.

@@ -11,10 +11,10 @@ use std::process::Command;
 use ddpm_core::host::HostModel;
 use ddpm_core::sampler::{DdimConfig, DdpmVariance, SamplerConfig};
 use ddpm_core::{ScheduleConfig, SimpleUNetConfig};
-use ddpm_trainer::classifier::Classifier;
+use ddpm_torch::{export, model};
+use ddpm_trainer::eval::classifier::Classifier;
 use ddpm_trainer::eval::nll::{self, BoundOptions, Diffusion};
 use ddpm_trainer::eval::quality;
-use ddpm_trainer::{export, model};
 use tch::{nn, Device, Tensor};
 
 /// The fixed "network" of the one-pixel tests: ε(x, s) = 0.8·tanh(1.5x) + 0.3·s − 0.1.

@@ -9,7 +9,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::Command;
 use std::sync::Arc;
 
-use ddpm_trainer::fetch::{self, Outcome, MNIST_FILES};
+use ddpm_trainer::data::fetch::{self, Outcome, MNIST_FILES};
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 
@@ -134,8 +134,13 @@ fn corrupted_downloads_are_deleted_and_the_next_mirror_is_used() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     // The files load as MNIST, and a second run finds them present.
-    let m = ddpm_trainer::idx::Mnist::load(dir.path(), ddpm_trainer::idx::Split::Train, 28, 28)
-        .unwrap();
+    let m = ddpm_trainer::data::idx::Mnist::load(
+        dir.path(),
+        ddpm_trainer::data::idx::Split::Train,
+        28,
+        28,
+    )
+    .unwrap();
     assert_eq!(m.len, 60_000);
     let again = fetch::fetch_mnist(dir.path(), &[bad], false, &mut |_| {}).unwrap();
     assert!(again.iter().all(|(_, o)| *o == Outcome::AlreadyPresent));

@@ -10,8 +10,8 @@ use std::process::Command;
 use ddpm_core::host::HostModel;
 use ddpm_core::sampler::{DdimConfig, SamplerConfig};
 use ddpm_core::Prediction;
-use ddpm_trainer::idx::{Mnist, Split};
-use ddpm_trainer::model;
+use ddpm_torch::model;
+use ddpm_trainer::data::idx::{Mnist, Split};
 use ddpm_trainer::train::{self, FitOptions};
 use tch::{Device, Kind, Tensor};
 
@@ -43,7 +43,7 @@ fn sample_cli(
     model: &Path,
     out: &Path,
     extra: &[&std::ffi::OsStr],
-) -> ddpm_trainer::idx::IdxArray {
+) -> ddpm_trainer::data::idx::IdxArray {
     let (png, idx) = (out.with_extension("png"), out.with_extension("idx"));
     let o = Command::new(env!("CARGO_BIN_EXE_trainer"))
         .args([
@@ -64,7 +64,7 @@ fn sample_cli(
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    ddpm_trainer::idx::read_idx(&idx).unwrap()
+    ddpm_trainer::data::idx::read_idx(&idx).unwrap()
 }
 
 #[test]
@@ -101,7 +101,7 @@ fn smoke_fit_512_images_loss_decreases_and_core_samples_the_export() {
         *host.config(),
         ddpm_core::ModelConfig::SimpleUNet(ddpm_core::SimpleUNetConfig::SEED)
     );
-    let loaded = ddpm_trainer::export::read_model_file(&dir.path().join("model.ddpm")).unwrap();
+    let loaded = ddpm_torch::export::read_model_file(&dir.path().join("model.ddpm")).unwrap();
     let mut vs = tch::nn::VarStore::new(Device::Cpu);
     let net = model::Net::new(&vs.root(), loaded.config);
     model::load_params(&mut vs, &loaded.config, &loaded.tensors, "model.ddpm").unwrap();
@@ -411,7 +411,7 @@ fn tiny_unet_resumes_bit_for_bit_exports_and_loads_in_the_core() {
     let path = whole.path().join("model.ddpm");
     let mut host = HostModel::from_bytes(&std::fs::read(&path).unwrap()).unwrap();
     assert_eq!(*host.config(), tiny);
-    let loaded = ddpm_trainer::export::read_model_file(&path).unwrap();
+    let loaded = ddpm_torch::export::read_model_file(&path).unwrap();
     let mut vs = tch::nn::VarStore::new(Device::Cpu);
     let net = model::Net::new(&vs.root(), loaded.config);
     model::load_params(&mut vs, &loaded.config, &loaded.tensors, "model.ddpm").unwrap();

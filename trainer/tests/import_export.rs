@@ -2,8 +2,8 @@
 use std::process::Command;
 
 use ddpm_core::{ModelConfig, ScheduleConfig, SimpleUNetConfig, TinyUNetConfig};
-use ddpm_trainer::export;
-use ddpm_trainer::model::{self, Net, SimpleUNet};
+use ddpm_torch::export;
+use ddpm_torch::model::{self, Net, SimpleUNet};
 use tch::{nn, Device, Kind, Tensor};
 
 fn trainer(args: &[&std::ffi::OsStr]) -> String {

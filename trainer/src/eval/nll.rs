@@ -37,8 +37,8 @@ use ddpm_core::sampler::DdpmVariance;
 use ddpm_core::{GaussianNoise, Prediction, ScheduleConfig};
 use tch::{Device, Kind, Tensor};
 
-use crate::sample::{predicted_eps, predicted_x0};
 use crate::train::derive_seed;
+use ddpm_torch::sample::{predicted_eps, predicted_x0};
 
 /// Half the width of a pixel bin on the [−1, 1] scale (256 bins over a range of 2).
 pub const BIN_HALF_WIDTH: f64 = 1.0 / 255.0;
@@ -415,7 +415,7 @@ pub fn write_curve_csv(path: &std::path::Path, report: &BoundReport) -> Result<(
         report.timesteps + 1,
         report.prior
     ));
-    crate::atomic::write_atomic(path, s.as_bytes())
+    ddpm_torch::atomic::write_atomic(path, s.as_bytes())
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Sample quality judged by the project's MNIST classifier ([`crate::classifier`]).
+//! Sample quality judged by the project's MNIST classifier ([`super::classifier`]).
 //!
 //! For a set of images:
 //! - the Fréchet distance between Gaussians fitted to the classifier's penultimate features
@@ -18,7 +18,7 @@ use ddpm_core::host::HostModel;
 use ddpm_core::sampler::SamplerConfig;
 use tch::{Device, Kind, Tensor};
 
-use crate::classifier::{Classifier, CLASSES, CONFIDENT_PROB, FEATURES};
+use crate::eval::classifier::{Classifier, CLASSES, CONFIDENT_PROB, FEATURES};
 
 /// Mean and covariance of a set of feature vectors (f64).
 #[derive(Debug)]
@@ -202,7 +202,7 @@ pub fn draw_samples(
 ) -> Result<Vec<f32>> {
     let file = ModelFile::parse(bytes).map_err(|e| anyhow!("{e}"))?;
     let len = file.header().model.image_len();
-    let host = HostModel::from_bytes(bytes).map_err(|e| anyhow!("{e}"))?;
+    let host = HostModel::from_file(&file).map_err(|e| anyhow!("{e}"))?;
     let guide = match guide {
         Some((g, w)) => Some((
             HostModel::from_bytes(g).map_err(|e| anyhow!("guide: {e}"))?,
@@ -210,39 +210,22 @@ pub fn draw_samples(
         )),
         None => None,
     };
-    let mut out = vec![0.0f32; n * len];
-    if n == 0 {
-        return Ok(out);
-    }
-    let per = n.div_ceil(workers.clamp(1, n));
-    std::thread::scope(|s| {
-        let handles: Vec<_> = out
-            .chunks_mut(per * len)
-            .enumerate()
-            .map(|(w, images)| {
-                let mut host = host.clone();
-                let mut guide = guide.clone();
-                s.spawn(move || -> Result<()> {
-                    for (k, x) in images.chunks_exact_mut(len).enumerate() {
-                        let i = w * per + k;
-                        let image_seed = seed.wrapping_add(i as u64);
-                        let one = match guide.as_mut() {
-                            Some((g, weight)) => host.sample_guided(g, *weight, 1, cfg, image_seed),
-                            None => host.sample(1, cfg, image_seed),
-                        }
-                        .map_err(|e| anyhow!("sampling image {i}: {e}"))?;
-                        x.copy_from_slice(&one);
-                        done();
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .try_for_each(|h| h.join().expect("sampling thread panicked"))
-    })?;
-    Ok(out)
+    super::draw_in_runs(n, len, workers, "sampling", &|first, images| {
+        let mut host = host.clone();
+        let mut guide = guide.clone();
+        for (k, x) in images.chunks_exact_mut(len).enumerate() {
+            let i = first + k;
+            let image_seed = seed.wrapping_add(i as u64);
+            let one = match guide.as_mut() {
+                Some((g, weight)) => host.sample_guided(g, *weight, 1, cfg, image_seed),
+                None => host.sample(1, cfg, image_seed),
+            }
+            .map_err(|e| anyhow!("sampling image {i}: {e}"))?;
+            x.copy_from_slice(&one);
+            done();
+        }
+        Ok(())
+    })
 }
 
 /// Feature statistics of u8 images (n×28×28) under the classifier.

@@ -23,7 +23,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tch::nn::{self, Module, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
-use crate::idx::{Mnist, Split};
+use crate::data::idx::{Mnist, Split};
 use crate::train::derive_seed;
 
 /// Image height and width the classifier takes.
@@ -369,7 +369,7 @@ impl Classifier {
             .collect();
         named.sort_by(|a, b| a.0.cmp(&b.0));
         named.push(("meta.arch".into(), Tensor::from_slice(ARCH.as_bytes())));
-        crate::atomic::write_atomic_with(path, |tmp| {
+        ddpm_torch::atomic::write_atomic_with(path, |tmp| {
             Tensor::write_safetensors(&named, tmp)?;
             Ok(())
         })

@@ -1,13 +1,6 @@
-//! `export --int8` for TinyUNet: post-training quantization calibrated on inputs the sampler
-//! really sees, with the accuracy of the result measured on inputs it did not see.
-//!
-//! Calibration inputs (all at their true network time input t/T):
-//! - noised training images x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε at uniformly drawn t;
-//! - every state x_t of DDIM trajectories (10 steps, η = 0, x0 clipped, ε recomputed: the
-//!   sampler of the firmware demo) of the f32 model.
-//!
-//! Accuracy is measured on noised *test* images (another split, other noise and timesteps):
-//! relative RMS error of every stored activation (dequantized int8 against f32) and of ε.
+//! `export --int8` for TinyUNet, calibrated (see the [module notes](super)) on noised training
+//! images and on every state x_t of DDIM trajectories (10 steps, η = 0, x0 clipped, ε
+//! recomputed: the sampler of the firmware demo) of the f32 model.
 
 use std::path::Path;
 
@@ -15,17 +8,14 @@ use anyhow::{anyhow, Result};
 use ddpm_core::format::ModelFile;
 use ddpm_core::sampler::{DdimConfig, SamplerConfig};
 use ddpm_core::tiny_int8::{
-    layer_count, layerwise_len, layerwise_offsets, Int8TinyUNet, TimeScratch,
+    layer_count, layerwise_len, layerwise_offsets, Int8TinyUNet, TimeScratch, EXTRA_MID_LAYER,
+    LAYERS,
 };
 use ddpm_core::tiny_quantize::{quantize_tiny_unet, reference_workspace_ranges, TinyCalibrator};
 use ddpm_core::{GaussianNoise, ModelConfig, Schedule, TinyUNet, TinyUNetConfig};
-use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::idx::Mnist;
-use crate::quantize::{
-    load_for_calibration, noised, observe_noised, observe_trajectories, CalibrationInputs,
-    CalibrationOptions,
-};
+use super::{bar, calibrate, load_for_calibration, noised, CalibrationOptions};
+use crate::data::idx::Mnist;
 
 /// Relative RMS errors of int8 against f32 for a TinyUNet.
 #[derive(Debug, Clone)]
@@ -55,64 +45,50 @@ impl Draws {
     }
 }
 
-fn bar(len: u64, msg: &'static str) -> ProgressBar {
-    let b = ProgressBar::new(len);
-    b.set_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    b.set_message(msg);
-    b
+/// The stored activations' names in [`TinyAccuracyReport::activations`] order, each by the
+/// layer that writes it (`input`: the quantized x).
+pub fn activation_names() -> impl Iterator<Item = &'static str> {
+    ["input", "enc0", "down1", "down2", "mid", "up2", "up1"]
+        .into_iter()
+        .chain(LAYERS[EXTRA_MID_LAYER..].iter().copied())
 }
 
-/// Quantizes the f32 TinyUNet file `model_bytes`; returns the int8 file and its accuracy.
+/// Quantizes the parsed and checked f32 TinyUNet model `file`; returns the int8 file and its
+/// accuracy.
 pub fn quantize_tiny_model(
-    model_bytes: &[u8],
+    file: &ModelFile<'_>,
     data_dir: &Path,
     opts: &CalibrationOptions,
     note: &str,
 ) -> Result<(Vec<u8>, TinyAccuracyReport)> {
-    let CalibrationInputs {
-        model,
-        schedule,
-        params,
-        sched,
-        train,
-        test,
-    } = load_for_calibration(model_bytes, data_dir, "tiny")?;
-    let ModelConfig::TinyUNet(cfg) = model else {
+    let inputs = load_for_calibration(file, data_dir, "tiny")?;
+    let ModelConfig::TinyUNet(cfg) = inputs.model else {
         unreachable!("load_for_calibration checked the architecture");
     };
-    let net = TinyUNet::from_flat(cfg, &params).map_err(|e| anyhow!("{e}"))?;
-
+    let net = TinyUNet::from_flat(cfg, &inputs.params).map_err(|e| anyhow!("{e}"))?;
     let mut cal = TinyCalibrator::new(net, 13);
     let mut draws = Draws(opts.seed);
-    let mut noise = GaussianNoise::new(opts.seed);
-    observe_noised(
-        &train,
-        &sched,
-        opts.images,
-        &mut noise,
-        &mut |_: &mut GaussianNoise, n| draws.below(n),
-        &bar(opts.images as u64, "calibrating (noised images)"),
-        &mut |x, t_in| cal.observe(x, t_in).map_err(|e| anyhow!("{e}")),
-    )?;
     let scfg = SamplerConfig::Ddim(DdimConfig {
         steps: CALIBRATION_DDIM_STEPS,
         ..Default::default()
     });
-    observe_trajectories(
-        model_bytes,
-        &sched,
-        &scfg,
+    calibrate(
+        file,
+        &inputs,
         opts,
+        &mut |_: &mut GaussianNoise, n| draws.below(n),
+        &scfg,
         1,
-        &bar(opts.trajectories as u64, "calibrating (DDIM trajectories)"),
+        &|k| match k {
+            0 => bar(opts.images as u64, "calibrating (noised images)"),
+            _ => bar(opts.trajectories as u64, "calibrating (DDIM trajectories)"),
+        },
         &mut |x, t_in| cal.observe(x, t_in).map_err(|e| anyhow!("{e}")),
     )?;
-    let bytes = quantize_tiny_unet(&net, schedule, &cal.ranges(opts.quant.range), note)
-        .map_err(|e| anyhow!("{e}"))?;
-    let report = tiny_accuracy(&net, &bytes, &test, &sched, opts)?;
+    let ranges = cal.ranges(opts.quant.range);
+    let bytes =
+        quantize_tiny_unet(&net, inputs.schedule, &ranges, note).map_err(|e| anyhow!("{e}"))?;
+    let report = tiny_accuracy(&net, &bytes, &inputs.test, &inputs.sched, opts)?;
     Ok((bytes, report))
 }
 

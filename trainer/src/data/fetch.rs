@@ -171,7 +171,7 @@ pub fn fetch_file(
         }
         match verify(&partial, file) {
             Ok(data) => {
-                crate::atomic::write_atomic(&target, &data)?;
+                ddpm_torch::atomic::write_atomic(&target, &data)?;
                 fs::remove_file(&partial)
                     .with_context(|| format!("removing {}", partial.display()))?;
                 return Ok(Outcome::Downloaded(url));

@@ -4,7 +4,7 @@
 //! checkpoint and onto the model file. [`Net`] holds either.
 use anyhow::{bail, Context, Result};
 use ddpm_core::config::{TINY_MAX_PERIOD, TINY_MID_NAMES, TINY_TIME_SCALE};
-use ddpm_core::{AsModelConfig, ModelConfig, SimpleUNetConfig, TinyUNetConfig};
+use ddpm_core::{AsModelConfig, ModelConfig, SimpleUNetConfig, TensorSpec, TinyUNetConfig};
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 
@@ -258,6 +258,31 @@ pub fn named_params(vs: &nn::VarStore, cfg: &impl AsModelConfig) -> Result<Vec<(
         .collect()
 }
 
+/// The dimensions of `spec` as tch sizes.
+pub fn dims_i64(spec: &TensorSpec) -> Vec<i64> {
+    spec.dims().iter().map(|&d| d as i64).collect()
+}
+
+/// The tensor named `spec.name` in `tensors`, checked to have `spec`'s shape. Errors:
+/// `missing()` when there is none, `wrong_shape(has, wants)` when its shape differs.
+pub fn named_tensor<'a>(
+    tensors: &'a [(String, Tensor)],
+    spec: &TensorSpec,
+    missing: impl FnOnce() -> String,
+    wrong_shape: impl FnOnce(&[i64], &[i64]) -> String,
+) -> Result<&'a Tensor> {
+    let t = tensors
+        .iter()
+        .find(|(n, _)| n == spec.name)
+        .map(|(_, t)| t)
+        .with_context(missing)?;
+    let want = dims_i64(spec);
+    if t.size() != want {
+        bail!(wrong_shape(&t.size(), &want));
+    }
+    Ok(t)
+}
+
 /// Copies `tensors` (by name, any device, f32) into the variables of `vs`, checking that every
 /// parameter of `cfg` is present with its expected shape. `what` names the source in errors.
 pub fn load_params(
@@ -268,24 +293,36 @@ pub fn load_params(
 ) -> Result<()> {
     let vars = vs.variables();
     for spec in &cfg.as_model_config().tensor_specs() {
-        let src = tensors
-            .iter()
-            .find(|(n, _)| n == spec.name)
-            .map(|(_, t)| t)
-            .with_context(|| format!("{what}: tensor {} is missing", spec.name))?;
-        let want: Vec<i64> = spec.dims().iter().map(|&d| d as i64).collect();
-        if src.size() != want {
-            bail!(
-                "{what}: tensor {} has shape {:?}, the model needs {:?}",
-                spec.name,
-                src.size(),
-                want
-            );
-        }
+        let src = named_tensor(
+            tensors,
+            spec,
+            || format!("{what}: tensor {} is missing", spec.name),
+            |has, want| {
+                format!(
+                    "{what}: tensor {} has shape {has:?}, the model needs {want:?}",
+                    spec.name
+                )
+            },
+        )?;
         let mut dst = vars[spec.name].shallow_clone();
         tch::no_grad(|| dst.copy_(&src.to_kind(Kind::Float)));
     }
     Ok(())
+}
+
+/// The network `cfg` describes on `device`, its parameters copied from `tensors` (see
+/// [`load_params`]; `what` names the source in errors), with the var store that holds them
+/// (keep it alive while the network is used).
+pub fn load_net(
+    cfg: ModelConfig,
+    tensors: &[(String, Tensor)],
+    device: Device,
+    what: &str,
+) -> Result<(nn::VarStore, Net)> {
+    let mut vs = nn::VarStore::new(device);
+    let net = Net::new(&vs.root(), cfg);
+    load_params(&mut vs, &cfg, tensors, what)?;
+    Ok((vs, net))
 }
 
 /// The flat f32 values of a tensor (moved to the CPU).

@@ -8,14 +8,18 @@
 //!   split's, an Inception-Score analog, the confident share and the label histogram; and the
 //!   same figures for as many real training images (the floor at that sample count).
 //!
+//! [`classifier`] is that judge; [`compare`] (`trainer compare-int8`) holds an int8 export's
+//! samples against its f32 model's.
+//!
 //! The classifier figures compare only with each other (other samplers, models, sample counts
 //! of this project), not with published Inception-based FIDs.
 
+pub mod classifier;
+pub mod compare;
 pub mod nll;
 pub mod quality;
 
 use std::fmt::Write as _;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -23,12 +27,11 @@ use anyhow::{anyhow, bail, Context, Result};
 use ddpm_core::format::ModelFile;
 use ddpm_core::sampler::{DdpmVariance, SamplerConfig, Spacing};
 use ddpm_core::{ModelConfig, ScheduleConfig};
-use indicatif::{ProgressBar, ProgressStyle};
 use tch::{nn, Device, Tensor};
 
-use crate::classifier::{self, CONFIDENT_PROB, SIDE};
-use crate::idx::{Mnist, Split};
-use crate::{export, model};
+use crate::data::idx::{Mnist, Split};
+use classifier::{CONFIDENT_PROB, SIDE};
+use ddpm_torch::model;
 
 /// What `trainer eval` computes.
 #[derive(Debug, Clone)]
@@ -100,15 +103,12 @@ pub struct TorchNet {
 impl TorchNet {
     /// Loads the f32 model file at `path` onto `device`.
     pub fn load(path: &Path, device: Device) -> Result<Self> {
-        let m = export::read_model_file(path)?;
-        let mut vs = nn::VarStore::new(device);
-        let net = model::Net::new(&vs.root(), m.config);
-        model::load_params(&mut vs, &m.config, &m.tensors, &path.display().to_string())?;
-        let mc: ModelConfig = m.config;
+        let m = crate::load::torch_model(path, device)?;
+        let mc: ModelConfig = m.file.config;
         Ok(Self {
-            _vs: vs,
-            net,
-            schedule: m.schedule,
+            _vs: m.vs,
+            net: m.net,
+            schedule: m.file.schedule,
             chw: (mc.channels(), mc.height(), mc.width()),
         })
     }
@@ -119,18 +119,33 @@ impl TorchNet {
     }
 }
 
-fn bar(len: u64, show: bool, unit: &str) -> ProgressBar {
-    if !(show && std::io::stderr().is_terminal()) {
-        return ProgressBar::hidden();
+/// `n` images of `len` values drawn on `workers` threads, each taking a contiguous run of
+/// whole images (so the result does not depend on `workers`): `run(first, images)` fills the
+/// run that starts at image `first`; `what` names the threads in a panic.
+pub(crate) fn draw_in_runs(
+    n: usize,
+    len: usize,
+    workers: usize,
+    what: &str,
+    run: &(dyn Fn(usize, &mut [f32]) -> Result<()> + Sync),
+) -> Result<Vec<f32>> {
+    let mut out = vec![0.0f32; n * len];
+    if n == 0 {
+        return Ok(out);
     }
-    let b = ProgressBar::new(len);
-    b.set_style(
-        ProgressStyle::with_template(&format!(
-            "{{bar:30}} {{pos}}/{{len}} {unit} [{{elapsed_precise}}<{{eta_precise}}]"
-        ))
-        .expect("valid progress template"),
-    );
-    b
+    let per = n.div_ceil(workers.clamp(1, n));
+    std::thread::scope(|s| {
+        let handles: Vec<_> = out
+            .chunks_mut(per * len)
+            .enumerate()
+            .map(|(w, images)| s.spawn(move || run(w * per, images)))
+            .collect();
+        handles.into_iter().try_for_each(|h| {
+            h.join()
+                .unwrap_or_else(|_| panic!("{what} thread panicked"))
+        })
+    })?;
+    Ok(out)
 }
 
 fn variance_name(v: DdpmVariance) -> &'static str {
@@ -198,7 +213,7 @@ pub fn run_bound(opts: &EvalOptions) -> Result<(nll::BoundReport, f64)> {
         opts.bound.seed,
         opts.device
     );
-    let pb = bar((test.len * t) as u64, opts.progress, "image-steps");
+    let pb = crate::progress::bar((test.len * t) as u64, opts.progress, "image-steps");
     let start = Instant::now();
     let report = nll::variational_bound(
         &mut |x, t_in| Ok(net.eps(x, t_in)),
@@ -244,7 +259,7 @@ pub fn run_quality(opts: &EvalOptions) -> Result<QualityReport> {
             let gh = *ModelFile::parse(&gb)
                 .map_err(|e| anyhow!("{}: not a valid model file: {e}", g.display()))?
                 .header();
-            crate::sample::check_guide(
+            crate::load::check_guide(
                 (&header.model, &header.schedule),
                 (&gh.model, &gh.schedule),
                 g,
@@ -280,7 +295,7 @@ pub fn run_quality(opts: &EvalOptions) -> Result<QualityReport> {
     if let Some((g, w)) = &opts.guide {
         eprintln!("guided by {} with weight {w}", g.display());
     }
-    let pb = bar(opts.samples as u64, opts.progress, "images");
+    let pb = crate::progress::bar(opts.samples as u64, opts.progress, "images");
     let start = Instant::now();
     let values = quality::draw_samples(
         &bytes,
@@ -366,12 +381,12 @@ pub fn format_quality(q: &QualityReport, sampler: &str) -> String {
     let _ = writeln!(
         s,
         "  labels, samples: {}",
-        crate::compare::format_histogram(&g.histogram)
+        compare::format_histogram(&g.histogram)
     );
     let _ = writeln!(
         s,
         "  labels, real:    {}",
-        crate::compare::format_histogram(&r.histogram)
+        compare::format_histogram(&r.histogram)
     );
     let _ = writeln!(
         s,
@@ -569,7 +584,7 @@ pub fn run(opts: &EvalOptions) -> Result<()> {
     };
     if let Some(p) = &opts.json {
         let doc = to_json(opts, timesteps, bound.as_ref(), quality.as_ref());
-        crate::atomic::write_atomic(p, doc.as_bytes())?;
+        ddpm_torch::atomic::write_atomic(p, doc.as_bytes())?;
         eprintln!("wrote {}", p.display());
     }
     Ok(())

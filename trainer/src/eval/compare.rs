@@ -5,7 +5,7 @@
 //! the row-streaming executor (`ddpm_core::stream::sample_streaming`, as on a microcontroller).
 //! Both are turned into u8 pixels with `ddpm_core::pixel_to_u8`. The figures:
 //! - the mean absolute pixel difference (0–255 scale) and the largest one;
-//! - the fraction of images the project's classifier ([`crate::classifier`]) labels identically;
+//! - the fraction of images the project's classifier ([`super::classifier`]) labels identically;
 //! - for each set, the share the classifier labels with probability above
 //!   [`CONFIDENT_PROB`] (its "recognisable digit" share) and the class histogram.
 
@@ -22,7 +22,7 @@ use ddpm_core::stream::sample_streaming;
 use ddpm_core::{ModelConfig, Schedule, SimpleUNetConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::classifier::{Classifier, CLASSES, CONFIDENT_PROB, SIDE};
+use crate::eval::classifier::{Classifier, CLASSES, CONFIDENT_PROB, SIDE};
 use crate::sample::{to_pixels, GridLayout};
 
 /// What to sample.
@@ -184,52 +184,35 @@ pub fn sample_int8(
     let sched: Schedule = Schedule::new(&file.header().schedule).map_err(|e| anyhow!("{e}"))?;
     let mcfg = *net.config();
     let len = mcfg.image_len();
-    let mut out = vec![0.0f32; n * len];
-    if n == 0 {
-        return Ok(out);
-    }
-    let per = n.div_ceil(workers.clamp(1, n));
     let (net, sched) = (&net, &sched);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = out
-            .chunks_mut(per * len)
-            .enumerate()
-            .map(|(w, images)| {
-                s.spawn(move || -> Result<()> {
-                    let h2 = mcfg.hidden2 as usize;
-                    let mut acts = vec![0i8; mcfg.streaming_act_len()];
-                    let (mut hidden, mut temb) = (vec![0.0f32; h2], vec![0.0f32; h2]);
-                    let mut offsets = vec![0i32; h2];
-                    let mut row = vec![0.0f32; mcfg.row_len()];
-                    for (k, x) in images.chunks_exact_mut(len).enumerate() {
-                        let i = w * per + k;
-                        let mut scratch = Scratch {
-                            acts: &mut acts,
-                            hidden: &mut hidden,
-                            temb: &mut temb,
-                            offsets: &mut offsets,
-                            row: &mut row,
-                        };
-                        sample_streaming(
-                            net,
-                            sched,
-                            cfg,
-                            seed.wrapping_add(i as u64),
-                            x,
-                            &mut scratch,
-                        )
-                        .map_err(|e| anyhow!("int8 sampling, image {i}: {e}"))?;
-                        done();
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .try_for_each(|h| h.join().expect("int8 sampling thread panicked"))
-    })?;
-    Ok(out)
+    super::draw_in_runs(n, len, workers, "int8 sampling", &|first, images| {
+        let h2 = mcfg.hidden2 as usize;
+        let mut acts = vec![0i8; mcfg.streaming_act_len()];
+        let (mut hidden, mut temb) = (vec![0.0f32; h2], vec![0.0f32; h2]);
+        let mut offsets = vec![0i32; h2];
+        let mut row = vec![0.0f32; mcfg.row_len()];
+        for (k, x) in images.chunks_exact_mut(len).enumerate() {
+            let i = first + k;
+            let mut scratch = Scratch {
+                acts: &mut acts,
+                hidden: &mut hidden,
+                temb: &mut temb,
+                offsets: &mut offsets,
+                row: &mut row,
+            };
+            sample_streaming(
+                net,
+                sched,
+                cfg,
+                seed.wrapping_add(i as u64),
+                x,
+                &mut scratch,
+            )
+            .map_err(|e| anyhow!("int8 sampling, image {i}: {e}"))?;
+            done();
+        }
+        Ok(())
+    })
 }
 
 /// Samples both model files with the same seeds and sampler.

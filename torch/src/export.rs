@@ -21,20 +21,17 @@ pub fn model_file_bytes(
         .map_err(|e| anyhow::anyhow!("model sizes {cfg:?}: {e}"))?;
     let mut w = ModelWriter::new(cfg, *schedule, note);
     for spec in &cfg.tensor_specs() {
-        let t = params
-            .iter()
-            .find(|(n, _)| n == spec.name)
-            .map(|(_, t)| t)
-            .with_context(|| format!("no tensor {} to export", spec.name))?;
-        let want: Vec<i64> = spec.dims().iter().map(|&d| d as i64).collect();
-        if t.size() != want {
-            bail!(
-                "tensor {} has shape {:?}, the model file needs {:?}",
-                spec.name,
-                t.size(),
-                want
-            );
-        }
+        let t = model::named_tensor(
+            params,
+            spec,
+            || format!("no tensor {} to export", spec.name),
+            |has, want| {
+                format!(
+                    "tensor {} has shape {has:?}, the model file needs {want:?}",
+                    spec.name
+                )
+            },
+        )?;
         let data = model::to_f32_vec(t)?;
         w.push_f32(spec.name, spec.dims(), &data)
             .map_err(|e| anyhow::anyhow!("encoding {}: {e}", spec.name))?;
@@ -59,28 +56,30 @@ pub fn read_model_file(path: &Path) -> Result<LoadedModel> {
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
     let file = ModelFile::parse(&bytes)
         .map_err(|e| anyhow::anyhow!("{}: not a valid model file: {e}", path.display()))?;
+    from_model_file(&file, &path.display().to_string())
+}
+
+/// The sizes, schedule, note and tensors (f32, CPU) of an already parsed and checked model
+/// file, which must be of f32 precision; `what` names it in errors.
+pub fn from_model_file(file: &ModelFile<'_>, what: &str) -> Result<LoadedModel> {
     let header = *file.header();
     if header.precision != Precision::F32 {
-        bail!(
-            "{}: holds an int8 model; the trainer reads f32 model files",
-            path.display()
-        );
+        bail!("{what}: holds an int8 model; the trainer reads f32 model files");
     }
     let cfg = header.model;
     let mut tensors = Vec::new();
     for spec in &cfg.tensor_specs() {
         let rec = file
             .tensor(spec.name)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            .map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
         rec.check_f32(spec.name, spec.dims())
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            .map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
         let data = rec
             .to_f32_vec()
-            .with_context(|| format!("{}: {} is not f32", path.display(), spec.name))?;
-        let dims: Vec<i64> = spec.dims().iter().map(|&d| d as i64).collect();
+            .with_context(|| format!("{what}: {} is not f32", spec.name))?;
         tensors.push((
             spec.name.to_owned(),
-            Tensor::from_slice(&data).view(&dims[..]),
+            Tensor::from_slice(&data).view(&model::dims_i64(spec)[..]),
         ));
     }
     Ok(LoadedModel {
@@ -131,20 +130,17 @@ pub fn read_safetensors_state_dict(
     let cfg = model::infer_config(&all, height, width, &what)?;
     let mut out = Vec::new();
     for spec in &cfg.tensor_specs() {
-        let t = all
-            .iter()
-            .find(|(n, _)| n == spec.name)
-            .map(|(_, t)| t)
-            .with_context(|| format!("{what}: tensor {} is missing", spec.name))?;
-        let want: Vec<i64> = spec.dims().iter().map(|&d| d as i64).collect();
-        if t.size() != want {
-            bail!(
-                "{what}: tensor {} has shape {:?}, expected {:?} for {cfg:?}",
-                spec.name,
-                t.size(),
-                want
-            );
-        }
+        let t = model::named_tensor(
+            &all,
+            spec,
+            || format!("{what}: tensor {} is missing", spec.name),
+            |has, want| {
+                format!(
+                    "{what}: tensor {} has shape {has:?}, expected {want:?} for {cfg:?}",
+                    spec.name
+                )
+            },
+        )?;
         if !t.is_floating_point() {
             bail!(
                 "{what}: tensor {} is {:?}, not floating point",

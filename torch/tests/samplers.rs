@@ -1,7 +1,7 @@
 //! The torch sampler steps against ddpm-core's step functions, fed identical x_t, ε and z.
 use ddpm_core::sampler::{self, DdimConfig, DdpmConfig, DdpmVariance, Spacing};
 use ddpm_core::{GaussianNoise, Schedule, ScheduleConfig};
-use ddpm_trainer::{ddim_step, ddpm_step};
+use ddpm_torch::sample::{ddim_step, ddpm_step};
 use tch::Tensor;
 
 const LEN: usize = 2 * 784;

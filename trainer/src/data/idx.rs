@@ -199,7 +199,7 @@ pub fn encode(dims: &[usize], data: &[u8]) -> Vec<u8> {
 
 /// Writes an uncompressed IDX file atomically.
 pub fn write_idx(path: &Path, dims: &[usize], data: &[u8]) -> anyhow::Result<()> {
-    crate::atomic::write_atomic(path, &encode(dims, data))
+    ddpm_torch::atomic::write_atomic(path, &encode(dims, data))
 }
 
 /// `dir/name` if it exists, else `dir/name.gz`.

@@ -1,0 +1,174 @@
+//! The DDPM and DDIM samplers in tch, batched on a device: the step arithmetic of
+//! `ddpm_core::sampler` on tensors (the same f32 coefficients, in the same order) and the
+//! sampling loop over a plan.
+use anyhow::{Context, Result};
+use ddpm_core::sampler::{DdimConfig, DdpmConfig, DdpmVariance, Plan, SamplerConfig};
+use ddpm_core::{Prediction, Schedule};
+use tch::{Device, Kind, Tensor};
+
+use crate::model::Net;
+
+/// The predicted x0 of a batch from the network's output `out` at x_t, the arithmetic of
+/// `ddpm_core::sampler::split_output`: ε: (x − √(1−ᾱ)·ε)/√ᾱ; v: √ᾱ·x − √(1−ᾱ)·v. `sa` = √ᾱ_t and
+/// `s1a` = √(1−ᾱ_t) (the samplers pass the core's f32 values, widened exactly).
+pub fn predicted_x0(pred: Prediction, x: &Tensor, out: &Tensor, sa: f64, s1a: f64) -> Tensor {
+    match pred {
+        Prediction::Eps => (x - out * s1a) / sa,
+        Prediction::V => x * sa - out * s1a,
+    }
+}
+
+/// The predicted ε of a batch from the network's output `out` at x_t: ε itself, or, for v,
+/// √(1−ᾱ)·x + √ᾱ·v (see [`predicted_x0`]).
+pub fn predicted_eps(pred: Prediction, x: &Tensor, out: &Tensor, sa: f64, s1a: f64) -> Tensor {
+    match pred {
+        Prediction::Eps => out.shallow_clone(),
+        Prediction::V => x * s1a + out * sa,
+    }
+}
+
+/// One DDPM ancestral step on a batch, the same arithmetic as `ddpm_core::sampler::ddpm_step`:
+/// coefficients in f32 from the core's schedule, `x ← (x − β_t/√(1−ᾱ_t)·ε)/√α_t + σ_t·z`
+/// (or the posterior mean of the clipped x0 with `clip_x0`), no noise at t = 0. `z` is only
+/// read when the step adds noise. `eps` is the network's output (ε, or v when the schedule's
+/// network predicts v).
+pub fn ddpm_step(
+    sched: &Schedule,
+    cfg: &DdpmConfig,
+    t: u32,
+    x: &Tensor,
+    eps: &Tensor,
+    z: &Tensor,
+) -> Tensor {
+    let t = t as usize;
+    let beta = sched.betas()[t];
+    let alpha = sched.alphas()[t];
+    let acp = sched.alphas_cumprod()[t];
+    let sigma = if t == 0 {
+        0.0
+    } else {
+        match cfg.variance {
+            DdpmVariance::FixedLarge => beta.sqrt(),
+            DdpmVariance::FixedSmall => sched.posterior_variance()[t].sqrt(),
+        }
+    };
+    let pred = sched.config().prediction;
+    let (sa, s1a) = (acp.sqrt(), (1.0 - acp).sqrt());
+    let v = if cfg.clip_x0 {
+        let acp_prev = sched.alpha_bar_or_one(t.checked_sub(1));
+        let c_x0 = acp_prev.sqrt() * beta / (1.0 - acp);
+        let c_xt = alpha.sqrt() * (1.0 - acp_prev) / (1.0 - acp);
+        let x0 = predicted_x0(pred, x, eps, sa.into(), s1a.into()).clamp(-1.0, 1.0);
+        x0 * c_x0 as f64 + x * c_xt as f64
+    } else {
+        let coef1 = 1.0 / alpha.sqrt();
+        let coef2 = beta / s1a;
+        let e = predicted_eps(pred, x, eps, sa.into(), s1a.into());
+        (x - e * coef2 as f64) * coef1 as f64
+    };
+    if sigma > 0.0 {
+        v + z * sigma as f64
+    } else {
+        v
+    }
+}
+
+/// One DDIM step on a batch from t to `t_prev` (ᾱ_prev = 1 when `None`), the same arithmetic
+/// as `ddpm_core::sampler::ddim_step`. `z` is only read when η > 0.
+pub fn ddim_step(
+    sched: &Schedule,
+    cfg: &DdimConfig,
+    t: u32,
+    t_prev: Option<u32>,
+    x: &Tensor,
+    eps: &Tensor,
+    z: &Tensor,
+) -> Tensor {
+    let a_t = sched.alphas_cumprod()[t as usize];
+    let a_p = sched.alpha_bar_or_one(t_prev.map(|p| p as usize));
+    let var = (1.0 - a_p) / (1.0 - a_t) * (1.0 - a_t / a_p);
+    let sigma = cfg.eta * var.max(0.0).sqrt();
+    let c_dir = (1.0 - a_p - sigma * sigma).max(0.0).sqrt();
+    let (sa_t, s1a_t, sa_p) = (a_t.sqrt(), (1.0 - a_t).sqrt(), a_p.sqrt());
+    let pred = sched.config().prediction;
+    let mut x0 = predicted_x0(pred, x, eps, sa_t.into(), s1a_t.into());
+    let mut e = predicted_eps(pred, x, eps, sa_t.into(), s1a_t.into());
+    if cfg.clip_x0 {
+        x0 = x0.clamp(-1.0, 1.0);
+        if cfg.recompute_eps {
+            e = (x - &x0 * sa_t as f64) / s1a_t as f64;
+        }
+    }
+    let v = x0 * sa_p as f64 + e * c_dir as f64;
+    if sigma > 0.0 {
+        v + z * sigma as f64
+    } else {
+        v
+    }
+}
+
+/// Autoguidance on a batch, the arithmetic of `ddpm_core::sampler::guide_output`: the
+/// network's output `out` extrapolated away from the weaker guide's output `guide` at the
+/// same x_t, `guide + w·(out − guide)` in f32.
+pub fn guide_output(out: &Tensor, guide: &Tensor, weight: f32) -> Tensor {
+    guide + (out - guide) * weight as f64
+}
+
+/// Whether step `k` of `plan` adds noise (so a z must be drawn).
+fn step_needs_noise(cfg: &SamplerConfig, t: u32) -> bool {
+    match cfg {
+        SamplerConfig::Ddpm(_) => t > 0,
+        SamplerConfig::Ddim(c) => c.eta > 0.0,
+    }
+}
+
+/// Draws `n` samples in one batch on `net`'s device: x_T ~ N(0, I) and each step's z from the
+/// torch generator seeded with `seed`; with `guide` = (weaker network, w) every output is
+/// guided ([`guide_output`]). Returns an N×C×H×W tensor (not clamped).
+#[allow(clippy::too_many_arguments)]
+pub fn sample_torch(
+    net: &Net,
+    guide: Option<(&Net, f32)>,
+    sched: &Schedule,
+    cfg: &SamplerConfig,
+    n: usize,
+    seed: u64,
+    device: Device,
+    mut on_step: impl FnMut(usize, usize),
+) -> Result<Tensor> {
+    let c = net.config();
+    let big_t = sched.len() as u32;
+    let plan = Plan::new(cfg, big_t).map_err(|e| anyhow::anyhow!("sampler settings: {e}"))?;
+    // libtorch takes the seed as a 64-bit pattern; the cast keeps every bit.
+    tch::manual_seed(seed as i64);
+    let shape = [
+        n as i64,
+        c.channels() as i64,
+        c.height() as i64,
+        c.width() as i64,
+    ];
+    let mut x = Tensor::randn(shape, (Kind::Float, device));
+    tch::no_grad(|| -> Result<()> {
+        for k in 0..plan.len() {
+            let (t, prev) = plan.step(k).context("step past the sampler's plan")?;
+            let t_in = t as f32 / big_t as f32;
+            let t_batch = Tensor::full([n as i64], t_in as f64, (Kind::Float, device));
+            let mut eps = net.forward(&x, &t_batch);
+            if let Some((g, w)) = guide {
+                eps = guide_output(&eps, &g.forward(&x, &t_batch), w);
+            }
+            let z = if step_needs_noise(cfg, t) {
+                x.randn_like()
+            } else {
+                x.zeros_like()
+            };
+            x = match cfg {
+                SamplerConfig::Ddpm(d) => ddpm_step(sched, d, t, &x, &eps, &z),
+                SamplerConfig::Ddim(d) => ddim_step(sched, d, t, prev, &x, &eps, &z),
+            };
+            on_step(k + 1, plan.len());
+        }
+        Ok(())
+    })?;
+    Ok(x)
+}

@@ -1,0 +1,191 @@
+//! `trainer export`: a checkpoint or a model file to a model file, an int8 model file or a
+//! PyTorch safetensors file.
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use ddpm_core::quantize::{Equalize, QuantOptions, RangeMethod, WeightClip};
+use ddpm_torch::{atomic, export};
+use ddpm_trainer::quantize::{self, Int8Export};
+use ddpm_trainer::{load, train};
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// Checkpoint written by `fit` to export from.
+    #[arg(long, conflicts_with = "model", required_unless_present = "model")]
+    checkpoint: Option<PathBuf>,
+    /// Model file to export from (e.g. to convert it to safetensors).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Output file.
+    #[arg(long)]
+    out: PathBuf,
+    /// Write a PyTorch safetensors state_dict (the seed's names) instead of a model file.
+    #[arg(long)]
+    safetensors: bool,
+    /// Export the raw weights even when the checkpoint has an EMA.
+    #[arg(long)]
+    raw: bool,
+    /// Text stored in the model file's note.
+    #[arg(long, default_value = "")]
+    note: String,
+    /// Write an int8 model file (post-training quantization, TFLite Micro conventions),
+    /// calibrated on noised training images and DDPM (SimpleUNet) or DDIM-10 (TinyUNet)
+    /// trajectory states.
+    #[arg(long, conflicts_with = "safetensors")]
+    int8: bool,
+    /// --int8: MNIST directory for calibration (train split) and the accuracy report (test
+    /// split) [default: data/mnist if present, else ../shared/data/mnist].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// --int8: activation ranges (per tensor) from the calibration values: `minmax`, a
+    /// percentile `pNN.NN` (and its mirror), `mse` (the clipping thresholds that minimise
+    /// each tensor's quantization mean squared error) or `eps` (those that minimise the mean
+    /// squared error of the network's output ε, tensor by tensor, in the simulated int8
+    /// network).
+    #[arg(long, default_value = "p99.99", value_parser = parse_range)]
+    range: RangeMethod,
+    /// --int8: per-output-channel weight scale: `max` (max |w| / 127) or `mse` (the clipping
+    /// threshold that minimises the channel's squared quantization error).
+    #[arg(long, default_value = "mse", value_parser = parse_weight_clip)]
+    weight_clip: WeightClip,
+    /// --int8: cross-layer equalization at the ReLU boundaries (exact in f32): `off`,
+    /// `weights` (Nagel et al. 2019: balance weight ranges) or `activations` (balance each
+    /// activation channel's range against the next layer's weights).
+    #[arg(long, default_value = "activations", value_parser = parse_equalize)]
+    equalize: Equalize,
+    /// --int8: empirical bias correction of each layer's mean output error over the
+    /// calibration inputs (true/false).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    bias_correction: bool,
+    /// --int8: bits of the network input x_t: 16 (symmetric int16, zero point 0; enc1
+    /// multiplies int16 inputs by int8 weights) or 8 (int8 like every other activation, the
+    /// earlier default).
+    #[arg(long, default_value_t = 16, value_parser = parse_input_bits)]
+    input_bits: u32,
+    /// --int8: also print how much of ε's error each quantized part causes (the int8 network
+    /// simulated with one part at a time quantized, and with one part kept in f32).
+    #[arg(long)]
+    ablation: bool,
+    /// --int8: noised training images to calibrate on.
+    #[arg(long, default_value_t = 512)]
+    calib_images: usize,
+    /// --int8: sampler trajectories whose states are calibrated on (SimpleUNet: DDPM, every
+    /// 10th step; TinyUNet: DDIM 10 steps, every step).
+    #[arg(long, default_value_t = 4)]
+    calib_trajectories: usize,
+    /// --int8: noised test images for the accuracy report.
+    #[arg(long, default_value_t = 64)]
+    eval_images: usize,
+    /// --int8: seed of the calibration draws.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+fn parse_range(s: &str) -> std::result::Result<RangeMethod, String> {
+    match s {
+        "minmax" => return Ok(RangeMethod::MinMax),
+        "mse" => return Ok(RangeMethod::Mse),
+        "eps" => return Ok(RangeMethod::EpsMse),
+        _ => {}
+    }
+    match s.strip_prefix('p').map(str::parse::<f32>) {
+        Some(Ok(p)) if p > 50.0 && p <= 100.0 => Ok(RangeMethod::Percentile(p)),
+        _ => Err(format!(
+            "{s:?}: use minmax, mse, eps or pNN.NN (a percentile above 50, e.g. p99.99)"
+        )),
+    }
+}
+
+fn parse_weight_clip(s: &str) -> std::result::Result<WeightClip, String> {
+    match s {
+        "max" => Ok(WeightClip::Max),
+        "mse" => Ok(WeightClip::Mse),
+        _ => Err(format!("{s:?}: use max or mse")),
+    }
+}
+
+fn parse_input_bits(s: &str) -> std::result::Result<u32, String> {
+    match s {
+        "8" => Ok(8),
+        "16" => Ok(16),
+        _ => Err(format!("input bits must be 8 or 16, not `{s}`")),
+    }
+}
+
+fn parse_equalize(s: &str) -> std::result::Result<Equalize, String> {
+    match s {
+        "off" => Ok(Equalize::Off),
+        "weights" => Ok(Equalize::Weights),
+        "activations" => Ok(Equalize::Activations),
+        _ => Err(format!("{s:?}: use off, weights or activations")),
+    }
+}
+
+/// Exports as asked.
+pub fn run(a: ExportArgs) -> Result<()> {
+    let int8 = Int8Export {
+        data: a.data.clone(),
+        calib_images: a.calib_images,
+        calib_trajectories: a.calib_trajectories,
+        quant: QuantOptions {
+            range: a.range,
+            weight_clip: a.weight_clip,
+            equalize: a.equalize,
+            bias_correction: a.bias_correction,
+            input_bits: a.input_bits,
+        },
+        seed: a.seed,
+        eval_images: a.eval_images,
+        ablation: a.ablation,
+    };
+    let log = &mut |m: &str| eprintln!("{m}");
+    if let Some(ckpt) = &a.checkpoint {
+        let w = train::checkpoint_weights(ckpt, !a.raw)?;
+        eprintln!(
+            "export: {} weights from {}",
+            if w.ema { "EMA" } else { "raw" },
+            ckpt.display()
+        );
+        let note = if a.note.is_empty() {
+            format!("exported from {}", ckpt.display())
+        } else {
+            a.note.clone()
+        };
+        if a.safetensors {
+            export::write_safetensors(&a.out, &w.tensors)?;
+        } else {
+            let f32_bytes = export::model_file_bytes(&w.model, &w.schedule, &w.tensors, &note)?;
+            if a.int8 {
+                let file = quantize::parse_f32(&f32_bytes)?;
+                atomic::write_atomic(&a.out, &quantize::export_int8(&file, &int8, &note, log)?)?;
+            } else {
+                atomic::write_atomic(&a.out, &f32_bytes)?;
+            }
+        }
+    } else {
+        let path = a
+            .model
+            .as_ref()
+            .context("--checkpoint or --model is needed")?;
+        // Read and checked once: the tensors and, for --int8, the quantizer's input.
+        load::with_model_file(path, |file| {
+            let m = export::from_model_file(file, &path.display().to_string())?;
+            let note = if a.note.is_empty() {
+                m.note
+            } else {
+                a.note.clone()
+            };
+            if a.safetensors {
+                export::write_safetensors(&a.out, &m.tensors)
+            } else if a.int8 {
+                atomic::write_atomic(&a.out, &quantize::export_int8(file, &int8, &note, log)?)
+            } else {
+                let bytes = export::model_file_bytes(&m.config, &m.schedule, &m.tensors, &note)?;
+                atomic::write_atomic(&a.out, &bytes)
+            }
+        })?;
+    }
+    eprintln!("wrote {}", a.out.display());
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! The subcommands' arguments, one module per subcommand, and the argument groups they share:
+//! the noise schedule ([`ScheduleArgs`], `fit` and `import`), the sampler ([`sampler`],
+//! `sample`, `eval` and `compare-int8`) and the judge of samples ([`JudgeArgs`], `eval` and
+//! `compare-int8`). Each module maps its arguments to calls into the library.
+pub mod classifier;
+pub mod compare_int8;
+pub mod eval;
+pub mod export;
+pub mod fetch;
+pub mod fit;
+pub mod import;
+pub mod sample;
+pub mod sampler;
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::{Args, ValueEnum};
+use ddpm_core::{Prediction, ScheduleConfig};
+use ddpm_trainer::data::idx;
+use ddpm_trainer::parse_device;
+
+/// Default model file of `sample`, `eval` and `compare-int8` (the committed, trained model).
+pub const DEFAULT_MODEL: &str = "models/simple_unet_mnist.ddpm";
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ScheduleArg {
+    /// β evenly spaced from --beta-start to --beta-end (the seed's).
+    Linear,
+    /// Cosine ᾱ (Nichol & Dhariwal 2021, s = 0.008, β ≤ 0.999).
+    Cosine,
+}
+
+/// `--prediction` values.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum PredictionArg {
+    /// The noise ε (the seed's).
+    Eps,
+    /// The velocity v = √ᾱ_t·ε − √(1−ᾱ_t)·x0 (Salimans & Ho 2022): x0 stays well conditioned
+    /// at the noisiest steps, where ε-prediction must recover it from a 1/√ᾱ_t-amplified
+    /// difference.
+    V,
+}
+
+#[derive(Args, Clone)]
+pub struct ScheduleArgs {
+    /// Noise schedule.
+    #[arg(long, value_enum, default_value = "linear")]
+    pub schedule: ScheduleArg,
+    /// Number of diffusion steps T.
+    #[arg(long, default_value_t = 300)]
+    pub timesteps: u32,
+    /// First β of the linear schedule.
+    #[arg(long, default_value_t = 1e-4)]
+    pub beta_start: f64,
+    /// Last β of the linear schedule.
+    #[arg(long, default_value_t = 0.02)]
+    pub beta_end: f64,
+    /// What the network predicts (its training target; recorded in the model file, where the
+    /// samplers read it).
+    #[arg(long, value_enum, default_value = "eps")]
+    pub prediction: PredictionArg,
+}
+
+impl ScheduleArgs {
+    pub fn config(&self) -> ScheduleConfig {
+        let c = match self.schedule {
+            ScheduleArg::Linear => {
+                ScheduleConfig::linear(self.timesteps, self.beta_start, self.beta_end)
+            }
+            ScheduleArg::Cosine => ScheduleConfig::cosine(self.timesteps),
+        };
+        c.predicting(match self.prediction {
+            PredictionArg::Eps => Prediction::Eps,
+            PredictionArg::V => Prediction::V,
+        })
+    }
+
+    /// The schedule as a note names it: `linear(START..END)` or `cosine`.
+    pub fn describe(&self) -> String {
+        match self.schedule {
+            ScheduleArg::Linear => format!("linear({}..{})", self.beta_start, self.beta_end),
+            ScheduleArg::Cosine => "cosine".to_owned(),
+        }
+    }
+}
+
+/// `--threads`, shared by the subcommands that run libtorch.
+#[derive(Args)]
+pub struct Threads {
+    /// libtorch CPU threads [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+impl Threads {
+    /// Sets libtorch's CPU thread count (default: all cores).
+    pub fn apply(&self) -> Result<()> {
+        let n = match self.threads {
+            Some(0) => bail!("--threads must be at least 1"),
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        tch::set_num_threads(n as i32);
+        Ok(())
+    }
+}
+
+/// `--model`, or the default model file.
+pub fn model_or_default(model: Option<PathBuf>) -> PathBuf {
+    model.unwrap_or_else(|| PathBuf::from(DEFAULT_MODEL))
+}
+
+/// Where samples are judged, shared by `eval` and `compare-int8`: the classifier, the data,
+/// the devices and the thread counts.
+#[derive(Args)]
+pub struct JudgeArgs {
+    /// The MNIST classifier that judges samples (trained and cached there when missing, which
+    /// takes minutes).
+    #[arg(long, default_value = ddpm_trainer::eval::classifier::DEFAULT_PATH)]
+    pub classifier: PathBuf,
+    /// MNIST directory: test images (eval's bound and reference features), training images
+    /// (eval's real-image floor and a missing classifier) [default: data/mnist if present, else
+    /// ../shared/data/mnist].
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Device of the classifier (and of the network for eval --nll): auto, cpu, cuda or cuda:N.
+    /// Samples are drawn through ddpm-core on the CPU.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    #[command(flatten)]
+    pub threads: Threads,
+    /// Threads drawing the samples through ddpm-core, each a run of whole images (results do
+    /// not depend on it) [default: all cores].
+    #[arg(long)]
+    pub workers: Option<usize>,
+}
+
+impl JudgeArgs {
+    /// Sets libtorch's thread count and returns the device.
+    pub fn setup(&self) -> Result<tch::Device> {
+        self.threads.apply()?;
+        parse_device(&self.device)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.data.clone().unwrap_or_else(idx::default_data_dir)
+    }
+
+    pub fn workers(&self) -> Result<usize> {
+        let n = self
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        if n == 0 {
+            bail!("--workers must be at least 1");
+        }
+        Ok(n)
+    }
+}

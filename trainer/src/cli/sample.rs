@@ -1,0 +1,109 @@
+//! `trainer sample`.
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::{Args, ValueEnum};
+use ddpm_trainer::sample::{self, Backend, SampleOptions};
+use ddpm_trainer::{data::idx, parse_device, progress};
+
+use super::sampler::{Guided, SamplerArgs};
+use super::{model_or_default, Threads, DEFAULT_MODEL};
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BackendArg {
+    /// ddpm-core on the CPU (noise of image i from seed + i, as on a microcontroller).
+    Core,
+    /// The same samplers in libtorch, batched, on --device.
+    Torch,
+}
+
+#[derive(Args)]
+pub struct SampleArgs {
+    /// Model file [default: models/simple_unet_mnist.ddpm].
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Number of images.
+    #[arg(long, default_value_t = 16)]
+    n: usize,
+    #[command(flatten)]
+    sampler: SamplerArgs<Guided>,
+    /// PNG grid to write (near-square, 2-pixel borders, upscaled ×4).
+    #[arg(long, default_value = "samples.png")]
+    out: PathBuf,
+    /// Also write the images as u8 IDX (N×H×W, or N×C×H×W for C > 1).
+    #[arg(long)]
+    idx: Option<PathBuf>,
+    /// Which implementation samples.
+    #[arg(long, value_enum, default_value = "core")]
+    backend: BackendArg,
+    /// Device of --backend torch: auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    #[command(flatten)]
+    threads: Threads,
+    /// No progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+/// Samples as asked and writes the images.
+pub fn run(a: SampleArgs) -> Result<()> {
+    if a.n == 0 {
+        bail!("--n must be at least 1");
+    }
+    let path = model_or_default(a.model.clone());
+    if !path.is_file() {
+        bail!(
+            "{}: no such model file (train one with `trainer fit --out FILE` and pass \
+             --model FILE, or run from the project root for the default {DEFAULT_MODEL})",
+            path.display()
+        );
+    }
+    let backend = match a.backend {
+        BackendArg::Core => Backend::Core,
+        BackendArg::Torch => {
+            a.threads.apply()?;
+            Backend::Torch(parse_device(&a.device)?)
+        }
+    };
+    let opts = SampleOptions {
+        model: &path,
+        guide: a
+            .sampler
+            .own
+            .guide
+            .as_deref()
+            .map(|g| (g, a.sampler.own.guidance)),
+        sampler: a.sampler.config(),
+        n: a.n,
+        seed: a.sampler.seed(),
+        backend,
+        progress: progress::wanted(a.no_progress),
+    };
+    let (mcfg, values, secs) = sample::draw(&opts)?;
+    let pixels = sample::to_pixels(&values);
+    let chw = (mcfg.channels(), mcfg.height(), mcfg.width());
+    sample::write_png_grid(
+        &a.out,
+        &pixels,
+        a.n,
+        chw,
+        sample::GridLayout::for_count(a.n),
+    )?;
+    eprintln!(
+        "wrote {} ({} images from {} in {secs:.1} s)",
+        a.out.display(),
+        a.n,
+        path.display()
+    );
+    if let Some(idx_path) = &a.idx {
+        let dims: Vec<usize> = if chw.0 == 1 {
+            vec![a.n, chw.1, chw.2]
+        } else {
+            vec![a.n, chw.0, chw.1, chw.2]
+        };
+        idx::write_idx(idx_path, &dims, &pixels)?;
+        eprintln!("wrote {}", idx_path.display());
+    }
+    Ok(())
+}
