@@ -11,9 +11,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use ddpm_core::diffusion::{DdimConfig, DdpmConfig, SamplerConfig};
 use ddpm_core::host::HostModel;
-use ddpm_core::sampler::{DdimConfig, DdpmConfig, SamplerConfig};
-use ddpm_core::winograd::Tile;
+use ddpm_core::kernels::winograd::Tile;
 use ddpm_core::{GaussianNoise, Schedule};
 use ddpm_torch::{export, model, sample};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -361,7 +361,7 @@ fn main() -> Result<()> {
     println!(
         "model: {}; ddpm-core Winograd tile: {tile:?}; AVX2+FMA kernels: {}",
         a.model.display(),
-        if ddpm_core::fast::simd_available() {
+        if ddpm_core::kernels::simd::simd_available() {
             "yes"
         } else {
             "no (portable)"

@@ -10,7 +10,9 @@ use common::{assert_batch_equals_single, random_input, random_params, rel_err};
 use ddpm_core::diffusion::{self, DdimConfig, DdpmConfig, SamplerConfig};
 use ddpm_core::host::HostModel;
 use ddpm_core::kernels::winograd::Tile;
-use ddpm_core::{fast::FastSimpleUNet, Schedule, ScheduleConfig, SimpleUNet, SimpleUNetConfig};
+use ddpm_core::{
+    simple_unet::FastSimpleUNet, Schedule, ScheduleConfig, SimpleUNet, SimpleUNetConfig,
+};
 
 /// Largest |fast − reference| relative to the largest |reference| output. The paths sum the
 /// same f32 products in different orders (the GEMM adds the bias last, the loop first) over up

@@ -10,7 +10,7 @@ use ddpm_core::diffusion::{self, DdimConfig, SamplerConfig};
 use ddpm_core::file::ModelFile;
 use ddpm_core::host::{HostModel, Path};
 use ddpm_core::{
-    fast::FastTinyUNet, ModelConfig, Schedule, ScheduleConfig, SimpleUNetConfig,
+    tiny_unet::FastTinyUNet, ModelConfig, Schedule, ScheduleConfig, SimpleUNetConfig,
     TinyReferenceDenoiser, TinyUNet, TinyUNetConfig,
 };
 

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
+use ddpm_core::diffusion::{self, Plan, SamplerConfig};
 use ddpm_core::host::{self, HostModel};
-use ddpm_core::sampler::{self, Plan, SamplerConfig};
 use ddpm_core::{AsModelConfig, GaussianNoise, ModelConfig, ScheduleConfig, SimpleUNetConfig};
 use ddpm_torch::model::{self, Net, SimpleUNet, TinyUNet};
 use proptest::prelude::*;
@@ -611,14 +611,14 @@ pub fn guided_trajectories(
             core.forward(x, t_in, &mut eps).unwrap();
             if let Some((_, g, w)) = guide.as_mut() {
                 g.forward(x, t_in, &mut guide_eps).unwrap();
-                sampler::guide_output(&mut eps, &guide_eps, *w).unwrap();
+                diffusion::guide_output(&mut eps, &guide_eps, *w).unwrap();
             }
             match cfg {
                 SamplerConfig::Ddim(d) => {
-                    sampler::ddim_step(&sched, d, t, prev, x, &eps, |i| z[i]).unwrap()
+                    diffusion::ddim_step(&sched, d, t, prev, x, &eps, |i| z[i]).unwrap()
                 }
                 SamplerConfig::Ddpm(d) => {
-                    sampler::ddpm_step(&sched, d, t, x, &eps, |i| z[i]).unwrap()
+                    diffusion::ddpm_step(&sched, d, t, x, &eps, |i| z[i]).unwrap()
                 }
             }
         }

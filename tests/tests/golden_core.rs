@@ -1,9 +1,9 @@
 //! ddpm-core against the specification's golden vectors (the notes' model and sampler run in
 //! PyTorch by `tools/golden/make_golden.py`).
 
-use ddpm_core::format::ModelWriter;
+use ddpm_core::diffusion::{ddpm_step, DdpmConfig};
+use ddpm_core::file::ModelWriter;
 use ddpm_core::host::{HostModel, Path};
-use ddpm_core::sampler::{ddpm_step, DdpmConfig};
 use ddpm_core::{ModelConfig, ScheduleConfig, SimpleUNetConfig};
 use ddpm_equivalence::{golden_dir, golden_noise, load_safetensors, rel_err};
 

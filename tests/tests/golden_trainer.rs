@@ -2,7 +2,7 @@
 //! PyTorch by `tools/golden/make_golden.py`): its tch forward pass and its tch DDPM steps. The
 //! weights enter through the trainer's own PyTorch safetensors importer.
 
-use ddpm_core::sampler::DdpmConfig;
+use ddpm_core::diffusion::DdpmConfig;
 use ddpm_core::{Schedule, ScheduleConfig};
 use ddpm_equivalence::{
     golden_dir, golden_noise, load_safetensors, rel_err, tensor, torch_single_thread, values,

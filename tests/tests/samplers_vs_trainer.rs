@@ -1,10 +1,10 @@
 //! The trainer's tch sampler steps (`--backend torch`) against the core's step functions, fed the
 //! same x_t, ε and z; and whole DDIM trajectories, each side driven by its own network.
 
-use ddpm_core::host::{HostModel, Path};
-use ddpm_core::sampler::{
+use ddpm_core::diffusion::{
     self, DdimConfig, DdpmConfig, DdpmVariance, Plan, SamplerConfig, Spacing,
 };
+use ddpm_core::host::{HostModel, Path};
 use ddpm_core::{Prediction, Schedule, ScheduleConfig, SimpleUNetConfig};
 use ddpm_equivalence::{check_property, gaussian, rel_err, tensor, trajectories, values, within};
 use ddpm_torch::model::Net;
@@ -67,7 +67,7 @@ fn ddpm_step_matches_trainer() {
             let cfg = DdpmConfig { variance, clip_x0 };
             let (x, e, z) = step_inputs(seeds, x_scale);
             let mut core = x.clone();
-            sampler::ddpm_step(&sched, &cfg, t, &mut core, &e, |i| z[i]).unwrap();
+            diffusion::ddpm_step(&sched, &cfg, t, &mut core, &e, |i| z[i]).unwrap();
             let shape = [1, 1, 28, 28];
             let torch = values(&ddpm_torch::sample::ddpm_step(
                 &sched,
@@ -117,7 +117,7 @@ fn ddim_step_matches_trainer() {
             let (t, prev) = plan.step(k).unwrap();
             let (x, e, z) = step_inputs(seeds, x_scale);
             let mut core = x.clone();
-            sampler::ddim_step(&sched, &cfg, t, prev, &mut core, &e, |i| z[i]).unwrap();
+            diffusion::ddim_step(&sched, &cfg, t, prev, &mut core, &e, |i| z[i]).unwrap();
             let shape = [1, 1, 28, 28];
             let torch = values(&ddpm_torch::sample::ddim_step(
                 &sched,

@@ -3,11 +3,11 @@
 //! exporter, a model file, the core's loader); one DDPM and one DDIM step and whole sampler
 //! trajectories, each side driven by its own network.
 
-use ddpm_core::config::TINY_MAX_MID_BLOCKS;
-use ddpm_core::host::{HostModel, Path};
-use ddpm_core::sampler::{
+use ddpm_core::diffusion::{
     self, DdimConfig, DdpmConfig, DdpmVariance, Plan, SamplerConfig, Spacing,
 };
+use ddpm_core::host::{HostModel, Path};
+use ddpm_core::tiny_unet::TINY_MAX_MID_BLOCKS;
 use ddpm_core::{Schedule, ScheduleConfig, TinyUNetConfig};
 use ddpm_equivalence::guided_trajectories;
 use ddpm_equivalence::{
@@ -24,7 +24,7 @@ use proptest::test_runner::TestCaseError;
 /// SimpleUNet's dec1 has as many) summed in different orders (oneDNN vs the core's loops,
 /// sgemm and Winograd), through six layers. The time embedding adds sin/cos of arguments up
 /// to 1000: both sides multiply 1000·t_in by the same f32 frequency table
-/// (`ddpm_core::layers::sinusoidal_frequency`), so the arguments are bit-identical and only
+/// (`ddpm_core::kernels::reference::sinusoidal_frequency`), so the arguments are bit-identical and only
 /// libm's and libtorch's sin/cos differ, by about one ulp of values ≤ 1. Measured worst over
 /// two runs of 256 cases: 4.9e-6 (default sizes, reference and fast path) and 4.3e-6 (other
 /// sizes), as for SimpleUNet (worst 4.7e-6). A later run drew a rarer case at 1.23e-5 on the
@@ -166,7 +166,7 @@ fn ddpm_step_with_tiny_eps_matches_trainer() {
             let mut eps = vec![0.0f32; 784];
             core.forward(&x, t_in, &mut eps).unwrap();
             let mut stepped = x.clone();
-            sampler::ddpm_step(&sched, &cfg, t, &mut stepped, &eps, |i| z[i]).unwrap();
+            diffusion::ddpm_step(&sched, &cfg, t, &mut stepped, &eps, |i| z[i]).unwrap();
             let shape = [1, 1, 28, 28];
             let torch = values(&ddpm_torch::sample::ddpm_step(
                 &sched,
@@ -235,7 +235,7 @@ fn ddim_step_with_tiny_eps_matches_trainer() {
             let mut eps = vec![0.0f32; 784];
             core.forward(&x, t_in, &mut eps).unwrap();
             let mut stepped = x.clone();
-            sampler::ddim_step(&sched, &cfg, t, prev, &mut stepped, &eps, |i| z[i]).unwrap();
+            diffusion::ddim_step(&sched, &cfg, t, prev, &mut stepped, &eps, |i| z[i]).unwrap();
             let shape = [1, 1, 28, 28];
             let torch = values(&ddpm_torch::sample::ddim_step(
                 &sched,

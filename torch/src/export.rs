@@ -2,7 +2,7 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use ddpm_core::format::{ModelFile, ModelWriter, Precision};
+use ddpm_core::file::{ModelFile, ModelWriter, Precision};
 use ddpm_core::{AsModelConfig, ModelConfig, ScheduleConfig};
 use tch::{Device, Kind, Tensor};
 

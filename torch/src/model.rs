@@ -3,7 +3,7 @@
 //! …, `out.bias`) as the `VarStore` names, so weights map name for name onto a PyTorch
 //! checkpoint and onto the model file. [`Net`] holds either.
 use anyhow::{bail, Context, Result};
-use ddpm_core::config::{TINY_MAX_PERIOD, TINY_MID_NAMES, TINY_TIME_SCALE};
+use ddpm_core::tiny_unet::{TINY_MAX_PERIOD, TINY_MID_NAMES, TINY_TIME_SCALE};
 use ddpm_core::{AsModelConfig, ModelConfig, SimpleUNetConfig, TensorSpec, TinyUNetConfig};
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
@@ -97,7 +97,7 @@ fn torch_uniform(fan_in: i64) -> nn::Init {
 #[derive(Debug)]
 pub struct TinyUNet {
     cfg: TinyUNetConfig,
-    /// The embedding's f32 frequencies, the table `ddpm_core::layers::sinusoidal_frequency`
+    /// The embedding's f32 frequencies, the table `ddpm_core::kernels::reference::sinusoidal_frequency`
     /// gives, so both sides multiply by the same numbers.
     freqs: Tensor,
     time0: nn::Linear,
@@ -155,7 +155,7 @@ impl TinyUNet {
         let out = nn::conv2d(path / "out", w1, c, 3, conv(w1, 1));
         let half = cfg.emb_dim as usize / 2;
         let freqs: Vec<f32> = (0..half)
-            .map(|k| ddpm_core::layers::sinusoidal_frequency(k, half, TINY_MAX_PERIOD))
+            .map(|k| ddpm_core::kernels::reference::sinusoidal_frequency(k, half, TINY_MAX_PERIOD))
             .collect();
         Self {
             cfg,

@@ -1,15 +1,15 @@
 //! The DDPM and DDIM samplers in tch, batched on a device: the step arithmetic of
-//! `ddpm_core::sampler` on tensors (the same f32 coefficients, in the same order) and the
+//! `ddpm_core::diffusion` on tensors (the same f32 coefficients, in the same order) and the
 //! sampling loop over a plan.
 use anyhow::{Context, Result};
-use ddpm_core::sampler::{DdimConfig, DdpmConfig, DdpmVariance, Plan, SamplerConfig};
+use ddpm_core::diffusion::{DdimConfig, DdpmConfig, DdpmVariance, Plan, SamplerConfig};
 use ddpm_core::{Prediction, Schedule};
 use tch::{Device, Kind, Tensor};
 
 use crate::model::Net;
 
 /// The predicted x0 of a batch from the network's output `out` at x_t, the arithmetic of
-/// `ddpm_core::sampler::split_output`: ε: (x − √(1−ᾱ)·ε)/√ᾱ; v: √ᾱ·x − √(1−ᾱ)·v. `sa` = √ᾱ_t and
+/// `ddpm_core::diffusion::split_output`: ε: (x − √(1−ᾱ)·ε)/√ᾱ; v: √ᾱ·x − √(1−ᾱ)·v. `sa` = √ᾱ_t and
 /// `s1a` = √(1−ᾱ_t) (the samplers pass the core's f32 values, widened exactly).
 pub fn predicted_x0(pred: Prediction, x: &Tensor, out: &Tensor, sa: f64, s1a: f64) -> Tensor {
     match pred {
@@ -27,7 +27,7 @@ pub fn predicted_eps(pred: Prediction, x: &Tensor, out: &Tensor, sa: f64, s1a: f
     }
 }
 
-/// One DDPM ancestral step on a batch, the same arithmetic as `ddpm_core::sampler::ddpm_step`:
+/// One DDPM ancestral step on a batch, the same arithmetic as `ddpm_core::diffusion::ddpm_step`:
 /// coefficients in f32 from the core's schedule, `x ← (x − β_t/√(1−ᾱ_t)·ε)/√α_t + σ_t·z`
 /// (or the posterior mean of the clipped x0 with `clip_x0`), no noise at t = 0. `z` is only
 /// read when the step adds noise. `eps` is the network's output (ε, or v when the schedule's
@@ -74,7 +74,7 @@ pub fn ddpm_step(
 }
 
 /// One DDIM step on a batch from t to `t_prev` (ᾱ_prev = 1 when `None`), the same arithmetic
-/// as `ddpm_core::sampler::ddim_step`. `z` is only read when η > 0.
+/// as `ddpm_core::diffusion::ddim_step`. `z` is only read when η > 0.
 pub fn ddim_step(
     sched: &Schedule,
     cfg: &DdimConfig,
@@ -107,7 +107,7 @@ pub fn ddim_step(
     }
 }
 
-/// Autoguidance on a batch, the arithmetic of `ddpm_core::sampler::guide_output`: the
+/// Autoguidance on a batch, the arithmetic of `ddpm_core::diffusion::guide_output`: the
 /// network's output `out` extrapolated away from the weaker guide's output `guide` at the
 /// same x_t, `guide + w·(out − guide)` in f32.
 pub fn guide_output(out: &Tensor, guide: &Tensor, weight: f32) -> Tensor {

@@ -1,5 +1,5 @@
 //! The torch sampler steps against ddpm-core's step functions, fed identical x_t, ε and z.
-use ddpm_core::sampler::{self, DdimConfig, DdpmConfig, DdpmVariance, Spacing};
+use ddpm_core::diffusion::{self, DdimConfig, DdpmConfig, DdpmVariance, Spacing};
 use ddpm_core::{GaussianNoise, Schedule, ScheduleConfig};
 use ddpm_torch::sample::{ddim_step, ddpm_step};
 use tch::Tensor;
@@ -51,7 +51,7 @@ fn ddpm_step_matches_core() {
                 let cfg = DdpmConfig { variance, clip_x0 };
                 for t in [0u32, 1, 17, 150, 299] {
                     let mut core = x.clone();
-                    sampler::ddpm_step(&sched, &cfg, t, &mut core, &e, |i| z[i]).unwrap();
+                    diffusion::ddpm_step(&sched, &cfg, t, &mut core, &e, |i| z[i]).unwrap();
                     let torch: Vec<f32> =
                         Vec::try_from(ddpm_step(&sched, &cfg, t, &xt, &et, &zt).view([-1]))
                             .unwrap();
@@ -96,7 +96,7 @@ fn ddim_step_matches_core() {
                 (150, None),
             ] {
                 let mut core = x.clone();
-                sampler::ddim_step(&sched, &cfg, t, prev, &mut core, &e, |i| z[i]).unwrap();
+                diffusion::ddim_step(&sched, &cfg, t, prev, &mut core, &e, |i| z[i]).unwrap();
                 let torch: Vec<f32> =
                     Vec::try_from(ddim_step(&sched, &cfg, t, prev, &xt, &et, &zt).view([-1]))
                         .unwrap();

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use anyhow::{anyhow, Context, Result};
-use ddpm_core::format::ModelFile;
+use ddpm_core::file::ModelFile;
 use ddpm_core::host::HostModel;
 use ddpm_core::{ModelConfig, ScheduleConfig};
 use ddpm_torch::export::{self, LoadedModel};

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{anyhow, Result};
-use ddpm_core::sampler::SamplerConfig;
+use ddpm_core::diffusion::SamplerConfig;
 use ddpm_core::ModelConfig;
 use tch::Device;
 

@@ -8,9 +8,9 @@ use common::{lock, shared_mnist};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use ddpm_core::diffusion::{DdimConfig, SamplerConfig};
 use ddpm_core::host::HostModel;
-use ddpm_core::quantize::QuantOptions;
-use ddpm_core::sampler::{DdimConfig, SamplerConfig};
+use ddpm_core::simple_unet::ptq::QuantOptions;
 use ddpm_core::{ScheduleConfig, SimpleUNetConfig};
 use ddpm_torch::{export, model};
 use ddpm_trainer::eval::classifier::Classifier;

@@ -8,8 +8,8 @@ use common::{lock, shared_mnist};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use ddpm_core::diffusion::{DdimConfig, DdpmVariance, SamplerConfig};
 use ddpm_core::host::HostModel;
-use ddpm_core::sampler::{DdimConfig, DdpmVariance, SamplerConfig};
 use ddpm_core::{ScheduleConfig, SimpleUNetConfig};
 use ddpm_torch::{export, model};
 use ddpm_trainer::eval::classifier::Classifier;

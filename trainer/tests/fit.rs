@@ -7,8 +7,8 @@ use common::{lock, shared_mnist};
 use std::path::Path;
 use std::process::Command;
 
+use ddpm_core::diffusion::{DdimConfig, SamplerConfig};
 use ddpm_core::host::HostModel;
-use ddpm_core::sampler::{DdimConfig, SamplerConfig};
 use ddpm_core::Prediction;
 use ddpm_torch::model;
 use ddpm_trainer::data::idx::{Mnist, Split};
@@ -207,7 +207,7 @@ fn two_epochs_equal_one_epoch_resume_one_epoch_bit_for_bit() {
 /// Every tensor of a model file as (name, dims, f32 values), the note left out.
 fn model_tensors(path: &Path) -> Vec<(String, Vec<u32>, Vec<f32>)> {
     let bytes = std::fs::read(path).unwrap();
-    let file = ddpm_core::format::ModelFile::parse(&bytes).unwrap();
+    let file = ddpm_core::file::ModelFile::parse(&bytes).unwrap();
     file.tensors()
         .map(|t| {
             (
@@ -460,7 +460,7 @@ fn v_prediction_is_recorded_in_checkpoint_and_model_file_and_resumes_only_as_v()
     let w = train::checkpoint_weights(&o.checkpoint, false).unwrap();
     assert_eq!(w.schedule, o.schedule);
     let file = std::fs::read(dir.path().join("model.ddpm")).unwrap();
-    let parsed = ddpm_core::format::ModelFile::parse(&file).unwrap();
+    let parsed = ddpm_core::file::ModelFile::parse(&file).unwrap();
     assert_eq!(parsed.header().schedule.prediction, Prediction::V);
 
     // The same run predicting ε does not resume from it, and the message says why.

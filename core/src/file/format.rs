@@ -368,7 +368,7 @@ mod writer {
     /// Builds a model file in memory.
     ///
     /// ```
-    /// use ddpm_core::{format::{ModelFile, ModelWriter}, ModelConfig, ScheduleConfig, SimpleUNetConfig};
+    /// use ddpm_core::{file::{ModelFile, ModelWriter}, ModelConfig, ScheduleConfig, SimpleUNetConfig};
     /// let mut w = ModelWriter::new(
     ///     ModelConfig::SimpleUNet(SimpleUNetConfig::SEED),
     ///     ScheduleConfig::default(),

@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use ddpm_core::{format::ModelWriter, AsModelConfig, GaussianNoise, ScheduleConfig};
+use ddpm_core::{file::ModelWriter, AsModelConfig, GaussianNoise, ScheduleConfig};
 
 /// Random parameters shaped like PyTorch's default init: uniform-ish magnitudes ~ 1/√fan_in,
 /// scaled by `scale`.

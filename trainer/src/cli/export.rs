@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use ddpm_core::quantize::{Equalize, QuantOptions, RangeMethod, WeightClip};
+use ddpm_core::kernels::calibrate::RangeMethod;
+use ddpm_core::simple_unet::ptq::{Equalize, QuantOptions, WeightClip};
 use ddpm_torch::{atomic, export};
 use ddpm_trainer::quantize::{self, Int8Export};
 use ddpm_trainer::{load, train};

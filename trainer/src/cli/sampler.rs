@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use ddpm_core::sampler::{DdimConfig, DdpmConfig, DdpmVariance, SamplerConfig, Spacing};
+use ddpm_core::diffusion::{DdimConfig, DdpmConfig, DdpmVariance, SamplerConfig, Spacing};
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SamplerArg {

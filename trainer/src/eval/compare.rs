@@ -2,7 +2,7 @@
 //!
 //! Image `i` of both sets starts from the noise of seed `seed + i` and goes through the same
 //! sampler: the f32 model through `ddpm_core::host::HostModel::sample`, the int8 model through
-//! the row-streaming executor (`ddpm_core::stream::sample_streaming`, as on a microcontroller).
+//! the row-streaming executor (`ddpm_core::simple_unet::stream::sample_streaming`, as on a microcontroller).
 //! Both are turned into u8 pixels with `ddpm_core::pixel_to_u8`. The figures:
 //! - the mean absolute pixel difference (0–255 scale) and the largest one;
 //! - the fraction of images the project's classifier ([`super::classifier`]) labels identically;
@@ -14,11 +14,11 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
-use ddpm_core::format::{ModelFile, Precision};
+use ddpm_core::diffusion::SamplerConfig;
+use ddpm_core::file::{ModelFile, Precision};
 use ddpm_core::host::HostModel;
-use ddpm_core::int8::{Int8SimpleUNet, Scratch};
-use ddpm_core::sampler::SamplerConfig;
-use ddpm_core::stream::sample_streaming;
+use ddpm_core::simple_unet::int8::{Int8SimpleUNet, Scratch};
+use ddpm_core::simple_unet::stream::sample_streaming;
 use ddpm_core::{ModelConfig, Schedule, SimpleUNetConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 

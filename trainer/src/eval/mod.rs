@@ -24,8 +24,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
-use ddpm_core::format::ModelFile;
-use ddpm_core::sampler::{DdpmVariance, SamplerConfig, Spacing};
+use ddpm_core::diffusion::{DdpmVariance, SamplerConfig, Spacing};
+use ddpm_core::file::ModelFile;
 use ddpm_core::{ModelConfig, ScheduleConfig};
 use tch::{nn, Device, Tensor};
 

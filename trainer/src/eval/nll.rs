@@ -33,7 +33,7 @@
 //! that rounding), and α_t, ᾱ_t, β̃_t derived from those β in f64 so that q is self-consistent.
 
 use anyhow::{bail, Context, Result};
-use ddpm_core::sampler::DdpmVariance;
+use ddpm_core::diffusion::DdpmVariance;
 use ddpm_core::{GaussianNoise, Prediction, ScheduleConfig};
 use tch::{Device, Kind, Tensor};
 

@@ -13,9 +13,9 @@
 //! the eigenvalues that rounding pushes below zero set to zero.
 
 use anyhow::{anyhow, bail, Context, Result};
-use ddpm_core::format::ModelFile;
+use ddpm_core::diffusion::SamplerConfig;
+use ddpm_core::file::ModelFile;
 use ddpm_core::host::HostModel;
-use ddpm_core::sampler::SamplerConfig;
 use tch::{Device, Kind, Tensor};
 
 use crate::eval::classifier::{Classifier, CLASSES, CONFIDENT_PROB, FEATURES};

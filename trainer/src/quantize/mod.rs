@@ -17,10 +17,10 @@ pub mod tiny_unet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use ddpm_core::format::ModelFile;
+use ddpm_core::diffusion::{self, Plan, SamplerConfig};
+use ddpm_core::file::ModelFile;
 use ddpm_core::host::HostModel;
-use ddpm_core::quantize::QuantOptions;
-use ddpm_core::sampler::{self, Plan, SamplerConfig};
+use ddpm_core::simple_unet::ptq::QuantOptions;
 use ddpm_core::{GaussianNoise, ModelConfig, Schedule, ScheduleConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -182,7 +182,7 @@ pub(crate) fn observe_trajectories(
                 let (t, _) = plan.step(step).context("plan")?;
                 observe(&x, t as f32 / big_t as f32)?;
             }
-            sampler::sample_step(
+            diffusion::sample_step(
                 &mut host,
                 sched,
                 scfg,
@@ -280,8 +280,8 @@ pub fn export_int8(
             // input, no equalization or bias correction.
             quant: QuantOptions {
                 range: x.quant.range,
-                weight_clip: ddpm_core::quantize::WeightClip::Max,
-                equalize: ddpm_core::quantize::Equalize::Off,
+                weight_clip: ddpm_core::simple_unet::ptq::WeightClip::Max,
+                equalize: ddpm_core::simple_unet::ptq::Equalize::Off,
                 bias_correction: false,
                 input_bits: 8,
             },

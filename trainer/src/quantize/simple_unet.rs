@@ -9,10 +9,10 @@
 use std::path::Path;
 
 use anyhow::{anyhow, Context, Result};
-use ddpm_core::format::ModelFile;
-use ddpm_core::int8::{Int8SimpleUNet, Scratch};
-use ddpm_core::quantize::{Calibrator, QuantMask, QuantPlan, ACTIVATIONS};
-use ddpm_core::sampler::{DdpmConfig, SamplerConfig};
+use ddpm_core::diffusion::{DdpmConfig, SamplerConfig};
+use ddpm_core::file::ModelFile;
+use ddpm_core::simple_unet::int8::{Int8SimpleUNet, Scratch};
+use ddpm_core::simple_unet::ptq::{Calibrator, QuantMask, QuantPlan, ACTIVATIONS};
 use ddpm_core::{GaussianNoise, ModelConfig, Schedule, SimpleUNet};
 
 use indicatif::ProgressBar;
@@ -150,14 +150,14 @@ pub fn accuracy(
             &ws[h1 * plane..(h1 + h2) * plane],
             &ws[(h1 + h2) * plane..(2 * h1 + h2) * plane],
         ];
-        let ib = ddpm_core::int8::INPUT_BYTES * c * plane;
+        let ib = ddpm_core::simple_unet::int8::INPUT_BYTES * c * plane;
         let offs = [0, ib, ib + h1 * plane, ib + (h1 + h2) * plane];
         for k in 0..4 {
             let qk = quants[k].context("activation quantization")?;
             let m = f32_maps[k];
             for (j, &r) in m.iter().enumerate() {
                 let v = if k == 0 {
-                    input_q.dequantize(ddpm_core::int8::load_input(&acts, j))
+                    input_q.dequantize(ddpm_core::simple_unet::int8::load_input(&acts, j))
                 } else {
                     qk.dequantize(acts[offs[k] + j])
                 };

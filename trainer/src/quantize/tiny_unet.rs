@@ -5,13 +5,13 @@
 use std::path::Path;
 
 use anyhow::{anyhow, Result};
-use ddpm_core::format::ModelFile;
-use ddpm_core::sampler::{DdimConfig, SamplerConfig};
-use ddpm_core::tiny_int8::{
+use ddpm_core::diffusion::{DdimConfig, SamplerConfig};
+use ddpm_core::file::ModelFile;
+use ddpm_core::tiny_unet::int8::{
     layer_count, layerwise_len, layerwise_offsets, Int8TinyUNet, TimeScratch, EXTRA_MID_LAYER,
     LAYERS,
 };
-use ddpm_core::tiny_quantize::{quantize_tiny_unet, reference_workspace_ranges, TinyCalibrator};
+use ddpm_core::tiny_unet::ptq::{quantize_tiny_unet, reference_workspace_ranges, TinyCalibrator};
 use ddpm_core::{GaussianNoise, ModelConfig, Schedule, TinyUNet, TinyUNetConfig};
 
 use super::{bar, calibrate, load_for_calibration, noised, CalibrationOptions};
@@ -20,7 +20,7 @@ use crate::data::idx::Mnist;
 /// Relative RMS errors of int8 against f32 for a TinyUNet.
 #[derive(Debug, Clone)]
 pub struct TinyAccuracyReport {
-    /// Per stored activation, in [`ddpm_core::tiny_quantize::TINY_ACTIVATIONS`] order: the
+    /// Per stored activation, in [`ddpm_core::tiny_unet::ptq::TINY_ACTIVATIONS`] order: the
     /// quantized input x, then the outputs of enc0 (s1), down1 (s2), down2, mid, up2, up1 and
     /// of the further mid blocks (mid1, …), one entry per [`layer_count`].
     pub activations: Vec<f64>,
