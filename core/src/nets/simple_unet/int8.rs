@@ -18,6 +18,7 @@ use crate::error::{check_len, check_min_len, Error, Result};
 use crate::file::tensor::{act_quant, tensor, F32Le, I32Le};
 use crate::file::{DType, ModelFile, Precision};
 use crate::kernels::quant::{ActQuant, InputQuant, QuantizedMultiplier, INPUT16_MAX};
+use crate::kernels::reference::for_each_tap;
 use crate::nets::simple_unet::SimpleUNetConfig;
 use crate::nets::ModelConfig;
 
@@ -559,21 +560,10 @@ fn layerwise_conv<'s>(
             for x in 0..w {
                 let mut acc = layer.bias(o);
                 for i in 0..layer.in_c {
-                    for ky in 0..3 {
-                        let iy = y as isize + ky as isize - 1;
-                        if iy < 0 || iy >= h as isize {
-                            continue;
-                        }
-                        for kx in 0..3 {
-                            let ix = x as isize + kx as isize - 1;
-                            if ix < 0 || ix >= w as isize {
-                                continue;
-                            }
-                            let q = input((i * h + iy as usize) * w + ix as usize);
-                            acc =
-                                acc.wrapping_add(layer.tap(o, i, ky * 3 + kx) * (q - layer.in_zp));
-                        }
-                    }
+                    for_each_tap(y, x, h, w, |k, iy, ix| {
+                        let q = input((i * h + iy) * w + ix);
+                        acc = acc.wrapping_add(layer.tap(o, i, k) * (q - layer.in_zp));
+                    });
                 }
                 match (outputs.next(), finish(o, acc)) {
                     (Some(Slot::Q(d)), LayerOut::Q(v)) => *d = v,

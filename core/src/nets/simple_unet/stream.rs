@@ -18,6 +18,7 @@ use crate::diffusion::schedule::Schedule;
 use crate::diffusion::{Plan, SamplerConfig};
 use crate::error::{check_len, Error, Result};
 use crate::file::{DType, F32Le, ModelFile, Precision};
+use crate::kernels::reference::for_each_tap;
 use crate::nets::simple_unet::int8::{Int8SimpleUNet, Scratch};
 use crate::nets::simple_unet::SimpleUNetConfig;
 use crate::nets::ModelConfig;
@@ -314,21 +315,10 @@ fn int8_acc(
 ) -> i32 {
     let mut acc = l.bias(o);
     for i in 0..l.in_c {
-        for ky in 0..3 {
-            let iy = r as isize + ky as isize - 1;
-            if iy < 0 || iy >= h as isize {
-                continue;
-            }
-            let row = ((iy as usize % 3) * l.in_c + i) * w;
-            for kx in 0..3 {
-                let ix = x as isize + kx as isize - 1;
-                if ix < 0 || ix >= w as isize {
-                    continue;
-                }
-                let q = src(row + ix as usize);
-                acc = acc.wrapping_add(l.tap(o, i, ky * 3 + kx) * (q - l.in_zp));
-            }
-        }
+        for_each_tap(r, x, h, w, |k, iy, ix| {
+            let q = src(((iy % 3) * l.in_c + i) * w + ix);
+            acc = acc.wrapping_add(l.tap(o, i, k) * (q - l.in_zp));
+        });
     }
     acc
 }
@@ -395,26 +385,14 @@ impl<'a> F32StreamNet<'a> {
         let wt = &self.weights[l];
         let mut acc = self.biases[l].get(o);
         for i in 0..in_c {
-            for ky in 0..3 {
-                let iy = r as isize + ky as isize - 1;
-                if iy < 0 || iy >= h as isize {
-                    continue;
-                }
-                let row = &src[((iy as usize % 3) * in_c + i) * w..][..w];
-                for kx in 0..3 {
-                    let ix = x as isize + kx as isize - 1;
-                    if ix < 0 || ix >= w as isize {
-                        continue;
-                    }
-                    let k = ky * 3 + kx;
-                    let idx = if l >= 2 {
-                        (i * out_c + o) * 9 + (8 - k)
-                    } else {
-                        (o * in_c + i) * 9 + k
-                    };
-                    acc += wt.get(idx) * row[ix as usize];
-                }
-            }
+            for_each_tap(r, x, h, w, |k, iy, ix| {
+                let idx = if l >= 2 {
+                    (i * out_c + o) * 9 + (8 - k)
+                } else {
+                    (o * in_c + i) * 9 + k
+                };
+                acc += wt.get(idx) * src[((iy % 3) * in_c + i) * w + ix];
+            });
         }
         acc
     }

@@ -28,7 +28,7 @@ use crate::error::{check_len, check_min_len, Error, Result};
 use crate::file::tensor::{act_quant, tensor, F32Le, I32Le};
 use crate::file::{DType, ModelFile, Precision};
 use crate::kernels::quant::{ActQuant, QuantizedMultiplier};
-use crate::kernels::reference as layers;
+use crate::kernels::reference::{self as layers, for_each_tap};
 use crate::nets::spec::TINY_MAX_MID_BLOCKS;
 use crate::nets::tiny_unet::{TinyUNetConfig, TINY_MAX_PERIOD, TINY_TIME_SCALE};
 use crate::nets::ModelConfig;
@@ -234,20 +234,10 @@ impl<'a> TinyQConv<'a> {
         let mut acc = self.bias.get(o).saturating_add(offset);
         let (cy, cx) = (y * self.stride, x * self.stride);
         for i in 0..self.in_c {
-            for ky in 0..3 {
-                let iy = cy + ky;
-                if iy == 0 || iy > in_h {
-                    continue;
-                }
-                for kx in 0..3 {
-                    let ix = cx + kx;
-                    if ix == 0 || ix > in_w {
-                        continue;
-                    }
-                    let q = src.at(i, iy - 1, ix - 1);
-                    acc = acc.wrapping_add(self.tap(o, i, ky * 3 + kx) * (q - zp));
-                }
-            }
+            for_each_tap(cy, cx, in_h, in_w, |k, iy, ix| {
+                let q = src.at(i, iy, ix);
+                acc = acc.wrapping_add(self.tap(o, i, k) * (q - zp));
+            });
         }
         acc
     }
