@@ -502,30 +502,19 @@ impl WinogradLayers {
         run_split(h, a1, scratch, &|r| r.len() * w * h1, &|r, _, o| {
             enc1.run_rows(x, g, r, o, simd)
         });
-        let a1 = &*a1;
-        let epi = Epilogue {
-            relu: true,
-            add: Some(temb),
+        // A Winograd layer with ReLU (and `add`) from `input` into `out` (`out_c` channels).
+        let mut winograd = |conv: &WinogradConv, input: &[f32], add, out: &mut [f32], out_c| {
+            let epi = Epilogue { relu: true, add };
+            run_split(
+                g.tile_rows(),
+                out,
+                scratch,
+                &|r| g.out_rows(r).len() * w * out_c,
+                &|r, s, o| conv.run_rows(input, g, r, epi, s, o, simd),
+            );
         };
-        run_split(
-            g.tile_rows(),
-            a2,
-            scratch,
-            &|r| g.out_rows(r).len() * w * h2,
-            &|r, s, o| enc2.run_rows(a1, g, r, epi, s, o, simd),
-        );
-        let a2 = &*a2;
-        let epi = Epilogue {
-            relu: true,
-            add: None,
-        };
-        run_split(
-            g.tile_rows(),
-            a3,
-            scratch,
-            &|r| g.out_rows(r).len() * w * h1,
-            &|r, s, o| dec1.run_rows(a2, g, r, epi, s, o, simd),
-        );
+        winograd(enc2, a1, Some(temb), a2, h2);
+        winograd(dec1, a2, None, a3, h1);
         let a3 = &*a3;
         run_split(h, eps, scratch, &|r| r.len() * w * c, &|r, _, o| {
             dec2.run_rows(a3, g, r, o, simd)

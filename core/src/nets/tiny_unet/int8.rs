@@ -465,11 +465,7 @@ pub const fn layerwise_len(cfg: &TinyUNetConfig) -> usize {
 pub const fn layerwise_offsets(cfg: &TinyUNetConfig) -> [usize; MAX_ACTIVATIONS + 1] {
     let [p1, p2, p3] = cfg.planes();
     let c = cfg.channels as usize;
-    let [w1, w2, w3] = [
-        cfg.widths[0] as usize,
-        cfg.widths[1] as usize,
-        cfg.widths[2] as usize,
-    ];
+    let [w1, w2, w3] = cfg.widths_usize();
     let sizes = [c * p1, w1 * p1, w2 * p2, w3 * p3, w3 * p3, w2 * p2, w1 * p1];
     let mut out = [0usize; MAX_ACTIVATIONS + 1];
     let mut i = 0;
@@ -489,11 +485,7 @@ pub const fn layerwise_offsets(cfg: &TinyUNetConfig) -> [usize; MAX_ACTIVATIONS 
 
 /// Widest layer (for the projection / offset vectors).
 pub(crate) const fn widest(cfg: &TinyUNetConfig) -> usize {
-    let [w1, w2, w3] = [
-        cfg.widths[0] as usize,
-        cfg.widths[1] as usize,
-        cfg.widths[2] as usize,
-    ];
+    let [w1, w2, w3] = cfg.widths_usize();
     max(max(w1, w2), max(w3, cfg.channels as usize))
 }
 

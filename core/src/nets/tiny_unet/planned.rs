@@ -25,11 +25,7 @@ use crate::nets::tiny_unet::TinyUNetConfig;
 /// 53,312 bytes for [`TinyUNetConfig::DEFAULT`] (25,088 + 12,544 + 3,136 + 12,544).
 pub const fn arena_len(cfg: &TinyUNetConfig) -> usize {
     let [p1, p2, p3] = cfg.planes();
-    let [w1, w2, w3] = [
-        cfg.widths[0] as usize,
-        cfg.widths[1] as usize,
-        cfg.widths[2] as usize,
-    ];
+    let [w1, w2, w3] = cfg.widths_usize();
     region_b(cfg) + w1 * p1 + w3 * p3 + max(w2 * p2, w3 * p3)
 }
 
