@@ -27,22 +27,23 @@ pub enum RangeMethod {
     EpsMse,
 }
 
-/// Minimum, maximum and a fixed-stride subsample of the values of each activation tensor.
+/// Minimum, maximum and a fixed-stride subsample of the values of each of `N` activation
+/// tensors (one counter over all of them picks the subsample).
 #[derive(Debug, Clone)]
-pub(crate) struct RangeStats {
-    pub(crate) min: [f32; 4],
-    pub(crate) max: [f32; 4],
-    pub(crate) samples: [Vec<f32>; 4],
+pub(crate) struct RangeStats<const N: usize = 4> {
+    pub(crate) min: [f32; N],
+    pub(crate) max: [f32; N],
+    pub(crate) samples: [Vec<f32>; N],
     pub(crate) stride: usize,
     pub(crate) counter: usize,
 }
 
-impl RangeStats {
+impl<const N: usize> RangeStats<N> {
     pub(crate) fn new(stride: usize) -> Self {
         Self {
-            min: [f32::INFINITY; 4],
-            max: [f32::NEG_INFINITY; 4],
-            samples: Default::default(),
+            min: [f32::INFINITY; N],
+            max: [f32::NEG_INFINITY; N],
+            samples: core::array::from_fn(|_| Vec::new()),
             stride: stride.max(1),
             counter: 0,
         }
@@ -59,26 +60,35 @@ impl RangeStats {
         }
     }
 
-    pub(crate) fn ranges(&self, method: RangeMethod) -> [(f32, f32); 4] {
-        core::array::from_fn(|k| {
-            let v = &self.samples[k];
-            if v.is_empty() {
-                return (self.min[k], self.max[k]);
+    /// The chosen range of every tensor ([`RangeStats::range`]).
+    pub(crate) fn ranges(&self, method: RangeMethod) -> [(f32, f32); N] {
+        core::array::from_fn(|k| self.range(k, method))
+    }
+
+    /// The chosen range of tensor `k`: the observed extremes when no value was subsampled.
+    pub(crate) fn range(&self, k: usize, method: RangeMethod) -> (f32, f32) {
+        let v = &self.samples[k];
+        if v.is_empty() {
+            return (self.min[k], self.max[k]);
+        }
+        match method {
+            RangeMethod::MinMax => (self.min[k], self.max[k]),
+            RangeMethod::Percentile(p) => {
+                let mut v = v.clone();
+                v.sort_by(|a, b| a.total_cmp(b));
+                let at = |q: f32| {
+                    let i = libm::roundf((q / 100.0) * (v.len() - 1) as f32) as usize;
+                    v[i.min(v.len() - 1)]
+                };
+                (at(100.0 - p), at(p))
             }
-            match method {
-                RangeMethod::MinMax => (self.min[k], self.max[k]),
-                RangeMethod::Percentile(p) => {
-                    let mut v = v.clone();
-                    v.sort_by(|a, b| a.total_cmp(b));
-                    let at = |q: f32| {
-                        let i = libm::roundf((q / 100.0) * (v.len() - 1) as f32) as usize;
-                        v[i.min(v.len() - 1)]
-                    };
-                    (at(100.0 - p), at(p))
-                }
-                RangeMethod::Mse | RangeMethod::EpsMse => mse_range(v, self.min[k], self.max[k]),
-            }
-        })
+            RangeMethod::Mse | RangeMethod::EpsMse => self.mse_range(k),
+        }
+    }
+
+    /// The MSE-optimal range of tensor `k`'s subsample within its observed extremes.
+    pub(crate) fn mse_range(&self, k: usize) -> (f32, f32) {
+        mse_range(&self.samples[k], self.min[k], self.max[k])
     }
 }
 

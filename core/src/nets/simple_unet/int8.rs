@@ -20,7 +20,6 @@ use crate::file::{DType, ModelFile, Precision};
 use crate::kernels::quant::{ActQuant, InputQuant, QuantizedMultiplier, INPUT16_MAX};
 use crate::kernels::reference::for_each_tap;
 use crate::nets::simple_unet::SimpleUNetConfig;
-use crate::nets::ModelConfig;
 
 /// Bytes per quantized input value in the activation storage: the input is held as
 /// little-endian `i16` (int16 files use the whole range; int8 files the int8 part of it).
@@ -367,16 +366,8 @@ impl<'a> Int8SimpleUNet<'a> {
     /// Checks an int8 model file (precision, every tensor's dtype and shape, requantization
     /// parameters) and borrows its tensors.
     pub fn from_file(file: &ModelFile<'a>) -> Result<Self> {
-        let h = file.header();
-        if h.precision != Precision::Int8 {
-            return Err(Error::InvalidConfig("not an int8 model file"));
-        }
-        let ModelConfig::SimpleUNet(cfg) = h.model else {
-            return Err(Error::InvalidConfig(
-                "the int8 executor runs SimpleUNet models only",
-            ));
-        };
-        cfg.validate()?;
+        let only = "the int8 executor runs SimpleUNet models only";
+        let cfg: SimpleUNetConfig = file.config_for(Precision::Int8, only)?;
         let q = act_quant(file, "input.scale", "input.zero_point")?;
         let bits = match file.tensor("input.bits") {
             Err(Error::MissingTensor { .. }) => 8,

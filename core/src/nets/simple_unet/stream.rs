@@ -21,7 +21,6 @@ use crate::file::{DType, F32Le, ModelFile, Precision};
 use crate::kernels::reference::for_each_tap;
 use crate::nets::simple_unet::int8::{Int8SimpleUNet, Scratch};
 use crate::nets::simple_unet::SimpleUNetConfig;
-use crate::nets::ModelConfig;
 
 /// A network that can produce one row of one layer from a 3-row window of the layer below.
 pub trait RowNet {
@@ -337,15 +336,8 @@ pub struct F32StreamNet<'a> {
 impl<'a> F32StreamNet<'a> {
     /// Checks an f32 model file and borrows its tensors.
     pub fn from_file(file: &ModelFile<'a>) -> Result<Self> {
-        let hdr = file.header();
-        if hdr.precision != Precision::F32 {
-            return Err(Error::InvalidConfig("not an f32 model file"));
-        }
-        let ModelConfig::SimpleUNet(cfg) = hdr.model else {
-            return Err(Error::InvalidConfig(
-                "the f32 row-streaming executor runs SimpleUNet models only",
-            ));
-        };
+        let only = "the f32 row-streaming executor runs SimpleUNet models only";
+        let cfg: SimpleUNetConfig = file.config_for(Precision::F32, only)?;
         crate::nets::simple_unet::check_params(file, &cfg)?;
         let get = |name: &'static str| -> Result<F32Le<'a>> {
             let t = file.tensor(name)?;

@@ -31,7 +31,6 @@ use crate::kernels::quant::{ActQuant, QuantizedMultiplier};
 use crate::kernels::reference::{self as layers, for_each_tap};
 use crate::nets::spec::TINY_MAX_MID_BLOCKS;
 use crate::nets::tiny_unet::{TinyUNetConfig, TINY_MAX_PERIOD, TINY_TIME_SCALE};
-use crate::nets::ModelConfig;
 
 /// The conv layers: the six main blocks and `out` in forward order, then the further mid blocks
 /// (which run between `mid` and `up2`), of which a network has `mid_blocks − 1`.
@@ -520,16 +519,8 @@ impl<'a> Int8TinyUNet<'a> {
     /// parameters, shared parameters of both halves of each concatenation) and borrows its
     /// tensors.
     pub fn from_file(file: &ModelFile<'a>) -> Result<Self> {
-        let h = file.header();
-        if h.precision != Precision::Int8 {
-            return Err(Error::InvalidConfig("not an int8 model file"));
-        }
-        let ModelConfig::TinyUNet(cfg) = h.model else {
-            return Err(Error::InvalidConfig(
-                "the TinyUNet int8 executor runs TinyUNet models only",
-            ));
-        };
-        cfg.validate()?;
+        let only = "the TinyUNet int8 executor runs TinyUNet models only";
+        let cfg: TinyUNetConfig = file.config_for(Precision::Int8, only)?;
         let input = act_quant(file, "input.scale", "input.zero_point")?;
         let c = cfg.channels;
         let [w1, w2, w3] = cfg.widths;

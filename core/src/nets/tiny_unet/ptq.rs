@@ -15,7 +15,7 @@ use alloc::vec::Vec;
 use crate::diffusion::schedule::ScheduleConfig;
 use crate::error::Result;
 use crate::file::{ModelWriter, Precision};
-use crate::kernels::calibrate::RangeMethod;
+use crate::kernels::calibrate::{RangeMethod, RangeStats};
 use crate::kernels::quant::{quantize_weight, weight_scale, ActQuant, QuantizedMultiplier};
 use crate::nets::tiny_unet::int8::{
     last_mid, layer_count, tensor_names, EXTRA_MID_LAYER, MAX_ACTIVATIONS, OUT,
@@ -44,11 +44,7 @@ pub struct TinyCalibrator<'w> {
     net: TinyUNet<'w>,
     workspace: Vec<f32>,
     out: Vec<f32>,
-    min: [f32; MAX_ACTIVATIONS],
-    max: [f32; MAX_ACTIVATIONS],
-    samples: [Vec<f32>; MAX_ACTIVATIONS],
-    stride: usize,
-    counter: usize,
+    stats: RangeStats<MAX_ACTIVATIONS>,
 }
 
 /// Where each of the network's [`TINY_ACTIVATIONS`] but x lies in
@@ -76,22 +72,7 @@ impl<'w> TinyCalibrator<'w> {
             net,
             workspace: vec![0.0; cfg.workspace_len()],
             out: vec![0.0; cfg.image_len()],
-            min: [f32::INFINITY; MAX_ACTIVATIONS],
-            max: [f32::NEG_INFINITY; MAX_ACTIVATIONS],
-            samples: Default::default(),
-            stride: stride.max(1),
-            counter: 0,
-        }
-    }
-
-    fn record(&mut self, k: usize, values: &[f32]) {
-        for &v in values {
-            self.min[k] = self.min[k].min(v);
-            self.max[k] = self.max[k].max(v);
-            self.counter += 1;
-            if self.counter % self.stride == 0 {
-                self.samples[k].push(v);
-            }
+            stats: RangeStats::new(stride),
         }
     }
 
@@ -101,9 +82,9 @@ impl<'w> TinyCalibrator<'w> {
             .forward_reference(x, t_in, &mut self.workspace, &mut self.out)?;
         let cfg = *self.net.config();
         let ws = core::mem::take(&mut self.workspace);
-        self.record(0, x);
+        self.stats.record(0, x);
         for (k, r) in reference_workspace_ranges(&cfg).into_iter().enumerate() {
-            self.record(k + 1, &ws[r]);
+            self.stats.record(k + 1, &ws[r]);
         }
         self.workspace = ws;
         Ok(())
@@ -115,23 +96,10 @@ impl<'w> TinyCalibrator<'w> {
         let n = layer_count(self.net.config());
         (0..n)
             .map(|k| match method {
-                RangeMethod::MinMax => (self.min[k], self.max[k]),
-                RangeMethod::Percentile(p) => {
-                    let mut v = self.samples[k].clone();
-                    if v.is_empty() {
-                        return (self.min[k], self.max[k]);
-                    }
-                    v.sort_by(|a, b| a.total_cmp(b));
-                    let at = |q: f32| {
-                        let i = libm::roundf((q / 100.0) * (v.len() - 1) as f32) as usize;
-                        v[i.min(v.len() - 1)]
-                    };
-                    (at(100.0 - p), at(p))
-                }
-                // TinyUNet has no ε-driven planner: both take the per-tensor MSE range.
-                RangeMethod::Mse | RangeMethod::EpsMse => {
-                    crate::kernels::calibrate::mse_range(&self.samples[k], self.min[k], self.max[k])
-                }
+                // TinyUNet has no ε-driven planner: both take the per-tensor MSE range, searched
+                // even when no value was subsampled.
+                RangeMethod::Mse | RangeMethod::EpsMse => self.stats.mse_range(k),
+                _ => self.stats.range(k, method),
             })
             .collect()
     }

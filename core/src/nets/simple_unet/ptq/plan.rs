@@ -288,7 +288,7 @@ impl QuantPlan {
             equalize(&cfg, &mut params, opts.equalize, &ch_range);
         }
 
-        let mut stats = RangeStats::new(CALIBRATION_STRIDE);
+        let mut stats = RangeStats::<4>::new(CALIBRATION_STRIDE);
         f32_pass(&params, &mut |tr| {
             for k in 0..4 {
                 stats.record(k, &tr.acts[k]);
