@@ -2,7 +2,12 @@
 //! chosen from the values a calibration run saw (min/max, percentiles, or the range that
 //! minimises the int8 rounding error).
 
+use alloc::vec;
 use alloc::vec::Vec;
+use core::ops::Range;
+
+use crate::diffusion::ReferenceNet;
+use crate::error::Result;
 
 use crate::kernels::quant::ActQuant;
 
@@ -25,6 +30,44 @@ pub enum RangeMethod {
     /// at small t, where ε must be read from a nearly clean image. (Other planners fall back
     /// to [`RangeMethod::Mse`].)
     EpsMse,
+}
+
+/// A network's f32 reference pass over its own buffers, recording the ranges of its input
+/// (tensor 0) and of parts of its workspace (tensors 1, 2, …) on calibration inputs.
+pub(crate) struct Observer<Net, const N: usize> {
+    pub(crate) net: Net,
+    workspace: Vec<f32>,
+    out: Vec<f32>,
+    pub(crate) stats: RangeStats<N>,
+}
+
+impl<Net: ReferenceNet, const N: usize> Observer<Net, N> {
+    /// Buffers for `net`; every `stride`-th value is kept for percentiles.
+    pub(crate) fn new(net: Net, stride: usize) -> Self {
+        Self {
+            workspace: vec![0.0; net.workspace_len()],
+            out: vec![0.0; net.image_len()],
+            net,
+            stats: RangeStats::new(stride),
+        }
+    }
+
+    /// Runs the network on `x` at time input `t_in` and records `x` and the workspace
+    /// ranges `parts`, in that order.
+    pub(crate) fn observe(
+        &mut self,
+        x: &[f32],
+        t_in: f32,
+        parts: impl IntoIterator<Item = Range<usize>>,
+    ) -> Result<()> {
+        self.net
+            .forward_reference(x, t_in, &mut self.workspace, &mut self.out)?;
+        self.stats.record(0, x);
+        for (k, r) in parts.into_iter().enumerate() {
+            self.stats.record(k + 1, &self.workspace[r]);
+        }
+        Ok(())
+    }
 }
 
 /// Minimum, maximum and a fixed-stride subsample of the values of each of `N` activation

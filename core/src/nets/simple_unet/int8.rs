@@ -2,7 +2,7 @@
 //! bit-identical results:
 //! - [`Int8SimpleUNet::forward_layerwise`]: whole activation maps, layer after layer (the plain
 //!   integer oracle);
-//! - [`Int8SimpleUNet::forward_streaming`] / [`Int8SimpleUNet::sample_step_streaming`]: row by
+//! - [`crate::nets::simple_unet::stream`] (`forward_streaming`, `sample_streaming`): row by
 //!   row, keeping a rolling window of 3 rows per intermediate layer (all four layers are 3×3
 //!   stride 1, so an output row needs only 3 rows of its input).
 //!
@@ -316,21 +316,26 @@ impl<A: Copy + Default, const ACTS: usize, const H2: usize, const ROW: usize>
     }
 }
 
-impl<const ACTS: usize, const H2: usize, const ROW: usize> ScratchBuffers<i8, ACTS, H2, ROW> {
-    /// Zeroed buffers as a constant, so a `static` of them lands in `.bss`.
-    pub const ZEROED: Self = Self {
-        acts: [0; ACTS],
-        hidden: [0.0; H2],
-        temb: [0.0; H2],
-        offsets: [0; H2],
-        row: [0.0; ROW],
-    };
+/// An activation element type of the executors (i8 or f32), with its zero as a constant.
+pub trait ActElem: Copy {
+    /// Zero.
+    const ZERO: Self;
 }
 
-impl<const ACTS: usize, const H2: usize, const ROW: usize> ScratchBuffers<f32, ACTS, H2, ROW> {
+impl ActElem for i8 {
+    const ZERO: Self = 0;
+}
+
+impl ActElem for f32 {
+    const ZERO: Self = 0.0;
+}
+
+impl<A: ActElem, const ACTS: usize, const H2: usize, const ROW: usize>
+    ScratchBuffers<A, ACTS, H2, ROW>
+{
     /// Zeroed buffers as a constant, so a `static` of them lands in `.bss`.
     pub const ZEROED: Self = Self {
-        acts: [0.0; ACTS],
+        acts: [A::ZERO; ACTS],
         hidden: [0.0; H2],
         temb: [0.0; H2],
         offsets: [0; H2],

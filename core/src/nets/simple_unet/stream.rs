@@ -15,7 +15,7 @@
 use crate::diffusion::driver::{self, Collect, Network, OutputSink};
 use crate::diffusion::noise::GaussianNoise;
 use crate::diffusion::schedule::Schedule;
-use crate::diffusion::{Plan, SamplerConfig};
+use crate::diffusion::SamplerConfig;
 use crate::error::{check_len, Error, Result};
 use crate::file::{DType, F32Le, ModelFile, Precision};
 use crate::kernels::reference::for_each_tap;
@@ -194,34 +194,7 @@ impl<N: RowNet> Network for Streamed<'_, '_, '_, N> {
     }
 }
 
-/// One sampler step (step `k` of `plan`) through the streaming executor: the image is updated
-/// row by row as ε's rows appear ([`crate::diffusion::step`]), so no ε buffer exists. Noise is
-/// drawn in the same order as [`crate::diffusion::sample_step`] when the image has one channel;
-/// with more channels, in row order (all channels of row 0, then row 1, …).
-#[allow(clippy::too_many_arguments)]
-pub fn sample_step_streaming<N: RowNet, const M: usize>(
-    net: &N,
-    sched: &Schedule<M>,
-    cfg: &SamplerConfig,
-    plan: &Plan,
-    k: usize,
-    noise: &mut GaussianNoise,
-    x: &mut [f32],
-    scratch: &mut Scratch<'_, N::Act>,
-) -> Result<()> {
-    let mut net = Streamed::new(net, scratch);
-    driver::step(
-        &mut net,
-        sched,
-        cfg,
-        plan,
-        k,
-        core::slice::from_mut(noise),
-        x,
-    )
-}
-
-/// A whole sample through the streaming executor ([`crate::diffusion::sample_one`]): `x` is
+/// A whole sample through the streaming executor ([`crate::diffusion::sample_batch`] of one): `x` is
 /// filled with noise from `seed`, and holds the final image at the end. Working memory: `x`,
 /// the scratch and the schedule.
 pub fn sample_streaming<N: RowNet, const M: usize>(
@@ -232,7 +205,8 @@ pub fn sample_streaming<N: RowNet, const M: usize>(
     x: &mut [f32],
     scratch: &mut Scratch<'_, N::Act>,
 ) -> Result<()> {
-    driver::sample_one(&mut Streamed::new(net, scratch), sched, cfg, seed, x)
+    let noise = &mut [GaussianNoise::new(seed)];
+    driver::sample_batch(&mut Streamed::new(net, scratch), sched, cfg, noise, x)
 }
 
 impl RowNet for Int8SimpleUNet<'_> {

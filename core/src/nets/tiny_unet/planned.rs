@@ -3,6 +3,7 @@
 //! no buffer for ε.
 
 use crate::diffusion::driver::{self, Collect, Network, OutputSink};
+use crate::diffusion::noise::GaussianNoise;
 use crate::diffusion::schedule::Schedule;
 use crate::diffusion::SamplerConfig;
 use crate::error::{check_len, check_min_len, Error, Result};
@@ -273,7 +274,7 @@ impl<const A: usize> Network for Planned<'_, '_, '_, A> {
 }
 
 /// A whole sample through the planned executor with no ε buffer
-/// ([`crate::diffusion::sample_one`] over [`Planned`]): `x` is filled with noise from `seed`
+/// ([`crate::diffusion::sample_batch`] of one over [`Planned`]): `x` is filled with noise from `seed`
 /// and updated row by row as each step's ε rows appear. With one image channel, noise is drawn
 /// in the order of [`crate::diffusion::sample`], so the result equals
 /// `sampler::sample(Int8TinyPlanned)` bit for bit. Working memory: `x`, `ws`, the schedule.
@@ -285,7 +286,8 @@ pub fn sample_planned<const M: usize, const A: usize>(
     x: &mut [f32],
     ws: &mut TinyInt8Workspace<A>,
 ) -> Result<()> {
-    driver::sample_one(&mut Planned::new(net, ws), sched, cfg, seed, x)
+    let noise = &mut [GaussianNoise::new(seed)];
+    driver::sample_batch(&mut Planned::new(net, ws), sched, cfg, noise, x)
 }
 
 /// A [`Denoiser`](crate::diffusion::Denoiser) running the planned int8 executor.

@@ -15,7 +15,7 @@ use alloc::vec::Vec;
 use crate::diffusion::schedule::ScheduleConfig;
 use crate::error::Result;
 use crate::file::{ModelWriter, Precision};
-use crate::kernels::calibrate::{RangeMethod, RangeStats};
+use crate::kernels::calibrate::{Observer, RangeMethod};
 use crate::kernels::quant::{quantize_weight, weight_scale, ActQuant, QuantizedMultiplier};
 use crate::nets::tiny_unet::int8::{
     last_mid, layer_count, tensor_names, EXTRA_MID_LAYER, MAX_ACTIVATIONS, OUT,
@@ -41,10 +41,7 @@ const fn output_activation(l: usize) -> usize {
 
 /// Records activation ranges of an f32 TinyUNet on calibration inputs.
 pub struct TinyCalibrator<'w> {
-    net: TinyUNet<'w>,
-    workspace: Vec<f32>,
-    out: Vec<f32>,
-    stats: RangeStats<MAX_ACTIVATIONS>,
+    obs: Observer<TinyUNet<'w>, MAX_ACTIVATIONS>,
 }
 
 /// Where each of the network's [`TINY_ACTIVATIONS`] but x lies in
@@ -67,39 +64,28 @@ pub fn reference_workspace_ranges(cfg: &TinyUNetConfig) -> Vec<core::ops::Range<
 impl<'w> TinyCalibrator<'w> {
     /// A calibrator for `net`; every `stride`-th value is kept for percentiles.
     pub fn new(net: TinyUNet<'w>, stride: usize) -> Self {
-        let cfg = *net.config();
         Self {
-            net,
-            workspace: vec![0.0; cfg.workspace_len()],
-            out: vec![0.0; cfg.image_len()],
-            stats: RangeStats::new(stride),
+            obs: Observer::new(net, stride),
         }
     }
 
     /// Runs the network on `x` at time input `t_in` and records its activations.
     pub fn observe(&mut self, x: &[f32], t_in: f32) -> Result<()> {
-        self.net
-            .forward_reference(x, t_in, &mut self.workspace, &mut self.out)?;
-        let cfg = *self.net.config();
-        let ws = core::mem::take(&mut self.workspace);
-        self.stats.record(0, x);
-        for (k, r) in reference_workspace_ranges(&cfg).into_iter().enumerate() {
-            self.stats.record(k + 1, &ws[r]);
-        }
-        self.workspace = ws;
-        Ok(())
+        let parts = reference_workspace_ranges(self.obs.net.config());
+        self.obs.observe(x, t_in, parts)
     }
 
     /// The chosen range of each of the network's [`TINY_ACTIVATIONS`] ([`layer_count`] of
     /// them).
     pub fn ranges(&self, method: RangeMethod) -> Vec<(f32, f32)> {
-        let n = layer_count(self.net.config());
+        let n = layer_count(self.obs.net.config());
+        let stats = &self.obs.stats;
         (0..n)
             .map(|k| match method {
                 // TinyUNet has no ε-driven planner: both take the per-tensor MSE range, searched
                 // even when no value was subsampled.
-                RangeMethod::Mse | RangeMethod::EpsMse => self.stats.mse_range(k),
-                _ => self.stats.range(k, method),
+                RangeMethod::Mse | RangeMethod::EpsMse => stats.mse_range(k),
+                _ => stats.range(k, method),
             })
             .collect()
     }
