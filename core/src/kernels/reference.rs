@@ -389,35 +389,10 @@ mod tests {
     #[test]
     fn wrong_lengths_are_errors() {
         let mut out = [0.0f32; 9];
-        assert!(conv3x3(
-            &[0.0; 8],
-            Dims::new(1, 3, 3),
-            &[0.0; 9],
-            &[0.0],
-            1,
-            1,
-            &mut out
-        )
-        .is_err());
-        assert!(conv3x3(
-            &[0.0; 9],
-            Dims::new(1, 3, 3),
-            &[0.0; 9],
-            &[0.0],
-            1,
-            0,
-            &mut out
-        )
-        .is_err());
-        assert!(conv_transpose3x3(
-            &[0.0; 9],
-            Dims::new(1, 3, 3),
-            &[0.0; 8],
-            &[0.0],
-            1,
-            &mut out
-        )
-        .is_err());
+        let (d, x8, x9, b) = (Dims::new(1, 3, 3), [0.0; 8], [0.0; 9], [0.0]);
+        assert!(conv3x3(&x8, d, &x9, &b, 1, 1, &mut out).is_err());
+        assert!(conv3x3(&x9, d, &x9, &b, 1, 0, &mut out).is_err());
+        assert!(conv_transpose3x3(&x9, d, &x8, &b, 1, &mut out).is_err());
         assert!(linear(&[0.0; 3], &[0.0; 5], &[0.0; 2], &mut [0.0; 2]).is_err());
         assert!(add_per_channel(&mut [0.0; 8], Dims::new(2, 2, 2), &[0.0]).is_err());
     }

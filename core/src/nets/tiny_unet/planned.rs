@@ -126,19 +126,18 @@ impl TinyInt8SampleMemory {
 impl<'a> Int8TinyUNet<'a> {
     /// The planned int8 forward pass: the same integers as [`Int8TinyUNet::forward_layerwise`]
     /// in an arena of [`arena_len`] bytes (regions and lifetimes documented there), with up1
-    /// and out interleaved row by row. ε is written whole into `eps`.
-    pub fn forward_planned(
+    /// and out interleaved row by row, in the workspace `ws`. ε is written whole into `eps`.
+    pub fn forward_planned<const A: usize>(
         &self,
         x: &[f32],
         t_in: f32,
-        arena: &mut [i8],
-        time: &mut TimeScratch<'_>,
+        ws: &mut TinyInt8Workspace<A>,
         eps: &mut [f32],
     ) -> Result<()> {
-        let cfg = self.cfg;
-        check_len("output image", cfg.image_len(), eps.len())?;
-        self.begin_planned(x, t_in, arena, time)?;
-        self.rows_planned(arena, time, &mut [], &mut Collect { out: eps })
+        check_len("output image", self.cfg.image_len(), eps.len())?;
+        let (arena, mut time) = ws.split();
+        self.begin_planned(x, t_in, arena, &mut time)?;
+        self.rows_planned(arena, &mut time, &mut [], &mut Collect { out: eps })
     }
 
     /// First part of the planned pass: quantizes `x` into the arena and computes temb. After
@@ -313,7 +312,6 @@ impl crate::diffusion::Denoiser for Int8TinyPlanned<'_, '_> {
         self.net.config().image_len()
     }
     fn predict_noise(&mut self, x: &[f32], t_in: f32, eps: &mut [f32]) -> Result<()> {
-        let (arena, mut time) = self.ws.split();
-        self.net.forward_planned(x, t_in, arena, &mut time, eps)
+        self.net.forward_planned(x, t_in, self.ws, eps)
     }
 }

@@ -145,11 +145,12 @@ fn planned_equals_layerwise(cfg: TinyUNetConfig) {
         };
         q.forward_layerwise(&x, t_in, &mut acts, &mut t, &mut e_lw)
             .unwrap();
-        let (arena, mut t2) = ws.split();
         // Dirty the arena: the planned pass must not depend on its previous contents.
-        arena.iter_mut().enumerate().for_each(|(i, v)| *v = i as i8);
-        q.forward_planned(&x, t_in, arena, &mut t2, &mut e_pl)
-            .unwrap();
+        ws.arena
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| *v = i as i8);
+        q.forward_planned(&x, t_in, &mut ws, &mut e_pl).unwrap();
         assert_eq!(
             e_lw.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
             e_pl.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
@@ -262,8 +263,7 @@ fn int8_tracks_f32_on(cfg: TinyUNetConfig) {
         let mut e32 = vec![0.0f32; cfg.image_len()];
         let mut e8 = vec![0.0f32; cfg.image_len()];
         net.forward_reference(&x, t_in, &mut ws, &mut e32).unwrap();
-        let (arena, mut t) = ws8.split();
-        q.forward_planned(&x, t_in, arena, &mut t, &mut e8).unwrap();
+        q.forward_planned(&x, t_in, &mut ws8, &mut e8).unwrap();
         for (a, b) in e8.iter().zip(&e32) {
             num += ((a - b) as f64).powi(2);
             den += (*b as f64).powi(2);
