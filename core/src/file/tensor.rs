@@ -50,6 +50,30 @@ le_view!(
     0.0
 );
 
+/// The f32 time MLP `Linear(e → d)`, ReLU, `Linear(d → d)` over borrowed file bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TimeMlp<'a> {
+    pub(crate) w0: F32Le<'a>,
+    pub(crate) b0: F32Le<'a>,
+    pub(crate) w2: F32Le<'a>,
+    pub(crate) b2: F32Le<'a>,
+}
+
+impl<'a> TimeMlp<'a> {
+    /// Borrows `time_mlp.{0,2}.{weight,bias}` from `file`, checking dtypes and shapes.
+    pub(crate) fn load(file: &ModelFile<'a>, e: u32, d: u32) -> Result<Self> {
+        let f = |name, dims: &[u32]| -> Result<F32Le<'a>> {
+            Ok(F32Le(tensor(file, name, DType::F32, dims)?.data))
+        };
+        Ok(Self {
+            w0: f("time_mlp.0.weight", &[d, e])?,
+            b0: f("time_mlp.0.bias", &[d])?,
+            w2: f("time_mlp.2.weight", &[d, d])?,
+            b2: f("time_mlp.2.bias", &[d])?,
+        })
+    }
+}
+
 pub(crate) fn tensor<'a>(
     file: &ModelFile<'a>,
     name: &'static str,

@@ -15,7 +15,7 @@
 //! The last layer is dequantized straight from its int32 accumulator
 //! (`ε = acc · input_scale · weight_scale[o]`), so ε is never rounded to 8 bits.
 use crate::error::{check_len, check_min_len, Error, Result};
-use crate::file::tensor::{act_quant, tensor, F32Le, I32Le};
+use crate::file::tensor::{act_quant, tensor, F32Le, I32Le, TimeMlp};
 use crate::file::{DType, ModelFile, Precision};
 use crate::kernels::quant::{ActQuant, InputQuant, QuantizedMultiplier, INPUT16_MAX};
 use crate::kernels::reference::for_each_tap;
@@ -176,16 +176,8 @@ impl<'a> QConv<'a> {
     }
 }
 
-/// The f32 time MLP over borrowed file bytes.
-#[derive(Debug, Clone, Copy)]
-struct TimeMlp<'a> {
-    w0: F32Le<'a>,
-    b0: F32Le<'a>,
-    w2: F32Le<'a>,
-    b2: F32Le<'a>,
-}
-
 impl TimeMlp<'_> {
+    /// The time embedding of time input `t_in` (e = 1) into `temb`, via `hidden`.
     fn run(&self, t_in: f32, hidden: &mut [f32], temb: &mut [f32]) {
         let n = hidden.len();
         for (o, h) in hidden.iter_mut().enumerate() {
@@ -407,15 +399,7 @@ impl<'a> Int8SimpleUNet<'a> {
         let enc2 = QConv::load(file, 1, h1, h2, enc1.out.map_or(0, |q| q.zero_point), false)?;
         let dec1 = QConv::load(file, 2, h2, h1, enc2.out.map_or(0, |q| q.zero_point), false)?;
         let dec2 = QConv::load(file, 3, h1, c, dec1.out.map_or(0, |q| q.zero_point), true)?;
-        let f = |name, dims: &[u32]| -> Result<F32Le<'a>> {
-            Ok(F32Le(tensor(file, name, DType::F32, dims)?.data))
-        };
-        let time = TimeMlp {
-            w0: f("time_mlp.0.weight", &[h2, 1])?,
-            b0: f("time_mlp.0.bias", &[h2])?,
-            w2: f("time_mlp.2.weight", &[h2, h2])?,
-            b2: f("time_mlp.2.bias", &[h2])?,
-        };
+        let time = TimeMlp::load(file, 1, h2)?;
         Ok(Self {
             cfg,
             input,

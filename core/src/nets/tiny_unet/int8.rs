@@ -25,7 +25,7 @@
 //!   (`ε = acc · in_scale · w_scale[o]`), so ε is never rounded to 8 bits.
 
 use crate::error::{check_len, check_min_len, Error, Result};
-use crate::file::tensor::{act_quant, tensor, F32Le, I32Le};
+use crate::file::tensor::{act_quant, tensor, F32Le, I32Le, TimeMlp};
 use crate::file::{DType, ModelFile, Precision};
 use crate::kernels::quant::{ActQuant, QuantizedMultiplier};
 use crate::kernels::reference::{self as layers, for_each_tap};
@@ -424,15 +424,6 @@ impl<'a> TinyQConv<'a> {
     }
 }
 
-/// The f32 time MLP over borrowed file bytes.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct TimeMlp<'a> {
-    pub(crate) w0: F32Le<'a>,
-    pub(crate) b0: F32Le<'a>,
-    pub(crate) w2: F32Le<'a>,
-    pub(crate) b2: F32Le<'a>,
-}
-
 fn linear_le(input: &[f32], w: F32Le<'_>, b: F32Le<'_>, out: &mut [f32]) {
     let n = input.len();
     for (o, v) in out.iter_mut().enumerate() {
@@ -553,16 +544,7 @@ impl<'a> Int8TinyUNet<'a> {
         }
         let up1 = TinyQConv::load(file, 5, w2 + w1, w1, 1, out_of(&up2), d)?;
         let out = TinyQConv::load(file, 6, w1, c, 1, out_of(&up1), d)?;
-        let f = |name, dims: &[u32]| -> Result<F32Le<'a>> {
-            Ok(F32Le::new(tensor(file, name, DType::F32, dims)?.data))
-        };
-        let e = cfg.emb_dim;
-        let time = TimeMlp {
-            w0: f("time_mlp.0.weight", &[d, e])?,
-            b0: f("time_mlp.0.bias", &[d])?,
-            w2: f("time_mlp.2.weight", &[d, d])?,
-            b2: f("time_mlp.2.bias", &[d])?,
-        };
+        let time = TimeMlp::load(file, cfg.emb_dim, d)?;
         Ok(Self {
             cfg,
             input,
@@ -614,8 +596,10 @@ impl<'a> Int8TinyUNet<'a> {
         check_min_len("time scratch offsets", widest(c), t.offsets.len())
     }
 
-    /// temb for time input `t_in` into `t.temb` (f32, as the f32 network computes it).
+    /// temb for time input `t_in` into `t.temb` (f32, as the f32 network computes it), after
+    /// checking the scratch sizes ([`Int8TinyUNet::check_time`]).
     pub(crate) fn time_embedding(&self, t_in: f32, t: &mut TimeScratch<'_>) -> Result<()> {
+        self.check_time(t)?;
         let (e, d) = (self.cfg.emb_dim as usize, self.cfg.temb_dim as usize);
         let emb = &mut t.emb[..e];
         layers::sinusoidal_embedding(t_in * TINY_TIME_SCALE, TINY_MAX_PERIOD, emb)?;
@@ -646,7 +630,6 @@ impl<'a> Int8TinyUNet<'a> {
         check_len("input image", cfg.image_len(), x.len())?;
         check_len("output image", cfg.image_len(), eps.len())?;
         check_min_len("int8 activations", layerwise_len(&cfg), acts.len())?;
-        self.check_time(time)?;
         self.time_embedding(t_in, time)?;
         let (h, w) = (cfg.height as usize, cfg.width as usize);
         let [_, w2, w3] = cfg.widths.map(|v| v as usize);

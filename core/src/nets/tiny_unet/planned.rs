@@ -152,7 +152,6 @@ impl<'a> Int8TinyUNet<'a> {
         let cfg = self.cfg;
         check_len("input image", cfg.image_len(), x.len())?;
         check_min_len("int8 arena", arena_len(&cfg), arena.len())?;
-        self.check_time(time)?;
         self.time_embedding(t_in, time)?;
         let (_, rest) = arena.split_at_mut(cfg.widths[0] as usize * cfg.planes()[0]);
         self.quantize_input(x, &mut rest[..cfg.image_len()]);
