@@ -135,24 +135,23 @@ impl<'a> Int8TinyUNet<'a> {
         eps: &mut [f32],
     ) -> Result<()> {
         check_len("output image", self.cfg.image_len(), eps.len())?;
-        let (arena, mut time) = ws.split();
-        self.begin_planned(x, t_in, arena, &mut time)?;
-        self.rows_planned(arena, &mut time, &mut [], &mut Collect { out: eps })
+        self.begin_planned(x, t_in, ws)?;
+        self.rows_planned(ws, &mut [], &mut Collect { out: eps })
     }
 
     /// First part of the planned pass: quantizes `x` into the arena and computes temb. After
     /// it, `x` is not read again, so a sampler may update it while the rows of ε appear.
-    pub fn begin_planned(
+    pub fn begin_planned<const A: usize>(
         &self,
         x: &[f32],
         t_in: f32,
-        arena: &mut [i8],
-        time: &mut TimeScratch<'_>,
+        ws: &mut TinyInt8Workspace<A>,
     ) -> Result<()> {
         let cfg = self.cfg;
+        let (arena, mut time) = ws.split();
         check_len("input image", cfg.image_len(), x.len())?;
         check_min_len("int8 arena", arena_len(&cfg), arena.len())?;
-        self.time_embedding(t_in, time)?;
+        self.time_embedding(t_in, &mut time)?;
         let (_, rest) = arena.split_at_mut(cfg.widths[0] as usize * cfg.planes()[0]);
         self.quantize_input(x, &mut rest[..cfg.image_len()]);
         Ok(())
@@ -163,16 +162,16 @@ impl<'a> Int8TinyUNet<'a> {
     /// (with the image `x`, which the pass no longer reads) as soon as it is computed, in
     /// increasing `y`. After up2, region B holds the ring of up1's
     /// rows: after up1's row r, out's row r − 1 is computed from up1 rows r − 2, r − 1, r.
-    pub fn rows_planned(
+    pub fn rows_planned<const A: usize>(
         &self,
-        arena: &mut [i8],
-        time: &mut TimeScratch<'_>,
+        ws: &mut TinyInt8Workspace<A>,
         x: &mut [f32],
         sink: &mut dyn OutputSink,
     ) -> Result<()> {
         let cfg = self.cfg;
+        let (arena, time) = ws.split();
         check_min_len("int8 arena", arena_len(&cfg), arena.len())?;
-        self.check_time(time)?;
+        self.check_time(&time)?;
         let (h, w) = (cfg.height as usize, cfg.width as usize);
         let [w1, w2, w3] = cfg.widths.map(|v| v as usize);
         let [p1, p2, p3] = cfg.planes();
@@ -265,9 +264,8 @@ impl<const A: usize> Network for Planned<'_, '_, '_, A> {
         self.net.config().image_len()
     }
     fn output(&mut self, x: &mut [f32], t_in: f32, sink: &mut dyn OutputSink) -> Result<()> {
-        let (arena, mut time) = self.ws.split();
-        self.net.begin_planned(x, t_in, arena, &mut time)?;
-        self.net.rows_planned(arena, &mut time, x, sink)
+        self.net.begin_planned(x, t_in, self.ws)?;
+        self.net.rows_planned(self.ws, x, sink)
     }
 }
 
