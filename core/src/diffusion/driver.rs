@@ -169,18 +169,6 @@ pub fn sample_batch<N: Network + ?Sized, const M: usize>(
     Ok(())
 }
 
-/// Draws one image into `x` with the noise of `seed` ([`sample_batch`] of one).
-pub fn sample_one<N: Network + ?Sized, const M: usize>(
-    net: &mut N,
-    sched: &Schedule<M>,
-    cfg: &SamplerConfig,
-    seed: u64,
-    x: &mut [f32],
-) -> Result<()> {
-    let mut noise = GaussianNoise::new(seed);
-    sample_batch(net, sched, cfg, core::slice::from_mut(&mut noise), x)
-}
-
 /// One step of `plan` (step index `k`) for a [`Denoiser`]: evaluates the network on `x` into
 /// `eps`, then updates `x` in place, drawing noise from `noise` as the step needs it.
 #[allow(clippy::too_many_arguments)]
@@ -196,15 +184,8 @@ pub fn sample_step<D: Denoiser + ?Sized, const M: usize>(
 ) -> Result<()> {
     check_len("image", den.image_len(), x.len())?;
     let mut net = WholeImages::new(den, eps)?;
-    step(
-        &mut net,
-        sched,
-        cfg,
-        plan,
-        k,
-        core::slice::from_mut(noise),
-        x,
-    )
+    let noise = core::slice::from_mut(noise);
+    step(&mut net, sched, cfg, plan, k, noise, x)
 }
 
 /// Draws one sample with a [`Denoiser`]: fills `x` with N(0, 1) noise from `seed`, runs every
@@ -219,6 +200,6 @@ pub fn sample<D: Denoiser + ?Sized, const M: usize>(
     eps: &mut [f32],
 ) -> Result<()> {
     check_len("image", den.image_len(), x.len())?;
-    let mut net = WholeImages::new(den, eps)?;
-    sample_one(&mut net, sched, cfg, seed, x)
+    let noise = &mut [GaussianNoise::new(seed)];
+    sample_batch(&mut WholeImages::new(den, eps)?, sched, cfg, noise, x)
 }

@@ -10,7 +10,7 @@ pub mod steps;
 
 pub use denoiser::{Denoiser, Guided, ReferenceDenoiser, ReferenceNet};
 pub use driver::{
-    sample, sample_batch, sample_one, sample_step, step, Collect, Network, OutputSink, WholeImages,
+    sample, sample_batch, sample_step, step, Collect, Network, OutputSink, WholeImages,
 };
 pub use noise::GaussianNoise;
 pub use schedule::{Prediction, Schedule, ScheduleConfig, ScheduleKind};

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::diffusion::schedule::ScheduleConfig;
 use crate::error::{Error, Result};
 use crate::file::crc32::crc32;
-use crate::nets::{ModelConfig, TensorSpec};
+use crate::nets::{ModelConfig, NetConfig, TensorSpec};
 
 /// First eight bytes of every model file.
 pub const MAGIC: [u8; 8] = *b"DDPMCORE";
@@ -309,6 +309,25 @@ impl<'a> ModelFile<'a> {
     /// The header.
     pub fn header(&self) -> &ModelHeader<'a> {
         &self.header
+    }
+
+    /// The checked sizes of the network an executor for `precision` files of architecture `C`
+    /// reads: an error unless the file has that precision and architecture (`wrong_model`
+    /// otherwise) and valid sizes.
+    pub(crate) fn config_for<C: NetConfig>(
+        &self,
+        precision: Precision,
+        wrong_model: &'static str,
+    ) -> Result<C> {
+        if self.header.precision != precision {
+            return Err(Error::InvalidConfig(match precision {
+                Precision::F32 => "not an f32 model file",
+                Precision::Int8 => "not an int8 model file",
+            }));
+        }
+        let cfg = C::pick(self.header.model).ok_or(Error::InvalidConfig(wrong_model))?;
+        cfg.check()?;
+        Ok(cfg)
     }
 
     /// The tensor records in file order.

@@ -5,49 +5,72 @@ use crate::error::{Error, Result};
 use crate::file::format::{DType, ModelFile, TensorRecord};
 use crate::kernels::quant::ActQuant;
 
-/// Little-endian i32 values borrowed from file bytes.
-#[derive(Debug, Clone, Copy)]
-pub struct I32Le<'a>(pub(crate) &'a [u8]);
+/// Declares a view of little-endian 4-byte values of type `$t` borrowed from file bytes.
+macro_rules! le_view {
+    ($(#[$doc:meta])* $name:ident, $t:ty, $zero:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy)]
+        pub struct $name<'a>(pub(crate) &'a [u8]);
 
-impl<'a> I32Le<'a> {
-    /// A view of `bytes` (4 per value).
-    pub fn new(bytes: &'a [u8]) -> Self {
-        Self(bytes)
-    }
-    /// Element `i` (0 past the end; lengths are checked at construction).
-    #[inline]
-    pub fn get(&self, i: usize) -> i32 {
-        match self.0.get(i * 4..i * 4 + 4) {
-            Some(b) => i32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-            None => 0,
+        impl<'a> $name<'a> {
+            /// A view of `bytes` (4 per value).
+            pub fn new(bytes: &'a [u8]) -> Self {
+                Self(bytes)
+            }
+            /// Element `i` (0 past the end; lengths are checked at construction).
+            #[inline]
+            pub fn get(&self, i: usize) -> $t {
+                match self.0.get(i * 4..i * 4 + 4) {
+                    Some(b) => <$t>::from_le_bytes([b[0], b[1], b[2], b[3]]),
+                    None => $zero,
+                }
+            }
+            /// Number of elements.
+            pub fn len(&self) -> usize {
+                self.0.len() / 4
+            }
+            /// True when empty.
+            pub fn is_empty(&self) -> bool {
+                self.0.is_empty()
+            }
         }
-    }
+    };
 }
 
-/// Little-endian f32 values borrowed from file bytes.
-#[derive(Debug, Clone, Copy)]
-pub struct F32Le<'a>(pub(crate) &'a [u8]);
+le_view!(
+    /// Little-endian i32 values borrowed from file bytes.
+    I32Le,
+    i32,
+    0
+);
+le_view!(
+    /// Little-endian f32 values borrowed from file bytes.
+    F32Le,
+    f32,
+    0.0
+);
 
-impl<'a> F32Le<'a> {
-    /// A view of `bytes` (4 per value).
-    pub fn new(bytes: &'a [u8]) -> Self {
-        Self(bytes)
-    }
-    /// Element `i` (0 past the end; lengths are checked at construction).
-    #[inline]
-    pub fn get(&self, i: usize) -> f32 {
-        match self.0.get(i * 4..i * 4 + 4) {
-            Some(b) => f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-            None => 0.0,
-        }
-    }
-    /// Number of elements.
-    pub fn len(&self) -> usize {
-        self.0.len() / 4
-    }
-    /// True when empty.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+/// The f32 time MLP `Linear(e → d)`, ReLU, `Linear(d → d)` over borrowed file bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TimeMlp<'a> {
+    pub(crate) w0: F32Le<'a>,
+    pub(crate) b0: F32Le<'a>,
+    pub(crate) w2: F32Le<'a>,
+    pub(crate) b2: F32Le<'a>,
+}
+
+impl<'a> TimeMlp<'a> {
+    /// Borrows `time_mlp.{0,2}.{weight,bias}` from `file`, checking dtypes and shapes.
+    pub(crate) fn load(file: &ModelFile<'a>, e: u32, d: u32) -> Result<Self> {
+        let f = |name, dims: &[u32]| -> Result<F32Le<'a>> {
+            Ok(F32Le(tensor(file, name, DType::F32, dims)?.data))
+        };
+        Ok(Self {
+            w0: f("time_mlp.0.weight", &[d, e])?,
+            b0: f("time_mlp.0.bias", &[d])?,
+            w2: f("time_mlp.2.weight", &[d, d])?,
+            b2: f("time_mlp.2.bias", &[d])?,
+        })
     }
 }
 

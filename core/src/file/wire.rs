@@ -156,26 +156,22 @@ impl From<ScheduleConfig> for WireScheduleConfig {
     }
 }
 
-impl Serialize for ModelConfig {
-    fn serialize<S: Serializer>(&self, s: S) -> core::result::Result<S::Ok, S::Error> {
-        WireModelConfig::from(*self).serialize(s)
-    }
+/// Serializes and deserializes `$t` as its wire form `$wire` (converting both ways).
+macro_rules! via_wire {
+    ($t:ty, $wire:ty) => {
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> core::result::Result<S::Ok, S::Error> {
+                <$wire>::from(*self).serialize(s)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> core::result::Result<Self, D::Error> {
+                <$wire>::deserialize(d).map(Into::into)
+            }
+        }
+    };
 }
 
-impl<'de> Deserialize<'de> for ModelConfig {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> core::result::Result<Self, D::Error> {
-        WireModelConfig::deserialize(d).map(Into::into)
-    }
-}
-
-impl Serialize for ScheduleConfig {
-    fn serialize<S: Serializer>(&self, s: S) -> core::result::Result<S::Ok, S::Error> {
-        WireScheduleConfig::from(*self).serialize(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for ScheduleConfig {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> core::result::Result<Self, D::Error> {
-        WireScheduleConfig::deserialize(d).map(Into::into)
-    }
-}
+via_wire!(ModelConfig, WireModelConfig);
+via_wire!(ScheduleConfig, WireScheduleConfig);

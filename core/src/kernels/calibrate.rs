@@ -2,7 +2,12 @@
 //! chosen from the values a calibration run saw (min/max, percentiles, or the range that
 //! minimises the int8 rounding error).
 
+use alloc::vec;
 use alloc::vec::Vec;
+use core::ops::Range;
+
+use crate::diffusion::ReferenceNet;
+use crate::error::Result;
 
 use crate::kernels::quant::ActQuant;
 
@@ -27,22 +32,61 @@ pub enum RangeMethod {
     EpsMse,
 }
 
-/// Minimum, maximum and a fixed-stride subsample of the values of each activation tensor.
+/// A network's f32 reference pass over its own buffers, recording the ranges of its input
+/// (tensor 0) and of parts of its workspace (tensors 1, 2, …) on calibration inputs.
+pub(crate) struct Observer<Net, const N: usize> {
+    pub(crate) net: Net,
+    workspace: Vec<f32>,
+    out: Vec<f32>,
+    pub(crate) stats: RangeStats<N>,
+}
+
+impl<Net: ReferenceNet, const N: usize> Observer<Net, N> {
+    /// Buffers for `net`; every `stride`-th value is kept for percentiles.
+    pub(crate) fn new(net: Net, stride: usize) -> Self {
+        Self {
+            workspace: vec![0.0; net.workspace_len()],
+            out: vec![0.0; net.image_len()],
+            net,
+            stats: RangeStats::new(stride),
+        }
+    }
+
+    /// Runs the network on `x` at time input `t_in` and records `x` and the workspace
+    /// ranges `parts`, in that order.
+    pub(crate) fn observe(
+        &mut self,
+        x: &[f32],
+        t_in: f32,
+        parts: impl IntoIterator<Item = Range<usize>>,
+    ) -> Result<()> {
+        self.net
+            .forward_reference(x, t_in, &mut self.workspace, &mut self.out)?;
+        self.stats.record(0, x);
+        for (k, r) in parts.into_iter().enumerate() {
+            self.stats.record(k + 1, &self.workspace[r]);
+        }
+        Ok(())
+    }
+}
+
+/// Minimum, maximum and a fixed-stride subsample of the values of each of `N` activation
+/// tensors (one counter over all of them picks the subsample).
 #[derive(Debug, Clone)]
-pub(crate) struct RangeStats {
-    pub(crate) min: [f32; 4],
-    pub(crate) max: [f32; 4],
-    pub(crate) samples: [Vec<f32>; 4],
+pub(crate) struct RangeStats<const N: usize = 4> {
+    pub(crate) min: [f32; N],
+    pub(crate) max: [f32; N],
+    pub(crate) samples: [Vec<f32>; N],
     pub(crate) stride: usize,
     pub(crate) counter: usize,
 }
 
-impl RangeStats {
+impl<const N: usize> RangeStats<N> {
     pub(crate) fn new(stride: usize) -> Self {
         Self {
-            min: [f32::INFINITY; 4],
-            max: [f32::NEG_INFINITY; 4],
-            samples: Default::default(),
+            min: [f32::INFINITY; N],
+            max: [f32::NEG_INFINITY; N],
+            samples: core::array::from_fn(|_| Vec::new()),
             stride: stride.max(1),
             counter: 0,
         }
@@ -59,26 +103,35 @@ impl RangeStats {
         }
     }
 
-    pub(crate) fn ranges(&self, method: RangeMethod) -> [(f32, f32); 4] {
-        core::array::from_fn(|k| {
-            let v = &self.samples[k];
-            if v.is_empty() {
-                return (self.min[k], self.max[k]);
+    /// The chosen range of every tensor ([`RangeStats::range`]).
+    pub(crate) fn ranges(&self, method: RangeMethod) -> [(f32, f32); N] {
+        core::array::from_fn(|k| self.range(k, method))
+    }
+
+    /// The chosen range of tensor `k`: the observed extremes when no value was subsampled.
+    pub(crate) fn range(&self, k: usize, method: RangeMethod) -> (f32, f32) {
+        let v = &self.samples[k];
+        if v.is_empty() {
+            return (self.min[k], self.max[k]);
+        }
+        match method {
+            RangeMethod::MinMax => (self.min[k], self.max[k]),
+            RangeMethod::Percentile(p) => {
+                let mut v = v.clone();
+                v.sort_by(|a, b| a.total_cmp(b));
+                let at = |q: f32| {
+                    let i = libm::roundf((q / 100.0) * (v.len() - 1) as f32) as usize;
+                    v[i.min(v.len() - 1)]
+                };
+                (at(100.0 - p), at(p))
             }
-            match method {
-                RangeMethod::MinMax => (self.min[k], self.max[k]),
-                RangeMethod::Percentile(p) => {
-                    let mut v = v.clone();
-                    v.sort_by(|a, b| a.total_cmp(b));
-                    let at = |q: f32| {
-                        let i = libm::roundf((q / 100.0) * (v.len() - 1) as f32) as usize;
-                        v[i.min(v.len() - 1)]
-                    };
-                    (at(100.0 - p), at(p))
-                }
-                RangeMethod::Mse | RangeMethod::EpsMse => mse_range(v, self.min[k], self.max[k]),
-            }
-        })
+            RangeMethod::Mse | RangeMethod::EpsMse => self.mse_range(k),
+        }
+    }
+
+    /// The MSE-optimal range of tensor `k`'s subsample within its observed extremes.
+    pub(crate) fn mse_range(&self, k: usize) -> (f32, f32) {
+        mse_range(&self.samples[k], self.min[k], self.max[k])
     }
 }
 

@@ -43,6 +43,33 @@ impl Dims {
     }
 }
 
+/// Calls `f(k, iy, ix)` for the taps `k = ky·3 + kx` of the 3×3 window whose centre is
+/// (`cy`, `cx`) that fall inside an `h × w` map, at input pixel (`iy`, `ix`) =
+/// (`cy + ky − 1`, `cx + kx − 1`), in row-major order; the padding taps are skipped (they
+/// contribute nothing).
+#[inline(always)]
+pub(crate) fn for_each_tap(
+    cy: usize,
+    cx: usize,
+    h: usize,
+    w: usize,
+    mut f: impl FnMut(usize, usize, usize),
+) {
+    for ky in 0..3 {
+        let iy = cy as isize + ky as isize - 1;
+        if iy < 0 || iy >= h as isize {
+            continue;
+        }
+        for kx in 0..3 {
+            let ix = cx as isize + kx as isize - 1;
+            if ix < 0 || ix >= w as isize {
+                continue;
+            }
+            f(ky * 3 + kx, iy as usize, ix as usize);
+        }
+    }
+}
+
 /// Conv2d(in→out, kernel 3×3, padding 1, given stride) with bias, as `torch.nn.Conv2d`:
 /// `out[o, y, x] = bias[o] + Σ_i Σ_ky Σ_kx w[o, i, ky, kx] · in[i, y·s + ky − 1, x·s + kx − 1]`,
 /// reading zeros outside the input.
@@ -65,27 +92,16 @@ pub fn conv3x3(
     check_len("conv3x3 weight", out_c * in_dims.c * 9, weight.len())?;
     check_len("conv3x3 bias", out_c, bias.len())?;
     check_len("conv3x3 output", od.len(), output.len())?;
-    let (h, w) = (in_dims.h as isize, in_dims.w as isize);
+    let (h, w) = (in_dims.h, in_dims.w);
     for o in 0..out_c {
         for oy in 0..od.h {
             for ox in 0..od.w {
                 let mut acc = bias[o];
                 for i in 0..in_dims.c {
-                    for ky in 0..3 {
-                        let iy = (oy * stride + ky) as isize - 1;
-                        if iy < 0 || iy >= h {
-                            continue;
-                        }
-                        for kx in 0..3 {
-                            let ix = (ox * stride + kx) as isize - 1;
-                            if ix < 0 || ix >= w {
-                                continue;
-                            }
-                            let wv = weight[((o * in_dims.c + i) * 3 + ky) * 3 + kx];
-                            let xv = input[(i * in_dims.h + iy as usize) * in_dims.w + ix as usize];
-                            acc += wv * xv;
-                        }
-                    }
+                    for_each_tap(oy * stride, ox * stride, h, w, |k, iy, ix| {
+                        let wv = weight[(o * in_dims.c + i) * 9 + k];
+                        acc += wv * input[(i * h + iy) * w + ix];
+                    });
                 }
                 output[(o * od.h + oy) * od.w + ox] = acc;
             }
@@ -119,26 +135,15 @@ pub fn conv_transpose3x3(
     for o in 0..out_c {
         output[o * plane..(o + 1) * plane].fill(bias[o]);
     }
-    let (h, w) = (od.h as isize, od.w as isize);
     for i in 0..in_dims.c {
         for y in 0..in_dims.h {
             for x in 0..in_dims.w {
                 let v = input[(i * in_dims.h + y) * in_dims.w + x];
                 for o in 0..out_c {
-                    for ky in 0..3 {
-                        let oy = (y + ky) as isize - 1;
-                        if oy < 0 || oy >= h {
-                            continue;
-                        }
-                        for kx in 0..3 {
-                            let ox = (x + kx) as isize - 1;
-                            if ox < 0 || ox >= w {
-                                continue;
-                            }
-                            let wv = weight[((i * out_c + o) * 3 + ky) * 3 + kx];
-                            output[(o * od.h + oy as usize) * od.w + ox as usize] += v * wv;
-                        }
-                    }
+                    for_each_tap(y, x, od.h, od.w, |k, oy, ox| {
+                        let wv = weight[(i * out_c + o) * 9 + k];
+                        output[(o * od.h + oy) * od.w + ox] += v * wv;
+                    });
                 }
             }
         }
@@ -384,35 +389,10 @@ mod tests {
     #[test]
     fn wrong_lengths_are_errors() {
         let mut out = [0.0f32; 9];
-        assert!(conv3x3(
-            &[0.0; 8],
-            Dims::new(1, 3, 3),
-            &[0.0; 9],
-            &[0.0],
-            1,
-            1,
-            &mut out
-        )
-        .is_err());
-        assert!(conv3x3(
-            &[0.0; 9],
-            Dims::new(1, 3, 3),
-            &[0.0; 9],
-            &[0.0],
-            1,
-            0,
-            &mut out
-        )
-        .is_err());
-        assert!(conv_transpose3x3(
-            &[0.0; 9],
-            Dims::new(1, 3, 3),
-            &[0.0; 8],
-            &[0.0],
-            1,
-            &mut out
-        )
-        .is_err());
+        let (d, x8, x9, b) = (Dims::new(1, 3, 3), [0.0; 8], [0.0; 9], [0.0]);
+        assert!(conv3x3(&x8, d, &x9, &b, 1, 1, &mut out).is_err());
+        assert!(conv3x3(&x9, d, &x9, &b, 1, 0, &mut out).is_err());
+        assert!(conv_transpose3x3(&x9, d, &x8, &b, 1, &mut out).is_err());
         assert!(linear(&[0.0; 3], &[0.0; 5], &[0.0; 2], &mut [0.0; 2]).is_err());
         assert!(add_per_channel(&mut [0.0; 8], Dims::new(2, 2, 2), &[0.0]).is_err());
     }

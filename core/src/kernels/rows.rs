@@ -102,9 +102,21 @@ pub(crate) fn run_images<A: Send, S: Send>(
 
 /// A layer whose output rows are computed independently: `rows_impl` is written once, in
 /// portable Rust, and compiled twice by [`dispatch_rows`] (plain, and with AVX2 + FMA enabled).
-pub(crate) trait RowKernel {
+pub(crate) trait RowKernel: Sized {
+    /// Input and output channels (of `g.n · g.h · g.w` pixels each).
+    fn channels(&self) -> (usize, usize);
+
     /// Output rows `rows` of the `g`-shaped input `x` into `out` (those rows only).
     fn rows_impl(&self, x: &[f32], g: Geometry, rows: Range<usize>, out: &mut [f32]);
+
+    /// Output rows `rows` (numbered `b·h + y`) into `out` (those rows only), after checking
+    /// the lengths; `simd` allows the AVX2 + FMA build ([`dispatch_rows`]).
+    fn run_rows(&self, x: &[f32], g: Geometry, rows: Range<usize>, out: &mut [f32], simd: bool) {
+        let (in_c, out_c) = self.channels();
+        assert!(x.len() >= g.n * g.h * g.w * in_c);
+        assert!(out.len() >= rows.len() * g.w * out_c && rows.end <= g.n * g.h);
+        dispatch_rows(self, x, g, rows, out, simd);
+    }
 }
 
 /// Runs `k.rows_impl` compiled for AVX2 + FMA when `simd` asks for it and the CPU has both,

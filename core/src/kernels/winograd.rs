@@ -110,6 +110,15 @@ pub struct Epilogue<'a> {
     pub add: Option<&'a [f32]>,
 }
 
+/// The arguments of one [`WinogradConv::run_rows`] call that its kernel instances share: the
+/// input, its geometry, the tile rows to compute and the epilogue.
+struct Job<'a> {
+    input: &'a [f32],
+    g: Geometry,
+    rows: Range<usize>,
+    epi: Epilogue<'a>,
+}
+
 /// A 3×3 stride-1 padding-1 convolution with weights transformed and packed once.
 #[derive(Clone)]
 pub struct WinogradConv {
@@ -347,24 +356,16 @@ unsafe fn kernel_avx2(k: usize, u: &[f32], v: &[f32], m: &mut [f32]) {
         unsafe {
             let a0 = _mm256_loadu_ps(up.add(kk * OB));
             let a1 = _mm256_loadu_ps(up.add(kk * OB + 8));
-            let b = _mm256_broadcast_ss(&*v0.add(kk));
-            c00 = _mm256_fmadd_ps(a0, b, c00);
-            c01 = _mm256_fmadd_ps(a1, b, c01);
-            let b = _mm256_broadcast_ss(&*v1.add(kk));
-            c10 = _mm256_fmadd_ps(a0, b, c10);
-            c11 = _mm256_fmadd_ps(a1, b, c11);
-            let b = _mm256_broadcast_ss(&*v2.add(kk));
-            c20 = _mm256_fmadd_ps(a0, b, c20);
-            c21 = _mm256_fmadd_ps(a1, b, c21);
-            let b = _mm256_broadcast_ss(&*v3.add(kk));
-            c30 = _mm256_fmadd_ps(a0, b, c30);
-            c31 = _mm256_fmadd_ps(a1, b, c31);
-            let b = _mm256_broadcast_ss(&*v4.add(kk));
-            c40 = _mm256_fmadd_ps(a0, b, c40);
-            c41 = _mm256_fmadd_ps(a1, b, c41);
-            let b = _mm256_broadcast_ss(&*v5.add(kk));
-            c50 = _mm256_fmadd_ps(a0, b, c50);
-            c51 = _mm256_fmadd_ps(a1, b, c51);
+            // One broadcast tile value times both weight vectors, for each tile row.
+            macro_rules! rows {
+                ($($v:ident => $lo:ident, $hi:ident);*) => {$(
+                    let b = _mm256_broadcast_ss(&*$v.add(kk));
+                    $lo = _mm256_fmadd_ps(a0, b, $lo);
+                    $hi = _mm256_fmadd_ps(a1, b, $hi);
+                )*};
+            }
+            rows!(v0 => c00, c01; v1 => c10, c11; v2 => c20, c21;
+                  v3 => c30, c31; v4 => c40, c41; v5 => c50, c51);
         }
     }
     let mp = m.as_mut_ptr();
@@ -474,15 +475,21 @@ impl WinogradConv {
         if let Some(a) = epi.add {
             assert!(a.len() >= g.n * self.out_c);
         }
+        let job = Job {
+            input,
+            g,
+            rows,
+            epi,
+        };
         #[cfg(all(feature = "std", target_arch = "x86_64"))]
         if simd && crate::kernels::simd::avx2_fma() {
             // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-            return unsafe { self.run_rows_avx2(input, g, rows, epi, scratch, out) };
+            return unsafe { self.run_rows_avx2(job, scratch, out) };
         }
         let _ = simd;
         match self.tile {
-            Tile::F2 => self.run_rows_impl::<false, 2, 4, 16>(input, g, rows, epi, scratch, out),
-            Tile::F4 => self.run_rows_impl::<false, 4, 6, 36>(input, g, rows, epi, scratch, out),
+            Tile::F2 => self.run_rows_impl::<false, 2, 4, 16>(job, scratch, out),
+            Tile::F4 => self.run_rows_impl::<false, 4, 6, 36>(job, scratch, out),
         }
     }
 
@@ -492,18 +499,10 @@ impl WinogradConv {
     /// The CPU must support AVX2 and FMA.
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn run_rows_avx2(
-        &self,
-        input: &[f32],
-        g: Geometry,
-        rows: Range<usize>,
-        epi: Epilogue<'_>,
-        scratch: &mut WinogradScratch,
-        out: &mut [f32],
-    ) {
+    unsafe fn run_rows_avx2(&self, job: Job<'_>, scratch: &mut WinogradScratch, out: &mut [f32]) {
         match self.tile {
-            Tile::F2 => self.run_rows_impl::<true, 2, 4, 16>(input, g, rows, epi, scratch, out),
-            Tile::F4 => self.run_rows_impl::<true, 4, 6, 36>(input, g, rows, epi, scratch, out),
+            Tile::F2 => self.run_rows_impl::<true, 2, 4, 16>(job, scratch, out),
+            Tile::F4 => self.run_rows_impl::<true, 4, 6, 36>(job, scratch, out),
         }
     }
 
@@ -512,13 +511,16 @@ impl WinogradConv {
     #[inline(always)]
     fn run_rows_impl<const AVX: bool, const M: usize, const A: usize, const NX: usize>(
         &self,
-        input: &[f32],
-        g: Geometry,
-        rows: Range<usize>,
-        epi: Epilogue<'_>,
+        job: Job<'_>,
         s: &mut WinogradScratch,
         out: &mut [f32],
     ) {
+        let Job {
+            input,
+            g,
+            rows,
+            epi,
+        } = job;
         let ci = self.in_c;
         let chunk_rows = (CHUNK_TILES / g.tw).max(1);
         let out_row0 = g.out_rows(rows.clone()).start;

@@ -8,5 +8,6 @@ pub mod simple_unet;
 pub(crate) mod spec;
 pub mod tiny_unet;
 
+pub(crate) use model::NetConfig;
 pub use model::{AsModelConfig, ModelConfig};
 pub use spec::{TensorSpec, TensorSpecList, MAX_DIM, MAX_TENSORS};

@@ -21,6 +21,32 @@ pub enum ModelConfig {
     TinyUNet(TinyUNetConfig),
 }
 
+/// The sizes of one architecture, as a [`ModelConfig`] carries them.
+pub(crate) trait NetConfig: Sized {
+    /// The sizes, if `m` is this architecture.
+    fn pick(m: ModelConfig) -> Option<Self>;
+    /// Checks the sizes (the architecture's `validate`).
+    fn check(&self) -> Result<()>;
+}
+
+macro_rules! impl_net_config {
+    ($cfg:ident, $variant:ident) => {
+        impl NetConfig for $cfg {
+            fn pick(m: ModelConfig) -> Option<Self> {
+                match m {
+                    ModelConfig::$variant(c) => Some(c),
+                    _ => None,
+                }
+            }
+            fn check(&self) -> Result<()> {
+                self.validate()
+            }
+        }
+    };
+}
+impl_net_config!(SimpleUNetConfig, SimpleUNet);
+impl_net_config!(TinyUNetConfig, TinyUNet);
+
 impl From<SimpleUNetConfig> for ModelConfig {
     fn from(c: SimpleUNetConfig) -> Self {
         ModelConfig::SimpleUNet(c)

@@ -109,6 +109,24 @@ impl TensorSpec {
     }
 }
 
+/// Total elements of `specs` (a `const` sum of [`TensorSpec::numel`]).
+pub(crate) const fn total_numel(specs: &[TensorSpec]) -> usize {
+    let mut total = 0;
+    let mut i = 0;
+    while i < specs.len() {
+        let d = specs[i].dims;
+        let mut n = 1usize;
+        let mut k = 0;
+        while k < specs[i].rank {
+            n *= d[k] as usize;
+            k += 1;
+        }
+        total += n;
+        i += 1;
+    }
+    total
+}
+
 /// Largest image side and channel count accepted, so every index fits comfortably in `usize`
 /// on 32-bit targets and no product of sizes can overflow.
 pub const MAX_DIM: u32 = 4096;

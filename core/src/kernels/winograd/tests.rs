@@ -49,6 +49,14 @@ fn rel(a: &[f32], b: &[f32]) -> f32 {
 /// errors: F2 ≤ 2.8e-7 and F4 ≤ 3.3e-6 of the largest output (F4's transform coefficients,
 /// up to 8 and 1/24, cost it about ten times more rounding); the bounds are about 3× that.
 /// A wrong tap or channel gives errors of order 1.
+/// Every tile size, each with the SIMD and the portable kernels.
+const FLAVOURS: [(Tile, bool); 4] = [
+    (Tile::F2, true),
+    (Tile::F2, false),
+    (Tile::F4, true),
+    (Tile::F4, false),
+];
+
 #[test]
 fn matches_direct_convolution() {
     let tol = |tile| if tile == Tile::F2 { 1e-6 } else { 1e-5 };
@@ -59,12 +67,7 @@ fn matches_direct_convolution() {
         (1, 9, 14, 8, 40, 4),
         (2, 2, 3, 24, 16, 5),
     ] {
-        for (tile, simd) in [
-            (Tile::F2, true),
-            (Tile::F2, false),
-            (Tile::F4, true),
-            (Tile::F4, false),
-        ] {
+        for (tile, simd) in FLAVOURS {
             let g = Geometry::new(n, h, w, tile);
             let input = values(n * h * w * ci, seed);
             let wt = values(co * ci * 9, seed + 100);
@@ -104,12 +107,7 @@ fn row_splits_and_epilogue() {
     let wt = values(co * ci * 9, 8);
     let bias = values(co, 9);
     let add = values(n * co, 10);
-    for (tile, simd) in [
-        (Tile::F2, true),
-        (Tile::F2, false),
-        (Tile::F4, true),
-        (Tile::F4, false),
-    ] {
+    for (tile, simd) in FLAVOURS {
         let g = Geometry::new(n, h, w, tile);
         let conv = WinogradConv::new(&wt, &bias, ci, co, tile);
         let mut plain = vec![0.0f32; n * h * w * co];

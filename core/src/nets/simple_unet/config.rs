@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::nets::spec::{TensorSpec, MAX_DIM};
+use crate::nets::spec::{total_numel, TensorSpec, MAX_DIM};
 
 /// Sizes of the seed's SimpleUNet.
 ///
@@ -78,21 +78,7 @@ impl SimpleUNetConfig {
 
     /// Total number of parameters (165,633 for the seed's configuration with c = 1).
     pub const fn param_count(&self) -> usize {
-        let specs = self.tensor_specs();
-        let mut total = 0;
-        let mut i = 0;
-        while i < specs.len() {
-            let d = specs[i].dims;
-            let mut n = 1usize;
-            let mut k = 0;
-            while k < specs[i].rank {
-                n *= d[k] as usize;
-                k += 1;
-            }
-            total += n;
-            i += 1;
-        }
-        total
+        total_numel(&self.tensor_specs())
     }
 
     /// Elements in one image (C·H·W).

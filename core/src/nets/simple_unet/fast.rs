@@ -18,7 +18,8 @@ use core::ops::Range;
 use crate::diffusion::Denoiser;
 use crate::error::{check_len, Result};
 use crate::kernels::gemm::{transpose_kernel_to_conv, PackedConv};
-use crate::kernels::rows::{dispatch_rows, run_images, run_split, RowKernel};
+use crate::kernels::reference::for_each_tap;
+use crate::kernels::rows::{run_images, run_split, RowKernel};
 use crate::kernels::winograd::{Epilogue, Geometry, Tile, WinogradConv, WinogradScratch};
 use crate::nets::simple_unet::{SimpleUNet, SimpleUNetConfig};
 
@@ -58,16 +59,13 @@ impl DirectIn {
             bias: bias.to_vec(),
         }
     }
-
-    /// Output rows `rows` (numbered `b·h + y`) into `out` (those rows only).
-    fn run_rows(&self, x: &[f32], g: Geometry, rows: Range<usize>, out: &mut [f32], simd: bool) {
-        assert!(x.len() >= g.n * self.in_c * g.h * g.w);
-        assert!(out.len() >= rows.len() * g.w * self.out_c && rows.end <= g.n * g.h);
-        dispatch_rows(self, x, g, rows, out, simd);
-    }
 }
 
 impl RowKernel for DirectIn {
+    fn channels(&self) -> (usize, usize) {
+        (self.in_c, self.out_c)
+    }
+
     #[inline(always)]
     fn rows_impl(&self, x: &[f32], g: Geometry, rows: Range<usize>, out: &mut [f32]) {
         let co = self.out_c;
@@ -109,23 +107,13 @@ impl DirectIn {
         acc.copy_from_slice(&self.bias[oc..oc + L]);
         for i in 0..ci {
             let src = &x[(b * ci + i) * plane..][..plane];
-            for ky in 0..3 {
-                let yy = y as isize + ky as isize - 1;
-                if yy < 0 || yy >= h as isize {
-                    continue;
+            for_each_tap(y, xx, h, w, |k, yy, xs| {
+                let s = src[yy * w + xs];
+                let wr = &self.w[(i * 9 + k) * co + oc..][..L];
+                for (a, &wv) in acc.iter_mut().zip(wr) {
+                    *a += s * wv;
                 }
-                for kx in 0..3 {
-                    let xs = xx as isize + kx as isize - 1;
-                    if xs < 0 || xs >= w as isize {
-                        continue;
-                    }
-                    let s = src[yy as usize * w + xs as usize];
-                    let wr = &self.w[(i * 9 + ky * 3 + kx) * co + oc..][..L];
-                    for (a, &wv) in acc.iter_mut().zip(wr) {
-                        *a += s * wv;
-                    }
-                }
-            }
+            });
         }
         for a in acc.iter_mut() {
             if *a < 0.0 {
@@ -178,16 +166,13 @@ impl DirectOut {
         self.w = w;
         self
     }
-
-    /// Output rows `rows` (numbered `b·h + y`) into `out` (those rows only).
-    fn run_rows(&self, a: &[f32], g: Geometry, rows: Range<usize>, out: &mut [f32], simd: bool) {
-        assert!(a.len() >= g.n * g.h * g.w * self.in_c);
-        assert!(out.len() >= rows.len() * g.w * self.out_c && rows.end <= g.n * g.h);
-        dispatch_rows(self, a, g, rows, out, simd);
-    }
 }
 
 impl RowKernel for DirectOut {
+    fn channels(&self) -> (usize, usize) {
+        (self.in_c, self.out_c)
+    }
+
     #[inline(always)]
     fn rows_impl(&self, a: &[f32], g: Geometry, rows: Range<usize>, out: &mut [f32]) {
         let (ci, co, h, w) = (self.in_c, self.out_c, g.h, g.w);
@@ -198,31 +183,21 @@ impl RowKernel for DirectOut {
                 for oc in 0..co {
                     let mut acc = [0.0f32; LANES];
                     let mut rem = 0.0f32;
-                    for ky in 0..3 {
-                        let yy = y as isize + ky as isize - 1;
-                        if yy < 0 || yy >= h as isize {
-                            continue;
-                        }
-                        for kx in 0..3 {
-                            let xs = xx as isize + kx as isize - 1;
-                            if xs < 0 || xs >= w as isize {
-                                continue;
-                            }
-                            let src = &a[((b * h + yy as usize) * w + xs as usize) * ci..][..ci];
-                            let wr = &self.w[(oc * 9 + ky * 3 + kx) * ci..][..ci];
-                            for (s, wv) in src[..split]
-                                .chunks_exact(LANES)
-                                .zip(wr[..split].chunks_exact(LANES))
-                            {
-                                for l in 0..LANES {
-                                    acc[l] += s[l] * wv[l];
-                                }
-                            }
-                            for (s, wv) in src[split..].iter().zip(&wr[split..]) {
-                                rem += s * wv;
+                    for_each_tap(y, xx, h, w, |k, yy, xs| {
+                        let src = &a[((b * h + yy) * w + xs) * ci..][..ci];
+                        let wr = &self.w[(oc * 9 + k) * ci..][..ci];
+                        for (s, wv) in src[..split]
+                            .chunks_exact(LANES)
+                            .zip(wr[..split].chunks_exact(LANES))
+                        {
+                            for l in 0..LANES {
+                                acc[l] += s[l] * wv[l];
                             }
                         }
-                    }
+                        for (s, wv) in src[split..].iter().zip(&wr[split..]) {
+                            rem += s * wv;
+                        }
+                    });
                     let lanes = ((acc[0] + acc[4]) + (acc[1] + acc[5]))
                         + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
                     out[(ri * w + xx) * co + oc] = self.bias[oc] + (lanes + rem);
@@ -527,30 +502,19 @@ impl WinogradLayers {
         run_split(h, a1, scratch, &|r| r.len() * w * h1, &|r, _, o| {
             enc1.run_rows(x, g, r, o, simd)
         });
-        let a1 = &*a1;
-        let epi = Epilogue {
-            relu: true,
-            add: Some(temb),
+        // A Winograd layer with ReLU (and `add`) from `input` into `out` (`out_c` channels).
+        let mut winograd = |conv: &WinogradConv, input: &[f32], add, out: &mut [f32], out_c| {
+            let epi = Epilogue { relu: true, add };
+            run_split(
+                g.tile_rows(),
+                out,
+                scratch,
+                &|r| g.out_rows(r).len() * w * out_c,
+                &|r, s, o| conv.run_rows(input, g, r, epi, s, o, simd),
+            );
         };
-        run_split(
-            g.tile_rows(),
-            a2,
-            scratch,
-            &|r| g.out_rows(r).len() * w * h2,
-            &|r, s, o| enc2.run_rows(a1, g, r, epi, s, o, simd),
-        );
-        let a2 = &*a2;
-        let epi = Epilogue {
-            relu: true,
-            add: None,
-        };
-        run_split(
-            g.tile_rows(),
-            a3,
-            scratch,
-            &|r| g.out_rows(r).len() * w * h1,
-            &|r, s, o| dec1.run_rows(a2, g, r, epi, s, o, simd),
-        );
+        winograd(enc2, a1, Some(temb), a2, h2);
+        winograd(dec1, a2, None, a3, h1);
         let a3 = &*a3;
         run_split(h, eps, scratch, &|r| r.len() * w * c, &|r, _, o| {
             dec2.run_rows(a3, g, r, o, simd)

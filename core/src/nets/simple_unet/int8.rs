@@ -2,7 +2,7 @@
 //! bit-identical results:
 //! - [`Int8SimpleUNet::forward_layerwise`]: whole activation maps, layer after layer (the plain
 //!   integer oracle);
-//! - [`Int8SimpleUNet::forward_streaming`] / [`Int8SimpleUNet::sample_step_streaming`]: row by
+//! - [`crate::nets::simple_unet::stream`] (`forward_streaming`, `sample_streaming`): row by
 //!   row, keeping a rolling window of 3 rows per intermediate layer (all four layers are 3×3
 //!   stride 1, so an output row needs only 3 rows of its input).
 //!
@@ -15,11 +15,11 @@
 //! The last layer is dequantized straight from its int32 accumulator
 //! (`ε = acc · input_scale · weight_scale[o]`), so ε is never rounded to 8 bits.
 use crate::error::{check_len, check_min_len, Error, Result};
-use crate::file::tensor::{act_quant, tensor, F32Le, I32Le};
+use crate::file::tensor::{act_quant, tensor, F32Le, I32Le, TimeMlp};
 use crate::file::{DType, ModelFile, Precision};
 use crate::kernels::quant::{ActQuant, InputQuant, QuantizedMultiplier, INPUT16_MAX};
+use crate::kernels::reference::for_each_tap;
 use crate::nets::simple_unet::SimpleUNetConfig;
-use crate::nets::ModelConfig;
 
 /// Bytes per quantized input value in the activation storage: the input is held as
 /// little-endian `i16` (int16 files use the whole range; int8 files the int8 part of it).
@@ -176,16 +176,8 @@ impl<'a> QConv<'a> {
     }
 }
 
-/// The f32 time MLP over borrowed file bytes.
-#[derive(Debug, Clone, Copy)]
-struct TimeMlp<'a> {
-    w0: F32Le<'a>,
-    b0: F32Le<'a>,
-    w2: F32Le<'a>,
-    b2: F32Le<'a>,
-}
-
 impl TimeMlp<'_> {
+    /// The time embedding of time input `t_in` (e = 1) into `temb`, via `hidden`.
     fn run(&self, t_in: f32, hidden: &mut [f32], temb: &mut [f32]) {
         let n = hidden.len();
         for (o, h) in hidden.iter_mut().enumerate() {
@@ -316,21 +308,26 @@ impl<A: Copy + Default, const ACTS: usize, const H2: usize, const ROW: usize>
     }
 }
 
-impl<const ACTS: usize, const H2: usize, const ROW: usize> ScratchBuffers<i8, ACTS, H2, ROW> {
-    /// Zeroed buffers as a constant, so a `static` of them lands in `.bss`.
-    pub const ZEROED: Self = Self {
-        acts: [0; ACTS],
-        hidden: [0.0; H2],
-        temb: [0.0; H2],
-        offsets: [0; H2],
-        row: [0.0; ROW],
-    };
+/// An activation element type of the executors (i8 or f32), with its zero as a constant.
+pub trait ActElem: Copy {
+    /// Zero.
+    const ZERO: Self;
 }
 
-impl<const ACTS: usize, const H2: usize, const ROW: usize> ScratchBuffers<f32, ACTS, H2, ROW> {
+impl ActElem for i8 {
+    const ZERO: Self = 0;
+}
+
+impl ActElem for f32 {
+    const ZERO: Self = 0.0;
+}
+
+impl<A: ActElem, const ACTS: usize, const H2: usize, const ROW: usize>
+    ScratchBuffers<A, ACTS, H2, ROW>
+{
     /// Zeroed buffers as a constant, so a `static` of them lands in `.bss`.
     pub const ZEROED: Self = Self {
-        acts: [0.0; ACTS],
+        acts: [A::ZERO; ACTS],
         hidden: [0.0; H2],
         temb: [0.0; H2],
         offsets: [0; H2],
@@ -366,16 +363,8 @@ impl<'a> Int8SimpleUNet<'a> {
     /// Checks an int8 model file (precision, every tensor's dtype and shape, requantization
     /// parameters) and borrows its tensors.
     pub fn from_file(file: &ModelFile<'a>) -> Result<Self> {
-        let h = file.header();
-        if h.precision != Precision::Int8 {
-            return Err(Error::InvalidConfig("not an int8 model file"));
-        }
-        let ModelConfig::SimpleUNet(cfg) = h.model else {
-            return Err(Error::InvalidConfig(
-                "the int8 executor runs SimpleUNet models only",
-            ));
-        };
-        cfg.validate()?;
+        let only = "the int8 executor runs SimpleUNet models only";
+        let cfg: SimpleUNetConfig = file.config_for(Precision::Int8, only)?;
         let q = act_quant(file, "input.scale", "input.zero_point")?;
         let bits = match file.tensor("input.bits") {
             Err(Error::MissingTensor { .. }) => 8,
@@ -410,15 +399,7 @@ impl<'a> Int8SimpleUNet<'a> {
         let enc2 = QConv::load(file, 1, h1, h2, enc1.out.map_or(0, |q| q.zero_point), false)?;
         let dec1 = QConv::load(file, 2, h2, h1, enc2.out.map_or(0, |q| q.zero_point), false)?;
         let dec2 = QConv::load(file, 3, h1, c, dec1.out.map_or(0, |q| q.zero_point), true)?;
-        let f = |name, dims: &[u32]| -> Result<F32Le<'a>> {
-            Ok(F32Le(tensor(file, name, DType::F32, dims)?.data))
-        };
-        let time = TimeMlp {
-            w0: f("time_mlp.0.weight", &[h2, 1])?,
-            b0: f("time_mlp.0.bias", &[h2])?,
-            w2: f("time_mlp.2.weight", &[h2, h2])?,
-            b2: f("time_mlp.2.bias", &[h2])?,
-        };
+        let time = TimeMlp::load(file, 1, h2)?;
         Ok(Self {
             cfg,
             input,
@@ -559,21 +540,10 @@ fn layerwise_conv<'s>(
             for x in 0..w {
                 let mut acc = layer.bias(o);
                 for i in 0..layer.in_c {
-                    for ky in 0..3 {
-                        let iy = y as isize + ky as isize - 1;
-                        if iy < 0 || iy >= h as isize {
-                            continue;
-                        }
-                        for kx in 0..3 {
-                            let ix = x as isize + kx as isize - 1;
-                            if ix < 0 || ix >= w as isize {
-                                continue;
-                            }
-                            let q = input((i * h + iy as usize) * w + ix as usize);
-                            acc =
-                                acc.wrapping_add(layer.tap(o, i, ky * 3 + kx) * (q - layer.in_zp));
-                        }
-                    }
+                    for_each_tap(y, x, h, w, |k, iy, ix| {
+                        let q = input((i * h + iy) * w + ix);
+                        acc = acc.wrapping_add(layer.tap(o, i, k) * (q - layer.in_zp));
+                    });
                 }
                 match (outputs.next(), finish(o, acc)) {
                     (Some(Slot::Q(d)), LayerOut::Q(v)) => *d = v,

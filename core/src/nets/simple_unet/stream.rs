@@ -15,12 +15,12 @@
 use crate::diffusion::driver::{self, Collect, Network, OutputSink};
 use crate::diffusion::noise::GaussianNoise;
 use crate::diffusion::schedule::Schedule;
-use crate::diffusion::{Plan, SamplerConfig};
+use crate::diffusion::SamplerConfig;
 use crate::error::{check_len, Error, Result};
 use crate::file::{DType, F32Le, ModelFile, Precision};
+use crate::kernels::reference::for_each_tap;
 use crate::nets::simple_unet::int8::{Int8SimpleUNet, Scratch};
 use crate::nets::simple_unet::SimpleUNetConfig;
-use crate::nets::ModelConfig;
 
 /// A network that can produce one row of one layer from a 3-row window of the layer below.
 pub trait RowNet {
@@ -194,34 +194,7 @@ impl<N: RowNet> Network for Streamed<'_, '_, '_, N> {
     }
 }
 
-/// One sampler step (step `k` of `plan`) through the streaming executor: the image is updated
-/// row by row as ε's rows appear ([`crate::diffusion::step`]), so no ε buffer exists. Noise is
-/// drawn in the same order as [`crate::diffusion::sample_step`] when the image has one channel;
-/// with more channels, in row order (all channels of row 0, then row 1, …).
-#[allow(clippy::too_many_arguments)]
-pub fn sample_step_streaming<N: RowNet, const M: usize>(
-    net: &N,
-    sched: &Schedule<M>,
-    cfg: &SamplerConfig,
-    plan: &Plan,
-    k: usize,
-    noise: &mut GaussianNoise,
-    x: &mut [f32],
-    scratch: &mut Scratch<'_, N::Act>,
-) -> Result<()> {
-    let mut net = Streamed::new(net, scratch);
-    driver::step(
-        &mut net,
-        sched,
-        cfg,
-        plan,
-        k,
-        core::slice::from_mut(noise),
-        x,
-    )
-}
-
-/// A whole sample through the streaming executor ([`crate::diffusion::sample_one`]): `x` is
+/// A whole sample through the streaming executor ([`crate::diffusion::sample_batch`] of one): `x` is
 /// filled with noise from `seed`, and holds the final image at the end. Working memory: `x`,
 /// the scratch and the schedule.
 pub fn sample_streaming<N: RowNet, const M: usize>(
@@ -232,7 +205,8 @@ pub fn sample_streaming<N: RowNet, const M: usize>(
     x: &mut [f32],
     scratch: &mut Scratch<'_, N::Act>,
 ) -> Result<()> {
-    driver::sample_one(&mut Streamed::new(net, scratch), sched, cfg, seed, x)
+    let noise = &mut [GaussianNoise::new(seed)];
+    driver::sample_batch(&mut Streamed::new(net, scratch), sched, cfg, noise, x)
 }
 
 impl RowNet for Int8SimpleUNet<'_> {
@@ -314,21 +288,10 @@ fn int8_acc(
 ) -> i32 {
     let mut acc = l.bias(o);
     for i in 0..l.in_c {
-        for ky in 0..3 {
-            let iy = r as isize + ky as isize - 1;
-            if iy < 0 || iy >= h as isize {
-                continue;
-            }
-            let row = ((iy as usize % 3) * l.in_c + i) * w;
-            for kx in 0..3 {
-                let ix = x as isize + kx as isize - 1;
-                if ix < 0 || ix >= w as isize {
-                    continue;
-                }
-                let q = src(row + ix as usize);
-                acc = acc.wrapping_add(l.tap(o, i, ky * 3 + kx) * (q - l.in_zp));
-            }
-        }
+        for_each_tap(r, x, h, w, |k, iy, ix| {
+            let q = src(((iy % 3) * l.in_c + i) * w + ix);
+            acc = acc.wrapping_add(l.tap(o, i, k) * (q - l.in_zp));
+        });
     }
     acc
 }
@@ -347,15 +310,8 @@ pub struct F32StreamNet<'a> {
 impl<'a> F32StreamNet<'a> {
     /// Checks an f32 model file and borrows its tensors.
     pub fn from_file(file: &ModelFile<'a>) -> Result<Self> {
-        let hdr = file.header();
-        if hdr.precision != Precision::F32 {
-            return Err(Error::InvalidConfig("not an f32 model file"));
-        }
-        let ModelConfig::SimpleUNet(cfg) = hdr.model else {
-            return Err(Error::InvalidConfig(
-                "the f32 row-streaming executor runs SimpleUNet models only",
-            ));
-        };
+        let only = "the f32 row-streaming executor runs SimpleUNet models only";
+        let cfg: SimpleUNetConfig = file.config_for(Precision::F32, only)?;
         crate::nets::simple_unet::check_params(file, &cfg)?;
         let get = |name: &'static str| -> Result<F32Le<'a>> {
             let t = file.tensor(name)?;
@@ -395,26 +351,14 @@ impl<'a> F32StreamNet<'a> {
         let wt = &self.weights[l];
         let mut acc = self.biases[l].get(o);
         for i in 0..in_c {
-            for ky in 0..3 {
-                let iy = r as isize + ky as isize - 1;
-                if iy < 0 || iy >= h as isize {
-                    continue;
-                }
-                let row = &src[((iy as usize % 3) * in_c + i) * w..][..w];
-                for kx in 0..3 {
-                    let ix = x as isize + kx as isize - 1;
-                    if ix < 0 || ix >= w as isize {
-                        continue;
-                    }
-                    let k = ky * 3 + kx;
-                    let idx = if l >= 2 {
-                        (i * out_c + o) * 9 + (8 - k)
-                    } else {
-                        (o * in_c + i) * 9 + k
-                    };
-                    acc += wt.get(idx) * row[ix as usize];
-                }
-            }
+            for_each_tap(r, x, h, w, |k, iy, ix| {
+                let idx = if l >= 2 {
+                    (i * out_c + o) * 9 + (8 - k)
+                } else {
+                    (o * in_c + i) * 9 + k
+                };
+                acc += wt.get(idx) * src[((iy % 3) * in_c + i) * w + ix];
+            });
         }
         acc
     }

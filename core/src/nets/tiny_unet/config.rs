@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::nets::spec::{TensorSpec, TensorSpecList, MAX_DIM, TINY_MAX_MID_BLOCKS};
+use crate::nets::spec::{total_numel, TensorSpec, TensorSpecList, MAX_DIM, TINY_MAX_MID_BLOCKS};
 
 /// Sizes of the compact down-sampling U-Net (TinyUNet).
 ///
@@ -215,25 +215,21 @@ impl TinyUNetConfig {
     /// Total number of parameters (221,505 for [`TinyUNetConfig::DEFAULT`]).
     pub const fn param_count(&self) -> usize {
         let specs = self.tensor_specs();
-        let mut total = 0;
-        let mut i = 0;
-        while i < specs.len {
-            let d = specs.specs[i].dims;
-            let mut n = 1usize;
-            let mut k = 0;
-            while k < specs.specs[i].rank {
-                n *= d[k] as usize;
-                k += 1;
-            }
-            total += n;
-            i += 1;
-        }
-        total
+        total_numel(specs.specs.split_at(specs.len).0)
     }
 
     /// Elements in one image (C·H·W).
     pub const fn image_len(&self) -> usize {
         self.channels as usize * self.height as usize * self.width as usize
+    }
+
+    /// The three widths as `usize` (usable in `const` code, unlike `widths.map`).
+    pub const fn widths_usize(&self) -> [usize; 3] {
+        [
+            self.widths[0] as usize,
+            self.widths[1] as usize,
+            self.widths[2] as usize,
+        ]
     }
 
     /// Pixels of one channel at full, half and quarter resolution.
@@ -249,11 +245,7 @@ impl TinyUNetConfig {
     /// projection).
     pub const fn workspace_len(&self) -> usize {
         let [p1, p2, p3] = self.planes();
-        let [w1, w2, w3] = [
-            self.widths[0] as usize,
-            self.widths[1] as usize,
-            self.widths[2] as usize,
-        ];
+        let [w1, w2, w3] = self.widths_usize();
         let widest = if w1 > w2 { w1 } else { w2 };
         let widest = if widest > w3 { widest } else { w3 };
         (w2 + w1) * p1
@@ -309,11 +301,7 @@ impl TinyUNetConfig {
     pub const fn int8_live_bytes(&self) -> [usize; 7] {
         let [p1, p2, p3] = self.planes();
         let c = self.channels as usize;
-        let [w1, w2, w3] = [
-            self.widths[0] as usize,
-            self.widths[1] as usize,
-            self.widths[2] as usize,
-        ];
+        let [w1, w2, w3] = self.widths_usize();
         let (x, s1, s2, d2, m, u2, u1) =
             (c * p1, w1 * p1, w2 * p2, w3 * p3, w3 * p3, w2 * p2, w1 * p1);
         [

@@ -25,13 +25,12 @@
 //!   (`ε = acc · in_scale · w_scale[o]`), so ε is never rounded to 8 bits.
 
 use crate::error::{check_len, check_min_len, Error, Result};
-use crate::file::tensor::{act_quant, tensor, F32Le, I32Le};
+use crate::file::tensor::{act_quant, tensor, F32Le, I32Le, TimeMlp};
 use crate::file::{DType, ModelFile, Precision};
 use crate::kernels::quant::{ActQuant, QuantizedMultiplier};
-use crate::kernels::reference as layers;
+use crate::kernels::reference::{self as layers, for_each_tap};
 use crate::nets::spec::TINY_MAX_MID_BLOCKS;
 use crate::nets::tiny_unet::{TinyUNetConfig, TINY_MAX_PERIOD, TINY_TIME_SCALE};
-use crate::nets::ModelConfig;
 
 /// The conv layers: the six main blocks and `out` in forward order, then the further mid blocks
 /// (which run between `mid` and `up2`), of which a network has `mid_blocks − 1`.
@@ -234,20 +233,10 @@ impl<'a> TinyQConv<'a> {
         let mut acc = self.bias.get(o).saturating_add(offset);
         let (cy, cx) = (y * self.stride, x * self.stride);
         for i in 0..self.in_c {
-            for ky in 0..3 {
-                let iy = cy + ky;
-                if iy == 0 || iy > in_h {
-                    continue;
-                }
-                for kx in 0..3 {
-                    let ix = cx + kx;
-                    if ix == 0 || ix > in_w {
-                        continue;
-                    }
-                    let q = src.at(i, iy - 1, ix - 1);
-                    acc = acc.wrapping_add(self.tap(o, i, ky * 3 + kx) * (q - zp));
-                }
-            }
+            for_each_tap(cy, cx, in_h, in_w, |k, iy, ix| {
+                let q = src.at(i, iy, ix);
+                acc = acc.wrapping_add(self.tap(o, i, k) * (q - zp));
+            });
         }
         acc
     }
@@ -435,15 +424,6 @@ impl<'a> TinyQConv<'a> {
     }
 }
 
-/// The f32 time MLP over borrowed file bytes.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct TimeMlp<'a> {
-    pub(crate) w0: F32Le<'a>,
-    pub(crate) b0: F32Le<'a>,
-    pub(crate) w2: F32Le<'a>,
-    pub(crate) b2: F32Le<'a>,
-}
-
 fn linear_le(input: &[f32], w: F32Le<'_>, b: F32Le<'_>, out: &mut [f32]) {
     let n = input.len();
     for (o, v) in out.iter_mut().enumerate() {
@@ -475,11 +455,7 @@ pub const fn layerwise_len(cfg: &TinyUNetConfig) -> usize {
 pub const fn layerwise_offsets(cfg: &TinyUNetConfig) -> [usize; MAX_ACTIVATIONS + 1] {
     let [p1, p2, p3] = cfg.planes();
     let c = cfg.channels as usize;
-    let [w1, w2, w3] = [
-        cfg.widths[0] as usize,
-        cfg.widths[1] as usize,
-        cfg.widths[2] as usize,
-    ];
+    let [w1, w2, w3] = cfg.widths_usize();
     let sizes = [c * p1, w1 * p1, w2 * p2, w3 * p3, w3 * p3, w2 * p2, w1 * p1];
     let mut out = [0usize; MAX_ACTIVATIONS + 1];
     let mut i = 0;
@@ -499,11 +475,7 @@ pub const fn layerwise_offsets(cfg: &TinyUNetConfig) -> [usize; MAX_ACTIVATIONS 
 
 /// Widest layer (for the projection / offset vectors).
 pub(crate) const fn widest(cfg: &TinyUNetConfig) -> usize {
-    let [w1, w2, w3] = [
-        cfg.widths[0] as usize,
-        cfg.widths[1] as usize,
-        cfg.widths[2] as usize,
-    ];
+    let [w1, w2, w3] = cfg.widths_usize();
     max(max(w1, w2), max(w3, cfg.channels as usize))
 }
 
@@ -538,16 +510,8 @@ impl<'a> Int8TinyUNet<'a> {
     /// parameters, shared parameters of both halves of each concatenation) and borrows its
     /// tensors.
     pub fn from_file(file: &ModelFile<'a>) -> Result<Self> {
-        let h = file.header();
-        if h.precision != Precision::Int8 {
-            return Err(Error::InvalidConfig("not an int8 model file"));
-        }
-        let ModelConfig::TinyUNet(cfg) = h.model else {
-            return Err(Error::InvalidConfig(
-                "the TinyUNet int8 executor runs TinyUNet models only",
-            ));
-        };
-        cfg.validate()?;
+        let only = "the TinyUNet int8 executor runs TinyUNet models only";
+        let cfg: TinyUNetConfig = file.config_for(Precision::Int8, only)?;
         let input = act_quant(file, "input.scale", "input.zero_point")?;
         let c = cfg.channels;
         let [w1, w2, w3] = cfg.widths;
@@ -580,16 +544,7 @@ impl<'a> Int8TinyUNet<'a> {
         }
         let up1 = TinyQConv::load(file, 5, w2 + w1, w1, 1, out_of(&up2), d)?;
         let out = TinyQConv::load(file, 6, w1, c, 1, out_of(&up1), d)?;
-        let f = |name, dims: &[u32]| -> Result<F32Le<'a>> {
-            Ok(F32Le::new(tensor(file, name, DType::F32, dims)?.data))
-        };
-        let e = cfg.emb_dim;
-        let time = TimeMlp {
-            w0: f("time_mlp.0.weight", &[d, e])?,
-            b0: f("time_mlp.0.bias", &[d])?,
-            w2: f("time_mlp.2.weight", &[d, d])?,
-            b2: f("time_mlp.2.bias", &[d])?,
-        };
+        let time = TimeMlp::load(file, cfg.emb_dim, d)?;
         Ok(Self {
             cfg,
             input,
@@ -641,8 +596,10 @@ impl<'a> Int8TinyUNet<'a> {
         check_min_len("time scratch offsets", widest(c), t.offsets.len())
     }
 
-    /// temb for time input `t_in` into `t.temb` (f32, as the f32 network computes it).
+    /// temb for time input `t_in` into `t.temb` (f32, as the f32 network computes it), after
+    /// checking the scratch sizes ([`Int8TinyUNet::check_time`]).
     pub(crate) fn time_embedding(&self, t_in: f32, t: &mut TimeScratch<'_>) -> Result<()> {
+        self.check_time(t)?;
         let (e, d) = (self.cfg.emb_dim as usize, self.cfg.temb_dim as usize);
         let emb = &mut t.emb[..e];
         layers::sinusoidal_embedding(t_in * TINY_TIME_SCALE, TINY_MAX_PERIOD, emb)?;
@@ -673,7 +630,6 @@ impl<'a> Int8TinyUNet<'a> {
         check_len("input image", cfg.image_len(), x.len())?;
         check_len("output image", cfg.image_len(), eps.len())?;
         check_min_len("int8 activations", layerwise_len(&cfg), acts.len())?;
-        self.check_time(time)?;
         self.time_embedding(t_in, time)?;
         let (h, w) = (cfg.height as usize, cfg.width as usize);
         let [_, w2, w3] = cfg.widths.map(|v| v as usize);

@@ -3,6 +3,7 @@
 //! no buffer for ε.
 
 use crate::diffusion::driver::{self, Collect, Network, OutputSink};
+use crate::diffusion::noise::GaussianNoise;
 use crate::diffusion::schedule::Schedule;
 use crate::diffusion::SamplerConfig;
 use crate::error::{check_len, check_min_len, Error, Result};
@@ -25,11 +26,7 @@ use crate::nets::tiny_unet::TinyUNetConfig;
 /// 53,312 bytes for [`TinyUNetConfig::DEFAULT`] (25,088 + 12,544 + 3,136 + 12,544).
 pub const fn arena_len(cfg: &TinyUNetConfig) -> usize {
     let [p1, p2, p3] = cfg.planes();
-    let [w1, w2, w3] = [
-        cfg.widths[0] as usize,
-        cfg.widths[1] as usize,
-        cfg.widths[2] as usize,
-    ];
+    let [w1, w2, w3] = cfg.widths_usize();
     region_b(cfg) + w1 * p1 + w3 * p3 + max(w2 * p2, w3 * p3)
 }
 
@@ -129,35 +126,32 @@ impl TinyInt8SampleMemory {
 impl<'a> Int8TinyUNet<'a> {
     /// The planned int8 forward pass: the same integers as [`Int8TinyUNet::forward_layerwise`]
     /// in an arena of [`arena_len`] bytes (regions and lifetimes documented there), with up1
-    /// and out interleaved row by row. ε is written whole into `eps`.
-    pub fn forward_planned(
+    /// and out interleaved row by row, in the workspace `ws`. ε is written whole into `eps`.
+    pub fn forward_planned<const A: usize>(
         &self,
         x: &[f32],
         t_in: f32,
-        arena: &mut [i8],
-        time: &mut TimeScratch<'_>,
+        ws: &mut TinyInt8Workspace<A>,
         eps: &mut [f32],
     ) -> Result<()> {
-        let cfg = self.cfg;
-        check_len("output image", cfg.image_len(), eps.len())?;
-        self.begin_planned(x, t_in, arena, time)?;
-        self.rows_planned(arena, time, &mut [], &mut Collect { out: eps })
+        check_len("output image", self.cfg.image_len(), eps.len())?;
+        self.begin_planned(x, t_in, ws)?;
+        self.rows_planned(ws, &mut [], &mut Collect { out: eps })
     }
 
     /// First part of the planned pass: quantizes `x` into the arena and computes temb. After
     /// it, `x` is not read again, so a sampler may update it while the rows of ε appear.
-    pub fn begin_planned(
+    pub fn begin_planned<const A: usize>(
         &self,
         x: &[f32],
         t_in: f32,
-        arena: &mut [i8],
-        time: &mut TimeScratch<'_>,
+        ws: &mut TinyInt8Workspace<A>,
     ) -> Result<()> {
         let cfg = self.cfg;
+        let (arena, mut time) = ws.split();
         check_len("input image", cfg.image_len(), x.len())?;
         check_min_len("int8 arena", arena_len(&cfg), arena.len())?;
-        self.check_time(time)?;
-        self.time_embedding(t_in, time)?;
+        self.time_embedding(t_in, &mut time)?;
         let (_, rest) = arena.split_at_mut(cfg.widths[0] as usize * cfg.planes()[0]);
         self.quantize_input(x, &mut rest[..cfg.image_len()]);
         Ok(())
@@ -168,16 +162,16 @@ impl<'a> Int8TinyUNet<'a> {
     /// (with the image `x`, which the pass no longer reads) as soon as it is computed, in
     /// increasing `y`. After up2, region B holds the ring of up1's
     /// rows: after up1's row r, out's row r − 1 is computed from up1 rows r − 2, r − 1, r.
-    pub fn rows_planned(
+    pub fn rows_planned<const A: usize>(
         &self,
-        arena: &mut [i8],
-        time: &mut TimeScratch<'_>,
+        ws: &mut TinyInt8Workspace<A>,
         x: &mut [f32],
         sink: &mut dyn OutputSink,
     ) -> Result<()> {
         let cfg = self.cfg;
+        let (arena, time) = ws.split();
         check_min_len("int8 arena", arena_len(&cfg), arena.len())?;
-        self.check_time(time)?;
+        self.check_time(&time)?;
         let (h, w) = (cfg.height as usize, cfg.width as usize);
         let [w1, w2, w3] = cfg.widths.map(|v| v as usize);
         let [p1, p2, p3] = cfg.planes();
@@ -270,14 +264,13 @@ impl<const A: usize> Network for Planned<'_, '_, '_, A> {
         self.net.config().image_len()
     }
     fn output(&mut self, x: &mut [f32], t_in: f32, sink: &mut dyn OutputSink) -> Result<()> {
-        let (arena, mut time) = self.ws.split();
-        self.net.begin_planned(x, t_in, arena, &mut time)?;
-        self.net.rows_planned(arena, &mut time, x, sink)
+        self.net.begin_planned(x, t_in, self.ws)?;
+        self.net.rows_planned(self.ws, x, sink)
     }
 }
 
 /// A whole sample through the planned executor with no ε buffer
-/// ([`crate::diffusion::sample_one`] over [`Planned`]): `x` is filled with noise from `seed`
+/// ([`crate::diffusion::sample_batch`] of one over [`Planned`]): `x` is filled with noise from `seed`
 /// and updated row by row as each step's ε rows appear. With one image channel, noise is drawn
 /// in the order of [`crate::diffusion::sample`], so the result equals
 /// `sampler::sample(Int8TinyPlanned)` bit for bit. Working memory: `x`, `ws`, the schedule.
@@ -289,7 +282,8 @@ pub fn sample_planned<const M: usize, const A: usize>(
     x: &mut [f32],
     ws: &mut TinyInt8Workspace<A>,
 ) -> Result<()> {
-    driver::sample_one(&mut Planned::new(net, ws), sched, cfg, seed, x)
+    let noise = &mut [GaussianNoise::new(seed)];
+    driver::sample_batch(&mut Planned::new(net, ws), sched, cfg, noise, x)
 }
 
 /// A [`Denoiser`](crate::diffusion::Denoiser) running the planned int8 executor.
@@ -315,7 +309,6 @@ impl crate::diffusion::Denoiser for Int8TinyPlanned<'_, '_> {
         self.net.config().image_len()
     }
     fn predict_noise(&mut self, x: &[f32], t_in: f32, eps: &mut [f32]) -> Result<()> {
-        let (arena, mut time) = self.ws.split();
-        self.net.forward_planned(x, t_in, arena, &mut time, eps)
+        self.net.forward_planned(x, t_in, self.ws, eps)
     }
 }

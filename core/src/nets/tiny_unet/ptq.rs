@@ -15,7 +15,7 @@ use alloc::vec::Vec;
 use crate::diffusion::schedule::ScheduleConfig;
 use crate::error::Result;
 use crate::file::{ModelWriter, Precision};
-use crate::kernels::calibrate::RangeMethod;
+use crate::kernels::calibrate::{Observer, RangeMethod};
 use crate::kernels::quant::{quantize_weight, weight_scale, ActQuant, QuantizedMultiplier};
 use crate::nets::tiny_unet::int8::{
     last_mid, layer_count, tensor_names, EXTRA_MID_LAYER, MAX_ACTIVATIONS, OUT,
@@ -41,14 +41,7 @@ const fn output_activation(l: usize) -> usize {
 
 /// Records activation ranges of an f32 TinyUNet on calibration inputs.
 pub struct TinyCalibrator<'w> {
-    net: TinyUNet<'w>,
-    workspace: Vec<f32>,
-    out: Vec<f32>,
-    min: [f32; MAX_ACTIVATIONS],
-    max: [f32; MAX_ACTIVATIONS],
-    samples: [Vec<f32>; MAX_ACTIVATIONS],
-    stride: usize,
-    counter: usize,
+    obs: Observer<TinyUNet<'w>, MAX_ACTIVATIONS>,
 }
 
 /// Where each of the network's [`TINY_ACTIVATIONS`] but x lies in
@@ -71,67 +64,28 @@ pub fn reference_workspace_ranges(cfg: &TinyUNetConfig) -> Vec<core::ops::Range<
 impl<'w> TinyCalibrator<'w> {
     /// A calibrator for `net`; every `stride`-th value is kept for percentiles.
     pub fn new(net: TinyUNet<'w>, stride: usize) -> Self {
-        let cfg = *net.config();
         Self {
-            net,
-            workspace: vec![0.0; cfg.workspace_len()],
-            out: vec![0.0; cfg.image_len()],
-            min: [f32::INFINITY; MAX_ACTIVATIONS],
-            max: [f32::NEG_INFINITY; MAX_ACTIVATIONS],
-            samples: Default::default(),
-            stride: stride.max(1),
-            counter: 0,
-        }
-    }
-
-    fn record(&mut self, k: usize, values: &[f32]) {
-        for &v in values {
-            self.min[k] = self.min[k].min(v);
-            self.max[k] = self.max[k].max(v);
-            self.counter += 1;
-            if self.counter % self.stride == 0 {
-                self.samples[k].push(v);
-            }
+            obs: Observer::new(net, stride),
         }
     }
 
     /// Runs the network on `x` at time input `t_in` and records its activations.
     pub fn observe(&mut self, x: &[f32], t_in: f32) -> Result<()> {
-        self.net
-            .forward_reference(x, t_in, &mut self.workspace, &mut self.out)?;
-        let cfg = *self.net.config();
-        let ws = core::mem::take(&mut self.workspace);
-        self.record(0, x);
-        for (k, r) in reference_workspace_ranges(&cfg).into_iter().enumerate() {
-            self.record(k + 1, &ws[r]);
-        }
-        self.workspace = ws;
-        Ok(())
+        let parts = reference_workspace_ranges(self.obs.net.config());
+        self.obs.observe(x, t_in, parts)
     }
 
     /// The chosen range of each of the network's [`TINY_ACTIVATIONS`] ([`layer_count`] of
     /// them).
     pub fn ranges(&self, method: RangeMethod) -> Vec<(f32, f32)> {
-        let n = layer_count(self.net.config());
+        let n = layer_count(self.obs.net.config());
+        let stats = &self.obs.stats;
         (0..n)
             .map(|k| match method {
-                RangeMethod::MinMax => (self.min[k], self.max[k]),
-                RangeMethod::Percentile(p) => {
-                    let mut v = self.samples[k].clone();
-                    if v.is_empty() {
-                        return (self.min[k], self.max[k]);
-                    }
-                    v.sort_by(|a, b| a.total_cmp(b));
-                    let at = |q: f32| {
-                        let i = libm::roundf((q / 100.0) * (v.len() - 1) as f32) as usize;
-                        v[i.min(v.len() - 1)]
-                    };
-                    (at(100.0 - p), at(p))
-                }
-                // TinyUNet has no ε-driven planner: both take the per-tensor MSE range.
-                RangeMethod::Mse | RangeMethod::EpsMse => {
-                    crate::kernels::calibrate::mse_range(&self.samples[k], self.min[k], self.max[k])
-                }
+                // TinyUNet has no ε-driven planner: both take the per-tensor MSE range, searched
+                // even when no value was subsampled.
+                RangeMethod::Mse | RangeMethod::EpsMse => stats.mse_range(k),
+                _ => stats.range(k, method),
             })
             .collect()
     }

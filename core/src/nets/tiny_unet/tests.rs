@@ -76,13 +76,39 @@ fn fixture(cfg: TinyUNetConfig) -> Fixture {
     Fixture { params, int8 }
 }
 
-fn time_vecs(cfg: &TinyUNetConfig) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<i32>) {
-    (
-        vec![0.0; cfg.emb_dim as usize],
-        vec![0.0; cfg.temb_dim as usize],
-        vec![0.0; cfg.temb_dim as usize],
-        vec![0; widest(cfg)],
-    )
+/// Time scratch sized exactly for a configuration (no ε row).
+struct TimeVecs {
+    emb: Vec<f32>,
+    hidden: Vec<f32>,
+    temb: Vec<f32>,
+    offsets: Vec<i32>,
+}
+
+impl TimeVecs {
+    fn new(cfg: &TinyUNetConfig) -> Self {
+        Self {
+            emb: vec![0.0; cfg.emb_dim as usize],
+            hidden: vec![0.0; cfg.temb_dim as usize],
+            temb: vec![0.0; cfg.temb_dim as usize],
+            offsets: vec![0; widest(cfg)],
+        }
+    }
+
+    fn scratch(&mut self) -> TimeScratch<'_> {
+        let Self {
+            emb,
+            hidden,
+            temb,
+            offsets,
+        } = self;
+        TimeScratch {
+            emb,
+            hidden,
+            temb,
+            offsets,
+            row: &mut [],
+        }
+    }
 }
 
 /// The default network, and deeper ones with an even and an odd number of mid blocks (the
@@ -118,9 +144,9 @@ const SMALLER: TinyUNetConfig = TinyUNetConfig {
 /// The planned executor (arena, streamed tail) gives exactly the layerwise oracle's ε.
 #[test]
 fn planned_equals_layerwise_bit_for_bit() {
-    for cfg in int8_configs() {
-        planned_equals_layerwise(cfg);
-    }
+    int8_configs()
+        .into_iter()
+        .for_each(planned_equals_layerwise);
 }
 
 fn planned_equals_layerwise(cfg: TinyUNetConfig) {
@@ -129,27 +155,22 @@ fn planned_equals_layerwise(cfg: TinyUNetConfig) {
     let q = Int8TinyUNet::from_file(&file).unwrap();
     let mut acts = vec![0i8; layerwise_len(&cfg)];
     let mut ws = alloc::boxed::Box::new(<TinyInt8Workspace>::ZEROED);
-    let (mut emb, mut hidden, mut temb, mut offsets) = time_vecs(&cfg);
+    let mut tv = TimeVecs::new(&cfg);
     let mut s = 5u64;
     for k in 0..4 {
         let x = noisy_image(&cfg, &mut s);
         let t_in = 0.1 + 0.27 * k as f32;
         let mut e_lw = vec![0.0f32; cfg.image_len()];
         let mut e_pl = vec![1.0f32; cfg.image_len()];
-        let mut t = TimeScratch {
-            emb: &mut emb,
-            hidden: &mut hidden,
-            temb: &mut temb,
-            offsets: &mut offsets,
-            row: &mut [],
-        };
+        let mut t = tv.scratch();
         q.forward_layerwise(&x, t_in, &mut acts, &mut t, &mut e_lw)
             .unwrap();
-        let (arena, mut t2) = ws.split();
         // Dirty the arena: the planned pass must not depend on its previous contents.
-        arena.iter_mut().enumerate().for_each(|(i, v)| *v = i as i8);
-        q.forward_planned(&x, t_in, arena, &mut t2, &mut e_pl)
-            .unwrap();
+        ws.arena
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| *v = i as i8);
+        q.forward_planned(&x, t_in, &mut ws, &mut e_pl).unwrap();
         assert_eq!(
             e_lw.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
             e_pl.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
@@ -242,9 +263,7 @@ const INT8_EPS_REL_RMS_MAX: f64 = 0.03;
 
 #[test]
 fn int8_tracks_f32() {
-    for cfg in int8_configs() {
-        int8_tracks_f32_on(cfg);
-    }
+    int8_configs().into_iter().for_each(int8_tracks_f32_on);
 }
 
 fn int8_tracks_f32_on(cfg: TinyUNetConfig) {
@@ -262,8 +281,7 @@ fn int8_tracks_f32_on(cfg: TinyUNetConfig) {
         let mut e32 = vec![0.0f32; cfg.image_len()];
         let mut e8 = vec![0.0f32; cfg.image_len()];
         net.forward_reference(&x, t_in, &mut ws, &mut e32).unwrap();
-        let (arena, mut t) = ws8.split();
-        q.forward_planned(&x, t_in, arena, &mut t, &mut e8).unwrap();
+        q.forward_planned(&x, t_in, &mut ws8, &mut e8).unwrap();
         for (a, b) in e8.iter().zip(&e32) {
             num += ((a - b) as f64).powi(2);
             den += (*b as f64).powi(2);
@@ -377,17 +395,11 @@ fn time_offsets_are_the_rounded_projection() {
     let net = TinyUNet::from_flat(cfg, &f.params).unwrap();
     let file = ModelFile::parse(&f.int8).unwrap();
     let q = Int8TinyUNet::from_file(&file).unwrap();
-    let (mut emb, mut hidden, mut temb, mut offsets) = time_vecs(&cfg);
-    let (mut e2, mut h2, mut t2) = (emb.clone(), hidden.clone(), temb.clone());
+    let mut tv = TimeVecs::new(&cfg);
+    let (mut e2, mut h2, mut t2) = (tv.emb.clone(), tv.hidden.clone(), tv.temb.clone());
     let t_in = 0.37;
     net.time_embedding(t_in, &mut e2, &mut h2, &mut t2).unwrap();
-    let mut t = TimeScratch {
-        emb: &mut emb,
-        hidden: &mut hidden,
-        temb: &mut temb,
-        offsets: &mut offsets,
-        row: &mut [],
-    };
+    let mut t = tv.scratch();
     q.time_embedding(t_in, &mut t).unwrap();
     assert_eq!(t.temb, &t2[..], "temb is the f32 network's");
     for (k, layer) in q.layers()[..6].iter().enumerate() {

@@ -1,12 +1,11 @@
 //! [`Calibrator`]: activation ranges of an f32 SimpleUNet on calibration inputs, and
 //! [`quantize_simple_unet`], the plain quantizer that writes them and per-channel weight scales.
 
-use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::diffusion::schedule::ScheduleConfig;
 use crate::error::Result;
-use crate::kernels::calibrate::{RangeMethod, RangeStats};
+use crate::kernels::calibrate::{Observer, RangeMethod};
 use crate::nets::simple_unet::ptq::writer::{act_quants, weight_scales, write_int8, WeightClip};
 use crate::nets::simple_unet::{SimpleUNet, SimpleUNetConfig};
 
@@ -16,10 +15,7 @@ pub const ACTIVATIONS: [&str; 4] = ["input", "enc1", "enc2", "dec1"];
 /// Records activation ranges of an f32 SimpleUNet on calibration inputs, and keeps the inputs
 /// themselves for [`QuantPlan`](crate::nets::simple_unet::ptq::QuantPlan).
 pub struct Calibrator<'w> {
-    pub(crate) net: SimpleUNet<'w>,
-    pub(crate) workspace: Vec<f32>,
-    pub(crate) out: Vec<f32>,
-    pub(crate) stats: RangeStats,
+    pub(crate) obs: Observer<SimpleUNet<'w>, 4>,
     pub(crate) inputs: Vec<f32>,
     pub(crate) t_ins: Vec<f32>,
 }
@@ -27,12 +23,8 @@ pub struct Calibrator<'w> {
 impl<'w> Calibrator<'w> {
     /// A calibrator for `net`; every `stride`-th value is kept for percentiles.
     pub fn new(net: SimpleUNet<'w>, stride: usize) -> Self {
-        let cfg = *net.config();
         Self {
-            net,
-            workspace: vec![0.0; cfg.workspace_len()],
-            out: vec![0.0; cfg.image_len()],
-            stats: RangeStats::new(stride),
+            obs: Observer::new(net, stride),
             inputs: Vec::new(),
             t_ins: Vec::new(),
         }
@@ -40,17 +32,15 @@ impl<'w> Calibrator<'w> {
 
     /// Runs the network on one input (`x` at time input `t_in`) and records its activations.
     pub fn observe(&mut self, x: &[f32], t_in: f32) -> Result<()> {
-        self.net
-            .forward_reference(x, t_in, &mut self.workspace, &mut self.out)?;
-        let cfg = *self.net.config();
+        let cfg = *self.obs.net.config();
         let plane = cfg.height as usize * cfg.width as usize;
         let (h1, h2) = (cfg.hidden1 as usize, cfg.hidden2 as usize);
-        let ws = &self.workspace;
-        self.stats.record(0, x);
-        self.stats.record(1, &ws[..h1 * plane]);
-        self.stats.record(2, &ws[h1 * plane..(h1 + h2) * plane]);
-        self.stats
-            .record(3, &ws[(h1 + h2) * plane..(2 * h1 + h2) * plane]);
+        let parts = [
+            0..h1 * plane,
+            h1 * plane..(h1 + h2) * plane,
+            (h1 + h2) * plane..(2 * h1 + h2) * plane,
+        ];
+        self.obs.observe(x, t_in, parts)?;
         self.inputs.extend_from_slice(x);
         self.t_ins.push(t_in);
         Ok(())
@@ -58,7 +48,7 @@ impl<'w> Calibrator<'w> {
 
     /// The chosen range of each of [`ACTIVATIONS`].
     pub fn ranges(&self, method: RangeMethod) -> [(f32, f32); 4] {
-        self.stats.ranges(method)
+        self.obs.stats.ranges(method)
     }
 
     /// The inputs observed so far (concatenated images) and their time inputs.

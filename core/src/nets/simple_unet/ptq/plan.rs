@@ -132,6 +132,22 @@ impl Sim<'_> {
     }
 }
 
+/// Transposes each `rows × cols` matrix of `src` (row-major, one after another) into the
+/// same place of `dst`: `dst[c·rows + r] = src[r·cols + c]`.
+#[cfg(feature = "fast")]
+fn transpose_each(src: &[f32], dst: &mut [f32], rows: usize, cols: usize) {
+    for (src, dst) in src
+        .chunks_exact(rows * cols)
+        .zip(dst.chunks_exact_mut(rows * cols))
+    {
+        for (r, row) in src.chunks_exact(cols).enumerate() {
+            for (c, &v) in row.iter().enumerate() {
+                dst[c * rows + r] = v;
+            }
+        }
+    }
+}
+
 /// `out = bias + kernel ∗ input` (3×3, stride 1, padding 1) for `n` maps: Winograd with the
 /// `fast` feature, the reference loops without it.
 #[allow(clippy::too_many_arguments)]
@@ -153,16 +169,7 @@ fn conv_batch(
         // The Winograd layer works channels-last: transpose each map in and out.
         let plane = h * w;
         let mut hwc_in = vec![0.0f32; n * in_c * plane];
-        for (src, dst) in input
-            .chunks_exact(in_c * plane)
-            .zip(hwc_in.chunks_exact_mut(in_c * plane))
-        {
-            for (ch, row) in src.chunks_exact(plane).enumerate() {
-                for (p, &v) in row.iter().enumerate() {
-                    dst[p * in_c + ch] = v;
-                }
-            }
-        }
+        transpose_each(input, &mut hwc_in, in_c, plane);
         let mut hwc_out = vec![0.0f32; n * out_c * plane];
         let epi = Epilogue {
             relu: false,
@@ -176,16 +183,7 @@ fn conv_batch(
             &mut hwc_out,
             true,
         );
-        for (src, dst) in hwc_out
-            .chunks_exact(out_c * plane)
-            .zip(out.chunks_exact_mut(out_c * plane))
-        {
-            for (p, px) in src.chunks_exact(out_c).enumerate() {
-                for (ch, &v) in px.iter().enumerate() {
-                    dst[ch * plane + p] = v;
-                }
-            }
-        }
+        transpose_each(&hwc_out, out, plane, out_c);
     }
     #[cfg(not(feature = "fast"))]
     {
@@ -288,7 +286,7 @@ impl QuantPlan {
             equalize(&cfg, &mut params, opts.equalize, &ch_range);
         }
 
-        let mut stats = RangeStats::new(CALIBRATION_STRIDE);
+        let mut stats = RangeStats::<4>::new(CALIBRATION_STRIDE);
         f32_pass(&params, &mut |tr| {
             for k in 0..4 {
                 stats.record(k, &tr.acts[k]);
