@@ -15,6 +15,7 @@ use ddpm_core::{ScheduleConfig, SimpleUNetConfig};
 use ddpm_torch::{export, model};
 use ddpm_trainer::eval::classifier::Classifier;
 use ddpm_trainer::eval::compare::{self, CompareOptions};
+use ddpm_trainer::eval::Draws;
 use ddpm_trainer::quantize::{quantize_model, CalibrationOptions};
 use ddpm_trainer::sample;
 use tch::{nn, Device};
@@ -118,13 +119,13 @@ fn same_seeds_same_images_and_the_png_is_written() {
     // int8 image 3 is the first image of a run started at seed + 3 (no state carried over
     // from earlier images through the reused scratch).
     let int8_bytes = std::fs::read(&int8_path).unwrap();
-    let one =
-        compare::sample_int8(&int8_bytes, 1, &opts.sampler, opts.seed + 3, 1, &|| {}).unwrap();
+    let draws = |n, seed, workers| Draws::new(n, &opts.sampler, seed, workers);
+    let one = compare::sample_int8(&int8_bytes, draws(1, opts.seed + 3, 1), &|| {}).unwrap();
     assert_eq!(sample::to_pixels(&one), p1.int8_pixels[3 * 784..4 * 784]);
     // Threads split the images, not the work on one: any count gives the same samples.
     for workers in [2, 3, 8] {
         let count = std::sync::atomic::AtomicUsize::new(0);
-        let v = compare::sample_int8(&int8_bytes, n, &opts.sampler, opts.seed, workers, &|| {
+        let v = compare::sample_int8(&int8_bytes, draws(n, opts.seed, workers), &|| {
             count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         })
         .unwrap();

@@ -14,7 +14,7 @@ use ddpm_core::{ScheduleConfig, SimpleUNetConfig};
 use ddpm_torch::{export, model};
 use ddpm_trainer::eval::classifier::Classifier;
 use ddpm_trainer::eval::nll::{self, BoundOptions, Diffusion};
-use ddpm_trainer::eval::quality;
+use ddpm_trainer::eval::{quality, Draws};
 use tch::{nn, Device, Tensor};
 
 /// The fixed "network" of the one-pixel tests: ε(x, s) = 0.8·tanh(1.5x) + 0.3·s − 0.1.
@@ -307,21 +307,53 @@ fn samples_do_not_depend_on_the_thread_count() {
         ..Default::default()
     });
     let n = 5;
-    let one = quality::draw_samples(&bytes, None, n, &cfg, 100, 1, &|| {}).unwrap();
+    let one = quality::draw_samples(
+        &bytes,
+        None,
+        Draws {
+            n,
+            sampler: &cfg,
+            seed: 100,
+            workers: 1,
+        },
+        &|| {},
+    )
+    .unwrap();
     // Image i is HostModel's sample with seed + i.
     let mut host = HostModel::from_bytes(&bytes).unwrap();
     assert_eq!(one, host.sample(n, &cfg, 100).unwrap());
     for workers in [2, 3, 8] {
         let count = std::sync::atomic::AtomicUsize::new(0);
-        let v = quality::draw_samples(&bytes, None, n, &cfg, 100, workers, &|| {
-            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        })
+        let v = quality::draw_samples(
+            &bytes,
+            None,
+            Draws {
+                n,
+                sampler: &cfg,
+                seed: 100,
+                workers,
+            },
+            &|| {
+                count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            },
+        )
         .unwrap();
         assert_eq!(v, one, "{workers} workers");
         assert_eq!(count.into_inner(), n, "one progress tick per image");
     }
     assert_ne!(
-        quality::draw_samples(&bytes, None, n, &cfg, 101, 2, &|| {}).unwrap(),
+        quality::draw_samples(
+            &bytes,
+            None,
+            Draws {
+                n,
+                sampler: &cfg,
+                seed: 101,
+                workers: 2
+            },
+            &|| {}
+        )
+        .unwrap(),
         one
     );
 }
@@ -339,8 +371,18 @@ fn guided_samples_equal_the_core_guided_sampler_and_do_not_depend_on_the_thread_
         ..Default::default()
     });
     let n = 4;
-    let guided =
-        quality::draw_samples(&bytes, Some((&guide, 2.0)), n, &cfg, 100, 1, &|| {}).unwrap();
+    let guided = quality::draw_samples(
+        &bytes,
+        Some((&guide, 2.0)),
+        Draws {
+            n,
+            sampler: &cfg,
+            seed: 100,
+            workers: 1,
+        },
+        &|| {},
+    )
+    .unwrap();
     let mut host = HostModel::from_bytes(&bytes).unwrap();
     let mut guide_host = HostModel::from_bytes(&guide).unwrap();
     assert_eq!(
@@ -349,13 +391,35 @@ fn guided_samples_equal_the_core_guided_sampler_and_do_not_depend_on_the_thread_
             .unwrap()
     );
     assert_eq!(
-        quality::draw_samples(&bytes, Some((&guide, 2.0)), n, &cfg, 100, 3, &|| {}).unwrap(),
+        quality::draw_samples(
+            &bytes,
+            Some((&guide, 2.0)),
+            Draws {
+                n,
+                sampler: &cfg,
+                seed: 100,
+                workers: 3
+            },
+            &|| {}
+        )
+        .unwrap(),
         guided
     );
     assert_ne!(guided, host.sample(n, &cfg, 100).unwrap());
     // A model guided by itself is the model alone, exactly (g + w·(o − g) = g when o = g).
     assert_eq!(
-        quality::draw_samples(&bytes, Some((&bytes, 2.0)), n, &cfg, 100, 2, &|| {}).unwrap(),
+        quality::draw_samples(
+            &bytes,
+            Some((&bytes, 2.0)),
+            Draws {
+                n,
+                sampler: &cfg,
+                seed: 100,
+                workers: 2
+            },
+            &|| {}
+        )
+        .unwrap(),
         host.sample(n, &cfg, 100).unwrap()
     );
 }

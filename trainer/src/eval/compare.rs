@@ -23,6 +23,7 @@ use ddpm_core::{ModelConfig, Schedule, SimpleUNetConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::eval::classifier::{Classifier, CLASSES, CONFIDENT_PROB, SIDE};
+use crate::eval::Draws;
 use crate::sample::{to_pixels, GridLayout};
 
 /// What to sample.
@@ -167,18 +168,17 @@ pub fn sample_f32(
     Ok(out)
 }
 
-/// `n` samples of the int8 model file `bytes` through the row-streaming executor (image `i`
-/// from seed `seed + i`, the int8 tensors read in place from `bytes`), on `workers` threads
-/// (each with its own scratch, over contiguous runs of images, so the result does not depend
-/// on `workers`); `done` is called after each image.
-pub fn sample_int8(
-    bytes: &[u8],
-    n: usize,
-    cfg: &SamplerConfig,
-    seed: u64,
-    workers: usize,
-    done: &(dyn Fn() + Sync),
-) -> Result<Vec<f32>> {
+/// The samples `draws` asks for from the int8 model file `bytes` through the row-streaming
+/// executor (image `i` from seed `seed + i`, the int8 tensors read in place from `bytes`; each
+/// thread with its own scratch, so the result does not depend on the thread count); `done` is
+/// called after each image.
+pub fn sample_int8(bytes: &[u8], draws: Draws<'_>, done: &(dyn Fn() + Sync)) -> Result<Vec<f32>> {
+    let Draws {
+        n,
+        sampler: cfg,
+        seed,
+        workers,
+    } = draws;
     let file = ModelFile::parse(bytes).map_err(|e| anyhow!("{e}"))?;
     let net = Int8SimpleUNet::from_file(&file).map_err(|e| anyhow!("{e}"))?;
     let sched: Schedule = Schedule::new(&file.header().schedule).map_err(|e| anyhow!("{e}"))?;
@@ -245,10 +245,8 @@ pub fn sample_pair(f32_path: &Path, int8_path: &Path, opts: &CompareOptions) -> 
     let f32_seconds = t0.elapsed().as_secs_f64();
     bar.set_message("int8 streaming");
     let t1 = Instant::now();
-    let fb = sample_int8(&b, opts.n, &opts.sampler, opts.seed, opts.workers, &|| {
-        bar.inc(1)
-    })
-    .with_context(|| names.1.clone())?;
+    let draws = Draws::new(opts.n, &opts.sampler, opts.seed, opts.workers);
+    let fb = sample_int8(&b, draws, &|| bar.inc(1)).with_context(|| names.1.clone())?;
     let int8_seconds = t1.elapsed().as_secs_f64();
     bar.finish_and_clear();
     Ok(SamplePair {

@@ -119,6 +119,33 @@ impl TorchNet {
     }
 }
 
+/// What to draw: `n` images, image `i` from noise seed `seed + i`, with `sampler`, on `workers`
+/// threads that each take a contiguous run of whole images (so the result does not depend on
+/// `workers`).
+#[derive(Debug, Clone, Copy)]
+pub struct Draws<'a> {
+    /// Number of images.
+    pub n: usize,
+    /// The sampler.
+    pub sampler: &'a SamplerConfig,
+    /// Noise seed of image 0.
+    pub seed: u64,
+    /// Threads.
+    pub workers: usize,
+}
+
+impl<'a> Draws<'a> {
+    /// `n` images from seeds `seed`, `seed + 1`, … with `sampler` on `workers` threads.
+    pub fn new(n: usize, sampler: &'a SamplerConfig, seed: u64, workers: usize) -> Self {
+        Self {
+            n,
+            sampler,
+            seed,
+            workers,
+        }
+    }
+}
+
 /// `n` images of `len` values drawn on `workers` threads, each taking a contiguous run of
 /// whole images (so the result does not depend on `workers`): `run(first, images)` fills the
 /// run that starts at image `first`; `what` names the threads in a panic.
@@ -297,13 +324,11 @@ pub fn run_quality(opts: &EvalOptions) -> Result<QualityReport> {
     }
     let pb = crate::progress::bar(opts.samples as u64, opts.progress, "images");
     let start = Instant::now();
+    let draws = Draws::new(opts.samples, &opts.sampler, opts.seed, opts.workers);
     let values = quality::draw_samples(
         &bytes,
         guide_bytes.as_ref().map(|(b, w)| (b.as_slice(), *w)),
-        opts.samples,
-        &opts.sampler,
-        opts.seed,
-        opts.workers,
+        draws,
         &|| pb.inc(1),
     )
     .with_context(|| what.clone())?;

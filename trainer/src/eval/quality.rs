@@ -13,7 +13,6 @@
 //! the eigenvalues that rounding pushes below zero set to zero.
 
 use anyhow::{anyhow, bail, Context, Result};
-use ddpm_core::diffusion::SamplerConfig;
 use ddpm_core::file::ModelFile;
 use ddpm_core::host::HostModel;
 use tch::{Device, Kind, Tensor};
@@ -184,22 +183,25 @@ pub fn set_figures(
     })
 }
 
-/// Draws `n` samples of the f32 model file `bytes` through `ddpm_core::host::HostModel` on
-/// `workers` threads. Image `i` always starts from noise seed `seed + i` and the threads take
-/// contiguous runs of whole images, so the result does not depend on `workers`. `done` is
-/// called after each image. Returns n·C·H·W values (not clamped).
+/// Draws the samples `draws` asks for from the f32 model file `bytes` through
+/// `ddpm_core::host::HostModel` ([`super::Draws`]: image `i` from seed `seed + i`, a result
+/// that does not depend on the thread count). `done` is called after each image. Returns
+/// n·C·H·W values (not clamped).
 ///
 /// With `guide` = (model file, w) every network output is guided by that weaker model
 /// (`HostModel::sample_guided`).
 pub fn draw_samples(
     bytes: &[u8],
     guide: Option<(&[u8], f32)>,
-    n: usize,
-    cfg: &SamplerConfig,
-    seed: u64,
-    workers: usize,
+    draws: super::Draws<'_>,
     done: &(dyn Fn() + Sync),
 ) -> Result<Vec<f32>> {
+    let super::Draws {
+        n,
+        sampler: cfg,
+        seed,
+        workers,
+    } = draws;
     let file = ModelFile::parse(bytes).map_err(|e| anyhow!("{e}"))?;
     let len = file.header().model.image_len();
     let host = HostModel::from_file(&file).map_err(|e| anyhow!("{e}"))?;
