@@ -43,32 +43,31 @@ impl Dims {
     }
 }
 
-/// Calls `f(k, iy, ix)` for the taps `k = ky·3 + kx` of the 3×3 window whose centre is
-/// (`cy`, `cx`) that fall inside an `h × w` map, at input pixel (`iy`, `ix`) =
-/// (`cy + ky − 1`, `cx + kx − 1`), in row-major order; the padding taps are skipped (they
-/// contribute nothing).
-#[inline(always)]
-pub(crate) fn for_each_tap(
-    cy: usize,
-    cx: usize,
-    h: usize,
-    w: usize,
-    mut f: impl FnMut(usize, usize, usize),
-) {
-    for ky in 0..3 {
-        let iy = cy as isize + ky as isize - 1;
-        if iy < 0 || iy >= h as isize {
-            continue;
-        }
-        for kx in 0..3 {
-            let ix = cx as isize + kx as isize - 1;
-            if ix < 0 || ix >= w as isize {
+/// Runs `body` for the taps `k = ky·3 + kx` of the 3×3 window whose centre is (`cy`, `cx`)
+/// that fall inside an `h × w` map, with (`iy`, `ix`) = (`cy + ky − 1`, `cx + kx − 1`) the
+/// input pixel, in row-major order; the padding taps are skipped (they contribute nothing).
+/// `for_each_tap!(cy, cx, h, w, |k, iy, ix| { … })`. A macro rather than a function taking a
+/// closure: the SIMD direct layers of the fast path measured 5% slower through the closure,
+/// and the expansion is the loop as if written out at each site.
+macro_rules! for_each_tap {
+    ($cy:expr, $cx:expr, $h:expr, $w:expr, |$k:ident, $iy:ident, $ix:ident| $body:block) => {
+        for ky in 0..3usize {
+            let iy = $cy as isize + ky as isize - 1;
+            if iy < 0 || iy >= $h as isize {
                 continue;
             }
-            f(ky * 3 + kx, iy as usize, ix as usize);
+            for kx in 0..3usize {
+                let ix = $cx as isize + kx as isize - 1;
+                if ix < 0 || ix >= $w as isize {
+                    continue;
+                }
+                let ($k, $iy, $ix) = (ky * 3 + kx, iy as usize, ix as usize);
+                $body
+            }
         }
-    }
+    };
 }
+pub(crate) use for_each_tap;
 
 /// Conv2d(in→out, kernel 3×3, padding 1, given stride) with bias, as `torch.nn.Conv2d`:
 /// `out[o, y, x] = bias[o] + Σ_i Σ_ky Σ_kx w[o, i, ky, kx] · in[i, y·s + ky − 1, x·s + kx − 1]`,
@@ -98,7 +97,7 @@ pub fn conv3x3(
             for ox in 0..od.w {
                 let mut acc = bias[o];
                 for i in 0..in_dims.c {
-                    for_each_tap(oy * stride, ox * stride, h, w, |k, iy, ix| {
+                    for_each_tap!(oy * stride, ox * stride, h, w, |k, iy, ix| {
                         let wv = weight[(o * in_dims.c + i) * 9 + k];
                         acc += wv * input[(i * h + iy) * w + ix];
                     });
@@ -140,7 +139,7 @@ pub fn conv_transpose3x3(
             for x in 0..in_dims.w {
                 let v = input[(i * in_dims.h + y) * in_dims.w + x];
                 for o in 0..out_c {
-                    for_each_tap(y, x, od.h, od.w, |k, oy, ox| {
+                    for_each_tap!(y, x, od.h, od.w, |k, oy, ox| {
                         let wv = weight[(i * out_c + o) * 9 + k];
                         output[(o * od.h + oy) * od.w + ox] += v * wv;
                     });

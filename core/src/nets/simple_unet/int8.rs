@@ -540,7 +540,7 @@ fn layerwise_conv<'s>(
             for x in 0..w {
                 let mut acc = layer.bias(o);
                 for i in 0..layer.in_c {
-                    for_each_tap(y, x, h, w, |k, iy, ix| {
+                    for_each_tap!(y, x, h, w, |k, iy, ix| {
                         let q = input((i * h + iy) * w + ix);
                         acc = acc.wrapping_add(layer.tap(o, i, k) * (q - layer.in_zp));
                     });

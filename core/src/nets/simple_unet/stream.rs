@@ -288,7 +288,7 @@ fn int8_acc(
 ) -> i32 {
     let mut acc = l.bias(o);
     for i in 0..l.in_c {
-        for_each_tap(r, x, h, w, |k, iy, ix| {
+        for_each_tap!(r, x, h, w, |k, iy, ix| {
             let q = src(((iy % 3) * l.in_c + i) * w + ix);
             acc = acc.wrapping_add(l.tap(o, i, k) * (q - l.in_zp));
         });
@@ -351,7 +351,7 @@ impl<'a> F32StreamNet<'a> {
         let wt = &self.weights[l];
         let mut acc = self.biases[l].get(o);
         for i in 0..in_c {
-            for_each_tap(r, x, h, w, |k, iy, ix| {
+            for_each_tap!(r, x, h, w, |k, iy, ix| {
                 let idx = if l >= 2 {
                     (i * out_c + o) * 9 + (8 - k)
                 } else {

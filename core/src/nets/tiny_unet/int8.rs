@@ -233,7 +233,7 @@ impl<'a> TinyQConv<'a> {
         let mut acc = self.bias.get(o).saturating_add(offset);
         let (cy, cx) = (y * self.stride, x * self.stride);
         for i in 0..self.in_c {
-            for_each_tap(cy, cx, in_h, in_w, |k, iy, ix| {
+            for_each_tap!(cy, cx, in_h, in_w, |k, iy, ix| {
                 let q = src.at(i, iy, ix);
                 acc = acc.wrapping_add(self.tap(o, i, k) * (q - zp));
             });
