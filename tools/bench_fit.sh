@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Training throughput (images/s, batch 128, CPU, two threads) of `trainer fit` next to the seed's
 # PyTorch recipe (tools/seed_recipe_fit.py) on the same data, alternating the two ROUNDS times
-# so both see the same machine load. Usage: tools/bench_fit.sh [IMAGES] [ROUNDS]
+# so both see the same machine load. Usage: tools/bench_fit.sh [IMAGES] [ROUNDS]; MNIST from
+# $DDPM_DATA, else data/mnist.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 images="${1:-12800}"
@@ -11,7 +12,7 @@ bash tools/setup.sh >/dev/null
 # shellcheck source=tools/env.sh
 source tools/env.sh
 cargo build --release -p ddpm-trainer
-data="${DATA:-../shared/data/mnist}"
+data="${DDPM_DATA:-data/mnist}"
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 

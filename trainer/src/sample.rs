@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{anyhow, Result};
 use ddpm_core::diffusion::SamplerConfig;
-use ddpm_core::ModelConfig;
+use ddpm_core::{ModelConfig, ScheduleConfig};
 use tch::Device;
 
 use crate::{load, progress};
@@ -39,16 +39,29 @@ pub struct SampleOptions<'a> {
     pub progress: bool,
 }
 
-/// Loads the model (and the guide, checked against it) and draws `opts.n` images; returns the
-/// model's sizes, the n·C·H·W values (not clamped) and the seconds taken, loading included.
-pub fn draw(opts: &SampleOptions<'_>) -> Result<(ModelConfig, Vec<f32>, f64)> {
+/// What [`draw`] drew.
+#[derive(Debug, Clone)]
+pub struct Drawn {
+    /// The model's sizes.
+    pub model: ModelConfig,
+    /// The model's schedule.
+    pub schedule: ScheduleConfig,
+    /// n·C·H·W values (not clamped).
+    pub values: Vec<f32>,
+    /// Seconds taken, loading included.
+    pub seconds: f64,
+}
+
+/// Loads the model (and the guide, checked against it) and draws `opts.n` images.
+pub fn draw(opts: &SampleOptions<'_>) -> Result<Drawn> {
     let start = Instant::now();
     let guide_path = opts.guide.map(|(g, _)| g);
     let w = opts.guide.map_or(1.0, |(_, w)| w);
-    let (mcfg, values) = match opts.backend {
+    let (mcfg, schedule, values) = match opts.backend {
         Backend::Core => {
             let (mut host, mut guide) = load::with_guide(opts.model, guide_path, load::host_model)?;
             let mcfg = *host.config();
+            let schedule = *host.schedule_config();
             let bar = progress::bar(opts.n as u64, opts.progress, "images");
             let mut values = Vec::with_capacity(opts.n * mcfg.image_len());
             for i in 0..opts.n {
@@ -62,7 +75,7 @@ pub fn draw(opts: &SampleOptions<'_>) -> Result<(ModelConfig, Vec<f32>, f64)> {
                 bar.inc(1);
             }
             bar.finish_and_clear();
-            (mcfg, values)
+            (mcfg, schedule, values)
         }
         Backend::Torch(device) => {
             let (m, guide) =
@@ -84,10 +97,35 @@ pub fn draw(opts: &SampleOptions<'_>) -> Result<(ModelConfig, Vec<f32>, f64)> {
                 },
             )?;
             bar.finish_and_clear();
-            (m.file.config, ddpm_torch::model::to_f32_vec(&x)?)
+            (
+                m.file.config,
+                m.file.schedule,
+                ddpm_torch::model::to_f32_vec(&x)?,
+            )
         }
     };
-    Ok((mcfg, values, start.elapsed().as_secs_f64()))
+    Ok(Drawn {
+        model: mcfg,
+        schedule,
+        values,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// The characters of [`ascii_art`], dark to light (the firmware prints its digit with the same
+/// ramp).
+pub const ASCII_RAMP: &[u8] = b" .:-=+*#%@";
+
+/// One `h × w` u8 image as text: a character per pixel from [`ASCII_RAMP`], a line per row.
+pub fn ascii_art(pixels: &[u8], h: usize, w: usize) -> String {
+    let mut s = String::with_capacity(h * (w + 1));
+    for row in pixels.chunks(w).take(h) {
+        for &p in row {
+            s.push(ASCII_RAMP[p as usize * ASCII_RAMP.len() / 256] as char);
+        }
+        s.push('\n');
+    }
+    s
 }
 
 /// Model outputs in [−1, 1] to u8 pixels with the core's mapping.

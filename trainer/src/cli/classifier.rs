@@ -10,8 +10,8 @@ use super::Threads;
 
 #[derive(Args)]
 pub struct ClassifierArgs {
-    /// Directory holding the MNIST train and test IDX files [default: data/mnist if present,
-    /// else ../shared/data/mnist].
+    /// Directory holding the MNIST train and test IDX files [default: $DDPM_DATA, else
+    /// data/mnist].
     #[arg(long)]
     data: Option<PathBuf>,
     /// Classifier file to write (safetensors).

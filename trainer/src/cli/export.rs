@@ -36,7 +36,7 @@ pub struct ExportArgs {
     #[arg(long, conflicts_with = "safetensors")]
     int8: bool,
     /// --int8: MNIST directory for calibration (train split) and the accuracy report (test
-    /// split) [default: data/mnist if present, else ../shared/data/mnist].
+    /// split) [default: $DDPM_DATA, else data/mnist].
     #[arg(long)]
     data: Option<PathBuf>,
     /// --int8: activation ranges (per tensor) from the calibration values: `minmax`, a

@@ -32,7 +32,7 @@ enum LossWeightArg {
 #[derive(Args)]
 pub struct FitArgs {
     /// Directory holding train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz]
-    /// [default: data/mnist if present, else ../shared/data/mnist]. Fashion-MNIST works too.
+    /// [default: $DDPM_DATA, else data/mnist]. Fashion-MNIST works too.
     #[arg(long)]
     data: Option<PathBuf>,
     /// Train on the first N images only (smoke runs).

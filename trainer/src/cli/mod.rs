@@ -120,8 +120,8 @@ pub struct JudgeArgs {
     #[arg(long, default_value = ddpm_trainer::eval::classifier::DEFAULT_PATH)]
     pub classifier: PathBuf,
     /// MNIST directory: test images (eval's bound and reference features), training images
-    /// (eval's real-image floor and a missing classifier) [default: data/mnist if present, else
-    /// ../shared/data/mnist].
+    /// (eval's real-image floor and a missing classifier) [default: $DDPM_DATA, else
+    /// data/mnist].
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Device of the classifier (and of the network for eval --nll): auto, cpu, cuda or cuda:N.

@@ -3,6 +3,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
+use ddpm_core::ModelConfig;
+use ddpm_trainer::eval::describe_sampler;
 use ddpm_trainer::sample::{self, Backend, SampleOptions};
 use ddpm_trainer::{data::idx, parse_device, progress};
 
@@ -44,6 +46,9 @@ pub struct SampleArgs {
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Also print the first image as ASCII art (its first channel) on standard output.
+    #[arg(long)]
+    ascii: bool,
 }
 
 /// Samples as asked and writes the images.
@@ -80,8 +85,9 @@ pub fn run(a: SampleArgs) -> Result<()> {
         backend,
         progress: progress::wanted(a.no_progress),
     };
-    let (mcfg, values, secs) = sample::draw(&opts)?;
-    let pixels = sample::to_pixels(&values);
+    let drawn = sample::draw(&opts)?;
+    let mcfg = drawn.model;
+    let pixels = sample::to_pixels(&drawn.values);
     let chw = (mcfg.channels(), mcfg.height(), mcfg.width());
     sample::write_png_grid(
         &a.out,
@@ -90,12 +96,23 @@ pub fn run(a: SampleArgs) -> Result<()> {
         chw,
         sample::GridLayout::for_count(a.n),
     )?;
+    let guided = match &opts.guide {
+        Some((g, w)) => format!(", guided by {} with weight {w}", g.display()),
+        None => String::new(),
+    };
     eprintln!(
-        "wrote {} ({} images from {} in {secs:.1} s)",
-        a.out.display(),
+        "drew {} images from {} ({}, {}{guided}) in {:.1} s; wrote {}",
         a.n,
-        path.display()
+        path.display(),
+        arch_name(&mcfg),
+        describe_sampler(&opts.sampler, drawn.schedule.timesteps),
+        drawn.seconds,
+        a.out.display(),
     );
+    if a.ascii {
+        let (h, w) = (chw.1, chw.2);
+        print!("{}", sample::ascii_art(&pixels[..h * w], h, w));
+    }
     if let Some(idx_path) = &a.idx {
         let dims: Vec<usize> = if chw.0 == 1 {
             vec![a.n, chw.1, chw.2]
@@ -106,4 +123,12 @@ pub fn run(a: SampleArgs) -> Result<()> {
         eprintln!("wrote {}", idx_path.display());
     }
     Ok(())
+}
+
+/// The architecture as the README and the help text name it.
+fn arch_name(m: &ModelConfig) -> &'static str {
+    match m {
+        ModelConfig::SimpleUNet(_) => "SimpleUNet",
+        ModelConfig::TinyUNet(_) => "TinyUNet",
+    }
 }

@@ -311,14 +311,20 @@ impl Mnist {
     }
 }
 
-/// The default data directory: `data/mnist` when it exists, else `../shared/data/mnist`.
+/// The environment variable naming the MNIST directory when no `--data` is given.
+pub const DATA_ENV: &str = "DDPM_DATA";
+
+/// The MNIST directory when none is given: `$DDPM_DATA` when set (and not empty), else
+/// `data/mnist` (where `trainer fetch-data` writes by default).
 pub fn default_data_dir() -> PathBuf {
-    let local = PathBuf::from("data/mnist");
-    if local.is_dir() {
-        local
-    } else {
-        PathBuf::from("../shared/data/mnist")
-    }
+    resolve_data_dir(None, std::env::var_os(DATA_ENV))
+}
+
+/// The MNIST directory: `flag` (`--data DIR`) first, then `env` (the value of
+/// [`DATA_ENV`]), then `data/mnist`.
+pub fn resolve_data_dir(flag: Option<PathBuf>, env: Option<std::ffi::OsString>) -> PathBuf {
+    flag.or_else(|| env.filter(|v| !v.is_empty()).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("data/mnist"))
 }
 
 #[cfg(test)]
@@ -359,6 +365,23 @@ mod tests {
             assert_eq!(m.images[13], 91); // 13 · 7
             assert_eq!(m.labels, vec![0, 1, 2, 3, 4]);
         }
+    }
+
+    #[test]
+    fn data_directory_is_the_flag_then_the_environment_then_data_mnist() {
+        let flag = Some(PathBuf::from("given"));
+        let env = Some(std::ffi::OsString::from("from-env"));
+        assert_eq!(
+            resolve_data_dir(flag.clone(), env.clone()),
+            PathBuf::from("given")
+        );
+        assert_eq!(resolve_data_dir(flag, None), PathBuf::from("given"));
+        assert_eq!(resolve_data_dir(None, env), PathBuf::from("from-env"));
+        assert_eq!(
+            resolve_data_dir(None, Some(std::ffi::OsString::new())),
+            PathBuf::from("data/mnist")
+        );
+        assert_eq!(resolve_data_dir(None, None), PathBuf::from("data/mnist"));
     }
 
     #[test]
