@@ -9,13 +9,18 @@ use ddpm_core::diffusion::SamplerConfig;
 use ddpm_core::{ModelConfig, ScheduleConfig};
 use tch::Device;
 
+use crate::eval::{quality, Draws};
 use crate::{load, progress};
 
 /// Which implementation samples.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
-    /// ddpm-core on the CPU, one image at a time (noise of image i from seed + i).
-    Core,
+    /// ddpm-core on the CPU (noise of image i from seed + i), the images shared out over this
+    /// many threads in contiguous runs (the images do not depend on the count).
+    Core {
+        /// Threads (at least 1).
+        threads: usize,
+    },
     /// The same samplers in libtorch, batched, on this device.
     Torch(Device),
 }
@@ -58,22 +63,14 @@ pub fn draw(opts: &SampleOptions<'_>) -> Result<Drawn> {
     let guide_path = opts.guide.map(|(g, _)| g);
     let w = opts.guide.map_or(1.0, |(_, w)| w);
     let (mcfg, schedule, values) = match opts.backend {
-        Backend::Core => {
-            let (mut host, mut guide) = load::with_guide(opts.model, guide_path, load::host_model)?;
+        Backend::Core { threads } => {
+            let (host, guide) = load::with_guide(opts.model, guide_path, load::host_model)?;
             let mcfg = *host.config();
             let schedule = *host.schedule_config();
             let bar = progress::bar(opts.n as u64, opts.progress, "images");
-            let mut values = Vec::with_capacity(opts.n * mcfg.image_len());
-            for i in 0..opts.n {
-                let seed = opts.seed.wrapping_add(i as u64);
-                let one = match guide.as_mut() {
-                    Some(g) => host.sample_guided(g, w, 1, &opts.sampler, seed),
-                    None => host.sample(1, &opts.sampler, seed),
-                }
-                .map_err(|e| anyhow!("sampling: {e}"))?;
-                values.extend_from_slice(&one);
-                bar.inc(1);
-            }
+            let draws = Draws::new(opts.n, &opts.sampler, opts.seed, threads);
+            let values =
+                quality::draw_host(&host, guide.as_ref().map(|g| (g, w)), draws, &|| bar.inc(1))?;
             bar.finish_and_clear();
             (mcfg, schedule, values)
         }

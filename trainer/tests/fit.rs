@@ -471,3 +471,48 @@ fn v_prediction_is_recorded_in_checkpoint_and_model_file_and_resumes_only_as_v()
     let e = format!("{:#}", train::fit(&eps, &data, &mut |_| {}).unwrap_err());
     assert!(e.contains("prediction=v"), "{e}");
 }
+
+#[test]
+fn core_samples_do_not_depend_on_the_thread_count() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let (model, guide) = (
+        root.join("models/tiny_unet_mnist.ddpm"),
+        root.join("models/tiny_unet_mnist_guide.ddpm"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let run = |threads: &str| {
+        let extra = [
+            "--n",
+            "5",
+            "--threads",
+            threads,
+            "--guidance",
+            "2.5",
+            "--guide",
+        ]
+        .map(std::ffi::OsStr::new);
+        let mut extra = extra.to_vec();
+        extra.push(guide.as_os_str());
+        sample_cli(
+            "core",
+            &model,
+            &dir.path().join(format!("t{threads}")),
+            &extra,
+        )
+        .data
+    };
+    let one = run("1");
+    // Image i is the core's guided sample with seed 42 + i, whatever the thread count.
+    let mut host = HostModel::from_bytes(&std::fs::read(&model).unwrap()).unwrap();
+    let mut g = HostModel::from_bytes(&std::fs::read(&guide).unwrap()).unwrap();
+    let cfg = SamplerConfig::Ddim(DdimConfig {
+        steps: 5,
+        ..Default::default()
+    });
+    let want =
+        ddpm_trainer::sample::to_pixels(&host.sample_guided(&mut g, 2.5, 5, &cfg, 42).unwrap());
+    assert_eq!(one, want);
+    for threads in ["2", "3"] {
+        assert_eq!(run(threads), one, "--threads {threads}");
+    }
+}

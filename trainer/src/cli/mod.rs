@@ -88,20 +88,25 @@ impl ScheduleArgs {
 /// `--threads`, shared by the subcommands that run libtorch.
 #[derive(Args)]
 pub struct Threads {
-    /// libtorch CPU threads [default: all cores].
+    /// CPU threads: libtorch's, and the core sampler's (`sample --backend core`) [default:
+    /// all cores].
     #[arg(long)]
     pub threads: Option<usize>,
 }
 
 impl Threads {
+    /// The thread count asked for (default: all cores).
+    pub fn count(&self) -> Result<usize> {
+        match self.threads {
+            Some(0) => bail!("--threads must be at least 1"),
+            Some(n) => Ok(n),
+            None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+        }
+    }
+
     /// Sets libtorch's CPU thread count (default: all cores).
     pub fn apply(&self) -> Result<()> {
-        let n = match self.threads {
-            Some(0) => bail!("--threads must be at least 1"),
-            Some(n) => n,
-            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        };
-        tch::set_num_threads(n as i32);
+        tch::set_num_threads(self.count()? as i32);
         Ok(())
     }
 }

@@ -65,7 +65,9 @@ pub fn run(a: SampleArgs) -> Result<()> {
         );
     }
     let backend = match a.backend {
-        BackendArg::Core => Backend::Core,
+        BackendArg::Core => Backend::Core {
+            threads: a.threads.count()?,
+        },
         BackendArg::Torch => {
             a.threads.apply()?;
             Backend::Torch(parse_device(&a.device)?)

@@ -183,16 +183,35 @@ pub fn set_figures(
     })
 }
 
-/// Draws the samples `draws` asks for from the f32 model file `bytes` through
-/// `ddpm_core::host::HostModel` ([`super::Draws`]: image `i` from seed `seed + i`, a result
-/// that does not depend on the thread count). `done` is called after each image. Returns
-/// n·C·H·W values (not clamped).
-///
-/// With `guide` = (model file, w) every network output is guided by that weaker model
-/// (`HostModel::sample_guided`).
+/// Draws the samples `draws` asks for from the f32 model file `bytes` ([`draw_host`] after
+/// one parse of each file). With `guide` = (model file, w) every network output is guided by
+/// that weaker model.
 pub fn draw_samples(
     bytes: &[u8],
     guide: Option<(&[u8], f32)>,
+    draws: super::Draws<'_>,
+    done: &(dyn Fn() + Sync),
+) -> Result<Vec<f32>> {
+    let file = ModelFile::parse(bytes).map_err(|e| anyhow!("{e}"))?;
+    let host = HostModel::from_file(&file).map_err(|e| anyhow!("{e}"))?;
+    let guide = match guide {
+        Some((g, w)) => Some((
+            HostModel::from_bytes(g).map_err(|e| anyhow!("guide: {e}"))?,
+            w,
+        )),
+        None => None,
+    };
+    draw_host(&host, guide.as_ref().map(|(g, w)| (g, *w)), draws, done)
+}
+
+/// Draws the samples `draws` asks for through `ddpm_core::host::HostModel` ([`super::Draws`]:
+/// image `i` from seed `seed + i`; each thread samples a contiguous run of whole images with
+/// its own copy of the networks, so the result does not depend on the thread count). `guide`
+/// = (weaker model, w) guides every output (`HostModel::sample_guided`). `done` is called after
+/// each image. Returns n·C·H·W values (not clamped).
+pub fn draw_host(
+    host: &HostModel,
+    guide: Option<(&HostModel, f32)>,
     draws: super::Draws<'_>,
     done: &(dyn Fn() + Sync),
 ) -> Result<Vec<f32>> {
@@ -202,19 +221,10 @@ pub fn draw_samples(
         seed,
         workers,
     } = draws;
-    let file = ModelFile::parse(bytes).map_err(|e| anyhow!("{e}"))?;
-    let len = file.header().model.image_len();
-    let host = HostModel::from_file(&file).map_err(|e| anyhow!("{e}"))?;
-    let guide = match guide {
-        Some((g, w)) => Some((
-            HostModel::from_bytes(g).map_err(|e| anyhow!("guide: {e}"))?,
-            w,
-        )),
-        None => None,
-    };
+    let len = host.config().image_len();
     super::draw_in_runs(n, len, workers, "sampling", &|first, images| {
         let mut host = host.clone();
-        let mut guide = guide.clone();
+        let mut guide = guide.map(|(g, w)| (g.clone(), w));
         for (k, x) in images.chunks_exact_mut(len).enumerate() {
             let i = first + k;
             let image_seed = seed.wrapping_add(i as u64);
