@@ -4,12 +4,15 @@
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 use ddpm_core::diffusion::SamplerConfig;
+use ddpm_core::file::Precision;
+use ddpm_core::host::HostModel;
 use ddpm_core::{ModelConfig, ScheduleConfig};
 use tch::Device;
 
-use crate::eval::{quality, Draws};
+use crate::eval::{compare, quality, Draws};
+use crate::load::Header;
 use crate::{load, progress};
 
 /// Which implementation samples.
@@ -51,6 +54,8 @@ pub struct Drawn {
     pub model: ModelConfig,
     /// The model's schedule.
     pub schedule: ScheduleConfig,
+    /// The model file's precision.
+    pub precision: Precision,
     /// n·C·H·W values (not clamped).
     pub values: Vec<f32>,
     /// Seconds taken, loading included.
@@ -62,18 +67,37 @@ pub fn draw(opts: &SampleOptions<'_>) -> Result<Drawn> {
     let start = Instant::now();
     let guide_path = opts.guide.map(|(g, _)| g);
     let w = opts.guide.map_or(1.0, |(_, w)| w);
-    let (mcfg, schedule, values) = match opts.backend {
-        Backend::Core { threads } => {
-            let (host, guide) = load::with_guide(opts.model, guide_path, load::host_model)?;
-            let mcfg = *host.config();
-            let schedule = *host.schedule_config();
-            let bar = progress::bar(opts.n as u64, opts.progress, "images");
+    let (mcfg, schedule, precision, values) = match opts.backend {
+        Backend::Core { threads } => load::with_model_file(opts.model, |file| {
+            let header = file.header();
             let draws = Draws::new(opts.n, &opts.sampler, opts.seed, threads);
-            let values =
-                quality::draw_host(&host, guide.as_ref().map(|g| (g, w)), draws, &|| bar.inc(1))?;
+            let bar = progress::bar(opts.n as u64, opts.progress, "images");
+            let values = if header.precision == Precision::Int8 {
+                if let Some(g) = guide_path {
+                    bail!(
+                        "--guide {}: an int8 model file samples unguided (the int8 executors, \
+                         as on the microcontroller, run one network)",
+                        g.display()
+                    );
+                }
+                compare::sample_int8_file(file, draws, &|| bar.inc(1))
+                    .map_err(|e| anyhow!("{}: {e}", opts.model.display()))?
+            } else {
+                let host = HostModel::from_file(file)
+                    .map_err(|e| anyhow!("{}: {e}", opts.model.display()))?;
+                let guide = match guide_path {
+                    Some(g) => {
+                        let gm = load::host_model(g)?;
+                        load::check_guide(host.header(), gm.header(), g)?;
+                        Some(gm)
+                    }
+                    None => None,
+                };
+                quality::draw_host(&host, guide.as_ref().map(|g| (g, w)), draws, &|| bar.inc(1))?
+            };
             bar.finish_and_clear();
-            (mcfg, schedule, values)
-        }
+            Ok((header.model, header.schedule, header.precision, values))
+        })?,
         Backend::Torch(device) => {
             let (m, guide) =
                 load::with_guide(opts.model, guide_path, |p| load::torch_model(p, device))?;
@@ -97,6 +121,7 @@ pub fn draw(opts: &SampleOptions<'_>) -> Result<Drawn> {
             (
                 m.file.config,
                 m.file.schedule,
+                Precision::F32,
                 ddpm_torch::model::to_f32_vec(&x)?,
             )
         }
@@ -104,6 +129,7 @@ pub fn draw(opts: &SampleOptions<'_>) -> Result<Drawn> {
     Ok(Drawn {
         model: mcfg,
         schedule,
+        precision,
         values,
         seconds: start.elapsed().as_secs_f64(),
     })

@@ -516,3 +516,34 @@ fn core_samples_do_not_depend_on_the_thread_count() {
         assert_eq!(run(threads), one, "--threads {threads}");
     }
 }
+
+#[test]
+fn sample_runs_int8_files_through_the_planned_executor_bit_for_bit() {
+    use ddpm_core::file::ModelFile;
+    use ddpm_core::tiny_unet::int8::Int8TinyUNet;
+    use ddpm_core::tiny_unet::planned::{sample_planned, TinyInt8Workspace};
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/tiny_unet_mnist_int8.ddpm");
+    let dir = tempfile::tempdir().unwrap();
+    let extra =
+        ["--n", "3", "--threads", "2", "--clip-x0", "--recompute-eps"].map(std::ffi::OsStr::new);
+    let got = sample_cli("core", &model, &dir.path().join("int8"), &extra);
+    // What the firmware computes: sample_planned, image i from seed 42 + i.
+    let bytes = std::fs::read(&model).unwrap();
+    let file = ModelFile::parse(&bytes).unwrap();
+    let net = Int8TinyUNet::from_file(&file).unwrap();
+    let sched: ddpm_core::Schedule = ddpm_core::Schedule::new(&file.header().schedule).unwrap();
+    let cfg = SamplerConfig::Ddim(DdimConfig {
+        steps: 5,
+        clip_x0: true,
+        recompute_eps: true,
+        ..Default::default()
+    });
+    let mut ws: Box<TinyInt8Workspace> = Box::new(TinyInt8Workspace::ZEROED);
+    let mut want = Vec::new();
+    for i in 0..3u64 {
+        let mut x = vec![0.0f32; 784];
+        sample_planned(&net, &sched, &cfg, 42 + i, &mut x, &mut ws).unwrap();
+        want.extend(ddpm_trainer::sample::to_pixels(&x));
+    }
+    assert_eq!(got.data, want);
+}

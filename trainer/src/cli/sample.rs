@@ -3,6 +3,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
+use ddpm_core::file::Precision;
 use ddpm_core::ModelConfig;
 use ddpm_trainer::eval::describe_sampler;
 use ddpm_trainer::sample::{self, Backend, SampleOptions};
@@ -103,10 +104,15 @@ pub fn run(a: SampleArgs) -> Result<()> {
         None => String::new(),
     };
     eprintln!(
-        "drew {} images from {} ({}, {}{guided}) in {:.1} s; wrote {}",
+        "drew {} images from {} ({}{}, {}{guided}) in {:.1} s; wrote {}",
         a.n,
         path.display(),
         arch_name(&mcfg),
+        if drawn.precision == Precision::Int8 {
+            " int8"
+        } else {
+            ""
+        },
         describe_sampler(&opts.sampler, drawn.schedule.timesteps),
         drawn.seconds,
         a.out.display(),
