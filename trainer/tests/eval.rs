@@ -616,3 +616,43 @@ fn bound_on_a_tiny_network_is_finite_and_positive() {
     let sum = r.decoder + r.diffusion + r.prior;
     assert!((sum - r.total).abs() < 1e-12 * r.total);
 }
+
+#[test]
+fn fid_of_an_int8_file_samples_through_the_int8_executor_and_refuses_a_guide() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let int8 = root.join("models/tiny_unet_mnist_int8.ddpm");
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_trainer"))
+            .current_dir(&root)
+            .args(["eval", "--fid", "--model"])
+            .arg(&int8)
+            .arg("--data")
+            .arg(shared_mnist())
+            .args(["--samples", "4", "--workers", "2", "--sampler", "ddim"])
+            .args([
+                "--steps",
+                "2",
+                "--clip-x0",
+                "--recompute-eps",
+                "--no-progress",
+            ])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("classifier FID") && stdout.contains("DDIM 2 steps"),
+        "{stdout}\n{stderr}"
+    );
+    let out = run(&["--guide", "models/tiny_unet_mnist_guide.ddpm"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("int8 model file") && stderr.contains("unguided"),
+        "{stderr}"
+    );
+}

@@ -278,6 +278,14 @@ pub fn run_quality(opts: &EvalOptions) -> Result<QualityReport> {
             m.width()
         );
     }
+    let int8 = header.precision == ddpm_core::file::Precision::Int8;
+    if let (true, Some((g, _))) = (int8, &opts.guide) {
+        bail!(
+            "--guide {}: {what} is an int8 model file, which samples unguided (the int8 \
+             executors, as on the microcontroller, run one network)",
+            g.display()
+        );
+    }
     // The guide is read and checked before the classifier (which may have to be trained) and
     // outside the timed sampling.
     let guide_bytes = match &opts.guide {
@@ -325,12 +333,16 @@ pub fn run_quality(opts: &EvalOptions) -> Result<QualityReport> {
     let pb = crate::progress::bar(opts.samples as u64, opts.progress, "images");
     let start = Instant::now();
     let draws = Draws::new(opts.samples, &opts.sampler, opts.seed, opts.workers);
-    let values = quality::draw_samples(
-        &bytes,
-        guide_bytes.as_ref().map(|(b, w)| (b.as_slice(), *w)),
-        draws,
-        &|| pb.inc(1),
-    )
+    let values = if int8 {
+        compare::sample_int8(&bytes, draws, &|| pb.inc(1))
+    } else {
+        quality::draw_samples(
+            &bytes,
+            guide_bytes.as_ref().map(|(b, w)| (b.as_slice(), *w)),
+            draws,
+            &|| pb.inc(1),
+        )
+    }
     .with_context(|| what.clone())?;
     let sampling_seconds = start.elapsed().as_secs_f64();
     pb.finish_and_clear();
