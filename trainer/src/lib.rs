@@ -17,6 +17,7 @@
 //!    by the [`eval::classifier`]; [`eval::compare`] holds an int8 export against its f32 model.
 pub mod data;
 pub mod eval;
+pub mod info;
 pub mod load;
 pub mod progress;
 pub mod quantize;

@@ -3,7 +3,7 @@
 mod cli;
 
 use clap::{Parser, Subcommand};
-use cli::{classifier, compare_int8, eval, export, fetch, fit, import, sample};
+use cli::{classifier, compare_int8, eval, export, fetch, fit, import, info, sample};
 
 #[derive(Parser)]
 #[command(
@@ -38,6 +38,9 @@ enum Command {
     /// Measure a model: the variational bound in bits/dim on MNIST test images (--nll) and
     /// sample quality judged by the project's classifier (--fid).
     Eval(eval::EvalArgs),
+    /// Show what a model file holds: architecture and sizes, parameters, precision, schedule,
+    /// how it was made, its tensors, size and CRC (text, or --json).
+    Info(info::InfoArgs),
 }
 
 fn main() {
@@ -51,6 +54,7 @@ fn main() {
         Command::Classifier(a) => classifier::run(a),
         Command::CompareInt8(a) => compare_int8::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Info(a) => info::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

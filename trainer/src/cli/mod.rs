@@ -9,6 +9,7 @@ pub mod export;
 pub mod fetch;
 pub mod fit;
 pub mod import;
+pub mod info;
 pub mod sample;
 pub mod sampler;
 

@@ -437,7 +437,7 @@ pub fn format_quality(q: &QualityReport, sampler: &str) -> String {
 }
 
 /// A JSON string literal.
-fn json_str(s: &str) -> String {
+pub(crate) fn json_str(s: &str) -> String {
     let mut out = String::from("\"");
     for ch in s.chars() {
         match ch {
@@ -455,7 +455,7 @@ fn json_str(s: &str) -> String {
 }
 
 /// A JSON number (non-finite values, which JSON cannot hold, become null).
-fn json_num(v: f64) -> String {
+pub(crate) fn json_num(v: f64) -> String {
     if v.is_finite() {
         format!("{v}")
     } else {

@@ -1,0 +1,265 @@
+//! `trainer info`: what a model file holds — architecture and sizes, parameter count,
+//! precision, schedule and prediction, how it was made (its note), its tensors, size and CRC —
+//! as text or JSON.
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Result;
+use ddpm_core::diffusion::{Prediction, ScheduleKind};
+use ddpm_core::file::{DType, ModelFile, Precision};
+use ddpm_core::{ModelConfig, ScheduleConfig};
+
+use crate::eval::{json_num, json_str};
+use crate::load;
+
+/// One stored tensor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorInfo {
+    /// Its name.
+    pub name: String,
+    /// Element type (`f32`, `i8`, `i32`).
+    pub dtype: &'static str,
+    /// Dimensions.
+    pub dims: Vec<u32>,
+}
+
+/// What `trainer info` reports about a model file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInfo {
+    /// The network's sizes.
+    pub model: ModelConfig,
+    /// The noise schedule and what the network predicts.
+    pub schedule: ScheduleConfig,
+    /// f32 or int8.
+    pub precision: Precision,
+    /// Parameters of the network (elements of its f32 parameter tensors).
+    pub params: usize,
+    /// Multiply-adds of one forward pass.
+    pub macs: u64,
+    /// How the model was made.
+    pub note: String,
+    /// Every stored tensor, in file order.
+    pub tensors: Vec<TensorInfo>,
+    /// Bytes of the file.
+    pub file_bytes: usize,
+    /// The CRC-32 stored at the end of the file (checked when the file was read).
+    pub crc: u32,
+}
+
+/// Reads and checks the model file at `path`.
+pub fn read(path: &Path) -> Result<ModelInfo> {
+    let bytes = load::read(path)?;
+    let file = ModelFile::parse(&bytes)
+        .map_err(|e| anyhow::anyhow!("{}: not a valid model file: {e}", path.display()))?;
+    let crc_bytes: [u8; 4] = bytes[bytes.len() - 4..].try_into().expect("four bytes");
+    Ok(of_file(&file, bytes.len(), u32::from_le_bytes(crc_bytes)))
+}
+
+/// The report of a parsed file of `file_bytes` bytes whose stored CRC is `crc`.
+pub fn of_file(file: &ModelFile<'_>, file_bytes: usize, crc: u32) -> ModelInfo {
+    let h = file.header();
+    ModelInfo {
+        model: h.model,
+        schedule: h.schedule,
+        precision: h.precision,
+        params: h.model.param_count(),
+        macs: h.model.macs(),
+        note: h.note.to_owned(),
+        tensors: file
+            .tensors()
+            .map(|t| TensorInfo {
+                name: t.name.to_owned(),
+                dtype: dtype_name(t.dtype),
+                dims: t.dims().to_vec(),
+            })
+            .collect(),
+        file_bytes,
+        crc,
+    }
+}
+
+fn dtype_name(d: DType) -> &'static str {
+    match d {
+        DType::F32 => "f32",
+        DType::I8 => "i8",
+        DType::I32 => "i32",
+    }
+}
+
+/// The architecture and its sizes in words.
+pub fn describe_model(m: &ModelConfig) -> String {
+    match m {
+        ModelConfig::SimpleUNet(c) => format!(
+            "SimpleUNet {}×{}×{}, hidden widths {}/{}",
+            c.channels, c.height, c.width, c.hidden1, c.hidden2
+        ),
+        ModelConfig::TinyUNet(c) => format!(
+            "TinyUNet {}×{}×{}, widths {}/{}/{}, {} mid block{}, embedding {}, time MLP {}",
+            c.channels,
+            c.height,
+            c.width,
+            c.widths[0],
+            c.widths[1],
+            c.widths[2],
+            c.mid_blocks,
+            if c.mid_blocks == 1 { "" } else { "s" },
+            c.emb_dim,
+            c.temb_dim
+        ),
+    }
+}
+
+/// The schedule in words: kind, T and what the network predicts.
+pub fn describe_schedule(s: &ScheduleConfig) -> String {
+    let kind = match s.kind {
+        ScheduleKind::Linear {
+            beta_start,
+            beta_end,
+        } => format!("linear β {beta_start}..{beta_end}"),
+        ScheduleKind::Cosine { s, max_beta } => format!("cosine (s {s}, β ≤ {max_beta})"),
+    };
+    format!(
+        "{kind}, T = {}, predicts {}",
+        s.timesteps,
+        prediction_name(s.prediction)
+    )
+}
+
+fn prediction_name(p: Prediction) -> &'static str {
+    match p {
+        Prediction::Eps => "ε",
+        Prediction::V => "v",
+    }
+}
+
+/// The precision in words (with the int8 scheme).
+pub fn describe_precision(p: Precision) -> &'static str {
+    match p {
+        Precision::F32 => "f32",
+        Precision::Int8 => {
+            "int8 (weights per output channel, symmetric; activations per tensor; int32 \
+             biases; Q31 requantization; time MLP in f32)"
+        }
+    }
+}
+
+impl ModelInfo {
+    /// The report as text.
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "model:      {}", describe_model(&self.model));
+        let _ = writeln!(
+            s,
+            "parameters: {} ({} multiply-adds per forward pass)",
+            self.params, self.macs
+        );
+        let _ = writeln!(s, "precision:  {}", describe_precision(self.precision));
+        let _ = writeln!(s, "schedule:   {}", describe_schedule(&self.schedule));
+        let _ = writeln!(
+            s,
+            "file:       {} bytes, CRC-32 {:#010x}",
+            self.file_bytes, self.crc
+        );
+        let _ = writeln!(
+            s,
+            "note:       {}",
+            if self.note.is_empty() {
+                "(none)"
+            } else {
+                &self.note
+            }
+        );
+        let width = self.tensors.iter().map(|t| t.name.len()).max().unwrap_or(0);
+        let _ = writeln!(s, "tensors:    {}", self.tensors.len());
+        for t in &self.tensors {
+            let dims: Vec<String> = t.dims.iter().map(u32::to_string).collect();
+            let _ = writeln!(
+                s,
+                "  {:width$}  {:3}  [{}]",
+                t.name,
+                t.dtype,
+                dims.join(", ")
+            );
+        }
+        s
+    }
+
+    /// The report as one JSON object.
+    pub fn json(&self) -> String {
+        let arch = match self.model {
+            ModelConfig::SimpleUNet(_) => "simple",
+            ModelConfig::TinyUNet(_) => "tiny",
+        };
+        let sizes = match self.model {
+            ModelConfig::SimpleUNet(c) => format!(
+                "{{\"channels\": {}, \"height\": {}, \"width\": {}, \"hidden1\": {}, \
+                 \"hidden2\": {}}}",
+                c.channels, c.height, c.width, c.hidden1, c.hidden2
+            ),
+            ModelConfig::TinyUNet(c) => format!(
+                "{{\"channels\": {}, \"height\": {}, \"width\": {}, \"widths\": [{}, {}, {}], \
+                 \"mid_blocks\": {}, \"emb_dim\": {}, \"temb_dim\": {}}}",
+                c.channels,
+                c.height,
+                c.width,
+                c.widths[0],
+                c.widths[1],
+                c.widths[2],
+                c.mid_blocks,
+                c.emb_dim,
+                c.temb_dim
+            ),
+        };
+        let kind = match self.schedule.kind {
+            ScheduleKind::Linear {
+                beta_start,
+                beta_end,
+            } => format!(
+                "{{\"kind\": \"linear\", \"beta_start\": {}, \"beta_end\": {}",
+                json_num(beta_start),
+                json_num(beta_end)
+            ),
+            ScheduleKind::Cosine { s, max_beta } => format!(
+                "{{\"kind\": \"cosine\", \"s\": {}, \"max_beta\": {}",
+                json_num(s),
+                json_num(max_beta)
+            ),
+        };
+        let schedule = format!(
+            "{kind}, \"timesteps\": {}, \"prediction\": \"{}\"}}",
+            self.schedule.timesteps,
+            match self.schedule.prediction {
+                Prediction::Eps => "eps",
+                Prediction::V => "v",
+            }
+        );
+        let tensors: Vec<String> = self
+            .tensors
+            .iter()
+            .map(|t| {
+                let dims: Vec<String> = t.dims.iter().map(u32::to_string).collect();
+                format!(
+                    "{{\"name\": {}, \"dtype\": \"{}\", \"dims\": [{}]}}",
+                    json_str(&t.name),
+                    t.dtype,
+                    dims.join(", ")
+                )
+            })
+            .collect();
+        format!(
+            "{{\"arch\": \"{arch}\", \"sizes\": {sizes}, \"parameters\": {}, \"macs\": {}, \
+             \"precision\": \"{}\", \"schedule\": {schedule}, \"note\": {}, \
+             \"file_bytes\": {}, \"crc32\": \"{:#010x}\", \"tensors\": [{}]}}\n",
+            self.params,
+            self.macs,
+            match self.precision {
+                Precision::F32 => "f32",
+                Precision::Int8 => "int8",
+            },
+            json_str(&self.note),
+            self.file_bytes,
+            self.crc,
+            tensors.join(", ")
+        )
+    }
+}
