@@ -1,9 +1,9 @@
 //! Moving weights between the trainer, the ddpm-core model file and PyTorch safetensors files.
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use ddpm_core::file::{ModelFile, ModelWriter, Precision};
-use ddpm_core::{AsModelConfig, ModelConfig, ScheduleConfig};
+use ddpm_core::{AsModelConfig, ModelConfig, Prediction, ScheduleConfig, ScheduleKind};
 use tch::{Device, Kind, Tensor};
 
 use crate::model;
@@ -91,21 +91,139 @@ pub fn from_model_file(file: &ModelFile<'_>, what: &str) -> Result<LoadedModel> 
 }
 
 /// Writes the tensors as a safetensors file with the seed's `state_dict` names (f32),
-/// atomically; PyTorch loads it with `safetensors.torch.load_file` + `load_state_dict`.
-pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
-    let cpu: Vec<(String, Tensor)> = tensors
-        .iter()
-        .map(|(n, t)| {
-            (
-                n.clone(),
-                t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous(),
-            )
-        })
-        .collect();
+/// atomically; PyTorch loads it with `safetensors.torch.load_file` + `load_state_dict`. With
+/// `about` = (sizes, schedule), the file's metadata records the architecture, the image size,
+/// the schedule and what the network predicts ([`metadata`]), which [`read_metadata`] gives
+/// back, so an import needs no flags for them.
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    about: Option<(&ModelConfig, &ScheduleConfig)>,
+) -> Result<()> {
+    let mut views = Vec::with_capacity(tensors.len());
+    for (n, t) in tensors {
+        let t = t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
+        let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
+        let values = Vec::<f32>::try_from(t.flatten(0, -1))
+            .with_context(|| format!("tensor {n}: cannot read its values"))?;
+        let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        views.push((n.clone(), F32View { shape, data }));
+    }
+    let info = about.map(|(m, s)| metadata(m, s).into_iter().collect());
     crate::atomic::write_atomic_with(path, |tmp| {
-        Tensor::write_safetensors(&cpu, tmp)?;
+        safetensors::serialize_to_file(views.iter().map(|(n, v)| (n.as_str(), v)), info, tmp)
+            .map_err(|e| anyhow!("{e}"))?;
         Ok(())
     })
+}
+
+/// An f32 tensor's bytes for the safetensors writer.
+struct F32View {
+    shape: Vec<usize>,
+    data: Vec<u8>,
+}
+
+impl safetensors::View for &F32View {
+    fn dtype(&self) -> safetensors::Dtype {
+        safetensors::Dtype::F32
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        (&self.data[..]).into()
+    }
+    fn data_len(&self) -> usize {
+        self.data.len()
+    }
+}
+
+/// The safetensors metadata entries of a model: `ddpm.arch` (`simple` or `tiny`),
+/// `ddpm.height`, `ddpm.width`, `ddpm.schedule` (`linear` or `cosine`), `ddpm.timesteps`,
+/// `ddpm.beta_start` and `ddpm.beta_end` (linear) or `ddpm.cosine_s` and `ddpm.max_beta`
+/// (cosine), and `ddpm.prediction` (`eps` or `v`). The other sizes follow from the tensors'
+/// shapes.
+pub fn metadata(model: &ModelConfig, schedule: &ScheduleConfig) -> Vec<(String, String)> {
+    let mut m = vec![
+        ("ddpm.arch".to_owned(), model.arch_name().to_owned()),
+        ("ddpm.height".to_owned(), model.height().to_string()),
+        ("ddpm.width".to_owned(), model.width().to_string()),
+        ("ddpm.timesteps".to_owned(), schedule.timesteps.to_string()),
+    ];
+    match schedule.kind {
+        ScheduleKind::Linear {
+            beta_start,
+            beta_end,
+        } => m.extend([
+            ("ddpm.schedule".to_owned(), "linear".to_owned()),
+            ("ddpm.beta_start".to_owned(), beta_start.to_string()),
+            ("ddpm.beta_end".to_owned(), beta_end.to_string()),
+        ]),
+        ScheduleKind::Cosine { s, max_beta } => m.extend([
+            ("ddpm.schedule".to_owned(), "cosine".to_owned()),
+            ("ddpm.cosine_s".to_owned(), s.to_string()),
+            ("ddpm.max_beta".to_owned(), max_beta.to_string()),
+        ]),
+    }
+    let p = match schedule.prediction {
+        Prediction::Eps => "eps",
+        Prediction::V => "v",
+    };
+    m.push(("ddpm.prediction".to_owned(), p.to_owned()));
+    m
+}
+
+/// What a safetensors file's metadata says about its model ([`metadata`]): the architecture
+/// name, the image height and width, and the schedule; `None` when the file has no `ddpm.*`
+/// entries.
+pub fn read_metadata(path: &Path) -> Result<Option<(String, u32, u32, ScheduleConfig)>> {
+    let what = path.display().to_string();
+    let bytes = std::fs::read(path).with_context(|| format!("{what}: cannot read"))?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| anyhow!("{what}: cannot read as safetensors: {e}"))?;
+    let Some(m) = meta.metadata() else {
+        return Ok(None);
+    };
+    if !m.keys().any(|k| k.starts_with("ddpm.")) {
+        return Ok(None);
+    }
+    let get = |k: &str| -> Result<&str> {
+        m.get(k)
+            .map(String::as_str)
+            .ok_or_else(|| anyhow!("{what}: metadata has ddpm entries but no {k}"))
+    };
+    fn num<T: std::str::FromStr>(what: &str, k: &str, v: &str) -> Result<T> {
+        v.parse()
+            .map_err(|_| anyhow!("{what}: metadata {k} = {v:?} is not a number"))
+    }
+    let timesteps = num(&what, "ddpm.timesteps", get("ddpm.timesteps")?)?;
+    let schedule = match get("ddpm.schedule")? {
+        "linear" => ScheduleConfig::linear(
+            timesteps,
+            num(&what, "ddpm.beta_start", get("ddpm.beta_start")?)?,
+            num(&what, "ddpm.beta_end", get("ddpm.beta_end")?)?,
+        ),
+        "cosine" => ScheduleConfig {
+            kind: ScheduleKind::Cosine {
+                s: num(&what, "ddpm.cosine_s", get("ddpm.cosine_s")?)?,
+                max_beta: num(&what, "ddpm.max_beta", get("ddpm.max_beta")?)?,
+            },
+            timesteps,
+            prediction: Prediction::Eps,
+        },
+        other => bail!("{what}: metadata ddpm.schedule = {other:?} (linear or cosine)"),
+    };
+    let prediction = match get("ddpm.prediction")? {
+        "eps" => Prediction::Eps,
+        "v" => Prediction::V,
+        other => bail!("{what}: metadata ddpm.prediction = {other:?} (eps or v)"),
+    };
+    Ok(Some((
+        get("ddpm.arch")?.to_owned(),
+        num(&what, "ddpm.height", get("ddpm.height")?)?,
+        num(&what, "ddpm.width", get("ddpm.width")?)?,
+        schedule.predicting(prediction),
+    )))
 }
 
 /// Reads a PyTorch safetensors `state_dict` of a SimpleUNet or a TinyUNet (told apart by their

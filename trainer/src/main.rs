@@ -2,7 +2,7 @@
 //! Parses the arguments and hands them to the subcommand's module in [`cli`].
 mod cli;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use cli::{classifier, compare_int8, eval, export, fetch, fit, import, info, sample};
 
 #[derive(Parser)]
@@ -44,11 +44,17 @@ enum Command {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let sub = |name: &str| {
+        matches
+            .subcommand_matches(name)
+            .expect("the parsed subcommand has its matches")
+    };
     let result = match cli.command {
         Command::Fit(a) => fit::run(a),
         Command::Export(a) => export::run(a),
-        Command::Import(a) => import::run(a),
+        Command::Import(a) => import::run(a, sub("import")),
         Command::Sample(a) => sample::run(a),
         Command::FetchData(a) => fetch::run(a),
         Command::Classifier(a) => classifier::run(a),

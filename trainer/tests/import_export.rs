@@ -130,3 +130,54 @@ fn import_accepts_prefixed_f64_state_dicts_and_rejects_wrong_shapes() {
         "{msg}"
     );
 }
+
+#[test]
+fn the_committed_tiny_unet_comes_back_from_safetensors_without_schedule_flags() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let model = root.join("models/tiny_unet_mnist.ddpm");
+    let original = export::read_model_file(&model).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    trainer(&[
+        "export".as_ref(),
+        "--model".as_ref(),
+        model.as_os_str(),
+        "--safetensors".as_ref(),
+        "--out".as_ref(),
+        p("t.safetensors").as_os_str(),
+    ]);
+    // The metadata records the architecture, image size, schedule and prediction.
+    let (arch, h, w, schedule) = export::read_metadata(&p("t.safetensors")).unwrap().unwrap();
+    assert_eq!((arch.as_str(), h, w), ("tiny", 28, 28));
+    assert_eq!(schedule, original.schedule);
+    let note = original.note.clone();
+    trainer(&[
+        "import".as_ref(),
+        "--safetensors".as_ref(),
+        p("t.safetensors").as_os_str(),
+        "--note".as_ref(),
+        note.as_ref(),
+        "--out".as_ref(),
+        p("t.ddpm").as_os_str(),
+    ]);
+    // No --schedule cosine --prediction v retyped: the same file, byte for byte.
+    assert_eq!(
+        std::fs::read(p("t.ddpm")).unwrap(),
+        std::fs::read(&model).unwrap()
+    );
+    // A flag that contradicts the metadata is refused, naming it.
+    let out = Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(["import", "--prediction", "eps", "--safetensors"])
+        .arg(p("t.safetensors"))
+        .arg("--out")
+        .arg(p("u.ddpm"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("--prediction") && stderr.contains("metadata"),
+        "{stderr}"
+    );
+    assert!(!p("u.ddpm").exists());
+}

@@ -154,7 +154,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
             a.note.clone()
         };
         if a.safetensors {
-            export::write_safetensors(&a.out, &w.tensors)?;
+            export::write_safetensors(&a.out, &w.tensors, Some((&w.model, &w.schedule)))?;
         } else {
             let f32_bytes = export::model_file_bytes(&w.model, &w.schedule, &w.tensors, &note)?;
             if a.int8 {
@@ -178,7 +178,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
                 a.note.clone()
             };
             if a.safetensors {
-                export::write_safetensors(&a.out, &m.tensors)
+                export::write_safetensors(&a.out, &m.tensors, Some((&m.config, &m.schedule)))
             } else if a.int8 {
                 atomic::write_atomic(&a.out, &quantize::export_int8(file, &int8, &note, log)?)
             } else {
