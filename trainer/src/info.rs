@@ -93,19 +93,17 @@ pub fn describe_model(m: &ModelConfig) -> String {
             "SimpleUNet {}×{}×{}, hidden widths {}/{}",
             c.channels, c.height, c.width, c.hidden1, c.hidden2
         ),
-        ModelConfig::TinyUNet(c) => format!(
-            "TinyUNet {}×{}×{}, widths {}/{}/{}, {} mid block{}, embedding {}, time MLP {}",
-            c.channels,
-            c.height,
-            c.width,
-            c.widths[0],
-            c.widths[1],
-            c.widths[2],
-            c.mid_blocks,
-            if c.mid_blocks == 1 { "" } else { "s" },
-            c.emb_dim,
-            c.temb_dim
-        ),
+        ModelConfig::TinyUNet(c) => {
+            let [w1, w2, w3] = c.widths;
+            let mids = match c.mid_blocks {
+                1 => "1 mid block".to_owned(),
+                k => format!("{k} mid blocks"),
+            };
+            format!(
+                "TinyUNet {}×{}×{}, widths {w1}/{w2}/{w3}, {mids}, embedding {}, time MLP {}",
+                c.channels, c.height, c.width, c.emb_dim, c.temb_dim
+            )
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use ddpm_core::host::HostModel;
 use ddpm_core::{ModelConfig, ScheduleConfig};
 use tch::Device;
 
-use crate::eval::{compare, quality, Draws};
+use crate::draw::{self, Draws};
 use crate::load::Header;
 use crate::{load, progress};
 
@@ -80,7 +80,7 @@ pub fn draw(opts: &SampleOptions<'_>) -> Result<Drawn> {
                         g.display()
                     );
                 }
-                compare::sample_int8_file(file, draws, &|| bar.inc(1))
+                draw::sample_int8_file(file, draws, &|| bar.inc(1))
                     .map_err(|e| anyhow!("{}: {e}", opts.model.display()))?
             } else {
                 let host = HostModel::from_file(file)
@@ -93,7 +93,7 @@ pub fn draw(opts: &SampleOptions<'_>) -> Result<Drawn> {
                     }
                     None => None,
                 };
-                quality::draw_host(&host, guide.as_ref().map(|g| (g, w)), draws, &|| bar.inc(1))?
+                draw::draw_host(&host, guide.as_ref().map(|g| (g, w)), draws, &|| bar.inc(1))?
             };
             bar.finish_and_clear();
             Ok((header.model, header.schedule, header.precision, values))

@@ -17,15 +17,11 @@ use anyhow::{anyhow, bail, Context, Result};
 use ddpm_core::diffusion::SamplerConfig;
 use ddpm_core::file::{ModelFile, Precision};
 use ddpm_core::host::HostModel;
-use ddpm_core::simple_unet::int8::{Int8SimpleUNet, Scratch};
-use ddpm_core::simple_unet::stream::sample_streaming;
-use ddpm_core::tiny_unet::int8::Int8TinyUNet;
-use ddpm_core::tiny_unet::planned::{sample_planned, TinyInt8Workspace, DEFAULT_ARENA_LEN};
-use ddpm_core::{ModelConfig, Schedule, SimpleUNetConfig};
+use ddpm_core::{ModelConfig, SimpleUNetConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::draw::Draws;
 use crate::eval::classifier::{Classifier, CLASSES, CONFIDENT_PROB, SIDE};
-use crate::eval::Draws;
 use crate::sample::{to_pixels, GridLayout};
 
 /// What to sample.
@@ -170,82 +166,10 @@ pub fn sample_f32(
     Ok(out)
 }
 
-/// The samples `draws` asks for from the int8 model file `bytes` ([`sample_int8_file`]).
+/// The samples `draws` asks for from the int8 model file `bytes` ([`crate::draw::sample_int8_file`]).
 pub fn sample_int8(bytes: &[u8], draws: Draws<'_>, done: &(dyn Fn() + Sync)) -> Result<Vec<f32>> {
     let file = ModelFile::parse(bytes).map_err(|e| anyhow!("{e}"))?;
-    sample_int8_file(&file, draws, done)
-}
-
-/// The samples `draws` asks for from a parsed int8 model file, through the executor the
-/// microcontroller runs: SimpleUNet's row-streaming executor, TinyUNet's planned one (image `i`
-/// from seed `seed + i`, the int8 tensors read in place; each thread with its own scratch, so
-/// the result does not depend on the thread count, and each image equals the core's
-/// `sample_streaming` / `sample_planned` bit for bit); `done` is called after each image.
-pub fn sample_int8_file(
-    file: &ModelFile<'_>,
-    draws: Draws<'_>,
-    done: &(dyn Fn() + Sync),
-) -> Result<Vec<f32>> {
-    let Draws {
-        n,
-        sampler: cfg,
-        seed,
-        workers,
-    } = draws;
-    let sched: Schedule = Schedule::new(&file.header().schedule).map_err(|e| anyhow!("{e}"))?;
-    let sched = &sched;
-    let len = file.header().model.image_len();
-    let image_seed = |i: usize| seed.wrapping_add(i as u64);
-    match file.header().model {
-        ModelConfig::SimpleUNet(_) => {
-            let net = Int8SimpleUNet::from_file(file).map_err(|e| anyhow!("{e}"))?;
-            let mcfg = *net.config();
-            let net = &net;
-            super::draw_in_runs(n, len, workers, "int8 sampling", &|first, images| {
-                let h2 = mcfg.hidden2 as usize;
-                let mut acts = vec![0i8; mcfg.streaming_act_len()];
-                let (mut hidden, mut temb) = (vec![0.0f32; h2], vec![0.0f32; h2]);
-                let mut offsets = vec![0i32; h2];
-                let mut row = vec![0.0f32; mcfg.row_len()];
-                for (k, x) in images.chunks_exact_mut(len).enumerate() {
-                    let i = first + k;
-                    let mut scratch = Scratch {
-                        acts: &mut acts,
-                        hidden: &mut hidden,
-                        temb: &mut temb,
-                        offsets: &mut offsets,
-                        row: &mut row,
-                    };
-                    sample_streaming(net, sched, cfg, image_seed(i), x, &mut scratch)
-                        .map_err(|e| anyhow!("int8 sampling, image {i}: {e}"))?;
-                    done();
-                }
-                Ok(())
-            })
-        }
-        ModelConfig::TinyUNet(c) => {
-            if !TinyInt8Workspace::<DEFAULT_ARENA_LEN>::fits(&c) {
-                bail!(
-                    "the planned int8 executor's workspace is sized for TinyUNets up to the \
-                     default sizes; this one has widths {:?} and {} mid blocks",
-                    c.widths,
-                    c.mid_blocks
-                );
-            }
-            let net = Int8TinyUNet::from_file(file).map_err(|e| anyhow!("{e}"))?;
-            let net = &net;
-            super::draw_in_runs(n, len, workers, "int8 sampling", &|first, images| {
-                let mut ws = Box::new(TinyInt8Workspace::<DEFAULT_ARENA_LEN>::ZEROED);
-                for (k, x) in images.chunks_exact_mut(len).enumerate() {
-                    let i = first + k;
-                    sample_planned(net, sched, cfg, image_seed(i), x, &mut ws)
-                        .map_err(|e| anyhow!("int8 sampling, image {i}: {e}"))?;
-                    done();
-                }
-                Ok(())
-            })
-        }
-    }
+    crate::draw::sample_int8_file(&file, draws, done)
 }
 
 /// Samples both model files with the same seeds and sampler.

@@ -119,61 +119,7 @@ impl TorchNet {
     }
 }
 
-/// What to draw: `n` images, image `i` from noise seed `seed + i`, with `sampler`, on `workers`
-/// threads that each take a contiguous run of whole images (so the result does not depend on
-/// `workers`).
-#[derive(Debug, Clone, Copy)]
-pub struct Draws<'a> {
-    /// Number of images.
-    pub n: usize,
-    /// The sampler.
-    pub sampler: &'a SamplerConfig,
-    /// Noise seed of image 0.
-    pub seed: u64,
-    /// Threads.
-    pub workers: usize,
-}
-
-impl<'a> Draws<'a> {
-    /// `n` images from seeds `seed`, `seed + 1`, … with `sampler` on `workers` threads.
-    pub fn new(n: usize, sampler: &'a SamplerConfig, seed: u64, workers: usize) -> Self {
-        Self {
-            n,
-            sampler,
-            seed,
-            workers,
-        }
-    }
-}
-
-/// `n` images of `len` values drawn on `workers` threads, each taking a contiguous run of
-/// whole images (so the result does not depend on `workers`): `run(first, images)` fills the
-/// run that starts at image `first`; `what` names the threads in a panic.
-pub(crate) fn draw_in_runs(
-    n: usize,
-    len: usize,
-    workers: usize,
-    what: &str,
-    run: &(dyn Fn(usize, &mut [f32]) -> Result<()> + Sync),
-) -> Result<Vec<f32>> {
-    let mut out = vec![0.0f32; n * len];
-    if n == 0 {
-        return Ok(out);
-    }
-    let per = n.div_ceil(workers.clamp(1, n));
-    std::thread::scope(|s| {
-        let handles: Vec<_> = out
-            .chunks_mut(per * len)
-            .enumerate()
-            .map(|(w, images)| s.spawn(move || run(w * per, images)))
-            .collect();
-        handles.into_iter().try_for_each(|h| {
-            h.join()
-                .unwrap_or_else(|_| panic!("{what} thread panicked"))
-        })
-    })?;
-    Ok(out)
-}
+pub use crate::draw::Draws;
 
 fn variance_name(v: DdpmVariance) -> &'static str {
     match v {

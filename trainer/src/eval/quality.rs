@@ -183,7 +183,7 @@ pub fn set_figures(
     })
 }
 
-/// Draws the samples `draws` asks for from the f32 model file `bytes` ([`draw_host`] after
+/// Draws the samples `draws` asks for from the f32 model file `bytes` ([`crate::draw::draw_host`] after
 /// one parse of each file). With `guide` = (model file, w) every network output is guided by
 /// that weaker model.
 pub fn draw_samples(
@@ -201,43 +201,7 @@ pub fn draw_samples(
         )),
         None => None,
     };
-    draw_host(&host, guide.as_ref().map(|(g, w)| (g, *w)), draws, done)
-}
-
-/// Draws the samples `draws` asks for through `ddpm_core::host::HostModel` ([`super::Draws`]:
-/// image `i` from seed `seed + i`; each thread samples a contiguous run of whole images with
-/// its own copy of the networks, so the result does not depend on the thread count). `guide`
-/// = (weaker model, w) guides every output (`HostModel::sample_guided`). `done` is called after
-/// each image. Returns n·C·H·W values (not clamped).
-pub fn draw_host(
-    host: &HostModel,
-    guide: Option<(&HostModel, f32)>,
-    draws: super::Draws<'_>,
-    done: &(dyn Fn() + Sync),
-) -> Result<Vec<f32>> {
-    let super::Draws {
-        n,
-        sampler: cfg,
-        seed,
-        workers,
-    } = draws;
-    let len = host.config().image_len();
-    super::draw_in_runs(n, len, workers, "sampling", &|first, images| {
-        let mut host = host.clone();
-        let mut guide = guide.map(|(g, w)| (g.clone(), w));
-        for (k, x) in images.chunks_exact_mut(len).enumerate() {
-            let i = first + k;
-            let image_seed = seed.wrapping_add(i as u64);
-            let one = match guide.as_mut() {
-                Some((g, weight)) => host.sample_guided(g, *weight, 1, cfg, image_seed),
-                None => host.sample(1, cfg, image_seed),
-            }
-            .map_err(|e| anyhow!("sampling image {i}: {e}"))?;
-            x.copy_from_slice(&one);
-            done();
-        }
-        Ok(())
-    })
+    crate::draw::draw_host(&host, guide.as_ref().map(|(g, w)| (g, *w)), draws, done)
 }
 
 /// Feature statistics of u8 images (n×28×28) under the classifier.

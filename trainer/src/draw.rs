@@ -1,0 +1,176 @@
+//! Drawing many samples on several threads: each thread takes a contiguous run of whole images
+//! (image `i` always from noise seed `seed + i`), so the result does not depend on the thread
+//! count. [`draw_host`] runs the core's f32 networks (with an optional guide),
+//! [`sample_int8_file`] the int8 executors the microcontroller runs.
+
+use anyhow::{anyhow, bail, Result};
+use ddpm_core::diffusion::SamplerConfig;
+use ddpm_core::file::ModelFile;
+use ddpm_core::host::HostModel;
+use ddpm_core::simple_unet::int8::{Int8SimpleUNet, Scratch};
+use ddpm_core::simple_unet::stream::sample_streaming;
+use ddpm_core::tiny_unet::int8::Int8TinyUNet;
+use ddpm_core::tiny_unet::planned::{sample_planned, TinyInt8Workspace, DEFAULT_ARENA_LEN};
+use ddpm_core::{ModelConfig, Schedule};
+
+/// What to draw: `n` images, image `i` from noise seed `seed + i`, with `sampler`, on `workers`
+/// threads that each take a contiguous run of whole images (so the result does not depend on
+/// `workers`).
+#[derive(Debug, Clone, Copy)]
+pub struct Draws<'a> {
+    /// Number of images.
+    pub n: usize,
+    /// The sampler.
+    pub sampler: &'a SamplerConfig,
+    /// Noise seed of image 0.
+    pub seed: u64,
+    /// Threads.
+    pub workers: usize,
+}
+
+impl<'a> Draws<'a> {
+    /// `n` images from seeds `seed`, `seed + 1`, … with `sampler` on `workers` threads.
+    pub fn new(n: usize, sampler: &'a SamplerConfig, seed: u64, workers: usize) -> Self {
+        Self {
+            n,
+            sampler,
+            seed,
+            workers,
+        }
+    }
+
+    /// [`draw_in_runs`] of these draws: `n` images of `len` values on `workers` threads.
+    pub fn run(
+        &self,
+        len: usize,
+        what: &str,
+        run: &(dyn Fn(usize, &mut [f32]) -> Result<()> + Sync),
+    ) -> Result<Vec<f32>> {
+        draw_in_runs(self.n, len, self.workers, what, run)
+    }
+}
+
+/// `n` images of `len` values drawn on `workers` threads, each taking a contiguous run of
+/// whole images (so the result does not depend on `workers`): `run(first, images)` fills the
+/// run that starts at image `first`; `what` names the threads in a panic.
+pub fn draw_in_runs(
+    n: usize,
+    len: usize,
+    workers: usize,
+    what: &str,
+    run: &(dyn Fn(usize, &mut [f32]) -> Result<()> + Sync),
+) -> Result<Vec<f32>> {
+    let mut out = vec![0.0f32; n * len];
+    if n == 0 {
+        return Ok(out);
+    }
+    let per = n.div_ceil(workers.clamp(1, n));
+    std::thread::scope(|s| {
+        let handles: Vec<_> = out
+            .chunks_mut(per * len)
+            .enumerate()
+            .map(|(w, images)| s.spawn(move || run(w * per, images)))
+            .collect();
+        handles.into_iter().try_for_each(|h| {
+            h.join()
+                .unwrap_or_else(|_| panic!("{what} thread panicked"))
+        })
+    })?;
+    Ok(out)
+}
+
+/// Draws the samples `draws` asks for through `ddpm_core::host::HostModel` ([`Draws`]:
+/// image `i` from seed `seed + i`; each thread samples a contiguous run of whole images with
+/// its own copy of the networks, so the result does not depend on the thread count). `guide`
+/// = (weaker model, w) guides every output (`HostModel::sample_guided`). `done` is called after
+/// each image. Returns n·C·H·W values (not clamped).
+pub fn draw_host(
+    host: &HostModel,
+    guide: Option<(&HostModel, f32)>,
+    draws: Draws<'_>,
+    done: &(dyn Fn() + Sync),
+) -> Result<Vec<f32>> {
+    let len = host.config().image_len();
+    draws.run(len, "sampling", &|first, images| {
+        let mut host = host.clone();
+        let mut guide = guide.map(|(g, w)| (g.clone(), w));
+        for (k, x) in images.chunks_exact_mut(len).enumerate() {
+            let i = first + k;
+            let image_seed = draws.seed.wrapping_add(i as u64);
+            let one = match guide.as_mut() {
+                Some((g, weight)) => host.sample_guided(g, *weight, 1, draws.sampler, image_seed),
+                None => host.sample(1, draws.sampler, image_seed),
+            }
+            .map_err(|e| anyhow!("sampling image {i}: {e}"))?;
+            x.copy_from_slice(&one);
+            done();
+        }
+        Ok(())
+    })
+}
+
+/// The samples `draws` asks for from a parsed int8 model file, through the executor the
+/// microcontroller runs: SimpleUNet's row-streaming executor, TinyUNet's planned one (image `i`
+/// from seed `seed + i`, the int8 tensors read in place; each thread with its own scratch, so
+/// the result does not depend on the thread count, and each image equals the core's
+/// `sample_streaming` / `sample_planned` bit for bit); `done` is called after each image.
+pub fn sample_int8_file(
+    file: &ModelFile<'_>,
+    draws: Draws<'_>,
+    done: &(dyn Fn() + Sync),
+) -> Result<Vec<f32>> {
+    let sched: Schedule = Schedule::new(&file.header().schedule).map_err(|e| anyhow!("{e}"))?;
+    let sched = &sched;
+    let len = file.header().model.image_len();
+    let image_seed = |i: usize| draws.seed.wrapping_add(i as u64);
+    match file.header().model {
+        ModelConfig::SimpleUNet(_) => {
+            let net = Int8SimpleUNet::from_file(file).map_err(|e| anyhow!("{e}"))?;
+            let mcfg = *net.config();
+            let net = &net;
+            draws.run(len, "int8 sampling", &|first, images| {
+                let h2 = mcfg.hidden2 as usize;
+                let mut acts = vec![0i8; mcfg.streaming_act_len()];
+                let (mut hidden, mut temb) = (vec![0.0f32; h2], vec![0.0f32; h2]);
+                let mut offsets = vec![0i32; h2];
+                let mut row = vec![0.0f32; mcfg.row_len()];
+                for (k, x) in images.chunks_exact_mut(len).enumerate() {
+                    let i = first + k;
+                    let mut scratch = Scratch {
+                        acts: &mut acts,
+                        hidden: &mut hidden,
+                        temb: &mut temb,
+                        offsets: &mut offsets,
+                        row: &mut row,
+                    };
+                    sample_streaming(net, sched, draws.sampler, image_seed(i), x, &mut scratch)
+                        .map_err(|e| anyhow!("int8 sampling, image {i}: {e}"))?;
+                    done();
+                }
+                Ok(())
+            })
+        }
+        ModelConfig::TinyUNet(c) => {
+            if !TinyInt8Workspace::<DEFAULT_ARENA_LEN>::fits(&c) {
+                bail!(
+                    "the planned int8 executor's workspace is sized for TinyUNets up to the \
+                     default sizes; this one has widths {:?} and {} mid blocks",
+                    c.widths,
+                    c.mid_blocks
+                );
+            }
+            let net = Int8TinyUNet::from_file(file).map_err(|e| anyhow!("{e}"))?;
+            let net = &net;
+            draws.run(len, "int8 sampling", &|first, images| {
+                let mut ws = Box::new(TinyInt8Workspace::<DEFAULT_ARENA_LEN>::ZEROED);
+                for (k, x) in images.chunks_exact_mut(len).enumerate() {
+                    let i = first + k;
+                    sample_planned(net, sched, draws.sampler, image_seed(i), x, &mut ws)
+                        .map_err(|e| anyhow!("int8 sampling, image {i}: {e}"))?;
+                    done();
+                }
+                Ok(())
+            })
+        }
+    }
+}
