@@ -307,53 +307,21 @@ fn samples_do_not_depend_on_the_thread_count() {
         ..Default::default()
     });
     let n = 5;
-    let one = quality::draw_samples(
-        &bytes,
-        None,
-        Draws {
-            n,
-            sampler: &cfg,
-            seed: 100,
-            workers: 1,
-        },
-        &|| {},
-    )
-    .unwrap();
+    let one = quality::draw_samples(&bytes, None, Draws::new(n, &cfg, 100, 1), &|| {}).unwrap();
     // Image i is HostModel's sample with seed + i.
     let mut host = HostModel::from_bytes(&bytes).unwrap();
     assert_eq!(one, host.sample(n, &cfg, 100).unwrap());
     for workers in [2, 3, 8] {
         let count = std::sync::atomic::AtomicUsize::new(0);
-        let v = quality::draw_samples(
-            &bytes,
-            None,
-            Draws {
-                n,
-                sampler: &cfg,
-                seed: 100,
-                workers,
-            },
-            &|| {
-                count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            },
-        )
+        let v = quality::draw_samples(&bytes, None, Draws::new(n, &cfg, 100, workers), &|| {
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        })
         .unwrap();
         assert_eq!(v, one, "{workers} workers");
         assert_eq!(count.into_inner(), n, "one progress tick per image");
     }
     assert_ne!(
-        quality::draw_samples(
-            &bytes,
-            None,
-            Draws {
-                n,
-                sampler: &cfg,
-                seed: 101,
-                workers: 2
-            },
-            &|| {}
-        )
-        .unwrap(),
+        quality::draw_samples(&bytes, None, Draws::new(n, &cfg, 101, 2), &|| {}).unwrap(),
         one
     );
 }
@@ -374,12 +342,7 @@ fn guided_samples_equal_the_core_guided_sampler_and_do_not_depend_on_the_thread_
     let guided = quality::draw_samples(
         &bytes,
         Some((&guide, 2.0)),
-        Draws {
-            n,
-            sampler: &cfg,
-            seed: 100,
-            workers: 1,
-        },
+        Draws::new(n, &cfg, 100, 1),
         &|| {},
     )
     .unwrap();
@@ -394,12 +357,7 @@ fn guided_samples_equal_the_core_guided_sampler_and_do_not_depend_on_the_thread_
         quality::draw_samples(
             &bytes,
             Some((&guide, 2.0)),
-            Draws {
-                n,
-                sampler: &cfg,
-                seed: 100,
-                workers: 3
-            },
+            Draws::new(n, &cfg, 100, 3),
             &|| {}
         )
         .unwrap(),
@@ -411,12 +369,7 @@ fn guided_samples_equal_the_core_guided_sampler_and_do_not_depend_on_the_thread_
         quality::draw_samples(
             &bytes,
             Some((&bytes, 2.0)),
-            Draws {
-                n,
-                sampler: &cfg,
-                seed: 100,
-                workers: 2
-            },
+            Draws::new(n, &cfg, 100, 2),
             &|| {}
         )
         .unwrap(),
