@@ -3,7 +3,10 @@
 mod common;
 
 use common::{model_bytes, random_input, random_params};
-use ddpm_core::file::{ModelFile, ModelWriter, FORMAT_VERSION, PREFIX_LEN};
+use ddpm_core::diffusion::{DdimConfig, DdpmConfig, DdpmVariance, SamplerConfig, Spacing};
+use ddpm_core::file::{
+    Guide, ModelFile, ModelWriter, Recipe, FORMAT_VERSION, FORMAT_VERSION_V1, PREFIX_LEN,
+};
 use ddpm_core::host::{HostModel, Path};
 use ddpm_core::{Error, ModelConfig, ScheduleConfig, SimpleUNetConfig};
 use proptest::prelude::*;
@@ -176,6 +179,7 @@ fn a_tensor_record_lying_about_its_length_is_rejected() {
         precision: ddpm_core::file::Precision::F32,
         tensor_count: 1,
         note: "",
+        recipe: ddpm_core::file::Recipe::LEGACY,
     };
     let rec = ddpm_core::file::TensorRecord {
         name: "enc1.bias",
@@ -200,6 +204,190 @@ fn a_tensor_record_lying_about_its_length_is_rejected() {
             found: 4
         }
     );
+}
+
+/// A file written by the format-1 writer (before recipes; `core/tests/data/model_v1.ddpm`:
+/// the 6×5 SimpleUNet of `small_cfg`, cosine T = 50, weights ((i·7 mod 13) − 6)/8 per
+/// tensor) still reads, with the legacy recipe, and its tensors are what that writer stored.
+#[test]
+fn a_version_1_file_reads_with_the_legacy_recipe() {
+    let bytes = include_bytes!("data/model_v1.ddpm");
+    assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), FORMAT_VERSION_V1);
+    let file = ModelFile::parse(bytes).unwrap();
+    let h = file.header();
+    assert_eq!(h.model, ModelConfig::SimpleUNet(small_cfg()));
+    assert_eq!(h.schedule, ScheduleConfig::cosine(50));
+    assert_eq!(h.note, "format version 1");
+    assert_eq!(h.recipe, Recipe::LEGACY);
+    assert_eq!(
+        h.recipe.sampler,
+        SamplerConfig::Ddpm(DdpmConfig {
+            variance: DdpmVariance::FixedLarge,
+            clip_x0: false
+        })
+    );
+    assert_eq!(h.recipe.guide, None);
+    let specs = small_cfg().tensor_specs();
+    assert_eq!(file.tensors().count(), specs.len());
+    for spec in specs.iter() {
+        let t = file.tensor(spec.name).unwrap();
+        let want: Vec<f32> = (0..t.numel().unwrap())
+            .map(|i| ((i * 7 % 13) as f32 - 6.0) / 8.0)
+            .collect();
+        assert_eq!(t.to_f32_vec().unwrap(), want, "{}", spec.name);
+    }
+    // Written again, it becomes a version-2 file with the same header, recipe and tensors.
+    let mut w = ModelWriter::new(h.model, h.schedule, h.note).with_recipe(&h.recipe);
+    for t in file.tensors() {
+        w.push_f32(t.name, t.dims(), &t.to_f32_vec().unwrap())
+            .unwrap();
+    }
+    let again = w.finish();
+    assert_eq!(u16::from_le_bytes([again[8], again[9]]), FORMAT_VERSION);
+    let f2 = ModelFile::parse(&again).unwrap();
+    assert_eq!(f2.header().recipe, Recipe::LEGACY);
+    assert!(file.tensors().eq(f2.tensors()));
+    // So does a copy, and a copy with another note and recipe changes only those.
+    let copy = ModelWriter::copy_of(&file).unwrap().finish();
+    assert_eq!(copy, again);
+    let tiny = Recipe::for_model(
+        &ModelConfig::TinyUNet(ddpm_core::TinyUNetConfig::DEFAULT),
+        &ScheduleConfig::cosine(50),
+    );
+    let edited = ModelWriter::copy_of(&file)
+        .unwrap()
+        .with_note("edited")
+        .with_recipe(&tiny)
+        .finish();
+    let f3 = ModelFile::parse(&edited).unwrap();
+    assert_eq!(f3.header().note, "edited");
+    assert_eq!(f3.header().recipe, tiny);
+    assert_eq!(f3.header().model, h.model);
+    assert_eq!(f3.header().precision, h.precision);
+    assert!(file.tensors().eq(f3.tensors()));
+}
+
+#[test]
+fn the_recipe_round_trips() {
+    let cfg = small_cfg();
+    let params = random_params(&cfg, 9, 1.0);
+    let recipes = [
+        Recipe::LEGACY,
+        Recipe {
+            sampler: SamplerConfig::Ddpm(DdpmConfig {
+                variance: DdpmVariance::FixedSmall,
+                clip_x0: true,
+            }),
+            guide: None,
+        },
+        Recipe {
+            sampler: SamplerConfig::Ddim(DdimConfig {
+                steps: 17,
+                eta: 0.25,
+                spacing: Spacing::Trailing,
+                clip_x0: true,
+                recompute_eps: true,
+            }),
+            guide: Some(Guide {
+                file: "weights/guide.ddpm",
+                weight: 2.5,
+            }),
+        },
+    ];
+    for recipe in recipes {
+        let mut w = ModelWriter::new(
+            ModelConfig::SimpleUNet(cfg),
+            ScheduleConfig::cosine(50),
+            "r",
+        )
+        .with_recipe(&recipe);
+        let mut at = 0;
+        for spec in cfg.tensor_specs().iter() {
+            let n = spec.numel();
+            w.push_f32(spec.name, spec.dims(), &params[at..at + n])
+                .unwrap();
+            at += n;
+        }
+        let bytes = w.finish();
+        assert_eq!(ModelFile::parse(&bytes).unwrap().header().recipe, recipe);
+    }
+}
+
+#[test]
+fn new_files_get_their_architecture_s_recipe() {
+    let simple = ModelConfig::SimpleUNet(small_cfg());
+    let t300 = ScheduleConfig::cosine(300);
+    assert_eq!(Recipe::for_model(&simple, &t300), Recipe::LEGACY);
+    let tiny = ModelConfig::TinyUNet(ddpm_core::TinyUNetConfig::DEFAULT);
+    let ddim = |steps| {
+        SamplerConfig::Ddim(DdimConfig {
+            steps,
+            eta: 1.0,
+            spacing: Spacing::Leading,
+            clip_x0: true,
+            recompute_eps: true,
+        })
+    };
+    assert_eq!(Recipe::for_model(&tiny, &t300).sampler, ddim(50));
+    // Fewer than 50 training steps: DDIM over all of them.
+    let t40 = ScheduleConfig::cosine(40);
+    assert_eq!(Recipe::for_model(&tiny, &t40).sampler, ddim(40));
+    assert!(Recipe::for_model(&tiny, &t40).check(40).is_ok());
+    let bytes = small_file();
+    assert_eq!(
+        ModelFile::parse(&bytes).unwrap().header().recipe,
+        Recipe::LEGACY
+    );
+}
+
+#[test]
+fn a_recipe_the_schedule_cannot_run_or_naming_an_outside_guide_is_rejected() {
+    let ddim = |steps, eta| Recipe {
+        sampler: SamplerConfig::Ddim(DdimConfig {
+            steps,
+            eta,
+            ..DdimConfig::default()
+        }),
+        guide: None,
+    };
+    let guided = |file, weight| Recipe {
+        guide: Some(Guide { file, weight }),
+        ..Recipe::LEGACY
+    };
+    assert!(ddim(50, 0.0).check(50).is_ok());
+    assert!(ddim(1, 1.0).check(50).is_ok());
+    assert!(guided("g.ddpm", 2.0).check(50).is_ok());
+    assert!(guided("sub/g.ddpm", -1.0).check(50).is_ok());
+    for bad in [
+        ddim(0, 0.0),
+        ddim(51, 0.0),
+        ddim(10, 1.5),
+        ddim(10, f32::NAN),
+        guided("g.ddpm", f32::INFINITY),
+        guided("", 2.0),
+        guided("/etc/g.ddpm", 2.0),
+        guided("../g.ddpm", 2.0),
+        guided("a/../g.ddpm", 2.0),
+        guided("C:\\g.ddpm", 2.0),
+        guided("a//g.ddpm", 2.0),
+    ] {
+        assert!(
+            matches!(bad.check(50), Err(Error::InvalidConfig(_))),
+            "{bad:?} accepted"
+        );
+        // The writer writes it, and the decoder refuses the file.
+        let bytes = ModelWriter::new(
+            ModelConfig::SimpleUNet(small_cfg()),
+            ScheduleConfig::cosine(50),
+            "",
+        )
+        .with_recipe(&bad)
+        .finish();
+        assert!(
+            matches!(ModelFile::parse(&bytes), Err(Error::InvalidConfig(_))),
+            "{bad:?} decoded"
+        );
+    }
 }
 
 proptest! {

@@ -189,8 +189,9 @@ pub fn export_to_core(
 ) -> HostModel {
     let cfg = cfg.as_model_config();
     let params = model::named_params(vs, &cfg).expect("trainer parameters");
-    let bytes = ddpm_torch::export::model_file_bytes(&cfg, schedule, &params, "equivalence test")
-        .expect("trainer export");
+    let bytes =
+        ddpm_torch::export::model_file_bytes(&cfg, schedule, &params, "equivalence test", None)
+            .expect("trainer export");
     HostModel::from_bytes(&bytes).expect("the core loads the trainer's model file")
 }
 

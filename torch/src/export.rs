@@ -2,24 +2,33 @@
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
-use ddpm_core::file::{ModelFile, ModelWriter, Precision};
+use ddpm_core::diffusion::SamplerConfig;
+use ddpm_core::file::{Guide, ModelFile, ModelWriter, Precision, Recipe};
 use ddpm_core::{AsModelConfig, ModelConfig, Prediction, ScheduleConfig, ScheduleKind};
 use tch::{Device, Kind, Tensor};
 
 use crate::model;
 
 /// Encodes a ddpm-core model file (f32) from named tensors in `state_dict` order; `cfg` is a
-/// `ModelConfig` or either architecture's configuration.
+/// `ModelConfig` or either architecture's configuration; `recipe` is how the model is meant
+/// to be sampled (`None`: the architecture's default, [`Recipe::for_model`]).
 pub fn model_file_bytes(
     cfg: &impl AsModelConfig,
     schedule: &ScheduleConfig,
     params: &[(String, Tensor)],
     note: &str,
+    recipe: Option<&Recipe<'_>>,
 ) -> Result<Vec<u8>> {
     let cfg = cfg.as_model_config();
     cfg.validate()
-        .map_err(|e| anyhow::anyhow!("model sizes {cfg:?}: {e}"))?;
-    let mut w = ModelWriter::new(cfg, *schedule, note);
+        .map_err(|e| anyhow::anyhow!("{} sizes: {e}", cfg.arch_name()))?;
+    let recipe = recipe
+        .copied()
+        .unwrap_or_else(|| Recipe::for_model(&cfg, schedule));
+    recipe
+        .check(schedule.timesteps)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut w = ModelWriter::new(cfg, *schedule, note).with_recipe(&recipe);
     for spec in &cfg.tensor_specs() {
         let t = model::named_tensor(
             params,
@@ -39,7 +48,7 @@ pub fn model_file_bytes(
     Ok(w.finish())
 }
 
-/// A model file read back: sizes, schedule, note and the tensors on the CPU.
+/// A model file read back: sizes, schedule, note, recipe and the tensors on the CPU.
 pub struct LoadedModel {
     /// Network architecture and sizes.
     pub config: ModelConfig,
@@ -47,6 +56,10 @@ pub struct LoadedModel {
     pub schedule: ScheduleConfig,
     /// The file's note.
     pub note: String,
+    /// The recipe's sampler.
+    pub sampler: SamplerConfig,
+    /// The recipe's guide: file name relative to the model's folder, and weight.
+    pub guide: Option<(String, f32)>,
     /// Tensors in `state_dict` order (f32, CPU).
     pub tensors: Vec<(String, Tensor)>,
 }
@@ -86,8 +99,23 @@ pub fn from_model_file(file: &ModelFile<'_>, what: &str) -> Result<LoadedModel> 
         config: cfg,
         schedule: header.schedule,
         note: header.note.to_owned(),
+        sampler: header.recipe.sampler,
+        guide: header.recipe.guide.map(|g| (g.file.to_owned(), g.weight)),
         tensors,
     })
+}
+
+impl LoadedModel {
+    /// The file's recipe.
+    pub fn recipe(&self) -> Recipe<'_> {
+        Recipe {
+            sampler: self.sampler,
+            guide: self.guide.as_ref().map(|(file, weight)| Guide {
+                file,
+                weight: *weight,
+            }),
+        }
+    }
 }
 
 /// Writes the tensors as a safetensors file with the seed's `state_dict` names (f32),

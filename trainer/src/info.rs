@@ -1,11 +1,11 @@
 //! `trainer info`: what a model file holds — architecture and sizes, parameter count,
-//! precision, schedule and prediction, how it was made (its note), its tensors, size and CRC —
-//! as text or JSON.
+//! precision, schedule and prediction, the recipe it is meant to be sampled with (sampler and
+//! guide), how it was made (its note), its tensors, size and CRC — as text or JSON.
 use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Result;
-use ddpm_core::diffusion::{Prediction, ScheduleKind};
+use ddpm_core::diffusion::{DdpmVariance, Prediction, SamplerConfig, ScheduleKind, Spacing};
 use ddpm_core::file::{DType, ModelFile, Precision};
 use ddpm_core::{ModelConfig, ScheduleConfig};
 
@@ -36,6 +36,12 @@ pub struct ModelInfo {
     pub params: usize,
     /// Multiply-adds of one forward pass.
     pub macs: u64,
+    /// The format version of the file (1: before recipes).
+    pub version: u16,
+    /// The sampler of its recipe.
+    pub sampler: SamplerConfig,
+    /// The guide of its recipe: file name relative to the model's folder, and weight.
+    pub guide: Option<(String, f32)>,
     /// How the model was made.
     pub note: String,
     /// Every stored tensor, in file order.
@@ -52,11 +58,18 @@ pub fn read(path: &Path) -> Result<ModelInfo> {
     let file = ModelFile::parse(&bytes)
         .map_err(|e| anyhow::anyhow!("{}: not a valid model file: {e}", path.display()))?;
     let crc_bytes: [u8; 4] = bytes[bytes.len() - 4..].try_into().expect("four bytes");
-    Ok(of_file(&file, bytes.len(), u32::from_le_bytes(crc_bytes)))
+    let version = u16::from_le_bytes([bytes[8], bytes[9]]);
+    Ok(of_file(
+        &file,
+        version,
+        bytes.len(),
+        u32::from_le_bytes(crc_bytes),
+    ))
 }
 
-/// The report of a parsed file of `file_bytes` bytes whose stored CRC is `crc`.
-pub fn of_file(file: &ModelFile<'_>, file_bytes: usize, crc: u32) -> ModelInfo {
+/// The report of a parsed file of format `version`, `file_bytes` bytes, whose stored CRC is
+/// `crc`.
+pub fn of_file(file: &ModelFile<'_>, version: u16, file_bytes: usize, crc: u32) -> ModelInfo {
     let h = file.header();
     ModelInfo {
         model: h.model,
@@ -64,6 +77,9 @@ pub fn of_file(file: &ModelFile<'_>, file_bytes: usize, crc: u32) -> ModelInfo {
         precision: h.precision,
         params: h.model.param_count(),
         macs: h.model.macs(),
+        version,
+        sampler: h.recipe.sampler,
+        guide: h.recipe.guide.map(|g| (g.file.to_owned(), g.weight)),
         note: h.note.to_owned(),
         tensors: file
             .tensors()
@@ -155,8 +171,22 @@ impl ModelInfo {
         let _ = writeln!(s, "schedule:   {}", describe_schedule(&self.schedule));
         let _ = writeln!(
             s,
-            "file:       {} bytes, CRC-32 {:#010x}",
-            self.file_bytes, self.crc
+            "sampler:    {}{}",
+            crate::eval::describe_sampler(&self.sampler, self.schedule.timesteps),
+            if self.version == ddpm_core::file::FORMAT_VERSION_V1 {
+                " (format 1 file, which records no recipe: the default)"
+            } else {
+                ""
+            }
+        );
+        let _ = match &self.guide {
+            Some((file, w)) => writeln!(s, "guide:      {file} (next to the model), weight {w}"),
+            None => writeln!(s, "guide:      (none)"),
+        };
+        let _ = writeln!(
+            s,
+            "file:       format {}, {} bytes, CRC-32 {:#010x}",
+            self.version, self.file_bytes, self.crc
         );
         let _ = writeln!(
             s,
@@ -231,6 +261,37 @@ impl ModelInfo {
                 Prediction::V => "v",
             }
         );
+        let sampler = match self.sampler {
+            SamplerConfig::Ddpm(d) => format!(
+                "{{\"kind\": \"ddpm\", \"variance\": \"{}\", \"clip_x0\": {}}}",
+                match d.variance {
+                    DdpmVariance::FixedLarge => "fixed-large",
+                    DdpmVariance::FixedSmall => "fixed-small",
+                },
+                d.clip_x0
+            ),
+            SamplerConfig::Ddim(d) => format!(
+                "{{\"kind\": \"ddim\", \"steps\": {}, \"eta\": {}, \"spacing\": \"{}\", \
+                 \"clip_x0\": {}, \"recompute_eps\": {}}}",
+                d.steps,
+                json_num(f64::from(d.eta)),
+                match d.spacing {
+                    Spacing::Leading => "leading",
+                    Spacing::Trailing => "trailing",
+                    Spacing::Linspace => "linspace",
+                },
+                d.clip_x0,
+                d.recompute_eps
+            ),
+        };
+        let guide = match &self.guide {
+            Some((file, w)) => format!(
+                "{{\"file\": {}, \"weight\": {}}}",
+                json_str(file),
+                json_num(f64::from(*w))
+            ),
+            None => "null".to_owned(),
+        };
         let tensors: Vec<String> = self
             .tensors
             .iter()
@@ -246,7 +307,8 @@ impl ModelInfo {
             .collect();
         format!(
             "{{\"arch\": \"{arch}\", \"sizes\": {sizes}, \"parameters\": {}, \"macs\": {}, \
-             \"precision\": \"{}\", \"schedule\": {schedule}, \"note\": {}, \
+             \"precision\": \"{}\", \"schedule\": {schedule}, \"recipe\": {{\"sampler\": \
+             {sampler}, \"guide\": {guide}}}, \"note\": {}, \"format_version\": {}, \
              \"file_bytes\": {}, \"crc32\": \"{:#010x}\", \"tensors\": [{}]}}\n",
             self.params,
             self.macs,
@@ -255,6 +317,7 @@ impl ModelInfo {
                 Precision::Int8 => "int8",
             },
             json_str(&self.note),
+            self.version,
             self.file_bytes,
             self.crc,
             tensors.join(", ")

@@ -1,11 +1,13 @@
 //! Model files from disk, each read once and parsed and checked (CRC included) once, then
 //! handed on as the network that samples: the core's `HostModel` or the tch network; and the
 //! guide of autoguidance (`--guide FILE`), read and checked the same way and refused when it
-//! cannot guide the model ([`check_guide`]).
-use std::path::Path;
+//! cannot guide the model ([`check_guide`]); and the recipe a model file carries
+//! ([`recipe`]), with its guide's file found next to the model.
+use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
-use ddpm_core::file::ModelFile;
+use ddpm_core::diffusion::SamplerConfig;
+use ddpm_core::file::{ModelFile, Precision};
 use ddpm_core::host::HostModel;
 use ddpm_core::{ModelConfig, ScheduleConfig};
 use ddpm_torch::export::{self, LoadedModel};
@@ -24,6 +26,35 @@ pub fn with_model_file<T>(path: &Path, f: impl FnOnce(&ModelFile<'_>) -> Result<
     let file = ModelFile::parse(&bytes)
         .map_err(|e| anyhow!("{}: not a valid model file: {e}", path.display()))?;
     f(&file)
+}
+
+/// How a model file says it is meant to be sampled, as the sampling commands use it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileRecipe {
+    /// The recipe's sampler.
+    pub sampler: SamplerConfig,
+    /// The recipe's guide: its path (the recorded file name in the model's folder) and
+    /// weight.
+    pub guide: Option<(PathBuf, f32)>,
+    /// The file's precision.
+    pub precision: Precision,
+    /// T of the file's schedule.
+    pub timesteps: u32,
+}
+
+/// The recipe of the model file at `path` (read and checked; the guide it names is not
+/// opened here).
+pub fn recipe(path: &Path) -> Result<FileRecipe> {
+    with_model_file(path, |file| {
+        let h = file.header();
+        let folder = path.parent().unwrap_or(Path::new(""));
+        Ok(FileRecipe {
+            sampler: h.recipe.sampler,
+            guide: h.recipe.guide.map(|g| (folder.join(g.file), g.weight)),
+            precision: h.precision,
+            timesteps: h.schedule.timesteps,
+        })
+    })
 }
 
 /// The core's network of the f32 model file at `path`.
@@ -102,10 +133,11 @@ pub fn check_guide(
     (guide, guide_schedule): (&ddpm_core::ModelConfig, &ddpm_core::ScheduleConfig),
     guide_path: &Path,
 ) -> Result<()> {
-    let shape = |c: &ddpm_core::ModelConfig| (c.channels(), c.height(), c.width());
+    let shape =
+        |c: &ddpm_core::ModelConfig| format!("{}×{}×{}", c.channels(), c.height(), c.width());
     if shape(model) != shape(guide) {
         anyhow::bail!(
-            "{}: the guide draws {:?} images (channels, height, width), the model {:?}",
+            "{}: the guide draws {} images (channels×height×width), the model {}",
             guide_path.display(),
             shape(guide),
             shape(model)
@@ -113,9 +145,11 @@ pub fn check_guide(
     }
     if schedule != guide_schedule {
         anyhow::bail!(
-            "{}: the guide was trained with another schedule or parameterization \
-             ({guide_schedule:?}) than the model ({schedule:?})",
-            guide_path.display()
+            "{}: the guide was trained with another schedule or parameterization ({}) than \
+             the model ({})",
+            guide_path.display(),
+            crate::info::describe_schedule(guide_schedule),
+            crate::info::describe_schedule(schedule)
         );
     }
     Ok(())
@@ -124,6 +158,46 @@ pub fn check_guide(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_recipe_s_guide_is_found_next_to_its_model() {
+        use ddpm_core::diffusion::{DdimConfig, SamplerConfig};
+        use ddpm_core::file::{Guide, ModelWriter, Recipe};
+        use ddpm_core::{ModelConfig, ScheduleConfig, SimpleUNetConfig};
+        let dir = std::env::temp_dir().join(format!("ddpm-recipe-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sampler = SamplerConfig::Ddim(DdimConfig {
+            steps: 7,
+            ..DdimConfig::default()
+        });
+        let write = |name: &str, guide: Option<Guide<'_>>| {
+            let bytes = ModelWriter::new(
+                ModelConfig::SimpleUNet(SimpleUNetConfig::SEED),
+                ScheduleConfig::default(),
+                "",
+            )
+            .with_recipe(&Recipe { sampler, guide })
+            .finish();
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).unwrap();
+            path
+        };
+        let guided = write(
+            "guided.ddpm",
+            Some(Guide {
+                file: "guides/g.ddpm",
+                weight: 1.5,
+            }),
+        );
+        let r = recipe(&guided).unwrap();
+        assert_eq!(r.sampler, sampler);
+        assert_eq!(r.guide, Some((dir.join("guides/g.ddpm"), 1.5)));
+        assert_eq!(r.precision, Precision::F32);
+        assert_eq!(r.timesteps, 300);
+        let alone = write("alone.ddpm", None);
+        assert_eq!(recipe(&alone).unwrap().guide, None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn a_guide_of_another_shape_or_schedule_is_refused_naming_its_file() {
@@ -144,7 +218,7 @@ mod tests {
         let e = check_guide((&model, &sched), (&taller, &sched), g).unwrap_err();
         assert!(
             e.to_string()
-                .starts_with("runs/g.ddpm: the guide draws (1, 32, 28)"),
+                .starts_with("runs/g.ddpm: the guide draws 1×32×28 images"),
             "{e}"
         );
         for other in [ScheduleConfig::cosine(300), ScheduleConfig::cosine(1000)] {

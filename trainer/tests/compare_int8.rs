@@ -37,7 +37,8 @@ fn tiny_pair(dir: &Path, seed: i64, hidden1: u32) -> (PathBuf, PathBuf) {
     let _net = model::SimpleUNet::new(&vs.root(), cfg);
     let tensors = model::named_params(&vs, &cfg).unwrap();
     let sched = ScheduleConfig::linear(20, 1e-3, 0.2);
-    let f32_bytes = export::model_file_bytes(&cfg, &sched, &tensors, "tiny test model").unwrap();
+    let f32_bytes =
+        export::model_file_bytes(&cfg, &sched, &tensors, "tiny test model", None).unwrap();
     let opts = CalibrationOptions {
         images: 16,
         trajectories: 1,

@@ -290,7 +290,8 @@ fn tiny_model(dir: &Path, seed: i64) -> PathBuf {
     let _net = model::SimpleUNet::new(&vs.root(), TINY_NET);
     let tensors = model::named_params(&vs, &TINY_NET).unwrap();
     let sched = ScheduleConfig::linear(20, 1e-3, 0.2);
-    let bytes = export::model_file_bytes(&TINY_NET, &sched, &tensors, "tiny test model").unwrap();
+    let bytes =
+        export::model_file_bytes(&TINY_NET, &sched, &tensors, "tiny test model", None).unwrap();
     let p = dir.join("tiny.ddpm");
     std::fs::write(&p, bytes).unwrap();
     p

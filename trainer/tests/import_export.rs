@@ -54,7 +54,7 @@ fn round_trip(cfg: ModelConfig) {
     let vs = nn::VarStore::new(Device::Cpu);
     let _net = Net::new(&vs.root(), cfg);
     let params = model::named_params(&vs, &cfg).unwrap();
-    let bytes = export::model_file_bytes(&cfg, &schedule, &params, "round trip").unwrap();
+    let bytes = export::model_file_bytes(&cfg, &schedule, &params, "round trip", None).unwrap();
     std::fs::write(p("a.ddpm"), &bytes).unwrap();
 
     trainer(&[

@@ -7,10 +7,16 @@
 //! for the noise and can apply a step row by row as the network's output appears.
 
 use crate::diffusion::schedule::{Prediction, Schedule};
+use serde::{Deserialize, Serialize};
+
 use crate::error::{check_len, Error, Result};
 
+// The sampler options derive serde for the model file's recipe (format version 2): postcard
+// writes enum variants by index and struct fields in order, so the order of variants and
+// fields below is part of the file format; a change needs a wire form in `file::wire`.
+
 /// Variance σ_t² of a DDPM step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DdpmVariance {
     /// σ_t² = β_t (the seed's choice).
     FixedLarge,
@@ -19,7 +25,7 @@ pub enum DdpmVariance {
 }
 
 /// How DDIM picks its S timesteps out of T (diffusers' `timestep_spacing`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Spacing {
     /// `(S−1−k)·⌊T/S⌋`: starts below T − 1 when S does not divide T.
     Leading,
@@ -41,7 +47,7 @@ pub fn split_output(pred: Prediction, x: f32, out: f32, sa: f32, s1a: f32) -> (f
 }
 
 /// Options of the DDPM ancestral sampler.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct DdpmConfig {
     /// Step variance.
     pub variance: DdpmVariance,
@@ -60,7 +66,7 @@ impl Default for DdpmConfig {
 }
 
 /// Options of the DDIM sampler.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct DdimConfig {
     /// Number of steps S, 1 ≤ S ≤ T.
     pub steps: u32,
@@ -87,7 +93,7 @@ impl Default for DdimConfig {
 }
 
 /// Which sampler to run.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum SamplerConfig {
     /// DDPM ancestral sampling over all T steps.
     Ddpm(DdpmConfig),
@@ -95,9 +101,17 @@ pub enum SamplerConfig {
     Ddim(DdimConfig),
 }
 
+impl SamplerConfig {
+    /// The lecture notes' sampler: DDPM over all T steps, σ² = β_t, no clipping.
+    pub const LEGACY: Self = SamplerConfig::Ddpm(DdpmConfig {
+        variance: DdpmVariance::FixedLarge,
+        clip_x0: false,
+    });
+}
+
 impl Default for SamplerConfig {
     fn default() -> Self {
-        SamplerConfig::Ddpm(DdpmConfig::default())
+        Self::LEGACY
     }
 }
 

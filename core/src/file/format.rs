@@ -5,7 +5,7 @@
 //! | bytes | content |
 //! | --- | --- |
 //! | 8 | [`MAGIC`] |
-//! | 2 | format version ([`FORMAT_VERSION`]) |
+//! | 2 | format version ([`FORMAT_VERSION`]; version 1, without a recipe, still reads) |
 //! | 4 | payload length `n` |
 //! | n | payload: postcard [`ModelHeader`], then `header.tensor_count` postcard [`TensorRecord`]s |
 //! | 4 | CRC-32 (IEEE) of every preceding byte |
@@ -20,12 +20,16 @@ use serde::{Deserialize, Serialize};
 use crate::diffusion::schedule::ScheduleConfig;
 use crate::error::{Error, Result};
 use crate::file::crc32::crc32;
+use crate::file::recipe::Recipe;
 use crate::nets::{ModelConfig, NetConfig, TensorSpec};
 
 /// First eight bytes of every model file.
 pub const MAGIC: [u8; 8] = *b"DDPMCORE";
-/// Format version this build writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+/// Format version this build writes (it reads this one and [`FORMAT_VERSION_V1`]).
+pub const FORMAT_VERSION: u16 = 2;
+/// The first format version: a header without the sampling recipe (decoded with
+/// [`Recipe::LEGACY`]).
+pub const FORMAT_VERSION_V1: u16 = 1;
 /// Bytes before the payload: magic, version, payload length.
 pub const PREFIX_LEN: usize = 14;
 /// Bytes after the payload: the CRC-32.
@@ -78,6 +82,33 @@ pub struct ModelHeader<'a> {
     pub tensor_count: u32,
     /// Free text: how the model was made (command line, seed, data).
     pub note: &'a str,
+    /// How the model is meant to be sampled (version 2; [`Recipe::LEGACY`] for version-1
+    /// files).
+    #[serde(borrow)]
+    pub recipe: Recipe<'a>,
+}
+
+/// The header of a version-1 file: [`ModelHeader`] without the recipe.
+#[derive(Deserialize)]
+struct ModelHeaderV1<'a> {
+    model: ModelConfig,
+    schedule: ScheduleConfig,
+    precision: Precision,
+    tensor_count: u32,
+    note: &'a str,
+}
+
+impl<'a> From<ModelHeaderV1<'a>> for ModelHeader<'a> {
+    fn from(h: ModelHeaderV1<'a>) -> Self {
+        Self {
+            model: h.model,
+            schedule: h.schedule,
+            precision: h.precision,
+            tensor_count: h.tensor_count,
+            note: h.note,
+            recipe: Recipe::LEGACY,
+        }
+    }
 }
 
 /// One stored tensor as encoded: name, dtype, dimensions and raw little-endian bytes.
@@ -255,7 +286,7 @@ impl<'a> ModelFile<'a> {
             });
         }
         let version = u16::from_le_bytes([bytes[8], bytes[9]]);
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != FORMAT_VERSION_V1 {
             return Err(Error::UnsupportedVersion {
                 found: version,
                 supported: FORMAT_VERSION,
@@ -289,8 +320,14 @@ impl<'a> ModelFile<'a> {
             return Err(Error::ChecksumMismatch { stored, computed });
         }
         let payload = &bytes[PREFIX_LEN..body_end];
-        let (header, records): (ModelHeader<'a>, &'a [u8]) =
-            postcard::take_from_bytes(payload).map_err(|_| Error::Malformed)?;
+        let (header, records): (ModelHeader<'a>, &'a [u8]) = if version == FORMAT_VERSION_V1 {
+            let (h, rest): (ModelHeaderV1<'a>, &'a [u8]) =
+                postcard::take_from_bytes(payload).map_err(|_| Error::Malformed)?;
+            (h.into(), rest)
+        } else {
+            postcard::take_from_bytes(payload).map_err(|_| Error::Malformed)?
+        };
+        header.recipe.check(header.schedule.timesteps)?;
         let file = Self { header, records };
         // Decode every record once, so later lookups cannot fail on a bad record.
         let mut rest = records;
@@ -403,19 +440,53 @@ mod writer {
         schedule: ScheduleConfig,
         precision: Precision,
         note: String,
+        sampler: crate::diffusion::SamplerConfig,
+        guide: Option<(String, f32)>,
         tensors: Vec<Owned>,
     }
 
     impl ModelWriter {
-        /// A file for `model` trained with `schedule`; `note` records how it was made.
+        /// A file for `model` trained with `schedule`; `note` records how it was made. Its
+        /// recipe is the architecture's default ([`Recipe::for_model`]) until
+        /// [`with_recipe`](Self::with_recipe).
         pub fn new(model: ModelConfig, schedule: ScheduleConfig, note: &str) -> Self {
             Self {
                 model,
                 schedule,
                 precision: Precision::F32,
                 note: note.into(),
+                sampler: Recipe::for_model(&model, &schedule).sampler,
+                guide: None,
                 tensors: Vec::new(),
             }
+        }
+
+        /// Records how the model is meant to be sampled (checked when the file is parsed:
+        /// see [`Recipe::check`]).
+        pub fn with_recipe(mut self, recipe: &Recipe<'_>) -> Self {
+            self.sampler = recipe.sampler;
+            self.guide = recipe.guide.map(|g| (g.file.into(), g.weight));
+            self
+        }
+
+        /// A writer holding everything `file` holds (sizes, schedule, precision, note,
+        /// recipe, every tensor record as stored), to write it again with another note or
+        /// recipe.
+        pub fn copy_of(file: &ModelFile<'_>) -> Result<Self> {
+            let h = file.header();
+            let mut w = Self::new(h.model, h.schedule, h.note)
+                .with_precision(h.precision)
+                .with_recipe(&h.recipe);
+            for t in file.tensors() {
+                w.push_raw(t.name, t.dtype, t.dims(), t.data.to_vec())?;
+            }
+            Ok(w)
+        }
+
+        /// Replaces the note.
+        pub fn with_note(mut self, note: &str) -> Self {
+            self.note = note.into();
+            self
         }
 
         /// Marks the file as holding a model of the given precision (default: f32).
@@ -481,6 +552,16 @@ mod writer {
                 precision: self.precision,
                 tensor_count: self.tensors.len() as u32,
                 note: &self.note,
+                recipe: Recipe {
+                    sampler: self.sampler,
+                    guide: self
+                        .guide
+                        .as_ref()
+                        .map(|(file, weight)| crate::file::recipe::Guide {
+                            file,
+                            weight: *weight,
+                        }),
+                },
             };
             let mut out = Vec::with_capacity(
                 PREFIX_LEN

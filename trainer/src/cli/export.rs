@@ -156,7 +156,8 @@ pub fn run(a: ExportArgs) -> Result<()> {
         if a.safetensors {
             export::write_safetensors(&a.out, &w.tensors, Some((&w.model, &w.schedule)))?;
         } else {
-            let f32_bytes = export::model_file_bytes(&w.model, &w.schedule, &w.tensors, &note)?;
+            let f32_bytes =
+                export::model_file_bytes(&w.model, &w.schedule, &w.tensors, &note, None)?;
             if a.int8 {
                 let file = quantize::parse_f32(&f32_bytes)?;
                 atomic::write_atomic(&a.out, &quantize::export_int8(&file, &int8, &note, log)?)?;
@@ -173,7 +174,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
         load::with_model_file(path, |file| {
             let m = export::from_model_file(file, &path.display().to_string())?;
             let note = if a.note.is_empty() {
-                m.note
+                m.note.clone()
             } else {
                 a.note.clone()
             };
@@ -182,7 +183,13 @@ pub fn run(a: ExportArgs) -> Result<()> {
             } else if a.int8 {
                 atomic::write_atomic(&a.out, &quantize::export_int8(file, &int8, &note, log)?)
             } else {
-                let bytes = export::model_file_bytes(&m.config, &m.schedule, &m.tensors, &note)?;
+                let bytes = export::model_file_bytes(
+                    &m.config,
+                    &m.schedule,
+                    &m.tensors,
+                    &note,
+                    Some(&m.recipe()),
+                )?;
                 atomic::write_atomic(&a.out, &bytes)
             }
         })?;

@@ -96,7 +96,7 @@ pub fn run(a: ImportArgs, m: &ArgMatches) -> Result<()> {
             cfg.arch_name()
         );
     }
-    let bytes = export::model_file_bytes(&cfg, &schedule, &tensors, &a.note)?;
+    let bytes = export::model_file_bytes(&cfg, &schedule, &tensors, &a.note, None)?;
     atomic::write_atomic(&a.out, &bytes)?;
     eprintln!(
         "wrote {} ({})",

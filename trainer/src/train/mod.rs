@@ -314,6 +314,7 @@ pub fn fit(opts: &FitOptions, data: &Mnist, log: &mut dyn FnMut(&str)) -> Result
                     &opts.schedule,
                     &tr.export_params(),
                     &note,
+                    None,
                 )?;
                 ddpm_torch::atomic::write_atomic(path, &bytes)?;
                 log(&format!(
@@ -332,8 +333,13 @@ pub fn fit(opts: &FitOptions, data: &Mnist, log: &mut dyn FnMut(&str)) -> Result
         ));
     }
     if let Some(out) = &opts.out {
-        let bytes =
-            export::model_file_bytes(&opts.model, &opts.schedule, &tr.export_params(), &opts.note)?;
+        let bytes = export::model_file_bytes(
+            &opts.model,
+            &opts.schedule,
+            &tr.export_params(),
+            &opts.note,
+            None,
+        )?;
         ddpm_torch::atomic::write_atomic(out, &bytes)?;
         log(&format!(
             "wrote {} ({} weights)",
