@@ -39,6 +39,16 @@ pub fn parse_device(s: &str) -> anyhow::Result<tch::Device> {
     }
 }
 
+/// A device as `--device` names it: `cpu`, `cuda:N` (`mps`, `vulkan` for the others).
+pub fn device_name(d: tch::Device) -> String {
+    match d {
+        tch::Device::Cpu => "cpu".to_owned(),
+        tch::Device::Cuda(i) => format!("cuda:{i}"),
+        tch::Device::Mps => "mps".to_owned(),
+        tch::Device::Vulkan => "vulkan".to_owned(),
+    }
+}
+
 fn cuda_device(i: usize) -> anyhow::Result<tch::Device> {
     let count = tch::Cuda::device_count() as usize;
     if i >= count {

@@ -114,8 +114,10 @@ pub fn check_guide(
     if schedule != guide_schedule {
         anyhow::bail!(
             "{}: the guide was trained with another schedule or parameterization \
-             ({guide_schedule:?}) than the model ({schedule:?})",
-            guide_path.display()
+             ({}) than the model ({})",
+            guide_path.display(),
+            crate::info::describe_schedule(guide_schedule),
+            crate::info::describe_schedule(schedule)
         );
     }
     Ok(())
