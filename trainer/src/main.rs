@@ -1,4 +1,5 @@
-//! `trainer`: fit the seed's DDPM on MNIST with libtorch, export/import weights, sample images.
+//! `trainer`: fit the lecture notes' DDPM on MNIST with libtorch, export/import weights, sample
+//! images.
 //! Parses the arguments and hands them to the subcommand's module in [`cli`].
 mod cli;
 
@@ -9,7 +10,7 @@ use cli::{classifier, compare_int8, eval, export, fetch, fit, import, info, samp
 #[command(
     name = "trainer",
     version,
-    about = "Train the seed's DDPM (SimpleUNet, or the compact TinyUNet) on MNIST with \
+    about = "Train the lecture notes' DDPM (SimpleUNet, or the compact TinyUNet) on MNIST with \
              libtorch, export it to the ddpm-core model file, and sample images from it."
 )]
 struct Cli {
@@ -19,8 +20,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train a SimpleUNet (default) or a TinyUNet on MNIST IDX files (defaults: the seed's
-    /// recipe).
+    /// Train a SimpleUNet (default) or a TinyUNet on MNIST IDX files (defaults: the lecture
+    /// notes' recipe).
     Fit(fit::FitArgs),
     /// Write a model file (or a PyTorch safetensors file) from a checkpoint or a model file.
     Export(export::ExportArgs),
@@ -52,18 +53,29 @@ fn main() {
             .expect("the parsed subcommand has its matches")
     };
     let result = match cli.command {
-        Command::Fit(a) => fit::run(a),
-        Command::Export(a) => export::run(a),
+        Command::Fit(a) => fit::run(a, sub("fit")),
+        Command::Export(a) => export::run(a, sub("export")),
         Command::Import(a) => import::run(a, sub("import")),
         Command::Sample(a) => sample::run(a),
         Command::FetchData(a) => fetch::run(a),
         Command::Classifier(a) => classifier::run(a),
         Command::CompareInt8(a) => compare_int8::run(a),
-        Command::Eval(a) => eval::run(a),
+        Command::Eval(a) => eval::run(a, sub("eval")),
         Command::Info(a) => info::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        // clap's own checks: unique names, and conflicts and requirements naming real arguments.
+        Cli::command().debug_assert();
     }
 }
