@@ -4,7 +4,7 @@
 mod cli;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use cli::{classifier, compare_int8, eval, export, fetch, fit, import, info, sample};
+use cli::{classifier, compare_int8, completions, eval, export, fetch, fit, import, info, sample};
 
 #[derive(Parser)]
 #[command(
@@ -42,6 +42,16 @@ enum Command {
     /// Show what a model file holds: architecture and sizes, parameters, precision, schedule,
     /// how it was made, its tensors, size and CRC (text, or --json).
     Info(info::InfoArgs),
+    /// Print a shell completion script (bash, zsh or fish) to standard output
+    ///
+    /// Install it where the shell looks for completions, e.g.
+    ///   bash: trainer completions bash > ~/.local/share/bash-completion/completions/trainer
+    ///   zsh:  trainer completions zsh > ~/.zfunc/_trainer  (with `fpath+=~/.zfunc` before
+    ///         `compinit` in ~/.zshrc)
+    ///   fish: trainer completions fish > ~/.config/fish/completions/trainer.fish
+    /// and start a new shell.
+    #[command(verbatim_doc_comment)]
+    Completions(completions::CompletionsArgs),
 }
 
 fn main() {
@@ -62,6 +72,7 @@ fn main() {
         Command::CompareInt8(a) => compare_int8::run(a),
         Command::Eval(a) => eval::run(a, sub("eval")),
         Command::Info(a) => info::run(a),
+        Command::Completions(a) => completions::run(a, &mut Cli::command()),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

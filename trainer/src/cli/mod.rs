@@ -4,6 +4,7 @@
 //! `compare-int8`). Each module maps its arguments to calls into the library.
 pub mod classifier;
 pub mod compare_int8;
+pub mod completions;
 pub mod eval;
 pub mod export;
 pub mod fetch;
