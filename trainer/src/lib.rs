@@ -19,6 +19,7 @@ pub mod data;
 pub mod draw;
 pub mod eval;
 pub mod info;
+mod json;
 pub mod load;
 pub mod progress;
 pub mod quantize;

@@ -114,10 +114,8 @@ pub fn check_guide(
     if schedule != guide_schedule {
         anyhow::bail!(
             "{}: the guide was trained with another schedule or parameterization \
-             ({}) than the model ({})",
-            guide_path.display(),
-            crate::info::describe_schedule(guide_schedule),
-            crate::info::describe_schedule(schedule)
+             ({guide_schedule:?}) than the model ({schedule:?})",
+            guide_path.display()
         );
     }
     Ok(())
