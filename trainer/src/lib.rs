@@ -19,6 +19,7 @@ pub mod data;
 pub mod draw;
 pub mod eval;
 pub mod info;
+mod json;
 pub mod load;
 pub mod progress;
 pub mod quantize;
@@ -36,6 +37,16 @@ pub fn parse_device(s: &str) -> anyhow::Result<tch::Device> {
             Some(Ok(i)) => cuda_device(i),
             _ => anyhow::bail!("unknown device {other:?}: use auto, cpu, cuda or cuda:N"),
         },
+    }
+}
+
+/// A device as `--device` names it: `cpu`, `cuda:N` (`mps`, `vulkan` for the others).
+pub fn device_name(d: tch::Device) -> String {
+    match d {
+        tch::Device::Cpu => "cpu".to_owned(),
+        tch::Device::Cuda(i) => format!("cuda:{i}"),
+        tch::Device::Mps => "mps".to_owned(),
+        tch::Device::Vulkan => "vulkan".to_owned(),
     }
 }
 

@@ -1,15 +1,16 @@
-//! `trainer`: fit the seed's DDPM on MNIST with libtorch, export/import weights, sample images.
+//! `trainer`: fit the lecture notes' DDPM on MNIST with libtorch, export/import weights, sample
+//! images.
 //! Parses the arguments and hands them to the subcommand's module in [`cli`].
 mod cli;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use cli::{classifier, compare_int8, eval, export, fetch, fit, import, info, sample};
+use cli::{classifier, compare_int8, completions, eval, export, fetch, fit, import, info, sample};
 
 #[derive(Parser)]
 #[command(
     name = "trainer",
     version,
-    about = "Train the seed's DDPM (SimpleUNet, or the compact TinyUNet) on MNIST with \
+    about = "Train the lecture notes' DDPM (SimpleUNet, or the compact TinyUNet) on MNIST with \
              libtorch, export it to the ddpm-core model file, and sample images from it."
 )]
 struct Cli {
@@ -19,8 +20,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train a SimpleUNet (default) or a TinyUNet on MNIST IDX files (defaults: the seed's
-    /// recipe).
+    /// Train a SimpleUNet (default) or a TinyUNet on MNIST IDX files (defaults: the lecture
+    /// notes' recipe).
     Fit(fit::FitArgs),
     /// Write a model file (or a PyTorch safetensors file) from a checkpoint or a model file.
     Export(export::ExportArgs),
@@ -41,6 +42,16 @@ enum Command {
     /// Show what a model file holds: architecture and sizes, parameters, precision, schedule,
     /// how it was made, its tensors, size and CRC (text, or --json).
     Info(info::InfoArgs),
+    /// Print a shell completion script (bash, zsh or fish) to standard output
+    ///
+    /// Install it where the shell looks for completions, e.g.
+    ///   bash: trainer completions bash > ~/.local/share/bash-completion/completions/trainer
+    ///   zsh:  trainer completions zsh > ~/.zfunc/_trainer  (with `fpath+=~/.zfunc` before
+    ///         `compinit` in ~/.zshrc)
+    ///   fish: trainer completions fish > ~/.config/fish/completions/trainer.fish
+    /// and start a new shell.
+    #[command(verbatim_doc_comment)]
+    Completions(completions::CompletionsArgs),
 }
 
 fn main() {
@@ -52,18 +63,30 @@ fn main() {
             .expect("the parsed subcommand has its matches")
     };
     let result = match cli.command {
-        Command::Fit(a) => fit::run(a),
-        Command::Export(a) => export::run(a),
+        Command::Fit(a) => fit::run(a, sub("fit")),
+        Command::Export(a) => export::run(a, sub("export")),
         Command::Import(a) => import::run(a, sub("import")),
         Command::Sample(a) => sample::run(a),
         Command::FetchData(a) => fetch::run(a),
         Command::Classifier(a) => classifier::run(a),
         Command::CompareInt8(a) => compare_int8::run(a),
-        Command::Eval(a) => eval::run(a),
+        Command::Eval(a) => eval::run(a, sub("eval")),
         Command::Info(a) => info::run(a),
+        Command::Completions(a) => completions::run(a, &mut Cli::command()),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        // clap's own checks: unique names, and conflicts and requirements naming real arguments.
+        Cli::command().debug_assert();
     }
 }

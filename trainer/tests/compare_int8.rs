@@ -153,7 +153,10 @@ fn mismatched_files_are_refused_by_name() {
     };
     let err = |a: &Path, b: &Path| format!("{:#}", compare::sample_pair(a, b, &opts).unwrap_err());
     let e = err(&f32_a, &f32_a);
-    assert!(e.contains("tiny4.ddpm") && e.contains("--int8"), "{e}");
+    assert!(
+        e.contains("tiny4.ddpm") && e.contains("--int8-model"),
+        "{e}"
+    );
     let e = err(&int8_a, &int8_a);
     assert!(
         e.contains("tiny4_int8.ddpm") && e.contains("--model"),
@@ -176,7 +179,7 @@ fn cli_prints_the_figures_and_writes_the_png() {
     let out = Command::new(env!("CARGO_BIN_EXE_trainer"))
         .args(["compare-int8", "--model"])
         .arg(&f32_path)
-        .arg("--int8")
+        .arg("--int8-model")
         .arg(&int8_path)
         .args([
             "--n",
@@ -211,7 +214,7 @@ fn cli_prints_the_figures_and_writes_the_png() {
     let out = Command::new(env!("CARGO_BIN_EXE_trainer"))
         .args(["compare-int8", "--model"])
         .arg(&f32_path)
-        .arg("--int8")
+        .arg("--int8-model")
         .arg(dir.path().join("nope_int8.ddpm"))
         .arg("--classifier")
         .arg(&clf_path)

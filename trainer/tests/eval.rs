@@ -416,9 +416,9 @@ fn cli_reports_bound_and_quality_and_writes_json_and_curve() {
         .args([
             "--limit",
             "3",
-            "--batch",
+            "--batch-size",
             "2",
-            "--samples",
+            "--n",
             "6",
             "--workers",
             "2",
@@ -433,7 +433,7 @@ fn cli_reports_bound_and_quality_and_writes_json_and_curve() {
             "--threads",
             "1",
         ])
-        .arg("--json")
+        .arg("--json-out")
         .arg(&json)
         .arg("--curve")
         .arg(&csv)
@@ -492,8 +492,8 @@ fn cli_reports_bound_and_quality_and_writes_json_and_curve() {
         e.contains("/nonexistent/x.ddpm") && e.contains("no such model file"),
         "{e}"
     );
-    let e = run(&["--fid", "--model", m, "--samples", "1"]);
-    assert!(e.contains("--samples must be at least 2"), "{e}");
+    let e = run(&["--fid", "--model", m, "--n", "1"]);
+    assert!(e.contains("--n must be at least 2"), "{e}");
     let e = run(&["--nll", "--model", m, "--guide", m]);
     assert!(e.contains("a guided sampler has no such bound"), "{e}");
     let e = run(&["--fid", "--model", m, "--guidance", "3"]);
@@ -519,8 +519,8 @@ fn cli_guided_quality_names_the_guide_in_text_and_json() {
         .arg(&clf)
         .arg("--data")
         .arg(shared_mnist())
-        .args(["--samples", "4", "--sampler", "ddim", "--steps", "3"])
-        .args(["--device", "cpu", "--threads", "1", "--json"])
+        .args(["--n", "4", "--sampler", "ddim", "--steps", "3"])
+        .args(["--device", "cpu", "--threads", "1", "--json-out"])
         .arg(&json)
         .output()
         .unwrap();
@@ -582,7 +582,7 @@ fn fid_of_an_int8_file_samples_through_the_int8_executor_and_refuses_a_guide() {
             .arg(&int8)
             .arg("--data")
             .arg(shared_mnist())
-            .args(["--samples", "4", "--workers", "2", "--sampler", "ddim"])
+            .args(["--n", "4", "--workers", "2", "--sampler", "ddim"])
             .args([
                 "--steps",
                 "2",

@@ -153,7 +153,7 @@ fn cli_reports_a_corrupted_mirror_and_keeps_nothing() {
     // A file already there with wrong contents is deleted, not trusted.
     std::fs::write(dir.path().join("train-images-idx3-ubyte"), b"stale").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_trainer"))
-        .args(["fetch-data", "--no-progress", "--dir"])
+        .args(["fetch-data", "--no-progress", "--data"])
         .arg(dir.path())
         .args(["--mirror", &bad])
         .output()

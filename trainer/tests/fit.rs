@@ -35,9 +35,9 @@ fn mean(v: &[f32]) -> f32 {
     v.iter().sum::<f32>() / v.len() as f32
 }
 
-/// Runs `trainer sample --sampler ddim --steps 5 --no-progress --device cpu --backend BACKEND
-/// --model MODEL --out OUT.png --idx OUT.idx` plus `extra`, asserts success and returns the IDX
-/// images written.
+/// Runs `trainer sample --sampler ddim --steps 5 --no-progress --backend BACKEND --model MODEL
+/// --out OUT.png --idx OUT.idx` (and `--device cpu` for the torch backend, the only one that
+/// takes a device) plus `extra`, asserts success and returns the IDX images written.
 fn sample_cli(
     backend: &str,
     model: &Path,
@@ -45,6 +45,10 @@ fn sample_cli(
     extra: &[&std::ffi::OsStr],
 ) -> ddpm_trainer::data::idx::IdxArray {
     let (png, idx) = (out.with_extension("png"), out.with_extension("idx"));
+    let device: &[&str] = match backend {
+        "torch" => &["--device", "cpu"],
+        _ => &[],
+    };
     let o = Command::new(env!("CARGO_BIN_EXE_trainer"))
         .args([
             "sample",
@@ -54,7 +58,8 @@ fn sample_cli(
             "5",
             "--no-progress",
         ])
-        .args(["--device", "cpu", "--backend", backend, "--model"])
+        .args(device)
+        .args(["--backend", backend, "--model"])
         .arg(model)
         .arg("--out")
         .arg(&png)

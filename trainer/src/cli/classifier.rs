@@ -63,9 +63,9 @@ pub fn run(a: ClassifierArgs) -> Result<()> {
         progress: progress::wanted(a.no_progress),
     };
     eprintln!(
-        "classifier: MNIST from {} on {:?} ({} threads), {} epochs of batch {}, lr {}, seed {}",
+        "classifier: MNIST from {} on {} ({} threads), {} epochs of batch {}, lr {}, seed {}",
         data_dir.display(),
-        device,
+        ddpm_trainer::device_name(device),
         tch::get_num_threads(),
         a.epochs,
         a.batch_size,

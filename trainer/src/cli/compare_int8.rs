@@ -3,8 +3,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use ddpm_trainer::eval::{classifier, compare};
-use ddpm_trainer::progress;
+use ddpm_trainer::eval::{classifier, compare, describe_sampler};
+use ddpm_trainer::{load, progress};
 
 use super::sampler::{Compare, SamplerArgs};
 use super::{model_or_default, JudgeArgs};
@@ -17,10 +17,11 @@ pub struct CompareInt8Args {
     /// Its int8 export (`trainer export --int8`).
     #[arg(
         long,
+        alias = "int8",
         value_name = "INT8FILE",
         default_value = "models/simple_unet_mnist_int8.ddpm"
     )]
-    int8: PathBuf,
+    int8_model: PathBuf,
     /// Images per model; image i of both uses noise seed SEED + i.
     #[arg(long, default_value_t = 100)]
     n: usize,
@@ -38,10 +39,11 @@ pub struct CompareInt8Args {
 
 /// Compares as asked and reports.
 pub fn run(a: CompareInt8Args) -> Result<()> {
+    let sampler = a.sampler.config()?;
     let device = a.judge.setup()?;
     let seed = a.sampler.seed();
     let model_path = model_or_default(a.model.clone());
-    for (flag, p) in [("--model", &model_path), ("--int8", &a.int8)] {
+    for (flag, p) in [("--model", &model_path), ("--int8-model", &a.int8_model)] {
         if !p.is_file() {
             bail!(
                 "{}: no such model file ({flag}; the int8 file comes from \
@@ -50,28 +52,31 @@ pub fn run(a: CompareInt8Args) -> Result<()> {
             );
         }
     }
+    let timesteps = load::with_model_file(&model_path, |f| Ok(f.header().schedule.timesteps))?;
     let clf = classifier::load_or_train(&a.judge.classifier, &a.judge.data_dir(), device)?;
     let opts = compare::CompareOptions {
         n: a.n,
-        sampler: a.sampler.config(),
+        sampler,
         seed,
         workers: a.judge.workers()?,
         progress: progress::wanted(a.no_progress),
     };
     eprintln!(
-        "compare-int8: {} images each from {} and {}, {:?}, seeds {}..={}",
+        "compare-int8: {} images each from {} and {}, {}, seeds {}..={}",
         a.n,
         model_path.display(),
-        a.int8.display(),
-        opts.sampler,
+        a.int8_model.display(),
+        describe_sampler(&opts.sampler, timesteps),
         seed,
         seed.wrapping_add(a.n.saturating_sub(1) as u64)
     );
-    let (r, _) = compare::compare(&model_path, &a.int8, &clf, &opts, Some(&a.out))?;
+    let (r, _) = compare::compare(&model_path, &a.int8_model, &clf, &opts, Some(&a.out))?;
     let l = &r.labels;
     println!(
-        "images: {} per model, {:?}, seed {}",
-        r.n, opts.sampler, seed
+        "images: {} per model, {}, seed {}",
+        r.n,
+        describe_sampler(&opts.sampler, timesteps),
+        seed
     );
     println!(
         "mean |f32 - int8| pixel difference: {:.2} (0-255 scale); largest {}",

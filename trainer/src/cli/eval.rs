@@ -1,12 +1,12 @@
 //! `trainer eval`.
 use std::path::PathBuf;
 
-use anyhow::Result;
-use clap::Args;
+use anyhow::{bail, Result};
+use clap::{ArgMatches, Args};
 use ddpm_trainer::{eval, progress};
 
-use super::sampler::{Guided, SamplerArgs};
-use super::{model_or_default, JudgeArgs};
+use super::sampler::{Flavor, Guided, SamplerArgs};
+use super::{given, model_or_default, JudgeArgs};
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -18,35 +18,99 @@ pub struct EvalArgs {
     #[arg(long)]
     nll: bool,
     /// Sample quality: classifier-feature Fréchet distance to the test set, IS analog,
-    /// confident share and labels of --samples images, and the same for real training images.
+    /// confident share and labels of --n images, and the same for real training images.
     #[arg(long)]
     fid: bool,
     /// --nll: the first N test images only [default: all 10,000].
     #[arg(long)]
     limit: Option<usize>,
     /// --nll: images per batch through the network.
-    #[arg(long, default_value_t = 100)]
-    batch: usize,
+    #[arg(long, alias = "batch", default_value_t = 100)]
+    batch_size: usize,
     /// --nll: write the mean of every step's term (bits/dim) as CSV here.
     #[arg(long)]
     curve: Option<PathBuf>,
     /// --fid: number of samples (and of real training images for the floor).
-    #[arg(long, default_value_t = 1000)]
-    samples: usize,
+    #[arg(long, alias = "samples", default_value_t = 1000)]
+    n: usize,
     #[command(flatten)]
     sampler: SamplerArgs<Guided>,
     #[command(flatten)]
     judge: JudgeArgs,
     /// Write all figures as JSON to this file.
-    #[arg(long)]
-    json: Option<PathBuf>,
+    #[arg(long, alias = "json", value_name = "FILE")]
+    json_out: Option<PathBuf>,
     /// No progress bars.
     #[arg(long)]
     no_progress: bool,
 }
 
-/// Evaluates as asked.
-pub fn run(a: EvalArgs) -> Result<()> {
+impl EvalArgs {
+    /// Refuses the flags of the mode not asked for: those of --nll without it, those of --fid
+    /// without it. `m` tells flags given from defaults.
+    fn refuse_other_mode(&self, m: &ArgMatches) -> Result<()> {
+        if !self.nll {
+            let nll_only = [
+                (
+                    self.limit.is_some(),
+                    "--limit",
+                    "it picks the test images of the bound",
+                ),
+                (
+                    given(m, "batch_size"),
+                    "--batch-size",
+                    "it sets how many test images go through the network at once",
+                ),
+                (
+                    self.curve.is_some(),
+                    "--curve",
+                    "it writes the bound's per-step terms",
+                ),
+            ];
+            if let Some((_, flag, why)) = nll_only.iter().find(|f| f.0) {
+                bail!("{flag} applies to --nll: {why}");
+            }
+        }
+        if !self.fid {
+            let fid_only = [
+                (given(m, "n"), "--n", "it is the number of samples judged"),
+                (
+                    self.judge.workers.is_some(),
+                    "--workers",
+                    "they draw the samples",
+                ),
+                (
+                    given(m, "classifier"),
+                    "--classifier",
+                    "it judges the samples",
+                ),
+            ];
+            if let Some((_, flag, why)) = fid_only.iter().find(|f| f.0) {
+                bail!("{flag} applies to --fid: {why}");
+            }
+            self.sampler.refuse_sampling_only()?;
+        }
+        Ok(())
+    }
+}
+
+/// Evaluates as asked; `m` are the subcommand's parsed arguments (to tell flags given from
+/// defaults).
+pub fn run(a: EvalArgs, m: &ArgMatches) -> Result<()> {
+    // Without --nll or --fid, the library says there is nothing to do.
+    if a.nll || a.fid {
+        a.refuse_other_mode(m)?;
+    }
+    let base = Guided::base();
+    let (sampler, bound) = if a.nll && a.fid {
+        a.sampler.resolve_with_bound(base)?
+    } else if a.fid {
+        let s = a.sampler.config()?;
+        (s, a.sampler.bound_model(base))
+    } else {
+        (base, a.sampler.bound_model(base))
+    };
+    let guide = a.sampler.own.guide()?;
     let device = a.judge.setup()?;
     let workers = a.judge.workers()?;
     let opts = eval::EvalOptions {
@@ -56,24 +120,19 @@ pub fn run(a: EvalArgs) -> Result<()> {
         data: a.judge.data_dir(),
         device,
         progress: progress::wanted(a.no_progress),
-        json: a.json,
+        json: a.json_out,
         bound: eval::nll::BoundOptions {
-            variance: a.sampler.variance(),
-            clip_x0: a.sampler.clip_x0,
+            variance: bound.variance,
+            clip_x0: bound.clip_x0,
             seed: a.sampler.seed(),
         },
         limit: a.limit,
-        batch: a.batch,
+        batch: a.batch_size,
         curve: a.curve,
-        sampler: a.sampler.config(),
-        guide: a
-            .sampler
-            .own
-            .guide
-            .clone()
-            .map(|g| (g, a.sampler.own.guidance)),
+        sampler,
+        guide,
         seed: a.sampler.seed(),
-        samples: a.samples,
+        samples: a.n,
         workers,
         classifier: a.judge.classifier,
     };

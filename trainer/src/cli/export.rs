@@ -2,13 +2,15 @@
 //! PyTorch safetensors file.
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
-use clap::Args;
+use anyhow::{bail, Context, Result};
+use clap::{ArgMatches, Args};
 use ddpm_core::kernels::calibrate::RangeMethod;
 use ddpm_core::simple_unet::ptq::{Equalize, QuantOptions, WeightClip};
 use ddpm_torch::{atomic, export};
 use ddpm_trainer::quantize::{self, Int8Export};
 use ddpm_trainer::{load, train};
+
+use super::given;
 
 #[derive(Args)]
 pub struct ExportArgs {
@@ -21,7 +23,8 @@ pub struct ExportArgs {
     /// Output file.
     #[arg(long)]
     out: PathBuf,
-    /// Write a PyTorch safetensors state_dict (the seed's names) instead of a model file.
+    /// Write a PyTorch safetensors state_dict (the lecture notes' names) instead of a model
+    /// file.
     #[arg(long)]
     safetensors: bool,
     /// Export the raw weights even when the checkpoint has an EMA.
@@ -55,10 +58,19 @@ pub struct ExportArgs {
     /// activation channel's range against the next layer's weights).
     #[arg(long, default_value = "activations", value_parser = parse_equalize)]
     equalize: Equalize,
-    /// --int8: empirical bias correction of each layer's mean output error over the
-    /// calibration inputs (true/false).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    bias_correction: bool,
+    /// --int8: no empirical bias correction (by default each layer's mean output error over
+    /// the calibration inputs is corrected).
+    #[arg(long)]
+    no_bias_correction: bool,
+    /// The earlier spelling of --no-bias-correction: --bias-correction true|false.
+    #[arg(
+        long,
+        hide = true,
+        value_name = "true|false",
+        action = clap::ArgAction::Set,
+        conflicts_with = "no_bias_correction"
+    )]
+    bias_correction: Option<bool>,
     /// --int8: bits of the network input x_t: 16 (symmetric int16, zero point 0; enc1
     /// multiplies int16 inputs by int8 weights) or 8 (int8 like every other activation, the
     /// earlier default).
@@ -123,8 +135,66 @@ fn parse_equalize(s: &str) -> std::result::Result<Equalize, String> {
     }
 }
 
-/// Exports as asked.
-pub fn run(a: ExportArgs) -> Result<()> {
+/// The flags of `export --int8` (argument id, flag), all refused without it.
+const INT8_ONLY: [(&str, &str); 12] = [
+    ("data", "--data"),
+    ("range", "--range"),
+    ("weight_clip", "--weight-clip"),
+    ("equalize", "--equalize"),
+    ("no_bias_correction", "--no-bias-correction"),
+    ("bias_correction", "--bias-correction"),
+    ("input_bits", "--input-bits"),
+    ("ablation", "--ablation"),
+    ("calib_images", "--calib-images"),
+    ("calib_trajectories", "--calib-trajectories"),
+    ("eval_images", "--eval-images"),
+    ("seed", "--seed"),
+];
+
+/// The flags of `export --int8` that only the SimpleUNet quantizer reads.
+const SIMPLE_UNET_ONLY: [&str; 6] = [
+    "--weight-clip",
+    "--equalize",
+    "--no-bias-correction",
+    "--bias-correction",
+    "--input-bits",
+    "--ablation",
+];
+
+impl ExportArgs {
+    /// Refuses the flags that do not apply to the export asked for; `m` tells flags given from
+    /// defaults.
+    fn refuse_inapplicable(&self, m: &ArgMatches) -> Result<()> {
+        if !self.int8 {
+            if let Some((_, flag)) = INT8_ONLY.iter().find(|(id, _)| given(m, id)) {
+                bail!(
+                    "{flag} applies to --int8 only: it is a setting of the post-training \
+                     quantization"
+                );
+            }
+        }
+        if self.raw && self.checkpoint.is_none() {
+            bail!(
+                "--raw applies to --checkpoint only: a model file holds one set of weights, \
+                 without an EMA"
+            );
+        }
+        if self.safetensors && given(m, "note") {
+            bail!("--note applies to model files: a safetensors file has no note");
+        }
+        Ok(())
+    }
+}
+
+/// Exports as asked; `m` are the subcommand's parsed arguments (to tell flags given from
+/// defaults).
+pub fn run(a: ExportArgs, m: &ArgMatches) -> Result<()> {
+    a.refuse_inapplicable(m)?;
+    let simple_unet_only = INT8_ONLY
+        .iter()
+        .filter(|(id, flag)| SIMPLE_UNET_ONLY.contains(flag) && given(m, id))
+        .map(|(_, flag)| *flag)
+        .collect();
     let int8 = Int8Export {
         data: a.data.clone(),
         calib_images: a.calib_images,
@@ -133,12 +203,13 @@ pub fn run(a: ExportArgs) -> Result<()> {
             range: a.range,
             weight_clip: a.weight_clip,
             equalize: a.equalize,
-            bias_correction: a.bias_correction,
+            bias_correction: a.bias_correction.unwrap_or(!a.no_bias_correction),
             input_bits: a.input_bits,
         },
         seed: a.seed,
         eval_images: a.eval_images,
         ablation: a.ablation,
+        simple_unet_only,
     };
     let log = &mut |m: &str| eprintln!("{m}");
     if let Some(ckpt) = &a.checkpoint {
@@ -196,4 +267,30 @@ pub fn run(a: ExportArgs) -> Result<()> {
     }
     eprintln!("wrote {}", a.out.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ddpm_trainer::quantize::{equalize_name, range_name, weight_clip_name};
+
+    #[test]
+    fn notes_name_the_settings_as_the_flags_do() {
+        for r in [
+            RangeMethod::MinMax,
+            RangeMethod::Percentile(99.99),
+            RangeMethod::Percentile(100.0),
+            RangeMethod::Mse,
+            RangeMethod::EpsMse,
+        ] {
+            assert_eq!(parse_range(&range_name(r)), Ok(r));
+        }
+        assert_eq!(range_name(RangeMethod::Percentile(99.99)), "p99.99");
+        for w in [WeightClip::Max, WeightClip::Mse] {
+            assert_eq!(parse_weight_clip(weight_clip_name(w)), Ok(w));
+        }
+        for e in [Equalize::Off, Equalize::Weights, Equalize::Activations] {
+            assert_eq!(parse_equalize(equalize_name(e)), Ok(e));
+        }
+    }
 }

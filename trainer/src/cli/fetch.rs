@@ -9,8 +9,8 @@ use ddpm_trainer::progress;
 #[derive(Args)]
 pub struct FetchArgs {
     /// Directory to put the four decompressed MNIST files in.
-    #[arg(long, default_value = "data/mnist")]
-    dir: PathBuf,
+    #[arg(long, alias = "dir", default_value = "data/mnist")]
+    data: PathBuf,
     /// Base URL of a mirror (repeatable; tried in order; a file's URL is base + name + .gz)
     /// [default: ossci-datasets S3, Google cvdf-datasets, yann.lecun.com].
     #[arg(long = "mirror", value_name = "URL")]
@@ -31,11 +31,11 @@ pub fn run(a: FetchArgs) -> Result<()> {
         a.mirrors.clone()
     };
     fetch::fetch_mnist(
-        &a.dir,
+        &a.data,
         &mirrors,
         progress::wanted(a.no_progress),
         &mut |m| eprintln!("{m}"),
     )?;
-    eprintln!("MNIST is in {}", a.dir.display());
+    eprintln!("MNIST is in {}", a.data.display());
     Ok(())
 }

@@ -1,13 +1,13 @@
 //! `trainer fit`.
 use std::path::PathBuf;
 
-use anyhow::Result;
-use clap::{Args, ValueEnum};
+use anyhow::{bail, Result};
+use clap::{ArgMatches, Args, ValueEnum};
 use ddpm_core::{ModelConfig, SimpleUNetConfig, TinyUNetConfig};
 use ddpm_trainer::train::config::{Arch, FitRequest, LossWeightKind};
-use ddpm_trainer::{parse_device, progress, train};
+use ddpm_trainer::{device_name, parse_device, progress, train};
 
-use super::{ScheduleArgs, Threads};
+use super::{given, ScheduleArgs, Threads};
 
 /// `--lr-schedule` values.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -87,14 +87,14 @@ pub struct FitArgs {
     /// min(DECAY, (1+n)/(10+n)) at step n) and export it instead of the raw weights.
     #[arg(long, value_name = "DECAY")]
     ema: Option<f64>,
-    /// Learning-rate schedule: `constant` (the seed's) or `cosine`: linear warm-up over
+    /// Learning-rate schedule: `constant` (the lecture notes') or `cosine`: linear warm-up over
     /// --warmup-steps, then half a cosine from --lr down to 0 at the last step of --epochs.
     #[arg(long, value_enum, default_value = "constant")]
     lr_schedule: LrScheduleArg,
     /// --lr-schedule cosine: steps of linear warm-up from 0 to --lr.
     #[arg(long, default_value_t = 200)]
     warmup_steps: u64,
-    /// Per-image loss weight: `uniform` (the seed's plain ε MSE, or plain v MSE with
+    /// Per-image loss weight: `uniform` (the lecture notes' plain ε MSE, or plain v MSE with
     /// --prediction v) or `min-snr` (Hang et al. 2023, γ from --min-snr-gamma: min(SNR_t, γ) /
     /// SNR_t on the ε error, min(SNR_t, γ) / (SNR_t + 1) on the v error) or `snr-plus` (with
     /// --prediction v only: (SNR_t + k) / (SNR_t + 1) on the v error, k from --snr-plus-k).
@@ -137,7 +137,7 @@ pub struct FitArgs {
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum ArchArg {
-    /// The seed's SimpleUNet: four 3×3 convs at full resolution (--hidden1, --hidden2).
+    /// The lecture notes' SimpleUNet: four 3×3 convs at full resolution (--hidden1, --hidden2).
     Simple,
     /// TinyUNet: a U-Net with two stride-2 levels, skip connections and a sinusoidal time
     /// embedding (--widths, --mid-blocks, --emb-dim, --temb-dim; image sides multiples of 4).
@@ -155,8 +155,47 @@ fn parse_widths(s: &str) -> std::result::Result<[u32; 3], String> {
     }
 }
 
-/// Trains as asked and reports.
-pub fn run(a: FitArgs) -> Result<()> {
+impl FitArgs {
+    /// Refuses the flags that the chosen --arch, --lr-schedule, --loss-weight and --schedule
+    /// do not read; `m` tells flags given from defaults.
+    fn refuse_inapplicable(&self, m: &ArgMatches) -> Result<()> {
+        let (other_arch, other_net, ids): (&str, &str, &[(&str, &str)]) = match self.arch {
+            ArchArg::Simple => (
+                "tiny",
+                "TinyUNet",
+                &[
+                    ("widths", "--widths"),
+                    ("mid_blocks", "--mid-blocks"),
+                    ("emb_dim", "--emb-dim"),
+                    ("temb_dim", "--temb-dim"),
+                ],
+            ),
+            ArchArg::Tiny => (
+                "simple",
+                "SimpleUNet",
+                &[("hidden1", "--hidden1"), ("hidden2", "--hidden2")],
+            ),
+        };
+        if let Some((_, flag)) = ids.iter().find(|(id, _)| given(m, id)) {
+            bail!("{flag} applies to --arch {other_arch} only: it is a size of the {other_net}");
+        }
+        if matches!(self.lr_schedule, LrScheduleArg::Constant) && given(m, "warmup_steps") {
+            bail!("--warmup-steps applies to --lr-schedule cosine only: a constant rate has no warm-up");
+        }
+        if !matches!(self.loss_weight, LossWeightArg::MinSnr) && given(m, "min_snr_gamma") {
+            bail!("--min-snr-gamma applies to --loss-weight min-snr only: it is that weight's γ");
+        }
+        if !matches!(self.loss_weight, LossWeightArg::SnrPlus) && given(m, "snr_plus_k") {
+            bail!("--snr-plus-k applies to --loss-weight snr-plus only: it is that weight's k");
+        }
+        self.schedule.refuse_inapplicable(m)
+    }
+}
+
+/// Trains as asked and reports; `m` are the subcommand's parsed arguments (to tell flags given
+/// from defaults).
+pub fn run(a: FitArgs, m: &ArgMatches) -> Result<()> {
+    a.refuse_inapplicable(m)?;
     a.threads.apply()?;
     let device = parse_device(&a.device)?;
     let request = FitRequest {
@@ -215,13 +254,13 @@ pub fn run(a: FitArgs) -> Result<()> {
     let (opts, data) = request.prepare()?;
     let model = opts.model;
     eprintln!(
-        "fit: {} ({} parameters), {} images from {} on {:?} ({} threads), {} epochs of batch \
+        "fit: {} ({} parameters), {} images from {} on {} ({} threads), {} epochs of batch \
          {}, lr {}, T = {}",
         model.arch_name(),
         model.param_count(),
         data.len,
         data.images_path.display(),
-        device,
+        device_name(device),
         tch::get_num_threads(),
         opts.epochs,
         opts.batch_size,

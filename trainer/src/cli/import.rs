@@ -49,6 +49,7 @@ const RECORDED: [(&str, &str); 7] = [
 /// Converts as asked; `m` are the subcommand's parsed arguments (to tell flags given from
 /// defaults).
 pub fn run(a: ImportArgs, m: &ArgMatches) -> Result<()> {
+    a.schedule.refuse_inapplicable(m)?;
     let what = a.safetensors.display();
     let (arch, height, width, schedule) = match export::read_metadata(&a.safetensors)? {
         Some((arch, h, w, schedule)) => {

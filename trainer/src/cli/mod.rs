@@ -4,6 +4,7 @@
 //! `compare-int8`). Each module maps its arguments to calls into the library.
 pub mod classifier;
 pub mod compare_int8;
+pub mod completions;
 pub mod eval;
 pub mod export;
 pub mod fetch;
@@ -16,17 +17,24 @@ pub mod sampler;
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
-use clap::{Args, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, ValueEnum};
 use ddpm_core::{Prediction, ScheduleConfig};
 use ddpm_trainer::data::idx;
 use ddpm_trainer::parse_device;
+
+/// Whether the flag of argument `id` was typed on the command line (rather than left at its
+/// default).
+pub fn given(m: &ArgMatches, id: &str) -> bool {
+    m.value_source(id) == Some(ValueSource::CommandLine)
+}
 
 /// Default model file of `sample`, `eval` and `compare-int8` (the committed, trained model).
 pub const DEFAULT_MODEL: &str = "models/simple_unet_mnist.ddpm";
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum ScheduleArg {
-    /// β evenly spaced from --beta-start to --beta-end (the seed's).
+    /// β evenly spaced from --beta-start to --beta-end (the lecture notes').
     Linear,
     /// Cosine ᾱ (Nichol & Dhariwal 2021, s = 0.008, β ≤ 0.999).
     Cosine,
@@ -35,7 +43,7 @@ pub enum ScheduleArg {
 /// `--prediction` values.
 #[derive(Clone, Copy, ValueEnum)]
 pub enum PredictionArg {
-    /// The noise ε (the seed's).
+    /// The noise ε (the lecture notes').
     Eps,
     /// The velocity v = √ᾱ_t·ε − √(1−ᾱ_t)·x0 (Salimans & Ho 2022): x0 stays well conditioned
     /// at the noisiest steps, where ε-prediction must recover it from a 1/√ᾱ_t-amplified
@@ -75,6 +83,22 @@ impl ScheduleArgs {
             PredictionArg::Eps => Prediction::Eps,
             PredictionArg::V => Prediction::V,
         })
+    }
+
+    /// Refuses --beta-start and --beta-end with --schedule cosine, which has no β range. `m`
+    /// tells flags given from defaults.
+    pub fn refuse_inapplicable(&self, m: &ArgMatches) -> Result<()> {
+        if let ScheduleArg::Cosine = self.schedule {
+            for (id, flag) in [("beta_start", "--beta-start"), ("beta_end", "--beta-end")] {
+                if given(m, id) {
+                    bail!(
+                        "{flag} applies to --schedule linear only: the cosine schedule's β \
+                         follow from its ᾱ curve"
+                    );
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The schedule as a note names it: `linear(START..END)` or `cosine`.

@@ -39,9 +39,9 @@ pub struct SampleArgs {
     /// Which implementation samples.
     #[arg(long, value_enum, default_value = "core")]
     backend: BackendArg,
-    /// Device of --backend torch: auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    device: String,
+    /// Device of --backend torch: auto, cpu, cuda or cuda:N [default: auto].
+    #[arg(long)]
+    device: Option<String>,
     #[command(flatten)]
     threads: Threads,
     /// No progress bar.
@@ -66,23 +66,28 @@ pub fn run(a: SampleArgs) -> Result<()> {
         );
     }
     let backend = match a.backend {
-        BackendArg::Core => Backend::Core {
-            threads: a.threads.count()?,
-        },
+        BackendArg::Core => {
+            if a.device.is_some() {
+                bail!(
+                    "--device applies to --backend torch: the core backend samples on the CPU \
+                     (with --threads threads)"
+                );
+            }
+            Backend::Core {
+                threads: a.threads.count()?,
+            }
+        }
         BackendArg::Torch => {
             a.threads.apply()?;
-            Backend::Torch(parse_device(&a.device)?)
+            Backend::Torch(parse_device(a.device.as_deref().unwrap_or("auto"))?)
         }
     };
+    let sampler = a.sampler.config()?;
+    let guide = a.sampler.own.guide()?;
     let opts = SampleOptions {
         model: &path,
-        guide: a
-            .sampler
-            .own
-            .guide
-            .as_deref()
-            .map(|g| (g, a.sampler.own.guidance)),
-        sampler: a.sampler.config(),
+        guide: guide.as_ref().map(|(g, w)| (g.as_path(), *w)),
+        sampler,
         n: a.n,
         seed: a.sampler.seed(),
         backend,

@@ -81,7 +81,7 @@ pub enum IdxError {
         want_w: usize,
     },
     /// Neither `name` nor `name.gz` exists in the data directory.
-    #[error("{dir}: neither {name} nor {name}.gz found (fetch MNIST with `trainer fetch-data --dir {dir}`)")]
+    #[error("{dir}: neither {name} nor {name}.gz found (fetch MNIST with `trainer fetch-data --data {dir}`)")]
     Missing {
         /// The data directory.
         dir: PathBuf,

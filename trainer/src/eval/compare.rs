@@ -22,6 +22,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::draw::Draws;
 use crate::eval::classifier::{Classifier, CLASSES, CONFIDENT_PROB, SIDE};
+use crate::info::{describe_model, describe_schedule};
 use crate::sample::{to_pixels, GridLayout};
 
 /// What to sample.
@@ -102,18 +103,22 @@ pub fn check_pair(
     let fa = ModelFile::parse(f32_bytes).map_err(|e| anyhow!("{}: {e}", names.0))?;
     let fb = ModelFile::parse(int8_bytes).map_err(|e| anyhow!("{}: {e}", names.1))?;
     let (ha, hb) = (fa.header(), fb.header());
+    let precision = |p: Precision| match p {
+        Precision::F32 => "f32",
+        Precision::Int8 => "int8",
+    };
     if ha.precision != Precision::F32 {
         bail!(
-            "{}: an {:?} model file; --model takes the f32 one",
+            "{}: an {} model file; --model takes the f32 one",
             names.0,
-            ha.precision
+            precision(ha.precision)
         );
     }
     if hb.precision != Precision::Int8 {
         bail!(
-            "{}: an {:?} model file; --int8 takes one written by `trainer export --int8`",
+            "{}: an {} model file; --int8-model takes one written by `trainer export --int8`",
             names.1,
-            hb.precision
+            precision(hb.precision)
         );
     }
     let (ModelConfig::SimpleUNet(ca), ModelConfig::SimpleUNet(cb)) = (ha.model, hb.model) else {
@@ -127,18 +132,20 @@ pub fn check_pair(
     };
     if ca != cb {
         bail!(
-            "{} is {ca:?} but {} is {cb:?}: not the same network",
+            "{} is a {} but {} a {}: not the same network",
             names.0,
-            names.1
+            describe_model(&ha.model),
+            names.1,
+            describe_model(&hb.model)
         );
     }
     if ha.schedule != hb.schedule {
         bail!(
-            "{} has schedule {:?} but {} has {:?}: not the same model",
+            "{} has schedule {} but {} has {}: not the same model",
             names.0,
-            ha.schedule,
+            describe_schedule(&ha.schedule),
             names.1,
-            hb.schedule
+            describe_schedule(&hb.schedule)
         );
     }
     Ok(ca)

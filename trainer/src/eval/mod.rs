@@ -55,7 +55,7 @@ pub struct EvalOptions {
     pub bound: nll::BoundOptions,
     /// Bound: evaluate the first N test images only.
     pub limit: Option<usize>,
-    /// Bound: images per batch.
+    /// Bound: images per batch (`--batch-size`).
     pub batch: usize,
     /// Bound: write the per-step curve (CSV) here.
     pub curve: Option<PathBuf>,
@@ -65,7 +65,7 @@ pub struct EvalOptions {
     pub guide: Option<(PathBuf, f32)>,
     /// Quality: image `i` is drawn from noise seed `seed + i`.
     pub seed: u64,
-    /// Quality: number of samples (and of real training images for the floor).
+    /// Quality: number of samples (and of real training images for the floor; `--n`).
     pub samples: usize,
     /// Quality: sampling threads (results do not depend on it).
     pub workers: usize,
@@ -120,6 +120,7 @@ impl TorchNet {
 }
 
 pub use crate::draw::Draws;
+pub(crate) use crate::json::{json_num, json_str};
 
 fn variance_name(v: DdpmVariance) -> &'static str {
     match v {
@@ -178,13 +179,13 @@ pub fn run_bound(opts: &EvalOptions) -> Result<(nll::BoundReport, f64)> {
         .with_context(|| format!("{what}: schedule"))?;
     let t = diff.timesteps();
     eprintln!(
-        "bound: {} test images of {}, T = {t}, {} variance, clip x0 {}, seed {}, on {:?}",
+        "bound: {} test images of {}, T = {t}, {} variance, clip x0 {}, seed {}, on {}",
         test.len,
         test.images_path.display(),
         variance_name(opts.bound.variance),
         if opts.bound.clip_x0 { "yes" } else { "no" },
         opts.bound.seed,
-        opts.device
+        crate::device_name(opts.device)
     );
     let pb = crate::progress::bar((test.len * t) as u64, opts.progress, "image-steps");
     let start = Instant::now();
@@ -206,7 +207,7 @@ pub fn run_bound(opts: &EvalOptions) -> Result<(nll::BoundReport, f64)> {
 pub fn run_quality(opts: &EvalOptions) -> Result<QualityReport> {
     let what = opts.model.display().to_string();
     if opts.samples < 2 {
-        bail!("--samples must be at least 2 (a covariance needs two feature vectors)");
+        bail!("--n must be at least 2 (a covariance needs two feature vectors)");
     }
     if opts.workers == 0 {
         bail!("--workers must be at least 1");
@@ -258,7 +259,7 @@ pub fn run_quality(opts: &EvalOptions) -> Result<QualityReport> {
         .context("MNIST training images (the real-image floor)")?;
     if train.len < opts.samples {
         bail!(
-            "{}: {} training images, fewer than --samples {}",
+            "{}: {} training images, fewer than --n {}",
             train.images_path.display(),
             train.len,
             opts.samples
@@ -380,33 +381,6 @@ pub fn format_quality(q: &QualityReport, sampler: &str) -> String {
         1000.0 * q.sampling_seconds / g.n as f64
     );
     s
-}
-
-/// A JSON string literal.
-pub(crate) fn json_str(s: &str) -> String {
-    let mut out = String::from("\"");
-    for ch in s.chars() {
-        match ch {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// A JSON number (non-finite values, which JSON cannot hold, become null).
-pub(crate) fn json_num(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v}")
-    } else {
-        "null".to_owned()
-    }
 }
 
 fn json_set(f: &quality::SetFigures) -> String {
@@ -571,16 +545,4 @@ pub fn run(opts: &EvalOptions) -> Result<()> {
         eprintln!("wrote {}", p.display());
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn json_strings_are_escaped_and_non_finite_numbers_are_null() {
-        assert_eq!(json_str("a\"b\\c\nd\u{1}"), "\"a\\\"b\\\\c\\nd\\u0001\"");
-        assert_eq!(json_num(f64::NAN), "null");
-        assert_eq!(json_num(1.5), "1.5");
-    }
 }

@@ -20,7 +20,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use ddpm_core::diffusion::{self, Plan, SamplerConfig};
 use ddpm_core::file::ModelFile;
 use ddpm_core::host::HostModel;
-use ddpm_core::simple_unet::ptq::QuantOptions;
+use ddpm_core::kernels::calibrate::RangeMethod;
+use ddpm_core::simple_unet::ptq::{Equalize, QuantOptions, WeightClip};
 use ddpm_core::{GaussianNoise, ModelConfig, Schedule, ScheduleConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -256,6 +257,48 @@ pub struct Int8Export {
     pub eval_images: usize,
     /// SimpleUNet: also attribute ε's error to the layers.
     pub ablation: bool,
+    /// The flags of SimpleUNet's quantizer given on the command line (`--weight-clip`, …):
+    /// refused for a TinyUNet, whose quantizer does not read them.
+    pub simple_unet_only: Vec<&'static str>,
+}
+
+/// `--range`'s word for `m`: `minmax`, `pNN.NN`, `mse` or `eps`.
+pub fn range_name(m: RangeMethod) -> String {
+    match m {
+        RangeMethod::MinMax => "minmax".to_owned(),
+        RangeMethod::Percentile(p) => format!("p{p}"),
+        RangeMethod::Mse => "mse".to_owned(),
+        RangeMethod::EpsMse => "eps".to_owned(),
+    }
+}
+
+/// `--weight-clip`'s word for `w`: `max` or `mse`.
+pub fn weight_clip_name(w: WeightClip) -> &'static str {
+    match w {
+        WeightClip::Max => "max",
+        WeightClip::Mse => "mse",
+    }
+}
+
+/// `--equalize`'s word for `e`: `off`, `weights` or `activations`.
+pub fn equalize_name(e: Equalize) -> &'static str {
+    match e {
+        Equalize::Off => "off",
+        Equalize::Weights => "weights",
+        Equalize::Activations => "activations",
+    }
+}
+
+/// SimpleUNet's quantization settings in the words of `export`'s flags.
+pub fn describe_quant(q: &QuantOptions) -> String {
+    format!(
+        "{} ranges, {} weight clip, equalize {}, bias correction {}, int{} input",
+        range_name(q.range),
+        weight_clip_name(q.weight_clip),
+        equalize_name(q.equalize),
+        if q.bias_correction { "on" } else { "off" },
+        q.input_bits
+    )
 }
 
 /// Quantizes the parsed f32 model `file` with the quantizer of its architecture and returns
@@ -272,6 +315,19 @@ pub fn export_int8(
         .clone()
         .unwrap_or_else(crate::data::idx::default_data_dir);
     if matches!(file.header().model, ModelConfig::TinyUNet(_)) {
+        if !x.simple_unet_only.is_empty() {
+            bail!(
+                "{} {} to SimpleUNet int8 exports only: the TinyUNet quantizer takes max-abs \
+                 weight scales, an int8 input, no equalization or bias correction and no \
+                 ablation",
+                x.simple_unet_only.join(", "),
+                if x.simple_unet_only.len() == 1 {
+                    "applies"
+                } else {
+                    "apply"
+                }
+            );
+        }
         let opts = CalibrationOptions {
             images: x.calib_images,
             trajectories: x.calib_trajectories,
@@ -291,15 +347,18 @@ pub fn export_int8(
         };
         log(&format!(
             "export --int8 (TinyUNet): calibrating on {} noised training images and {} DDIM-{} \
-             trajectories ({:?} ranges; --weight-clip, --equalize, --bias-correction, --input-bits \
-             and --ablation apply to SimpleUNet only)",
-            opts.images, opts.trajectories, CALIBRATION_DDIM_STEPS, opts.quant.range
+             trajectories ({} ranges; max-abs weight scales, int8 input, no equalization or \
+             bias correction)",
+            opts.images,
+            opts.trajectories,
+            CALIBRATION_DDIM_STEPS,
+            range_name(opts.quant.range)
         ));
         let (bytes, r) = tiny_unet::quantize_tiny_model(
             file,
             &data,
             &opts,
-            &format!("{note} (int8, {:?} ranges)", opts.quant.range),
+            &format!("{note} (int8, {} ranges)", range_name(opts.quant.range)),
         )?;
         let figures: Vec<String> = tiny_unet::activation_names()
             .zip(&r.activations)
@@ -323,8 +382,10 @@ pub fn export_int8(
         ablation: x.ablation,
     };
     log(&format!(
-        "export --int8: calibrating on {} noised training images and {} DDPM trajectories ({:?})",
-        opts.images, opts.trajectories, opts.quant
+        "export --int8: calibrating on {} noised training images and {} DDPM trajectories ({})",
+        opts.images,
+        opts.trajectories,
+        describe_quant(&opts.quant)
     ));
     let q = &opts.quant;
     let (bytes, report) = simple_unet::quantize_file(
@@ -332,9 +393,13 @@ pub fn export_int8(
         &data,
         &opts,
         &format!(
-            "{note} (int8, int{} input, {:?} ranges, {:?} weight clip, equalize {:?}, \
+            "{note} (int8, int{} input, {} ranges, {} weight clip, equalize {}, \
              bias correction {})",
-            q.input_bits, q.range, q.weight_clip, q.equalize, q.bias_correction
+            q.input_bits,
+            range_name(q.range),
+            weight_clip_name(q.weight_clip),
+            equalize_name(q.equalize),
+            q.bias_correction
         ),
     )?;
     let [x, e1, e2, d1] = report.activations;

@@ -163,9 +163,12 @@ pub fn checkpoint_weights(path: &Path, use_ema: bool) -> Result<CheckpointWeight
         None => None,
     };
     let model = model_from_ints(arch.as_deref(), &m, what)?;
-    model
-        .validate()
-        .map_err(|e| anyhow::anyhow!("{what}: state.model {model:?}: {e}"))?;
+    model.validate().map_err(|e| {
+        anyhow::anyhow!(
+            "{what}: state.model {}: {e}",
+            crate::info::describe_model(&model)
+        )
+    })?;
     let schedule = schedule_from_floats(&Vec::<f64>::try_from(ckpt.get("state.schedule")?)?)
         .with_context(|| format!("{what}: state.schedule is not a known schedule"))?;
     let has_ema = ckpt.tensors.iter().any(|(n, _)| n.starts_with("ema."));

@@ -12,7 +12,7 @@ use crate::data::idx::{self, Mnist};
 /// The network architecture to train.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arch {
-    /// The seed's SimpleUNet.
+    /// The lecture notes' SimpleUNet.
     Simple,
     /// TinyUNet.
     Tiny,
@@ -93,6 +93,25 @@ pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// The learning-rate schedule in the words of `fit`'s flags, as the note records it:
+/// `constant`, or `cosine warmup_steps=N`.
+pub fn describe_lr_schedule(s: LrSchedule) -> String {
+    match s {
+        LrSchedule::Constant => "constant".to_owned(),
+        LrSchedule::Cosine { warmup } => format!("cosine warmup_steps={warmup}"),
+    }
+}
+
+/// The loss weight in the words of `fit`'s flags, as the note records it: `uniform`,
+/// `min-snr min_snr_gamma=Γ` or `snr-plus snr_plus_k=K`.
+pub fn describe_loss_weight(w: LossWeight) -> String {
+    match w {
+        LossWeight::Uniform => "uniform".to_owned(),
+        LossWeight::MinSnr { gamma } => format!("min-snr min_snr_gamma={gamma}"),
+        LossWeight::SnrPlus { k } => format!("snr-plus snr_plus_k={k}"),
+    }
+}
+
 impl FitRequest {
     /// The loss weight, checked (snr-plus needs v-prediction).
     fn loss_weight(&self) -> Result<LossWeight> {
@@ -147,21 +166,24 @@ impl FitRequest {
             .clone()
             .unwrap_or_else(|| with_suffix(&out, ".loss.csv"));
         let note = format!(
-            "trainer fit: arch={} data={} images={} epochs={} batch={} lr={} lr_schedule={:?} \
-             loss_weight={:?} seed={} ema={} schedule={} T={} prediction={:?}",
+            "trainer fit: arch={} data={} images={} epochs={} batch={} lr={} lr_schedule={} \
+             loss_weight={} seed={} ema={} schedule={} T={} prediction={}",
             model.arch_name(),
             data_dir.display(),
             data.len,
             self.epochs,
             self.batch_size,
             self.lr,
-            self.lr_schedule,
-            loss_weight,
+            describe_lr_schedule(self.lr_schedule),
+            describe_loss_weight(loss_weight),
             self.seed,
             self.ema.map_or("none".into(), |d| d.to_string()),
             self.schedule_name,
             self.schedule.timesteps,
-            self.schedule.prediction,
+            match self.schedule.prediction {
+                Prediction::Eps => "eps",
+                Prediction::V => "v",
+            },
         );
         let opts = FitOptions {
             model,

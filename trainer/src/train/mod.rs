@@ -173,9 +173,12 @@ pub fn images_to_device(data: &Mnist, device: Device) -> Tensor {
 /// checkpoint and the loss CSV; a NaN or infinite loss stops with an error and leaves the last
 /// good checkpoint in place.
 pub fn fit(opts: &FitOptions, data: &Mnist, log: &mut dyn FnMut(&str)) -> Result<FitReport> {
-    opts.model
-        .validate()
-        .map_err(|e| anyhow::anyhow!("model sizes {:?}: {e}", opts.model))?;
+    opts.model.validate().map_err(|e| {
+        anyhow::anyhow!(
+            "model sizes {}: {e}",
+            crate::info::describe_model(&opts.model)
+        )
+    })?;
     if opts.model.channels() != 1 {
         bail!(
             "IDX images have one channel, the model has {}",
