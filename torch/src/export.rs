@@ -282,8 +282,9 @@ pub fn read_safetensors_state_dict(
             || format!("{what}: tensor {} is missing", spec.name),
             |has, want| {
                 format!(
-                    "{what}: tensor {} has shape {has:?}, expected {want:?} for {cfg:?}",
-                    spec.name
+                    "{what}: tensor {} has shape {has:?}, expected {want:?} for the {}",
+                    spec.name,
+                    cfg.arch_name()
                 )
             },
         )?;

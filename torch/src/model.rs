@@ -374,8 +374,18 @@ pub fn infer_config(
             emb_dim: time0[1] as u32,
             temb_dim: time0[0] as u32,
         };
-        cfg.validate()
-            .map_err(|e| anyhow::anyhow!("{what}: sizes {cfg:?} not usable: {e}"))?;
+        cfg.validate().map_err(|e| {
+            anyhow::anyhow!(
+                "{what}: TinyUNet widths {}/{}/{}, {} mid blocks, embedding {}, time MLP {} \
+                     not usable: {e}",
+                cfg.widths[0],
+                cfg.widths[1],
+                cfg.widths[2],
+                cfg.mid_blocks,
+                cfg.emb_dim,
+                cfg.temb_dim
+            )
+        })?;
         return Ok(ModelConfig::TinyUNet(cfg));
     }
     let enc1 = get("enc1.weight")?;
@@ -390,8 +400,16 @@ pub fn infer_config(
         hidden1: enc1[0] as u32,
         hidden2: enc2[0] as u32,
     };
-    cfg.validate()
-        .map_err(|e| anyhow::anyhow!("{what}: sizes {cfg:?} not usable: {e}"))?;
+    cfg.validate().map_err(|e| {
+        anyhow::anyhow!(
+            "{what}: SimpleUNet {}×{}×{}, hidden widths {}/{} not usable: {e}",
+            cfg.channels,
+            cfg.height,
+            cfg.width,
+            cfg.hidden1,
+            cfg.hidden2
+        )
+    })?;
     Ok(ModelConfig::SimpleUNet(cfg))
 }
 

@@ -28,8 +28,10 @@ pub struct DeviceSchedule {
 impl DeviceSchedule {
     /// Builds the core's tables for `cfg` and copies them to `device`.
     pub fn new(cfg: &ScheduleConfig, device: Device) -> Result<(Self, Box<Schedule>)> {
-        let host: Box<Schedule> =
-            Box::new(Schedule::new(cfg).map_err(|e| anyhow::anyhow!("schedule {cfg:?}: {e}"))?);
+        let host: Box<Schedule> = Box::new(
+            Schedule::new(cfg)
+                .map_err(|e| anyhow::anyhow!("schedule of T = {}: {e}", cfg.timesteps))?,
+        );
         let t = |v: &[f32]| Tensor::from_slice(v).to_device(device);
         let acp = t(host.alphas_cumprod());
         let s = Self {

@@ -154,8 +154,10 @@ pub fn sample_int8_file(
             if !TinyInt8Workspace::<DEFAULT_ARENA_LEN>::fits(&c) {
                 bail!(
                     "the planned int8 executor's workspace is sized for TinyUNets up to the \
-                     default sizes; this one has widths {:?} and {} mid blocks",
-                    c.widths,
+                     default sizes; this one has widths {}/{}/{} and {} mid blocks",
+                    c.widths[0],
+                    c.widths[1],
+                    c.widths[2],
                     c.mid_blocks
                 );
             }

@@ -5,11 +5,14 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Result;
-use ddpm_core::diffusion::{DdpmVariance, Prediction, SamplerConfig, ScheduleKind, Spacing};
+use ddpm_core::diffusion::{DdpmVariance, Prediction, SamplerConfig, ScheduleKind};
 use ddpm_core::file::{DType, ModelFile, Precision};
 use ddpm_core::{ModelConfig, ScheduleConfig};
 
-use crate::eval::{json_num, json_str};
+use crate::describe::{
+    describe_model, describe_precision, describe_sampler, describe_schedule, spacing_name,
+};
+use crate::json::{json_num, json_str};
 use crate::load;
 
 /// One stored tensor.
@@ -102,61 +105,6 @@ fn dtype_name(d: DType) -> &'static str {
     }
 }
 
-/// The architecture and its sizes in words.
-pub fn describe_model(m: &ModelConfig) -> String {
-    match m {
-        ModelConfig::SimpleUNet(c) => format!(
-            "SimpleUNet {}×{}×{}, hidden widths {}/{}",
-            c.channels, c.height, c.width, c.hidden1, c.hidden2
-        ),
-        ModelConfig::TinyUNet(c) => {
-            let [w1, w2, w3] = c.widths;
-            let mids = match c.mid_blocks {
-                1 => "1 mid block".to_owned(),
-                k => format!("{k} mid blocks"),
-            };
-            format!(
-                "TinyUNet {}×{}×{}, widths {w1}/{w2}/{w3}, {mids}, embedding {}, time MLP {}",
-                c.channels, c.height, c.width, c.emb_dim, c.temb_dim
-            )
-        }
-    }
-}
-
-/// The schedule in words: kind, T and what the network predicts.
-pub fn describe_schedule(s: &ScheduleConfig) -> String {
-    let kind = match s.kind {
-        ScheduleKind::Linear {
-            beta_start,
-            beta_end,
-        } => format!("linear β {beta_start}..{beta_end}"),
-        ScheduleKind::Cosine { s, max_beta } => format!("cosine (s {s}, β ≤ {max_beta})"),
-    };
-    format!(
-        "{kind}, T = {}, predicts {}",
-        s.timesteps,
-        prediction_name(s.prediction)
-    )
-}
-
-fn prediction_name(p: Prediction) -> &'static str {
-    match p {
-        Prediction::Eps => "ε",
-        Prediction::V => "v",
-    }
-}
-
-/// The precision in words (with the int8 scheme).
-pub fn describe_precision(p: Precision) -> &'static str {
-    match p {
-        Precision::F32 => "f32",
-        Precision::Int8 => {
-            "int8 (weights per output channel, symmetric; activations per tensor; int32 \
-             biases; Q31 requantization; time MLP in f32)"
-        }
-    }
-}
-
 impl ModelInfo {
     /// The report as text.
     pub fn text(&self) -> String {
@@ -172,7 +120,7 @@ impl ModelInfo {
         let _ = writeln!(
             s,
             "sampler:    {}{}",
-            crate::eval::describe_sampler(&self.sampler, self.schedule.timesteps),
+            describe_sampler(&self.sampler, self.schedule.timesteps),
             if self.version == ddpm_core::file::FORMAT_VERSION_V1 {
                 " (format 1 file, which records no recipe: the default)"
             } else {
@@ -275,11 +223,7 @@ impl ModelInfo {
                  \"clip_x0\": {}, \"recompute_eps\": {}}}",
                 d.steps,
                 json_num(f64::from(d.eta)),
-                match d.spacing {
-                    Spacing::Leading => "leading",
-                    Spacing::Trailing => "trailing",
-                    Spacing::Linspace => "linspace",
-                },
+                spacing_name(d.spacing),
                 d.clip_x0,
                 d.recompute_eps
             ),

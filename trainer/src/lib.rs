@@ -16,6 +16,7 @@
 //! 5. [`eval`] measures a model: the variational bound in bits/dim, and sample quality judged
 //!    by the [`eval::classifier`]; [`eval::compare`] holds an int8 export against its f32 model.
 pub mod data;
+pub mod describe;
 pub mod draw;
 pub mod eval;
 pub mod info;

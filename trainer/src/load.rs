@@ -148,8 +148,8 @@ pub fn check_guide(
             "{}: the guide was trained with another schedule or parameterization ({}) than \
              the model ({})",
             guide_path.display(),
-            crate::info::describe_schedule(guide_schedule),
-            crate::info::describe_schedule(schedule)
+            crate::describe::describe_schedule(guide_schedule),
+            crate::describe::describe_schedule(schedule)
         );
     }
     Ok(())

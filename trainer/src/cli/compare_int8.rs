@@ -3,7 +3,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use ddpm_trainer::eval::{classifier, compare, describe_sampler};
+use ddpm_trainer::describe::describe_sampler;
+use ddpm_trainer::eval::{classifier, compare};
 use ddpm_trainer::{load, progress};
 
 use super::sampler::{Compare, SamplerArgs};

@@ -81,7 +81,7 @@ pub fn run(a: ImportArgs, m: &ArgMatches) -> Result<()> {
                     "{what} records its image size ({h}×{w}) and schedule ({}) in its metadata \
                      (written by `trainer export --safetensors`), and {} say otherwise: drop \
                      them",
-                    ddpm_trainer::info::describe_schedule(&schedule),
+                    ddpm_trainer::describe::describe_schedule(&schedule),
                     conflicts.join(", ")
                 );
             }
@@ -102,7 +102,7 @@ pub fn run(a: ImportArgs, m: &ArgMatches) -> Result<()> {
     eprintln!(
         "wrote {} ({})",
         a.out.display(),
-        ddpm_trainer::info::describe_model(&cfg)
+        ddpm_trainer::describe::describe_model(&cfg)
     );
     Ok(())
 }

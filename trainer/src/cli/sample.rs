@@ -5,7 +5,7 @@ use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use ddpm_core::file::Precision;
 use ddpm_core::ModelConfig;
-use ddpm_trainer::eval::describe_sampler;
+use ddpm_trainer::describe::describe_sampler;
 use ddpm_trainer::sample::{self, Backend, SampleOptions};
 use ddpm_trainer::{data::idx, parse_device, progress};
 

@@ -20,9 +20,9 @@ use ddpm_core::host::HostModel;
 use ddpm_core::{ModelConfig, SimpleUNetConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::describe::{describe_model, describe_schedule};
 use crate::draw::Draws;
 use crate::eval::classifier::{Classifier, CLASSES, CONFIDENT_PROB, SIDE};
-use crate::info::{describe_model, describe_schedule};
 use crate::sample::{to_pixels, GridLayout};
 
 /// What to sample.

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
-use ddpm_core::diffusion::{DdpmVariance, SamplerConfig, Spacing};
+use ddpm_core::diffusion::SamplerConfig;
 use ddpm_core::file::ModelFile;
 use ddpm_core::{ModelConfig, ScheduleConfig};
 use tch::{nn, Device, Tensor};
@@ -119,45 +119,9 @@ impl TorchNet {
     }
 }
 
+pub(crate) use crate::describe::{describe_sampler, spacing_name, variance_name};
 pub use crate::draw::Draws;
 pub(crate) use crate::json::{json_num, json_str};
-
-fn variance_name(v: DdpmVariance) -> &'static str {
-    match v {
-        DdpmVariance::FixedLarge => "fixed_large",
-        DdpmVariance::FixedSmall => "fixed_small",
-    }
-}
-
-fn spacing_name(s: Spacing) -> &'static str {
-    match s {
-        Spacing::Leading => "leading",
-        Spacing::Trailing => "trailing",
-        Spacing::Linspace => "linspace",
-    }
-}
-
-/// A one-line description of sampler settings.
-pub fn describe_sampler(cfg: &SamplerConfig, timesteps: u32) -> String {
-    match cfg {
-        SamplerConfig::Ddpm(d) => format!(
-            "DDPM {timesteps} steps, {}, clip x0 {}",
-            variance_name(d.variance),
-            if d.clip_x0 { "yes" } else { "no" }
-        ),
-        SamplerConfig::Ddim(d) => format!(
-            "DDIM {} steps, η {}, {} spacing, clip x0 {}",
-            d.steps,
-            d.eta,
-            spacing_name(d.spacing),
-            match (d.clip_x0, d.recompute_eps) {
-                (false, _) => "no",
-                (true, false) => "yes",
-                (true, true) => "yes (ε recomputed)",
-            }
-        ),
-    }
-}
 
 /// Evaluates the bound of `opts.model` on the MNIST test images.
 pub fn run_bound(opts: &EvalOptions) -> Result<(nll::BoundReport, f64)> {

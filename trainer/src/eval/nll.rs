@@ -99,7 +99,7 @@ impl Diffusion {
     /// The process of a model file's schedule (β in f64, before rounding to f32).
     pub fn from_schedule(cfg: &ScheduleConfig) -> Result<Self> {
         cfg.validate(usize::MAX).map_err(|e| {
-            anyhow::anyhow!("schedule {}: {e}", crate::info::describe_schedule(cfg))
+            anyhow::anyhow!("schedule {}: {e}", crate::describe::describe_schedule(cfg))
         })?;
         let betas: Vec<f64> = (0..cfg.timesteps as usize)
             .map(|t| cfg.beta_f64(t))

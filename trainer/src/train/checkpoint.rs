@@ -166,7 +166,7 @@ pub fn checkpoint_weights(path: &Path, use_ema: bool) -> Result<CheckpointWeight
     model.validate().map_err(|e| {
         anyhow::anyhow!(
             "{what}: state.model {}: {e}",
-            crate::info::describe_model(&model)
+            crate::describe::describe_model(&model)
         )
     })?;
     let schedule = schedule_from_floats(&Vec::<f64>::try_from(ckpt.get("state.schedule")?)?)

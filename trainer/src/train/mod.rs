@@ -176,7 +176,7 @@ pub fn fit(opts: &FitOptions, data: &Mnist, log: &mut dyn FnMut(&str)) -> Result
     opts.model.validate().map_err(|e| {
         anyhow::anyhow!(
             "model sizes {}: {e}",
-            crate::info::describe_model(&opts.model)
+            crate::describe::describe_model(&opts.model)
         )
     })?;
     if opts.model.channels() != 1 {
