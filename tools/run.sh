@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job on a fresh Debian/Ubuntu machine with Rust and Python 3: set-up (project-local
-# torch venv) and build, then 64 digits from the committed TinyUNet (guided by its own early
-# weights; flags in tools/main_job.args) into runs/samples.png, one of them printed as ASCII
-# art; then, when the embedded set-up is present (tools/setup-embedded.sh), the same model's int8
+# torch venv) and build, then 64 digits from the committed TinyUNet with the recipe its file
+# carries (guided by its own early weights; `trainer sample` needs no flag for it, see
+# tools/main_job.args) into runs/samples.png, one of them printed as ASCII art; then, when the embedded set-up is present (tools/setup-embedded.sh), the same model's int8
 # export sampled by the Cortex-M4 firmware under QEMU. Needs no MNIST. Training is
 # tools/train.sh.
 set -euo pipefail

@@ -81,8 +81,11 @@ pub(crate) fn spacing_name(s: Spacing) -> &'static str {
 pub fn describe_sampler(cfg: &SamplerConfig, timesteps: u32) -> String {
     match cfg {
         SamplerConfig::Ddpm(d) => format!(
-            "DDPM {timesteps} steps, {}, clip x0 {}",
-            variance_name(d.variance),
+            "DDPM {timesteps} steps, {} variance, clip x0 {}",
+            match d.variance {
+                DdpmVariance::FixedLarge => "fixed-large",
+                DdpmVariance::FixedSmall => "fixed-small",
+            },
             if d.clip_x0 { "yes" } else { "no" }
         ),
         SamplerConfig::Ddim(d) => format!(

@@ -251,6 +251,17 @@ fn guide_out_is_the_model_after_its_epoch_and_bad_guide_settings_are_refused() {
     let g = model_tensors(&guide);
     assert_eq!(g, model_tensors(&short.path().join("model.ddpm")));
     assert_ne!(g, model_tensors(&whole.path().join("model.ddpm")));
+    // The model's recipe names the guide written beside it (the SimpleUNet's sampler, the
+    // recorded weight); the guide's and the unguided run's name none.
+    let recipe = ddpm_trainer::load::recipe(&whole.path().join("model.ddpm")).unwrap();
+    assert_eq!(recipe.sampler, SamplerConfig::LEGACY);
+    assert_eq!(
+        recipe.guide,
+        Some((guide.clone(), train::RECORDED_GUIDANCE))
+    );
+    assert_eq!(ddpm_trainer::load::recipe(&guide).unwrap().guide, None);
+    let alone = ddpm_trainer::load::recipe(&short.path().join("model.ddpm")).unwrap();
+    assert_eq!(alone.guide, None);
 
     // `sample --guide` on both backends; the core backend's images are the core's guided
     // sampler's, pixel for pixel.

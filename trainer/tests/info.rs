@@ -34,7 +34,9 @@ fn text_report_of_the_committed_tiny_unet() {
         "parameters: 283905",
         "precision:  f32",
         "schedule:   cosine (s 0.008, β ≤ 0.999), T = 300, predicts v",
-        "note:       trainer fit",
+        "sampler:    DDIM 50 steps, η 1, leading spacing, clip x0 yes (ε recomputed)\n",
+        "guide:      tiny_unet_mnist_guide.ddpm (next to the model), weight 2.5\n",
+        "note:       trainer fit --arch tiny",
         "enc0.weight",
     ] {
         assert!(out.contains(needle), "{needle:?} missing:\n{out}");
@@ -48,7 +50,7 @@ fn text_report_of_the_committed_tiny_unet() {
     .unwrap()
     .len();
     assert!(
-        out.contains(&format!("file:       {bytes} bytes, CRC-32 0x")),
+        out.contains(&format!("file:       format 2, {bytes} bytes, CRC-32 0x")),
         "{out}"
     );
 }
@@ -66,6 +68,9 @@ fn json_report_of_the_int8_tiny_unet() {
         "\"kind\": \"cosine\"",
         "\"prediction\": \"v\"",
         "{\"name\": \"enc0.weight\", \"dtype\": \"i8\", \"dims\": [24, 1, 3, 3]}",
+        "\"recipe\": {\"sampler\": {\"kind\": \"ddim\", \"steps\": 10, \"eta\": 0, \
+         \"spacing\": \"leading\", \"clip_x0\": true, \"recompute_eps\": true}, \"guide\": null}",
+        "\"format_version\": 2",
     ] {
         assert!(out.contains(needle), "{needle:?} missing:\n{out}");
     }
@@ -82,4 +87,27 @@ fn a_file_that_is_not_a_model_file_is_named() {
     let (ok, _, err) = info(&["README.md"]);
     assert!(!ok);
     assert!(err.contains("README.md: not a valid model file"), "{err}");
+}
+
+#[test]
+fn a_format_1_file_shows_the_legacy_recipe() {
+    let (ok, out, err) = info(&["core/tests/data/model_v1.ddpm"]);
+    assert!(ok, "{err}");
+    for needle in [
+        "sampler:    DDPM 50 steps, fixed-large variance, clip x0 no (format 1 file, which \
+         records no recipe: the default)\n",
+        "guide:      (none)\n",
+        "file:       format 1, 2598 bytes",
+    ] {
+        assert!(out.contains(needle), "{needle:?} missing:\n{out}");
+    }
+    let (ok, out, err) = info(&["--json", "core/tests/data/model_v1.ddpm"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(
+            "\"recipe\": {\"sampler\": {\"kind\": \"ddpm\", \"variance\": \"fixed-large\", \
+             \"clip_x0\": false}, \"guide\": null}"
+        ) && out.contains("\"format_version\": 1"),
+        "{out}"
+    );
 }

@@ -1,6 +1,7 @@
-//! The main job (`tools/run.sh`) draws real digits: its sampling flags (`tools/main_job.args`)
-//! give 64 images that the project's classifier labels with confidence (probability > 0.9) at
-//! least 80% of the time. The committed model, guide and classifier; no MNIST needed.
+//! The main job (`tools/run.sh`) draws real digits: its sampling flags (`tools/main_job.args`:
+//! the count only, so the committed TinyUNet's recipe) give 64 images that the project's
+//! classifier labels with confidence (probability > 0.9) at least 80% of the time. The
+//! committed model, guide and classifier; no MNIST needed.
 use std::path::Path;
 use std::process::Command;
 
@@ -40,8 +41,11 @@ fn main_job_grid_is_judged_confident() {
     assert!(png.is_file());
     // One line says what was drawn and how.
     assert!(
-        stderr.contains("drew 64 images from models/tiny_unet_mnist.ddpm (TinyUNet, DDIM 50 steps")
-            && stderr.contains("guided by models/tiny_unet_mnist_guide.ddpm with weight 2.5"),
+        stderr.contains(
+            "drew 64 images from models/tiny_unet_mnist.ddpm (TinyUNet, DDIM 50 steps, η 1, \
+             leading spacing, clip x0 yes (ε recomputed), guided by \
+             models/tiny_unet_mnist_guide.ddpm with weight 2.5; the model's recipe)"
+        ),
         "{stderr}"
     );
     // The first digit as 28 lines of 28 characters of the ramp.

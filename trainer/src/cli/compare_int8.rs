@@ -8,7 +8,11 @@ use ddpm_trainer::eval::{classifier, compare};
 use ddpm_trainer::{load, progress};
 
 use super::sampler::{Compare, SamplerArgs};
-use super::{model_or_default, JudgeArgs};
+use super::JudgeArgs;
+
+/// The f32 model compare-int8 reads without --model (the committed SimpleUNet; its int8
+/// export is --int8-model's default).
+const DEFAULT_F32_MODEL: &str = "models/simple_unet_mnist.ddpm";
 
 #[derive(Args)]
 pub struct CompareInt8Args {
@@ -43,7 +47,10 @@ pub fn run(a: CompareInt8Args) -> Result<()> {
     let sampler = a.sampler.config()?;
     let device = a.judge.setup()?;
     let seed = a.sampler.seed();
-    let model_path = model_or_default(a.model.clone());
+    let model_path = a
+        .model
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_F32_MODEL));
     for (flag, p) in [("--model", &model_path), ("--int8-model", &a.int8_model)] {
         if !p.is_file() {
             bail!(

@@ -3,14 +3,15 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::{ArgMatches, Args};
-use ddpm_trainer::{eval, progress};
+use ddpm_trainer::{eval, load, progress};
 
 use super::sampler::{Flavor, Guided, SamplerArgs};
 use super::{given, model_or_default, JudgeArgs};
 
 #[derive(Args)]
 pub struct EvalArgs {
-    /// Model file [default: models/simple_unet_mnist.ddpm].
+    /// Model file; --fid samples it with its recipe (sampler and guide) unless flags say
+    /// otherwise [default: models/tiny_unet_mnist.ddpm].
     #[arg(long)]
     model: Option<PathBuf>,
     /// The variational bound (L_0, Σ L_{t−1}, L_T) in bits/dim on the MNIST test images, one
@@ -101,20 +102,27 @@ pub fn run(a: EvalArgs, m: &ArgMatches) -> Result<()> {
     if a.nll || a.fid {
         a.refuse_other_mode(m)?;
     }
+    let model = model_or_default(a.model);
+    // --fid samples with the model's recipe (its sampler and guide) under the flags given;
+    // --nll's model p_θ is the lecture notes' DDPM under --variance and --clip-x0.
     let base = Guided::base();
-    let (sampler, bound) = if a.nll && a.fid {
-        a.sampler.resolve_with_bound(base)?
-    } else if a.fid {
-        let s = a.sampler.config()?;
-        (s, a.sampler.bound_model(base))
+    let (sampler, guide) = if a.fid {
+        let recipe = load::recipe(&model)?;
+        let sampler = if a.nll {
+            // --variance, which --nll reads, is not refused with a DDIM recipe.
+            a.sampler.resolve_with_bound(recipe.sampler)?.0
+        } else {
+            a.sampler.resolve(recipe.sampler)?
+        };
+        (sampler, a.sampler.recipe_guide(&recipe, &model)?)
     } else {
-        (base, a.sampler.bound_model(base))
+        (base, a.sampler.own.guide()?)
     };
-    let guide = a.sampler.own.guide()?;
+    let bound = a.sampler.bound_model(base);
     let device = a.judge.setup()?;
     let workers = a.judge.workers()?;
     let opts = eval::EvalOptions {
-        model: model_or_default(a.model),
+        model,
         nll: a.nll,
         fid: a.fid,
         data: a.judge.data_dir(),

@@ -4,13 +4,17 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{ArgMatches, Args};
+use ddpm_core::diffusion::SamplerConfig;
+use ddpm_core::file::{Guide, ModelFile, ModelWriter, Precision, Recipe};
 use ddpm_core::kernels::calibrate::RangeMethod;
 use ddpm_core::simple_unet::ptq::{Equalize, QuantOptions, WeightClip};
 use ddpm_torch::{atomic, export};
+use ddpm_trainer::describe::describe_sampler;
 use ddpm_trainer::quantize::{self, Int8Export};
 use ddpm_trainer::{load, train};
 
 use super::given;
+use super::sampler::{SamplerArgs, Stored};
 
 #[derive(Args)]
 pub struct ExportArgs {
@@ -30,9 +34,14 @@ pub struct ExportArgs {
     /// Export the raw weights even when the checkpoint has an EMA.
     #[arg(long)]
     raw: bool,
-    /// Text stored in the model file's note.
+    /// Text stored in the model file's note [default: the source model file's note].
     #[arg(long, default_value = "")]
     note: String,
+    /// The recipe recorded in the model file written (how `sample` and `eval` draw it when no
+    /// flag says otherwise): the source model file's, or for a checkpoint its architecture's
+    /// default, with these flags applied field by field. An int8 file records no guide.
+    #[command(flatten)]
+    recipe: SamplerArgs<Stored>,
     /// Write an int8 model file (post-training quantization, TFLite Micro conventions),
     /// calibrated on noised training images and DDPM (SimpleUNet) or DDIM-10 (TinyUNet)
     /// trajectory states.
@@ -186,10 +195,64 @@ impl ExportArgs {
     }
 }
 
+/// A recipe as it is recorded: the sampler and the guide's file name and weight.
+type Recorded = (SamplerConfig, Option<(String, f32)>);
+
+/// The recipe to record over `base` (the source's, of a schedule with `timesteps` steps): the
+/// flags applied, the guide dropped from an int8 file; checked, and said on standard error.
+fn recipe_over(a: &ExportArgs, base: &Recipe<'_>, timesteps: u32, int8: bool) -> Result<Recorded> {
+    let (sampler, guide) = a.recipe.resolve_recipe(base)?;
+    let guide = if int8 { None } else { guide };
+    as_recipe(&(sampler, guide.clone()))
+        .check(timesteps)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", a.out.display()))?;
+    eprintln!(
+        "export: recipe {}, {}",
+        describe_sampler(&sampler, timesteps),
+        match &guide {
+            Some((g, w)) => format!("guided by {g} (next to the model) with weight {w}"),
+            None => "unguided".to_owned(),
+        }
+    );
+    Ok((sampler, guide))
+}
+
+fn as_recipe(r: &Recorded) -> Recipe<'_> {
+    Recipe {
+        sampler: r.0,
+        guide: r.1.as_ref().map(|(file, weight)| Guide {
+            file,
+            weight: *weight,
+        }),
+    }
+}
+
+/// `bytes` (a model file just written) with its recipe replaced by `recipe`.
+fn with_recipe(bytes: &[u8], recipe: &Recorded) -> Result<Vec<u8>> {
+    let file =
+        ModelFile::parse(bytes).map_err(|e| anyhow::anyhow!("re-reading the export: {e}"))?;
+    Ok(ModelWriter::copy_of(&file)
+        .map_err(|e| anyhow::anyhow!("re-writing the export: {e}"))?
+        .with_recipe(&as_recipe(recipe))
+        .finish())
+}
+
 /// Exports as asked; `m` are the subcommand's parsed arguments (to tell flags given from
 /// defaults).
 pub fn run(a: ExportArgs, m: &ArgMatches) -> Result<()> {
     a.refuse_inapplicable(m)?;
+    let recipe_flags = a.recipe.given();
+    if a.safetensors {
+        if let Some(flag) = recipe_flags.first() {
+            bail!("{flag} applies to model files: a safetensors file records no recipe");
+        }
+    }
+    if a.int8 && a.recipe.own.guide.is_some() {
+        bail!(
+            "--guide applies to f32 model files: an int8 model samples unguided (the int8 \
+             executors, as on the microcontroller, run one network)"
+        );
+    }
     let simple_unet_only = INT8_ONLY
         .iter()
         .filter(|(id, flag)| SIMPLE_UNET_ONLY.contains(flag) && given(m, id))
@@ -227,11 +290,19 @@ pub fn run(a: ExportArgs, m: &ArgMatches) -> Result<()> {
         if a.safetensors {
             export::write_safetensors(&a.out, &w.tensors, Some((&w.model, &w.schedule)))?;
         } else {
-            let f32_bytes =
-                export::model_file_bytes(&w.model, &w.schedule, &w.tensors, &note, None)?;
+            let base = Recipe::for_model(&w.model, &w.schedule);
+            let recipe = recipe_over(&a, &base, w.schedule.timesteps, a.int8)?;
+            let f32_bytes = export::model_file_bytes(
+                &w.model,
+                &w.schedule,
+                &w.tensors,
+                &note,
+                Some(&as_recipe(&recipe)),
+            )?;
             if a.int8 {
                 let file = quantize::parse_f32(&f32_bytes)?;
-                atomic::write_atomic(&a.out, &quantize::export_int8(&file, &int8, &note, log)?)?;
+                let bytes = quantize::export_int8(&file, &int8, &note, log)?;
+                atomic::write_atomic(&a.out, &with_recipe(&bytes, &recipe)?)?;
             } else {
                 atomic::write_atomic(&a.out, &f32_bytes)?;
             }
@@ -243,23 +314,35 @@ pub fn run(a: ExportArgs, m: &ArgMatches) -> Result<()> {
             .context("--checkpoint or --model is needed")?;
         // Read and checked once: the tensors and, for --int8, the quantizer's input.
         load::with_model_file(path, |file| {
+            let h = file.header();
+            let note = if a.note.is_empty() { h.note } else { &a.note };
+            let timesteps = h.schedule.timesteps;
+            if h.precision == Precision::Int8 && !a.safetensors && !a.int8 {
+                // An int8 file written again: its tensors as they are, with the note and
+                // recipe asked for.
+                let recipe = recipe_over(&a, &h.recipe, timesteps, true)?;
+                let bytes = ModelWriter::copy_of(file)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+                    .with_note(note)
+                    .with_recipe(&as_recipe(&recipe))
+                    .finish();
+                return atomic::write_atomic(&a.out, &bytes);
+            }
             let m = export::from_model_file(file, &path.display().to_string())?;
-            let note = if a.note.is_empty() {
-                m.note.clone()
-            } else {
-                a.note.clone()
-            };
             if a.safetensors {
                 export::write_safetensors(&a.out, &m.tensors, Some((&m.config, &m.schedule)))
             } else if a.int8 {
-                atomic::write_atomic(&a.out, &quantize::export_int8(file, &int8, &note, log)?)
+                let recipe = recipe_over(&a, &h.recipe, timesteps, true)?;
+                let bytes = quantize::export_int8(file, &int8, note, log)?;
+                atomic::write_atomic(&a.out, &with_recipe(&bytes, &recipe)?)
             } else {
+                let recipe = recipe_over(&a, &h.recipe, timesteps, false)?;
                 let bytes = export::model_file_bytes(
                     &m.config,
                     &m.schedule,
                     &m.tensors,
-                    &note,
-                    Some(&m.recipe()),
+                    note,
+                    Some(&as_recipe(&recipe)),
                 )?;
                 atomic::write_atomic(&a.out, &bytes)
             }

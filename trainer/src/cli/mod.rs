@@ -29,8 +29,9 @@ pub fn given(m: &ArgMatches, id: &str) -> bool {
     m.value_source(id) == Some(ValueSource::CommandLine)
 }
 
-/// Default model file of `sample`, `eval` and `compare-int8` (the committed, trained model).
-pub const DEFAULT_MODEL: &str = "models/simple_unet_mnist.ddpm";
+/// Default model file of `sample` and `eval`: the committed TinyUNet, whose recipe names its
+/// guide and sampler.
+pub const DEFAULT_MODEL: &str = "models/tiny_unet_mnist.ddpm";
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum ScheduleArg {

@@ -7,7 +7,7 @@ use ddpm_core::file::Precision;
 use ddpm_core::ModelConfig;
 use ddpm_trainer::describe::describe_sampler;
 use ddpm_trainer::sample::{self, Backend, SampleOptions};
-use ddpm_trainer::{data::idx, parse_device, progress};
+use ddpm_trainer::{data::idx, load, parse_device, progress};
 
 use super::sampler::{Guided, SamplerArgs};
 use super::{model_or_default, Threads, DEFAULT_MODEL};
@@ -22,7 +22,8 @@ enum BackendArg {
 
 #[derive(Args)]
 pub struct SampleArgs {
-    /// Model file [default: models/simple_unet_mnist.ddpm].
+    /// Model file, sampled with the recipe it carries (sampler and guide; `trainer info MODEL`
+    /// shows it) unless flags say otherwise [default: models/tiny_unet_mnist.ddpm].
     #[arg(long)]
     model: Option<PathBuf>,
     /// Number of images.
@@ -82,8 +83,8 @@ pub fn run(a: SampleArgs) -> Result<()> {
             Backend::Torch(parse_device(a.device.as_deref().unwrap_or("auto"))?)
         }
     };
-    let sampler = a.sampler.config()?;
-    let guide = a.sampler.own.guide()?;
+    let recipe = load::recipe(&path)?;
+    let (sampler, guide) = a.sampler.over_recipe(&recipe, &path)?;
     let opts = SampleOptions {
         model: &path,
         guide: guide.as_ref().map(|(g, w)| (g.as_path(), *w)),
@@ -108,8 +109,14 @@ pub fn run(a: SampleArgs) -> Result<()> {
         Some((g, w)) => format!(", guided by {} with weight {w}", g.display()),
         None => String::new(),
     };
+    let given = a.sampler.given();
+    let how = if given.is_empty() {
+        "the model's recipe".to_owned()
+    } else {
+        format!("the model's recipe with {}", given.join(", "))
+    };
     eprintln!(
-        "drew {} images from {} ({}{}, {}{guided}) in {:.1} s; wrote {}",
+        "drew {} images from {} ({}{}, {}{guided}; {how}) in {:.1} s; wrote {}",
         a.n,
         path.display(),
         arch_name(&mcfg),

@@ -7,11 +7,13 @@
 //! field, to a base sampler configuration (the flavor's [`Flavor::base`], or one a model file
 //! carries). A flag that does not apply to the sampler that results is refused with a sentence
 //! saying why.
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use ddpm_core::diffusion::{DdimConfig, DdpmConfig, DdpmVariance, SamplerConfig, Spacing};
+use ddpm_core::file::Recipe;
+use ddpm_trainer::load::FileRecipe;
 
 /// Guidance weight w of `--guide` when `--guidance` is not given.
 pub const DEFAULT_GUIDANCE: f32 = 2.5;
@@ -76,8 +78,23 @@ pub trait Flavor: Args {
     const CLIP_X0_HELP: &'static str;
     /// The sampler the subcommand runs when no flag says otherwise.
     fn base() -> SamplerConfig;
-    /// The noise seed of image 0.
-    fn seed(&self) -> u64;
+    /// The subcommand's own flags given on the command line that belong to the recipe (the
+    /// guide's), as they are spelt.
+    fn given_own(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
+}
+
+/// The guide flags given of a flavor with `--guide`, `--guidance` and `--no-guide`.
+fn given_guide(guide: bool, guidance: bool, no_guide: bool) -> Vec<&'static str> {
+    [
+        (guide, "--guide"),
+        (guidance, "--guidance"),
+        (no_guide, "--no-guide"),
+    ]
+    .into_iter()
+    .filter_map(|(given, flag)| given.then_some(flag))
+    .collect()
 }
 
 /// The sampler flags; `F` adds the subcommand's own.
@@ -87,25 +104,25 @@ pub struct SamplerArgs<F: Flavor> {
     pub sampler: Option<SamplerArg>,
     #[arg(long, help = F::STEPS_HELP)]
     pub steps: Option<u32>,
-    /// DDIM η in [0, 1] (0: deterministic) [default: 0].
+    /// DDIM η in [0, 1] (0: deterministic) [default: the model's recipe for sample and eval,
+    /// else 0].
     #[arg(long)]
     pub eta: Option<f32>,
-    /// DDIM timestep spacing [default: leading].
+    /// DDIM timestep spacing [default: the model's recipe for sample and eval, else leading].
     #[arg(long, value_enum)]
     pub spacing: Option<SpacingArg>,
     #[arg(long, value_enum, help = F::VARIANCE_HELP)]
     pub variance: Option<VarianceArg>,
     #[arg(long, help = F::CLIP_X0_HELP, conflicts_with = "no_clip_x0")]
     pub clip_x0: bool,
-    /// Do not clip the predicted x0 (the default; turns off a clipping the sampler would
-    /// otherwise do).
+    /// Do not clip the predicted x0 (turns off the clipping of a model's recipe).
     #[arg(long)]
     pub no_clip_x0: bool,
     /// DDIM with --clip-x0: recompute ε from the clipped x0 (diffusers'
     /// use_clipped_model_output).
     #[arg(long, conflicts_with = "no_recompute_eps")]
     pub recompute_eps: bool,
-    /// DDIM: do not recompute ε from the clipped x0 (the default).
+    /// DDIM: do not recompute ε from the clipped x0 (turns off a recipe's recomputation).
     #[arg(long)]
     pub no_recompute_eps: bool,
     #[command(flatten)]
@@ -132,6 +149,22 @@ impl<F: Flavor> SamplerArgs<F> {
     /// --recompute-eps (`Some(true)`), --no-recompute-eps (`Some(false)`) or neither.
     fn recompute(&self) -> Option<bool> {
         switch_pair(self.recompute_eps, self.no_recompute_eps)
+    }
+
+    /// The sampler and recipe flags given on the command line, as they are spelt.
+    pub fn given(&self) -> Vec<&'static str> {
+        let mut flags: Vec<&'static str> = [
+            (self.sampler.is_some(), "--sampler"),
+            (self.variance.is_some(), "--variance"),
+            (self.clip_x0, "--clip-x0"),
+            (self.no_clip_x0, "--no-clip-x0"),
+        ]
+        .into_iter()
+        .filter_map(|(given, flag)| given.then_some(flag))
+        .collect();
+        flags.extend(self.given_ddim_only());
+        flags.extend(self.own.given_own());
+        flags
     }
 
     /// The sampler flags given, as they are spelt, that only DDIM reads.
@@ -259,11 +292,6 @@ impl<F: Flavor> SamplerArgs<F> {
         }
         Ok(())
     }
-
-    /// The noise seed of image 0.
-    pub fn seed(&self) -> u64 {
-        self.own.seed()
-    }
 }
 
 /// A switch and its `--no-` twin (clap refuses both at once) as an optional override.
@@ -284,13 +312,14 @@ pub struct Guided {
     pub seed: u64,
     /// Autoguidance: a weaker model file of the same schedule and parameterization (fewer
     /// epochs, fewer channels) whose output the model's is extrapolated away from at every
-    /// step, guide + w·(model − guide) (Karras et al. 2024); two network passes per step.
+    /// step, guide + w·(model − guide) (Karras et al. 2024); two network passes per step
+    /// [default: the guide the model's recipe names, if any].
     #[arg(long, value_name = "MODEL", conflicts_with = "no_guide")]
     pub guide: Option<PathBuf>,
-    /// Guidance weight w of --guide (1: the model alone) [default: 2.5].
+    /// Guidance weight w of the guide (1: the model alone) [default: the recipe's, else 2.5].
     #[arg(long, conflicts_with = "no_guide")]
     pub guidance: Option<f32>,
-    /// No autoguidance: the model alone (the default).
+    /// No autoguidance: the model alone, even when its recipe names a guide.
     #[arg(long)]
     pub no_guide: bool,
 }
@@ -324,25 +353,73 @@ impl Guided {
     }
 }
 
+impl SamplerArgs<Guided> {
+    /// The noise seed of image 0.
+    pub fn seed(&self) -> u64 {
+        self.own.seed
+    }
+
+    /// The sampler and guide of a model whose file carries `recipe`, with the flags given
+    /// applied to them field by field ([`Self::resolve`], [`Guided::resolve_guide`]); `model`
+    /// names the file in errors. A guide the recipe names must exist (or be dropped with
+    /// --no-guide or replaced with --guide).
+    pub fn over_recipe(
+        &self,
+        recipe: &FileRecipe,
+        model: &Path,
+    ) -> Result<(SamplerConfig, Option<(PathBuf, f32)>)> {
+        Ok((
+            self.resolve(recipe.sampler)?,
+            self.recipe_guide(recipe, model)?,
+        ))
+    }
+
+    /// The guide of [`Self::over_recipe`].
+    pub fn recipe_guide(
+        &self,
+        recipe: &FileRecipe,
+        model: &Path,
+    ) -> Result<Option<(PathBuf, f32)>> {
+        let guide = self.own.resolve_guide(recipe.guide.clone())?;
+        if let (Some((g, _)), None) = (&guide, &self.own.guide) {
+            if !g.is_file() {
+                bail!(
+                    "{}: its recipe names the guide {}, which is not there: put it next to \
+                     the model, give another with --guide MODEL, or sample unguided with \
+                     --no-guide",
+                    model.display(),
+                    g.display()
+                );
+            }
+        }
+        Ok(guide)
+    }
+}
+
 impl Flavor for Guided {
     const DDIM_STEPS: u32 = 50;
-    const SAMPLER_HELP: &'static str = "Sampler [default: ddpm]";
-    const STEPS_HELP: &'static str = "DDIM steps S (1..=T) [default: 50]";
+    const SAMPLER_HELP: &'static str =
+        "Sampler [default: the model file's recipe (`trainer info MODEL`); ddpm for a file \
+         without one]";
+    const STEPS_HELP: &'static str =
+        "DDIM steps S (1..=T) [default: the recipe's; 50 when --sampler ddim turns a DDPM \
+         recipe into DDIM]";
     const VARIANCE_HELP: &'static str =
-        "DDPM step variance (also the model variance of `eval --nll`) [default: fixed-large]";
+        "DDPM step variance (also the model variance of `eval --nll`) [default: the recipe's; \
+         fixed-large]";
     const CLIP_X0_HELP: &'static str =
         "Clip the predicted x0 to [−1, 1] at every step (also the model mean of `eval --nll`)";
 
     /// DDPM, fixed-large variance, no clipping (the lecture notes' sampler).
+    fn given_own(&self) -> Vec<&'static str> {
+        given_guide(self.guide.is_some(), self.guidance.is_some(), self.no_guide)
+    }
+
     fn base() -> SamplerConfig {
         SamplerConfig::Ddpm(DdpmConfig {
             variance: DdpmVariance::FixedLarge,
             clip_x0: false,
         })
-    }
-
-    fn seed(&self) -> u64 {
-        self.seed
     }
 }
 
@@ -353,6 +430,13 @@ pub struct Compare {
     /// Noise seed of image 0.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+}
+
+impl SamplerArgs<Compare> {
+    /// The noise seed of image 0.
+    pub fn seed(&self) -> u64 {
+        self.own.seed
+    }
 }
 
 impl Flavor for Compare {
@@ -372,328 +456,69 @@ impl Flavor for Compare {
             recompute_eps: false,
         })
     }
+}
 
-    fn seed(&self) -> u64 {
-        self.seed
+/// The recipe flags of `export`: the sampler flags and the guide to record in the model file
+/// written (no seed: a recipe draws with any).
+#[derive(Args, Clone)]
+pub struct Stored {
+    /// The guide to record: a file name relative to the folder of --out (plain components, no
+    /// `..`), which `sample` and `eval` then load next to the model [default: the source's
+    /// guide, if any].
+    #[arg(long, value_name = "FILE", conflicts_with = "no_guide")]
+    pub guide: Option<String>,
+    /// Guidance weight w to record [default: the source's, else 2.5].
+    #[arg(long, conflicts_with = "no_guide")]
+    pub guidance: Option<f32>,
+    /// Record no guide, even when the source names one.
+    #[arg(long)]
+    pub no_guide: bool,
+}
+
+impl Flavor for Stored {
+    const DDIM_STEPS: u32 = 50;
+    const SAMPLER_HELP: &'static str =
+        "Sampler to record in the model file's recipe [default: the source's recipe; a \
+         checkpoint's architecture default]";
+    const STEPS_HELP: &'static str = "DDIM steps S (1..=T) to record [default: the recipe's]";
+    const VARIANCE_HELP: &'static str = "DDPM step variance to record [default: the recipe's]";
+    const CLIP_X0_HELP: &'static str = "Record clipping the predicted x0 to [−1, 1]";
+
+    /// The lecture notes' sampler (DDPM, fixed-large, no clipping).
+    fn given_own(&self) -> Vec<&'static str> {
+        given_guide(self.guide.is_some(), self.guidance.is_some(), self.no_guide)
+    }
+
+    fn base() -> SamplerConfig {
+        SamplerConfig::LEGACY
+    }
+}
+
+impl SamplerArgs<Stored> {
+    /// The recipe `base` with the flags given applied field by field.
+    pub fn resolve_recipe(
+        &self,
+        base: &Recipe<'_>,
+    ) -> Result<(SamplerConfig, Option<(String, f32)>)> {
+        let sampler = self.resolve(base.sampler)?;
+        let base_guide = base.guide.map(|g| (g.file.to_owned(), g.weight));
+        let guide = if self.own.no_guide {
+            None
+        } else {
+            match (&self.own.guide, base_guide) {
+                (Some(g), b) => Some((g.clone(), b.map_or(DEFAULT_GUIDANCE, |(_, w)| w))),
+                (None, b) => b,
+            }
+        };
+        match (guide, self.own.guidance) {
+            (None, Some(_)) => {
+                bail!("--guidance is the weight of a recorded guide: name it with --guide FILE")
+            }
+            (Some((g, w)), weight) => Ok((sampler, Some((g, weight.unwrap_or(w))))),
+            (None, None) => Ok((sampler, None)),
+        }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct GuidedCli {
-        #[command(flatten)]
-        s: SamplerArgs<Guided>,
-    }
-
-    #[derive(Parser)]
-    struct CompareCli {
-        #[command(flatten)]
-        s: SamplerArgs<Compare>,
-    }
-
-    fn guided(args: &[&str]) -> SamplerArgs<Guided> {
-        GuidedCli::try_parse_from(std::iter::once("t").chain(args.iter().copied()))
-            .unwrap()
-            .s
-    }
-
-    fn compare(args: &[&str]) -> SamplerArgs<Compare> {
-        CompareCli::try_parse_from(std::iter::once("t").chain(args.iter().copied()))
-            .unwrap()
-            .s
-    }
-
-    fn ddim(steps: u32) -> DdimConfig {
-        DdimConfig {
-            steps,
-            ..DdimConfig::default()
-        }
-    }
-
-    fn err(r: Result<SamplerConfig>) -> String {
-        format!("{:#}", r.unwrap_err())
-    }
-
-    #[test]
-    fn the_defaults_are_the_samplers_of_before() {
-        // Before the flags became optional: `sample`/`eval` ran DDPM fixed-large without
-        // clipping, `compare-int8` DDIM 10 steps, η 0, leading spacing, without clipping.
-        assert_eq!(
-            guided(&[]).config().unwrap(),
-            SamplerConfig::Ddpm(DdpmConfig {
-                variance: DdpmVariance::FixedLarge,
-                clip_x0: false
-            })
-        );
-        assert_eq!(
-            compare(&[]).config().unwrap(),
-            SamplerConfig::Ddim(DdimConfig {
-                steps: 10,
-                eta: 0.0,
-                spacing: Spacing::Leading,
-                clip_x0: false,
-                recompute_eps: false
-            })
-        );
-        // And the flags of before give what they gave.
-        assert_eq!(
-            guided(&["--sampler", "ddim"]).config().unwrap(),
-            SamplerConfig::Ddim(ddim(50))
-        );
-        assert_eq!(
-            guided(&["--sampler", "ddim", "--steps", "5", "--eta", "0.5"])
-                .config()
-                .unwrap(),
-            SamplerConfig::Ddim(DdimConfig {
-                eta: 0.5,
-                ..ddim(5)
-            })
-        );
-        assert_eq!(
-            guided(&["--sampler", "ddim", "--spacing", "trailing", "--clip-x0"])
-                .config()
-                .unwrap(),
-            SamplerConfig::Ddim(DdimConfig {
-                spacing: Spacing::Trailing,
-                clip_x0: true,
-                ..ddim(50)
-            })
-        );
-        assert_eq!(
-            guided(&["--sampler", "ddim", "--clip-x0", "--recompute-eps"])
-                .config()
-                .unwrap(),
-            SamplerConfig::Ddim(DdimConfig {
-                clip_x0: true,
-                recompute_eps: true,
-                ..ddim(50)
-            })
-        );
-        assert_eq!(
-            guided(&["--variance", "fixed-small", "--clip-x0"])
-                .config()
-                .unwrap(),
-            SamplerConfig::Ddpm(DdpmConfig {
-                variance: DdpmVariance::FixedSmall,
-                clip_x0: true
-            })
-        );
-        assert_eq!(
-            compare(&["--steps", "3"]).config().unwrap(),
-            SamplerConfig::Ddim(ddim(3))
-        );
-        assert_eq!(
-            compare(&["--sampler", "ddpm"]).config().unwrap(),
-            SamplerConfig::Ddpm(DdpmConfig::default())
-        );
-    }
-
-    #[test]
-    fn no_clip_x0_turns_off_the_clipping_of_the_base() {
-        let base = SamplerConfig::Ddim(DdimConfig {
-            clip_x0: true,
-            recompute_eps: true,
-            ..ddim(10)
-        });
-        assert_eq!(
-            guided(&["--no-clip-x0"]).resolve(base).unwrap(),
-            SamplerConfig::Ddim(ddim(10)),
-            "the recomputation goes with the clipping"
-        );
-        assert_eq!(
-            guided(&["--no-recompute-eps"]).resolve(base).unwrap(),
-            SamplerConfig::Ddim(DdimConfig {
-                clip_x0: true,
-                ..ddim(10)
-            })
-        );
-        let ddpm = SamplerConfig::Ddpm(DdpmConfig {
-            variance: DdpmVariance::FixedSmall,
-            clip_x0: true,
-        });
-        assert_eq!(
-            guided(&["--no-clip-x0"]).resolve(ddpm).unwrap(),
-            SamplerConfig::Ddpm(DdpmConfig {
-                variance: DdpmVariance::FixedSmall,
-                clip_x0: false
-            })
-        );
-    }
-
-    #[test]
-    fn sampler_switches_the_kind_of_the_base() {
-        let ddpm_clip = SamplerConfig::Ddpm(DdpmConfig {
-            variance: DdpmVariance::FixedSmall,
-            clip_x0: true,
-        });
-        assert_eq!(
-            guided(&["--sampler", "ddim", "--steps", "20"])
-                .resolve(ddpm_clip)
-                .unwrap(),
-            SamplerConfig::Ddim(DdimConfig {
-                clip_x0: true,
-                ..ddim(20)
-            })
-        );
-        // Without --steps: the flavor's step count.
-        assert_eq!(
-            compare(&["--sampler", "ddim"])
-                .resolve(SamplerConfig::Ddpm(DdpmConfig::default()))
-                .unwrap(),
-            SamplerConfig::Ddim(ddim(10))
-        );
-        // DDIM → DDPM: default variance, the base's clipping.
-        let ddim_clip = SamplerConfig::Ddim(DdimConfig {
-            clip_x0: true,
-            eta: 1.0,
-            ..ddim(7)
-        });
-        assert_eq!(
-            guided(&["--sampler", "ddpm"]).resolve(ddim_clip).unwrap(),
-            SamplerConfig::Ddpm(DdpmConfig {
-                variance: DdpmVariance::FixedLarge,
-                clip_x0: true
-            })
-        );
-    }
-
-    #[test]
-    fn steps_alone_keeps_the_rest_of_a_ddim_base() {
-        let base = SamplerConfig::Ddim(DdimConfig {
-            steps: 25,
-            eta: 0.3,
-            spacing: Spacing::Linspace,
-            clip_x0: true,
-            recompute_eps: true,
-        });
-        assert_eq!(
-            guided(&["--steps", "5"]).resolve(base).unwrap(),
-            SamplerConfig::Ddim(DdimConfig {
-                steps: 5,
-                eta: 0.3,
-                spacing: Spacing::Linspace,
-                clip_x0: true,
-                recompute_eps: true,
-            })
-        );
-    }
-
-    #[test]
-    fn flags_of_the_other_sampler_are_refused_with_the_reason() {
-        let ddpm = SamplerConfig::Ddpm(DdpmConfig::default());
-        let e = err(guided(&["--steps", "20"]).resolve(ddpm));
-        assert!(
-            e.contains("--steps applies to --sampler ddim only")
-                && e.contains("DDPM runs all T steps"),
-            "{e}"
-        );
-        for (flags, flag) in [
-            (&["--eta", "0.5"][..], "--eta"),
-            (&["--spacing", "trailing"], "--spacing"),
-            (&["--clip-x0", "--recompute-eps"], "--recompute-eps"),
-            (&["--no-recompute-eps"], "--no-recompute-eps"),
-        ] {
-            let e = err(guided(flags).config());
-            assert!(
-                e.starts_with(&format!("{flag} applies to --sampler ddim only: ")),
-                "{e}"
-            );
-        }
-        let e = err(compare(&["--sampler", "ddpm", "--steps", "3"]).config());
-        assert!(e.contains("--steps applies to --sampler ddim only"), "{e}");
-        let e = err(compare(&["--variance", "fixed-small"]).config());
-        assert!(
-            e.contains("--variance applies to --sampler ddpm only") && e.contains("--eta"),
-            "{e}"
-        );
-        let e = err(guided(&["--sampler", "ddim", "--recompute-eps"]).config());
-        assert!(e.contains("--recompute-eps needs clipping"), "{e}");
-        // A base that clips lets --recompute-eps stand alone.
-        let clip = SamplerConfig::Ddim(DdimConfig {
-            clip_x0: true,
-            ..ddim(10)
-        });
-        assert_eq!(
-            guided(&["--recompute-eps"]).resolve(clip).unwrap(),
-            SamplerConfig::Ddim(DdimConfig {
-                clip_x0: true,
-                recompute_eps: true,
-                ..ddim(10)
-            })
-        );
-    }
-
-    #[test]
-    fn contradicting_switches_are_refused_by_the_parser() {
-        for pair in [
-            ["--clip-x0", "--no-clip-x0"],
-            ["--recompute-eps", "--no-recompute-eps"],
-        ] {
-            let args = std::iter::once("t").chain(pair);
-            assert!(GuidedCli::try_parse_from(args).is_err(), "{pair:?}");
-        }
-        let e = GuidedCli::try_parse_from(["t", "--guide", "g.ddpm", "--no-guide"]);
-        assert!(e.is_err());
-    }
-
-    #[test]
-    fn the_bound_model_of_eval_reads_variance_and_clipping() {
-        let s = guided(&["--variance", "fixed-small", "--clip-x0"]);
-        assert_eq!(
-            s.bound_model(Guided::base()),
-            DdpmConfig {
-                variance: DdpmVariance::FixedSmall,
-                clip_x0: true
-            }
-        );
-        let s = guided(&[
-            "--sampler",
-            "ddim",
-            "--steps",
-            "3",
-            "--variance",
-            "fixed-small",
-        ]);
-        assert!(s.config().is_err());
-        let (sampler, bound) = s.resolve_with_bound(Guided::base()).unwrap();
-        assert_eq!(sampler, SamplerConfig::Ddim(ddim(3)));
-        assert_eq!(bound.variance, DdpmVariance::FixedSmall);
-        let e = guided(&["--steps", "3"])
-            .refuse_sampling_only()
-            .unwrap_err();
-        assert!(format!("{e}").starts_with("--steps applies to --fid's sampler"));
-        assert!(guided(&["--clip-x0"]).refuse_sampling_only().is_ok());
-    }
-
-    #[test]
-    fn guide_weight_defaults_and_base_guides() {
-        let g = |args: &[&str]| guided(args).own;
-        assert_eq!(g(&[]).guide().unwrap(), None);
-        assert_eq!(
-            g(&["--guide", "g.ddpm"]).guide().unwrap(),
-            Some((PathBuf::from("g.ddpm"), DEFAULT_GUIDANCE))
-        );
-        assert_eq!(
-            g(&["--guide", "g.ddpm", "--guidance", "1.5"])
-                .guide()
-                .unwrap(),
-            Some((PathBuf::from("g.ddpm"), 1.5))
-        );
-        let e = g(&["--guidance", "3"]).guide().unwrap_err();
-        assert!(format!("{e}").contains("--guide MODEL"), "{e}");
-        let base = Some((PathBuf::from("carried.ddpm"), 2.0));
-        assert_eq!(
-            g(&["--no-guide"]).resolve_guide(base.clone()).unwrap(),
-            None
-        );
-        assert_eq!(
-            g(&["--guidance", "3"]).resolve_guide(base.clone()).unwrap(),
-            Some((PathBuf::from("carried.ddpm"), 3.0))
-        );
-        assert_eq!(g(&[]).resolve_guide(base.clone()).unwrap(), base);
-    }
-}
+mod tests;

@@ -5,10 +5,11 @@
 //! shuffle and from (seed, step) before each step's draws of t and ε. So the generator state at
 //! any epoch boundary is fully described by the seed and the step counter saved in the
 //! checkpoint, and a resumed run continues with exactly the numbers an uninterrupted run uses.
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Result};
+use ddpm_core::file::{Guide, Recipe};
 use ddpm_core::{ModelConfig, Prediction, ScheduleConfig, ScheduleKind, SimpleUNetConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 use tch::{Device, Kind, Tensor};
@@ -336,12 +337,32 @@ pub fn fit(opts: &FitOptions, data: &Mnist, log: &mut dyn FnMut(&str)) -> Result
         ));
     }
     if let Some(out) = &opts.out {
+        // The architecture's recipe, with the guide written beside the model when there is one.
+        let guide = opts
+            .guide
+            .as_ref()
+            .and_then(|(g, _)| recorded_guide(out, g));
+        if let (Some((g, _)), None) = (&opts.guide, &guide) {
+            log(&format!(
+                "the guide {} is not in the folder of {}: its recipe names no guide (`trainer \
+                 export --model … --guide FILE` records one)",
+                g.display(),
+                out.display()
+            ));
+        }
+        let recipe = Recipe {
+            guide: guide.as_deref().map(|file| Guide {
+                file,
+                weight: RECORDED_GUIDANCE,
+            }),
+            ..Recipe::for_model(&opts.model, &opts.schedule)
+        };
         let bytes = export::model_file_bytes(
             &opts.model,
             &opts.schedule,
             &tr.export_params(),
             &opts.note,
-            None,
+            Some(&recipe),
         )?;
         ddpm_torch::atomic::write_atomic(out, &bytes)?;
         log(&format!(
@@ -362,6 +383,23 @@ pub fn fit(opts: &FitOptions, data: &Mnist, log: &mut dyn FnMut(&str)) -> Result
             0.0
         },
     })
+}
+
+/// Guidance weight a fitted model's recipe records for its `--guide-out` guide (the weight of
+/// the committed TinyUNet's measured result, docs/quality.md).
+pub const RECORDED_GUIDANCE: f32 = 2.5;
+
+/// The file name a model at `model` records for its guide at `guide`: the guide's file name
+/// when both are in one folder.
+fn recorded_guide(model: &Path, guide: &Path) -> Option<String> {
+    let folder = |p: &Path| p.parent().map(Path::to_path_buf).unwrap_or_default();
+    let same = folder(model) == folder(guide)
+        || matches!(
+            (folder(model).canonicalize(), folder(guide).canonicalize()),
+            (Ok(a), Ok(b)) if a == b
+        );
+    same.then(|| guide.file_name()?.to_str().map(str::to_owned))
+        .flatten()
 }
 
 #[cfg(test)]
