@@ -5,7 +5,7 @@
 # ddpm-core (on all cores).
 #
 # Usage: tools/quality_table.sh MODEL [extra eval flags, e.g. --clip-x0, --guide G --guidance W]
-#        tools/quality_table.sh --table JSON...   (only the table, from `eval --json` files)
+#        tools/quality_table.sh --table JSON...   (only the table, from `eval --json-out` files)
 # Environment:
 #   SAMPLES=N     samples per row (default 1000)
 #   ROWS="..."    rows to run, from: ddpm-large ddpm-small ddim10-0 ddim10-1 ddim20-0 ddim20-1
@@ -105,11 +105,27 @@ mkdir -p "$out"
 cargo build --release -q -p ddpm-trainer
 trainer=target/release/trainer
 
+# The rows are the flags given and nothing else: a model file's recipe (its clipping, its
+# guide) applies only where the flags name it, so a table reads the same for any model.
+has() {
+    local f
+    for f in "${@:2}"; do [[ $f == "$1" ]] && return 0; done
+    return 1
+}
+neutral=()
+has --clip-x0 "$@" || neutral+=(--no-clip-x0)
+has --guide "$@" || has --no-guide "$@" || neutral+=(--no-guide)
+
 files=()
 for row in $rows; do
+    extra=("$@")
     case $row in
-        ddpm-large) flags=(--sampler ddpm --variance fixed-large) ;;
-        ddpm-small) flags=(--sampler ddpm --variance fixed-small) ;;
+        ddpm-large | ddpm-small)
+            flags=(--sampler ddpm --variance "fixed-${row#ddpm-}")
+            # DDPM steps through the clipped x0's posterior mean: no ε to recompute.
+            extra=()
+            for f in "$@"; do [[ $f == --recompute-eps ]] || extra+=("$f"); done
+            ;;
         ddim*-*)
             steps=${row#ddim}
             steps=${steps%-*}
@@ -127,9 +143,10 @@ for row in $rows; do
         echo "$row: kept $json" >&2
         continue
     fi
-    echo "$row: $trainer eval --fid --model $model --samples $samples ${flags[*]} $*" >&2
-    "$trainer" eval --fid --model "$model" --samples "$samples" --no-progress \
-        --json "$json" "${flags[@]}" "$@" >&2
+    all=("${flags[@]}" "${neutral[@]}" "${extra[@]}")
+    echo "$row: $trainer eval --fid --model $model --n $samples ${all[*]}" >&2
+    "$trainer" eval --fid --model "$model" --n "$samples" --no-progress \
+        --json-out "$json" "${all[@]}" >&2
 done
 
 table "${files[@]}"

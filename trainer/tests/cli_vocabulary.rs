@@ -418,10 +418,10 @@ fn help_lists_no_hidden_spelling_and_shows_the_defaults() {
         assert!(has_flag(&sample, flag), "{flag} missing in\n{sample}");
     }
     for default in [
-        "[default: ddpm]",
-        "[default: 50]",
-        "[default: fixed-large]",
-        "[default: 2.5]",
+        "[default: the model file's recipe (`trainer info MODEL`); ddpm for a file without one]",
+        "[default: the recipe's; 50 when --sampler ddim turns a DDPM recipe into DDIM]",
+        "[default: the recipe's; fixed-large]",
+        "[default: the recipe's, else 2.5]",
     ] {
         assert!(sample.contains(default), "{default} missing in\n{sample}");
     }

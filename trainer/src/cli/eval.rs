@@ -106,7 +106,14 @@ pub fn run(a: EvalArgs, m: &ArgMatches) -> Result<()> {
     // --fid samples with the model's recipe (its sampler and guide) under the flags given;
     // --nll's model p_θ is the lecture notes' DDPM under --variance and --clip-x0.
     let base = Guided::base();
+    if a.nll && a.sampler.own.guide.is_some() {
+        bail!(
+            "--nll bounds the model's own likelihood; a guided sampler has no such bound \
+             (drop --guide, or run --fid alone)"
+        );
+    }
     let (sampler, guide) = if a.fid {
+        eval::check_model_file(&model)?;
         let recipe = load::recipe(&model)?;
         let sampler = if a.nll {
             // --variance, which --nll reads, is not refused with a DDIM recipe.

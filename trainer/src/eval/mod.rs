@@ -457,19 +457,27 @@ pub fn to_json(
     s
 }
 
+/// Refuses a model path that names no file.
+pub fn check_model_file(path: &Path) -> Result<()> {
+    if !path.is_file() {
+        bail!(
+            "{}: no such model file (train one with `trainer fit --out FILE` and pass \
+             --model FILE)",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 /// Runs what `opts` asks for, prints the figures and writes the requested files.
 pub fn run(opts: &EvalOptions) -> Result<()> {
     if !opts.nll && !opts.fid {
         bail!("nothing to do: pass --nll, --fid or both");
     }
     let what = opts.model.display().to_string();
-    if !opts.model.is_file() {
-        bail!(
-            "{what}: no such model file (train one with `trainer fit --out FILE` and pass \
-             --model FILE)"
-        );
-    }
-    if opts.nll && opts.guide.is_some() {
+    check_model_file(&opts.model)?;
+    // With --fid too, a guide (the recipe's) is --fid's; the bound stays the model's own.
+    if opts.nll && !opts.fid && opts.guide.is_some() {
         bail!(
             "--nll bounds the model's own likelihood; a guided sampler has no such bound \
              (drop --guide, or run --fid alone)"
