@@ -16,5 +16,8 @@ if [[ ! -f "$in" ]]; then
     exit 1
 fi
 cargo build -p ddpm-trainer --release
+# The int8 file's recipe: the f32 model's sampler at 10 DDIM steps and η 0 (what the firmware
+# draws and docs/int8.md measures), unguided.
 ./target/release/trainer export --model "$in" --int8 --range minmax \
-    --calib-images 512 --calib-trajectories 4 --eval-images 64 --seed 0 --out "$out"
+    --calib-images 512 --calib-trajectories 4 --eval-images 64 --seed 0 \
+    --steps 10 --eta 0 --out "$out"

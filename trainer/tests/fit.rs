@@ -497,11 +497,15 @@ fn core_samples_do_not_depend_on_the_thread_count() {
     );
     let dir = tempfile::tempdir().unwrap();
     let run = |threads: &str| {
+        // η 0 and no clipping (not the model's recipe): the sampler `cfg` below.
         let extra = [
             "--n",
             "5",
             "--threads",
             threads,
+            "--eta",
+            "0",
+            "--no-clip-x0",
             "--guidance",
             "2.5",
             "--guide",

@@ -160,11 +160,31 @@ fn the_committed_tiny_unet_comes_back_from_safetensors_without_schedule_flags() 
         "--out".as_ref(),
         p("t.ddpm").as_os_str(),
     ]);
-    // No --schedule cosine --prediction v retyped: the same file, byte for byte.
-    assert_eq!(
-        std::fs::read(p("t.ddpm")).unwrap(),
-        std::fs::read(&model).unwrap()
+    // No --schedule cosine --prediction v retyped: the same model. A safetensors file records
+    // no recipe, so the import carries the TinyUNet's default (DDIM 50, η 1, clipped, ε
+    // recomputed, unguided); recording the committed guide again gives the same file, byte for
+    // byte.
+    let imported = std::fs::read(p("t.ddpm")).unwrap();
+    let committed = std::fs::read(&model).unwrap();
+    let (a, b) = (
+        ddpm_core::file::ModelFile::parse(&imported).unwrap(),
+        ddpm_core::file::ModelFile::parse(&committed).unwrap(),
     );
+    assert_eq!(a.header().recipe.sampler, b.header().recipe.sampler);
+    assert_eq!(a.header().recipe.guide, None);
+    assert!(a.tensors().eq(b.tensors()));
+    trainer(&[
+        "export".as_ref(),
+        "--model".as_ref(),
+        p("t.ddpm").as_os_str(),
+        "--guide".as_ref(),
+        "tiny_unet_mnist_guide.ddpm".as_ref(),
+        "--guidance".as_ref(),
+        "2.5".as_ref(),
+        "--out".as_ref(),
+        p("t2.ddpm").as_os_str(),
+    ]);
+    assert_eq!(std::fs::read(p("t2.ddpm")).unwrap(), committed);
     // A flag that contradicts the metadata is refused, naming it.
     let out = Command::new(env!("CARGO_BIN_EXE_trainer"))
         .args(["import", "--prediction", "eps", "--safetensors"])
