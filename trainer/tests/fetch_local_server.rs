@@ -166,3 +166,25 @@ fn cli_reports_a_corrupted_mirror_and_keeps_nothing() {
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(left.is_empty(), "files left behind: {left:?}");
 }
+
+#[test]
+fn cli_fetches_into_ddpm_data_without_a_data_flag() {
+    let bad = start_mirror(Mirror::Corrupted);
+    let dir = tempfile::tempdir().unwrap();
+    // The stale file in $DDPM_DATA is what the command checks and deletes: it looked there.
+    std::fs::write(dir.path().join("train-images-idx3-ubyte"), b"stale").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(["fetch-data", "--no-progress", "--mirror", &bad])
+        .env("DDPM_DATA", dir.path())
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("checksum mismatch"), "{stderr}");
+    assert!(
+        !dir.path().join("train-images-idx3-ubyte").exists(),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("data/mnist").exists(), "{stderr}");
+}

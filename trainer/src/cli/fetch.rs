@@ -3,14 +3,15 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use ddpm_trainer::data::fetch;
+use ddpm_trainer::data::{fetch, idx};
 use ddpm_trainer::progress;
 
 #[derive(Args)]
 pub struct FetchArgs {
-    /// Directory to put the four decompressed MNIST files in.
-    #[arg(long, alias = "dir", default_value = "data/mnist")]
-    data: PathBuf,
+    /// Directory to put the four decompressed MNIST files in, where the other commands look
+    /// [default: $DDPM_DATA, else data/mnist].
+    #[arg(long, alias = "dir")]
+    data: Option<PathBuf>,
     /// Base URL of a mirror (repeatable; tried in order; a file's URL is base + name + .gz)
     /// [default: ossci-datasets S3, Google cvdf-datasets, yann.lecun.com].
     #[arg(long = "mirror", value_name = "URL")]
@@ -30,12 +31,10 @@ pub fn run(a: FetchArgs) -> Result<()> {
     } else {
         a.mirrors.clone()
     };
-    fetch::fetch_mnist(
-        &a.data,
-        &mirrors,
-        progress::wanted(a.no_progress),
-        &mut |m| eprintln!("{m}"),
-    )?;
-    eprintln!("MNIST is in {}", a.data.display());
+    let dir = a.data.clone().unwrap_or_else(idx::default_data_dir);
+    fetch::fetch_mnist(&dir, &mirrors, progress::wanted(a.no_progress), &mut |m| {
+        eprintln!("{m}")
+    })?;
+    eprintln!("MNIST is in {}", dir.display());
     Ok(())
 }
