@@ -330,21 +330,14 @@ impl Guided {
     /// [`DEFAULT_GUIDANCE`] without a base), --guidance its weight. --guidance without a guide
     /// is refused.
     pub fn resolve_guide(&self, base: Option<(PathBuf, f32)>) -> Result<Option<(PathBuf, f32)>> {
-        if self.no_guide {
-            return Ok(None);
-        }
-        let guide = match (&self.guide, base) {
-            (Some(g), base) => Some((g.clone(), base.map_or(DEFAULT_GUIDANCE, |(_, w)| w))),
-            (None, base) => base,
-        };
-        match (guide, self.guidance) {
-            (None, Some(_)) => bail!(
-                "--guidance weighs a guide's output against the model's: give the guide with \
-                 --guide MODEL"
-            ),
-            (Some((g, w)), weight) => Ok(Some((g, weight.unwrap_or(w)))),
-            (None, None) => Ok(None),
-        }
+        guide_over(
+            self.guide.clone(),
+            self.guidance,
+            self.no_guide,
+            base,
+            "--guidance weighs a guide's output against the model's: give the guide with \
+             --guide MODEL",
+        )
     }
 
     /// The guide the flags name, with its weight.
@@ -500,23 +493,38 @@ impl SamplerArgs<Stored> {
         &self,
         base: &Recipe<'_>,
     ) -> Result<(SamplerConfig, Option<(String, f32)>)> {
-        let sampler = self.resolve(base.sampler)?;
-        let base_guide = base.guide.map(|g| (g.file.to_owned(), g.weight));
-        let guide = if self.own.no_guide {
-            None
-        } else {
-            match (&self.own.guide, base_guide) {
-                (Some(g), b) => Some((g.clone(), b.map_or(DEFAULT_GUIDANCE, |(_, w)| w))),
-                (None, b) => b,
-            }
-        };
-        match (guide, self.own.guidance) {
-            (None, Some(_)) => {
-                bail!("--guidance is the weight of a recorded guide: name it with --guide FILE")
-            }
-            (Some((g, w)), weight) => Ok((sampler, Some((g, weight.unwrap_or(w))))),
-            (None, None) => Ok((sampler, None)),
-        }
+        let guide = guide_over(
+            self.own.guide.clone(),
+            self.own.guidance,
+            self.own.no_guide,
+            base.guide.map(|g| (g.file.to_owned(), g.weight)),
+            "--guidance is the weight of a recorded guide: name it with --guide FILE",
+        )?;
+        Ok((self.resolve(base.sampler)?, guide))
+    }
+}
+
+/// A guide (file and weight) over `base`: `no_guide` drops it, `file` replaces its file
+/// (keeping `base`'s weight, or [`DEFAULT_GUIDANCE`] without a base), `weight` its weight; a
+/// weight with no guide to weigh is refused with `refusal`.
+fn guide_over<T>(
+    file: Option<T>,
+    weight: Option<f32>,
+    no_guide: bool,
+    base: Option<(T, f32)>,
+    refusal: &str,
+) -> Result<Option<(T, f32)>> {
+    if no_guide {
+        return Ok(None);
+    }
+    let guide = match (file, base) {
+        (Some(g), base) => Some((g, base.map_or(DEFAULT_GUIDANCE, |(_, w)| w))),
+        (None, base) => base,
+    };
+    match (guide, weight) {
+        (None, Some(_)) => bail!("{refusal}"),
+        (Some((g, w)), weight) => Ok(Some((g, weight.unwrap_or(w)))),
+        (None, None) => Ok(None),
     }
 }
 
