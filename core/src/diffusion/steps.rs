@@ -116,7 +116,7 @@ impl Default for SamplerConfig {
 }
 
 /// numpy's `round` (half to even), used by diffusers for timestep lists.
-fn round_half_even(v: f64) -> f64 {
+pub(crate) fn round_half_even(v: f64) -> f64 {
     let r = libm::round(v);
     if (v - libm::trunc(v)).abs() == 0.5 && r % 2.0 != 0.0 {
         r - v.signum()

@@ -1,0 +1,428 @@
+//! DPM-Solver++(2M) against golden vectors from diffusers' `DPMSolverMultistepScheduler`
+//! (`tools/golden_solvers/make_solver_golden.py`, which records the diffusers version): the
+//! timestep lists exactly, and one deterministic trajectory per case within a relative
+//! tolerance; plus typed errors, never panics, on random configurations.
+
+use ddpm_core::diffusion::{
+    dpm_step, DpmOrder, DpmPlan, DpmTimesteps, Prediction, Schedule, ScheduleConfig, Spacing,
+};
+use ddpm_core::error::Error;
+use proptest::prelude::*;
+
+const GOLDEN: &str = include_str!("../../tools/golden_solvers/dpm_solver_golden.json");
+
+/// Largest relative deviation (max |x − golden| / max |golden| over the 16 values, after any
+/// step) allowed between this crate's f32 trajectory and diffusers' float64 one. Both use the
+/// same f32 ᾱ table, so what separates them is f32 arithmetic only: the step coefficients are
+/// computed in f64 and rounded once, but x0 = (x − σ·ε)/α, the model output and the affine
+/// update run in f32 (a few ulps, ~2e-7, per step), and the ε prediction at the noisiest
+/// timesteps divides by α = √ᾱ (1.6e-4 for the cosine schedule at t = 299), which scales a
+/// rounding of x or σ·ε up relative to x0; the error then carries through up to 20 steps.
+/// diffusers' own float32 run of the same cases deviates by up to 8.2e-7 (recorded per case).
+const TRAJECTORY_TOL: f64 = 1e-6;
+
+// ---- a minimal JSON reader: objects, arrays, numbers and escape-free strings, all the golden
+// file holds ----
+
+#[derive(Debug, Clone)]
+enum Json {
+    Num(f64),
+    Str(String),
+    Arr(Vec<Json>),
+    Obj(Vec<(String, Json)>),
+}
+
+impl Json {
+    fn get(&self, key: &str) -> &Json {
+        match self {
+            Json::Obj(kv) => {
+                &kv.iter()
+                    .find(|(k, _)| k == key)
+                    .unwrap_or_else(|| panic!("no key {key}"))
+                    .1
+            }
+            _ => panic!("not an object"),
+        }
+    }
+    fn arr(&self) -> &[Json] {
+        match self {
+            Json::Arr(a) => a,
+            _ => panic!("not an array"),
+        }
+    }
+    fn num(&self) -> f64 {
+        match self {
+            Json::Num(v) => *v,
+            _ => panic!("not a number"),
+        }
+    }
+    fn str(&self) -> &str {
+        match self {
+            Json::Str(s) => s,
+            _ => panic!("not a string"),
+        }
+    }
+    fn u32s(&self) -> Vec<u32> {
+        self.arr().iter().map(|v| v.num() as u32).collect()
+    }
+}
+
+struct Parser<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl Parser<'_> {
+    fn ws(&mut self) {
+        while self.i < self.s.len() && self.s[self.i].is_ascii_whitespace() {
+            self.i += 1;
+        }
+    }
+    fn eat(&mut self, c: u8) {
+        self.ws();
+        assert_eq!(self.s[self.i], c, "at byte {}", self.i);
+        self.i += 1;
+    }
+    fn value(&mut self) -> Json {
+        self.ws();
+        match self.s[self.i] {
+            b'{' => {
+                self.i += 1;
+                let mut kv = Vec::new();
+                self.ws();
+                if self.s[self.i] == b'}' {
+                    self.i += 1;
+                    return Json::Obj(kv);
+                }
+                loop {
+                    self.ws();
+                    let Json::Str(k) = self.value() else {
+                        panic!("object key is not a string")
+                    };
+                    self.eat(b':');
+                    kv.push((k, self.value()));
+                    self.ws();
+                    self.i += 1;
+                    if self.s[self.i - 1] == b'}' {
+                        return Json::Obj(kv);
+                    }
+                }
+            }
+            b'[' => {
+                self.i += 1;
+                let mut a = Vec::new();
+                self.ws();
+                if self.s[self.i] == b']' {
+                    self.i += 1;
+                    return Json::Arr(a);
+                }
+                loop {
+                    a.push(self.value());
+                    self.ws();
+                    self.i += 1;
+                    if self.s[self.i - 1] == b']' {
+                        return Json::Arr(a);
+                    }
+                }
+            }
+            b'"' => {
+                // The golden file's strings carry no escapes.
+                let start = self.i + 1;
+                let len = self.s[start..].iter().position(|&c| c == b'"').unwrap();
+                self.i = start + len + 1;
+                Json::Str(String::from_utf8(self.s[start..start + len].to_vec()).unwrap())
+            }
+            _ => {
+                let start = self.i;
+                while self.i < self.s.len() && b"+-.eE0123456789".contains(&self.s[self.i]) {
+                    self.i += 1;
+                }
+                let text = std::str::from_utf8(&self.s[start..self.i]).unwrap();
+                Json::Num(text.parse().unwrap_or_else(|_| panic!("bad number {text}")))
+            }
+        }
+    }
+}
+
+fn golden() -> Json {
+    let mut p = Parser {
+        s: GOLDEN.as_bytes(),
+        i: 0,
+    };
+    p.value()
+}
+
+fn spacing(name: &str) -> Spacing {
+    match name {
+        "linspace" => Spacing::Linspace,
+        "leading" => Spacing::Leading,
+        "trailing" => Spacing::Trailing,
+        _ => panic!("unknown spacing {name}"),
+    }
+}
+
+fn schedule(kind: &str, prediction: &str, big_t: u32) -> Schedule {
+    let cfg = match kind {
+        "linear" => ScheduleConfig::linear(big_t, 1e-4, 0.02),
+        "cosine" => ScheduleConfig::cosine(big_t),
+        _ => panic!("unknown schedule {kind}"),
+    };
+    let pred = match prediction {
+        "epsilon" => Prediction::Eps,
+        "v_prediction" => Prediction::V,
+        _ => panic!("unknown prediction {prediction}"),
+    };
+    Schedule::new(&cfg.predicting(pred)).unwrap()
+}
+
+/// The golden file's fixed "network": 0.5·x + 0.1·sin(x + t/T), here in f32.
+fn model_output(x: f32, t: u32, big_t: u32) -> f32 {
+    0.5 * x + 0.1 * (x + t as f32 / big_t as f32).sin()
+}
+
+#[test]
+fn golden_file_is_what_this_test_expects() {
+    let g = golden();
+    assert_eq!(g.get("diffusers_version").str(), "0.35.2");
+    assert_eq!(g.get("T").num(), 300.0);
+    assert_eq!(g.get("x_T").arr().len(), 16);
+    // 2 schedules × 2 predictions × 3 spacings × 3 step counts.
+    assert_eq!(g.get("cases").arr().len(), 36);
+}
+
+#[test]
+fn timesteps_match_diffusers() {
+    let g = golden();
+    let big_t = g.get("T").num() as u32;
+    for case in g.get("cases").arr() {
+        let n = case.get("steps").num() as u32;
+        let sp = spacing(case.get("spacing").str());
+        let ours: Vec<u32> = DpmTimesteps::new(big_t, n, sp).unwrap().iter().collect();
+        assert_eq!(ours, case.get("timesteps").u32s(), "{n} steps {sp:?}");
+    }
+}
+
+fn fnv1a64(h: &mut u64, word: u32) {
+    for b in word.to_le_bytes() {
+        *h = (*h ^ b as u64).wrapping_mul(0x100000001B3);
+    }
+}
+
+#[test]
+fn timesteps_match_diffusers_for_every_step_count() {
+    // Every N in 1..=T for T = 300 and 1000: FNV-1a over N and the list, as the generator hashes
+    // diffusers' lists (cut to N entries where diffusers' trailing list has a spurious −1).
+    let g = golden();
+    let prints = g.get("timestep_fingerprints").arr();
+    assert_eq!(prints.len(), 6);
+    for p in prints {
+        let big_t = p.get("T").num() as u32;
+        let sp = spacing(p.get("spacing").str());
+        let mut h = 0xCBF29CE484222325u64;
+        for n in 1..=big_t {
+            fnv1a64(&mut h, n);
+            let list = DpmTimesteps::new(big_t, n, sp).unwrap();
+            assert_eq!(list.iter().count(), n as usize);
+            for t in list.iter() {
+                fnv1a64(&mut h, t);
+            }
+        }
+        assert_eq!(
+            format!("{h:016x}"),
+            p.get("fnv1a64").str(),
+            "T {big_t} {sp:?}"
+        );
+    }
+}
+
+#[test]
+fn trajectories_match_diffusers() {
+    let g = golden();
+    let big_t = g.get("T").num() as u32;
+    let x_t: Vec<f32> = g.get("x_T").arr().iter().map(|v| v.num() as f32).collect();
+    let mut worst_all = 0.0f64;
+    for case in g.get("cases").arr() {
+        let name = format!(
+            "{}/{}/{}/{}",
+            case.get("schedule").str(),
+            case.get("prediction").str(),
+            case.get("spacing").str(),
+            case.get("steps").num()
+        );
+        let sched = schedule(
+            case.get("schedule").str(),
+            case.get("prediction").str(),
+            big_t,
+        );
+        let pred = sched.config().prediction;
+        let n = case.get("steps").num() as u32;
+        let plan = DpmPlan::new(&sched, n, spacing(case.get("spacing").str())).unwrap();
+        let rows = case.get("x").arr();
+        assert_eq!(rows.len(), plan.len(), "{name}");
+        let mut x = x_t.clone();
+        // Poisoned: the first step is of first order and must not read the history.
+        let mut history = vec![f32::NAN; x.len()];
+        let mut worst = 0.0f64;
+        for (k, row) in rows.iter().enumerate() {
+            let step = plan.step(&sched, k).unwrap();
+            let expect_order = if k == 0 || k + 1 == plan.len() {
+                DpmOrder::First
+            } else {
+                DpmOrder::Second
+            };
+            assert_eq!(step.order, expect_order, "{name} step {k}");
+            let out: Vec<f32> = x.iter().map(|&v| model_output(v, step.t, big_t)).collect();
+            dpm_step(&step, pred, &mut x, &out, &mut history).unwrap();
+            let want: Vec<f64> = row.arr().iter().map(Json::num).collect();
+            let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            let err = x
+                .iter()
+                .zip(&want)
+                .fold(0.0f64, |m, (&a, &b)| m.max((a as f64 - b).abs()));
+            worst = worst.max(err / scale);
+        }
+        assert!(
+            worst <= TRAJECTORY_TOL,
+            "{name}: relative deviation {worst:.3e} > {TRAJECTORY_TOL:.0e}"
+        );
+        worst_all = worst_all.max(worst);
+    }
+    println!("largest relative deviation from diffusers: {worst_all:.3e}");
+}
+
+#[test]
+fn the_final_step_returns_x0_and_the_history_is_the_previous_x0() {
+    let sched: Schedule = Schedule::new(&ScheduleConfig::default()).unwrap();
+    let plan = DpmPlan::new(&sched, 3, Spacing::Trailing).unwrap();
+    let last = plan.step(&sched, 2).unwrap();
+    assert_eq!(last.t_prev, None);
+    assert_eq!((last.cx, last.c0, last.c1), (0.0, 1.0, 0.0));
+    let (mut x, out, mut hist) = ([0.3f32, -0.7], [0.1f32, 0.2], [5.0f32, 6.0]);
+    dpm_step(&last, Prediction::Eps, &mut x, &out, &mut hist).unwrap();
+    let acp = sched.alphas_cumprod()[last.t as usize];
+    let x0 = (0.3 - (1.0 - acp).sqrt() * 0.1) / acp.sqrt();
+    assert!((x[0] - x0).abs() <= 1e-6 * x0.abs(), "{} vs {x0}", x[0]);
+    assert_eq!(x, hist, "the history holds this step's x0");
+    // A second-order step's coefficients are an affine combination in (x0, x0_prev).
+    let mid = plan.step(&sched, 1).unwrap();
+    assert_eq!(mid.order, DpmOrder::Second);
+    assert!(mid.c1 < 0.0 && mid.c0 > 0.0);
+}
+
+#[test]
+fn errors_are_typed() {
+    let sched: Schedule = Schedule::new(&ScheduleConfig::default()).unwrap();
+    for sp in [Spacing::Linspace, Spacing::Leading, Spacing::Trailing] {
+        assert!(matches!(
+            DpmTimesteps::new(300, 0, sp),
+            Err(Error::InvalidConfig(_))
+        ));
+        assert!(matches!(
+            DpmPlan::new(&sched, 301, sp),
+            Err(Error::InvalidConfig(_))
+        ));
+    }
+    // linspace(0, 299, 301) repeats timesteps: diffusers would divide by h = 0.
+    assert!(matches!(
+        DpmPlan::new(&sched, 300, Spacing::Linspace),
+        Err(Error::InvalidConfig(_))
+    ));
+    let plan = DpmPlan::new(&sched, 10, Spacing::Leading).unwrap();
+    assert!(plan.step(&sched, 10).is_err());
+    let other: Schedule = Schedule::new(&ScheduleConfig::linear(200, 1e-4, 0.02)).unwrap();
+    assert!(plan.step(&other, 0).is_err());
+    let step = plan.step(&sched, 1).unwrap();
+    let mut x = [0.0f32; 4];
+    assert_eq!(
+        dpm_step(&step, Prediction::Eps, &mut x, &[0.0; 4], &mut [0.0; 3]),
+        Err(Error::BufferSize {
+            what: "DPM-Solver history",
+            needed: 4,
+            got: 3
+        })
+    );
+    assert!(dpm_step(&step, Prediction::Eps, &mut x, &[0.0; 5], &mut [0.0; 4]).is_err());
+    // β = 1e-8: ᾱ_0 rounds to 1 in f32 (σ = 0, λ = ∞ at t = 0) and neighbouring ᾱ round to
+    // the same f32 (h = 0): such steps are errors; 10 steps far apart are finite.
+    let flat: Schedule = Schedule::new(&ScheduleConfig::linear(300, 1e-8, 1e-8)).unwrap();
+    assert_eq!(flat.alphas_cumprod()[0], 1.0);
+    let plan = DpmPlan::new(&flat, 300, Spacing::Trailing).unwrap();
+    assert_eq!(plan.timesteps().get(299), Some(0));
+    assert!(matches!(
+        plan.step(&flat, 299),
+        Err(Error::InvalidConfig(_))
+    ));
+    assert!(matches!(
+        plan.step(&flat, 100),
+        Err(Error::InvalidConfig(_))
+    ));
+    let plan = DpmPlan::new(&flat, 10, Spacing::Trailing).unwrap();
+    for k in 0..10 {
+        let s = plan.step(&flat, k).unwrap();
+        assert!(s.cx.is_finite() && s.c0.is_finite() && s.c1.is_finite());
+    }
+}
+
+fn any_spacing() -> impl Strategy<Value = Spacing> {
+    prop_oneof![
+        Just(Spacing::Linspace),
+        Just(Spacing::Leading),
+        Just(Spacing::Trailing)
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn random_configs_give_typed_errors_or_finite_values(
+        big_t in 1u32..400,
+        steps in 0u32..400,
+        sp in any_spacing(),
+        cosine in any::<bool>(),
+        v in any::<bool>(),
+        len in 1usize..24,
+        hist_len in 0usize..24,
+        seed in any::<u32>(),
+    ) {
+        let cfg = if cosine { ScheduleConfig::cosine(big_t) } else { ScheduleConfig::linear(big_t, 1e-4, 0.02) };
+        let pred = if v { Prediction::V } else { Prediction::Eps };
+        let sched: Schedule = Schedule::new(&cfg.predicting(pred)).unwrap();
+        match DpmTimesteps::new(big_t, steps, sp) {
+            Err(e) => prop_assert!(matches!(e, Error::InvalidConfig(_)) && (steps == 0 || steps > big_t)),
+            Ok(list) => {
+                prop_assert_eq!(list.iter().count(), steps as usize);
+                prop_assert!(list.iter().all(|t| t < big_t));
+            }
+        }
+        let plan = match DpmPlan::new(&sched, steps, sp) {
+            Ok(p) => p,
+            Err(e) => {
+                prop_assert!(matches!(e, Error::InvalidConfig(_)));
+                return Ok(());
+            }
+        };
+        let mut x: Vec<f32> = (0..len).map(|i| ((seed as usize + i * 7919) % 2001) as f32 / 1000.0 - 1.0).collect();
+        let mut hist = vec![0.0f32; hist_len];
+        for k in 0..plan.len() {
+            let step = match plan.step(&sched, k) {
+                Ok(s) => s,
+                Err(e) => {
+                    prop_assert!(matches!(e, Error::InvalidConfig(_)));
+                    return Ok(());
+                }
+            };
+            prop_assert!(step.cx.is_finite() && step.c0.is_finite() && step.c1.is_finite());
+            let out: Vec<f32> = x.iter().map(|&v| model_output(v, step.t, big_t)).collect();
+            match dpm_step(&step, pred, &mut x, &out, &mut hist) {
+                Ok(()) => prop_assert!(x.iter().chain(&hist).all(|v| v.is_finite())),
+                Err(e) => {
+                    prop_assert!(hist_len != len);
+                    prop_assert!(matches!(e, Error::BufferSize { .. }), "{:?}", e);
+                    return Ok(());
+                }
+            }
+        }
+        prop_assert!(plan.step(&sched, plan.len()).is_err());
+    }
+}
