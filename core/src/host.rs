@@ -303,7 +303,18 @@ impl HostModel {
             model: self,
             guide,
         };
-        sampler::sample_batch(&mut batch, &*schedule, cfg, &mut noise, &mut x)?;
+        let mut history = match cfg {
+            SamplerConfig::DpmSolver2M(_) => vec![0.0f32; n * len],
+            _ => Vec::new(),
+        };
+        sampler::sample_batch_with_history(
+            &mut batch,
+            &*schedule,
+            cfg,
+            &mut noise,
+            &mut x,
+            &mut history,
+        )?;
         Ok(x)
     }
 }

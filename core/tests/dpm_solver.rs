@@ -426,3 +426,75 @@ proptest! {
         prop_assert!(plan.step(&sched, plan.len()).is_err());
     }
 }
+
+/// The sampling driver runs DPM-Solver++(2M) on any network: over a model file's network it
+/// equals the step functions applied by hand, bit for bit, and it refuses a history of the
+/// wrong length (or none) with a typed error.
+#[test]
+fn the_driver_runs_dpm_solver_with_a_history_and_refuses_a_wrong_one() {
+    use ddpm_core::diffusion::{
+        sample_batch, sample_batch_with_history, DpmConfig, GaussianNoise, SamplerConfig,
+        WholeImages,
+    };
+    use ddpm_core::host::HostModel;
+    use ddpm_core::{ModelConfig, ScheduleConfig, SimpleUNetConfig};
+    let cfg = SimpleUNetConfig {
+        channels: 1,
+        height: 6,
+        width: 5,
+        hidden1: 4,
+        hidden2: 6,
+    };
+    let bytes = {
+        let mut w = ddpm_core::file::ModelWriter::new(
+            ModelConfig::SimpleUNet(cfg),
+            ScheduleConfig::cosine(50),
+            "",
+        );
+        for spec in cfg.tensor_specs().iter() {
+            let data: Vec<f32> = (0..spec.numel())
+                .map(|i| ((i * 7 % 13) as f32 - 6.0) / 16.0)
+                .collect();
+            w.push_f32(spec.name, spec.dims(), &data).unwrap();
+        }
+        w.finish()
+    };
+    let mut model = HostModel::from_bytes(&bytes).unwrap();
+    let sched = model.schedule().clone();
+    let len = cfg.image_len();
+    let sampler = SamplerConfig::DpmSolver2M(DpmConfig {
+        steps: 7,
+        spacing: Spacing::Linspace,
+    });
+    // By the driver.
+    let mut eps = vec![0.0f32; len];
+    let mut x = vec![0.0f32; len];
+    let mut history = vec![0.0f32; len];
+    let mut noise = [GaussianNoise::new(5)];
+    {
+        let mut net = WholeImages::new(&mut model, &mut eps).unwrap();
+        sample_batch_with_history(&mut net, &sched, &sampler, &mut noise, &mut x, &mut history)
+            .unwrap();
+    }
+    // By hand.
+    let plan = DpmPlan::new(&sched, 7, Spacing::Linspace).unwrap();
+    let mut y = vec![0.0f32; len];
+    GaussianNoise::new(5).fill(&mut y);
+    let mut h = vec![0.0f32; len];
+    for k in 0..plan.len() {
+        let st = plan.step(&sched, k).unwrap();
+        let t_in = st.t as f32 / 50.0;
+        ddpm_core::diffusion::Denoiser::predict_noise(&mut model, &y, t_in, &mut eps).unwrap();
+        dpm_step(&st, sched.config().prediction, &mut y, &eps, &mut h).unwrap();
+    }
+    assert_eq!(x, y);
+    assert!(x.iter().all(|v| v.is_finite()));
+    // No history, or one of the wrong length: typed errors.
+    let mut net = WholeImages::new(&mut model, &mut eps).unwrap();
+    let e = sample_batch(&mut net, &sched, &sampler, &mut noise, &mut x).unwrap_err();
+    assert!(matches!(e, Error::BufferSize { .. }), "{e:?}");
+    let mut short = vec![0.0f32; len - 1];
+    let e = sample_batch_with_history(&mut net, &sched, &sampler, &mut noise, &mut x, &mut short)
+        .unwrap_err();
+    assert!(matches!(e, Error::BufferSize { .. }), "{e:?}");
+}

@@ -584,8 +584,15 @@ pub fn guided_trajectories(
     let mut xt = tensor(&xs.concat(), &shape);
     let mut eps = vec![0.0f32; n];
     let mut guide_eps = vec![0.0f32; n];
+    // DPM-Solver++(2M): the previous step's x0, per image (core) and as a batch (torch).
+    let mut history: Vec<Vec<f32>> = vec![vec![0.0f32; n]; seeds.len()];
+    let mut x0_prev: Option<tch::Tensor> = None;
     for k in 0..plan.len() {
         let (t, prev) = plan.step(k).unwrap();
+        let dpm = match &plan {
+            Plan::Dpm(p) => Some(p.step(&sched, k).unwrap()),
+            _ => None,
+        };
         let t_in = t as f32 / big_t as f32;
         let z: Vec<Vec<f32>> = seeds
             .iter()
@@ -607,8 +614,15 @@ pub fn guided_trajectories(
                 ddpm_torch::sample::ddim_step(&sched, d, t, prev, &xt, &eps_t, &zt)
             }
             SamplerConfig::Ddpm(d) => ddpm_torch::sample::ddpm_step(&sched, d, t, &xt, &eps_t, &zt),
+            SamplerConfig::DpmSolver2M(_) => {
+                let st = dpm.as_ref().unwrap();
+                let (v, x0) =
+                    ddpm_torch::sample::dpm_step(&sched, st, &xt, &eps_t, x0_prev.as_ref());
+                x0_prev = Some(x0);
+                v
+            }
         };
-        for (x, z) in xs.iter_mut().zip(&z) {
+        for ((x, z), h) in xs.iter_mut().zip(&z).zip(history.iter_mut()) {
             core.forward(x, t_in, &mut eps).unwrap();
             if let Some((_, g, w)) = guide.as_mut() {
                 g.forward(x, t_in, &mut guide_eps).unwrap();
@@ -621,6 +635,14 @@ pub fn guided_trajectories(
                 SamplerConfig::Ddpm(d) => {
                     diffusion::ddpm_step(&sched, d, t, x, &eps, |i| z[i]).unwrap()
                 }
+                SamplerConfig::DpmSolver2M(_) => diffusion::dpm_step(
+                    dpm.as_ref().unwrap(),
+                    sched.config().prediction,
+                    x,
+                    &eps,
+                    h,
+                )
+                .unwrap(),
             }
         }
     }

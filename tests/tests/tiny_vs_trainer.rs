@@ -298,6 +298,14 @@ fn ddim50(eta: f32, clip: bool) -> SamplerConfig {
     })
 }
 
+/// DPM-Solver++(2M) with `steps` linspace steps (diffusers' default spacing for it).
+fn dpm(steps: u32) -> SamplerConfig {
+    SamplerConfig::DpmSolver2M(ddpm_core::diffusion::DpmConfig {
+        steps,
+        spacing: ddpm_core::diffusion::Spacing::Linspace,
+    })
+}
+
 /// Prints one sampler's per-seed errors and asserts each within [`TRAJECTORY_REL`]; returns
 /// the largest.
 fn check_trajectories(name: &str, path: Path, seeds: &[u64], errs: &[f32]) -> f32 {
@@ -326,6 +334,8 @@ fn tiny_trajectories_match_trainer() {
         ("DDIM 50 steps, eta 1", Path::Fast, ddim(1.0), &seeds[..]),
         ("DDIM 50 steps, eta 0", Path::Reference, ddim(0.0), &[0, 3]),
         ("DDPM all T steps", Path::Fast, ddpm, &seeds[..2]),
+        ("DPM-Solver++(2M) 10 steps", Path::Fast, dpm(10), &seeds[..]),
+        ("DPM-Solver++(2M) 20 steps", Path::Reference, dpm(20), &[0]),
     ] {
         let errs = trajectories(&net, &core, path, &cfg, seeds);
         worst = worst.max(check_trajectories(name, path, seeds, &errs));
@@ -374,9 +384,19 @@ fn tiny_guided_trajectories_match_trainer() {
             ddim(1.0),
             &seeds[..1],
         ),
+        (
+            "DPM-Solver++(2M) 10 steps",
+            Path::Fast,
+            dpm(10),
+            &seeds[..2],
+        ),
     ] {
         let errs = guided_trajectories(&net, &core, Some(guide), path, &cfg, seeds);
-        let name = format!("guided {name}, x0 clipped");
+        let clipped = match cfg {
+            SamplerConfig::Ddim(d) if d.clip_x0 => ", x0 clipped",
+            _ => "",
+        };
+        let name = format!("guided {name}{clipped}");
         worst = worst.max(check_trajectories(&name, path, seeds, &errs));
     }
     println!("guided trajectories: worst {worst:.3e}");

@@ -2,7 +2,9 @@
 //! `ddpm_core::diffusion` on tensors (the same f32 coefficients, in the same order) and the
 //! sampling loop over a plan.
 use anyhow::{Context, Result};
-use ddpm_core::diffusion::{DdimConfig, DdpmConfig, DdpmVariance, Plan, SamplerConfig};
+use ddpm_core::diffusion::{
+    DdimConfig, DdpmConfig, DdpmVariance, DpmOrder, DpmStep, Plan, SamplerConfig,
+};
 use ddpm_core::{Prediction, Schedule};
 use tch::{Device, Kind, Tensor};
 
@@ -119,7 +121,27 @@ fn step_needs_noise(cfg: &SamplerConfig, t: u32) -> bool {
     match cfg {
         SamplerConfig::Ddpm(_) => t > 0,
         SamplerConfig::Ddim(c) => c.eta > 0.0,
+        SamplerConfig::DpmSolver2M(_) => false,
     }
+}
+
+/// One DPM-Solver++(2M) step on a batch with the core's per-step coefficients `st`
+/// (`ddpm_core::diffusion::DpmPlan::step`): x ← cx·x + c0·x0 + c1·x0_prev; returns the new x
+/// and this step's x0 (the next step's `x0_prev`).
+pub fn dpm_step(
+    sched: &Schedule,
+    st: &DpmStep,
+    x: &Tensor,
+    out: &Tensor,
+    x0_prev: Option<&Tensor>,
+) -> (Tensor, Tensor) {
+    let pred = sched.config().prediction;
+    let x0 = predicted_x0(pred, x, out, st.sa.into(), st.s1a.into());
+    let mut v = x * st.cx as f64 + &x0 * st.c0 as f64;
+    if let (DpmOrder::Second, Some(m1)) = (st.order, x0_prev) {
+        v += m1 * st.c1 as f64;
+    }
+    (v, x0)
 }
 
 /// Draws `n` samples in one batch on `net`'s device: x_T ~ N(0, I) and each step's z from the
@@ -148,6 +170,7 @@ pub fn sample_torch(
         c.width() as i64,
     ];
     let mut x = Tensor::randn(shape, (Kind::Float, device));
+    let mut x0_prev: Option<Tensor> = None;
     tch::no_grad(|| -> Result<()> {
         for k in 0..plan.len() {
             let (t, prev) = plan.step(k).context("step past the sampler's plan")?;
@@ -162,9 +185,20 @@ pub fn sample_torch(
             } else {
                 x.zeros_like()
             };
-            x = match cfg {
-                SamplerConfig::Ddpm(d) => ddpm_step(sched, d, t, &x, &eps, &z),
-                SamplerConfig::Ddim(d) => ddim_step(sched, d, t, prev, &x, &eps, &z),
+            x = match (cfg, &plan) {
+                (SamplerConfig::DpmSolver2M(_), Plan::Dpm(p)) => {
+                    let st = p
+                        .step(sched, k)
+                        .map_err(|e| anyhow::anyhow!("DPM-Solver step {k}: {e}"))?;
+                    let (v, x0) = dpm_step(sched, &st, &x, &eps, x0_prev.as_ref());
+                    x0_prev = Some(x0);
+                    v
+                }
+                (SamplerConfig::Ddpm(d), _) => ddpm_step(sched, d, t, &x, &eps, &z),
+                (SamplerConfig::Ddim(d), _) => ddim_step(sched, d, t, prev, &x, &eps, &z),
+                (SamplerConfig::DpmSolver2M(_), _) => {
+                    anyhow::bail!("DPM-Solver settings without a DPM-Solver plan")
+                }
             };
             on_step(k + 1, plan.len());
         }

@@ -99,5 +99,10 @@ pub fn describe_sampler(cfg: &SamplerConfig, timesteps: u32) -> String {
                 (true, true) => "yes (ε recomputed)",
             }
         ),
+        SamplerConfig::DpmSolver2M(d) => format!(
+            "DPM-Solver++(2M) {} steps, {} spacing",
+            d.steps,
+            spacing_name(d.spacing)
+        ),
     }
 }

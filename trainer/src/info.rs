@@ -227,6 +227,11 @@ impl ModelInfo {
                 d.clip_x0,
                 d.recompute_eps
             ),
+            SamplerConfig::DpmSolver2M(d) => format!(
+                "{{\"kind\": \"dpmpp-2m\", \"steps\": {}, \"spacing\": \"{}\"}}",
+                d.steps,
+                spacing_name(d.spacing)
+            ),
         };
         let guide = match &self.guide {
             Some((file, w)) => format!(

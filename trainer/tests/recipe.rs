@@ -284,3 +284,37 @@ fn export_records_a_recipe_and_keeps_every_tensor() {
         assert!(!Path::new(&out_s).exists(), "{flags:?} wrote a file");
     }
 }
+
+#[test]
+fn dpm_solver_is_selectable_and_refuses_what_it_does_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (images, err) = sample(
+        dir.path(),
+        "dpm",
+        &[
+            "--n",
+            "2",
+            "--sampler",
+            "dpmpp-2m",
+            "--steps",
+            "4",
+            "--no-guide",
+        ],
+    );
+    assert_eq!(images.len(), 2 * 28 * 28);
+    assert!(
+        err.contains("DPM-Solver++(2M) 4 steps, linspace spacing; the model's recipe with"),
+        "{err}"
+    );
+    for (flag, value) in [("--eta", Some("0.5")), ("--clip-x0", None)] {
+        let mut args = vec!["sample", "--n", "1", "--sampler", "dpmpp-2m", flag];
+        args.extend(value);
+        let out = trainer(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{flag}: {err}");
+        assert!(
+            err.contains(&format!("{flag} does not apply to --sampler dpmpp-2m")),
+            "{err}"
+        );
+    }
+}

@@ -162,7 +162,12 @@ impl DpmPlan {
     /// The plan of N = `steps` steps with `spacing` over `sched` (T = its length). Errors when
     /// N is not in 1..=T or the list repeats a timestep (linspace with N close to T).
     pub fn new<const M: usize>(sched: &Schedule<M>, steps: u32, spacing: Spacing) -> Result<Self> {
-        let timesteps = DpmTimesteps::new(sched.len() as u32, steps, spacing)?;
+        Self::for_train_steps(sched.len() as u32, steps, spacing)
+    }
+
+    /// [`Self::new`] for a schedule of `train_steps` timesteps.
+    pub fn for_train_steps(train_steps: u32, steps: u32, spacing: Spacing) -> Result<Self> {
+        let timesteps = DpmTimesteps::new(train_steps, steps, spacing)?;
         let mut prev: Option<u32> = None;
         for t in timesteps.iter() {
             if prev.is_some_and(|p| t >= p) {

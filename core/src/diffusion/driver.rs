@@ -1,15 +1,18 @@
 //! The one sampling loop. [`sample_batch`] owns the walk over a sampler's plan: it fills the
 //! images with seeded noise, then for each step asks a [`Network`] for its output at x_t and
-//! applies the step (DDPM or DDIM, [`crate::diffusion::steps`]) to the image as that output
+//! applies the step (DDPM or DDIM, [`crate::diffusion::steps`]; DPM-Solver++(2M),
+//! [`crate::diffusion::dpm_solver`], with a caller-owned history) to the image as that output
 //! arrives. A network hands its output to an [`OutputSink`] whole, image by image (the
 //! [`Denoiser`]s, the host's batches), or row by row (the int8 executors that never hold the
 //! whole output: SimpleUNet streaming, TinyUNet planned), so a new sampler written here runs
 //! on every executor, the firmware's included.
 
 use crate::diffusion::denoiser::Denoiser;
+use crate::diffusion::dpm_solver::{dpm_step, DpmStep};
 use crate::diffusion::noise::GaussianNoise;
+use crate::diffusion::plan::Plan;
 use crate::diffusion::schedule::Schedule;
-use crate::diffusion::steps::{ddim_step, ddpm_step, Plan, SamplerConfig};
+use crate::diffusion::steps::{ddim_step, ddpm_step, SamplerConfig};
 use crate::error::{check_len, Error, Result};
 
 /// Receives a network's output while one sampler step runs.
@@ -84,22 +87,40 @@ impl OutputSink for Collect<'_> {
 }
 
 /// Applies step `t → prev` of a sampler to the parts of the images as they arrive; image `i`
-/// draws its noise from `noise[i]`.
+/// draws its noise from `noise[i]`; a DPM-Solver step reads and updates the x0 history
+/// (`[n][image]`, as `x`).
 struct Stepper<'s, const M: usize> {
     sched: &'s Schedule<M>,
     cfg: &'s SamplerConfig,
     t: u32,
     prev: Option<u32>,
     noise: &'s mut [GaussianNoise],
+    dpm: Option<DpmStep>,
+    history: &'s mut [f32],
+    image_len: usize,
 }
 
 impl<const M: usize> Stepper<'_, M> {
-    fn apply(&mut self, i: usize, x: &mut [f32], out: &[f32]) -> Result<()> {
+    /// Steps `x`, the part of image `i` that starts at element `at` of it.
+    fn apply(&mut self, i: usize, at: usize, x: &mut [f32], out: &[f32]) -> Result<()> {
+        if let Some(step) = &self.dpm {
+            let start = i * self.image_len + at;
+            let history =
+                self.history
+                    .get_mut(start..start + x.len())
+                    .ok_or(Error::InvalidConfig(
+                        "DPM-Solver history shorter than the batch",
+                    ))?;
+            return dpm_step(step, self.sched.config().prediction, x, out, history);
+        }
         let noise = &mut self.noise[i];
         let z = |_: usize| noise.next_gaussian();
         match self.cfg {
             SamplerConfig::Ddpm(c) => ddpm_step(self.sched, c, self.t, x, out, z),
             SamplerConfig::Ddim(c) => ddim_step(self.sched, c, self.t, self.prev, x, out, z),
+            SamplerConfig::DpmSolver2M(_) => Err(Error::InvalidConfig(
+                "DPM-Solver step without its coefficients",
+            )),
         }
     }
 }
@@ -109,12 +130,13 @@ impl<const M: usize> OutputSink for Stepper<'_, M> {
         let x = x
             .get_mut(i * out.len()..(i + 1) * out.len())
             .ok_or(Error::InvalidConfig("image index past the batch"))?;
-        self.apply(i, x, out)
+        self.apply(i, 0, x, out)
     }
     fn row(&mut self, x: &mut [f32], y: usize, width: usize, out_row: &[f32]) -> Result<()> {
         let h = x.len() / out_row.len();
         for (ch, part) in out_row.chunks(width).enumerate() {
-            self.apply(0, &mut x[(ch * h + y) * width..][..width], part)?;
+            let at = (ch * h + y) * width;
+            self.apply(0, at, &mut x[at..][..width], part)?;
         }
         Ok(())
     }
@@ -123,7 +145,10 @@ impl<const M: usize> OutputSink for Stepper<'_, M> {
 /// Step `k` of `plan` for the batch `x`: evaluates the network at x_t and updates `x` in place
 /// as the output arrives; image `i` draws its noise from `noise[i]`. Noise is drawn in element
 /// order for whole images; for a network that hands over rows, in row order (all channels of
-/// row 0, then row 1, …), which is the same order when the image has one channel.
+/// row 0, then row 1, …), which is the same order when the image has one channel. A
+/// DPM-Solver++ step reads and writes `history` (the previous step's x0, as long as `x`;
+/// empty for the other samplers).
+#[allow(clippy::too_many_arguments)]
 pub fn step<N: Network + ?Sized, const M: usize>(
     net: &mut N,
     sched: &Schedule<M>,
@@ -132,10 +157,18 @@ pub fn step<N: Network + ?Sized, const M: usize>(
     k: usize,
     noise: &mut [GaussianNoise],
     x: &mut [f32],
+    history: &mut [f32],
 ) -> Result<()> {
     let (t, prev) = plan
         .step(k)
         .ok_or(Error::InvalidConfig("step index past the plan"))?;
+    let dpm = match plan {
+        Plan::Dpm(p) => {
+            check_len("DPM-Solver history", x.len(), history.len())?;
+            Some(p.step(sched, k)?)
+        }
+        _ => None,
+    };
     let t_in = t as f32 / sched.len() as f32;
     let mut sink = Stepper {
         sched,
@@ -143,13 +176,17 @@ pub fn step<N: Network + ?Sized, const M: usize>(
         t,
         prev,
         noise,
+        dpm,
+        history,
+        image_len: net.image_len(),
     };
     net.output(x, t_in, &mut sink)
 }
 
 /// Draws `noise.len()` images into `x` (`[n][image]`): fills image `i` with N(0, 1) noise from
 /// `noise[i]`, runs every step of the sampler and leaves the final images (nominally in
-/// [−1, 1], not clamped) in `x`.
+/// [−1, 1], not clamped) in `x`. DPM-Solver++ keeps a history: use
+/// [`sample_batch_with_history`].
 pub fn sample_batch<N: Network + ?Sized, const M: usize>(
     net: &mut N,
     sched: &Schedule<M>,
@@ -157,14 +194,32 @@ pub fn sample_batch<N: Network + ?Sized, const M: usize>(
     noise: &mut [GaussianNoise],
     x: &mut [f32],
 ) -> Result<()> {
+    sample_batch_with_history(net, sched, cfg, noise, x, &mut [])
+}
+
+/// [`sample_batch`] with the history a multistep sampler keeps: for DPM-Solver++(2M) the
+/// previous step's x0 per element, `history.len() == x.len()` (caller-owned: on a device, one
+/// more image of f32); empty for DDPM and DDIM.
+pub fn sample_batch_with_history<N: Network + ?Sized, const M: usize>(
+    net: &mut N,
+    sched: &Schedule<M>,
+    cfg: &SamplerConfig,
+    noise: &mut [GaussianNoise],
+    x: &mut [f32],
+    history: &mut [f32],
+) -> Result<()> {
     let len = net.image_len();
     check_len("image", noise.len() * len, x.len())?;
     let plan = Plan::new(cfg, sched.len() as u32)?;
+    match plan {
+        Plan::Dpm(_) => check_len("DPM-Solver history", x.len(), history.len())?,
+        _ => check_len("sampler history (none for DDPM and DDIM)", 0, history.len())?,
+    }
     for (img, g) in x.chunks_exact_mut(len).zip(noise.iter_mut()) {
         g.fill(img);
     }
     for k in 0..plan.len() {
-        step(net, sched, cfg, &plan, k, noise, x)?;
+        step(net, sched, cfg, &plan, k, noise, x, history)?;
     }
     Ok(())
 }
@@ -185,7 +240,7 @@ pub fn sample_step<D: Denoiser + ?Sized, const M: usize>(
     check_len("image", den.image_len(), x.len())?;
     let mut net = WholeImages::new(den, eps)?;
     let noise = core::slice::from_mut(noise);
-    step(&mut net, sched, cfg, plan, k, noise, x)
+    step(&mut net, sched, cfg, plan, k, noise, x, &mut [])
 }
 
 /// Draws one sample with a [`Denoiser`]: fills `x` with N(0, 1) noise from `seed`, runs every

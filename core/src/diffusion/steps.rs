@@ -92,13 +92,26 @@ impl Default for DdimConfig {
     }
 }
 
-/// Which sampler to run.
+/// Options of the DPM-Solver++(2M) sampler (serde: part of the model file's recipe, fields in
+/// this order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DpmConfig {
+    /// Number of steps N (network evaluations), 1 ≤ N ≤ T.
+    pub steps: u32,
+    /// Timestep spacing, as diffusers' `DPMSolverMultistepScheduler` computes it.
+    pub spacing: Spacing,
+}
+
+/// Which sampler to run (variants appended last: the recipe encodes the index).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum SamplerConfig {
     /// DDPM ancestral sampling over all T steps.
     Ddpm(DdpmConfig),
     /// DDIM over S of the T steps.
     Ddim(DdimConfig),
+    /// DPM-Solver++(2M) over N of the T steps (deterministic; keeps the previous step's x0 per
+    /// element: [`crate::diffusion::sample_batch_with_history`]).
+    DpmSolver2M(DpmConfig),
 }
 
 impl SamplerConfig {
@@ -182,62 +195,6 @@ impl DdimTimesteps {
     /// Iterates over the timesteps, noisiest first.
     pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
         (0..self.len()).filter_map(|k| self.get(k))
-    }
-}
-
-/// The order of (timestep, previous timestep) pairs a sampler visits; `None` as the previous
-/// timestep means "after the last step", where ᾱ = 1.
-#[derive(Debug, Clone, Copy)]
-pub enum Plan {
-    /// All T timesteps, T − 1 down to 0.
-    Ddpm {
-        /// T.
-        train_steps: u32,
-    },
-    /// The DDIM list.
-    Ddim(DdimTimesteps),
-}
-
-impl Plan {
-    /// The plan of `cfg` for a schedule of `train_steps` timesteps.
-    pub fn new(cfg: &SamplerConfig, train_steps: u32) -> Result<Self> {
-        match cfg {
-            SamplerConfig::Ddpm(_) => Ok(Plan::Ddpm { train_steps }),
-            SamplerConfig::Ddim(d) => {
-                if !(0.0..=1.0).contains(&d.eta) {
-                    return Err(Error::InvalidConfig("DDIM: eta must be in [0, 1]"));
-                }
-                Ok(Plan::Ddim(DdimTimesteps::new(
-                    train_steps,
-                    d.steps,
-                    d.spacing,
-                )?))
-            }
-        }
-    }
-    /// Number of network evaluations.
-    pub fn len(&self) -> usize {
-        match self {
-            Plan::Ddpm { train_steps } => *train_steps as usize,
-            Plan::Ddim(d) => d.len(),
-        }
-    }
-    /// Always false.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    /// Step k: (t, previous t).
-    pub fn step(&self, k: usize) -> Option<(u32, Option<u32>)> {
-        match self {
-            Plan::Ddpm { train_steps } => {
-                let n = *train_steps as usize;
-                (k < n).then(|| {
-                    let t = (n - 1 - k) as u32;
-                    (t, t.checked_sub(1))
-                })
-            }
-            Plan::Ddim(d) => d.get(k).map(|t| (t, d.get(k + 1))),
-        }
     }
 }
 

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
-use ddpm_core::diffusion::{DdimConfig, DdpmConfig, DdpmVariance, SamplerConfig, Spacing};
+use ddpm_core::diffusion::{
+    DdimConfig, DdpmConfig, DdpmVariance, DpmConfig, SamplerConfig, Spacing,
+};
 use ddpm_core::file::Recipe;
 use ddpm_trainer::load::FileRecipe;
 
@@ -24,6 +26,10 @@ pub enum SamplerArg {
     Ddpm,
     /// DDIM over --steps of the T steps.
     Ddim,
+    /// DPM-Solver++(2M) over --steps of the T steps (deterministic, second order; no
+    /// clipping).
+    #[value(name = "dpmpp-2m")]
+    DpmSolver2M,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
@@ -197,37 +203,70 @@ impl<F: Flavor> SamplerArgs<F> {
     /// [`Self::resolve`]; `variance_elsewhere`: --variance is read by something else too
     /// (`eval --nll`'s model p_θ), so it is not refused with DDIM.
     fn resolve_impl(&self, base: SamplerConfig, variance_elsewhere: bool) -> Result<SamplerConfig> {
-        let ddim = match self.sampler {
-            Some(s) => s == SamplerArg::Ddim,
-            None => matches!(base, SamplerConfig::Ddim(_)),
-        };
-        if ddim {
-            if self.variance.is_some() && !variance_elsewhere {
-                bail!(
-                    "--variance applies to --sampler ddpm only: DDIM's step noise is set by \
-                     --eta"
-                );
-            }
-        } else if let Some(flag) = self.given_ddim_only().first() {
-            bail!("{}", ddim_only(flag));
+        let kind = self.sampler.unwrap_or(match base {
+            SamplerConfig::Ddpm(_) => SamplerArg::Ddpm,
+            SamplerConfig::Ddim(_) => SamplerArg::Ddim,
+            SamplerConfig::DpmSolver2M(_) => SamplerArg::DpmSolver2M,
+        });
+        if kind != SamplerArg::Ddpm && self.variance.is_some() && !variance_elsewhere {
+            bail!(
+                "--variance applies to --sampler ddpm only: DDIM's step noise is set by --eta, \
+                 and DPM-Solver++ adds none"
+            );
         }
-        let cfg = match (base, ddim) {
-            (SamplerConfig::Ddpm(d), false) => SamplerConfig::Ddpm(DdpmConfig {
-                variance: self.variance.map_or(d.variance, Into::into),
-                clip_x0: self.clip().unwrap_or(d.clip_x0),
-            }),
-            (SamplerConfig::Ddim(d), false) => SamplerConfig::Ddpm(DdpmConfig {
-                variance: self
-                    .variance
-                    .map_or(DdpmConfig::default().variance, Into::into),
-                clip_x0: self.clip().unwrap_or(d.clip_x0),
-            }),
-            (base, true) => {
+        let base_clip = match base {
+            SamplerConfig::Ddpm(d) => d.clip_x0,
+            SamplerConfig::Ddim(d) => d.clip_x0,
+            SamplerConfig::DpmSolver2M(_) => false,
+        };
+        let cfg = match kind {
+            SamplerArg::Ddpm => {
+                if let Some(flag) = self.given_ddim_only().first() {
+                    bail!("{}", ddim_only(flag));
+                }
+                let variance = match base {
+                    SamplerConfig::Ddpm(d) => d.variance,
+                    _ => DdpmConfig::default().variance,
+                };
+                SamplerConfig::Ddpm(DdpmConfig {
+                    variance: self.variance.map_or(variance, Into::into),
+                    clip_x0: self.clip().unwrap_or(base_clip),
+                })
+            }
+            SamplerArg::DpmSolver2M => {
+                let refused = [
+                    (self.eta.is_some(), "--eta"),
+                    (self.clip_x0, "--clip-x0"),
+                    (self.no_clip_x0, "--no-clip-x0"),
+                    (self.recompute_eps, "--recompute-eps"),
+                    (self.no_recompute_eps, "--no-recompute-eps"),
+                ];
+                if let Some((_, flag)) = refused.iter().find(|f| f.0) {
+                    bail!(
+                        "{flag} does not apply to --sampler dpmpp-2m: DPM-Solver++(2M) is \
+                         deterministic and steps with the unclipped x0"
+                    );
+                }
+                let (steps, spacing) = match base {
+                    SamplerConfig::DpmSolver2M(d) => (d.steps, d.spacing),
+                    SamplerConfig::Ddim(d) => (d.steps, Spacing::Linspace),
+                    SamplerConfig::Ddpm(_) => (F::DDIM_STEPS, Spacing::Linspace),
+                };
+                SamplerConfig::DpmSolver2M(DpmConfig {
+                    steps: self.steps.unwrap_or(steps),
+                    spacing: self.spacing.map_or(spacing, Into::into),
+                })
+            }
+            SamplerArg::Ddim => {
                 let d = match base {
                     SamplerConfig::Ddim(d) => d,
                     SamplerConfig::Ddpm(p) => DdimConfig {
                         steps: F::DDIM_STEPS,
                         clip_x0: p.clip_x0,
+                        ..DdimConfig::default()
+                    },
+                    SamplerConfig::DpmSolver2M(p) => DdimConfig {
+                        steps: p.steps,
                         ..DdimConfig::default()
                     },
                 };
@@ -264,6 +303,7 @@ impl<F: Flavor> SamplerArgs<F> {
         let (variance, clip_x0) = match base {
             SamplerConfig::Ddpm(d) => (d.variance, d.clip_x0),
             SamplerConfig::Ddim(d) => (DdpmConfig::default().variance, d.clip_x0),
+            SamplerConfig::DpmSolver2M(_) => (DdpmConfig::default().variance, false),
         };
         DdpmConfig {
             variance: self.variance.map_or(variance, Into::into),

@@ -377,6 +377,12 @@ fn json_sampler(cfg: &SamplerConfig, timesteps: u32) -> String {
             d.clip_x0,
             d.recompute_eps
         ),
+        SamplerConfig::DpmSolver2M(d) => format!(
+            "{{\"kind\": \"dpmpp-2m\", \"steps\": {}, \"eta\": null, \"variance\": null, \
+             \"spacing\": {}, \"clip_x0\": false, \"recompute_eps\": false}}",
+            d.steps,
+            json_str(spacing_name(d.spacing)),
+        ),
     }
 }
 
