@@ -8,9 +8,11 @@ use ddpm_core::diffusion::SamplerConfig;
 use ddpm_core::file::ModelFile;
 use ddpm_core::host::HostModel;
 use ddpm_core::simple_unet::int8::{Int8SimpleUNet, Scratch};
-use ddpm_core::simple_unet::stream::sample_streaming;
+use ddpm_core::simple_unet::stream::sample_streaming_with_history;
 use ddpm_core::tiny_unet::int8::Int8TinyUNet;
-use ddpm_core::tiny_unet::planned::{sample_planned, TinyInt8Workspace, DEFAULT_ARENA_LEN};
+use ddpm_core::tiny_unet::planned::{
+    sample_planned_with_history, TinyInt8Workspace, DEFAULT_ARENA_LEN,
+};
 use ddpm_core::{ModelConfig, Schedule};
 
 /// What to draw: `n` images, image `i` from noise seed `seed + i`, with `sampler`, on `workers`
@@ -109,6 +111,15 @@ pub fn draw_host(
     })
 }
 
+/// The history a sampler keeps per image: one image of f32 for DPM-Solver++(2M), none for
+/// DDPM and DDIM.
+fn history_for(sampler: &SamplerConfig, image_len: usize) -> Vec<f32> {
+    match sampler {
+        SamplerConfig::DpmSolver2M(_) => vec![0.0f32; image_len],
+        _ => Vec::new(),
+    }
+}
+
 /// The samples `draws` asks for from a parsed int8 model file, through the executor the
 /// microcontroller runs: SimpleUNet's row-streaming executor, TinyUNet's planned one (image `i`
 /// from seed `seed + i`, the int8 tensors read in place; each thread with its own scratch, so
@@ -134,6 +145,7 @@ pub fn sample_int8_file(
                 let (mut hidden, mut temb) = (vec![0.0f32; h2], vec![0.0f32; h2]);
                 let mut offsets = vec![0i32; h2];
                 let mut row = vec![0.0f32; mcfg.row_len()];
+                let mut history = history_for(draws.sampler, len);
                 for (k, x) in images.chunks_exact_mut(len).enumerate() {
                     let i = first + k;
                     let mut scratch = Scratch {
@@ -143,8 +155,16 @@ pub fn sample_int8_file(
                         offsets: &mut offsets,
                         row: &mut row,
                     };
-                    sample_streaming(net, sched, draws.sampler, image_seed(i), x, &mut scratch)
-                        .map_err(|e| anyhow!("int8 sampling, image {i}: {e}"))?;
+                    sample_streaming_with_history(
+                        net,
+                        sched,
+                        draws.sampler,
+                        image_seed(i),
+                        x,
+                        &mut scratch,
+                        &mut history,
+                    )
+                    .map_err(|e| anyhow!("int8 sampling, image {i}: {e}"))?;
                     done();
                 }
                 Ok(())
@@ -165,10 +185,19 @@ pub fn sample_int8_file(
             let net = &net;
             draws.run(len, "int8 sampling", &|first, images| {
                 let mut ws = Box::new(TinyInt8Workspace::<DEFAULT_ARENA_LEN>::ZEROED);
+                let mut history = history_for(draws.sampler, len);
                 for (k, x) in images.chunks_exact_mut(len).enumerate() {
                     let i = first + k;
-                    sample_planned(net, sched, draws.sampler, image_seed(i), x, &mut ws)
-                        .map_err(|e| anyhow!("int8 sampling, image {i}: {e}"))?;
+                    sample_planned_with_history(
+                        net,
+                        sched,
+                        draws.sampler,
+                        image_seed(i),
+                        x,
+                        &mut ws,
+                        &mut history,
+                    )
+                    .map_err(|e| anyhow!("int8 sampling, image {i}: {e}"))?;
                     done();
                 }
                 Ok(())

@@ -318,3 +318,44 @@ fn dpm_solver_is_selectable_and_refuses_what_it_does_not_read() {
         );
     }
 }
+
+/// An int8 file with DPM-Solver++(2M): the planned executor with its history, what the
+/// microcontroller computes, bit for bit.
+#[test]
+fn int8_dpm_solver_samples_are_the_planned_executor_s() {
+    use ddpm_core::diffusion::DpmConfig;
+    use ddpm_core::tiny_unet::int8::Int8TinyUNet;
+    use ddpm_core::tiny_unet::planned::{sample_planned_with_history, TinyInt8Workspace};
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--model",
+        "models/tiny_unet_mnist_int8.ddpm",
+        "--n",
+        "2",
+        "--sampler",
+        "dpmpp-2m",
+        "--steps",
+        "3",
+    ];
+    let (images, err) = sample(dir.path(), "int8_dpm", &args);
+    assert!(
+        err.contains("TinyUNet int8, DPM-Solver++(2M) 3 steps"),
+        "{err}"
+    );
+    let bytes = std::fs::read(root().join("models/tiny_unet_mnist_int8.ddpm")).unwrap();
+    let file = ModelFile::parse(&bytes).unwrap();
+    let net = Int8TinyUNet::from_file(&file).unwrap();
+    let sched: ddpm_core::Schedule = ddpm_core::Schedule::new(&file.header().schedule).unwrap();
+    let cfg = SamplerConfig::DpmSolver2M(DpmConfig {
+        steps: 3,
+        spacing: Spacing::Linspace,
+    });
+    let mut ws = Box::new(<TinyInt8Workspace>::ZEROED);
+    let mut want = Vec::new();
+    for seed in [42u64, 43] {
+        let (mut x, mut h) = (vec![0.0f32; 784], vec![0.0f32; 784]);
+        sample_planned_with_history(&net, &sched, &cfg, seed, &mut x, &mut ws, &mut h).unwrap();
+        want.extend(ddpm_trainer::sample::to_pixels(&x));
+    }
+    assert_eq!(images, want);
+}

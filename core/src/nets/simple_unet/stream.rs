@@ -205,8 +205,30 @@ pub fn sample_streaming<N: RowNet, const M: usize>(
     x: &mut [f32],
     scratch: &mut Scratch<'_, N::Act>,
 ) -> Result<()> {
+    sample_streaming_with_history(net, sched, cfg, seed, x, scratch, &mut [])
+}
+
+/// [`sample_streaming`] with a multistep sampler's history (DPM-Solver++(2M): the previous
+/// step's x0, as long as `x`; empty for DDPM and DDIM), see
+/// [`crate::diffusion::sample_batch_with_history`].
+pub fn sample_streaming_with_history<N: RowNet, const M: usize>(
+    net: &N,
+    sched: &Schedule<M>,
+    cfg: &SamplerConfig,
+    seed: u64,
+    x: &mut [f32],
+    scratch: &mut Scratch<'_, N::Act>,
+    history: &mut [f32],
+) -> Result<()> {
     let noise = &mut [GaussianNoise::new(seed)];
-    driver::sample_batch(&mut Streamed::new(net, scratch), sched, cfg, noise, x)
+    driver::sample_batch_with_history(
+        &mut Streamed::new(net, scratch),
+        sched,
+        cfg,
+        noise,
+        x,
+        history,
+    )
 }
 
 impl RowNet for Int8SimpleUNet<'_> {

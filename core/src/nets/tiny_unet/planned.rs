@@ -282,8 +282,23 @@ pub fn sample_planned<const M: usize, const A: usize>(
     x: &mut [f32],
     ws: &mut TinyInt8Workspace<A>,
 ) -> Result<()> {
+    sample_planned_with_history(net, sched, cfg, seed, x, ws, &mut [])
+}
+
+/// [`sample_planned`] with a multistep sampler's history (DPM-Solver++(2M): the previous
+/// step's x0, as long as `x`; empty for DDPM and DDIM), see
+/// [`crate::diffusion::sample_batch_with_history`].
+pub fn sample_planned_with_history<const M: usize, const A: usize>(
+    net: &Int8TinyUNet<'_>,
+    sched: &Schedule<M>,
+    cfg: &SamplerConfig,
+    seed: u64,
+    x: &mut [f32],
+    ws: &mut TinyInt8Workspace<A>,
+    history: &mut [f32],
+) -> Result<()> {
     let noise = &mut [GaussianNoise::new(seed)];
-    driver::sample_batch(&mut Planned::new(net, ws), sched, cfg, noise, x)
+    driver::sample_batch_with_history(&mut Planned::new(net, ws), sched, cfg, noise, x, history)
 }
 
 /// A [`Denoiser`](crate::diffusion::Denoiser) running the planned int8 executor.
