@@ -303,10 +303,7 @@ impl HostModel {
             model: self,
             guide,
         };
-        let mut history = match cfg {
-            SamplerConfig::DpmSolver2M(_) => vec![0.0f32; n * len],
-            _ => Vec::new(),
-        };
+        let mut history = vec![0.0f32; cfg.history_len(n * len)];
         sampler::sample_batch_with_history(
             &mut batch,
             &*schedule,

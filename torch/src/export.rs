@@ -2,8 +2,7 @@
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
-use ddpm_core::diffusion::SamplerConfig;
-use ddpm_core::file::{Guide, ModelFile, ModelWriter, Precision, Recipe};
+use ddpm_core::file::{ModelFile, ModelWriter, OwnedRecipe, Precision, Recipe};
 use ddpm_core::{AsModelConfig, ModelConfig, Prediction, ScheduleConfig, ScheduleKind};
 use tch::{Device, Kind, Tensor};
 
@@ -56,10 +55,8 @@ pub struct LoadedModel {
     pub schedule: ScheduleConfig,
     /// The file's note.
     pub note: String,
-    /// The recipe's sampler.
-    pub sampler: SamplerConfig,
-    /// The recipe's guide: file name relative to the model's folder, and weight.
-    pub guide: Option<(String, f32)>,
+    /// The file's recipe (its guide's name relative to the model's folder).
+    pub recipe: OwnedRecipe,
     /// Tensors in `state_dict` order (f32, CPU).
     pub tensors: Vec<(String, Tensor)>,
 }
@@ -99,23 +96,9 @@ pub fn from_model_file(file: &ModelFile<'_>, what: &str) -> Result<LoadedModel> 
         config: cfg,
         schedule: header.schedule,
         note: header.note.to_owned(),
-        sampler: header.recipe.sampler,
-        guide: header.recipe.guide.map(|g| (g.file.to_owned(), g.weight)),
+        recipe: (&header.recipe).into(),
         tensors,
     })
-}
-
-impl LoadedModel {
-    /// The file's recipe.
-    pub fn recipe(&self) -> Recipe<'_> {
-        Recipe {
-            sampler: self.sampler,
-            guide: self.guide.as_ref().map(|(file, weight)| Guide {
-                file,
-                weight: *weight,
-            }),
-        }
-    }
 }
 
 /// Writes the tensors as a safetensors file with the seed's `state_dict` names (f32),

@@ -111,15 +111,6 @@ pub fn draw_host(
     })
 }
 
-/// The history a sampler keeps per image: one image of f32 for DPM-Solver++(2M), none for
-/// DDPM and DDIM.
-fn history_for(sampler: &SamplerConfig, image_len: usize) -> Vec<f32> {
-    match sampler {
-        SamplerConfig::DpmSolver2M(_) => vec![0.0f32; image_len],
-        _ => Vec::new(),
-    }
-}
-
 /// The samples `draws` asks for from a parsed int8 model file, through the executor the
 /// microcontroller runs: SimpleUNet's row-streaming executor, TinyUNet's planned one (image `i`
 /// from seed `seed + i`, the int8 tensors read in place; each thread with its own scratch, so
@@ -145,7 +136,7 @@ pub fn sample_int8_file(
                 let (mut hidden, mut temb) = (vec![0.0f32; h2], vec![0.0f32; h2]);
                 let mut offsets = vec![0i32; h2];
                 let mut row = vec![0.0f32; mcfg.row_len()];
-                let mut history = history_for(draws.sampler, len);
+                let mut history = vec![0.0f32; draws.sampler.history_len(len)];
                 for (k, x) in images.chunks_exact_mut(len).enumerate() {
                     let i = first + k;
                     let mut scratch = Scratch {
@@ -185,7 +176,7 @@ pub fn sample_int8_file(
             let net = &net;
             draws.run(len, "int8 sampling", &|first, images| {
                 let mut ws = Box::new(TinyInt8Workspace::<DEFAULT_ARENA_LEN>::ZEROED);
-                let mut history = history_for(draws.sampler, len);
+                let mut history = vec![0.0f32; draws.sampler.history_len(len)];
                 for (k, x) in images.chunks_exact_mut(len).enumerate() {
                     let i = first + k;
                     sample_planned_with_history(

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::Result;
 use ddpm_core::diffusion::{DdpmVariance, Prediction, SamplerConfig, ScheduleKind};
-use ddpm_core::file::{DType, ModelFile, Precision};
+use ddpm_core::file::{DType, ModelFile, OwnedRecipe, Precision};
 use ddpm_core::{ModelConfig, ScheduleConfig};
 
 use crate::describe::{
@@ -41,10 +41,8 @@ pub struct ModelInfo {
     pub macs: u64,
     /// The format version of the file (1: before recipes).
     pub version: u16,
-    /// The sampler of its recipe.
-    pub sampler: SamplerConfig,
-    /// The guide of its recipe: file name relative to the model's folder, and weight.
-    pub guide: Option<(String, f32)>,
+    /// Its recipe (the guide's file name relative to the model's folder).
+    pub recipe: OwnedRecipe,
     /// How the model was made.
     pub note: String,
     /// Every stored tensor, in file order.
@@ -81,8 +79,7 @@ pub fn of_file(file: &ModelFile<'_>, version: u16, file_bytes: usize, crc: u32) 
         params: h.model.param_count(),
         macs: h.model.macs(),
         version,
-        sampler: h.recipe.sampler,
-        guide: h.recipe.guide.map(|g| (g.file.to_owned(), g.weight)),
+        recipe: (&h.recipe).into(),
         note: h.note.to_owned(),
         tensors: file
             .tensors()
@@ -120,14 +117,14 @@ impl ModelInfo {
         let _ = writeln!(
             s,
             "sampler:    {}{}",
-            describe_sampler(&self.sampler, self.schedule.timesteps),
+            describe_sampler(&self.recipe.sampler, self.schedule.timesteps),
             if self.version == ddpm_core::file::FORMAT_VERSION_V1 {
                 " (format 1 file, which records no recipe: the default)"
             } else {
                 ""
             }
         );
-        let _ = match &self.guide {
+        let _ = match &self.recipe.guide {
             Some((file, w)) => writeln!(s, "guide:      {file} (next to the model), weight {w}"),
             None => writeln!(s, "guide:      (none)"),
         };
@@ -209,7 +206,7 @@ impl ModelInfo {
                 Prediction::V => "v",
             }
         );
-        let sampler = match self.sampler {
+        let sampler = match self.recipe.sampler {
             SamplerConfig::Ddpm(d) => format!(
                 "{{\"kind\": \"ddpm\", \"variance\": \"{}\", \"clip_x0\": {}}}",
                 match d.variance {
@@ -233,7 +230,7 @@ impl ModelInfo {
                 spacing_name(d.spacing)
             ),
         };
-        let guide = match &self.guide {
+        let guide = match &self.recipe.guide {
             Some((file, w)) => format!(
                 "{{\"file\": {}, \"weight\": {}}}",
                 json_str(file),

@@ -211,10 +211,11 @@ pub fn sample_batch_with_history<N: Network + ?Sized, const M: usize>(
     let len = net.image_len();
     check_len("image", noise.len() * len, x.len())?;
     let plan = Plan::new(cfg, sched.len() as u32)?;
-    match plan {
-        Plan::Dpm(_) => check_len("DPM-Solver history", x.len(), history.len())?,
-        _ => check_len("sampler history (none for DDPM and DDIM)", 0, history.len())?,
-    }
+    check_len(
+        "sampler history (DPM-Solver++: one per image element; none for DDPM and DDIM)",
+        cfg.history_len(x.len()),
+        history.len(),
+    )?;
     for (img, g) in x.chunks_exact_mut(len).zip(noise.iter_mut()) {
         g.fill(img);
     }

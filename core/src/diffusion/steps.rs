@@ -115,6 +115,16 @@ pub enum SamplerConfig {
 }
 
 impl SamplerConfig {
+    /// Elements of history the sampler keeps for a batch of `batch_len` image elements: the
+    /// previous step's x0 per element for DPM-Solver++(2M), none for DDPM and DDIM
+    /// ([`crate::diffusion::sample_batch_with_history`]).
+    pub const fn history_len(&self, batch_len: usize) -> usize {
+        match self {
+            SamplerConfig::DpmSolver2M(_) => batch_len,
+            SamplerConfig::Ddpm(_) | SamplerConfig::Ddim(_) => 0,
+        }
+    }
+
     /// The lecture notes' sampler: DDPM over all T steps, σ² = β_t, no clipping.
     pub const LEGACY: Self = SamplerConfig::Ddpm(DdpmConfig {
         variance: DdpmVariance::FixedLarge,

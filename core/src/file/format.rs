@@ -440,8 +440,7 @@ mod writer {
         schedule: ScheduleConfig,
         precision: Precision,
         note: String,
-        sampler: crate::diffusion::SamplerConfig,
-        guide: Option<(String, f32)>,
+        recipe: crate::file::recipe::OwnedRecipe,
         tensors: Vec<Owned>,
     }
 
@@ -455,8 +454,7 @@ mod writer {
                 schedule,
                 precision: Precision::F32,
                 note: note.into(),
-                sampler: Recipe::for_model(&model, &schedule).sampler,
-                guide: None,
+                recipe: (&Recipe::for_model(&model, &schedule)).into(),
                 tensors: Vec::new(),
             }
         }
@@ -464,8 +462,7 @@ mod writer {
         /// Records how the model is meant to be sampled (checked when the file is parsed:
         /// see [`Recipe::check`]).
         pub fn with_recipe(mut self, recipe: &Recipe<'_>) -> Self {
-            self.sampler = recipe.sampler;
-            self.guide = recipe.guide.map(|g| (g.file.into(), g.weight));
+            self.recipe = recipe.into();
             self
         }
 
@@ -552,16 +549,7 @@ mod writer {
                 precision: self.precision,
                 tensor_count: self.tensors.len() as u32,
                 note: &self.note,
-                recipe: Recipe {
-                    sampler: self.sampler,
-                    guide: self
-                        .guide
-                        .as_ref()
-                        .map(|(file, weight)| crate::file::recipe::Guide {
-                            file,
-                            weight: *weight,
-                        }),
-                },
+                recipe: self.recipe.as_recipe(),
             };
             let mut out = Vec::with_capacity(
                 PREFIX_LEN

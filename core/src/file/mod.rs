@@ -12,5 +12,7 @@ pub mod wire;
 
 pub use crc32::crc32;
 pub use format::*;
+#[cfg(feature = "alloc")]
+pub use recipe::OwnedRecipe;
 pub use recipe::{Guide, Recipe};
 pub use tensor::{F32Le, I32Le};

@@ -100,3 +100,38 @@ impl Recipe<'_> {
         Ok(())
     }
 }
+
+/// A [`Recipe`] that owns its guide's file name (feature `alloc`): what writers and host
+/// programs keep after the file it came from is gone.
+#[cfg(feature = "alloc")]
+#[derive(Debug, Clone, PartialEq)]
+pub struct OwnedRecipe {
+    /// The sampler and its options.
+    pub sampler: SamplerConfig,
+    /// The guide's file name (relative to the model's folder) and weight.
+    pub guide: Option<(alloc::string::String, f32)>,
+}
+
+#[cfg(feature = "alloc")]
+impl OwnedRecipe {
+    /// The recipe, borrowing the guide's name.
+    pub fn as_recipe(&self) -> Recipe<'_> {
+        Recipe {
+            sampler: self.sampler,
+            guide: self.guide.as_ref().map(|(file, weight)| Guide {
+                file,
+                weight: *weight,
+            }),
+        }
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl From<&Recipe<'_>> for OwnedRecipe {
+    fn from(r: &Recipe<'_>) -> Self {
+        Self {
+            sampler: r.sampler,
+            guide: r.guide.map(|g| (g.file.into(), g.weight)),
+        }
+    }
+}

@@ -4,8 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{ArgMatches, Args};
-use ddpm_core::diffusion::SamplerConfig;
-use ddpm_core::file::{Guide, ModelFile, ModelWriter, Precision, Recipe};
+use ddpm_core::file::{ModelFile, ModelWriter, OwnedRecipe, Precision, Recipe};
 use ddpm_core::kernels::calibrate::RangeMethod;
 use ddpm_core::simple_unet::ptq::{Equalize, QuantOptions, WeightClip};
 use ddpm_torch::{atomic, export};
@@ -195,45 +194,40 @@ impl ExportArgs {
     }
 }
 
-/// A recipe as it is recorded: the sampler and the guide's file name and weight.
-type Recorded = (SamplerConfig, Option<(String, f32)>);
-
 /// The recipe to record over `base` (the source's, of a schedule with `timesteps` steps): the
 /// flags applied, the guide dropped from an int8 file; checked, and said on standard error.
-fn recipe_over(a: &ExportArgs, base: &Recipe<'_>, timesteps: u32, int8: bool) -> Result<Recorded> {
-    let (sampler, guide) = a.recipe.resolve_recipe(base)?;
-    let guide = if int8 { None } else { guide };
-    as_recipe(&(sampler, guide.clone()))
+fn recipe_over(
+    a: &ExportArgs,
+    base: &Recipe<'_>,
+    timesteps: u32,
+    int8: bool,
+) -> Result<OwnedRecipe> {
+    let mut recipe = a.recipe.resolve_recipe(base)?;
+    if int8 {
+        recipe.guide = None;
+    }
+    recipe
+        .as_recipe()
         .check(timesteps)
         .map_err(|e| anyhow::anyhow!("{}: {e}", a.out.display()))?;
     eprintln!(
         "export: recipe {}, {}",
-        describe_sampler(&sampler, timesteps),
-        match &guide {
+        describe_sampler(&recipe.sampler, timesteps),
+        match &recipe.guide {
             Some((g, w)) => format!("guided by {g} (next to the model) with weight {w}"),
             None => "unguided".to_owned(),
         }
     );
-    Ok((sampler, guide))
-}
-
-fn as_recipe(r: &Recorded) -> Recipe<'_> {
-    Recipe {
-        sampler: r.0,
-        guide: r.1.as_ref().map(|(file, weight)| Guide {
-            file,
-            weight: *weight,
-        }),
-    }
+    Ok(recipe)
 }
 
 /// `bytes` (a model file just written) with its recipe replaced by `recipe`.
-fn with_recipe(bytes: &[u8], recipe: &Recorded) -> Result<Vec<u8>> {
+fn with_recipe(bytes: &[u8], recipe: &OwnedRecipe) -> Result<Vec<u8>> {
     let file =
         ModelFile::parse(bytes).map_err(|e| anyhow::anyhow!("re-reading the export: {e}"))?;
     Ok(ModelWriter::copy_of(&file)
         .map_err(|e| anyhow::anyhow!("re-writing the export: {e}"))?
-        .with_recipe(&as_recipe(recipe))
+        .with_recipe(&recipe.as_recipe())
         .finish())
 }
 
@@ -297,7 +291,7 @@ pub fn run(a: ExportArgs, m: &ArgMatches) -> Result<()> {
                 &w.schedule,
                 &w.tensors,
                 &note,
-                Some(&as_recipe(&recipe)),
+                Some(&recipe.as_recipe()),
             )?;
             if a.int8 {
                 let file = quantize::parse_f32(&f32_bytes)?;
@@ -324,7 +318,7 @@ pub fn run(a: ExportArgs, m: &ArgMatches) -> Result<()> {
                 let bytes = ModelWriter::copy_of(file)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
                     .with_note(note)
-                    .with_recipe(&as_recipe(&recipe))
+                    .with_recipe(&recipe.as_recipe())
                     .finish();
                 return atomic::write_atomic(&a.out, &bytes);
             }
@@ -342,7 +336,7 @@ pub fn run(a: ExportArgs, m: &ArgMatches) -> Result<()> {
                     &m.schedule,
                     &m.tensors,
                     note,
-                    Some(&as_recipe(&recipe)),
+                    Some(&recipe.as_recipe()),
                 )?;
                 atomic::write_atomic(&a.out, &bytes)
             }

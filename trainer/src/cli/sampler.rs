@@ -14,7 +14,7 @@ use clap::{Args, ValueEnum};
 use ddpm_core::diffusion::{
     DdimConfig, DdpmConfig, DdpmVariance, DpmConfig, SamplerConfig, Spacing,
 };
-use ddpm_core::file::Recipe;
+use ddpm_core::file::{OwnedRecipe, Recipe};
 use ddpm_trainer::load::FileRecipe;
 
 /// Guidance weight w of `--guide` when `--guidance` is not given.
@@ -529,10 +529,7 @@ impl Flavor for Stored {
 
 impl SamplerArgs<Stored> {
     /// The recipe `base` with the flags given applied field by field.
-    pub fn resolve_recipe(
-        &self,
-        base: &Recipe<'_>,
-    ) -> Result<(SamplerConfig, Option<(String, f32)>)> {
+    pub fn resolve_recipe(&self, base: &Recipe<'_>) -> Result<OwnedRecipe> {
         let guide = guide_over(
             self.own.guide.clone(),
             self.own.guidance,
@@ -540,7 +537,10 @@ impl SamplerArgs<Stored> {
             base.guide.map(|g| (g.file.to_owned(), g.weight)),
             "--guidance is the weight of a recorded guide: name it with --guide FILE",
         )?;
-        Ok((self.resolve(base.sampler)?, guide))
+        Ok(OwnedRecipe {
+            sampler: self.resolve(base.sampler)?,
+            guide,
+        })
     }
 }
 
