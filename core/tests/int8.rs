@@ -4,14 +4,18 @@
 mod common;
 
 use common::{random_input, random_params, rel_err};
-use ddpm_core::diffusion::{self, DdimConfig, DdpmConfig, DdpmVariance, SamplerConfig};
+use ddpm_core::diffusion::{
+    self, DdimConfig, DdpmConfig, DdpmVariance, GaussianNoise, SamplerConfig, SolverConfig, Spacing,
+};
 use ddpm_core::file::ModelFile;
 use ddpm_core::kernels::calibrate::RangeMethod;
 use ddpm_core::simple_unet::int8::{
     Int8Layerwise, Int8SimpleUNet, Scratch, SeedF32StreamBuffers, SeedInt8StreamBuffers,
 };
 use ddpm_core::simple_unet::ptq::{quantize_simple_unet, Calibrator, QuantOptions, QuantPlan};
-use ddpm_core::simple_unet::stream::{forward_streaming, sample_streaming, F32StreamNet};
+use ddpm_core::simple_unet::stream::{
+    forward_streaming, sample_streaming, sample_streaming_with_history, F32StreamNet,
+};
 use ddpm_core::{Schedule, ScheduleConfig, SimpleUNet, SimpleUNetConfig};
 
 struct Owned {
@@ -165,6 +169,12 @@ fn streaming_sampler_equals_layerwise_sampler_bit_for_bit() {
     }
 }
 
+/// Five linspace steps of a multistep solver.
+const SOLVER_5: SolverConfig = SolverConfig {
+    steps: 5,
+    spacing: Spacing::Linspace,
+};
+
 fn streaming_sampler_equals_layerwise_sampler(bits: u32) {
     let cfg = SimpleUNetConfig::SEED;
     let (_, bytes) = int8_file(&cfg, 3, RangeMethod::MinMax, bits);
@@ -181,8 +191,33 @@ fn streaming_sampler_equals_layerwise_sampler(bits: u32) {
             variance: DdpmVariance::FixedSmall,
             clip_x0: true,
         }),
+        SamplerConfig::DpmSolver2M(SOLVER_5),
+        SamplerConfig::UniPc(SOLVER_5),
     ];
     for (si, scfg) in samplers.into_iter().enumerate() {
+        if scfg.history_len(1) > 0 {
+            // The multistep solvers: the same with their history.
+            let len = cfg.image_len();
+            let mut lw = Owned::new(&cfg, true);
+            let mut den = Int8Layerwise::new(net, lw.i8()).unwrap();
+            let (mut a, mut eps) = (vec![0.0; len], vec![0.0; len]);
+            let mut ha = vec![0.0; scfg.history_len(len)];
+            let noise = &mut [GaussianNoise::new(11)];
+            let mut whole = diffusion::WholeImages::new(&mut den, &mut eps).unwrap();
+            diffusion::sample_batch_with_history(&mut whole, &sched, &scfg, noise, &mut a, &mut ha)
+                .unwrap();
+            let mut st = Owned::new(&cfg, false);
+            let (mut b, mut hb) = (vec![0.0; len], vec![0.0; scfg.history_len(len)]);
+            sample_streaming_with_history(&net, &sched, &scfg, 11, &mut b, &mut st.i8(), &mut hb)
+                .unwrap();
+            assert_eq!(
+                a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "input bits {bits}: {scfg:?}"
+            );
+            assert_eq!(ha, hb, "input bits {bits}: {scfg:?} history");
+            continue;
+        }
         // DDPM over all 300 steps is slow in a debug build; a short schedule does the same.
         let sched_small: Schedule = Schedule::new(&ScheduleConfig::linear(8, 1e-3, 0.2)).unwrap();
         let sched = if si == 0 { &sched } else { &sched_small };

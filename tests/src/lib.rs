@@ -584,13 +584,19 @@ pub fn guided_trajectories(
     let mut xt = tensor(&xs.concat(), &shape);
     let mut eps = vec![0.0f32; n];
     let mut guide_eps = vec![0.0f32; n];
-    // DPM-Solver++(2M): the previous step's x0, per image (core) and as a batch (torch).
-    let mut history: Vec<Vec<f32>> = vec![vec![0.0f32; n]; seeds.len()];
+    // The multistep solvers' history, per image (core: x0, then UniPC's corrector part) and as
+    // a batch (torch).
+    let mut history: Vec<Vec<f32>> = vec![vec![0.0f32; cfg.history_len(n)]; seeds.len()];
     let mut x0_prev: Option<tch::Tensor> = None;
+    let mut unipc: Option<ddpm_torch::sample::UniPcHistory> = None;
     for k in 0..plan.len() {
         let (t, prev) = plan.step(k).unwrap();
         let dpm = match &plan {
             Plan::Dpm(p) => Some(p.step(&sched, k).unwrap()),
+            _ => None,
+        };
+        let uni = match &plan {
+            Plan::UniPc(p) => Some(p.step(&sched, k).unwrap()),
             _ => None,
         };
         let t_in = t as f32 / big_t as f32;
@@ -621,6 +627,14 @@ pub fn guided_trajectories(
                 x0_prev = Some(x0);
                 v
             }
+            SamplerConfig::UniPc(_) => {
+                let st = uni.as_ref().unwrap();
+                let (v, h) =
+                    ddpm_torch::sample::unipc_step(&sched, st, &xt, &eps_t, unipc.as_ref())
+                        .unwrap();
+                unipc = Some(h);
+                v
+            }
         };
         for ((x, z), h) in xs.iter_mut().zip(&z).zip(history.iter_mut()) {
             core.forward(x, t_in, &mut eps).unwrap();
@@ -643,6 +657,18 @@ pub fn guided_trajectories(
                     h,
                 )
                 .unwrap(),
+                SamplerConfig::UniPc(_) => {
+                    let (m, c) = h.split_at_mut(n);
+                    diffusion::unipc_step(
+                        uni.as_ref().unwrap(),
+                        sched.config().prediction,
+                        x,
+                        &eps,
+                        m,
+                        c,
+                    )
+                    .unwrap()
+                }
             }
         }
     }

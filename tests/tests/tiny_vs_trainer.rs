@@ -300,7 +300,15 @@ fn ddim50(eta: f32, clip: bool) -> SamplerConfig {
 
 /// DPM-Solver++(2M) with `steps` linspace steps (diffusers' default spacing for it).
 fn dpm(steps: u32) -> SamplerConfig {
-    SamplerConfig::DpmSolver2M(ddpm_core::diffusion::DpmConfig {
+    SamplerConfig::DpmSolver2M(ddpm_core::diffusion::SolverConfig {
+        steps,
+        spacing: ddpm_core::diffusion::Spacing::Linspace,
+    })
+}
+
+/// UniPC (bh2, order 2) with `steps` linspace steps (diffusers' default spacing for it).
+fn unipc(steps: u32) -> SamplerConfig {
+    SamplerConfig::UniPc(ddpm_core::diffusion::SolverConfig {
         steps,
         spacing: ddpm_core::diffusion::Spacing::Linspace,
     })
@@ -336,6 +344,8 @@ fn tiny_trajectories_match_trainer() {
         ("DDPM all T steps", Path::Fast, ddpm, &seeds[..2]),
         ("DPM-Solver++(2M) 10 steps", Path::Fast, dpm(10), &seeds[..]),
         ("DPM-Solver++(2M) 20 steps", Path::Reference, dpm(20), &[0]),
+        ("UniPC 10 steps", Path::Fast, unipc(10), &seeds[..]),
+        ("UniPC 20 steps", Path::Reference, unipc(20), &[0]),
     ] {
         let errs = trajectories(&net, &core, path, &cfg, seeds);
         worst = worst.max(check_trajectories(name, path, seeds, &errs));
@@ -390,6 +400,7 @@ fn tiny_guided_trajectories_match_trainer() {
             dpm(10),
             &seeds[..2],
         ),
+        ("UniPC 10 steps", Path::Fast, unipc(10), &seeds[..2]),
     ] {
         let errs = guided_trajectories(&net, &core, Some(guide), path, &cfg, seeds);
         let clipped = match cfg {

@@ -1,9 +1,15 @@
 #!/usr/bin/env python3
-"""Golden vectors for DPM-Solver++(2M) from Hugging Face diffusers' DPMSolverMultistepScheduler.
+"""Golden vectors for the multistep solvers from Hugging Face diffusers' schedulers.
 
-The scheduler keeps its defaults for our case: algorithm_type "dpmsolver++", solver_order 2,
-solver_type "midpoint", lower_order_final True, final_sigmas_type "zero", no Karras (or other)
-sigmas, no thresholding, steps_offset 0. For T = 300, the schedules linear (beta 1e-4..0.02) and
+Two files, one per solver, each from the scheduler with its defaults for our case:
+
+  dpm_solver_golden.json  DPMSolverMultistepScheduler: algorithm_type "dpmsolver++", solver_order
+                          2, solver_type "midpoint", lower_order_final True
+  unipc_golden.json       UniPCMultistepScheduler: solver_type "bh2", solver_order 2,
+                          predict_x0 True, lower_order_final True, corrector at every step
+
+both with final_sigmas_type "zero", no Karras (or other) sigmas, no thresholding, steps_offset 0.
+For each solver and T = 300, the schedules linear (beta 1e-4..0.02) and
 cosine (squaredcos_cap_v2), predictions epsilon and v_prediction, 5/10/20 steps and the spacings
 linspace/leading/trailing, it records:
 
@@ -18,9 +24,10 @@ the cosine schedule's end). Before computing, the script checks that diffusers' 
 rounded to float32 for the cosine schedule (the same definition: beta_t = min(1 - f(t+1)/f(t),
 0.999), s = 0.008), and exits 1 if not. That table is loaded into the scheduler as float64, its
 sigmas are replaced by float64 ones after set_timesteps, and scheduler.step() runs in float64:
-step() casts the sample to float32 (`sample.to(torch.float32)`), so during the golden run the
-module's `torch` name is a proxy whose `float32` is float64 (nothing else changes; step()'s
-order logic and update formulas are diffusers' own). As a sanity check of that patch the same
+DPM-Solver's step() casts the sample to float32 (`sample.to(torch.float32)`), so during the
+golden run the module's `torch` name is a proxy whose `float32` is float64, and torch's default
+dtype is float64 (UniPC builds its coefficient tensors from Python floats); nothing else
+changes: step()'s order logic and update formulas are diffusers' own. As a sanity check of that patch the same
 trajectory is also run by the unpatched scheduler in float32 on the same table; each case
 records that run's relative difference from the float64 one (informational, not compared).
 
@@ -29,8 +36,8 @@ timestep_fingerprints: for T = 300 and 1000 and each spacing, FNV-1a 64 over, fo
 trailing list has N + 1 entries (a float arange quirk that appends -1) only its first N are
 hashed and N is listed under length_mismatch.
 
-With --check DIR it regenerates into a temporary directory and compares with DIR: timesteps and
-fingerprints exactly, trajectories to a relative tolerance. Exit status 1 on drift.
+With --check DIR it regenerates into a temporary directory and compares both files with DIR:
+timesteps and fingerprints exactly, trajectories to a relative tolerance. Exit status 1 on drift.
 """
 import argparse
 import json
@@ -42,9 +49,10 @@ import types
 
 import diffusers
 import diffusers.schedulers.scheduling_dpmsolver_multistep as dpm_module
+import diffusers.schedulers.scheduling_unipc_multistep as unipc_module
 import numpy as np
 import torch
-from diffusers import DPMSolverMultistepScheduler
+from diffusers import DPMSolverMultistepScheduler, UniPCMultistepScheduler
 
 T = 300
 N_X = 16
@@ -52,7 +60,29 @@ STEPS = (5, 10, 20)
 SPACINGS = ("linspace", "leading", "trailing")
 PREDICTIONS = ("epsilon", "v_prediction")
 SCHEDULES = ("linear", "cosine")
-FILE = "dpm_solver_golden.json"
+
+
+
+def check_dpm_config(s):
+    c = s.config
+    assert c.algorithm_type == "dpmsolver++" and c.solver_order == 2
+    assert c.solver_type == "midpoint" and c.lower_order_final
+
+
+def check_unipc_config(s):
+    c = s.config
+    assert c.solver_type == "bh2" and c.solver_order == 2 and c.predict_x0
+    assert c.lower_order_final and not s.disable_corrector and s.solver_p is None
+
+
+# name -> (scheduler class, its module, file, config check, description)
+SOLVERS = {
+    "dpmpp-2m": (DPMSolverMultistepScheduler, dpm_module, "dpm_solver_golden.json", check_dpm_config,
+                 "DPMSolverMultistepScheduler: dpmsolver++, order 2, midpoint, lower_order_final, final_sigmas_type zero, steps_offset 0"),
+    "unipc": (UniPCMultistepScheduler, unipc_module, "unipc_golden.json", check_unipc_config,
+              "UniPCMultistepScheduler: bh2, order 2, predict_x0, UniC corrector at every step, lower_order_final, final_sigmas_type zero, steps_offset 0"),
+}
+FILES = [v[2] for v in SOLVERS.values()]
 
 
 def our_betas(kind):
@@ -77,7 +107,12 @@ def our_alphas_cumprod(kind):
 
 
 def check_cosine_definition():
-    d = DPMSolverMultistepScheduler(num_train_timesteps=T, beta_schedule="squaredcos_cap_v2")
+    for cls, *_ in SOLVERS.values():
+        check_cosine_betas(cls)
+
+
+def check_cosine_betas(cls):
+    d = cls(num_train_timesteps=T, beta_schedule="squaredcos_cap_v2")
     ours = torch.tensor(our_betas("cosine"), dtype=torch.float64).to(torch.float32)
     if not torch.equal(d.betas, ours):
         print("diffusers' squaredcos_cap_v2 betas differ from ScheduleConfig::cosine's")
@@ -92,9 +127,10 @@ def model_output(x, t):
     return 0.5 * x + 0.1 * torch.sin(x + t / T)
 
 
-def make_scheduler(kind, prediction, spacing, steps, acp, dtype):
+def make_scheduler(solver, kind, prediction, spacing, steps, acp, dtype):
+    cls, _, _, check_config, _ = SOLVERS[solver]
     beta_schedule = {"linear": "linear", "cosine": "squaredcos_cap_v2"}[kind]
-    s = DPMSolverMultistepScheduler(
+    s = cls(
         num_train_timesteps=T,
         beta_start=1e-4,
         beta_end=0.02,
@@ -102,8 +138,7 @@ def make_scheduler(kind, prediction, spacing, steps, acp, dtype):
         prediction_type=prediction,
         timestep_spacing=spacing,
     )
-    assert s.config.algorithm_type == "dpmsolver++" and s.config.solver_order == 2
-    assert s.config.solver_type == "midpoint" and s.config.lower_order_final
+    check_config(s)
     assert s.config.final_sigmas_type == "zero" and not s.config.use_karras_sigmas
     assert not s.config.thresholding and s.config.steps_offset == 0
     # ddpm-core's table in place of diffusers' float32 cumprod (set_timesteps reads it).
@@ -126,19 +161,23 @@ class _Float64Torch(types.ModuleType):
         return torch.float64 if name == "float32" else getattr(torch, name)
 
 
-def trajectory(s, dtype):
-    x = torch.tensor(x_t_init(), dtype=torch.float64).to(dtype)
+def trajectory(solver, s, dtype):
+    module = SOLVERS[solver][1]
+    # One image of N_X values: (batch 1, N_X), the shape UniPC's einsum expects.
+    x = torch.tensor([x_t_init()], dtype=torch.float64).to(dtype)
     out = []
-    saved = dpm_module.torch
+    saved = module.torch
     if dtype == torch.float64:
-        dpm_module.torch = _Float64Torch("torch")
+        module.torch = _Float64Torch("torch")
+        torch.set_default_dtype(torch.float64)
     try:
         for t in s.timesteps:
             x = s.step(model_output(x, int(t)), t, x).prev_sample
             assert x.dtype == dtype
-            out.append(x.to(torch.float64))
+            out.append(x.to(torch.float64).reshape(-1))
     finally:
-        dpm_module.torch = saved
+        module.torch = saved
+        torch.set_default_dtype(torch.float32)
     return out
 
 
@@ -155,11 +194,12 @@ def fnv1a64(words):
     return h
 
 
-def fingerprints():
+def fingerprints(solver):
+    cls = SOLVERS[solver][0]
     out = []
     for big_t in (300, 1000):
         for spacing in SPACINGS:
-            s = DPMSolverMultistepScheduler(num_train_timesteps=big_t, timestep_spacing=spacing)
+            s = cls(num_train_timesteps=big_t, timestep_spacing=spacing)
             words, mismatch = [], []
             for n in range(1, big_t + 1):
                 s.set_timesteps(n)
@@ -176,17 +216,23 @@ def fingerprints():
 def generate(out_dir):
     torch.set_num_threads(1)
     check_cosine_definition()
+    for solver in SOLVERS:
+        generate_solver(solver, out_dir)
+
+
+def generate_solver(solver, out_dir):
+    _, _, file, _, description = SOLVERS[solver]
     cases = []
     for kind in SCHEDULES:
         acp = our_alphas_cumprod(kind)
         for prediction in PREDICTIONS:
             for spacing in SPACINGS:
                 for steps in STEPS:
-                    s64 = make_scheduler(kind, prediction, spacing, steps, acp, torch.float64)
-                    s32 = make_scheduler(kind, prediction, spacing, steps, acp, torch.float32)
+                    s64 = make_scheduler(solver, kind, prediction, spacing, steps, acp, torch.float64)
+                    s32 = make_scheduler(solver, kind, prediction, spacing, steps, acp, torch.float32)
                     assert torch.equal(s64.timesteps, s32.timesteps)
-                    x64 = trajectory(s64, torch.float64)
-                    x32 = trajectory(s32, torch.float32)
+                    x64 = trajectory(solver, s64, torch.float64)
+                    x32 = trajectory(solver, s32, torch.float32)
                     cases.append({
                         "schedule": kind,
                         "prediction": prediction,
@@ -201,20 +247,20 @@ def generate(out_dir):
         "diffusers_version": diffusers.__version__,
         "torch_version": torch.__version__,
         "numpy_version": np.__version__,
-        "scheduler": "DPMSolverMultistepScheduler: dpmsolver++, order 2, midpoint, lower_order_final, final_sigmas_type zero, steps_offset 0",
+        "scheduler": description,
         "T": T,
         "alphas_cumprod": "ddpm-core's: float64, rounded once to float32",
         "model_output": "0.5*x + 0.1*sin(x + t/T), t the step's integer timestep",
         "x_T": [float(f"{v:.17g}") for v in x_t_init()],
         "cases": cases,
-        "timestep_fingerprints": fingerprints(),
+        "timestep_fingerprints": fingerprints(solver),
     }
     os.makedirs(out_dir, exist_ok=True)
-    tmp = os.path.join(out_dir, FILE + ".tmp")
+    tmp = os.path.join(out_dir, file + ".tmp")
     with open(tmp, "w") as f:
         json.dump(doc, f, separators=(",", ":"))
         f.write("\n")
-    os.replace(tmp, os.path.join(out_dir, FILE))
+    os.replace(tmp, os.path.join(out_dir, file))
 
 
 # Relative drift allowed between a regeneration and the committed file: values are written
@@ -227,32 +273,39 @@ TRAJECTORY_DRIFT = 1e-10
 def check(committed):
     with tempfile.TemporaryDirectory() as tmp:
         generate(tmp)
-        with open(os.path.join(tmp, FILE)) as f:
-            new = json.load(f)
-        with open(os.path.join(committed, FILE)) as f:
-            old = json.load(f)
-        bad = []
-        if new["timestep_fingerprints"] != old["timestep_fingerprints"]:
-            bad.append("timestep fingerprints differ")
-        if len(new["cases"]) != len(old["cases"]) or new["x_T"] != old["x_T"]:
-            bad.append("case list or x_T differs")
-        worst = 0.0
-        for a, b in zip(new["cases"], old["cases"]):
-            name = f"{b['schedule']}/{b['prediction']}/{b['spacing']}/{b['steps']}"
-            keys = ("schedule", "prediction", "spacing", "steps", "timesteps")
-            if any(a[k] != b[k] for k in keys):
-                bad.append(f"{name}: configuration or timesteps differ")
-                continue
-            err = rel_diff([torch.tensor(r) for r in a["x"]], [torch.tensor(r) for r in b["x"]])
-            worst = max(worst, err)
-            if not err <= TRAJECTORY_DRIFT:
-                bad.append(f"{name}: trajectory drifted by {err:.2e} > {TRAJECTORY_DRIFT:.0e}")
-        print(f"largest trajectory drift {worst:.2e} (bound {TRAJECTORY_DRIFT:.0e})")
-        if bad:
-            print("solver golden vectors drifted:\n  " + "\n  ".join(bad))
-            return 1
-        print("solver golden vectors: no drift")
-        return 0
+        status = 0
+        for file in FILES:
+            status |= check_file(file, tmp, committed)
+        return status
+
+
+def check_file(file, tmp, committed):
+    with open(os.path.join(tmp, file)) as f:
+        new = json.load(f)
+    with open(os.path.join(committed, file)) as f:
+        old = json.load(f)
+    bad = []
+    if new["timestep_fingerprints"] != old["timestep_fingerprints"]:
+        bad.append("timestep fingerprints differ")
+    if len(new["cases"]) != len(old["cases"]) or new["x_T"] != old["x_T"]:
+        bad.append("case list or x_T differs")
+    worst = 0.0
+    for a, b in zip(new["cases"], old["cases"]):
+        name = f"{b['schedule']}/{b['prediction']}/{b['spacing']}/{b['steps']}"
+        keys = ("schedule", "prediction", "spacing", "steps", "timesteps")
+        if any(a[k] != b[k] for k in keys):
+            bad.append(f"{name}: configuration or timesteps differ")
+            continue
+        err = rel_diff([torch.tensor(r) for r in a["x"]], [torch.tensor(r) for r in b["x"]])
+        worst = max(worst, err)
+        if not err <= TRAJECTORY_DRIFT:
+            bad.append(f"{name}: trajectory drifted by {err:.2e} > {TRAJECTORY_DRIFT:.0e}")
+    print(f"{file}: largest trajectory drift {worst:.2e} (bound {TRAJECTORY_DRIFT:.0e})")
+    if bad:
+        print(f"{file}: golden vectors drifted:\n  " + "\n  ".join(bad))
+        return 1
+    print(f"{file}: no drift")
+    return 0
 
 
 def main():
@@ -263,7 +316,7 @@ def main():
     if args.check:
         sys.exit(check(args.check))
     generate(args.out)
-    print(f"wrote {FILE} to {args.out} (diffusers {diffusers.__version__}, torch {torch.__version__})")
+    print(f"wrote {', '.join(FILES)} to {args.out} (diffusers {diffusers.__version__}, torch {torch.__version__})")
 
 
 if __name__ == "__main__":

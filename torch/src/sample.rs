@@ -1,9 +1,9 @@
-//! The DDPM and DDIM samplers in tch, batched on a device: the step arithmetic of
+//! The DDPM, DDIM, DPM-Solver++(2M) and UniPC samplers in tch, batched on a device: the step arithmetic of
 //! `ddpm_core::diffusion` on tensors (the same f32 coefficients, in the same order) and the
 //! sampling loop over a plan.
 use anyhow::{Context, Result};
 use ddpm_core::diffusion::{
-    DdimConfig, DdpmConfig, DdpmVariance, DpmOrder, DpmStep, Plan, SamplerConfig,
+    DdimConfig, DdpmConfig, DdpmVariance, DpmOrder, DpmStep, Plan, SamplerConfig, UniPcStep,
 };
 use ddpm_core::{Prediction, Schedule};
 use tch::{Device, Kind, Tensor};
@@ -121,7 +121,7 @@ fn step_needs_noise(cfg: &SamplerConfig, t: u32) -> bool {
     match cfg {
         SamplerConfig::Ddpm(_) => t > 0,
         SamplerConfig::Ddim(c) => c.eta > 0.0,
-        SamplerConfig::DpmSolver2M(_) => false,
+        SamplerConfig::DpmSolver2M(_) | SamplerConfig::UniPc(_) => false,
     }
 }
 
@@ -142,6 +142,45 @@ pub fn dpm_step(
         v += m1 * st.c1 as f64;
     }
     (v, x0)
+}
+
+/// The history UniPC keeps between steps on a batch: the previous step's x0 and the
+/// corrector's fixed part (`ddpm_core::diffusion::unipc`).
+pub struct UniPcHistory {
+    /// The previous step's x0.
+    pub x0: Tensor,
+    /// The next corrector's part that does not depend on the next x0.
+    pub corr: Tensor,
+}
+
+/// One UniPC step on a batch with the core's per-step coefficients `st`
+/// (`ddpm_core::diffusion::UniPcPlan::step`), the arithmetic of `UniPcStep::apply`: the
+/// corrector (from the second step on), then the predictor; returns the new x and the history
+/// for the next step. `history` is `None` only at the first step.
+pub fn unipc_step(
+    sched: &Schedule,
+    st: &UniPcStep,
+    x: &Tensor,
+    out: &Tensor,
+    history: Option<&UniPcHistory>,
+) -> Result<(Tensor, UniPcHistory)> {
+    let pred = sched.config().prediction;
+    let x0 = predicted_x0(pred, x, out, st.sa.into(), st.s1a.into());
+    let xc = match (st.k_corr, history) {
+        (None, _) => x.shallow_clone(),
+        (Some(k), Some(h)) => &h.corr - (&x0 - &h.x0) * k as f64,
+        (Some(_), None) => anyhow::bail!("UniPC: a corrected step without the history"),
+    };
+    let base = xc * st.cx as f64 + &x0 * st.c0 as f64;
+    let (v, corr) = match (st.order, history) {
+        (DpmOrder::First, _) => (base.shallow_clone(), base),
+        (DpmOrder::Second, Some(h)) => {
+            let d = &h.x0 - &x0;
+            (&base + &d * st.cd as f64, base + d * st.cd_next as f64)
+        }
+        (DpmOrder::Second, None) => anyhow::bail!("UniPC: a second-order step without the history"),
+    };
+    Ok((v, UniPcHistory { x0, corr }))
 }
 
 /// Draws `n` samples in one batch on `net`'s device: x_T ~ N(0, I) and each step's z from the
@@ -171,6 +210,7 @@ pub fn sample_torch(
     ];
     let mut x = Tensor::randn(shape, (Kind::Float, device));
     let mut x0_prev: Option<Tensor> = None;
+    let mut unipc: Option<UniPcHistory> = None;
     tch::no_grad(|| -> Result<()> {
         for k in 0..plan.len() {
             let (t, prev) = plan.step(k).context("step past the sampler's plan")?;
@@ -194,10 +234,18 @@ pub fn sample_torch(
                     x0_prev = Some(x0);
                     v
                 }
+                (SamplerConfig::UniPc(_), Plan::UniPc(p)) => {
+                    let st = p
+                        .step(sched, k)
+                        .map_err(|e| anyhow::anyhow!("UniPC step {k}: {e}"))?;
+                    let (v, h) = unipc_step(sched, &st, &x, &eps, unipc.as_ref())?;
+                    unipc = Some(h);
+                    v
+                }
                 (SamplerConfig::Ddpm(d), _) => ddpm_step(sched, d, t, &x, &eps, &z),
                 (SamplerConfig::Ddim(d), _) => ddim_step(sched, d, t, prev, &x, &eps, &z),
-                (SamplerConfig::DpmSolver2M(_), _) => {
-                    anyhow::bail!("DPM-Solver settings without a DPM-Solver plan")
+                (SamplerConfig::DpmSolver2M(_) | SamplerConfig::UniPc(_), _) => {
+                    anyhow::bail!("multistep solver settings without their plan")
                 }
             };
             on_step(k + 1, plan.len());

@@ -77,6 +77,16 @@ pub(crate) fn spacing_name(s: Spacing) -> &'static str {
     }
 }
 
+/// The `--sampler` name of a sampler (as `trainer info --json` and `eval --json` write it).
+pub(crate) fn solver_kind(cfg: &SamplerConfig) -> &'static str {
+    match cfg {
+        SamplerConfig::Ddpm(_) => "ddpm",
+        SamplerConfig::Ddim(_) => "ddim",
+        SamplerConfig::DpmSolver2M(_) => "dpmpp-2m",
+        SamplerConfig::UniPc(_) => "unipc",
+    }
+}
+
 /// A one-line description of sampler settings.
 pub fn describe_sampler(cfg: &SamplerConfig, timesteps: u32) -> String {
     match cfg {
@@ -101,6 +111,11 @@ pub fn describe_sampler(cfg: &SamplerConfig, timesteps: u32) -> String {
         ),
         SamplerConfig::DpmSolver2M(d) => format!(
             "DPM-Solver++(2M) {} steps, {} spacing",
+            d.steps,
+            spacing_name(d.spacing)
+        ),
+        SamplerConfig::UniPc(d) => format!(
+            "UniPC (bh2, order 2) {} steps, {} spacing",
             d.steps,
             spacing_name(d.spacing)
         ),

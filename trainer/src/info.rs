@@ -10,7 +10,8 @@ use ddpm_core::file::{DType, ModelFile, OwnedRecipe, Precision};
 use ddpm_core::{ModelConfig, ScheduleConfig};
 
 use crate::describe::{
-    describe_model, describe_precision, describe_sampler, describe_schedule, spacing_name,
+    describe_model, describe_precision, describe_sampler, describe_schedule, solver_kind,
+    spacing_name,
 };
 use crate::json::{json_num, json_str};
 use crate::load;
@@ -224,8 +225,9 @@ impl ModelInfo {
                 d.clip_x0,
                 d.recompute_eps
             ),
-            SamplerConfig::DpmSolver2M(d) => format!(
-                "{{\"kind\": \"dpmpp-2m\", \"steps\": {}, \"spacing\": \"{}\"}}",
+            SamplerConfig::DpmSolver2M(d) | SamplerConfig::UniPc(d) => format!(
+                "{{\"kind\": \"{}\", \"steps\": {}, \"spacing\": \"{}\"}}",
+                solver_kind(&self.recipe.sampler),
                 d.steps,
                 spacing_name(d.spacing)
             ),

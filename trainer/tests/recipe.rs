@@ -287,75 +287,85 @@ fn export_records_a_recipe_and_keeps_every_tensor() {
 
 #[test]
 fn dpm_solver_is_selectable_and_refuses_what_it_does_not_read() {
-    let dir = tempfile::tempdir().unwrap();
-    let (images, err) = sample(
-        dir.path(),
-        "dpm",
-        &[
-            "--n",
-            "2",
-            "--sampler",
+    for (name, described) in [
+        (
             "dpmpp-2m",
-            "--steps",
-            "4",
-            "--no-guide",
-        ],
-    );
-    assert_eq!(images.len(), 2 * 28 * 28);
-    assert!(
-        err.contains("DPM-Solver++(2M) 4 steps, linspace spacing; the model's recipe with"),
-        "{err}"
-    );
-    for (flag, value) in [("--eta", Some("0.5")), ("--clip-x0", None)] {
-        let mut args = vec!["sample", "--n", "1", "--sampler", "dpmpp-2m", flag];
-        args.extend(value);
-        let out = trainer(&args);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{flag}: {err}");
-        assert!(
-            err.contains(&format!("{flag} does not apply to --sampler dpmpp-2m")),
-            "{err}"
+            "DPM-Solver++(2M) 4 steps, linspace spacing; the model's recipe with",
+        ),
+        (
+            "unipc",
+            "UniPC (bh2, order 2) 4 steps, linspace spacing; the model's recipe with",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (images, err) = sample(
+            dir.path(),
+            name,
+            &["--n", "2", "--sampler", name, "--steps", "4", "--no-guide"],
         );
+        assert_eq!(images.len(), 2 * 28 * 28);
+        assert!(err.contains(described), "{err}");
+        for (flag, value) in [("--eta", Some("0.5")), ("--clip-x0", None)] {
+            let mut args = vec!["sample", "--n", "1", "--sampler", name, flag];
+            args.extend(value);
+            let out = trainer(&args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{flag}: {err}");
+            assert!(
+                err.contains(&format!("{flag} does not apply to --sampler {name}")),
+                "{err}"
+            );
+        }
     }
 }
 
-/// An int8 file with DPM-Solver++(2M): the planned executor with its history, what the
-/// microcontroller computes, bit for bit.
+/// An int8 file with DPM-Solver++(2M) or UniPC: the planned executor with its history, what
+/// the microcontroller computes, bit for bit.
 #[test]
 fn int8_dpm_solver_samples_are_the_planned_executor_s() {
-    use ddpm_core::diffusion::DpmConfig;
+    use ddpm_core::diffusion::SolverConfig;
     use ddpm_core::tiny_unet::int8::Int8TinyUNet;
     use ddpm_core::tiny_unet::planned::{sample_planned_with_history, TinyInt8Workspace};
-    let dir = tempfile::tempdir().unwrap();
-    let args = [
-        "--model",
-        "models/tiny_unet_mnist_int8.ddpm",
-        "--n",
-        "2",
-        "--sampler",
-        "dpmpp-2m",
-        "--steps",
-        "3",
-    ];
-    let (images, err) = sample(dir.path(), "int8_dpm", &args);
-    assert!(
-        err.contains("TinyUNet int8, DPM-Solver++(2M) 3 steps"),
-        "{err}"
-    );
     let bytes = std::fs::read(root().join("models/tiny_unet_mnist_int8.ddpm")).unwrap();
     let file = ModelFile::parse(&bytes).unwrap();
     let net = Int8TinyUNet::from_file(&file).unwrap();
     let sched: ddpm_core::Schedule = ddpm_core::Schedule::new(&file.header().schedule).unwrap();
-    let cfg = SamplerConfig::DpmSolver2M(DpmConfig {
+    let solver = SolverConfig {
         steps: 3,
         spacing: Spacing::Linspace,
-    });
-    let mut ws = Box::new(<TinyInt8Workspace>::ZEROED);
-    let mut want = Vec::new();
-    for seed in [42u64, 43] {
-        let (mut x, mut h) = (vec![0.0f32; 784], vec![0.0f32; 784]);
-        sample_planned_with_history(&net, &sched, &cfg, seed, &mut x, &mut ws, &mut h).unwrap();
-        want.extend(ddpm_trainer::sample::to_pixels(&x));
+    };
+    for (name, described, cfg) in [
+        (
+            "dpmpp-2m",
+            "TinyUNet int8, DPM-Solver++(2M) 3 steps",
+            SamplerConfig::DpmSolver2M(solver),
+        ),
+        (
+            "unipc",
+            "TinyUNet int8, UniPC (bh2, order 2) 3 steps",
+            SamplerConfig::UniPc(solver),
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let args = [
+            "--model",
+            "models/tiny_unet_mnist_int8.ddpm",
+            "--n",
+            "2",
+            "--sampler",
+            name,
+            "--steps",
+            "3",
+        ];
+        let (images, err) = sample(dir.path(), &format!("int8_{name}"), &args);
+        assert!(err.contains(described), "{err}");
+        let mut ws = Box::new(<TinyInt8Workspace>::ZEROED);
+        let mut want = Vec::new();
+        for seed in [42u64, 43] {
+            let (mut x, mut h) = (vec![0.0f32; 784], vec![0.0f32; cfg.history_len(784)]);
+            sample_planned_with_history(&net, &sched, &cfg, seed, &mut x, &mut ws, &mut h).unwrap();
+            want.extend(ddpm_trainer::sample::to_pixels(&x));
+        }
+        assert_eq!(images, want, "{name}");
     }
-    assert_eq!(images, want);
 }

@@ -48,13 +48,36 @@ impl DpmTimesteps {
     /// The list for T = `train_steps` and N = `steps`, 1 ≤ N ≤ T.
     pub fn new(train_steps: u32, steps: u32, spacing: Spacing) -> Result<Self> {
         if steps == 0 || steps > train_steps {
-            return Err(Error::InvalidConfig("DPM-Solver: steps must be in 1..=T"));
+            return Err(Error::InvalidConfig(
+                "DPM-Solver/UniPC: steps must be in 1..=T",
+            ));
         }
         Ok(Self {
             train_steps,
             steps,
             spacing,
         })
+    }
+
+    /// [`Self::new`] for a solver: also errors when the list repeats a timestep (linspace with
+    /// N close to T), where a solver step would divide by h = 0.
+    pub fn distinct(train_steps: u32, steps: u32, spacing: Spacing) -> Result<Self> {
+        let list = Self::new(train_steps, steps, spacing)?;
+        let mut prev: Option<u32> = None;
+        for t in list.iter() {
+            if prev.is_some_and(|p| t >= p) {
+                return Err(Error::InvalidConfig(
+                    "DPM-Solver/UniPC: the timestep list repeats a timestep (too many steps for linspace)",
+                ));
+            }
+            prev = Some(t);
+        }
+        Ok(list)
+    }
+
+    /// T, the schedule's number of timesteps.
+    pub fn train_steps(&self) -> u32 {
+        self.train_steps
     }
 
     /// Number of steps N.
@@ -148,13 +171,13 @@ pub struct DpmPlan {
 }
 
 /// ln α − ln σ at ᾱ = `acp` (f64), with α and σ.
-fn alpha_sigma_lambda(acp: f32) -> (f64, f64, f64) {
+pub(crate) fn alpha_sigma_lambda(acp: f32) -> (f64, f64, f64) {
     let a = acp as f64;
     let (alpha, sigma) = (libm::sqrt(a), libm::sqrt(1.0 - a));
     (alpha, sigma, libm::log(alpha) - libm::log(sigma))
 }
 
-const BAD_SCHEDULE: Error = Error::InvalidConfig(
+pub(crate) const BAD_SCHEDULE: Error = Error::InvalidConfig(
     "DPM-Solver: the schedule's alpha-bar must lie strictly in (0, 1) and decrease along the steps",
 );
 
@@ -167,16 +190,7 @@ impl DpmPlan {
 
     /// [`Self::new`] for a schedule of `train_steps` timesteps.
     pub fn for_train_steps(train_steps: u32, steps: u32, spacing: Spacing) -> Result<Self> {
-        let timesteps = DpmTimesteps::new(train_steps, steps, spacing)?;
-        let mut prev: Option<u32> = None;
-        for t in timesteps.iter() {
-            if prev.is_some_and(|p| t >= p) {
-                return Err(Error::InvalidConfig(
-                    "DPM-Solver: the timestep list repeats a timestep (too many steps for linspace)",
-                ));
-            }
-            prev = Some(t);
-        }
+        let timesteps = DpmTimesteps::distinct(train_steps, steps, spacing)?;
         Ok(Self { timesteps })
     }
 

@@ -1,7 +1,8 @@
 //! The one sampling loop. [`sample_batch`] owns the walk over a sampler's plan: it fills the
 //! images with seeded noise, then for each step asks a [`Network`] for its output at x_t and
 //! applies the step (DDPM or DDIM, [`crate::diffusion::steps`]; DPM-Solver++(2M),
-//! [`crate::diffusion::dpm_solver`], with a caller-owned history) to the image as that output
+//! [`crate::diffusion::dpm_solver`], and UniPC, [`crate::diffusion::unipc`], with a
+//! caller-owned history) to the image as that output
 //! arrives. A network hands its output to an [`OutputSink`] whole, image by image (the
 //! [`Denoiser`]s, the host's batches), or row by row (the int8 executors that never hold the
 //! whole output: SimpleUNet streaming, TinyUNet planned), so a new sampler written here runs
@@ -13,6 +14,7 @@ use crate::diffusion::noise::GaussianNoise;
 use crate::diffusion::plan::Plan;
 use crate::diffusion::schedule::Schedule;
 use crate::diffusion::steps::{ddim_step, ddpm_step, SamplerConfig};
+use crate::diffusion::unipc::{unipc_step, UniPcStep};
 use crate::error::{check_len, Error, Result};
 
 /// Receives a network's output while one sampler step runs.
@@ -86,40 +88,58 @@ impl OutputSink for Collect<'_> {
     }
 }
 
+/// The coefficients of a multistep solver's step.
+enum Multistep {
+    Dpm(DpmStep),
+    UniPc(UniPcStep),
+}
+
 /// Applies step `t → prev` of a sampler to the parts of the images as they arrive; image `i`
-/// draws its noise from `noise[i]`; a DPM-Solver step reads and updates the x0 history
-/// (`[n][image]`, as `x`).
+/// draws its noise from `noise[i]`; a multistep solver's step reads and updates its history
+/// (`[parts][n][image]`: DPM-Solver++ the x0 history, UniPC that and then the corrector's
+/// fixed part, each as long as the batch).
 struct Stepper<'s, const M: usize> {
     sched: &'s Schedule<M>,
     cfg: &'s SamplerConfig,
     t: u32,
     prev: Option<u32>,
     noise: &'s mut [GaussianNoise],
-    dpm: Option<DpmStep>,
+    multistep: Option<Multistep>,
     history: &'s mut [f32],
+    batch_len: usize,
     image_len: usize,
 }
+
+const SHORT_HISTORY: Error = Error::InvalidConfig("sampler history shorter than the batch");
 
 impl<const M: usize> Stepper<'_, M> {
     /// Steps `x`, the part of image `i` that starts at element `at` of it.
     fn apply(&mut self, i: usize, at: usize, x: &mut [f32], out: &[f32]) -> Result<()> {
-        if let Some(step) = &self.dpm {
-            let start = i * self.image_len + at;
-            let history =
-                self.history
+        let start = i * self.image_len + at;
+        let pred = self.sched.config().prediction;
+        match &self.multistep {
+            Some(Multistep::Dpm(step)) => {
+                let history = self
+                    .history
                     .get_mut(start..start + x.len())
-                    .ok_or(Error::InvalidConfig(
-                        "DPM-Solver history shorter than the batch",
-                    ))?;
-            return dpm_step(step, self.sched.config().prediction, x, out, history);
+                    .ok_or(SHORT_HISTORY)?;
+                return dpm_step(step, pred, x, out, history);
+            }
+            Some(Multistep::UniPc(step)) => {
+                let (m, c) = self.history.split_at_mut(self.batch_len);
+                let m = m.get_mut(start..start + x.len()).ok_or(SHORT_HISTORY)?;
+                let c = c.get_mut(start..start + x.len()).ok_or(SHORT_HISTORY)?;
+                return unipc_step(step, pred, x, out, m, c);
+            }
+            None => {}
         }
         let noise = &mut self.noise[i];
         let z = |_: usize| noise.next_gaussian();
         match self.cfg {
             SamplerConfig::Ddpm(c) => ddpm_step(self.sched, c, self.t, x, out, z),
             SamplerConfig::Ddim(c) => ddim_step(self.sched, c, self.t, self.prev, x, out, z),
-            SamplerConfig::DpmSolver2M(_) => Err(Error::InvalidConfig(
-                "DPM-Solver step without its coefficients",
+            SamplerConfig::DpmSolver2M(_) | SamplerConfig::UniPc(_) => Err(Error::InvalidConfig(
+                "multistep solver step without its coefficients",
             )),
         }
     }
@@ -146,8 +166,8 @@ impl<const M: usize> OutputSink for Stepper<'_, M> {
 /// as the output arrives; image `i` draws its noise from `noise[i]`. Noise is drawn in element
 /// order for whole images; for a network that hands over rows, in row order (all channels of
 /// row 0, then row 1, …), which is the same order when the image has one channel. A
-/// DPM-Solver++ step reads and writes `history` (the previous step's x0, as long as `x`;
-/// empty for the other samplers).
+/// multistep solver's step reads and writes `history` (`cfg.history_len(x.len())` long:
+/// [`SamplerConfig::history_len`]; empty for DDPM and DDIM).
 #[allow(clippy::too_many_arguments)]
 pub fn step<N: Network + ?Sized, const M: usize>(
     net: &mut N,
@@ -162,12 +182,16 @@ pub fn step<N: Network + ?Sized, const M: usize>(
     let (t, prev) = plan
         .step(k)
         .ok_or(Error::InvalidConfig("step index past the plan"))?;
-    let dpm = match plan {
+    let multistep = match plan {
         Plan::Dpm(p) => {
             check_len("DPM-Solver history", x.len(), history.len())?;
-            Some(p.step(sched, k)?)
+            Some(Multistep::Dpm(p.step(sched, k)?))
         }
-        _ => None,
+        Plan::UniPc(p) => {
+            check_len("UniPC history", 2 * x.len(), history.len())?;
+            Some(Multistep::UniPc(p.step(sched, k)?))
+        }
+        Plan::Ddpm { .. } | Plan::Ddim(_) => None,
     };
     let t_in = t as f32 / sched.len() as f32;
     let mut sink = Stepper {
@@ -176,8 +200,9 @@ pub fn step<N: Network + ?Sized, const M: usize>(
         t,
         prev,
         noise,
-        dpm,
+        multistep,
         history,
+        batch_len: x.len(),
         image_len: net.image_len(),
     };
     net.output(x, t_in, &mut sink)
@@ -185,7 +210,7 @@ pub fn step<N: Network + ?Sized, const M: usize>(
 
 /// Draws `noise.len()` images into `x` (`[n][image]`): fills image `i` with N(0, 1) noise from
 /// `noise[i]`, runs every step of the sampler and leaves the final images (nominally in
-/// [−1, 1], not clamped) in `x`. DPM-Solver++ keeps a history: use
+/// [−1, 1], not clamped) in `x`. The multistep solvers keep a history: use
 /// [`sample_batch_with_history`].
 pub fn sample_batch<N: Network + ?Sized, const M: usize>(
     net: &mut N,
@@ -197,9 +222,10 @@ pub fn sample_batch<N: Network + ?Sized, const M: usize>(
     sample_batch_with_history(net, sched, cfg, noise, x, &mut [])
 }
 
-/// [`sample_batch`] with the history a multistep sampler keeps: for DPM-Solver++(2M) the
-/// previous step's x0 per element, `history.len() == x.len()` (caller-owned: on a device, one
-/// more image of f32); empty for DDPM and DDIM.
+/// [`sample_batch`] with the history a multistep sampler keeps,
+/// `history.len() == cfg.history_len(x.len())` (caller-owned): for DPM-Solver++(2M) the previous
+/// step's x0 per element (on a device, one more image of f32), for UniPC that and the
+/// corrector's fixed part (two images); empty for DDPM and DDIM.
 pub fn sample_batch_with_history<N: Network + ?Sized, const M: usize>(
     net: &mut N,
     sched: &Schedule<M>,
@@ -212,7 +238,7 @@ pub fn sample_batch_with_history<N: Network + ?Sized, const M: usize>(
     check_len("image", noise.len() * len, x.len())?;
     let plan = Plan::new(cfg, sched.len() as u32)?;
     check_len(
-        "sampler history (DPM-Solver++: one per image element; none for DDPM and DDIM)",
+        "sampler history (DPM-Solver++: one per image element; UniPC: two; none for DDPM and DDIM)",
         cfg.history_len(x.len()),
         history.len(),
     )?;

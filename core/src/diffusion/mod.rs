@@ -1,6 +1,7 @@
 //! Diffusion: the noise [`schedule`], the seeded [`noise`], the sampler [`steps`] (DDPM, DDIM,
-//! autoguidance), the DPM-Solver++(2M) step functions and timesteps ([`dpm_solver`]), what a sampler drives ([`denoiser`]) and the one loop that drives it
-//! ([`driver`]).
+//! autoguidance), the multistep solvers' step functions and timesteps (DPM-Solver++(2M),
+//! [`dpm_solver`]; UniPC, [`unipc`]), what a sampler drives ([`denoiser`]) and the one loop
+//! that drives it ([`driver`]).
 
 pub mod denoiser;
 pub mod dpm_solver;
@@ -9,6 +10,7 @@ pub mod noise;
 pub mod plan;
 pub mod schedule;
 pub mod steps;
+pub mod unipc;
 
 pub use denoiser::{Denoiser, Guided, ReferenceDenoiser, ReferenceNet};
 pub use dpm_solver::{dpm_step, DpmOrder, DpmPlan, DpmStep, DpmTimesteps};
@@ -20,3 +22,4 @@ pub use noise::GaussianNoise;
 pub use plan::Plan;
 pub use schedule::{Prediction, Schedule, ScheduleConfig, ScheduleKind};
 pub use steps::*;
+pub use unipc::{unipc_step, UniPcPlan, UniPcStep};

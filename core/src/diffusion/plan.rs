@@ -2,6 +2,7 @@
 
 use crate::diffusion::dpm_solver::DpmPlan;
 use crate::diffusion::steps::{DdimTimesteps, SamplerConfig};
+use crate::diffusion::unipc::UniPcPlan;
 use crate::error::{Error, Result};
 
 /// The order of (timestep, previous timestep) pairs a sampler visits; `None` as the previous
@@ -17,6 +18,8 @@ pub enum Plan {
     Ddim(DdimTimesteps),
     /// The DPM-Solver list.
     Dpm(DpmPlan),
+    /// The UniPC list (DPM-Solver's).
+    UniPc(UniPcPlan),
 }
 
 impl Plan {
@@ -39,6 +42,11 @@ impl Plan {
                 d.steps,
                 d.spacing,
             )?)),
+            SamplerConfig::UniPc(d) => Ok(Plan::UniPc(UniPcPlan::for_train_steps(
+                train_steps,
+                d.steps,
+                d.spacing,
+            )?)),
         }
     }
     /// Number of network evaluations.
@@ -47,6 +55,7 @@ impl Plan {
             Plan::Ddpm { train_steps } => *train_steps as usize,
             Plan::Ddim(d) => d.len(),
             Plan::Dpm(d) => d.len(),
+            Plan::UniPc(d) => d.len(),
         }
     }
     /// Always false.
@@ -65,6 +74,10 @@ impl Plan {
             }
             Plan::Ddim(d) => d.get(k).map(|t| (t, d.get(k + 1))),
             Plan::Dpm(d) => {
+                let ts = d.timesteps();
+                ts.get(k).map(|t| (t, ts.get(k + 1)))
+            }
+            Plan::UniPc(d) => {
                 let ts = d.timesteps();
                 ts.get(k).map(|t| (t, ts.get(k + 1)))
             }

@@ -92,13 +92,14 @@ impl Default for DdimConfig {
     }
 }
 
-/// Options of the DPM-Solver++(2M) sampler (serde: part of the model file's recipe, fields in
-/// this order).
+/// Options of the multistep solvers, DPM-Solver++(2M) and UniPC (serde: part of the model
+/// file's recipe, fields in this order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DpmConfig {
+pub struct SolverConfig {
     /// Number of steps N (network evaluations), 1 ≤ N ≤ T.
     pub steps: u32,
-    /// Timestep spacing, as diffusers' `DPMSolverMultistepScheduler` computes it.
+    /// Timestep spacing, as diffusers' `DPMSolverMultistepScheduler` and
+    /// `UniPCMultistepScheduler` compute it.
     pub spacing: Spacing,
 }
 
@@ -111,16 +112,21 @@ pub enum SamplerConfig {
     Ddim(DdimConfig),
     /// DPM-Solver++(2M) over N of the T steps (deterministic; keeps the previous step's x0 per
     /// element: [`crate::diffusion::sample_batch_with_history`]).
-    DpmSolver2M(DpmConfig),
+    DpmSolver2M(SolverConfig),
+    /// UniPC (bh2, order 2, UniC corrector) over N of the T steps (deterministic; keeps two
+    /// values per element: the previous x0 and the corrector's fixed part).
+    UniPc(SolverConfig),
 }
 
 impl SamplerConfig {
     /// Elements of history the sampler keeps for a batch of `batch_len` image elements: the
-    /// previous step's x0 per element for DPM-Solver++(2M), none for DDPM and DDIM
+    /// previous step's x0 per element for DPM-Solver++(2M), that and the corrector's fixed part
+    /// for UniPC (two per element), none for DDPM and DDIM
     /// ([`crate::diffusion::sample_batch_with_history`]).
     pub const fn history_len(&self, batch_len: usize) -> usize {
         match self {
             SamplerConfig::DpmSolver2M(_) => batch_len,
+            SamplerConfig::UniPc(_) => 2 * batch_len,
             SamplerConfig::Ddpm(_) | SamplerConfig::Ddim(_) => 0,
         }
     }

@@ -64,10 +64,10 @@ impl Recipe<'_> {
     /// in 1..=`timesteps`, η in [0, 1], and a guide with a finite weight and a plain,
     /// relative, non-empty file name.
     pub fn check(&self, timesteps: u32) -> Result<()> {
-        if let SamplerConfig::DpmSolver2M(d) = &self.sampler {
+        if let SamplerConfig::DpmSolver2M(d) | SamplerConfig::UniPc(d) = &self.sampler {
             if d.steps == 0 || d.steps > timesteps {
                 return Err(Error::InvalidConfig(
-                    "recipe: DPM-Solver steps outside 1..=T of the schedule",
+                    "recipe: DPM-Solver/UniPC steps outside 1..=T of the schedule",
                 ));
             }
         }

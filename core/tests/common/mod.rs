@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod solver_golden;
+
 use ddpm_core::{file::ModelWriter, AsModelConfig, GaussianNoise, ScheduleConfig};
 
 /// Random parameters shaped like PyTorch's default init: uniform-ish magnitudes ~ 1/√fan_in,

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use ddpm_core::diffusion::{
-    DdimConfig, DdpmConfig, DdpmVariance, DpmConfig, SamplerConfig, Spacing,
+    DdimConfig, DdpmConfig, DdpmVariance, SamplerConfig, SolverConfig, Spacing,
 };
 use ddpm_core::file::{OwnedRecipe, Recipe};
 use ddpm_trainer::load::FileRecipe;
@@ -30,6 +30,10 @@ pub enum SamplerArg {
     /// clipping).
     #[value(name = "dpmpp-2m")]
     DpmSolver2M,
+    /// UniPC (bh2, order 2, with the UniC corrector) over --steps of the T steps
+    /// (deterministic; no clipping).
+    #[value(name = "unipc")]
+    UniPc,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
@@ -207,17 +211,18 @@ impl<F: Flavor> SamplerArgs<F> {
             SamplerConfig::Ddpm(_) => SamplerArg::Ddpm,
             SamplerConfig::Ddim(_) => SamplerArg::Ddim,
             SamplerConfig::DpmSolver2M(_) => SamplerArg::DpmSolver2M,
+            SamplerConfig::UniPc(_) => SamplerArg::UniPc,
         });
         if kind != SamplerArg::Ddpm && self.variance.is_some() && !variance_elsewhere {
             bail!(
                 "--variance applies to --sampler ddpm only: DDIM's step noise is set by --eta, \
-                 and DPM-Solver++ adds none"
+                 and DPM-Solver++ and UniPC add none"
             );
         }
         let base_clip = match base {
             SamplerConfig::Ddpm(d) => d.clip_x0,
             SamplerConfig::Ddim(d) => d.clip_x0,
-            SamplerConfig::DpmSolver2M(_) => false,
+            SamplerConfig::DpmSolver2M(_) | SamplerConfig::UniPc(_) => false,
         };
         let cfg = match kind {
             SamplerArg::Ddpm => {
@@ -233,7 +238,11 @@ impl<F: Flavor> SamplerArgs<F> {
                     clip_x0: self.clip().unwrap_or(base_clip),
                 })
             }
-            SamplerArg::DpmSolver2M => {
+            SamplerArg::DpmSolver2M | SamplerArg::UniPc => {
+                let (name, solver) = match kind {
+                    SamplerArg::UniPc => ("unipc", "UniPC"),
+                    _ => ("dpmpp-2m", "DPM-Solver++(2M)"),
+                };
                 let refused = [
                     (self.eta.is_some(), "--eta"),
                     (self.clip_x0, "--clip-x0"),
@@ -243,19 +252,23 @@ impl<F: Flavor> SamplerArgs<F> {
                 ];
                 if let Some((_, flag)) = refused.iter().find(|f| f.0) {
                     bail!(
-                        "{flag} does not apply to --sampler dpmpp-2m: DPM-Solver++(2M) is \
-                         deterministic and steps with the unclipped x0"
+                        "{flag} does not apply to --sampler {name}: {solver} is deterministic \
+                         and steps with the unclipped x0"
                     );
                 }
                 let (steps, spacing) = match base {
-                    SamplerConfig::DpmSolver2M(d) => (d.steps, d.spacing),
+                    SamplerConfig::DpmSolver2M(d) | SamplerConfig::UniPc(d) => (d.steps, d.spacing),
                     SamplerConfig::Ddim(d) => (d.steps, Spacing::Linspace),
                     SamplerConfig::Ddpm(_) => (F::DDIM_STEPS, Spacing::Linspace),
                 };
-                SamplerConfig::DpmSolver2M(DpmConfig {
+                let solver = SolverConfig {
                     steps: self.steps.unwrap_or(steps),
                     spacing: self.spacing.map_or(spacing, Into::into),
-                })
+                };
+                match kind {
+                    SamplerArg::UniPc => SamplerConfig::UniPc(solver),
+                    _ => SamplerConfig::DpmSolver2M(solver),
+                }
             }
             SamplerArg::Ddim => {
                 let d = match base {
@@ -265,7 +278,7 @@ impl<F: Flavor> SamplerArgs<F> {
                         clip_x0: p.clip_x0,
                         ..DdimConfig::default()
                     },
-                    SamplerConfig::DpmSolver2M(p) => DdimConfig {
+                    SamplerConfig::DpmSolver2M(p) | SamplerConfig::UniPc(p) => DdimConfig {
                         steps: p.steps,
                         ..DdimConfig::default()
                     },
@@ -303,7 +316,9 @@ impl<F: Flavor> SamplerArgs<F> {
         let (variance, clip_x0) = match base {
             SamplerConfig::Ddpm(d) => (d.variance, d.clip_x0),
             SamplerConfig::Ddim(d) => (DdpmConfig::default().variance, d.clip_x0),
-            SamplerConfig::DpmSolver2M(_) => (DdpmConfig::default().variance, false),
+            SamplerConfig::DpmSolver2M(_) | SamplerConfig::UniPc(_) => {
+                (DdpmConfig::default().variance, false)
+            }
         };
         DdpmConfig {
             variance: self.variance.map_or(variance, Into::into),

@@ -119,7 +119,7 @@ impl TorchNet {
     }
 }
 
-pub(crate) use crate::describe::{describe_sampler, spacing_name, variance_name};
+pub(crate) use crate::describe::{describe_sampler, solver_kind, spacing_name, variance_name};
 pub use crate::draw::Draws;
 pub(crate) use crate::json::{json_num, json_str};
 
@@ -377,9 +377,10 @@ fn json_sampler(cfg: &SamplerConfig, timesteps: u32) -> String {
             d.clip_x0,
             d.recompute_eps
         ),
-        SamplerConfig::DpmSolver2M(d) => format!(
-            "{{\"kind\": \"dpmpp-2m\", \"steps\": {}, \"eta\": null, \"variance\": null, \
+        SamplerConfig::DpmSolver2M(d) | SamplerConfig::UniPc(d) => format!(
+            "{{\"kind\": \"{}\", \"steps\": {}, \"eta\": null, \"variance\": null, \
              \"spacing\": {}, \"clip_x0\": false, \"recompute_eps\": false}}",
+            solver_kind(cfg),
             d.steps,
             json_str(spacing_name(d.spacing)),
         ),

@@ -214,40 +214,48 @@ fn sample_planned_equals_generic_sampler() {
     assert!(x1.iter().any(|v| *v != 0.0));
 }
 
-/// DPM-Solver++(2M) row by row through the planned executor (with its history) equals the
-/// driver over the planned executor with a whole output, bit for bit.
+/// DPM-Solver++(2M) and UniPC row by row through the planned executor (with their history)
+/// equal the driver over the planned executor with a whole output, bit for bit.
 #[test]
 fn sample_planned_runs_dpm_solver_as_the_generic_driver_does() {
-    use crate::diffusion::{self as sampler, DpmConfig, GaussianNoise, Spacing};
+    use crate::diffusion::{self as sampler, GaussianNoise, SolverConfig, Spacing};
     let cfg = TinyUNetConfig::DEFAULT;
     let f = fixture(cfg);
     let file = ModelFile::parse(&f.int8).unwrap();
     let q = Int8TinyUNet::from_file(&file).unwrap();
     let (sched, _) = three_ddim_steps();
-    let scfg = SamplerConfig::DpmSolver2M(DpmConfig {
+    let solver = SolverConfig {
         steps: 4,
         spacing: Spacing::Linspace,
-    });
-    let len = cfg.image_len();
-    let mut ws = alloc::boxed::Box::new(<TinyInt8Workspace>::ZEROED);
-    let (mut x1, mut h1) = (vec![0.0f32; len], vec![0.0f32; len]);
-    sample_planned_with_history(&q, &sched, &scfg, 42, &mut x1, &mut ws, &mut h1).unwrap();
-    // Without a history, a typed error.
-    let mut x0 = vec![0.0f32; len];
-    assert!(matches!(
-        sample_planned(&q, &sched, &scfg, 42, &mut x0, &mut ws),
-        Err(Error::BufferSize { .. })
-    ));
-    let mut den = Int8TinyPlanned::new(q, &mut ws).unwrap();
-    let (mut x2, mut eps, mut h2) = (vec![0.0f32; len], vec![0.0f32; len], vec![0.0f32; len]);
-    let mut net = sampler::WholeImages::new(&mut den, &mut eps).unwrap();
-    let noise = &mut [GaussianNoise::new(42)];
-    sampler::sample_batch_with_history(&mut net, &sched, &scfg, noise, &mut x2, &mut h2).unwrap();
-    assert_eq!(
-        x1.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-        x2.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
-    );
-    assert!(x1.iter().any(|v| *v != 0.0));
+    };
+    for scfg in [
+        SamplerConfig::DpmSolver2M(solver),
+        SamplerConfig::UniPc(solver),
+    ] {
+        let len = cfg.image_len();
+        let hist = scfg.history_len(len);
+        let mut ws = alloc::boxed::Box::new(<TinyInt8Workspace>::ZEROED);
+        let (mut x1, mut h1) = (vec![0.0f32; len], vec![0.0f32; hist]);
+        sample_planned_with_history(&q, &sched, &scfg, 42, &mut x1, &mut ws, &mut h1).unwrap();
+        // Without a history, a typed error.
+        let mut x0 = vec![0.0f32; len];
+        assert!(matches!(
+            sample_planned(&q, &sched, &scfg, 42, &mut x0, &mut ws),
+            Err(Error::BufferSize { .. })
+        ));
+        let mut den = Int8TinyPlanned::new(q, &mut ws).unwrap();
+        let (mut x2, mut eps, mut h2) = (vec![0.0f32; len], vec![0.0f32; len], vec![0.0f32; hist]);
+        let mut net = sampler::WholeImages::new(&mut den, &mut eps).unwrap();
+        let noise = &mut [GaussianNoise::new(42)];
+        sampler::sample_batch_with_history(&mut net, &sched, &scfg, noise, &mut x2, &mut h2)
+            .unwrap();
+        assert_eq!(
+            x1.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            x2.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            "{scfg:?}"
+        );
+        assert!(x1.iter().any(|v| *v != 0.0));
+    }
 }
 
 /// A workspace whose arena is sized for a smaller network samples exactly as the default
