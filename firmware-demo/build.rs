@@ -1,10 +1,85 @@
-//! Places `memory.x` where the linker finds it, passes cortex-m-rt's linker script, and turns
-//! the build-time settings `DDPM_DEMO_SEED` and `DDPM_DEMO_STEPS` into constants.
+//! Places `memory.x` where the linker finds it, passes cortex-m-rt's linker script, turns the
+//! build-time settings `DDPM_DEMO_SEED`, `DDPM_DEMO_STEPS` and `DDPM_DEMO_SAMPLER` into
+//! constants, and writes the embedded model's noise schedule tables (computed by ddpm-core's
+//! `Schedule::new`, as the firmware would at run time) as a `static` for flash.
 
 use std::env;
+use std::fmt::Write as _;
 use std::fs;
 use std::path::PathBuf;
 use std::process::exit;
+
+use ddpm_core::diffusion::{Prediction, Schedule, ScheduleConfig, ScheduleKind};
+use ddpm_core::file::ModelFile;
+
+/// `demo_settings.rs`'s `MAX_T` (the generated `static` fails to compile if they differ).
+const MAX_T: usize = 300;
+
+/// The samplers `DDPM_DEMO_SAMPLER` takes and the `DemoSampler` variants they name.
+const SAMPLERS: [(&str, &str); 3] = [
+    ("ddim", "Ddim"),
+    ("dpmpp-2m", "DpmSolver2M"),
+    ("unipc", "UniPc"),
+];
+
+/// Rust source of `cfg` (exact: `{:?}` of a float round-trips).
+fn schedule_config_source(cfg: &ScheduleConfig) -> String {
+    let kind = match cfg.kind {
+        ScheduleKind::Linear {
+            beta_start,
+            beta_end,
+        } => {
+            format!("ScheduleKind::Linear {{ beta_start: {beta_start:?}, beta_end: {beta_end:?} }}")
+        }
+        ScheduleKind::Cosine { s, max_beta } => {
+            format!("ScheduleKind::Cosine {{ s: {s:?}, max_beta: {max_beta:?} }}")
+        }
+    };
+    let prediction = match cfg.prediction {
+        Prediction::Eps => "Eps",
+        Prediction::V => "V",
+    };
+    format!(
+        "ScheduleConfig {{ kind: {kind}, timesteps: {}, prediction: Prediction::{prediction} }}",
+        cfg.timesteps
+    )
+}
+
+/// Rust source of `Schedule::from_tables` for the schedule of the model file `path`.
+fn schedule_source(path: &str) -> String {
+    let bytes = fs::read(path).unwrap_or_else(|e| {
+        eprintln!("error: cannot read the embedded model file {path}: {e}");
+        exit(1);
+    });
+    let file = ModelFile::parse(&bytes).unwrap_or_else(|e| {
+        eprintln!("error: {path}: {e}");
+        exit(1);
+    });
+    let cfg = file.header().schedule;
+    let sched: Schedule<MAX_T> = Schedule::new(&cfg).unwrap_or_else(|e| {
+        eprintln!("error: {path}: its schedule does not fit the firmware's {MAX_T} steps: {e}");
+        exit(1);
+    });
+    let table = |values: &[f32]| {
+        let mut out = String::from("[");
+        for t in 0..MAX_T {
+            // {:?} of an f32 is the shortest text that parses back to the same bits.
+            let v = values.get(t).copied().unwrap_or(0.0);
+            write!(out, "{v:?},").unwrap();
+        }
+        out.push(']');
+        out
+    };
+    format!(
+        "{{\n    use ddpm_core::diffusion::{{Prediction, ScheduleConfig, ScheduleKind}};\n    \
+         ddpm_core::Schedule::from_tables(\n        {},\n        {},\n        {},\n        {},\n        {},\n    )\n}}\n",
+        schedule_config_source(&cfg),
+        table(sched.betas()),
+        table(sched.alphas()),
+        table(sched.alphas_cumprod()),
+        table(sched.posterior_variance()),
+    )
+}
 
 /// Parses the environment variable `name` as a decimal number, if it is set.
 fn parse_env<T: std::str::FromStr>(name: &str, what: &str) -> Option<T> {
@@ -35,7 +110,16 @@ fn main() {
     println!("cargo:rustc-link-search={}", out.display());
     println!("cargo:rerun-if-changed=link/memory.x");
     println!("cargo:rerun-if-changed=link/memory-f32.x");
-    // The embedded model files.
+    // The embedded model files; the build's schedule comes from the one its model embeds.
+    let model = if env::var_os("CARGO_FEATURE_TINY").is_some() {
+        "../models/tiny_unet_mnist_int8.ddpm"
+    } else if env::var_os("CARGO_FEATURE_F32").is_some() {
+        "../models/simple_unet_mnist.ddpm"
+    } else {
+        "../models/simple_unet_mnist_int8.ddpm"
+    };
+    fs::write(out.join("schedule.rs"), schedule_source(model))
+        .unwrap_or_else(|e| panic!("cannot write schedule.rs to {}: {e}", out.display()));
     println!("cargo:rerun-if-changed=../models/simple_unet_mnist_int8.ddpm");
     println!("cargo:rerun-if-changed=../models/simple_unet_mnist.ddpm");
     println!("cargo:rerun-if-changed=../models/tiny_unet_mnist_int8.ddpm");
@@ -44,12 +128,30 @@ fn main() {
     println!("cargo:rustc-link-arg-bins=-Tlink.x");
 
     let seed: Option<u64> = parse_env("DDPM_DEMO_SEED", "a decimal integer in 0..=2^64-1");
-    let steps: Option<u32> = parse_env("DDPM_DEMO_STEPS", "a decimal number of DDIM steps");
+    let steps: Option<u32> = parse_env("DDPM_DEMO_STEPS", "a decimal number of steps");
+    println!("cargo:rerun-if-env-changed=DDPM_DEMO_SAMPLER");
+    let sampler = env::var("DDPM_DEMO_SAMPLER").ok().map(|raw| {
+        let name = raw.trim();
+        match SAMPLERS.iter().find(|(n, _)| *n == name) {
+            Some((_, variant)) => format!("Some(crate::demo_model::DemoSampler::{variant})"),
+            None => {
+                let names: Vec<&str> = SAMPLERS.iter().map(|s| s.0).collect();
+                eprintln!(
+                    "error: DDPM_DEMO_SAMPLER must be one of {}, got {raw:?}",
+                    names.join(", ")
+                );
+                exit(1);
+            }
+        }
+    });
+    let sampler = sampler.unwrap_or_else(|| "None".to_owned());
     let settings = format!(
         "/// `DDPM_DEMO_SEED` at build time, if set.\n\
          pub const SEED_OVERRIDE: Option<u64> = {seed:?};\n\
          /// `DDPM_DEMO_STEPS` at build time, if set.\n\
-         pub const STEPS_OVERRIDE: Option<u32> = {steps:?};\n"
+         pub const STEPS_OVERRIDE: Option<u32> = {steps:?};\n\
+         /// `DDPM_DEMO_SAMPLER` at build time, if set.\n\
+         pub const SAMPLER_OVERRIDE: Option<crate::demo_model::DemoSampler> = {sampler};\n"
     );
     fs::write(out.join("build_settings.rs"), settings)
         .unwrap_or_else(|e| panic!("cannot write build_settings.rs to {}: {e}", out.display()));

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Creates the project-local Python venv `.venv` with torch==2.13.0 (the libtorch that tch 0.26
-# builds against). Idempotent: does nothing when the venv already has that version.
+# builds against) and diffusers==0.35.2 (the reference implementation of the multistep
+# solvers, for tools/golden_solvers). Idempotent: does nothing when the venv already has those
+# versions.
 # Afterwards `source tools/env.sh` sets LIBTORCH_USE_PYTORCH=1 and puts the venv on PATH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +34,14 @@ else
         echo "setup: torch $want did not install (found: ${current:-none})" >&2
         exit 1
     fi
+fi
+
+diffusers_want="0.35.2"
+if "$venv/bin/python" -c "import sys, diffusers; sys.exit(diffusers.__version__ != '$diffusers_want')" 2>/dev/null; then
+    echo "setup: diffusers $diffusers_want already in $venv"
+else
+    echo "setup: installing diffusers==$diffusers_want into $venv"
+    "$venv/bin/python" -m pip install --quiet "diffusers==$diffusers_want"
 fi
 
 cat <<MSG

@@ -27,5 +27,8 @@ cargo build -p ddpm-core --no-default-features --target thumbv7em-none-eabihf --
 step "golden vectors regenerate without drift"
 python tools/golden/make_golden.py --check tools/golden
 
+step "solver golden vectors (diffusers' schedulers) regenerate without drift"
+python tools/golden_solvers/make_solver_golden.py --check tools/golden_solvers
+
 step "tests"
 cargo test --workspace --release

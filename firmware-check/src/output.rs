@@ -9,8 +9,10 @@ pub struct FirmwareReport {
     pub noise_bits: Vec<u32>,
     /// Seed the firmware was built with.
     pub seed: u64,
-    /// DDIM steps the firmware was built with.
+    /// Steps the firmware was built with.
     pub steps: u32,
+    /// The sampler the firmware was built with (`DDPM_DEMO_SAMPLER`'s name: `ddim`, ...).
+    pub sampler: String,
     /// Bits of the sampled image's f32 values, before rounding to u8.
     pub x_bits: Vec<u32>,
     /// The sampled image, u8 pixels.
@@ -97,6 +99,7 @@ impl FirmwareReport {
             noise_bits,
             seed: parse_dec("seed", value(text, "seed")?)?,
             steps: parse_dec("steps", value(text, "steps")?)?,
+            sampler: value(text, "sampler")?.to_owned(),
             x_bits,
             pixels,
             checksum: parse_hex_u32("checksum", value(text, "checksum")?)?,
@@ -112,6 +115,7 @@ mod tests {
     const SAMPLE: &str = "noise bits (seed 42, first 2): 0xbe8986ed 0x3f14fc0c\n\
         seed: 42\n\
         steps: 10\n\
+        sampler: unipc\n\
         model: SimpleUNet 1x2x2\n\
         image:\n\
         @@  \n\
@@ -130,6 +134,7 @@ mod tests {
                 noise_bits: vec![0xbe89_86ed, 0x3f14_fc0c],
                 seed: 42,
                 steps: 10,
+                sampler: "unipc".into(),
                 x_bits: vec![0x3f80_0000, 0xbf80_0000, 0xbd80_0000, 0x3f60_0000],
                 pixels: vec![0xff, 0, 0x10, 0xee],
                 checksum: 0xabcd,
@@ -145,6 +150,11 @@ mod tests {
         assert_eq!(e.key, "checksum");
         let bad_seed = SAMPLE.replace("seed: 42", "seed: x");
         assert_eq!(FirmwareReport::parse(&bad_seed).unwrap_err().key, "seed");
+        let no_sampler = SAMPLE.replace("sampler: unipc\n", "");
+        assert_eq!(
+            FirmwareReport::parse(&no_sampler).unwrap_err().key,
+            "sampler"
+        );
         // `seed` must not match the noise line's "(seed 42, ...)" or a longer key.
         assert!(FirmwareReport::parse("seedless: 1\n").is_err());
     }

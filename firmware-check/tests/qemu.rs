@@ -17,7 +17,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ddpm_core::{crc32, GaussianNoise};
-use firmware_check::demo_model::{self, Buffers};
+use firmware_check::demo_model::{self, Buffers, DemoSampler, MAX_HISTORY_LEN};
 use firmware_check::elf;
 use firmware_check::output::FirmwareReport;
 use firmware_check::RAM_BUDGET;
@@ -63,6 +63,7 @@ fn leaks_from_outer_cargo(name: &str) -> bool {
         "CARGO_PRIMARY_PACKAGE",
         "DDPM_DEMO_SEED",
         "DDPM_DEMO_STEPS",
+        "DDPM_DEMO_SAMPLER",
     ];
     const PREFIXES: &[&str] = &[
         "CARGO_ENCODED_",
@@ -82,11 +83,16 @@ fn leaks_from_outer_cargo(name: &str) -> bool {
 /// Builds the release firmware (seed from `DDPM_DEMO_SEED` when given, else its default; the
 /// f32 model when `f32`) and returns the path of its ELF file.
 fn build_firmware(seed: Option<u64>, f32: bool) -> PathBuf {
-    build_firmware_with(seed, if f32 { Some("f32") } else { None })
+    build_firmware_with(seed, if f32 { Some("f32") } else { None }, None)
 }
 
-/// Builds firmware-demo with one optional cargo feature (`f32` or `tiny`).
-fn build_firmware_with(seed: Option<u64>, feature: Option<&str>) -> PathBuf {
+/// Builds firmware-demo with one optional cargo feature (`f32` or `tiny`) and an optional
+/// `DDPM_DEMO_SAMPLER` (the build's default, DDIM, when `None`).
+fn build_firmware_with(
+    seed: Option<u64>,
+    feature: Option<&str>,
+    sampler: Option<DemoSampler>,
+) -> PathBuf {
     let dir = firmware_dir();
     let target_dir = dir.join("target");
     let cargo = env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
@@ -103,6 +109,9 @@ fn build_firmware_with(seed: Option<u64>, feature: Option<&str>) -> PathBuf {
     cmd.env("CARGO_TARGET_DIR", &target_dir);
     if let Some(seed) = seed {
         cmd.env("DDPM_DEMO_SEED", seed.to_string());
+    }
+    if let Some(sampler) = sampler {
+        cmd.env("DDPM_DEMO_SAMPLER", sampler.name());
     }
     let out = cmd
         .output()
@@ -201,9 +210,21 @@ struct HostSample {
     pixels: Vec<u8>,
 }
 
-fn host_sample(seed: u64, steps: u32) -> HostSample {
-    let mut bufs = Box::new(Buffers::ZEROED);
-    demo_model::generate(&mut bufs, seed, steps)
+/// The schedule of the model file `models/NAME`, as `firmware-demo/build.rs` computes it.
+fn model_schedule(name: &str) -> Box<ddpm_core::Schedule<{ demo_model::MAX_T }>> {
+    let path = firmware_dir().join("../models").join(name);
+    let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let file = ddpm_core::file::ModelFile::parse(&bytes)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut schedule = Box::new(ddpm_core::Schedule::EMPTY);
+    schedule.fill(&file.header().schedule).unwrap();
+    schedule
+}
+
+fn host_sample(sampler: DemoSampler, seed: u64, steps: u32) -> HostSample {
+    let mut bufs = Box::new(Buffers::<MAX_HISTORY_LEN>::ZEROED);
+    let schedule = model_schedule("simple_unet_mnist_int8.ddpm");
+    demo_model::generate(&mut bufs, &schedule, sampler, seed, steps)
         .unwrap_or_else(|e| panic!("host sampling failed: {e}"));
     HostSample {
         x_bits: bufs.x.iter().map(|v| v.to_bits()).collect(),
@@ -271,7 +292,12 @@ fn firmware_matches_the_host_bit_for_bit_and_fits_in_64k() {
 
     assert_eq!(report.seed, demo_model::DEFAULT_SEED, "default seed");
     assert_eq!(report.steps, demo_model::DEFAULT_STEPS, "default steps");
-    let host = host_sample(report.seed, report.steps);
+    assert_eq!(
+        report.sampler,
+        DemoSampler::DEFAULT.name(),
+        "default sampler"
+    );
+    let host = host_sample(DemoSampler::DEFAULT, report.seed, report.steps);
     assert_eq!(
         report.checksum,
         crc32(&report.pixels),
@@ -309,14 +335,14 @@ fn another_seed_gives_another_image_on_both_sides() {
         report.seed, OTHER_SEED,
         "DDPM_DEMO_SEED did not reach the build"
     );
-    let host = host_sample(OTHER_SEED, report.steps);
+    let host = host_sample(DemoSampler::DEFAULT, OTHER_SEED, report.steps);
     assert_eq!(
         report.checksum,
         crc32(&host.pixels),
         "checksum for seed {OTHER_SEED} vs the host's:\n{}",
         mismatches("pixel", &report.pixels, &host.pixels)
     );
-    let default = host_sample(demo_model::DEFAULT_SEED, report.steps);
+    let default = host_sample(DemoSampler::DEFAULT, demo_model::DEFAULT_SEED, report.steps);
     assert_ne!(
         report.checksum,
         crc32(&default.pixels),
@@ -342,7 +368,7 @@ fn host_f32_sample(seed: u64, steps: u32) -> Vec<u32> {
     sample_streaming(
         &net,
         &schedule,
-        &demo_model::sampler_config(steps),
+        &DemoSampler::DEFAULT.config(steps),
         seed,
         &mut x,
         &mut scratch.scratch(),
@@ -371,25 +397,26 @@ fn f32_build_matches_the_host_and_fits_in_128k() {
 const PINNED_TINY_INT8_CHECKSUM_SEED42: u32 = 0xffa5_46f2;
 
 /// The `tiny` build's sample computed on the host with the same executor and sampler.
-fn host_tiny_sample(seed: u64, steps: u32) -> HostSample {
+fn host_tiny_sample(sampler: DemoSampler, seed: u64, steps: u32) -> HostSample {
     use ddpm_core::file::ModelFile;
     use ddpm_core::tiny_unet::int8::Int8TinyUNet;
-    use ddpm_core::tiny_unet::planned::{sample_planned, TinyInt8Workspace};
+    use ddpm_core::tiny_unet::planned::{sample_planned_with_history, TinyInt8Workspace};
     let path = firmware_dir().join("../models/tiny_unet_mnist_int8.ddpm");
     let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let file = ModelFile::parse(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let net = Int8TinyUNet::from_file(&file).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut schedule: Box<ddpm_core::Schedule<300>> = Box::new(ddpm_core::Schedule::EMPTY);
-    schedule.fill(&file.header().schedule).unwrap();
+    let schedule = model_schedule("tiny_unet_mnist_int8.ddpm");
     let mut ws = Box::new(<TinyInt8Workspace>::ZEROED);
     let mut x = vec![0.0f32; net.config().image_len()];
-    sample_planned(
+    let mut history = vec![0.0f32; sampler.history_len()];
+    sample_planned_with_history(
         &net,
         &schedule,
-        &demo_model::sampler_config(steps),
+        &sampler.config(steps),
         seed,
         &mut x,
         &mut ws,
+        &mut history,
     )
     .unwrap_or_else(|e| panic!("host tiny sampling failed: {e}"));
     HostSample {
@@ -400,7 +427,7 @@ fn host_tiny_sample(seed: u64, steps: u32) -> HostSample {
 
 #[test]
 fn tiny_host_checksum_is_pinned() {
-    let host = host_tiny_sample(42, 10);
+    let host = host_tiny_sample(DemoSampler::DEFAULT, 42, 10);
     let sum = crc32(&host.pixels);
     assert_eq!(
         sum, PINNED_TINY_INT8_CHECKSUM_SEED42,
@@ -416,7 +443,7 @@ fn tiny_build_matches_the_host_bit_for_bit_and_fits_in_64k() {
     /// Bytes of int8 weights the tiny build may embed.
     const INT8_WEIGHT_BUDGET: usize = 256 * 1024;
     let _turn = firmware_lock();
-    let elf_path = build_firmware_with(None, Some("tiny"));
+    let elf_path = build_firmware_with(None, Some("tiny"), None);
     let (status, out, err) = run_in_qemu(&elf_path);
     println!("--- tiny firmware output ---\n{out}{err}---");
     assert!(
@@ -424,7 +451,12 @@ fn tiny_build_matches_the_host_bit_for_bit_and_fits_in_64k() {
         "the firmware exited with {status}:\n{out}\n{err}"
     );
     let report = FirmwareReport::parse(&out).unwrap_or_else(|e| panic!("{e}\n{out}"));
-    let host = host_tiny_sample(report.seed, report.steps);
+    assert_eq!(
+        report.sampler,
+        DemoSampler::DEFAULT.name(),
+        "default sampler"
+    );
+    let host = host_tiny_sample(DemoSampler::DEFAULT, report.seed, report.steps);
     assert!(
         report.x_bits == host.x_bits,
         "the tiny firmware's f32 sample differs from the host's:\n{}",
@@ -458,4 +490,54 @@ fn tiny_build_matches_the_host_bit_for_bit_and_fits_in_64k() {
         "{int8_bytes} bytes of int8 weights"
     );
     check_memory(&elf_path, report.stack_high_water, RAM_BUDGET);
+}
+
+/// The multistep solvers on the device: `DDPM_DEMO_SAMPLER=dpmpp-2m` and `unipc` builds of the
+/// int8 TinyUNet, and `unipc` of the int8 SimpleUNet, each equal to the host bit for bit and
+/// within 64 KB of RAM with their history (one and two images of f32).
+#[test]
+fn solver_builds_match_the_host_bit_for_bit_and_fit_in_64k() {
+    let _turn = firmware_lock();
+    for (feature, sampler) in [
+        (Some("tiny"), DemoSampler::DpmSolver2M),
+        (Some("tiny"), DemoSampler::UniPc),
+        (None, DemoSampler::UniPc),
+    ] {
+        let what = format!("{} build, {}", feature.unwrap_or("default"), sampler.name());
+        let elf_path = build_firmware_with(None, feature, Some(sampler));
+        let (status, out, err) = run_in_qemu(&elf_path);
+        println!("--- firmware output ({what}) ---\n{out}{err}---");
+        assert!(
+            status.success(),
+            "{what}: exited with {status}:\n{out}\n{err}"
+        );
+        let report = FirmwareReport::parse(&out).unwrap_or_else(|e| panic!("{what}: {e}\n{out}"));
+        assert_eq!(
+            report.sampler,
+            sampler.name(),
+            "DDPM_DEMO_SAMPLER did not reach the build"
+        );
+        let host = match feature {
+            Some(_) => host_tiny_sample(sampler, report.seed, report.steps),
+            None => host_sample(sampler, report.seed, report.steps),
+        };
+        assert!(
+            report.x_bits == host.x_bits,
+            "{what}: the firmware's f32 sample differs from the host's:\n{}",
+            mismatches("x", &report.x_bits, &host.x_bits)
+        );
+        assert_eq!(report.pixels, host.pixels, "{what}: image vs the host's");
+        assert_eq!(report.checksum, crc32(&host.pixels), "{what}: checksum");
+        // Another sampler than DDIM draws another image from the same noise.
+        let ddim = match feature {
+            Some(_) => host_tiny_sample(DemoSampler::Ddim, report.seed, report.steps),
+            None => host_sample(DemoSampler::Ddim, report.seed, report.steps),
+        };
+        assert_ne!(
+            report.pixels, ddim.pixels,
+            "{what}: the same image as DDIM's"
+        );
+        println!("{what}: checksum {:#010x}", report.checksum);
+        check_memory(&elf_path, report.stack_high_water, RAM_BUDGET);
+    }
 }

@@ -2,18 +2,22 @@
 //!
 //! Prints over semihosting, in this order:
 //! 1. the bits of the first 8 values of `GaussianNoise::new(42)`;
-//! 2. the build settings, then one DDIM sample of [`demo_model`] as ASCII art, its u8 pixels in
-//!    hex, the raw f32 bits of the sample and `checksum: 0x........` (CRC-32 of the pixels);
+//! 2. the build settings, then one sample of [`demo_model`] as ASCII art, its u8 pixels in hex,
+//!    the raw f32 bits of the sample and `checksum: 0x........` (CRC-32 of the pixels);
 //! 3. `stack high-water: N bytes`;
 //!
 //! then exits QEMU with success, or with failure after printing the error. The host-side test
 //! (`firmware-check`) runs it and compares every number with the same computation on the host.
 //!
-//! Expected for the default build (seed 42, 10 steps): noise bits starting `0xbe8986ed
+//! Expected for the default build (seed 42, 10 DDIM steps): noise bits starting `0xbe8986ed
 //! 0x3f14fc0c` and the checksum pinned in `firmware-check/tests/qemu.rs`.
 //!
-//! Build settings: `DDPM_DEMO_SEED` (default 42) and `DDPM_DEMO_STEPS` (default 10); cargo
-//! feature `tiny` samples the int8 TinyUNet (`src/tiny_model.rs`) in the same 64 KB layout.
+//! Build settings: `DDPM_DEMO_SEED` (default 42), `DDPM_DEMO_STEPS` (default 10) and
+//! `DDPM_DEMO_SAMPLER` (`ddim`, the default; `dpmpp-2m`; `unipc`: their history is a `static`
+//! sized for the sampler, nothing for DDIM); cargo feature `tiny` samples the int8 TinyUNet
+//! (`src/tiny_model.rs`) in the same 64 KB layout. The noise schedule's tables are computed
+//! at build time from the embedded model file and kept in flash ([`SCHEDULE`]); the firmware
+//! checks them against the file before sampling.
 
 #![no_std]
 #![no_main]
@@ -21,11 +25,15 @@
 #[cfg(all(feature = "tiny", feature = "f32"))]
 compile_error!("the `tiny` and `f32` features are exclusive");
 
+// Both model modules serve the host-side check too, and name every sampler a build setting can
+// pick: what one build does not use is not dead.
 #[cfg(not(feature = "tiny"))]
+#[allow(dead_code)]
 mod demo_model;
 /// The `tiny` build samples the int8 TinyUNet instead (same interface).
 #[cfg(feature = "tiny")]
 #[path = "tiny_model.rs"]
+#[allow(dead_code)]
 mod demo_model;
 mod stack;
 
@@ -33,22 +41,35 @@ use core::panic::PanicInfo;
 
 use cortex_m_rt::{entry, exception, ExceptionFrame};
 use cortex_m_semihosting::{debug, hprint, hprintln};
-use ddpm_core::GaussianNoise;
+use ddpm_core::{GaussianNoise, Schedule};
+use demo_model::DemoSampler;
 
 mod build_settings {
     include!(concat!(env!("OUT_DIR"), "/build_settings.rs"));
 }
+
+/// The embedded model's noise schedule, computed at build time by `build.rs` with ddpm-core
+/// (`Schedule::new` of the file's schedule), in flash: 4,800 bytes that need no RAM.
+static SCHEDULE: Schedule<{ demo_model::MAX_T }> =
+    include!(concat!(env!("OUT_DIR"), "/schedule.rs"));
 
 /// Seed of the sample.
 const SEED: u64 = match build_settings::SEED_OVERRIDE {
     Some(s) => s,
     None => demo_model::DEFAULT_SEED,
 };
-/// DDIM steps.
+/// Steps (network passes).
 const STEPS: u32 = match build_settings::STEPS_OVERRIDE {
     Some(s) => s,
     None => demo_model::DEFAULT_STEPS,
 };
+/// The sampler.
+const SAMPLER: DemoSampler = match build_settings::SAMPLER_OVERRIDE {
+    Some(s) => s,
+    None => DemoSampler::DEFAULT,
+};
+/// f32 values of the sampler's history.
+const HISTORY_LEN: usize = SAMPLER.history_len();
 
 /// Seed and count of the printed noise values (the cross-platform noise contract).
 const NOISE_SEED: u64 = 42;
@@ -61,7 +82,7 @@ const ASCII_RAMP: &[u8] = b" .:-=+*#%@";
 fn main() -> ! {
     // cortex-m-rt turns this into a `&'static mut` local to `main`: no heap, no unsafe, and the
     // buffers show up in `.bss`, not on the stack.
-    static mut BUFFERS: demo_model::Buffers = demo_model::Buffers::ZEROED;
+    static mut BUFFERS: demo_model::Buffers<HISTORY_LEN> = demo_model::Buffers::ZEROED;
 
     let painted = stack::paint();
     let result = run(BUFFERS);
@@ -83,7 +104,7 @@ fn main() -> ! {
 }
 
 /// Everything the demo computes and prints, up to the stack report.
-fn run(bufs: &mut demo_model::Buffers) -> ddpm_core::Result<()> {
+fn run(bufs: &mut demo_model::Buffers<HISTORY_LEN>) -> ddpm_core::Result<()> {
     let mut noise = GaussianNoise::new(NOISE_SEED);
     hprint!("noise bits (seed {}, first {}):", NOISE_SEED, NOISE_COUNT);
     for _ in 0..NOISE_COUNT {
@@ -94,9 +115,10 @@ fn run(bufs: &mut demo_model::Buffers) -> ddpm_core::Result<()> {
     let cfg = demo_model::CONFIG;
     hprintln!("seed: {}", SEED);
     hprintln!("steps: {}", STEPS);
+    hprintln!("sampler: {}", SAMPLER.name());
     hprintln!("model: {}", demo_model::DESCRIPTION);
 
-    demo_model::generate(bufs, SEED, STEPS)?;
+    demo_model::generate(bufs, &SCHEDULE, SAMPLER, SEED, STEPS)?;
 
     let image = bufs.image();
     let width = cfg.width as usize;

@@ -3,16 +3,17 @@
 //! `include_bytes!` and run by ddpm-core's planned int8 executor (`ddpm_core::tiny_unet::planned`): one
 //! arena (46,648 bytes, sized for this network at compile time) in which every activation lives
 //! only while it is needed, the full-resolution tail streamed row by
-//! row, and no ε buffer (each row of ε updates the image as it appears). Same sampler as the
-//! default build: DDIM, x0 clipped, ε recomputed.
+//! row, and no ε buffer (each row of ε updates the image as it appears). Same samplers as the
+//! default build (DDIM, x0 clipped, ε recomputed, unless `DDPM_DEMO_SAMPLER` says otherwise).
 //!
 //! This module uses nothing but `core` and `ddpm_core`; the host-side check computes the same
-//! sample with `ddpm_core::tiny_unet::planned::sample_planned` and compares it bit for bit.
+//! sample with `ddpm_core::tiny_unet::planned::sample_planned_with_history` and compares it bit
+//! for bit.
 
+use ddpm_core::diffusion::SamplerConfig;
 use ddpm_core::file::ModelFile;
-use ddpm_core::diffusion::{DdimConfig, SamplerConfig};
 use ddpm_core::tiny_unet::int8::Int8TinyUNet;
-use ddpm_core::tiny_unet::planned::{arena_len, sample_planned, TinyInt8Workspace};
+use ddpm_core::tiny_unet::planned::{arena_len, sample_planned_with_history, TinyInt8Workspace};
 use ddpm_core::{pixel_to_u8, Error, Result, Schedule, TinyUNetConfig};
 
 /// The network of the embedded model file: TinyUNet on 1×28×28 images, widths 24/64/56, four
@@ -45,22 +46,23 @@ pub const DESCRIPTION: &str =
 
 include!("demo_settings.rs");
 
-/// Every buffer sampling needs, sized at compile time so it can live in a `static`.
-pub struct Buffers {
+/// Every buffer sampling needs, sized at compile time so it can live in a `static`; `H` f32
+/// values of sampler history (at least the sampler's [`DemoSampler::history_len`]).
+pub struct Buffers<const H: usize> {
     /// The planned executor's arena and time scratch.
     pub ws: TinyInt8Workspace<ARENA_LEN>,
-    /// The noise schedule's tables, filled in place.
-    pub schedule: Schedule<MAX_T>,
     /// The image being denoised (ε is never stored whole).
     pub x: [f32; IMAGE_LEN],
+    /// The multistep sampler's history.
+    pub history: [f32; H],
 }
 
-impl Buffers {
+impl<const H: usize> Buffers<H> {
     /// All zeros (a `const`, so a `static` of it lands in `.bss`).
     pub const ZEROED: Self = Self {
         ws: TinyInt8Workspace::ZEROED,
-        schedule: Schedule::EMPTY,
         x: [0.0; IMAGE_LEN],
+        history: [0.0; H],
     };
 
     /// The finished image as u8 pixels: kept in the first bytes of the arena, which is free
@@ -73,23 +75,32 @@ impl Buffers {
     }
 }
 
-/// Samples one image with `seed` and `steps` DDIM steps (pixels: [`Buffers::image`]).
-pub fn generate(bufs: &mut Buffers, seed: u64, steps: u32) -> Result<()> {
+/// Samples one image with `sampler`, `seed` and `steps` steps (pixels: [`Buffers::image`]).
+/// `schedule` must hold exactly the tables of the embedded model's schedule (checked bit for
+/// bit: the firmware keeps them in flash, written at build time).
+pub fn generate<const H: usize>(
+    bufs: &mut Buffers<H>,
+    schedule: &Schedule<MAX_T>,
+    sampler: DemoSampler,
+    seed: u64,
+    steps: u32,
+) -> Result<()> {
     let file = ModelFile::parse(MODEL)?;
-    bufs.schedule.fill(&file.header().schedule)?;
+    schedule.check_tables(&file.header().schedule)?;
     let net = Int8TinyUNet::from_file(&file)?;
     if *net.config() != CONFIG {
         return Err(Error::InvalidConfig(
             "the embedded model's sizes are not tiny_model::CONFIG",
         ));
     }
-    sample_planned(
+    sample_planned_with_history(
         &net,
-        &bufs.schedule,
-        &sampler_config(steps),
+        schedule,
+        &sampler.config(steps),
         seed,
         &mut bufs.x,
         &mut bufs.ws,
+        history_for(sampler, &mut bufs.history)?,
     )?;
     for (px, &v) in bufs.ws.arena.iter_mut().zip(bufs.x.iter()) {
         *px = pixel_to_u8(v) as i8;

@@ -168,6 +168,22 @@ impl ScheduleConfig {
     }
 }
 
+/// Calls `f(t, [β, α, ᾱ, β̃])` with every entry of `config`'s tables, in f32 as the tables
+/// store them (computed in f64, rounded once), until `f` returns false.
+fn for_each_entry(config: &ScheduleConfig, mut f: impl FnMut(usize, [f32; 4]) -> bool) {
+    let mut acp_prev = 1.0f64;
+    for t in 0..config.timesteps as usize {
+        let beta = config.beta_f64(t);
+        let alpha = 1.0 - beta;
+        let acp = acp_prev * alpha;
+        let post = (1.0 - acp_prev) / (1.0 - acp) * beta;
+        if !f(t, [beta as f32, alpha as f32, acp as f32, post as f32]) {
+            return;
+        }
+        acp_prev = acp;
+    }
+}
+
 impl<const MAX_T: usize> Schedule<MAX_T> {
     /// Precomputes the tables for `config`.
     pub fn new(config: &ScheduleConfig) -> Result<Self> {
@@ -194,18 +210,68 @@ impl<const MAX_T: usize> Schedule<MAX_T> {
         let len = config.timesteps as usize;
         self.config = *config;
         self.len = len;
-        let mut acp_prev = 1.0f64;
-        for t in 0..len {
-            let beta = config.beta_f64(t);
-            let alpha = 1.0 - beta;
-            let acp = acp_prev * alpha;
-            self.betas[t] = beta as f32;
-            self.alphas[t] = alpha as f32;
-            self.alphas_cumprod[t] = acp as f32;
-            self.posterior_variance[t] = ((1.0 - acp_prev) / (1.0 - acp) * beta) as f32;
-            acp_prev = acp;
-        }
+        for_each_entry(config, |t, [beta, alpha, acp, post]| {
+            self.betas[t] = beta;
+            self.alphas[t] = alpha;
+            self.alphas_cumprod[t] = acp;
+            self.posterior_variance[t] = post;
+            true
+        });
         Ok(())
+    }
+
+    /// A schedule from tables computed elsewhere: what [`Schedule::fill`] would store for
+    /// `config` (T = `config.timesteps` entries of each table are used, the rest must be 0).
+    /// A `const fn`, so a build script can write a schedule's tables into a `static` that stays
+    /// in flash (the firmware demo does, and checks it with [`Schedule::check_tables`]).
+    pub const fn from_tables(
+        config: ScheduleConfig,
+        betas: [f32; MAX_T],
+        alphas: [f32; MAX_T],
+        alphas_cumprod: [f32; MAX_T],
+        posterior_variance: [f32; MAX_T],
+    ) -> Self {
+        Self {
+            config,
+            len: config.timesteps as usize,
+            betas,
+            alphas,
+            alphas_cumprod,
+            posterior_variance,
+        }
+    }
+
+    /// Checks that the tables are exactly, bit for bit, what [`Schedule::fill`] computes for
+    /// `config`, recomputing them one entry at a time (no storage): for a schedule made by
+    /// [`Schedule::from_tables`]. Errors name the first table that differs.
+    pub fn check_tables(&self, config: &ScheduleConfig) -> Result<()> {
+        config.validate(MAX_T)?;
+        if self.config != *config || self.len != config.timesteps as usize {
+            return Err(Error::InvalidConfig(
+                "schedule tables: made for another schedule than the model file's",
+            ));
+        }
+        const DIFFERS: [&str; 4] = [
+            "schedule tables: a beta differs",
+            "schedule tables: an alpha differs",
+            "schedule tables: an alpha-bar differs",
+            "schedule tables: a posterior variance differs",
+        ];
+        let mut bad = None;
+        for_each_entry(config, |t, entry| {
+            let stored = [
+                self.betas[t],
+                self.alphas[t],
+                self.alphas_cumprod[t],
+                self.posterior_variance[t],
+            ];
+            bad = (0..4).find(|&i| stored[i].to_bits() != entry[i].to_bits());
+            bad.is_none()
+        });
+        match bad {
+            None => Ok(()),
+            Some(i) => Err(Error::InvalidConfig(DIFFERS[i])),
+        }
     }
 
     /// The configuration this schedule was built from.
@@ -323,5 +389,37 @@ mod tests {
         assert!(Schedule::<10>::new(&ScheduleConfig::linear(10, 0.0, 0.02)).is_err());
         assert!(Schedule::<10>::new(&ScheduleConfig::linear(10, f64::NAN, 0.02)).is_err());
         assert!(Schedule::<1000>::new(&ScheduleConfig::cosine(1000)).is_ok());
+    }
+
+    #[test]
+    fn tables_from_elsewhere_are_checked_bit_for_bit() {
+        for cfg in [ScheduleConfig::default(), ScheduleConfig::cosine(300)] {
+            let s: Schedule<300> = Schedule::new(&cfg).unwrap();
+            let copy = Schedule::<300>::from_tables(
+                cfg,
+                s.betas,
+                s.alphas,
+                s.alphas_cumprod,
+                s.posterior_variance,
+            );
+            assert_eq!(copy.check_tables(&cfg), Ok(()));
+            assert_eq!(copy.alphas_cumprod(), s.alphas_cumprod());
+            // One bit off in one table, or another schedule: named errors.
+            let mut acp = s.alphas_cumprod;
+            acp[137] = f32::from_bits(acp[137].to_bits() ^ 1);
+            let bad =
+                Schedule::<300>::from_tables(cfg, s.betas, s.alphas, acp, s.posterior_variance);
+            assert_eq!(
+                bad.check_tables(&cfg),
+                Err(Error::InvalidConfig(
+                    "schedule tables: an alpha-bar differs"
+                ))
+            );
+            let other = ScheduleConfig::linear(300, 1e-4, 0.03);
+            assert!(matches!(
+                copy.check_tables(&other),
+                Err(Error::InvalidConfig(_))
+            ));
+        }
     }
 }
