@@ -244,6 +244,9 @@ impl<const MAX_T: usize> Schedule<MAX_T> {
     /// Checks that the tables are exactly, bit for bit, what [`Schedule::fill`] computes for
     /// `config`, recomputing them one entry at a time (no storage): for a schedule made by
     /// [`Schedule::from_tables`]. Errors name the first table that differs.
+    // Not inlined: its loop would otherwise widen the caller's stack frame, which on a device
+    // stays live while the sampler runs (1.1 KB more stack high-water in the firmware demo).
+    #[inline(never)]
     pub fn check_tables(&self, config: &ScheduleConfig) -> Result<()> {
         config.validate(MAX_T)?;
         if self.config != *config || self.len != config.timesteps as usize {
