@@ -2,6 +2,7 @@
 //! schedulers): a minimal JSON reader and the cases' fixed schedule and "network".
 
 use ddpm_core::diffusion::{Prediction, Schedule, ScheduleConfig, Spacing};
+use proptest::prelude::*;
 
 // ---- a minimal JSON reader: objects, arrays, numbers and escape-free strings, all the golden
 // files hold ----
@@ -169,4 +170,70 @@ pub fn fnv1a64(h: &mut u64, word: u32) {
     for b in word.to_le_bytes() {
         *h = (*h ^ b as u64).wrapping_mul(0x100000001B3);
     }
+}
+
+/// Any of the three spacings.
+pub fn any_spacing() -> impl Strategy<Value = Spacing> {
+    prop_oneof![
+        Just(Spacing::Linspace),
+        Just(Spacing::Leading),
+        Just(Spacing::Trailing)
+    ]
+}
+
+/// Runs every case of the golden file `g`: `run(name, schedule, steps, spacing, rows, x)` steps
+/// `x` (starting at the file's x_T) and returns, per row, the image after that step; each is
+/// compared with the row, and the largest relative deviation (max |x − golden| / max |golden|
+/// over the values, after any step) of each case must be within `tol`. Returns the largest.
+pub fn check_trajectories(
+    g: &Json,
+    tol: f64,
+    mut run: impl FnMut(&str, &Schedule, u32, Spacing, usize, &mut Vec<f32>) -> Vec<Vec<f32>>,
+) -> f64 {
+    let big_t = g.get("T").num() as u32;
+    let x_t: Vec<f32> = g.get("x_T").arr().iter().map(|v| v.num() as f32).collect();
+    let mut worst_all = 0.0f64;
+    for case in g.get("cases").arr() {
+        let name = format!(
+            "{}/{}/{}/{}",
+            case.get("schedule").str(),
+            case.get("prediction").str(),
+            case.get("spacing").str(),
+            case.get("steps").num()
+        );
+        let sched = schedule(
+            case.get("schedule").str(),
+            case.get("prediction").str(),
+            big_t,
+        );
+        let n = case.get("steps").num() as u32;
+        let rows = case.get("x").arr();
+        let mut x = x_t.clone();
+        let got = run(
+            &name,
+            &sched,
+            n,
+            spacing(case.get("spacing").str()),
+            rows.len(),
+            &mut x,
+        );
+        assert_eq!(got.len(), rows.len(), "{name}");
+        let mut worst = 0.0f64;
+        for (xs, row) in got.iter().zip(rows) {
+            let want: Vec<f64> = row.arr().iter().map(Json::num).collect();
+            let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            let err = xs
+                .iter()
+                .zip(&want)
+                .fold(0.0f64, |m, (&a, &b)| m.max((a as f64 - b).abs()));
+            worst = worst.max(err / scale);
+        }
+        assert!(
+            worst <= tol,
+            "{name}: relative deviation {worst:.3e} > {tol:.0e}"
+        );
+        worst_all = worst_all.max(worst);
+    }
+    println!("largest relative deviation from diffusers: {worst_all:.3e}");
+    worst_all
 }
