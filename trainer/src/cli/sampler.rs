@@ -38,11 +38,11 @@ pub enum SamplerArg {
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
 pub enum SpacingArg {
-    /// (S−1−k)·⌊T/S⌋.
+    /// DDIM: (S−1−k)·⌊T/S⌋; the solvers: (S−k)·⌊T/(S+1)⌋.
     Leading,
     /// round(T − k·T/S) − 1.
     Trailing,
-    /// round((S−1−k)·(T−1)/(S−1)).
+    /// DDIM: round((S−1−k)·(T−1)/(S−1)); the solvers: round((S−k)·(T−1)/S).
     Linspace,
 }
 
@@ -118,7 +118,8 @@ pub struct SamplerArgs<F: Flavor> {
     /// else 0].
     #[arg(long)]
     pub eta: Option<f32>,
-    /// DDIM timestep spacing [default: the model's recipe for sample and eval, else leading].
+    /// Timestep spacing of DDIM and the solvers, as diffusers computes each [default: the
+    /// model's recipe for sample and eval, else leading for DDIM and linspace for the solvers].
     #[arg(long, value_enum)]
     pub spacing: Option<SpacingArg>,
     #[arg(long, value_enum, help = F::VARIANCE_HELP)]
@@ -450,8 +451,8 @@ impl Flavor for Guided {
         "Sampler [default: the model file's recipe (`trainer info MODEL`); ddpm for a file \
          without one]";
     const STEPS_HELP: &'static str =
-        "DDIM steps S (1..=T) [default: the recipe's; 50 when --sampler ddim turns a DDPM \
-         recipe into DDIM]";
+        "Steps S of DDIM, DPM-Solver++ and UniPC (1..=T) [default: the recipe's; 50 when \
+         --sampler ddim turns a DDPM recipe into DDIM]";
     const VARIANCE_HELP: &'static str =
         "DDPM step variance (also the model variance of `eval --nll`) [default: the recipe's; \
          fixed-large]";
@@ -490,7 +491,8 @@ impl SamplerArgs<Compare> {
 impl Flavor for Compare {
     const DDIM_STEPS: u32 = 10;
     const SAMPLER_HELP: &'static str = "Sampler [default: ddim]";
-    const STEPS_HELP: &'static str = "DDIM steps S (1..=T) [default: 10]";
+    const STEPS_HELP: &'static str =
+        "Steps S of DDIM, DPM-Solver++ and UniPC (1..=T) [default: 10]";
     const VARIANCE_HELP: &'static str = "DDPM step variance [default: fixed-large]";
     const CLIP_X0_HELP: &'static str = "Clip the predicted x0 to [−1, 1] at every step";
 
@@ -528,7 +530,8 @@ impl Flavor for Stored {
     const SAMPLER_HELP: &'static str =
         "Sampler to record in the model file's recipe [default: the source's recipe; a \
          checkpoint's architecture default]";
-    const STEPS_HELP: &'static str = "DDIM steps S (1..=T) to record [default: the recipe's]";
+    const STEPS_HELP: &'static str =
+        "Steps S (DDIM, DPM-Solver++, UniPC; 1..=T) to record [default: the recipe's]";
     const VARIANCE_HELP: &'static str = "DDPM step variance to record [default: the recipe's]";
     const CLIP_X0_HELP: &'static str = "Record clipping the predicted x0 to [−1, 1]";
 
