@@ -11,7 +11,7 @@ use ddpm_core::simple_unet::int8::{Int8SimpleUNet, Scratch};
 use ddpm_core::simple_unet::stream::sample_streaming_with_history;
 use ddpm_core::tiny_unet::int8::Int8TinyUNet;
 use ddpm_core::tiny_unet::planned::{
-    sample_planned_with_history, TinyInt8Workspace, DEFAULT_ARENA_LEN,
+    sample_planned_guided, sample_planned_with_history, TinyInt8Workspace, DEFAULT_ARENA_LEN,
 };
 use ddpm_core::{ModelConfig, Schedule};
 
@@ -116,8 +116,11 @@ pub fn draw_host(
 /// from seed `seed + i`, the int8 tensors read in place; each thread with its own scratch, so
 /// the result does not depend on the thread count, and each image equals the core's
 /// `sample_streaming` / `sample_planned` bit for bit); `done` is called after each image.
+/// `guide` = (an int8 TinyUNet file, w) guides the TinyUNet through `sample_planned_guided`
+/// (the guided firmware's computation); the SimpleUNet's streaming executor samples unguided.
 pub fn sample_int8_file(
     file: &ModelFile<'_>,
+    guide: Option<(&ModelFile<'_>, f32)>,
     draws: Draws<'_>,
     done: &(dyn Fn() + Sync),
 ) -> Result<Vec<f32>> {
@@ -127,6 +130,12 @@ pub fn sample_int8_file(
     let image_seed = |i: usize| draws.seed.wrapping_add(i as u64);
     match file.header().model {
         ModelConfig::SimpleUNet(_) => {
+            if guide.is_some() {
+                bail!(
+                    "guided int8 sampling runs on the TinyUNet's planned executor; the \
+                     SimpleUNet's streaming executor samples unguided"
+                );
+            }
             let net = Int8SimpleUNet::from_file(file).map_err(|e| anyhow!("{e}"))?;
             let mcfg = *net.config();
             let net = &net;
@@ -174,20 +183,53 @@ pub fn sample_int8_file(
             }
             let net = Int8TinyUNet::from_file(file).map_err(|e| anyhow!("{e}"))?;
             let net = &net;
+            let guide = match guide {
+                None => None,
+                Some((g, w)) => {
+                    let gnet = match g.header().model {
+                        ModelConfig::TinyUNet(gc)
+                            if TinyInt8Workspace::<DEFAULT_ARENA_LEN>::fits(&gc) =>
+                        {
+                            Int8TinyUNet::from_file(g).map_err(|e| anyhow!("the guide: {e}"))?
+                        }
+                        _ => bail!(
+                            "the guide of an int8 TinyUNet must be an int8 TinyUNet that fits \
+                             the planned executor's workspace"
+                        ),
+                    };
+                    Some((gnet, w))
+                }
+            };
+            let guide = guide.as_ref();
             draws.run(len, "int8 sampling", &|first, images| {
                 let mut ws = Box::new(TinyInt8Workspace::<DEFAULT_ARENA_LEN>::ZEROED);
                 let mut history = vec![0.0f32; draws.sampler.history_len(len)];
+                let mut guide_out = vec![0.0f32; len];
                 for (k, x) in images.chunks_exact_mut(len).enumerate() {
                     let i = first + k;
-                    sample_planned_with_history(
-                        net,
-                        sched,
-                        draws.sampler,
-                        image_seed(i),
-                        x,
-                        &mut ws,
-                        &mut history,
-                    )
+                    match guide {
+                        Some((g, w)) => sample_planned_guided(
+                            net,
+                            g,
+                            *w,
+                            sched,
+                            draws.sampler,
+                            image_seed(i),
+                            x,
+                            &mut ws,
+                            &mut guide_out,
+                            &mut history,
+                        ),
+                        None => sample_planned_with_history(
+                            net,
+                            sched,
+                            draws.sampler,
+                            image_seed(i),
+                            x,
+                            &mut ws,
+                            &mut history,
+                        ),
+                    }
                     .map_err(|e| anyhow!("int8 sampling, image {i}: {e}"))?;
                     done();
                 }

@@ -73,15 +73,24 @@ pub fn draw(opts: &SampleOptions<'_>) -> Result<Drawn> {
             let draws = Draws::new(opts.n, &opts.sampler, opts.seed, threads);
             let bar = progress::bar(opts.n as u64, opts.progress, "images");
             let values = if header.precision == Precision::Int8 {
-                if let Some(g) = guide_path {
-                    bail!(
-                        "--guide {}: an int8 model file samples unguided (the int8 executors, \
-                         as on the microcontroller, run one network)",
-                        g.display()
-                    );
+                let model_err = |e: anyhow::Error| anyhow!("{}: {e}", opts.model.display());
+                match guide_path {
+                    None => draw::sample_int8_file(file, None, draws, &|| bar.inc(1))
+                        .map_err(model_err)?,
+                    Some(g) => load::with_model_file(g, |gfile| {
+                        if gfile.header().precision != Precision::Int8 {
+                            bail!(
+                                "--guide {}: an int8 model is guided by an int8 guide (as on \
+                                 the microcontroller); export one with `trainer export --int8`",
+                                g.display()
+                            );
+                        }
+                        let (gh, mh) = (gfile.header(), header);
+                        load::check_guide((&mh.model, &mh.schedule), (&gh.model, &gh.schedule), g)?;
+                        draw::sample_int8_file(file, Some((gfile, w)), draws, &|| bar.inc(1))
+                            .map_err(model_err)
+                    })?,
                 }
-                draw::sample_int8_file(file, draws, &|| bar.inc(1))
-                    .map_err(|e| anyhow!("{}: {e}", opts.model.display()))?
             } else {
                 let host = HostModel::from_file(file)
                     .map_err(|e| anyhow!("{}: {e}", opts.model.display()))?;

@@ -369,3 +369,81 @@ fn int8_dpm_solver_samples_are_the_planned_executor_s() {
         assert_eq!(images, want, "{name}");
     }
 }
+
+/// An int8 TinyUNet guided by the int8 guide: the images are `sample_planned_guided`'s (what a
+/// `DDPM_DEMO_GUIDANCE` firmware computes), bit for bit; an f32 guide for an int8 model is
+/// refused with the reason.
+#[test]
+fn int8_guided_samples_are_the_planned_guided_executor_s() {
+    use ddpm_core::diffusion::SolverConfig;
+    use ddpm_core::tiny_unet::int8::Int8TinyUNet;
+    use ddpm_core::tiny_unet::planned::{sample_planned_guided, TinyInt8Workspace};
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--model",
+        "models/tiny_unet_mnist_int8.ddpm",
+        "--guide",
+        "models/tiny_unet_mnist_guide_int8.ddpm",
+        "--guidance",
+        "2.5",
+        "--n",
+        "2",
+        "--sampler",
+        "unipc",
+        "--steps",
+        "3",
+    ];
+    let (images, err) = sample(dir.path(), "int8_guided", &args);
+    assert!(
+        err.contains(
+            "TinyUNet int8, UniPC (bh2, order 2) 3 steps, linspace spacing, guided by \
+                      models/tiny_unet_mnist_guide_int8.ddpm with weight 2.5"
+        ),
+        "{err}"
+    );
+    let read = |p: &str| std::fs::read(root().join(p)).unwrap();
+    let (mb, gb) = (
+        read("models/tiny_unet_mnist_int8.ddpm"),
+        read("models/tiny_unet_mnist_guide_int8.ddpm"),
+    );
+    let (mf, gf) = (
+        ModelFile::parse(&mb).unwrap(),
+        ModelFile::parse(&gb).unwrap(),
+    );
+    let (net, guide) = (
+        Int8TinyUNet::from_file(&mf).unwrap(),
+        Int8TinyUNet::from_file(&gf).unwrap(),
+    );
+    let sched: ddpm_core::Schedule = ddpm_core::Schedule::new(&mf.header().schedule).unwrap();
+    let cfg = SamplerConfig::UniPc(SolverConfig {
+        steps: 3,
+        spacing: Spacing::Linspace,
+    });
+    let mut ws = Box::new(<TinyInt8Workspace>::ZEROED);
+    let mut want = Vec::new();
+    for seed in [42u64, 43] {
+        let mut x = vec![0.0f32; 784];
+        let (mut g, mut h) = (vec![0.0f32; 784], vec![0.0f32; cfg.history_len(784)]);
+        sample_planned_guided(
+            &net, &guide, 2.5, &sched, &cfg, seed, &mut x, &mut ws, &mut g, &mut h,
+        )
+        .unwrap();
+        want.extend(ddpm_trainer::sample::to_pixels(&x));
+    }
+    assert_eq!(images, want);
+    let out = trainer(&[
+        "sample",
+        "--model",
+        "models/tiny_unet_mnist_int8.ddpm",
+        "--guide",
+        "models/tiny_unet_mnist_guide.ddpm",
+        "--n",
+        "1",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("an int8 model is guided by an int8 guide"),
+        "{err}"
+    );
+}

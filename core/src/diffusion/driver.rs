@@ -94,6 +94,95 @@ enum Multistep {
     UniPc(UniPcStep),
 }
 
+/// Stores a guide network's output for [`guided_output`]: image `i` at `i·len`, row `y` at
+/// `y·row_len` (each row's channels together), the order in which the model's output will
+/// arrive; it does not touch the image.
+struct GuideStore<'e> {
+    out: &'e mut [f32],
+}
+
+impl OutputSink for GuideStore<'_> {
+    fn image(&mut self, _x: &mut [f32], i: usize, out: &[f32]) -> Result<()> {
+        let part = self
+            .out
+            .get_mut(i * out.len()..(i + 1) * out.len())
+            .ok_or(Error::InvalidConfig("guide output shorter than the batch"))?;
+        part.copy_from_slice(out);
+        Ok(())
+    }
+    fn row(&mut self, _x: &mut [f32], y: usize, _width: usize, out_row: &[f32]) -> Result<()> {
+        let n = out_row.len();
+        let part = self
+            .out
+            .get_mut(y * n..(y + 1) * n)
+            .ok_or(Error::InvalidConfig("guide output shorter than the image"))?;
+        part.copy_from_slice(out_row);
+        Ok(())
+    }
+}
+
+/// Mixes the model's output with the stored guide's, `guide + w·(model − guide)` in f32 as
+/// [`crate::diffusion::guide_output`] does, in place of the stored guide output, and hands the
+/// mix on.
+struct GuideMix<'e> {
+    guide: &'e mut [f32],
+    weight: f32,
+    inner: &'e mut dyn OutputSink,
+}
+
+/// `guide[at..at + out.len()] ← guide + w·(out − guide)`, returned.
+fn mix<'g>(guide: &'g mut [f32], weight: f32, at: usize, out: &[f32]) -> Result<&'g [f32]> {
+    let g = guide
+        .get_mut(at..at + out.len())
+        .ok_or(Error::InvalidConfig(
+            "guide output shorter than the model's",
+        ))?;
+    for (gv, &o) in g.iter_mut().zip(out) {
+        *gv += weight * (o - *gv);
+    }
+    Ok(g)
+}
+
+impl OutputSink for GuideMix<'_> {
+    fn image(&mut self, x: &mut [f32], i: usize, out: &[f32]) -> Result<()> {
+        let mixed = mix(self.guide, self.weight, i * out.len(), out)?;
+        self.inner.image(x, i, mixed)
+    }
+    fn row(&mut self, x: &mut [f32], y: usize, width: usize, out_row: &[f32]) -> Result<()> {
+        let mixed = mix(self.guide, self.weight, y * out_row.len(), out_row)?;
+        self.inner.row(x, y, width, mixed)
+    }
+}
+
+/// Autoguidance over two passes of any networks (Karras et al. 2024): `guide` hands its
+/// output at x_t to a sink that stores it in `guide_out` (as long as `x`), then `model` hands
+/// its output to one that mixes it, `guide + w·(model − guide)` in f32 as
+/// [`crate::diffusion::guide_output`] does, and passes the mix to `sink` — whole images or row
+/// by row, as the networks hand them over, so a row-streaming executor needs one image of f32
+/// for the guide and no second arena: both passes get `ctx` (their shared workspace) in turn.
+/// Both networks must hand over their output the same way (whole, or rows of one width).
+pub fn guided_output<C: ?Sized>(
+    ctx: &mut C,
+    x: &mut [f32],
+    guide_out: &mut [f32],
+    weight: f32,
+    sink: &mut dyn OutputSink,
+    guide: impl FnOnce(&mut C, &mut [f32], &mut dyn OutputSink) -> Result<()>,
+    model: impl FnOnce(&mut C, &mut [f32], &mut dyn OutputSink) -> Result<()>,
+) -> Result<()> {
+    check_len("guide output", x.len(), guide_out.len())?;
+    if !weight.is_finite() {
+        return Err(Error::InvalidConfig("guidance weight must be finite"));
+    }
+    guide(ctx, x, &mut GuideStore { out: guide_out })?;
+    let mut mix = GuideMix {
+        guide: guide_out,
+        weight,
+        inner: sink,
+    };
+    model(ctx, x, &mut mix)
+}
+
 /// Applies step `t → prev` of a sampler to the parts of the images as they arrive; image `i`
 /// draws its noise from `noise[i]`; a multistep solver's step reads and updates its history
 /// (`[parts][n][image]`: DPM-Solver++ the x0 history, UniPC that and then the corrector's

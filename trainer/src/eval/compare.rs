@@ -175,8 +175,23 @@ pub fn sample_f32(
 
 /// The samples `draws` asks for from the int8 model file `bytes` ([`crate::draw::sample_int8_file`]).
 pub fn sample_int8(bytes: &[u8], draws: Draws<'_>, done: &(dyn Fn() + Sync)) -> Result<Vec<f32>> {
+    sample_int8_guided(bytes, None, draws, done)
+}
+
+/// [`sample_int8`] guided by the int8 file `guide` = (bytes, w) if given.
+pub fn sample_int8_guided(
+    bytes: &[u8],
+    guide: Option<(&[u8], f32)>,
+    draws: Draws<'_>,
+    done: &(dyn Fn() + Sync),
+) -> Result<Vec<f32>> {
     let file = ModelFile::parse(bytes).map_err(|e| anyhow!("{e}"))?;
-    crate::draw::sample_int8_file(&file, draws, done)
+    let guide_file = match guide {
+        Some((g, _)) => Some(ModelFile::parse(g).map_err(|e| anyhow!("the guide: {e}"))?),
+        None => None,
+    };
+    let guide = guide_file.as_ref().zip(guide.map(|(_, w)| w));
+    crate::draw::sample_int8_file(&file, guide, draws, done)
 }
 
 /// Samples both model files with the same seeds and sampler.

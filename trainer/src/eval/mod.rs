@@ -190,13 +190,6 @@ pub fn run_quality(opts: &EvalOptions) -> Result<QualityReport> {
         );
     }
     let int8 = header.precision == ddpm_core::file::Precision::Int8;
-    if let (true, Some((g, _))) = (int8, &opts.guide) {
-        bail!(
-            "--guide {}: {what} is an int8 model file, which samples unguided (the int8 \
-             executors, as on the microcontroller, run one network)",
-            g.display()
-        );
-    }
     // The guide is read and checked before the classifier (which may have to be trained) and
     // outside the timed sampling.
     let guide_bytes = match &opts.guide {
@@ -210,6 +203,13 @@ pub fn run_quality(opts: &EvalOptions) -> Result<QualityReport> {
                 (&gh.model, &gh.schedule),
                 g,
             )?;
+            if int8 != (gh.precision == ddpm_core::file::Precision::Int8) {
+                bail!(
+                    "--guide {}: an int8 model is guided by an int8 guide and an f32 model by an \
+                     f32 one (export an int8 guide with `trainer export --int8`)",
+                    g.display()
+                );
+            }
             Some((gb, *w))
         }
         None => None,
@@ -244,15 +244,11 @@ pub fn run_quality(opts: &EvalOptions) -> Result<QualityReport> {
     let pb = crate::progress::bar(opts.samples as u64, opts.progress, "images");
     let start = Instant::now();
     let draws = Draws::new(opts.samples, &opts.sampler, opts.seed, opts.workers);
+    let guide = guide_bytes.as_ref().map(|(b, w)| (b.as_slice(), *w));
     let values = if int8 {
-        compare::sample_int8(&bytes, draws, &|| pb.inc(1))
+        compare::sample_int8_guided(&bytes, guide, draws, &|| pb.inc(1))
     } else {
-        quality::draw_samples(
-            &bytes,
-            guide_bytes.as_ref().map(|(b, w)| (b.as_slice(), *w)),
-            draws,
-            &|| pb.inc(1),
-        )
+        quality::draw_samples(&bytes, guide, draws, &|| pb.inc(1))
     }
     .with_context(|| what.clone())?;
     let sampling_seconds = start.elapsed().as_secs_f64();

@@ -285,8 +285,8 @@ pub fn sample_planned<const M: usize, const A: usize>(
     sample_planned_with_history(net, sched, cfg, seed, x, ws, &mut [])
 }
 
-/// [`sample_planned`] with a multistep sampler's history (DPM-Solver++(2M): the previous
-/// step's x0, as long as `x`; empty for DDPM and DDIM), see
+/// [`sample_planned`] with a multistep sampler's history (`cfg.history_len(x.len())` long:
+/// DPM-Solver++(2M) one value per element, UniPC two; empty for DDPM and DDIM), see
 /// [`crate::diffusion::sample_batch_with_history`].
 pub fn sample_planned_with_history<const M: usize, const A: usize>(
     net: &Int8TinyUNet<'_>,
@@ -299,6 +299,96 @@ pub fn sample_planned_with_history<const M: usize, const A: usize>(
 ) -> Result<()> {
     let noise = &mut [GaussianNoise::new(seed)];
     driver::sample_batch_with_history(&mut Planned::new(net, ws), sched, cfg, noise, x, history)
+}
+
+/// Autoguided sampling through the planned executor (`guide + w·(model − guide)`): at every
+/// step the guide's pass runs first and its output is kept in `guide_out` (one image of f32),
+/// then the model's pass, whose rows are mixed with the guide's as they appear and step the
+/// image ([`driver::guided_output`]). Both networks run in the one workspace in turn, so guided
+/// sampling needs one more image of f32 and no second arena; each step costs two passes.
+pub struct PlannedGuided<'n, 'a, 'w, 'g, const A: usize> {
+    net: &'n Int8TinyUNet<'a>,
+    guide: &'n Int8TinyUNet<'a>,
+    weight: f32,
+    ws: &'w mut TinyInt8Workspace<A>,
+    guide_out: &'g mut [f32],
+}
+
+impl<'n, 'a, 'w, 'g, const A: usize> PlannedGuided<'n, 'a, 'w, 'g, A> {
+    /// `net` guided by `guide` with weight `weight` over `ws`; `guide_out` holds one image.
+    /// Errors when the two networks draw images of different sizes, `guide_out` is not one
+    /// image long or the weight is not finite (the arena is checked on every pass, for each
+    /// network).
+    pub fn new(
+        net: &'n Int8TinyUNet<'a>,
+        guide: &'n Int8TinyUNet<'a>,
+        weight: f32,
+        ws: &'w mut TinyInt8Workspace<A>,
+        guide_out: &'g mut [f32],
+    ) -> Result<Self> {
+        let (c, g) = (net.config(), guide.config());
+        if (c.channels, c.height, c.width) != (g.channels, g.height, g.width) {
+            return Err(Error::InvalidConfig(
+                "the guide draws images of another size than the model",
+            ));
+        }
+        check_len("guide output", c.image_len(), guide_out.len())?;
+        if !weight.is_finite() {
+            return Err(Error::InvalidConfig("guidance weight must be finite"));
+        }
+        Ok(Self {
+            net,
+            guide,
+            weight,
+            ws,
+            guide_out,
+        })
+    }
+}
+
+impl<const A: usize> Network for PlannedGuided<'_, '_, '_, '_, A> {
+    fn image_len(&self) -> usize {
+        self.net.config().image_len()
+    }
+    fn output(&mut self, x: &mut [f32], t_in: f32, sink: &mut dyn OutputSink) -> Result<()> {
+        let (net, guide) = (self.net, self.guide);
+        let pass = |n: &Int8TinyUNet<'_>,
+                    ws: &mut TinyInt8Workspace<A>,
+                    x: &mut [f32],
+                    s: &mut dyn OutputSink| {
+            n.begin_planned(x, t_in, ws)?;
+            n.rows_planned(ws, x, s)
+        };
+        driver::guided_output(
+            self.ws,
+            x,
+            self.guide_out,
+            self.weight,
+            sink,
+            |ws, x, s| pass(guide, ws, x, s),
+            |ws, x, s| pass(net, ws, x, s),
+        )
+    }
+}
+
+/// [`sample_planned_with_history`] guided by `guide` with weight `weight` ([`PlannedGuided`]):
+/// working memory `x`, `ws`, `guide_out` (one image of f32) and the sampler's history.
+#[allow(clippy::too_many_arguments)]
+pub fn sample_planned_guided<const M: usize, const A: usize>(
+    net: &Int8TinyUNet<'_>,
+    guide: &Int8TinyUNet<'_>,
+    weight: f32,
+    sched: &Schedule<M>,
+    cfg: &SamplerConfig,
+    seed: u64,
+    x: &mut [f32],
+    ws: &mut TinyInt8Workspace<A>,
+    guide_out: &mut [f32],
+    history: &mut [f32],
+) -> Result<()> {
+    let noise = &mut [GaussianNoise::new(seed)];
+    let mut guided = PlannedGuided::new(net, guide, weight, ws, guide_out)?;
+    driver::sample_batch_with_history(&mut guided, sched, cfg, noise, x, history)
 }
 
 /// A [`Denoiser`](crate::diffusion::Denoiser) running the planned int8 executor.

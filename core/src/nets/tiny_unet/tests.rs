@@ -258,6 +258,92 @@ fn sample_planned_runs_dpm_solver_as_the_generic_driver_does() {
     }
 }
 
+/// The planned executor as a [`crate::diffusion::Denoiser`] of any configuration (each with its
+/// own workspace), for comparisons with the guided denoiser.
+struct PlannedDenoiser<'a, 'b> {
+    net: Int8TinyUNet<'a>,
+    ws: &'b mut TinyInt8Workspace,
+}
+
+impl crate::diffusion::Denoiser for PlannedDenoiser<'_, '_> {
+    fn image_len(&self) -> usize {
+        self.net.config().image_len()
+    }
+    fn predict_noise(&mut self, x: &[f32], t_in: f32, eps: &mut [f32]) -> Result<()> {
+        self.net.forward_planned(x, t_in, self.ws, eps)
+    }
+}
+
+/// Guided sampling through the planned executor (the guide's pass stored, the model's rows
+/// mixed as they appear, one workspace for both) equals the generic driver over the guided
+/// denoiser of two whole-ε planned passes, bit for bit, with DDIM and with UniPC; the guide
+/// may be a smaller network; mismatched sizes are typed errors.
+#[test]
+fn guided_planned_sampling_equals_the_guided_denoiser() {
+    use crate::diffusion::{self as sampler, GaussianNoise, Guided, SolverConfig, Spacing};
+    let (f, g) = (fixture(TinyUNetConfig::DEFAULT), fixture(SMALLER));
+    let (fm, fg) = (
+        ModelFile::parse(&f.int8).unwrap(),
+        ModelFile::parse(&g.int8).unwrap(),
+    );
+    let q = Int8TinyUNet::from_file(&fm).unwrap();
+    let qg = Int8TinyUNet::from_file(&fg).unwrap();
+    let (sched, ddim) = three_ddim_steps();
+    let len = TinyUNetConfig::DEFAULT.image_len();
+    let unipc = SamplerConfig::UniPc(SolverConfig {
+        steps: 4,
+        spacing: Spacing::Linspace,
+    });
+    for scfg in [ddim, unipc] {
+        let hist = scfg.history_len(len);
+        let mut ws = alloc::boxed::Box::new(<TinyInt8Workspace>::ZEROED);
+        let (mut x1, mut g1, mut h1) = (vec![0.0f32; len], vec![0.0f32; len], vec![0.0f32; hist]);
+        sample_planned_guided(
+            &q, &qg, 2.5, &sched, &scfg, 42, &mut x1, &mut ws, &mut g1, &mut h1,
+        )
+        .unwrap();
+        let mut ws_a = alloc::boxed::Box::new(<TinyInt8Workspace>::ZEROED);
+        let mut ws_b = alloc::boxed::Box::new(<TinyInt8Workspace>::ZEROED);
+        let mut good = PlannedDenoiser {
+            net: q,
+            ws: &mut ws_a,
+        };
+        let mut bad = PlannedDenoiser {
+            net: qg,
+            ws: &mut ws_b,
+        };
+        let mut scratch = vec![0.0f32; len];
+        let mut guided = Guided::new(&mut good, &mut bad, 2.5, &mut scratch).unwrap();
+        let (mut x2, mut eps, mut h2) = (vec![0.0f32; len], vec![0.0f32; len], vec![0.0f32; hist]);
+        let mut net = sampler::WholeImages::new(&mut guided, &mut eps).unwrap();
+        let noise = &mut [GaussianNoise::new(42)];
+        sampler::sample_batch_with_history(&mut net, &sched, &scfg, noise, &mut x2, &mut h2)
+            .unwrap();
+        assert_eq!(
+            x1.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            x2.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            "{scfg:?}"
+        );
+        // Guiding changes the sample.
+        let mut x3 = vec![0.0f32; len];
+        let mut h3 = vec![0.0f32; hist];
+        sample_planned_with_history(&q, &sched, &scfg, 42, &mut x3, &mut ws, &mut h3).unwrap();
+        assert_ne!(x1, x3);
+    }
+    // A guide output of the wrong length, a non-finite weight: typed errors.
+    let mut ws = alloc::boxed::Box::new(<TinyInt8Workspace>::ZEROED);
+    let mut short = vec![0.0f32; len - 1];
+    assert!(matches!(
+        PlannedGuided::new(&q, &qg, 2.5, &mut ws, &mut short),
+        Err(Error::BufferSize { .. })
+    ));
+    let mut g1 = vec![0.0f32; len];
+    assert!(matches!(
+        PlannedGuided::new(&q, &qg, f32::NAN, &mut ws, &mut g1),
+        Err(Error::InvalidConfig(_))
+    ));
+}
+
 /// A workspace whose arena is sized for a smaller network samples exactly as the default
 /// workspace does, and one byte less is refused with the sizes named.
 #[test]
