@@ -1,6 +1,6 @@
 //! Places `memory.x` where the linker finds it, passes cortex-m-rt's linker script, turns the
-//! build-time settings `DDPM_DEMO_SEED`, `DDPM_DEMO_STEPS` and `DDPM_DEMO_SAMPLER` into
-//! constants, and writes the embedded model's noise schedule tables (computed by ddpm-core's
+//! build-time settings `DDPM_DEMO_SEED`, `DDPM_DEMO_STEPS`, `DDPM_DEMO_SAMPLER` and
+//! `DDPM_DEMO_GUIDANCE` into constants (the last also into `cfg(guided)`, which embeds the guide), and writes the embedded model's noise schedule tables (computed by ddpm-core's
 //! `Schedule::new`, as the firmware would at run time) as a `static` for flash.
 
 use std::env;
@@ -145,13 +145,37 @@ fn main() {
         }
     });
     let sampler = sampler.unwrap_or_else(|| "None".to_owned());
+    println!("cargo:rustc-check-cfg=cfg(guided)");
+    println!("cargo:rerun-if-changed=../models/tiny_unet_mnist_guide_int8.ddpm");
+    let guidance: Option<f32> = parse_env("DDPM_DEMO_GUIDANCE", "a finite guidance weight");
+    if let Some(w) = guidance {
+        if !w.is_finite() {
+            eprintln!("error: DDPM_DEMO_GUIDANCE must be finite, got {w}");
+            exit(1);
+        }
+        if env::var_os("CARGO_FEATURE_TINY").is_none() {
+            eprintln!(
+                "error: DDPM_DEMO_GUIDANCE needs the `tiny` feature: guided sampling runs on \
+                 the TinyUNet's planned executor"
+            );
+            exit(1);
+        }
+        println!("cargo:rustc-cfg=guided");
+    }
+    // {:?} of an f32 parses back to the same bits.
+    let guidance = match guidance {
+        Some(w) => format!("Some({w:?}f32)"),
+        None => "None".to_owned(),
+    };
     let settings = format!(
         "/// `DDPM_DEMO_SEED` at build time, if set.\n\
          pub const SEED_OVERRIDE: Option<u64> = {seed:?};\n\
          /// `DDPM_DEMO_STEPS` at build time, if set.\n\
          pub const STEPS_OVERRIDE: Option<u32> = {steps:?};\n\
          /// `DDPM_DEMO_SAMPLER` at build time, if set.\n\
-         pub const SAMPLER_OVERRIDE: Option<crate::demo_model::DemoSampler> = {sampler};\n"
+         pub const SAMPLER_OVERRIDE: Option<crate::demo_model::DemoSampler> = {sampler};\n\
+         /// `DDPM_DEMO_GUIDANCE` at build time, if set.\n\
+         pub const GUIDANCE: Option<f32> = {guidance};\n"
     );
     fs::write(out.join("build_settings.rs"), settings)
         .unwrap_or_else(|e| panic!("cannot write build_settings.rs to {}: {e}", out.display()));

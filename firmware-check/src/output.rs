@@ -3,7 +3,7 @@
 use std::fmt;
 
 /// The numbers the firmware reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FirmwareReport {
     /// Bits of the first values of `GaussianNoise::new(42)`.
     pub noise_bits: Vec<u32>,
@@ -13,6 +13,8 @@ pub struct FirmwareReport {
     pub steps: u32,
     /// The sampler the firmware was built with (`DDPM_DEMO_SAMPLER`'s name: `ddim`, ...).
     pub sampler: String,
+    /// The guidance weight it was built with (`DDPM_DEMO_GUIDANCE`), `None` for unguided.
+    pub guidance: Option<f32>,
     /// Bits of the sampled image's f32 values, before rounding to u8.
     pub x_bits: Vec<u32>,
     /// The sampled image, u8 pixels.
@@ -100,6 +102,10 @@ impl FirmwareReport {
             seed: parse_dec("seed", value(text, "seed")?)?,
             steps: parse_dec("steps", value(text, "steps")?)?,
             sampler: value(text, "sampler")?.to_owned(),
+            guidance: match value(text, "guidance")? {
+                "none" => None,
+                w => Some(parse_dec("guidance", w)?),
+            },
             x_bits,
             pixels,
             checksum: parse_hex_u32("checksum", value(text, "checksum")?)?,
@@ -116,6 +122,7 @@ mod tests {
         seed: 42\n\
         steps: 10\n\
         sampler: unipc\n\
+        guidance: 2.5\n\
         model: SimpleUNet 1x2x2\n\
         image:\n\
         @@  \n\
@@ -135,6 +142,7 @@ mod tests {
                 seed: 42,
                 steps: 10,
                 sampler: "unipc".into(),
+                guidance: Some(2.5),
                 x_bits: vec![0x3f80_0000, 0xbf80_0000, 0xbd80_0000, 0x3f60_0000],
                 pixels: vec![0xff, 0, 0x10, 0xee],
                 checksum: 0xabcd,

@@ -64,6 +64,7 @@ fn leaks_from_outer_cargo(name: &str) -> bool {
         "DDPM_DEMO_SEED",
         "DDPM_DEMO_STEPS",
         "DDPM_DEMO_SAMPLER",
+        "DDPM_DEMO_GUIDANCE",
     ];
     const PREFIXES: &[&str] = &[
         "CARGO_ENCODED_",
@@ -83,15 +84,17 @@ fn leaks_from_outer_cargo(name: &str) -> bool {
 /// Builds the release firmware (seed from `DDPM_DEMO_SEED` when given, else its default; the
 /// f32 model when `f32`) and returns the path of its ELF file.
 fn build_firmware(seed: Option<u64>, f32: bool) -> PathBuf {
-    build_firmware_with(seed, if f32 { Some("f32") } else { None }, None)
+    build_firmware_with(seed, if f32 { Some("f32") } else { None }, None, None)
 }
 
-/// Builds firmware-demo with one optional cargo feature (`f32` or `tiny`) and an optional
-/// `DDPM_DEMO_SAMPLER` (the build's default, DDIM, when `None`).
+/// Builds firmware-demo with one optional cargo feature (`f32` or `tiny`), an optional
+/// `DDPM_DEMO_SAMPLER` (the build's default, DDIM, when `None`) and an optional
+/// `DDPM_DEMO_GUIDANCE` (unguided when `None`).
 fn build_firmware_with(
     seed: Option<u64>,
     feature: Option<&str>,
     sampler: Option<DemoSampler>,
+    guidance: Option<f32>,
 ) -> PathBuf {
     let dir = firmware_dir();
     let target_dir = dir.join("target");
@@ -112,6 +115,9 @@ fn build_firmware_with(
     }
     if let Some(sampler) = sampler {
         cmd.env("DDPM_DEMO_SAMPLER", sampler.name());
+    }
+    if let Some(w) = guidance {
+        cmd.env("DDPM_DEMO_GUIDANCE", w.to_string());
     }
     let out = cmd
         .output()
@@ -224,7 +230,7 @@ fn model_schedule(name: &str) -> Box<ddpm_core::Schedule<{ demo_model::MAX_T }>>
 fn host_sample(sampler: DemoSampler, seed: u64, steps: u32) -> HostSample {
     let mut bufs = Box::new(Buffers::<MAX_HISTORY_LEN>::ZEROED);
     let schedule = model_schedule("simple_unet_mnist_int8.ddpm");
-    demo_model::generate(&mut bufs, &schedule, sampler, seed, steps)
+    demo_model::generate(&mut bufs, &schedule, sampler, None, seed, steps)
         .unwrap_or_else(|e| panic!("host sampling failed: {e}"));
     HostSample {
         x_bits: bufs.x.iter().map(|v| v.to_bits()).collect(),
@@ -398,9 +404,22 @@ const PINNED_TINY_INT8_CHECKSUM_SEED42: u32 = 0xffa5_46f2;
 
 /// The `tiny` build's sample computed on the host with the same executor and sampler.
 fn host_tiny_sample(sampler: DemoSampler, seed: u64, steps: u32) -> HostSample {
+    host_tiny_guided_sample(sampler, None, seed, steps)
+}
+
+/// [`host_tiny_sample`], guided by the int8 guide with weight `w` when `guidance` is `Some(w)`
+/// (`sample_planned_guided`, what a `DDPM_DEMO_GUIDANCE` build computes).
+fn host_tiny_guided_sample(
+    sampler: DemoSampler,
+    guidance: Option<f32>,
+    seed: u64,
+    steps: u32,
+) -> HostSample {
     use ddpm_core::file::ModelFile;
     use ddpm_core::tiny_unet::int8::Int8TinyUNet;
-    use ddpm_core::tiny_unet::planned::{sample_planned_with_history, TinyInt8Workspace};
+    use ddpm_core::tiny_unet::planned::{
+        sample_planned_guided, sample_planned_with_history, TinyInt8Workspace,
+    };
     let path = firmware_dir().join("../models/tiny_unet_mnist_int8.ddpm");
     let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let file = ModelFile::parse(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -409,15 +428,36 @@ fn host_tiny_sample(sampler: DemoSampler, seed: u64, steps: u32) -> HostSample {
     let mut ws = Box::new(<TinyInt8Workspace>::ZEROED);
     let mut x = vec![0.0f32; net.config().image_len()];
     let mut history = vec![0.0f32; sampler.history_len()];
-    sample_planned_with_history(
-        &net,
-        &schedule,
-        &sampler.config(steps),
-        seed,
-        &mut x,
-        &mut ws,
-        &mut history,
-    )
+    let cfg = sampler.config(steps);
+    let guide_path = firmware_dir().join("../models/tiny_unet_mnist_guide_int8.ddpm");
+    let guide_bytes = match guidance {
+        Some(_) => {
+            fs::read(&guide_path).unwrap_or_else(|e| panic!("{}: {e}", guide_path.display()))
+        }
+        None => Vec::new(),
+    };
+    match guidance {
+        None => {
+            sample_planned_with_history(&net, &schedule, &cfg, seed, &mut x, &mut ws, &mut history)
+        }
+        Some(w) => {
+            let gfile = ModelFile::parse(&guide_bytes).unwrap();
+            let guide = Int8TinyUNet::from_file(&gfile).unwrap();
+            let mut guide_out = vec![0.0f32; x.len()];
+            sample_planned_guided(
+                &net,
+                &guide,
+                w,
+                &schedule,
+                &cfg,
+                seed,
+                &mut x,
+                &mut ws,
+                &mut guide_out,
+                &mut history,
+            )
+        }
+    }
     .unwrap_or_else(|e| panic!("host tiny sampling failed: {e}"));
     HostSample {
         x_bits: x.iter().map(|v| v.to_bits()).collect(),
@@ -443,7 +483,7 @@ fn tiny_build_matches_the_host_bit_for_bit_and_fits_in_64k() {
     /// Bytes of int8 weights the tiny build may embed.
     const INT8_WEIGHT_BUDGET: usize = 256 * 1024;
     let _turn = firmware_lock();
-    let elf_path = build_firmware_with(None, Some("tiny"), None);
+    let elf_path = build_firmware_with(None, Some("tiny"), None, None);
     let (status, out, err) = run_in_qemu(&elf_path);
     println!("--- tiny firmware output ---\n{out}{err}---");
     assert!(
@@ -504,7 +544,7 @@ fn solver_builds_match_the_host_bit_for_bit_and_fit_in_64k() {
         (None, DemoSampler::UniPc),
     ] {
         let what = format!("{} build, {}", feature.unwrap_or("default"), sampler.name());
-        let elf_path = build_firmware_with(None, feature, Some(sampler));
+        let elf_path = build_firmware_with(None, feature, Some(sampler), None);
         let (status, out, err) = run_in_qemu(&elf_path);
         println!("--- firmware output ({what}) ---\n{out}{err}---");
         assert!(
@@ -540,4 +580,42 @@ fn solver_builds_match_the_host_bit_for_bit_and_fit_in_64k() {
         println!("{what}: checksum {:#010x}", report.checksum);
         check_memory(&elf_path, report.stack_high_water, RAM_BUDGET);
     }
+}
+
+/// Guided sampling on the device: the `tiny` build with `DDPM_DEMO_GUIDANCE=2.5` and
+/// DPM-Solver++(2M) embeds the int8 guide beside the model (within the 1 MiB flash region) and
+/// computes, bit for bit, what `sample_planned_guided` computes on the host, within 64 KB of
+/// RAM (one more image of f32 for the guide's output). (With UniPC's two images of history the
+/// guided build needs about 1.3 KB more than 64 KB: docs/firmware.md.)
+#[test]
+fn guided_tiny_build_matches_the_host_bit_for_bit_and_fits_in_64k() {
+    const WEIGHT: f32 = 2.5;
+    let _turn = firmware_lock();
+    let sampler = DemoSampler::DpmSolver2M;
+    let elf_path = build_firmware_with(None, Some("tiny"), Some(sampler), Some(WEIGHT));
+    let (status, out, err) = run_in_qemu(&elf_path);
+    println!("--- guided tiny firmware output ---\n{out}{err}---");
+    assert!(status.success(), "exited with {status}:\n{out}\n{err}");
+    let report = FirmwareReport::parse(&out).unwrap_or_else(|e| panic!("{e}\n{out}"));
+    assert_eq!(
+        report.guidance,
+        Some(WEIGHT),
+        "DDPM_DEMO_GUIDANCE did not reach the build"
+    );
+    assert_eq!(report.sampler, sampler.name());
+    let host = host_tiny_guided_sample(sampler, Some(WEIGHT), report.seed, report.steps);
+    assert!(
+        report.x_bits == host.x_bits,
+        "the guided firmware's f32 sample differs from the host's:\n{}",
+        mismatches("x", &report.x_bits, &host.x_bits)
+    );
+    assert_eq!(report.pixels, host.pixels, "image vs the host's");
+    let unguided = host_tiny_sample(sampler, report.seed, report.steps);
+    assert_ne!(report.pixels, unguided.pixels, "the guide changed nothing");
+    println!(
+        "guided tiny build, {}: checksum {:#010x}",
+        sampler.name(),
+        report.checksum
+    );
+    check_memory(&elf_path, report.stack_high_water, RAM_BUDGET);
 }

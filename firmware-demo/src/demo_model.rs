@@ -71,16 +71,23 @@ impl<const H: usize> Buffers<H> {
     }
 }
 
-/// Samples one image with `sampler`, `seed` and `steps` steps into `bufs.image`. `schedule`
+/// Samples one image with `sampler`, `seed` and `steps` steps into `bufs.image` (unguided:
+/// `guidance` must be `None`; guided sampling is the TinyUNet build's). `schedule`
 /// must hold exactly the tables of the embedded model's schedule (checked bit for bit: the
 /// firmware keeps them in flash, written at build time).
 pub fn generate<const H: usize>(
     bufs: &mut Buffers<H>,
     schedule: &Schedule<MAX_T>,
     sampler: DemoSampler,
+    guidance: Option<f32>,
     seed: u64,
     steps: u32,
 ) -> Result<()> {
+    if guidance.is_some() {
+        return Err(Error::InvalidConfig(
+            "guided sampling runs in the TinyUNet build (feature `tiny`)",
+        ));
+    }
     let file = ModelFile::parse(MODEL)?;
     schedule.check_tables(&file.header().schedule)?;
     #[cfg(not(feature = "f32"))]

@@ -15,7 +15,8 @@
 //! Build settings: `DDPM_DEMO_SEED` (default 42), `DDPM_DEMO_STEPS` (default 10) and
 //! `DDPM_DEMO_SAMPLER` (`ddim`, the default; `dpmpp-2m`; `unipc`: their history is a `static`
 //! sized for the sampler, nothing for DDIM); cargo feature `tiny` samples the int8 TinyUNet
-//! (`src/tiny_model.rs`) in the same 64 KB layout. The noise schedule's tables are computed
+//! (`src/tiny_model.rs`) in the same 64 KB layout, and with `DDPM_DEMO_GUIDANCE=W` guided by
+//! its int8 guide (embedded too) with weight W. The noise schedule's tables are computed
 //! at build time from the embedded model file and kept in flash ([`SCHEDULE`]); the firmware
 //! checks them against the file before sampling.
 
@@ -70,6 +71,8 @@ const SAMPLER: DemoSampler = match build_settings::SAMPLER_OVERRIDE {
 };
 /// f32 values of the sampler's history.
 const HISTORY_LEN: usize = SAMPLER.history_len();
+/// The guidance weight (`DDPM_DEMO_GUIDANCE`; `tiny` builds only), or `None` for unguided.
+const GUIDANCE: Option<f32> = build_settings::GUIDANCE;
 
 /// Seed and count of the printed noise values (the cross-platform noise contract).
 const NOISE_SEED: u64 = 42;
@@ -116,9 +119,13 @@ fn run(bufs: &mut demo_model::Buffers<HISTORY_LEN>) -> ddpm_core::Result<()> {
     hprintln!("seed: {}", SEED);
     hprintln!("steps: {}", STEPS);
     hprintln!("sampler: {}", SAMPLER.name());
+    match GUIDANCE {
+        Some(w) => hprintln!("guidance: {}", w),
+        None => hprintln!("guidance: none"),
+    }
     hprintln!("model: {}", demo_model::DESCRIPTION);
 
-    demo_model::generate(bufs, &SCHEDULE, SAMPLER, SEED, STEPS)?;
+    demo_model::generate(bufs, &SCHEDULE, SAMPLER, GUIDANCE, SEED, STEPS)?;
 
     let image = bufs.image();
     let width = cfg.width as usize;

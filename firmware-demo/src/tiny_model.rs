@@ -13,7 +13,9 @@
 use ddpm_core::diffusion::SamplerConfig;
 use ddpm_core::file::ModelFile;
 use ddpm_core::tiny_unet::int8::Int8TinyUNet;
-use ddpm_core::tiny_unet::planned::{arena_len, sample_planned_with_history, TinyInt8Workspace};
+use ddpm_core::tiny_unet::planned::{
+    arena_len, sample_planned_guided, sample_planned_with_history, TinyInt8Workspace,
+};
 use ddpm_core::{pixel_to_u8, Error, Result, Schedule, TinyUNetConfig};
 
 /// The network of the embedded model file: TinyUNet on 1×28×28 images, widths 24/64/56, four
@@ -40,6 +42,24 @@ pub const IMAGE_LEN: usize = CONFIG.image_len();
 /// The embedded model file (stays in flash).
 pub static MODEL: &[u8] = include_bytes!("../../models/tiny_unet_mnist_int8.ddpm");
 
+/// The embedded guide (`DDPM_DEMO_GUIDANCE` builds only): the int8 export of the model's guide,
+/// `models/tiny_unet_mnist_guide_int8.ddpm` (the same run's weights after two epochs), in flash.
+#[cfg(guided)]
+pub static GUIDE: &[u8] = include_bytes!("../../models/tiny_unet_mnist_guide_int8.ddpm");
+
+/// f32 values of the guide's stored output: one image in a guided build, none otherwise.
+const GUIDE_LEN: usize = if cfg!(guided) { IMAGE_LEN } else { 0 };
+
+/// The embedded guide file, or the error that the build has none.
+fn guide_file() -> Result<&'static [u8]> {
+    #[cfg(guided)]
+    return Ok(GUIDE);
+    #[cfg(not(guided))]
+    Err(Error::InvalidConfig(
+        "this build embeds no guide (build with DDPM_DEMO_GUIDANCE=W)",
+    ))
+}
+
 /// What the model is, for the printout.
 pub const DESCRIPTION: &str =
     "TinyUNet 1x28x28, widths 24/64/56, 4 mid blocks, int8, planned arena + row-streamed tail";
@@ -55,6 +75,8 @@ pub struct Buffers<const H: usize> {
     pub x: [f32; IMAGE_LEN],
     /// The multistep sampler's history.
     pub history: [f32; H],
+    /// The guide's output of the current step (guided builds).
+    pub guide_out: [f32; GUIDE_LEN],
 }
 
 impl<const H: usize> Buffers<H> {
@@ -63,6 +85,7 @@ impl<const H: usize> Buffers<H> {
         ws: TinyInt8Workspace::ZEROED,
         x: [0.0; IMAGE_LEN],
         history: [0.0; H],
+        guide_out: [0.0; GUIDE_LEN],
     };
 
     /// The finished image as u8 pixels: kept in the first bytes of the arena, which is free
@@ -75,13 +98,16 @@ impl<const H: usize> Buffers<H> {
     }
 }
 
-/// Samples one image with `sampler`, `seed` and `steps` steps (pixels: [`Buffers::image`]).
-/// `schedule` must hold exactly the tables of the embedded model's schedule (checked bit for
-/// bit: the firmware keeps them in flash, written at build time).
+/// Samples one image with `sampler`, `seed` and `steps` steps (pixels: [`Buffers::image`]),
+/// guided by the embedded guide with weight w when `guidance` is `Some(w)` (two passes a
+/// step; the guide's output kept in `bufs.guide_out`). `schedule` must hold exactly the tables
+/// of the embedded model's schedule (checked bit for bit: the firmware keeps them in flash,
+/// written at build time).
 pub fn generate<const H: usize>(
     bufs: &mut Buffers<H>,
     schedule: &Schedule<MAX_T>,
     sampler: DemoSampler,
+    guidance: Option<f32>,
     seed: u64,
     steps: u32,
 ) -> Result<()> {
@@ -93,15 +119,39 @@ pub fn generate<const H: usize>(
             "the embedded model's sizes are not tiny_model::CONFIG",
         ));
     }
-    sample_planned_with_history(
-        &net,
-        schedule,
-        &sampler.config(steps),
-        seed,
-        &mut bufs.x,
-        &mut bufs.ws,
-        history_for(sampler, &mut bufs.history)?,
-    )?;
+    let history = history_for(sampler, &mut bufs.history)?;
+    match guidance {
+        None => sample_planned_with_history(
+            &net,
+            schedule,
+            &sampler.config(steps),
+            seed,
+            &mut bufs.x,
+            &mut bufs.ws,
+            history,
+        )?,
+        Some(w) => {
+            let gfile = ModelFile::parse(guide_file()?)?;
+            if gfile.header().schedule != file.header().schedule {
+                return Err(Error::InvalidConfig(
+                    "the embedded guide was trained on another schedule than the model",
+                ));
+            }
+            let guide = Int8TinyUNet::from_file(&gfile)?;
+            sample_planned_guided(
+                &net,
+                &guide,
+                w,
+                schedule,
+                &sampler.config(steps),
+                seed,
+                &mut bufs.x,
+                &mut bufs.ws,
+                &mut bufs.guide_out,
+                history,
+            )?
+        }
+    }
     for (px, &v) in bufs.ws.arena.iter_mut().zip(bufs.x.iter()) {
         *px = pixel_to_u8(v) as i8;
     }
