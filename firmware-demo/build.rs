@@ -162,6 +162,25 @@ fn main() {
         }
         println!("cargo:rustc-cfg=guided");
     }
+    println!("cargo:rustc-check-cfg=cfg(profile)");
+    println!("cargo:rerun-if-env-changed=DDPM_DEMO_PROFILE");
+    match env::var("DDPM_DEMO_PROFILE").ok().as_deref().map(str::trim) {
+        None | Some("") | Some("0") => {}
+        Some("1") => {
+            if env::var_os("CARGO_FEATURE_TINY").is_none() {
+                eprintln!(
+                    "error: DDPM_DEMO_PROFILE needs the `tiny` feature: the layer profile \
+                     times the TinyUNet's planned executor"
+                );
+                exit(1);
+            }
+            println!("cargo:rustc-cfg=profile");
+        }
+        Some(other) => {
+            eprintln!("error: DDPM_DEMO_PROFILE must be 0 or 1, got {other:?}");
+            exit(1);
+        }
+    }
     // {:?} of an f32 parses back to the same bits.
     let guidance = match guidance {
         Some(w) => format!("Some({w:?}f32)"),

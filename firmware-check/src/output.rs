@@ -23,6 +23,53 @@ pub struct FirmwareReport {
     pub checksum: u32,
     /// Stack high-water mark, bytes.
     pub stack_high_water: usize,
+    /// What the board timer measured.
+    pub clock: ClockReport,
+}
+
+/// The board timer's figures (`clock calibration:`, `sample clock:` and, in profiling builds,
+/// `profile …` lines). Under QEMU with `-icount` the timer counts executed instructions, and
+/// the calibration says how many per tick.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClockReport {
+    /// Ticks of the short and the long calibration loop.
+    pub calibration_ticks: [u64; 2],
+    /// Iterations of the short and the long calibration loop.
+    pub calibration_iterations: [u64; 2],
+    /// Instructions of one calibration iteration.
+    pub instructions_per_iteration: u64,
+    /// Ticks of the whole sample (parsing the model files, every step).
+    pub sample_ticks: u64,
+    /// Network passes of the sample.
+    pub passes: u32,
+    /// The layer profile of one pass (profiling builds only).
+    pub profile: Option<Profile>,
+}
+
+/// Ticks of one profiled network pass.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    /// The time MLP and quantizing the input.
+    pub begin_ticks: u64,
+    /// Name, ticks and multiply-adds of each layer in forward order.
+    pub layers: Vec<(String, u64, u64)>,
+    /// The output sink's work.
+    pub sink_ticks: u64,
+}
+
+impl ClockReport {
+    /// Instructions per tick, from the difference of the two calibration loops (which
+    /// cancels the cost of reading the timer).
+    pub fn instructions_per_tick(&self) -> f64 {
+        let [n0, n1] = self.calibration_iterations;
+        let [t0, t1] = self.calibration_ticks;
+        ((n1 - n0) * self.instructions_per_iteration) as f64 / (t1 as f64 - t0 as f64)
+    }
+
+    /// Instructions of the whole sample.
+    pub fn sample_instructions(&self) -> f64 {
+        self.sample_ticks as f64 * self.instructions_per_tick()
+    }
 }
 
 /// A line the report needs is missing or does not parse.
@@ -95,6 +142,7 @@ impl FirmwareReport {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let clock = ClockReport::parse(text)?;
         let stack = value(text, "stack high-water")?;
         let stack_bytes = stack.split_whitespace().next().unwrap_or("");
         Ok(Self {
@@ -110,6 +158,70 @@ impl FirmwareReport {
             pixels,
             checksum: parse_hex_u32("checksum", value(text, "checksum")?)?,
             stack_high_water: parse_dec("stack high-water", stack_bytes)?,
+            clock,
+        })
+    }
+}
+
+/// The decimal numbers of `s`'s words, in order (words that are not numbers are skipped).
+fn numbers(s: &str) -> Vec<u64> {
+    s.split(|c: char| !c.is_ascii_digit())
+        .filter(|w| !w.is_empty())
+        .filter_map(|w| w.parse().ok())
+        .collect()
+}
+
+/// The numbers of line `key`, which must be `count` of them.
+fn numbers_of(text: &str, key: &'static str, count: usize) -> Result<Vec<u64>, ParseError> {
+    let n = numbers(value(text, key)?);
+    if n.len() != count {
+        return Err(ParseError {
+            key,
+            problem: format!("has {} numbers, not {count}", n.len()),
+        });
+    }
+    Ok(n)
+}
+
+impl ClockReport {
+    fn parse(text: &str) -> Result<Self, ParseError> {
+        // "5000 ticks for 100000 iterations, 55001 ticks for 1100000 (2 instructions each)"
+        let c = numbers_of(text, "clock calibration", 5)?;
+        let s = numbers_of(text, "sample clock", 2)?;
+        let profile = if text.lines().any(|l| l.starts_with("profile ")) {
+            let mut layers = Vec::new();
+            for l in text.lines() {
+                let Some(rest) = l.strip_prefix("profile layer ") else {
+                    continue;
+                };
+                let (name, figures) = rest.split_once(':').ok_or_else(|| ParseError {
+                    key: "profile layer",
+                    problem: format!("`{l}` has no colon"),
+                })?;
+                let n = numbers(figures);
+                if n.len() != 2 {
+                    return Err(ParseError {
+                        key: "profile layer",
+                        problem: format!("`{l}` does not give ticks and multiply-adds"),
+                    });
+                }
+                layers.push((name.to_owned(), n[0], n[1]));
+            }
+            Some(Profile {
+                begin_ticks: numbers_of(text, "profile begin", 1)?[0],
+                layers,
+                sink_ticks: numbers_of(text, "profile sink", 1)?[0],
+            })
+        } else {
+            None
+        };
+        Ok(Self {
+            calibration_ticks: [c[0], c[2]],
+            calibration_iterations: [c[1], c[3]],
+            instructions_per_iteration: c[4],
+            sample_ticks: s[0],
+            passes: s[1] as u32,
+            profile,
         })
     }
 }
@@ -128,6 +240,8 @@ mod tests {
         @@  \n\
         ..##\n\
         x bits: 0x3f800000 0xbf800000 0xbd800000 0x3f600000\n\
+        clock calibration: 5000 ticks for 100000 iterations, 55001 ticks for 1100000 (2 instructions each)\n\
+        sample clock: 454708938 ticks, 10 network passes\n\
         pixels: ff 00 10 ee\n\
         checksum: 0x0000abcd\n\
         stack high-water: 1024 bytes (stack region 4096 bytes, 4000 painted)\n";
@@ -147,8 +261,43 @@ mod tests {
                 pixels: vec![0xff, 0, 0x10, 0xee],
                 checksum: 0xabcd,
                 stack_high_water: 1024,
+                clock: ClockReport {
+                    calibration_ticks: [5000, 55001],
+                    calibration_iterations: [100_000, 1_100_000],
+                    instructions_per_iteration: 2,
+                    sample_ticks: 454_708_938,
+                    passes: 10,
+                    profile: None,
+                },
             }
         );
+        let per_tick = r.clock.instructions_per_tick();
+        assert!((per_tick - 2e6 / 50_001.0).abs() < 1e-12, "{per_tick}");
+    }
+
+    #[test]
+    fn parses_the_layer_profile() {
+        let text = format!(
+            "{SAMPLE}profile begin: 5063 ticks\n\
+             profile layer enc0: 67230 ticks, 169344 macs\n\
+             profile layer mid1: 430384 ticks, 1382976 macs\n\
+             profile sink: 7 ticks\n"
+        );
+        let p = FirmwareReport::parse(&text).unwrap().clock.profile.unwrap();
+        assert_eq!(
+            p,
+            Profile {
+                begin_ticks: 5063,
+                layers: vec![
+                    ("enc0".into(), 67_230, 169_344),
+                    ("mid1".into(), 430_384, 1_382_976)
+                ],
+                sink_ticks: 7,
+            }
+        );
+        let no_macs = text.replace(", 169344 macs", "");
+        let e = FirmwareReport::parse(&no_macs).unwrap_err();
+        assert_eq!(e.key, "profile layer");
     }
 
     #[test]

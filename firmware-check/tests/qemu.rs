@@ -22,7 +22,7 @@ use firmware_check::elf;
 use firmware_check::output::FirmwareReport;
 use firmware_check::RAM_BUDGET;
 
-/// QEMU is killed after this long (a 10-step DDIM sample of the 28×28 model takes about 30 s
+/// QEMU is killed after this long (a 10-step DDIM sample of the SimpleUNet takes about 30 s
 /// under QEMU on an idle 2-core machine).
 const QEMU_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -65,6 +65,7 @@ fn leaks_from_outer_cargo(name: &str) -> bool {
         "DDPM_DEMO_STEPS",
         "DDPM_DEMO_SAMPLER",
         "DDPM_DEMO_GUIDANCE",
+        "DDPM_DEMO_PROFILE",
     ];
     const PREFIXES: &[&str] = &[
         "CARGO_ENCODED_",
@@ -96,6 +97,17 @@ fn build_firmware_with(
     sampler: Option<DemoSampler>,
     guidance: Option<f32>,
 ) -> PathBuf {
+    build_firmware_profiled(seed, feature, sampler, guidance, false)
+}
+
+/// [`build_firmware_with`], with the layer profile (`DDPM_DEMO_PROFILE=1`) when `profile`.
+fn build_firmware_profiled(
+    seed: Option<u64>,
+    feature: Option<&str>,
+    sampler: Option<DemoSampler>,
+    guidance: Option<f32>,
+    profile: bool,
+) -> PathBuf {
     let dir = firmware_dir();
     let target_dir = dir.join("target");
     let cargo = env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
@@ -118,6 +130,9 @@ fn build_firmware_with(
     }
     if let Some(w) = guidance {
         cmd.env("DDPM_DEMO_GUIDANCE", w.to_string());
+    }
+    if profile {
+        cmd.env("DDPM_DEMO_PROFILE", "1");
     }
     let out = cmd
         .output()
@@ -582,40 +597,124 @@ fn solver_builds_match_the_host_bit_for_bit_and_fit_in_64k() {
     }
 }
 
-/// Guided sampling on the device: the `tiny` build with `DDPM_DEMO_GUIDANCE=2.5` and
-/// DPM-Solver++(2M) embeds the int8 guide beside the model (within the 1 MiB flash region) and
-/// computes, bit for bit, what `sample_planned_guided` computes on the host, within 64 KB of
-/// RAM (one more image of f32 for the guide's output). (With UniPC's two images of history the
-/// guided build needs about 1.3 KB more than 64 KB: docs/firmware.md.)
+/// Guided sampling on the device: the `tiny` build with `DDPM_DEMO_GUIDANCE=2.5` embeds the
+/// int8 guide beside the model (within the 1 MiB flash region) and computes, bit for bit, what
+/// `sample_planned_guided` computes on the host, within 64 KB of RAM (one more image of f32
+/// for the guide's output), with DPM-Solver++(2M) and with UniPC (two images of history).
 #[test]
 fn guided_tiny_build_matches_the_host_bit_for_bit_and_fits_in_64k() {
     const WEIGHT: f32 = 2.5;
     let _turn = firmware_lock();
-    let sampler = DemoSampler::DpmSolver2M;
-    let elf_path = build_firmware_with(None, Some("tiny"), Some(sampler), Some(WEIGHT));
+    for sampler in [DemoSampler::DpmSolver2M, DemoSampler::UniPc] {
+        let elf_path = build_firmware_with(None, Some("tiny"), Some(sampler), Some(WEIGHT));
+        let (status, out, err) = run_in_qemu(&elf_path);
+        println!("--- guided tiny firmware output ---\n{out}{err}---");
+        assert!(status.success(), "exited with {status}:\n{out}\n{err}");
+        let report = FirmwareReport::parse(&out).unwrap_or_else(|e| panic!("{e}\n{out}"));
+        assert_eq!(
+            report.guidance,
+            Some(WEIGHT),
+            "DDPM_DEMO_GUIDANCE did not reach the build"
+        );
+        assert_eq!(report.sampler, sampler.name());
+        let host = host_tiny_guided_sample(sampler, Some(WEIGHT), report.seed, report.steps);
+        assert!(
+            report.x_bits == host.x_bits,
+            "the guided {} firmware's f32 sample differs from the host's:\n{}",
+            sampler.name(),
+            mismatches("x", &report.x_bits, &host.x_bits)
+        );
+        assert_eq!(report.pixels, host.pixels, "image vs the host's");
+        let unguided = host_tiny_sample(sampler, report.seed, report.steps);
+        assert_ne!(report.pixels, unguided.pixels, "the guide changed nothing");
+        println!(
+            "guided tiny build, {}: checksum {:#010x}",
+            sampler.name(),
+            report.checksum
+        );
+        check_memory(&elf_path, report.stack_high_water, RAM_BUDGET);
+    }
+}
+
+/// Cortex-M4 clock of the time estimates (an STM32F407-class part at its top speed).
+const DEVICE_HZ: f64 = 168e6;
+/// The cycles-per-instruction range of the time estimates: 1 is the floor (data processing,
+/// MUL and MLA take one cycle on a Cortex-M4), 1.5 allows for the int8 loops' loads (two
+/// cycles unless pipelined with the next load or store) and taken branches (one to three
+/// more cycles to refill the pipeline), per the Cortex-M4 technical reference manual's
+/// instruction timings; flash wait states are assumed hidden by the part's prefetch/cache.
+const CPI_RANGE: [f64; 2] = [1.0, 1.5];
+
+/// The cost of the device's guided sample in instructions: the guided UniPC build of
+/// [`guided_tiny_build_matches_the_host_bit_for_bit_and_fits_in_64k`], with the layer
+/// profile, under QEMU's `-icount shift=0` (the runner's setting), where the board timer
+/// counts instructions. Checks that the timer does count instructions (both calibration
+/// loops give the same rate), that the profile accounts for a pass, and that profiling left
+/// the sample unchanged; prints instructions per sample, per pass and per multiply-add of
+/// each layer, and the time estimated at 168 MHz.
+#[test]
+fn guided_tiny_sample_cost_in_instructions() {
+    const WEIGHT: f32 = 2.5;
+    let _turn = firmware_lock();
+    let sampler = DemoSampler::UniPc;
+    let elf_path = build_firmware_profiled(None, Some("tiny"), Some(sampler), Some(WEIGHT), true);
     let (status, out, err) = run_in_qemu(&elf_path);
-    println!("--- guided tiny firmware output ---\n{out}{err}---");
     assert!(status.success(), "exited with {status}:\n{out}\n{err}");
     let report = FirmwareReport::parse(&out).unwrap_or_else(|e| panic!("{e}\n{out}"));
-    assert_eq!(
-        report.guidance,
-        Some(WEIGHT),
-        "DDPM_DEMO_GUIDANCE did not reach the build"
-    );
-    assert_eq!(report.sampler, sampler.name());
     let host = host_tiny_guided_sample(sampler, Some(WEIGHT), report.seed, report.steps);
     assert!(
         report.x_bits == host.x_bits,
-        "the guided firmware's f32 sample differs from the host's:\n{}",
+        "profiling changed the sample:\n{}",
         mismatches("x", &report.x_bits, &host.x_bits)
     );
-    assert_eq!(report.pixels, host.pixels, "image vs the host's");
-    let unguided = host_tiny_sample(sampler, report.seed, report.steps);
-    assert_ne!(report.pixels, unguided.pixels, "the guide changed nothing");
-    println!(
-        "guided tiny build, {}: checksum {:#010x}",
-        sampler.name(),
-        report.checksum
+    let clock = &report.clock;
+    let rate = clock.instructions_per_tick();
+    // Under -icount the short loop alone gives the same rate, up to the timer's resolution
+    // (one tick at each read) and the few instructions that read it.
+    let short = clock.calibration_ticks[0] as f64 * rate;
+    let expected = (clock.calibration_iterations[0] * clock.instructions_per_iteration) as f64;
+    assert!(
+        (short - expected).abs() <= 2.0 * rate,
+        "the timer does not count instructions (is QEMU run with -icount?): the short loop's \
+         {expected} instructions read as {short:.0}"
     );
-    check_memory(&elf_path, report.stack_high_water, RAM_BUDGET);
+    let profile = clock
+        .profile
+        .as_ref()
+        .expect("the profiling build prints a profile");
+    let layer_ticks: u64 = profile.layers.iter().map(|l| l.1).sum();
+    let pass_ticks = clock.sample_ticks as f64 / clock.passes as f64;
+    let covered = (profile.begin_ticks + layer_ticks + profile.sink_ticks) as f64 / pass_ticks;
+    assert!(
+        (0.9..=1.0).contains(&covered),
+        "the profiled pass is {covered:.3} of an average pass of the sample"
+    );
+    println!("instructions per tick: {rate}");
+    println!("| layer | multiply-adds | instructions | per multiply-add |");
+    println!("| --- | ---: | ---: | ---: |");
+    for (name, ticks, macs) in &profile.layers {
+        let instr = *ticks as f64 * rate;
+        println!(
+            "| {name} | {macs} | {instr:.0} | {:.2} |",
+            instr / *macs as f64
+        );
+    }
+    let macs: u64 = profile.layers.iter().map(|l| l.2).sum();
+    let pass = pass_ticks * rate;
+    println!(
+        "| one pass (with time MLP and sampler) | {macs} | {pass:.0} | {:.2} |",
+        pass / macs as f64
+    );
+    let total = clock.sample_instructions();
+    let [lo, hi] = CPI_RANGE.map(|cpi| total * cpi / DEVICE_HZ);
+    println!(
+        "guided {} {} steps ({} passes): {total:.0} instructions, {:.3e} per pass; at 168 MHz \
+         and {}–{} cycles per instruction: {lo:.1}–{hi:.1} s per sample",
+        sampler.name(),
+        report.steps,
+        clock.passes,
+        total / clock.passes as f64,
+        CPI_RANGE[0],
+        CPI_RANGE[1]
+    );
 }

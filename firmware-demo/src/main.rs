@@ -28,6 +28,7 @@ compile_error!("the `tiny` and `f32` features are exclusive");
 
 // Both model modules serve the host-side check too, and name every sampler a build setting can
 // pick: what one build does not use is not dead.
+mod clock;
 #[cfg(not(feature = "tiny"))]
 #[allow(dead_code)]
 mod demo_model;
@@ -125,7 +126,35 @@ fn run(bufs: &mut demo_model::Buffers<HISTORY_LEN>) -> ddpm_core::Result<()> {
     }
     hprintln!("model: {}", demo_model::DESCRIPTION);
 
+    clock::start();
+    let [short, long] = clock::calibrate();
+    let [n_short, n_long] = clock::CALIBRATION_ITERATIONS;
+    hprintln!(
+        "clock calibration: {} ticks for {} iterations, {} ticks for {} ({} instructions each)",
+        short,
+        n_short,
+        long,
+        n_long,
+        clock::INSTRUCTIONS_PER_ITERATION
+    );
+    #[cfg(profile)]
+    {
+        let mut noise = GaussianNoise::new(SEED);
+        for v in bufs.x.iter_mut() {
+            *v = noise.next_gaussian();
+        }
+        let p = demo_model::profile(bufs, (SCHEDULE.len() - 1) as f32, clock::now)?;
+        hprintln!("profile begin: {} ticks", p.begin);
+        for (name, ticks, macs) in p.layers() {
+            hprintln!("profile layer {}: {} ticks, {} macs", name, ticks, macs);
+        }
+        hprintln!("profile sink: {} ticks", p.sink);
+    }
+    let t0 = clock::now();
     demo_model::generate(bufs, &SCHEDULE, SAMPLER, GUIDANCE, SEED, STEPS)?;
+    let ticks = clock::now().wrapping_sub(t0);
+    let passes = STEPS * if GUIDANCE.is_some() { 2 } else { 1 };
+    hprintln!("sample clock: {} ticks, {} network passes", ticks, passes);
 
     let image = bufs.image();
     let width = cfg.width as usize;

@@ -1,10 +1,10 @@
 //! What the `tiny` build samples: the int8 TinyUNet (1×28×28, widths 24/64/56, four
 //! quarter-resolution mid blocks) of `models/tiny_unet_mnist_int8.ddpm`, embedded in flash with
-//! `include_bytes!` and run by ddpm-core's planned int8 executor (`ddpm_core::tiny_unet::planned`): one
-//! arena (46,648 bytes, sized for this network at compile time) in which every activation lives
-//! only while it is needed, the full-resolution tail streamed row by
-//! row, and no ε buffer (each row of ε updates the image as it appears). Same samplers as the
-//! default build (DDIM, x0 clipped, ε recomputed, unless `DDPM_DEMO_SAMPLER` says otherwise).
+//! `include_bytes!` and run by ddpm-core's planned int8 executor
+//! (`ddpm_core::tiny_unet::planned`): one arena (38,864 bytes, sized for this network at compile
+//! time) in which every activation lives only while it is needed, the tail from up2 on streamed
+//! row by row, and no ε buffer (each row of ε updates the image as it appears). Same samplers as
+//! the default build (DDIM, x0 clipped, ε recomputed, unless `DDPM_DEMO_SAMPLER` says otherwise).
 //!
 //! This module uses nothing but `core` and `ddpm_core`; the host-side check computes the same
 //! sample with `ddpm_core::tiny_unet::planned::sample_planned_with_history` and compares it bit
@@ -13,8 +13,10 @@
 use ddpm_core::diffusion::SamplerConfig;
 use ddpm_core::file::ModelFile;
 use ddpm_core::tiny_unet::int8::Int8TinyUNet;
+use ddpm_core::tiny_unet::int8::{layer_count, LAYERS, MAX_LAYERS};
 use ddpm_core::tiny_unet::planned::{
-    arena_len, sample_planned_guided, sample_planned_with_history, TinyInt8Workspace,
+    arena_len, sample_planned_guided, sample_planned_with_history, LayerLaps, TinyInt8Workspace,
+    SINK_LAP,
 };
 use ddpm_core::{pixel_to_u8, Error, Result, Schedule, TinyUNetConfig};
 
@@ -156,4 +158,86 @@ pub fn generate<const H: usize>(
         *px = pixel_to_u8(v) as i8;
     }
     Ok(())
+}
+
+/// Ticks of one profiled pass of the embedded model ([`profile`]): `begin` is the time MLP and
+/// the input's quantization, `layers[k]` layer `k` of [`LAYERS`], `sink` the sampler's row
+/// updates, each with the layer's multiply-adds in `macs`.
+pub struct Profile {
+    /// Time MLP and quantizing the input.
+    pub begin: u32,
+    /// Each layer of [`LAYERS`] (0 for the layers the network lacks).
+    pub layers: [u32; MAX_LAYERS],
+    /// Multiply-adds of each layer in one pass.
+    pub macs: [u64; MAX_LAYERS],
+    /// The sampler's work on the rows of ε (here: none, a sink that only reads them).
+    pub sink: u32,
+}
+
+impl Profile {
+    /// Name, ticks and multiply-adds of every layer of [`CONFIG`]'s network, in forward order
+    /// of [`LAYERS`].
+    pub fn layers(&self) -> impl Iterator<Item = (&'static str, u32, u64)> + '_ {
+        (0..layer_count(&CONFIG)).map(|k| (LAYERS[k], self.layers[k], self.macs[k]))
+    }
+}
+
+/// Adds the ticks since the last lap to the lap's layer.
+struct Laps {
+    now: fn() -> u32,
+    last: u32,
+    ticks: [u32; MAX_LAYERS + 1],
+}
+
+impl LayerLaps for Laps {
+    fn lap(&mut self, k: usize) {
+        let t = (self.now)();
+        self.ticks[k] = self.ticks[k].wrapping_add(t.wrapping_sub(self.last));
+        self.last = (self.now)();
+    }
+}
+
+/// Discards the rows of ε.
+struct Discard;
+
+impl ddpm_core::diffusion::driver::OutputSink for Discard {
+    fn image(&mut self, _: &mut [f32], _: usize, _: &[f32]) -> Result<()> {
+        Ok(())
+    }
+    fn row(&mut self, _: &mut [f32], _: usize, _: usize, _: &[f32]) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Times one pass of the embedded model on `bufs.x` (as it stands) at time input `t_in`, in the
+/// executor sampling uses, layer by layer with the clock `now` (ticks). The time spent reading
+/// the clock itself at each lap is left out of every figure.
+pub fn profile<const H: usize>(
+    bufs: &mut Buffers<H>,
+    t_in: f32,
+    now: fn() -> u32,
+) -> Result<Profile> {
+    let file = ModelFile::parse(MODEL)?;
+    let net = Int8TinyUNet::from_file(&file)?;
+    let t0 = now();
+    net.begin_planned(&bufs.x, t_in, &mut bufs.ws)?;
+    let begin = now().wrapping_sub(t0);
+    let mut laps = Laps {
+        now,
+        last: now(),
+        ticks: [0; MAX_LAYERS + 1],
+    };
+    net.rows_planned_laps(&mut bufs.ws, &mut [], &mut Discard, &mut laps)?;
+    let mut layers = [0; MAX_LAYERS];
+    layers.copy_from_slice(&laps.ticks[..MAX_LAYERS]);
+    let mut macs = [0; MAX_LAYERS];
+    for (k, m) in macs.iter_mut().enumerate() {
+        *m = net.layer_macs(k).unwrap_or(0);
+    }
+    Ok(Profile {
+        begin,
+        layers,
+        macs,
+        sink: laps.ticks[SINK_LAP],
+    })
 }

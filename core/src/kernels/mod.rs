@@ -1,11 +1,14 @@
 //! Layer kernels: the plain-loop [`reference`] layers (the oracle), the integer arithmetic of
-//! the int8 executors ([`quant`]), calibration statistics ([`calibrate`]), and the host's fast
-//! kernels (feature `fast`): [`gemm`], [`winograd`], [`shifted`], [`rows`] and [`simd`].
+//! the int8 executors ([`quant`]) and their row kernels (`int8_rows`), calibration statistics
+//! ([`calibrate`]), and the host's fast kernels (feature `fast`): [`gemm`], [`winograd`],
+//! [`shifted`], [`rows`] and [`simd`].
 
 #[cfg(feature = "alloc")]
 pub mod calibrate;
+pub(crate) mod dsp;
 #[cfg(feature = "fast")]
 pub mod gemm;
+pub(crate) mod int8_rows;
 pub mod quant;
 pub mod reference;
 #[cfg(feature = "fast")]

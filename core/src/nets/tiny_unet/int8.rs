@@ -27,9 +27,11 @@
 use crate::error::{check_len, check_min_len, Error, Result};
 use crate::file::tensor::{act_quant, tensor, F32Le, I32Le, TimeMlp};
 use crate::file::{DType, ModelFile, Precision};
+use crate::kernels::int8_rows::{taps_row, taps_up_row, TapSums, ROW_CHUNK};
 use crate::kernels::quant::{ActQuant, QuantizedMultiplier};
 use crate::kernels::reference::{self as layers, for_each_tap};
 use crate::nets::spec::TINY_MAX_MID_BLOCKS;
+pub(crate) use crate::nets::tiny_unet::sources::{Kernel, Plain, Ring, Source, UpCat, UpRingCat};
 use crate::nets::tiny_unet::{TinyUNetConfig, TINY_MAX_PERIOD, TINY_TIME_SCALE};
 
 /// The conv layers: the six main blocks and `out` in forward order, then the further mid blocks
@@ -152,62 +154,6 @@ pub struct TinyQConv<'a> {
     pub(crate) temb_b: F32Le<'a>,
 }
 
-/// Where a conv reads its int8 input.
-pub(crate) trait Source {
-    /// The int8 value at channel `i`, row `y`, column `x` (in bounds).
-    fn at(&self, i: usize, y: usize, x: usize) -> i32;
-}
-
-/// A whole `[C, H, W]` map.
-pub(crate) struct Plain<'s> {
-    pub(crate) data: &'s [i8],
-    pub(crate) h: usize,
-    pub(crate) w: usize,
-}
-
-impl Source for Plain<'_> {
-    #[inline(always)]
-    fn at(&self, i: usize, y: usize, x: usize) -> i32 {
-        self.data[(i * self.h + y) * self.w + x] as i32
-    }
-}
-
-/// `cat([upsample_nearest2x(up), skip], dim=0)` without storing either: channel `i < up_c`
-/// reads `up` at `(y/2, x/2)`, the rest read `skip` at `(y, x)`.
-pub(crate) struct UpCat<'s> {
-    pub(crate) up: &'s [i8],
-    pub(crate) up_c: usize,
-    pub(crate) skip: &'s [i8],
-    pub(crate) h: usize,
-    pub(crate) w: usize,
-}
-
-impl Source for UpCat<'_> {
-    #[inline(always)]
-    fn at(&self, i: usize, y: usize, x: usize) -> i32 {
-        if i < self.up_c {
-            let (hh, hw) = (self.h / 2, self.w / 2);
-            self.up[(i * hh + y / 2) * hw + x / 2] as i32
-        } else {
-            self.skip[((i - self.up_c) * self.h + y) * self.w + x] as i32
-        }
-    }
-}
-
-/// A ring of 3 rows of a `[C, H, W]` map: row `y` lives in slot `y % 3` (`[3, C, W]`).
-pub(crate) struct Ring<'s> {
-    pub(crate) rows: &'s [i8],
-    pub(crate) c: usize,
-    pub(crate) w: usize,
-}
-
-impl Source for Ring<'_> {
-    #[inline(always)]
-    fn at(&self, i: usize, y: usize, x: usize) -> i32 {
-        self.rows[((y % 3) * self.c + i) * self.w + x] as i32
-    }
-}
-
 impl<'a> TinyQConv<'a> {
     /// Tap `k` (= ky·3 + kx) from input channel `i` to output channel `o`.
     #[inline(always)]
@@ -241,6 +187,70 @@ impl<'a> TinyQConv<'a> {
         acc
     }
 
+    /// [`TinyQConv::accumulate`] of output columns `x0..x0 + acc.len()` of row `y` of channel
+    /// `o` into `acc`, one input row and kernel row at a time through the row kernels (up-sampled
+    /// channels at half resolution, their kernel rows summed per vertical phase), the zero
+    /// point subtracted once per column.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn accumulate_row<S: Source>(
+        &self,
+        src: &S,
+        in_h: usize,
+        in_w: usize,
+        o: usize,
+        y: usize,
+        x0: usize,
+        offset: i32,
+        acc: &mut [i32],
+    ) {
+        acc.fill(self.bias.get(o).saturating_add(offset));
+        let mut sums = TapSums::default();
+        let up_c = src.up_channels();
+        let cy = y * self.stride;
+        let kernel_rows = |i: usize| {
+            let base = (o * self.in_c + i) * 9;
+            (0..3usize).filter_map(move |ky| {
+                let iy = (cy + ky).checked_sub(1).filter(|&iy| iy < in_h)?;
+                let w = &self.weight[base + 3 * ky..base + 3 * ky + 3];
+                Some((
+                    iy,
+                    [w[0] as i8 as i32, w[1] as i8 as i32, w[2] as i8 as i32],
+                ))
+            })
+        };
+        for i in 0..self.in_c {
+            if i < up_c {
+                // Input rows iy map to half-resolution rows iy / 2: at most two distinct ones,
+                // each read once with the summed weights of its kernel rows.
+                let mut phases = [(usize::MAX, [0i32; 3]); 2];
+                let mut count = 0;
+                for (iy, w) in kernel_rows(i) {
+                    sums.add(w);
+                    if count > 0 && phases[count - 1].0 == iy / 2 {
+                        let p = &mut phases[count - 1].1;
+                        *p = [p[0] + w[0], p[1] + w[1], p[2] + w[2]];
+                    } else {
+                        phases[count] = (iy / 2, w);
+                        count += 1;
+                    }
+                }
+                for &(n, w) in &phases[..count] {
+                    taps_up_row(acc, src.row(i, n), x0, w);
+                }
+            } else {
+                for (iy, w) in kernel_rows(i) {
+                    sums.add(w);
+                    taps_row(acc, src.row(i, iy), x0, self.stride, w);
+                }
+            }
+        }
+        let zp = self.input.zero_point;
+        for (j, a) in acc.iter_mut().enumerate() {
+            let c = (x0 + j) * self.stride;
+            *a = a.wrapping_sub(zp.wrapping_mul(sums.valid(c >= 1, c + 1 < in_w)));
+        }
+    }
+
     /// Requantizes accumulator `acc` of channel `o` to int8 with ReLU (clamp at the output
     /// zero point) and saturation.
     #[inline(always)]
@@ -253,10 +263,46 @@ impl<'a> TinyQConv<'a> {
         v.saturating_add(out.zero_point).clamp(-128, 127) as i8
     }
 
+    /// The accumulators of output row `y` of channel `o` with `kernel`, in runs of at most
+    /// [`ROW_CHUNK`] columns: `f(x, acc)` for each column `x` of the row.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn for_each_acc<S: Source>(
+        &self,
+        kernel: Kernel,
+        src: &S,
+        in_h: usize,
+        in_w: usize,
+        o: usize,
+        y: usize,
+        offset: i32,
+        mut f: impl FnMut(usize, i32),
+    ) {
+        let out_w = in_w / self.stride;
+        match kernel {
+            Kernel::Oracle => {
+                for x in 0..out_w {
+                    f(x, self.accumulate(src, in_h, in_w, o, y, x, offset));
+                }
+            }
+            Kernel::Rows => {
+                let mut run = [0i32; ROW_CHUNK];
+                for x0 in (0..out_w).step_by(ROW_CHUNK) {
+                    let acc = &mut run[..ROW_CHUNK.min(out_w - x0)];
+                    self.accumulate_row(src, in_h, in_w, o, y, x0, offset, acc);
+                    for (j, &a) in acc.iter().enumerate() {
+                        f(x0 + j, a);
+                    }
+                }
+            }
+        }
+    }
+
     /// Output row `y` (all channels, `[out_c, out_w]`) of a ReLU block into `dst`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn block_row<S: Source>(
         &self,
+        kernel: Kernel,
         src: &S,
         in_h: usize,
         in_w: usize,
@@ -266,18 +312,19 @@ impl<'a> TinyQConv<'a> {
         dst_stride: usize,
     ) {
         let out = self.out.unwrap_or(self.input);
-        let out_w = in_w / self.stride;
         for o in 0..self.out_c {
-            for x in 0..out_w {
-                let acc = self.accumulate(src, in_h, in_w, o, y, x, offsets[o]);
-                dst[o * dst_stride + x] = self.requantize(o, acc, out);
-            }
+            let dst = &mut dst[o * dst_stride..];
+            self.for_each_acc(kernel, src, in_h, in_w, o, y, offsets[o], |x, acc| {
+                dst[x] = self.requantize(o, acc, out);
+            });
         }
     }
 
     /// A whole ReLU block: `dst` is `[out_c, in_h/stride, in_w/stride]`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn block_map<S: Source>(
         &self,
+        kernel: Kernel,
         src: &S,
         in_h: usize,
         in_w: usize,
@@ -286,7 +333,16 @@ impl<'a> TinyQConv<'a> {
     ) {
         let (oh, ow) = (in_h / self.stride, in_w / self.stride);
         for y in 0..oh {
-            self.block_row(src, in_h, in_w, y, offsets, &mut dst[y * ow..], oh * ow);
+            self.block_row(
+                kernel,
+                src,
+                in_h,
+                in_w,
+                y,
+                offsets,
+                &mut dst[y * ow..],
+                oh * ow,
+            );
         }
     }
 
@@ -294,6 +350,7 @@ impl<'a> TinyQConv<'a> {
     /// offsets from `temb` into `offsets`, then [`TinyQConv::block_map`].
     pub(crate) fn plain_block(
         &self,
+        kernel: Kernel,
         temb: &[f32],
         offsets: &mut [i32],
         data: &[i8],
@@ -301,7 +358,7 @@ impl<'a> TinyQConv<'a> {
         dst: &mut [i8],
     ) {
         self.time_offsets(temb, offsets);
-        self.block_map(&Plain { data, h, w }, h, w, offsets, dst);
+        self.block_map(kernel, &Plain { data, h, w }, h, w, offsets, dst);
     }
 
     /// [`TinyQConv::plain_block`] over `cat([upsample_nearest2x(up), skip])` at `h × w`
@@ -309,6 +366,7 @@ impl<'a> TinyQConv<'a> {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn up_block(
         &self,
+        kernel: Kernel,
         temb: &[f32],
         offsets: &mut [i32],
         (up, up_c): (&[i8], usize),
@@ -324,7 +382,7 @@ impl<'a> TinyQConv<'a> {
             h,
             w,
         };
-        self.block_map(&src, h, w, offsets, dst);
+        self.block_map(kernel, &src, h, w, offsets, dst);
     }
 
     /// Output row `y` of the dequantized last layer: channel `o`, column `x` into
@@ -332,6 +390,7 @@ impl<'a> TinyQConv<'a> {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn dequant_row<S: Source>(
         &self,
+        kernel: Kernel,
         src: &S,
         h: usize,
         w: usize,
@@ -341,10 +400,10 @@ impl<'a> TinyQConv<'a> {
     ) {
         for o in 0..self.out_c {
             let unit = self.bias_scale.get(o);
-            for x in 0..w {
-                let acc = self.accumulate(src, h, w, o, y, x, 0);
-                dst[o * dst_stride + x] = acc as f32 * unit;
-            }
+            let dst = &mut dst[o * dst_stride..];
+            self.for_each_acc(kernel, src, h, w, o, y, 0, |x, acc| {
+                dst[x] = acc as f32 * unit;
+            });
         }
     }
 
@@ -569,6 +628,27 @@ impl<'a> Int8TinyUNet<'a> {
         &self.layers
     }
 
+    /// Multiply-adds of layer `k` of [`LAYERS`] in one pass, as the layer's nominal size
+    /// counts them (9 per input channel, output channel and output pixel, the zero padding
+    /// included), or `None` for a layer this network lacks.
+    pub fn layer_macs(&self, k: usize) -> Option<u64> {
+        let l = match k {
+            0..=6 => &self.layers[k],
+            _ => self
+                .extra_mid
+                .get(k.checked_sub(EXTRA_MID_LAYER)?)?
+                .as_ref()?,
+        };
+        // Output resolution: full for enc0, up1 and out, half for down1 and up2, a quarter
+        // for down2 and the mid blocks.
+        let plane = self.cfg.planes()[match k {
+            0 | 5 | OUT => 0,
+            1 | 4 => 1,
+            _ => 2,
+        }];
+        Some(9 * (l.in_c * l.out_c * plane) as u64)
+    }
+
     /// The further mid blocks mid1, mid2, … (`mid_blocks − 1` of them).
     pub fn extra_mid(&self) -> impl Iterator<Item = &TinyQConv<'a>> {
         self.extra_mid.iter().flatten()
@@ -648,22 +728,22 @@ impl<'a> Int8TinyUNet<'a> {
 
         let (h2, wd2) = (h / 2, w / 2);
         let (h4, w4) = (h / 4, w / 4);
-        enc0.plain_block(temb, offs, xq, (h, w), s1);
-        down1.plain_block(temb, offs, s1, (h, w), s2);
-        down2.plain_block(temb, offs, s2, (h2, wd2), d2);
-        mid.plain_block(temb, offs, d2, (h4, w4), m);
+        enc0.plain_block(Kernel::Oracle, temb, offs, xq, (h, w), s1);
+        down1.plain_block(Kernel::Oracle, temb, offs, s1, (h, w), s2);
+        down2.plain_block(Kernel::Oracle, temb, offs, s2, (h2, wd2), d2);
+        mid.plain_block(Kernel::Oracle, temb, offs, d2, (h4, w4), m);
         // m1, m2, … follow u1, each read by the next mid block; `m` names the latest.
         let mut m: &[i8] = m;
         for l in self.extra_mid() {
             let (next, tail) = core::mem::take(&mut extra).split_at_mut(w3 * h4 * w4);
-            l.plain_block(temb, offs, m, (h4, w4), next);
+            l.plain_block(Kernel::Oracle, temb, offs, m, (h4, w4), next);
             (m, extra) = (next, tail);
         }
-        up2.up_block(temb, offs, (m, w3), s2, (h2, wd2), u2);
-        up1.up_block(temb, offs, (u2, w2), s1, (h, w), u1);
+        up2.up_block(Kernel::Oracle, temb, offs, (m, w3), s2, (h2, wd2), u2);
+        up1.up_block(Kernel::Oracle, temb, offs, (u2, w2), s1, (h, w), u1);
         let src = Plain { data: u1, h, w };
         for y in 0..h {
-            out.dequant_row(&src, h, w, y, &mut eps[y * w..], h * w);
+            out.dequant_row(Kernel::Oracle, &src, h, w, y, &mut eps[y * w..], h * w);
         }
         Ok(())
     }

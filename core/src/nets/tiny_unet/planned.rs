@@ -7,7 +7,10 @@ use crate::diffusion::noise::GaussianNoise;
 use crate::diffusion::schedule::Schedule;
 use crate::diffusion::SamplerConfig;
 use crate::error::{check_len, check_min_len, Error, Result};
-use crate::nets::tiny_unet::int8::{max, widest, Int8TinyUNet, Ring, TimeScratch, UpCat};
+use crate::nets::tiny_unet::int8::{
+    max, widest, Int8TinyUNet, Kernel, Ring, TimeScratch, UpCat, UpRingCat, EXTRA_MID_LAYER,
+    MAX_LAYERS, OUT,
+};
 use crate::nets::tiny_unet::TinyUNetConfig;
 
 /// Bytes of the planned executor's int8 arena for `cfg`:
@@ -15,29 +18,36 @@ use crate::nets::tiny_unet::TinyUNetConfig;
 /// | region | size | holds |
 /// | --- | --- | --- |
 /// | A | w1·H·W | s1 (enc0 → up1) |
-/// | B | max(w2·H/2·W/2, c·H·W, 3·w1·W) | the quantized image x (enc0), then s2 (down1 → up2), then the 3-row ring of up1's output (streamed tail) |
+/// | B | max(w2·H/2·W/2, c·H·W) | the quantized image x (enc0), then s2 (down1 → up2) |
 /// | C | w3·H/4·W/4 | m, the last mid block's output (→ up2) |
-/// | D | max(w2·H/2·W/2, w3·H/4·W/4) | d2 (down2 → mid), then u2 (up2 → up1) |
+/// | D | max(w3·H/4·W/4, 2·w2·W/2) | d2 (down2 → mid), then the 2-row ring of up2's output |
+/// | E | 3·w1·W | the 3-row ring of up1's output |
 ///
 /// With further mid blocks, down2 and the mid blocks pass the quarter-resolution map back and
 /// forth between C and D, starting in whichever makes the last one write C; the arena does not
-/// grow.
+/// grow. The tail is streamed by rows from up2 on: up2's rows are computed as up1 needs them
+/// (up1's row r reads up2's rows (r − 1)/2 to (r + 1)/2, so two are enough), up1's rows as
+/// out needs them, so neither up2's nor up1's whole output is ever stored.
 ///
-/// 53,312 bytes for [`TinyUNetConfig::DEFAULT`] (25,088 + 12,544 + 3,136 + 12,544).
+/// 46,592 bytes for [`TinyUNetConfig::DEFAULT`] (25,088 + 12,544 + 3,136 + 3,136 + 2,688).
 pub const fn arena_len(cfg: &TinyUNetConfig) -> usize {
-    let [p1, p2, p3] = cfg.planes();
-    let [w1, w2, w3] = cfg.widths_usize();
-    region_b(cfg) + w1 * p1 + w3 * p3 + max(w2 * p2, w3 * p3)
+    let [p1, _, p3] = cfg.planes();
+    let [w1, _, w3] = cfg.widths_usize();
+    w1 * p1 + region_b(cfg) + w3 * p3 + region_d(cfg) + region_e(cfg)
 }
 
 const fn region_b(cfg: &TinyUNetConfig) -> usize {
     let [p1, p2, _] = cfg.planes();
-    let (c, w1, w2) = (
-        cfg.channels as usize,
-        cfg.widths[0] as usize,
-        cfg.widths[1] as usize,
-    );
-    max(max(w2 * p2, c * p1), 3 * w1 * cfg.width as usize)
+    max(cfg.widths[1] as usize * p2, cfg.channels as usize * p1)
+}
+
+const fn region_d(cfg: &TinyUNetConfig) -> usize {
+    let [_, w2, w3] = cfg.widths_usize();
+    max(w3 * cfg.planes()[2], 2 * w2 * (cfg.width as usize / 2))
+}
+
+const fn region_e(cfg: &TinyUNetConfig) -> usize {
+    3 * cfg.widths[0] as usize * cfg.width as usize
 }
 
 /// Bytes of [`TinyInt8Workspace`]'s arena unless told otherwise: [`arena_len`] of
@@ -61,6 +71,8 @@ pub struct TinyInt8Workspace<const A: usize = DEFAULT_ARENA_LEN> {
     pub temb: [f32; TinyUNetConfig::DEFAULT.temb_dim as usize],
     /// One block's integer time offsets.
     pub offsets: [i32; widest(&TinyUNetConfig::DEFAULT)],
+    /// up2's integer time offsets (up2 and up1 stream their rows together).
+    pub up_offsets: [i32; widest(&TinyUNetConfig::DEFAULT)],
     /// One row of ε.
     pub row: [f32; (TinyUNetConfig::DEFAULT.channels * TinyUNetConfig::DEFAULT.width) as usize],
 }
@@ -73,6 +85,7 @@ impl<const A: usize> TinyInt8Workspace<A> {
         hidden: [0.0; TinyUNetConfig::DEFAULT.temb_dim as usize],
         temb: [0.0; TinyUNetConfig::DEFAULT.temb_dim as usize],
         offsets: [0; widest(&TinyUNetConfig::DEFAULT)],
+        up_offsets: [0; widest(&TinyUNetConfig::DEFAULT)],
         row: [0.0; (TinyUNetConfig::DEFAULT.channels * TinyUNetConfig::DEFAULT.width) as usize],
     };
 
@@ -89,8 +102,8 @@ impl<const A: usize> TinyInt8Workspace<A> {
             && cfg.channels * cfg.width <= d.channels * d.width
     }
 
-    /// The arena and the time scratch.
-    pub fn split(&mut self) -> (&mut [i8], TimeScratch<'_>) {
+    /// The arena, the time scratch and up2's time offsets.
+    pub fn split(&mut self) -> (&mut [i8], TimeScratch<'_>, &mut [i32]) {
         (
             &mut self.arena,
             TimeScratch {
@@ -100,6 +113,7 @@ impl<const A: usize> TinyInt8Workspace<A> {
                 offsets: &mut self.offsets,
                 row: &mut self.row,
             },
+            &mut self.up_offsets,
         )
     }
 }
@@ -148,7 +162,7 @@ impl<'a> Int8TinyUNet<'a> {
         ws: &mut TinyInt8Workspace<A>,
     ) -> Result<()> {
         let cfg = self.cfg;
-        let (arena, mut time) = ws.split();
+        let (arena, mut time, _) = ws.split();
         check_len("input image", cfg.image_len(), x.len())?;
         check_min_len("int8 arena", arena_len(&cfg), arena.len())?;
         self.time_embedding(t_in, &mut time)?;
@@ -160,16 +174,29 @@ impl<'a> Int8TinyUNet<'a> {
     /// Second part of the planned pass: every layer from the quantized input left in the arena
     /// by [`Int8TinyUNet::begin_planned`]; each row `y` of ε (`[c, W]`) is handed to `sink`
     /// (with the image `x`, which the pass no longer reads) as soon as it is computed, in
-    /// increasing `y`. After up2, region B holds the ring of up1's
-    /// rows: after up1's row r, out's row r − 1 is computed from up1 rows r − 2, r − 1, r.
+    /// increasing `y`. From up2 on the pass goes by rows ([`arena_len`]): up2's rows into the
+    /// 2-row ring of region D as up1 needs them, up1's into the 3-row ring of region E, and
+    /// after up1's row r, out's row r − 1 from up1 rows r − 2, r − 1, r.
     pub fn rows_planned<const A: usize>(
         &self,
         ws: &mut TinyInt8Workspace<A>,
         x: &mut [f32],
         sink: &mut dyn OutputSink,
     ) -> Result<()> {
+        self.rows_planned_laps(ws, x, sink, &mut NoLaps)
+    }
+
+    /// [`Int8TinyUNet::rows_planned`] telling `laps` when each layer (and each row of up1,
+    /// out and the sink) is done, for profiling; the integers are the same.
+    pub fn rows_planned_laps<const A: usize>(
+        &self,
+        ws: &mut TinyInt8Workspace<A>,
+        x: &mut [f32],
+        sink: &mut dyn OutputSink,
+        laps: &mut dyn LayerLaps,
+    ) -> Result<()> {
         let cfg = self.cfg;
-        let (arena, time) = ws.split();
+        let (arena, time, up_offs) = ws.split();
         check_min_len("int8 arena", arena_len(&cfg), arena.len())?;
         self.check_time(&time)?;
         let (h, w) = (cfg.height as usize, cfg.width as usize);
@@ -177,7 +204,8 @@ impl<'a> Int8TinyUNet<'a> {
         let [p1, p2, p3] = cfg.planes();
         let (ra, rest) = arena.split_at_mut(w1 * p1);
         let (rb, rest) = rest.split_at_mut(region_b(&cfg));
-        let (rc, rd) = rest.split_at_mut(w3 * p3);
+        let (rc, rest) = rest.split_at_mut(w3 * p3);
+        let (rd, re) = rest.split_at_mut(region_d(&cfg));
         let [enc0, down1, down2, mid, up2, up1, out] = &self.layers;
         let temb = &time.temb[..cfg.temb_dim as usize];
         let offs = &mut time.offsets[..];
@@ -186,9 +214,11 @@ impl<'a> Int8TinyUNet<'a> {
         let s1 = &mut ra[..];
         let (h2, wd2) = (h / 2, w / 2);
         let (h4, w4) = (h / 4, w / 4);
-        enc0.plain_block(temb, offs, xq, (h, w), s1);
+        enc0.plain_block(Kernel::Rows, temb, offs, xq, (h, w), s1);
+        laps.lap(0);
         let s2 = &mut rb[..w2 * p2];
-        down1.plain_block(temb, offs, s1, (h, w), s2);
+        down1.plain_block(Kernel::Rows, temb, offs, s1, (h, w), s2);
+        laps.lap(1);
         // down2 and the mid blocks pass the quarter-resolution map between regions C and D,
         // starting so that the last mid block writes C: down2 writes D for an odd number of
         // mid blocks, C for an even one.
@@ -198,40 +228,59 @@ impl<'a> Int8TinyUNet<'a> {
             } else {
                 (&mut rc[..], &mut rd[..w3 * p3])
             };
-            down2.plain_block(temb, offs, s2, (h2, wd2), cur);
-            for l in core::iter::once(mid).chain(self.extra_mid()) {
-                l.plain_block(temb, offs, cur, (h4, w4), spare);
+            down2.plain_block(Kernel::Rows, temb, offs, s2, (h2, wd2), cur);
+            laps.lap(2);
+            for (k, l) in core::iter::once(mid).chain(self.extra_mid()).enumerate() {
+                l.plain_block(Kernel::Rows, temb, offs, cur, (h4, w4), spare);
                 core::mem::swap(&mut cur, &mut spare);
+                laps.lap(if k == 0 { 3 } else { EXTRA_MID_LAYER + k - 1 });
             }
         }
-        let m = &rc[..];
-        // d2 (and every earlier mid output) is dead: u2 takes region D.
-        let u2 = &mut rd[..w2 * p2];
-        up2.up_block(temb, offs, (m, w3), s2, (h2, wd2), u2);
-        // s2 and m are dead: region B becomes the ring of up1's rows.
-        up1.time_offsets(temb, offs);
-        let cat1 = UpCat {
-            up: u2,
-            up_c: w2,
-            skip: s1,
-            h,
-            w,
+        // d2 and every earlier mid output are dead: region D becomes the ring of up2's rows,
+        // region E the ring of up1's.
+        let cat2 = UpCat {
+            up: rc,
+            up_c: w3,
+            skip: s2,
+            h: h2,
+            w: wd2,
         };
-        let ring = &mut rb[..3 * w1 * w];
+        up2.time_offsets(temb, up_offs);
+        up1.time_offsets(temb, offs);
+        let u2_ring = &mut rd[..2 * w2 * wd2];
+        let ring = &mut re[..3 * w1 * w];
         let row_len = (cfg.channels * cfg.width) as usize;
         check_min_len("time scratch row", row_len, time.row.len())?;
         let eps_row = &mut time.row[..row_len];
+        let mut u2_rows = 0;
         for r in 0..h {
+            // up1's row r reads up2's rows up to (r + 1)/2.
+            while u2_rows <= ((r + 1) / 2).min(h2 - 1) {
+                let slot = &mut u2_ring[(u2_rows % 2) * w2 * wd2..][..w2 * wd2];
+                up2.block_row(Kernel::Rows, &cat2, h2, wd2, u2_rows, up_offs, slot, wd2);
+                u2_rows += 1;
+                laps.lap(4);
+            }
+            let cat1 = UpRingCat {
+                ring: u2_ring,
+                up_c: w2,
+                skip: s1,
+                h,
+                w,
+            };
             let slot = &mut ring[(r % 3) * w1 * w..(r % 3 + 1) * w1 * w];
-            up1.block_row(&cat1, h, w, r, offs, slot, w);
+            up1.block_row(Kernel::Rows, &cat1, h, w, r, offs, slot, w);
+            laps.lap(UP1);
             if r >= 1 {
                 let src = Ring {
                     rows: ring,
                     c: w1,
                     w,
                 };
-                out.dequant_row(&src, h, w, r - 1, eps_row, w);
+                out.dequant_row(Kernel::Rows, &src, h, w, r - 1, eps_row, w);
+                laps.lap(OUT);
                 sink.row(x, r - 1, w, eps_row)?;
+                laps.lap(SINK_LAP);
             }
         }
         let src = Ring {
@@ -239,9 +288,35 @@ impl<'a> Int8TinyUNet<'a> {
             c: w1,
             w,
         };
-        out.dequant_row(&src, h, w, h - 1, eps_row, w);
-        sink.row(x, h - 1, w, eps_row)
+        out.dequant_row(Kernel::Rows, &src, h, w, h - 1, eps_row, w);
+        laps.lap(OUT);
+        sink.row(x, h - 1, w, eps_row)?;
+        laps.lap(SINK_LAP);
+        Ok(())
     }
+}
+
+/// Index of up1 in [`LAYERS`](crate::nets::tiny_unet::int8::LAYERS).
+const UP1: usize = 5;
+
+/// The lap of the sink's work on one row of ε ([`LayerLaps::lap`]), after the layers' indices.
+pub const SINK_LAP: usize = MAX_LAYERS;
+
+/// Told when each part of a planned pass is done, for profiling
+/// ([`Int8TinyUNet::rows_planned_laps`]).
+pub trait LayerLaps {
+    /// The work since the previous lap was layer `k` of
+    /// [`LAYERS`](crate::nets::tiny_unet::int8::LAYERS), or the sink's when `k` is
+    /// [`SINK_LAP`]. up1, out and the sink are streamed, so their laps come once per row.
+    fn lap(&mut self, k: usize);
+}
+
+/// Laps that nobody times.
+pub struct NoLaps;
+
+impl LayerLaps for NoLaps {
+    #[inline(always)]
+    fn lap(&mut self, _: usize) {}
 }
 
 /// The planned executor with its workspace as a [`Network`] of the sampling driver: x is read

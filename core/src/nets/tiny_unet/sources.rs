@@ -1,0 +1,143 @@
+//! Where the int8 TinyUNet's convs read their input ([`Source`]: a whole map, the
+//! concatenation of an up-sampled map with a skip map, a ring of three rows) and which loops
+//! compute them ([`Kernel`]).
+
+/// Where a conv reads its int8 input.
+pub(crate) trait Source {
+    /// The int8 value at channel `i`, row `y`, column `x` (in bounds).
+    fn at(&self, i: usize, y: usize, x: usize) -> i32;
+    /// Input channels (the first ones) that are a nearest ×2 up-sampling of a half-resolution
+    /// map, read by [`Source::row`] at half resolution.
+    fn up_channels(&self) -> usize {
+        0
+    }
+    /// Row `y` of channel `i` as stored: the full row, or for an up-sampled channel row `y`
+    /// of the half-resolution map.
+    fn row(&self, i: usize, y: usize) -> &[i8];
+}
+
+/// Which loops compute a layer: the per-pixel loop over every tap (the integer oracle) or the
+/// row kernels (`kernels::int8_rows`); both give the same integers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kernel {
+    /// [`TinyQConv::accumulate`](crate::nets::tiny_unet::int8::TinyQConv::accumulate) per
+    /// output pixel.
+    Oracle,
+    /// [`TinyQConv::accumulate_row`](crate::nets::tiny_unet::int8::TinyQConv::accumulate_row)
+    /// per run of an output row.
+    Rows,
+}
+
+/// A whole `[C, H, W]` map.
+pub(crate) struct Plain<'s> {
+    pub(crate) data: &'s [i8],
+    pub(crate) h: usize,
+    pub(crate) w: usize,
+}
+
+impl Source for Plain<'_> {
+    #[inline(always)]
+    fn at(&self, i: usize, y: usize, x: usize) -> i32 {
+        self.data[(i * self.h + y) * self.w + x] as i32
+    }
+    #[inline(always)]
+    fn row(&self, i: usize, y: usize) -> &[i8] {
+        let start = (i * self.h + y) * self.w;
+        &self.data[start..start + self.w]
+    }
+}
+
+/// `cat([upsample_nearest2x(up), skip], dim=0)` without storing either: channel `i < up_c`
+/// reads `up` at `(y/2, x/2)`, the rest read `skip` at `(y, x)`.
+pub(crate) struct UpCat<'s> {
+    pub(crate) up: &'s [i8],
+    pub(crate) up_c: usize,
+    pub(crate) skip: &'s [i8],
+    pub(crate) h: usize,
+    pub(crate) w: usize,
+}
+
+impl Source for UpCat<'_> {
+    #[inline(always)]
+    fn at(&self, i: usize, y: usize, x: usize) -> i32 {
+        if i < self.up_c {
+            let (hh, hw) = (self.h / 2, self.w / 2);
+            self.up[(i * hh + y / 2) * hw + x / 2] as i32
+        } else {
+            self.skip[((i - self.up_c) * self.h + y) * self.w + x] as i32
+        }
+    }
+    #[inline(always)]
+    fn up_channels(&self) -> usize {
+        self.up_c
+    }
+    #[inline(always)]
+    fn row(&self, i: usize, y: usize) -> &[i8] {
+        if i < self.up_c {
+            let (hh, hw) = (self.h / 2, self.w / 2);
+            let start = (i * hh + y) * hw;
+            &self.up[start..start + hw]
+        } else {
+            let start = ((i - self.up_c) * self.h + y) * self.w;
+            &self.skip[start..start + self.w]
+        }
+    }
+}
+
+/// A ring of 3 rows of a `[C, H, W]` map: row `y` lives in slot `y % 3` (`[3, C, W]`).
+pub(crate) struct Ring<'s> {
+    pub(crate) rows: &'s [i8],
+    pub(crate) c: usize,
+    pub(crate) w: usize,
+}
+
+impl Source for Ring<'_> {
+    #[inline(always)]
+    fn at(&self, i: usize, y: usize, x: usize) -> i32 {
+        self.rows[((y % 3) * self.c + i) * self.w + x] as i32
+    }
+    #[inline(always)]
+    fn row(&self, i: usize, y: usize) -> &[i8] {
+        let start = ((y % 3) * self.c + i) * self.w;
+        &self.rows[start..start + self.w]
+    }
+}
+
+/// [`UpCat`] whose up-sampled half comes from a ring of two rows of the half-resolution map
+/// (`[2, up_c, W/2]`, half row n in slot n % 2): what the planned pass keeps of up2's output
+/// while up1 streams. Only the half rows a full row y reads, (y − 1)/2 to (y + 1)/2, must be
+/// there.
+pub(crate) struct UpRingCat<'s> {
+    pub(crate) ring: &'s [i8],
+    pub(crate) up_c: usize,
+    pub(crate) skip: &'s [i8],
+    pub(crate) h: usize,
+    pub(crate) w: usize,
+}
+
+impl Source for UpRingCat<'_> {
+    #[inline(always)]
+    fn at(&self, i: usize, y: usize, x: usize) -> i32 {
+        if i < self.up_c {
+            let hw = self.w / 2;
+            self.ring[(((y / 2) % 2) * self.up_c + i) * hw + x / 2] as i32
+        } else {
+            self.skip[((i - self.up_c) * self.h + y) * self.w + x] as i32
+        }
+    }
+    #[inline(always)]
+    fn up_channels(&self) -> usize {
+        self.up_c
+    }
+    #[inline(always)]
+    fn row(&self, i: usize, y: usize) -> &[i8] {
+        if i < self.up_c {
+            let hw = self.w / 2;
+            let start = ((y % 2) * self.up_c + i) * hw;
+            &self.ring[start..start + hw]
+        } else {
+            let start = ((i - self.up_c) * self.h + y) * self.w;
+            &self.skip[start..start + self.w]
+        }
+    }
+}
