@@ -27,7 +27,7 @@
 use crate::error::{check_len, check_min_len, Error, Result};
 use crate::file::tensor::{act_quant, tensor, F32Le, I32Le, TimeMlp};
 use crate::file::{DType, ModelFile, Precision};
-use crate::kernels::int8_rows::{taps_row, taps_up_row, TapSums, ROW_CHUNK};
+use crate::kernels::int8_rows::{taps_row, taps_rows3, taps_up_row, TapSums, ROW_CHUNK};
 use crate::kernels::quant::{ActQuant, QuantizedMultiplier};
 use crate::kernels::reference::{self as layers, for_each_tap};
 use crate::nets::spec::TINY_MAX_MID_BLOCKS;
@@ -154,6 +154,11 @@ pub struct TinyQConv<'a> {
     pub(crate) temb_b: F32Le<'a>,
 }
 
+/// Longest output row whose three kernel rows go through one fused pass ([`taps_rows3`]): on
+/// the short quarter-resolution rows the fused pass saves the most per call; on longer ones
+/// the single-row kernels measured faster on the Cortex-M4 (docs/firmware.md).
+const FUSED_MAX_ROW: usize = 8;
+
 impl<'a> TinyQConv<'a> {
     /// Tap `k` (= ky·3 + kx) from input channel `i` to output channel `o`.
     #[inline(always)]
@@ -192,6 +197,7 @@ impl<'a> TinyQConv<'a> {
     /// channels at half resolution, their kernel rows summed per vertical phase), the zero
     /// point subtracted once per column.
     #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
     pub(crate) fn accumulate_row<S: Source>(
         &self,
         src: &S,
@@ -237,6 +243,15 @@ impl<'a> TinyQConv<'a> {
                 for &(n, w) in &phases[..count] {
                     taps_up_row(acc, src.row(i, n), x0, w);
                 }
+            } else if cy >= 1 && cy + 1 < in_h && acc.len() <= FUSED_MAX_ROW {
+                // All three kernel rows read the map: one pass over the accumulators.
+                let base = (o * self.in_c + i) * 9;
+                let w = &self.weight[base..base + 9];
+                let tap = |k: usize| w[k] as i8 as i32;
+                let wk = [0, 1, 2].map(|ky| [tap(3 * ky), tap(3 * ky + 1), tap(3 * ky + 2)]);
+                wk.iter().for_each(|&k| sums.add(k));
+                let rows = [0, 1, 2].map(|ky| src.row(i, cy + ky - 1));
+                taps_rows3(acc, rows, x0, self.stride, wk);
             } else {
                 for (iy, w) in kernel_rows(i) {
                     sums.add(w);

@@ -255,7 +255,7 @@ impl<'a> Int8TinyUNet<'a> {
         let mut u2_rows = 0;
         for r in 0..h {
             // up1's row r reads up2's rows up to (r + 1)/2.
-            while u2_rows <= ((r + 1) / 2).min(h2 - 1) {
+            while u2_rows <= r.div_ceil(2).min(h2 - 1) {
                 let slot = &mut u2_ring[(u2_rows % 2) * w2 * wd2..][..w2 * wd2];
                 up2.block_row(Kernel::Rows, &cat2, h2, wd2, u2_rows, up_offs, slot, wd2);
                 u2_rows += 1;
