@@ -251,6 +251,88 @@ pub(crate) fn taps_rows3(
     }
 }
 
+/// [`taps_row`] for two output channels at once (`acc[k]` with weights `w[k]`), which share
+/// every load of the input: a fused loop over whole rows, two single calls otherwise.
+#[inline(always)]
+pub(crate) fn taps_row2(
+    acc: [&mut [i32]; 2],
+    r: &[i8],
+    x0: usize,
+    stride: usize,
+    w: [[i32; 3]; 2],
+) {
+    let [acc0, acc1] = acc;
+    let n = acc0.len();
+    if !(x0 == 0 && n >= 2 && acc1.len() == n && r.len() == stride * n) {
+        taps_row(acc0, r, x0, stride, w[0]);
+        taps_row(acc1, r, x0, stride, w[1]);
+        return;
+    }
+    let [[a0, a1, a2], [b0, b1, b2]] = w;
+    let (q0, q1) = (r[0] as i32, r[1] as i32);
+    acc0[0] = acc0[0].wrapping_add(a1 * q0 + a2 * q1);
+    acc1[0] = acc1[0].wrapping_add(b1 * q0 + b2 * q1);
+    if stride == 1 {
+        let (mut p, mut c) = (q0, q1);
+        let pairs = acc0[1..n - 1].iter_mut().zip(acc1[1..n - 1].iter_mut());
+        for ((u, v), &nx) in pairs.zip(&r[2..]) {
+            let nx = nx as i32;
+            *u = u.wrapping_add(a0 * p + a1 * c + a2 * nx);
+            *v = v.wrapping_add(b0 * p + b1 * c + b2 * nx);
+            (p, c) = (c, nx);
+        }
+        acc0[n - 1] = acc0[n - 1].wrapping_add(a0 * p + a1 * c);
+        acc1[n - 1] = acc1[n - 1].wrapping_add(b0 * p + b1 * c);
+    } else {
+        let mut p = q1;
+        let pairs = acc0[1..].iter_mut().zip(acc1[1..].iter_mut());
+        for ((u, v), cn) in pairs.zip(r[2..].chunks_exact(2)) {
+            let (c, nx) = (cn[0] as i32, cn[1] as i32);
+            *u = u.wrapping_add(a0 * p + a1 * c + a2 * nx);
+            *v = v.wrapping_add(b0 * p + b1 * c + b2 * nx);
+            p = nx;
+        }
+    }
+}
+
+/// [`taps_up_row`] for two output channels at once, sharing the loads of the half row: a
+/// fused loop over whole rows, two single calls otherwise.
+#[inline(always)]
+pub(crate) fn taps_up_row2(acc: [&mut [i32]; 2], u: &[i8], x0: usize, w: [[i32; 3]; 2]) {
+    let [acc0, acc1] = acc;
+    let n = acc0.len();
+    if !(x0 == 0 && n == 2 * u.len() && acc1.len() == n && u.len() >= 2) {
+        taps_up_row(acc0, u, x0, w[0]);
+        taps_up_row(acc1, u, x0, w[1]);
+        return;
+    }
+    let [[a0, a1, a2], [b0, b1, b2]] = w;
+    let (a01, a12, b01, b12) = (a0 + a1, a1 + a2, b0 + b1, b1 + b2);
+    let last = u.len() - 1;
+    let (u0, u1) = (u[0] as i32, u[1] as i32);
+    acc0[0] = acc0[0].wrapping_add(a12 * u0);
+    acc0[1] = acc0[1].wrapping_add(a01 * u0 + a2 * u1);
+    acc1[0] = acc1[0].wrapping_add(b12 * u0);
+    acc1[1] = acc1[1].wrapping_add(b01 * u0 + b2 * u1);
+    let (mut p, mut c) = (u0, u1);
+    let pairs = acc0[2..2 * last]
+        .chunks_exact_mut(2)
+        .zip(acc1[2..2 * last].chunks_exact_mut(2));
+    for ((e, f), &nx) in pairs.zip(&u[2..]) {
+        let nx = nx as i32;
+        e[0] = e[0].wrapping_add(a0 * p + a12 * c);
+        e[1] = e[1].wrapping_add(a01 * c + a2 * nx);
+        f[0] = f[0].wrapping_add(b0 * p + b12 * c);
+        f[1] = f[1].wrapping_add(b01 * c + b2 * nx);
+        (p, c) = (c, nx);
+    }
+    let (i, j) = (2 * last, 2 * last + 1);
+    acc0[i] = acc0[i].wrapping_add(a0 * p + a12 * c);
+    acc0[j] = acc0[j].wrapping_add(a01 * c);
+    acc1[i] = acc1[i].wrapping_add(b0 * p + b12 * c);
+    acc1[j] = acc1[j].wrapping_add(b01 * c);
+}
+
 /// `w0·r[x − 1] + w1·r[x] + w2·r[x + 1]` (inside the row).
 #[inline(always)]
 fn tap3(r: &[i8], x: usize, [w0, w1, w2]: [i32; 3]) -> i32 {
@@ -448,6 +530,40 @@ mod tests {
                     }
                     assert_eq!(fused[..n], single[..n], "len {len} stride {stride} x0 {x0}");
                 }
+            }
+        }
+    }
+
+    /// The two-channel kernels equal two single-channel calls at every length and offset.
+    #[test]
+    fn two_channel_kernels_equal_two_single_channels() {
+        let w2 = [WEIGHTS[0], WEIGHTS[2]];
+        for len in [1usize, 2, 3, 7, 14, 28] {
+            let r = values(len, 60 + len as u32);
+            let r = &r[..len];
+            for stride in [1usize, 2] {
+                let out_w = len / stride;
+                for x0 in 0..out_w {
+                    let n = out_w - x0;
+                    let (mut a, mut b) = ([2i32; 40], [-2i32; 40]);
+                    taps_row2([&mut a[..n], &mut b[..n]], r, x0, stride, w2);
+                    let (mut c, mut d) = ([2i32; 40], [-2i32; 40]);
+                    taps_row(&mut c[..n], r, x0, stride, w2[0]);
+                    taps_row(&mut d[..n], r, x0, stride, w2[1]);
+                    assert_eq!(a[..n], c[..n], "len {len} stride {stride} x0 {x0}");
+                    assert_eq!(b[..n], d[..n], "len {len} stride {stride} x0 {x0}");
+                }
+            }
+            let half = len;
+            for x0 in 0..2 * half {
+                let n = 2 * half - x0;
+                let (mut a, mut b) = ([3i32; 64], [-3i32; 64]);
+                taps_up_row2([&mut a[..n], &mut b[..n]], r, x0, w2);
+                let (mut c, mut d) = ([3i32; 64], [-3i32; 64]);
+                taps_up_row(&mut c[..n], r, x0, w2[0]);
+                taps_up_row(&mut d[..n], r, x0, w2[1]);
+                assert_eq!(a[..n], c[..n], "half {half} x0 {x0}");
+                assert_eq!(b[..n], d[..n], "half {half} x0 {x0}");
             }
         }
     }

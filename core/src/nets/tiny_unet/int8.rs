@@ -27,7 +27,6 @@
 use crate::error::{check_len, check_min_len, Error, Result};
 use crate::file::tensor::{act_quant, tensor, F32Le, I32Le, TimeMlp};
 use crate::file::{DType, ModelFile, Precision};
-use crate::kernels::int8_rows::{taps_row, taps_rows3, taps_up_row, TapSums, ROW_CHUNK};
 use crate::kernels::quant::{ActQuant, QuantizedMultiplier};
 use crate::kernels::reference::{self as layers, for_each_tap};
 use crate::nets::spec::TINY_MAX_MID_BLOCKS;
@@ -154,11 +153,6 @@ pub struct TinyQConv<'a> {
     pub(crate) temb_b: F32Le<'a>,
 }
 
-/// Longest output row whose three kernel rows go through one fused pass ([`taps_rows3`]): on
-/// the short quarter-resolution rows the fused pass saves the most per call; on longer ones
-/// the single-row kernels measured faster on the Cortex-M4 (docs/firmware.md).
-const FUSED_MAX_ROW: usize = 8;
-
 impl<'a> TinyQConv<'a> {
     /// Tap `k` (= ky·3 + kx) from input channel `i` to output channel `o`.
     #[inline(always)]
@@ -192,80 +186,6 @@ impl<'a> TinyQConv<'a> {
         acc
     }
 
-    /// [`TinyQConv::accumulate`] of output columns `x0..x0 + acc.len()` of row `y` of channel
-    /// `o` into `acc`, one input row and kernel row at a time through the row kernels (up-sampled
-    /// channels at half resolution, their kernel rows summed per vertical phase), the zero
-    /// point subtracted once per column.
-    #[allow(clippy::too_many_arguments)]
-    #[inline(never)]
-    pub(crate) fn accumulate_row<S: Source>(
-        &self,
-        src: &S,
-        in_h: usize,
-        in_w: usize,
-        o: usize,
-        y: usize,
-        x0: usize,
-        offset: i32,
-        acc: &mut [i32],
-    ) {
-        acc.fill(self.bias.get(o).saturating_add(offset));
-        let mut sums = TapSums::default();
-        let up_c = src.up_channels();
-        let cy = y * self.stride;
-        let kernel_rows = |i: usize| {
-            let base = (o * self.in_c + i) * 9;
-            (0..3usize).filter_map(move |ky| {
-                let iy = (cy + ky).checked_sub(1).filter(|&iy| iy < in_h)?;
-                let w = &self.weight[base + 3 * ky..base + 3 * ky + 3];
-                Some((
-                    iy,
-                    [w[0] as i8 as i32, w[1] as i8 as i32, w[2] as i8 as i32],
-                ))
-            })
-        };
-        for i in 0..self.in_c {
-            if i < up_c {
-                // Input rows iy map to half-resolution rows iy / 2: at most two distinct ones,
-                // each read once with the summed weights of its kernel rows.
-                let mut phases = [(usize::MAX, [0i32; 3]); 2];
-                let mut count = 0;
-                for (iy, w) in kernel_rows(i) {
-                    sums.add(w);
-                    if count > 0 && phases[count - 1].0 == iy / 2 {
-                        let p = &mut phases[count - 1].1;
-                        *p = [p[0] + w[0], p[1] + w[1], p[2] + w[2]];
-                    } else {
-                        phases[count] = (iy / 2, w);
-                        count += 1;
-                    }
-                }
-                for &(n, w) in &phases[..count] {
-                    taps_up_row(acc, src.row(i, n), x0, w);
-                }
-            } else if cy >= 1 && cy + 1 < in_h && acc.len() <= FUSED_MAX_ROW {
-                // All three kernel rows read the map: one pass over the accumulators.
-                let base = (o * self.in_c + i) * 9;
-                let w = &self.weight[base..base + 9];
-                let tap = |k: usize| w[k] as i8 as i32;
-                let wk = [0, 1, 2].map(|ky| [tap(3 * ky), tap(3 * ky + 1), tap(3 * ky + 2)]);
-                wk.iter().for_each(|&k| sums.add(k));
-                let rows = [0, 1, 2].map(|ky| src.row(i, cy + ky - 1));
-                taps_rows3(acc, rows, x0, self.stride, wk);
-            } else {
-                for (iy, w) in kernel_rows(i) {
-                    sums.add(w);
-                    taps_row(acc, src.row(i, iy), x0, self.stride, w);
-                }
-            }
-        }
-        let zp = self.input.zero_point;
-        for (j, a) in acc.iter_mut().enumerate() {
-            let c = (x0 + j) * self.stride;
-            *a = a.wrapping_sub(zp.wrapping_mul(sums.valid(c >= 1, c + 1 < in_w)));
-        }
-    }
-
     /// Requantizes accumulator `acc` of channel `o` to int8 with ReLU (clamp at the output
     /// zero point) and saturation.
     #[inline(always)]
@@ -276,41 +196,6 @@ impl<'a> TinyQConv<'a> {
         };
         let v = m.apply(acc).max(0);
         v.saturating_add(out.zero_point).clamp(-128, 127) as i8
-    }
-
-    /// The accumulators of output row `y` of channel `o` with `kernel`, in runs of at most
-    /// [`ROW_CHUNK`] columns: `f(x, acc)` for each column `x` of the row.
-    #[allow(clippy::too_many_arguments)]
-    #[inline(always)]
-    fn for_each_acc<S: Source>(
-        &self,
-        kernel: Kernel,
-        src: &S,
-        in_h: usize,
-        in_w: usize,
-        o: usize,
-        y: usize,
-        offset: i32,
-        mut f: impl FnMut(usize, i32),
-    ) {
-        let out_w = in_w / self.stride;
-        match kernel {
-            Kernel::Oracle => {
-                for x in 0..out_w {
-                    f(x, self.accumulate(src, in_h, in_w, o, y, x, offset));
-                }
-            }
-            Kernel::Rows => {
-                let mut run = [0i32; ROW_CHUNK];
-                for x0 in (0..out_w).step_by(ROW_CHUNK) {
-                    let acc = &mut run[..ROW_CHUNK.min(out_w - x0)];
-                    self.accumulate_row(src, in_h, in_w, o, y, x0, offset, acc);
-                    for (j, &a) in acc.iter().enumerate() {
-                        f(x0 + j, a);
-                    }
-                }
-            }
-        }
     }
 
     /// Output row `y` (all channels, `[out_c, out_w]`) of a ReLU block into `dst`.
@@ -327,7 +212,19 @@ impl<'a> TinyQConv<'a> {
         dst_stride: usize,
     ) {
         let out = self.out.unwrap_or(self.input);
-        for o in 0..self.out_c {
+        // Channels two at a time (the last alone when out_c is odd).
+        let pairs = if kernel == Kernel::Rows {
+            self.out_c / 2
+        } else {
+            0
+        };
+        for o in (0..2 * pairs).step_by(2) {
+            let offs = [offsets[o], offsets[o + 1]];
+            self.for_each_acc2(kernel, src, in_h, in_w, o, y, offs, |k, x, acc| {
+                dst[(o + k) * dst_stride + x] = self.requantize(o + k, acc, out);
+            });
+        }
+        for o in 2 * pairs..self.out_c {
             let dst = &mut dst[o * dst_stride..];
             self.for_each_acc(kernel, src, in_h, in_w, o, y, offsets[o], |x, acc| {
                 dst[x] = self.requantize(o, acc, out);

@@ -12,6 +12,7 @@ pub mod planned;
 #[cfg(feature = "alloc")]
 pub mod ptq;
 pub mod reference;
+mod row_conv;
 mod sources;
 #[cfg(all(test, feature = "std"))]
 mod tests;
