@@ -572,7 +572,7 @@ fn bound_on_a_tiny_network_is_finite_and_positive() {
 }
 
 #[test]
-fn fid_of_an_int8_file_samples_through_the_int8_executor_and_refuses_a_guide() {
+fn fid_of_an_int8_file_samples_through_the_int8_executor_and_refuses_an_f32_guide() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let int8 = root.join("models/tiny_unet_mnist_int8.ddpm");
     let run = |extra: &[&str]| {
@@ -602,11 +602,13 @@ fn fid_of_an_int8_file_samples_through_the_int8_executor_and_refuses_a_guide() {
         stdout.contains("classifier FID") && stdout.contains("DDIM 2 steps"),
         "{stdout}\n{stderr}"
     );
+    // An int8 model takes an int8 guide (trainer/tests/recipe.rs), not the f32 one.
     let out = run(&["--guide", "models/tiny_unet_mnist_guide.ddpm"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        stderr.contains("int8 model file") && stderr.contains("unguided"),
+        stderr.contains("models/tiny_unet_mnist_guide.ddpm")
+            && stderr.contains("an int8 model is guided by an int8 guide"),
         "{stderr}"
     );
 }
