@@ -4,8 +4,16 @@
 
 /// Where a conv reads its int8 input.
 pub(crate) trait Source {
-    /// The int8 value at channel `i`, row `y`, column `x` (in bounds).
-    fn at(&self, i: usize, y: usize, x: usize) -> i32;
+    /// The int8 value at channel `i`, row `y`, column `x` (in bounds): read through
+    /// [`Source::row`], at `(y/2, x/2)` of the half-resolution map for an up-sampled channel.
+    #[inline(always)]
+    fn at(&self, i: usize, y: usize, x: usize) -> i32 {
+        if i < self.up_channels() {
+            self.row(i, y / 2)[x / 2] as i32
+        } else {
+            self.row(i, y)[x] as i32
+        }
+    }
     /// Input channels (the first ones) that are a nearest ×2 up-sampling of a half-resolution
     /// map, read by [`Source::row`] at half resolution.
     fn up_channels(&self) -> usize {
@@ -37,10 +45,6 @@ pub(crate) struct Plain<'s> {
 
 impl Source for Plain<'_> {
     #[inline(always)]
-    fn at(&self, i: usize, y: usize, x: usize) -> i32 {
-        self.data[(i * self.h + y) * self.w + x] as i32
-    }
-    #[inline(always)]
     fn row(&self, i: usize, y: usize) -> &[i8] {
         let start = (i * self.h + y) * self.w;
         &self.data[start..start + self.w]
@@ -58,15 +62,6 @@ pub(crate) struct UpCat<'s> {
 }
 
 impl Source for UpCat<'_> {
-    #[inline(always)]
-    fn at(&self, i: usize, y: usize, x: usize) -> i32 {
-        if i < self.up_c {
-            let (hh, hw) = (self.h / 2, self.w / 2);
-            self.up[(i * hh + y / 2) * hw + x / 2] as i32
-        } else {
-            self.skip[((i - self.up_c) * self.h + y) * self.w + x] as i32
-        }
-    }
     #[inline(always)]
     fn up_channels(&self) -> usize {
         self.up_c
@@ -93,10 +88,6 @@ pub(crate) struct Ring<'s> {
 
 impl Source for Ring<'_> {
     #[inline(always)]
-    fn at(&self, i: usize, y: usize, x: usize) -> i32 {
-        self.rows[((y % 3) * self.c + i) * self.w + x] as i32
-    }
-    #[inline(always)]
     fn row(&self, i: usize, y: usize) -> &[i8] {
         let start = ((y % 3) * self.c + i) * self.w;
         &self.rows[start..start + self.w]
@@ -116,15 +107,6 @@ pub(crate) struct UpRingCat<'s> {
 }
 
 impl Source for UpRingCat<'_> {
-    #[inline(always)]
-    fn at(&self, i: usize, y: usize, x: usize) -> i32 {
-        if i < self.up_c {
-            let hw = self.w / 2;
-            self.ring[(((y / 2) % 2) * self.up_c + i) * hw + x / 2] as i32
-        } else {
-            self.skip[((i - self.up_c) * self.h + y) * self.w + x] as i32
-        }
-    }
     #[inline(always)]
     fn up_channels(&self) -> usize {
         self.up_c
