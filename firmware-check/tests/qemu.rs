@@ -66,6 +66,7 @@ fn leaks_from_outer_cargo(name: &str) -> bool {
         "DDPM_DEMO_SAMPLER",
         "DDPM_DEMO_GUIDANCE",
         "DDPM_DEMO_PROFILE",
+        "DDPM_DEMO_CLASS",
     ];
     const PREFIXES: &[&str] = &[
         "CARGO_ENCODED_",
@@ -108,6 +109,19 @@ fn build_firmware_profiled(
     guidance: Option<f32>,
     profile: bool,
 ) -> PathBuf {
+    build_firmware_settings(seed, feature, sampler, guidance, None, profile)
+}
+
+/// [`build_firmware_profiled`] with an optional `DDPM_DEMO_CLASS` (the class-conditional
+/// model, `tiny` builds).
+fn build_firmware_settings(
+    seed: Option<u64>,
+    feature: Option<&str>,
+    sampler: Option<DemoSampler>,
+    guidance: Option<f32>,
+    class: Option<u32>,
+    profile: bool,
+) -> PathBuf {
     let dir = firmware_dir();
     let target_dir = dir.join("target");
     let cargo = env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
@@ -130,6 +144,9 @@ fn build_firmware_profiled(
     }
     if let Some(w) = guidance {
         cmd.env("DDPM_DEMO_GUIDANCE", w.to_string());
+    }
+    if let Some(k) = class {
+        cmd.env("DDPM_DEMO_CLASS", k.to_string());
     }
     if profile {
         cmd.env("DDPM_DEMO_PROFILE", "1");
@@ -169,10 +186,30 @@ fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
     })
 }
 
+/// Whether QEMU's guest clock counts instructions (`-icount`, the runner's setting) or follows
+/// the host's clock. Counting slows the emulation down by about half, so only the test that reads
+/// the clock pays for it; the computed bits are the same either way.
+#[derive(Clone, Copy, PartialEq)]
+enum GuestClock {
+    CountsInstructions,
+    Free,
+}
+
+/// [`qemu_command`] with the `-icount` option removed when `clock` is [`GuestClock::Free`].
+fn qemu_argv(clock: GuestClock) -> Vec<String> {
+    let mut argv = qemu_command();
+    if clock == GuestClock::Free {
+        if let Some(i) = argv.iter().position(|a| a == "-icount") {
+            argv.drain(i..(i + 2).min(argv.len()));
+        }
+    }
+    argv
+}
+
 /// Boots `elf` in QEMU; returns its exit status, stdout and stderr. Kills QEMU after
 /// [`QEMU_TIMEOUT`].
-fn run_in_qemu(elf: &Path) -> (ExitStatus, String, String) {
-    let argv = qemu_command();
+fn run_in_qemu(elf: &Path, clock: GuestClock) -> (ExitStatus, String, String) {
+    let argv = qemu_argv(clock);
     let mut child = Command::new(&argv[0])
         .args(&argv[1..])
         .arg(elf)
@@ -213,7 +250,7 @@ fn run_in_qemu(elf: &Path) -> (ExitStatus, String, String) {
 /// Builds and boots the firmware, checks that it exited with success and parses its report.
 fn build_and_run(seed: Option<u64>, f32: bool) -> (PathBuf, FirmwareReport) {
     let elf = build_firmware(seed, f32);
-    let (status, out, err) = run_in_qemu(&elf);
+    let (status, out, err) = run_in_qemu(&elf, GuestClock::Free);
     println!("--- firmware output (seed {seed:?}) ---\n{out}{err}---");
     assert!(
         status.success(),
@@ -245,7 +282,7 @@ fn model_schedule(name: &str) -> Box<ddpm_core::Schedule<{ demo_model::MAX_T }>>
 fn host_sample(sampler: DemoSampler, seed: u64, steps: u32) -> HostSample {
     let mut bufs = Box::new(Buffers::<MAX_HISTORY_LEN>::ZEROED);
     let schedule = model_schedule("simple_unet_mnist_int8.ddpm");
-    demo_model::generate(&mut bufs, &schedule, sampler, None, seed, steps)
+    demo_model::generate(&mut bufs, &schedule, sampler, None, None, seed, steps)
         .unwrap_or_else(|e| panic!("host sampling failed: {e}"));
     HostSample {
         x_bits: bufs.x.iter().map(|v| v.to_bits()).collect(),
@@ -499,7 +536,7 @@ fn tiny_build_matches_the_host_bit_for_bit_and_fits_in_64k() {
     const INT8_WEIGHT_BUDGET: usize = 256 * 1024;
     let _turn = firmware_lock();
     let elf_path = build_firmware_with(None, Some("tiny"), None, None);
-    let (status, out, err) = run_in_qemu(&elf_path);
+    let (status, out, err) = run_in_qemu(&elf_path, GuestClock::Free);
     println!("--- tiny firmware output ---\n{out}{err}---");
     assert!(
         status.success(),
@@ -560,7 +597,7 @@ fn solver_builds_match_the_host_bit_for_bit_and_fit_in_64k() {
     ] {
         let what = format!("{} build, {}", feature.unwrap_or("default"), sampler.name());
         let elf_path = build_firmware_with(None, feature, Some(sampler), None);
-        let (status, out, err) = run_in_qemu(&elf_path);
+        let (status, out, err) = run_in_qemu(&elf_path, GuestClock::Free);
         println!("--- firmware output ({what}) ---\n{out}{err}---");
         assert!(
             status.success(),
@@ -607,7 +644,7 @@ fn guided_tiny_build_matches_the_host_bit_for_bit_and_fits_in_64k() {
     let _turn = firmware_lock();
     for sampler in [DemoSampler::DpmSolver2M, DemoSampler::UniPc] {
         let elf_path = build_firmware_with(None, Some("tiny"), Some(sampler), Some(WEIGHT));
-        let (status, out, err) = run_in_qemu(&elf_path);
+        let (status, out, err) = run_in_qemu(&elf_path, GuestClock::Free);
         println!("--- guided tiny firmware output ---\n{out}{err}---");
         assert!(status.success(), "exited with {status}:\n{out}\n{err}");
         let report = FirmwareReport::parse(&out).unwrap_or_else(|e| panic!("{e}\n{out}"));
@@ -636,6 +673,73 @@ fn guided_tiny_build_matches_the_host_bit_for_bit_and_fits_in_64k() {
     }
 }
 
+/// The class-conditional model on the device: the `tiny` build with `DDPM_DEMO_CLASS=7` and
+/// `DDPM_DEMO_GUIDANCE=2` embeds `models/tiny_unet_mnist_cond_int8.ddpm` (no guide file) and
+/// computes, bit for bit, what the host computes with `sample_planned_guided` of the network
+/// labelled 7 guided by itself without a class (classifier-free guidance), with UniPC, within
+/// 64 KB of RAM.
+#[test]
+fn class_conditional_tiny_build_matches_the_host_bit_for_bit_and_fits_in_64k() {
+    use ddpm_core::file::ModelFile;
+    use ddpm_core::tiny_unet::int8::Int8TinyUNet;
+    use ddpm_core::tiny_unet::planned::{sample_planned_guided, TinyInt8Workspace};
+    const WEIGHT: f32 = 2.0;
+    const CLASS: u32 = 7;
+    let _turn = firmware_lock();
+    let sampler = DemoSampler::UniPc;
+    let elf_path = build_firmware_settings(
+        None,
+        Some("tiny"),
+        Some(sampler),
+        Some(WEIGHT),
+        Some(CLASS),
+        false,
+    );
+    let (status, out, err) = run_in_qemu(&elf_path, GuestClock::Free);
+    println!("--- class-conditional tiny firmware output ---\n{out}{err}---");
+    assert!(status.success(), "exited with {status}:\n{out}\n{err}");
+    let report = FirmwareReport::parse(&out).unwrap_or_else(|e| panic!("{e}\n{out}"));
+    assert_eq!(
+        report.class,
+        Some(CLASS),
+        "DDPM_DEMO_CLASS did not reach the build"
+    );
+    assert_eq!(report.guidance, Some(WEIGHT));
+    let path = firmware_dir().join("../models/tiny_unet_mnist_cond_int8.ddpm");
+    let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let file = ModelFile::parse(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let net = Int8TinyUNet::from_file(&file).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let schedule = model_schedule("tiny_unet_mnist_cond_int8.ddpm");
+    let mut ws = Box::new(<TinyInt8Workspace>::ZEROED);
+    let len = net.config().image_len();
+    let (mut x, mut guide_out) = (vec![0.0f32; len], vec![0.0f32; len]);
+    let mut history = vec![0.0f32; sampler.history_len()];
+    sample_planned_guided(
+        &net.with_class(Some(CLASS)).unwrap(),
+        &net,
+        WEIGHT,
+        &schedule,
+        &sampler.config(report.steps),
+        report.seed,
+        &mut x,
+        &mut ws,
+        &mut guide_out,
+        &mut history,
+    )
+    .unwrap_or_else(|e| panic!("host class-conditional sampling failed: {e}"));
+    let host: Vec<u32> = x.iter().map(|v| v.to_bits()).collect();
+    assert!(
+        report.x_bits == host,
+        "the class-conditional firmware's f32 sample differs from the host's:\n{}",
+        mismatches("x", &report.x_bits, &host)
+    );
+    println!(
+        "class-conditional tiny build, class {CLASS}: checksum {:#010x}",
+        report.checksum
+    );
+    check_memory(&elf_path, report.stack_high_water, RAM_BUDGET);
+}
+
 /// Cortex-M4 clock of the time estimates (an STM32F407-class part at its top speed).
 const DEVICE_HZ: f64 = 168e6;
 /// The cycles-per-instruction range of the time estimates: 1 is the floor (data processing,
@@ -658,7 +762,7 @@ fn guided_tiny_sample_cost_in_instructions() {
     let _turn = firmware_lock();
     let sampler = DemoSampler::UniPc;
     let elf_path = build_firmware_profiled(None, Some("tiny"), Some(sampler), Some(WEIGHT), true);
-    let (status, out, err) = run_in_qemu(&elf_path);
+    let (status, out, err) = run_in_qemu(&elf_path, GuestClock::CountsInstructions);
     assert!(status.success(), "exited with {status}:\n{out}\n{err}");
     let report = FirmwareReport::parse(&out).unwrap_or_else(|e| panic!("{e}\n{out}"));
     let host = host_tiny_guided_sample(sampler, Some(WEIGHT), report.seed, report.steps);
