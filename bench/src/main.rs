@@ -266,6 +266,7 @@ fn run_case(s: &mut Sides, case: Case, threads: usize, a: &Args, bar: &ProgressB
                         sample::sample_torch(
                             net,
                             None,
+                            None,
                             sched,
                             &scfg,
                             n,

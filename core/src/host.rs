@@ -63,6 +63,8 @@ pub struct HostModel {
     #[cfg(feature = "fast")]
     fast: FastNet,
     path: Path,
+    /// The class a class-conditional TinyUNet computes for (`None`: "no class").
+    class: Option<u32>,
 }
 
 impl HostModel {
@@ -139,7 +141,36 @@ impl HostModel {
             #[cfg(feature = "fast")]
             fast,
             path: Path::best(),
+            class: None,
         })
+    }
+
+    /// Makes a class-conditional TinyUNet compute for `class` (`None`: "no class", the
+    /// unconditional output of classifier-free guidance) from now on. Errors for a class on
+    /// an unconditional model and for a class index beyond the model's classes.
+    pub fn set_class(&mut self, class: Option<u32>) -> Result<()> {
+        match &self.cfg {
+            ModelConfig::TinyUNet(c) => {
+                tiny_unet::class_label(c, class)?;
+            }
+            ModelConfig::SimpleUNet(_) if class.is_some() => {
+                return Err(crate::Error::InvalidConfig(
+                    "this model is unconditional: it takes no class",
+                ))
+            }
+            ModelConfig::SimpleUNet(_) => {}
+        }
+        #[cfg(feature = "fast")]
+        if let FastNet::Tiny(f) = &mut self.fast {
+            f.set_class(class)?;
+        }
+        self.class = class;
+        Ok(())
+    }
+
+    /// The class set by [`Self::set_class`].
+    pub fn class(&self) -> Option<u32> {
+        self.class
     }
 
     /// Repacks a SimpleUNet's fast path with Winograd output tiles `tile` (default
@@ -192,6 +223,7 @@ impl HostModel {
             )?
             .forward_reference(x, t_in, &mut self.workspace, out),
             (Path::Reference, ModelConfig::TinyUNet(c)) => TinyUNet::from_flat(*c, &self.params)?
+                .with_class(self.class)?
                 .forward_reference(x, t_in, &mut self.workspace, out),
             #[cfg(feature = "fast")]
             (Path::Fast, _) => match &mut self.fast {

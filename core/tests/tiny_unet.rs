@@ -65,6 +65,7 @@ fn fast_path_matches_reference() {
             mid_blocks: 2,
             emb_dim: 16,
             temb_dim: 8,
+            classes: 0,
         },
         // Non-square, narrow widths (direct last layer, GEMM everywhere else).
         TinyUNetConfig {
@@ -75,6 +76,7 @@ fn fast_path_matches_reference() {
             mid_blocks: 3,
             emb_dim: 4,
             temb_dim: 3,
+            classes: 0,
         },
         // The smallest image: 4×4 → 2×2 → 1×1.
         TinyUNetConfig {
@@ -85,6 +87,7 @@ fn fast_path_matches_reference() {
             mid_blocks: 4,
             emb_dim: 4,
             temb_dim: 1,
+            classes: 0,
         },
     ];
     for (i, cfg) in others.into_iter().enumerate() {
@@ -106,6 +109,7 @@ fn batch_configs() -> [TinyUNetConfig; 3] {
             mid_blocks: 2,
             emb_dim: 16,
             temb_dim: 8,
+            classes: 0,
         },
         TinyUNetConfig {
             channels: 2,
@@ -115,12 +119,94 @@ fn batch_configs() -> [TinyUNetConfig; 3] {
             mid_blocks: 3,
             emb_dim: 4,
             temb_dim: 3,
+            classes: 0,
         },
     ]
 }
 
 /// A batch gives each image's single-image result bit for bit, also for a smaller batch after
 /// a larger one (scratch already grown).
+/// A class-conditional network: the fast path (AVX2 and portable) equals the reference for
+/// every label within [`FAST_VS_REFERENCE`] (the class row is one f32 addition per temb
+/// element, the same on both paths), and `HostModel::set_class` reaches both paths; classes
+/// out of range are refused.
+#[test]
+fn conditional_fast_path_matches_reference_per_class() {
+    let cfg = TinyUNetConfig {
+        classes: 10,
+        ..TinyUNetConfig::DEFAULT
+    };
+    let params = random_params(&cfg, 4, 1.0);
+    let net = TinyUNet::from_flat(cfg, &params).unwrap();
+    let mut ws = vec![0.0; cfg.workspace_len()];
+    let x = random_input(cfg.image_len(), 77);
+    let mut host = HostModel::from_params(cfg, ScheduleConfig::default(), params.clone()).unwrap();
+    let mut by_class = Vec::new();
+    for k in [Some(0), Some(4), Some(9), None] {
+        let labelled = net.with_class(k).unwrap();
+        let mut reference = vec![0.0; cfg.image_len()];
+        labelled
+            .forward_reference(&x, 0.5, &mut ws, &mut reference)
+            .unwrap();
+        for mut fast in [FastTinyUNet::new(&net), FastTinyUNet::portable(&net)] {
+            fast.set_class(k).unwrap();
+            let mut got = vec![0.0; cfg.image_len()];
+            fast.forward(&x, 0.5, &mut got).unwrap();
+            let e = rel_err(&got, &reference);
+            assert!(e <= FAST_VS_REFERENCE, "class {k:?}: {e}");
+        }
+        for path in [Path::Reference, Path::Fast] {
+            let mut h = host.clone().with_path(path);
+            h.set_class(k).unwrap();
+            let mut got = vec![0.0; cfg.image_len()];
+            h.forward(&x, 0.5, &mut got).unwrap();
+            assert!(
+                rel_err(&got, &reference) <= FAST_VS_REFERENCE,
+                "{path:?} {k:?}"
+            );
+        }
+        by_class.push(reference);
+    }
+    assert_ne!(by_class[0], by_class[1], "the class changes the output");
+    assert!(host.set_class(Some(10)).is_err());
+    let plain = TinyUNetConfig::DEFAULT;
+    let mut h = HostModel::from_params(
+        plain,
+        ScheduleConfig::default(),
+        random_params(&plain, 4, 1.0),
+    )
+    .unwrap();
+    assert!(h.set_class(Some(0)).is_err());
+}
+
+/// A conditional model's file says so (its header decodes to the same configuration) and
+/// carries `class_emb.weight`; an unconditional one keeps the encoding files had before
+/// classes existed, so old files and the pinned checksums are unchanged.
+#[test]
+fn conditional_model_file_round_trip() {
+    let cfg = TinyUNetConfig {
+        classes: 10,
+        ..SMALL
+    };
+    let bytes = model_bytes(
+        &cfg,
+        ScheduleConfig::default(),
+        &random_params(&cfg, 2, 1.0),
+    );
+    let file = ModelFile::parse(&bytes).unwrap();
+    assert_eq!(file.header().model, ModelConfig::TinyUNet(cfg));
+    let t = file.tensor("class_emb.weight").unwrap();
+    assert_eq!(t.dims(), &[11, cfg.temb_dim][..]);
+    assert!(HostModel::from_bytes(&bytes).is_ok());
+    let plain = model_bytes(
+        &SMALL,
+        ScheduleConfig::default(),
+        &random_params(&SMALL, 2, 1.0),
+    );
+    let header = ModelFile::parse(&plain).unwrap().header().model;
+    assert_eq!(header, ModelConfig::TinyUNet(SMALL));
+}
+
 #[test]
 fn batch_equals_single_images() {
     for (k, cfg) in batch_configs().into_iter().enumerate() {
@@ -194,6 +280,7 @@ const SMALL: TinyUNetConfig = TinyUNetConfig {
     mid_blocks: 2,
     emb_dim: 8,
     temb_dim: 5,
+    classes: 0,
 };
 
 #[test]

@@ -230,6 +230,35 @@ impl TchNet for Net {
     }
 }
 
+/// A class-conditional trainer network computing for fixed class labels, one per image of the
+/// batches it is given (index K, the model's number of classes, is "no class").
+pub struct Labelled<'a> {
+    /// The network.
+    pub net: &'a Net,
+    /// N int64 labels.
+    pub labels: Tensor,
+}
+
+impl<'a> Labelled<'a> {
+    /// `net` computing for `labels`.
+    pub fn new(net: &'a Net, labels: &[u32]) -> Self {
+        let y: Vec<i64> = labels.iter().map(|&k| i64::from(k)).collect();
+        Self {
+            net,
+            labels: Tensor::from_slice(&y),
+        }
+    }
+}
+
+impl TchNet for Labelled<'_> {
+    fn forward(&self, x: &Tensor, t_in: &Tensor) -> Tensor {
+        self.net.forward_labelled(x, t_in, Some(&self.labels))
+    }
+    fn model_config(&self) -> ModelConfig {
+        self.net.config()
+    }
+}
+
 /// The trainer's tch forward pass on the CPU in f32: `x` holds `t_in.len()` images of `cfg`'s
 /// size, `t_in` the network's time inputs (t/T). Returns the flat N×C×H×W output.
 pub fn tch_forward(net: &impl TchNet, x: &[f32], t_in: &[f32]) -> Vec<f32> {

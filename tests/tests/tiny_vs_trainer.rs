@@ -74,6 +74,7 @@ fn other_config() -> impl Strategy<Value = TinyUNetConfig> {
                     mid_blocks,
                     emb_dim: 2 * half,
                     temb_dim,
+                    classes: 0,
                 }
             },
         )
@@ -86,6 +87,57 @@ fn other_tiny_configs_and_batches_match_trainer() {
         FORWARD_REL as f64,
         forward_case(other_config(), 1..=MAX_BATCH),
         run_case,
+    );
+}
+
+/// Class-conditional TinyUNets (1 to 12 classes, other sizes as [`other_config`]) on batches of
+/// images with a class each, "no class" included: the tch batch with its labels against the
+/// core's single calls (reference and fast path) with each image's class set. The class
+/// embedding's row is added to temb in f32 on both sides, one addition per element, so the
+/// bound stays [`FORWARD_REL`]. Initial weights are the trainer's own (scale 1), inputs within
+/// [−3, 3].
+#[test]
+fn conditional_tiny_forward_matches_trainer() {
+    let case = (
+        other_config(),
+        1u32..=12,
+        1..=MAX_BATCH,
+        any::<u32>(),
+        any::<u64>(),
+        proptest::collection::vec((0u32..=12, 0u32..300), MAX_BATCH),
+    );
+    check_property(
+        "forward, class-conditional TinyUNets with labels (reference and fast path vs tch)",
+        FORWARD_REL as f64,
+        case,
+        |(cfg, classes, batch, init_seed, input_seed, draws)| {
+            let cfg = TinyUNetConfig { classes, ..cfg };
+            let (vs, net) = trainer_model(cfg, init_seed as i64, 1.0);
+            let core = export_to_core(&vs, &cfg, &ScheduleConfig::default());
+            let n = cfg.image_len();
+            let x: Vec<f32> = gaussian(input_seed, batch * n);
+            // Label `classes` is "no class" (the core's None).
+            let labels: Vec<u32> = draws[..batch].iter().map(|d| d.0 % (classes + 1)).collect();
+            let t_in: Vec<f32> = draws[..batch].iter().map(|d| d.1 as f32 / 300.0).collect();
+            let want = ddpm_equivalence::tch_forward(
+                &ddpm_equivalence::Labelled::new(&net, &labels),
+                &x,
+                &t_in,
+            );
+            let mut worst = 0.0f64;
+            for path in [Path::Reference, Path::Fast] {
+                let mut m = core.clone().with_path(path);
+                let mut got = vec![0.0f32; n];
+                for (i, (&k, &ti)) in labels.iter().zip(&t_in).enumerate() {
+                    m.set_class((k < classes).then_some(k)).unwrap();
+                    m.forward(&x[i * n..(i + 1) * n], ti, &mut got).unwrap();
+                    let e = rel_err(&got, &want[i * n..(i + 1) * n]);
+                    within(format!("{path:?}, image {i}, label {k}"), e, FORWARD_REL)?;
+                    worst = worst.max(f64::from(e));
+                }
+            }
+            Ok(worst)
+        },
     );
 }
 
@@ -412,3 +464,61 @@ fn tiny_guided_trajectories_match_trainer() {
     }
     println!("guided trajectories: worst {worst:.3e}");
 }
+
+/// The committed class-conditional TinyUNet (`trainer fit --conditional`, see docs/trainer.md).
+const DEFAULT_TINY_CONDITIONAL: &str = "models/tiny_unet_mnist_cond.ddpm";
+
+/// Classifier-free guidance trajectories: each side runs its network labelled with the class
+/// and guides it by the same network's "no class" output (`uncond + w·(cond − uncond)`), the
+/// arithmetic of autoguidance with the unconditional pass as the guide, so the bound is
+/// [`TRAJECTORY_REL`] as for [`tiny_guided_trajectories_match_trainer`]. The committed
+/// conditional model (or `DDPM_EQUIVALENCE_TINY_CONDITIONAL`; a freshly initialised
+/// conditional TinyUNet when absent), four seeds of four different digits.
+#[test]
+fn tiny_classifier_free_guided_trajectories_match_trainer() {
+    let (what, _vs, net, core) = ddpm_equivalence::trajectory_model(
+        "DDPM_EQUIVALENCE_TINY_CONDITIONAL",
+        DEFAULT_TINY_CONDITIONAL,
+        TinyUNetConfig {
+            classes: 10,
+            ..TinyUNetConfig::DEFAULT
+        },
+    );
+    assert!(
+        matches!(core.config(), ddpm_core::ModelConfig::TinyUNet(c) if c.classes == 10),
+        "{what}: not a 10-class conditional TinyUNet"
+    );
+    let w = README_CFG;
+    println!("classifier-free guided trajectories: {what}, w = {w}");
+    let mut worst = 0.0f32;
+    for (name, path, cfg, seeds, class) in [
+        (
+            "DDIM 50 steps, eta 1",
+            Path::Fast,
+            ddim50(1.0, true),
+            &[0u64, 1][..],
+            7,
+        ),
+        (
+            "DDIM 50 steps, eta 1",
+            Path::Reference,
+            ddim50(1.0, true),
+            &[2][..],
+            3,
+        ),
+        ("UniPC 10 steps", Path::Fast, unipc(10), &[3, 4][..], 0),
+    ] {
+        let labelled = ddpm_equivalence::Labelled::new(&net, &vec![class; seeds.len()]);
+        let mut cond = core.clone();
+        cond.set_class(Some(class)).unwrap();
+        let guide = (&net as &dyn ddpm_equivalence::TchNet, &core, w);
+        let errs = guided_trajectories(&labelled, &cond, Some(guide), path, &cfg, seeds);
+        let name = format!("class {class}, guided {name}");
+        worst = worst.max(check_trajectories(&name, path, seeds, &errs));
+    }
+    println!("classifier-free guided trajectories: worst {worst:.3e}");
+}
+
+/// The classifier-free guidance weight the README's class-conditional figures use (`trainer
+/// sample --class` without `--cfg`).
+const README_CFG: f32 = 2.0;

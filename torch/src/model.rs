@@ -105,6 +105,8 @@ pub struct TinyUNet {
     /// Conv and time projection of enc0, down1, down2, mid, mid1 …, up2, up1 (forward order).
     blocks: Vec<(nn::Conv2D, nn::Linear)>,
     out: nn::Conv2D,
+    /// `class_emb.weight` `[K + 1, D]` of a class-conditional network (row K: "no class").
+    class_emb: Option<Tensor>,
 }
 
 impl TinyUNet {
@@ -153,6 +155,17 @@ impl TinyUNet {
             })
             .collect();
         let out = nn::conv2d(path / "out", w1, c, 3, conv(w1, 1));
+        // nn.Embedding's default initialisation: N(0, 1).
+        let class_emb = cfg.is_conditional().then(|| {
+            (path / "class_emb").var(
+                "weight",
+                &[i64::from(cfg.classes) + 1, d],
+                nn::Init::Randn {
+                    mean: 0.0,
+                    stdev: 1.0,
+                },
+            )
+        });
         let half = cfg.emb_dim as usize / 2;
         let freqs: Vec<f32> = (0..half)
             .map(|k| ddpm_core::kernels::reference::sinusoidal_frequency(k, half, TINY_MAX_PERIOD))
@@ -164,6 +177,7 @@ impl TinyUNet {
             time2,
             blocks,
             out,
+            class_emb,
         }
     }
 
@@ -179,11 +193,37 @@ impl TinyUNet {
         Tensor::cat(&[arg.sin(), arg.cos()], -1)
     }
 
-    /// Predicted noise for `x` (N×C×H×W) at network time inputs `t_in` (N values of t/T).
+    /// Predicted noise for `x` (N×C×H×W) at network time inputs `t_in` (N values of t/T);
+    /// a class-conditional network computes for "no class".
     pub fn forward(&self, x: &Tensor, t_in: &Tensor) -> Tensor {
+        self.forward_labelled(x, t_in, None)
+    }
+
+    /// [`Self::forward`] for class labels `y` (N int64 indices in 0..=K, K meaning "no
+    /// class"; `None`: all "no class"), whose embedding rows are added to temb. An
+    /// unconditional network ignores `y`.
+    pub fn forward_labelled(&self, x: &Tensor, t_in: &Tensor, y: Option<&Tensor>) -> Tensor {
         let temb = self
             .time2
             .forward(&self.time0.forward(&self.embedding(t_in)).relu());
+        let temb = if let Some(table) = &self.class_emb {
+            let null;
+            let y = match y {
+                Some(y) => y,
+                None => {
+                    let n = t_in.size()[0];
+                    null = Tensor::full(
+                        [n],
+                        i64::from(self.cfg.null_class()),
+                        (Kind::Int64, t_in.device()),
+                    );
+                    &null
+                }
+            };
+            temb + table.index_select(0, y)
+        } else {
+            temb
+        };
         let block = |k: usize, x: &Tensor| {
             let (conv, proj) = &self.blocks[k];
             let p = proj.forward(&temb);
@@ -235,9 +275,15 @@ impl Net {
 
     /// Predicted noise for `x` (N×C×H×W) at network time inputs `t_in` (N values of t/T).
     pub fn forward(&self, x: &Tensor, t_in: &Tensor) -> Tensor {
+        self.forward_labelled(x, t_in, None)
+    }
+
+    /// [`Self::forward`] with class labels `y` for a class-conditional TinyUNet
+    /// ([`TinyUNet::forward_labelled`]); other networks ignore them.
+    pub fn forward_labelled(&self, x: &Tensor, t_in: &Tensor, y: Option<&Tensor>) -> Tensor {
         match self {
             Net::Simple(n) => n.forward(x, t_in),
-            Net::Tiny(n) => n.forward(x, t_in),
+            Net::Tiny(n) => n.forward_labelled(x, t_in, y),
         }
     }
 }
@@ -373,6 +419,11 @@ pub fn infer_config(
                 .count() as u32,
             emb_dim: time0[1] as u32,
             temb_dim: time0[0] as u32,
+            // class_emb.weight is [K + 1, D].
+            classes: match tensors.iter().find(|(n, _)| n == "class_emb.weight") {
+                Some((_, t)) => (t.size()[0] - 1).max(0) as u32,
+                None => 0,
+            },
         };
         cfg.validate().map_err(|e| {
             anyhow::anyhow!(

@@ -185,11 +185,15 @@ pub fn unipc_step(
 
 /// Draws `n` samples in one batch on `net`'s device: x_T ~ N(0, I) and each step's z from the
 /// torch generator seeded with `seed`; with `guide` = (weaker network, w) every output is
-/// guided ([`guide_output`]). Returns an N×C×H×W tensor (not clamped).
+/// guided ([`guide_output`]). With `classes` = (N int64 class labels, w) a class-conditional
+/// network draws image i of class `labels[i]` under classifier-free guidance: its "no class"
+/// output takes the guide's place (`uncond + w·(cond − uncond)`; w = 1: the conditional
+/// output alone). Returns an N×C×H×W tensor (not clamped).
 #[allow(clippy::too_many_arguments)]
 pub fn sample_torch(
     net: &Net,
     guide: Option<(&Net, f32)>,
+    classes: Option<(&Tensor, f32)>,
     sched: &Schedule,
     cfg: &SamplerConfig,
     n: usize,
@@ -216,9 +220,12 @@ pub fn sample_torch(
             let (t, prev) = plan.step(k).context("step past the sampler's plan")?;
             let t_in = t as f32 / big_t as f32;
             let t_batch = Tensor::full([n as i64], t_in as f64, (Kind::Float, device));
-            let mut eps = net.forward(&x, &t_batch);
+            let mut eps = net.forward_labelled(&x, &t_batch, classes.map(|(y, _)| y));
             if let Some((g, w)) = guide {
                 eps = guide_output(&eps, &g.forward(&x, &t_batch), w);
+            }
+            if let Some((_, w)) = classes.filter(|&(_, w)| w != 1.0) {
+                eps = guide_output(&eps, &net.forward(&x, &t_batch), w);
             }
             let z = if step_needs_noise(cfg, t) {
                 x.randn_like()

@@ -20,6 +20,18 @@ pub struct TinyUNetConfigV1 {
     temb_dim: u32,
 }
 
+/// A TinyUNet configuration as files wrote it before `classes` existed (unconditional).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TinyUNetConfigV2 {
+    channels: u32,
+    height: u32,
+    width: u32,
+    widths: [u32; 3],
+    mid_blocks: u32,
+    emb_dim: u32,
+    temb_dim: u32,
+}
+
 /// [`ModelConfig`] as postcard encodes it: the variant index first, so the order of these
 /// variants is part of the file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,8 +40,10 @@ pub enum WireModelConfig {
     SimpleUNet(SimpleUNetConfig),
     /// Variant 1: a TinyUNet with one mid block.
     TinyUNet(TinyUNetConfigV1),
-    /// Variant 2: a TinyUNet with any number of mid blocks.
-    TinyUNetDeep(TinyUNetConfig),
+    /// Variant 2: an unconditional TinyUNet with any number of mid blocks.
+    TinyUNetDeep(TinyUNetConfigV2),
+    /// Variant 3: a class-conditional TinyUNet.
+    TinyUNetConditional(TinyUNetConfig),
 }
 
 impl From<WireModelConfig> for ModelConfig {
@@ -44,8 +58,19 @@ impl From<WireModelConfig> for ModelConfig {
                 mid_blocks: 1,
                 emb_dim: c.emb_dim,
                 temb_dim: c.temb_dim,
+                classes: 0,
             }),
-            WireModelConfig::TinyUNetDeep(c) => ModelConfig::TinyUNet(c),
+            WireModelConfig::TinyUNetDeep(c) => ModelConfig::TinyUNet(TinyUNetConfig {
+                channels: c.channels,
+                height: c.height,
+                width: c.width,
+                widths: c.widths,
+                mid_blocks: c.mid_blocks,
+                emb_dim: c.emb_dim,
+                temb_dim: c.temb_dim,
+                classes: 0,
+            }),
+            WireModelConfig::TinyUNetConditional(c) => ModelConfig::TinyUNet(c),
         }
     }
 }
@@ -54,6 +79,9 @@ impl From<ModelConfig> for WireModelConfig {
     fn from(m: ModelConfig) -> Self {
         match m {
             ModelConfig::SimpleUNet(c) => WireModelConfig::SimpleUNet(c),
+            ModelConfig::TinyUNet(c) if c.is_conditional() => {
+                WireModelConfig::TinyUNetConditional(c)
+            }
             ModelConfig::TinyUNet(c) if c.mid_blocks == 1 => {
                 WireModelConfig::TinyUNet(TinyUNetConfigV1 {
                     channels: c.channels,
@@ -64,7 +92,15 @@ impl From<ModelConfig> for WireModelConfig {
                     temb_dim: c.temb_dim,
                 })
             }
-            ModelConfig::TinyUNet(c) => WireModelConfig::TinyUNetDeep(c),
+            ModelConfig::TinyUNet(c) => WireModelConfig::TinyUNetDeep(TinyUNetConfigV2 {
+                channels: c.channels,
+                height: c.height,
+                width: c.width,
+                widths: c.widths,
+                mid_blocks: c.mid_blocks,
+                emb_dim: c.emb_dim,
+                temb_dim: c.temb_dim,
+            }),
         }
     }
 }

@@ -3,8 +3,9 @@
 /// Most w3 → w3 blocks a TinyUNet may have at quarter resolution.
 pub const TINY_MAX_MID_BLOCKS: usize = 8;
 
-/// Most parameter tensors any architecture has (TinyUNet: 26 plus 4 per mid block).
-pub const MAX_TENSORS: usize = 26 + 4 * TINY_MAX_MID_BLOCKS;
+/// Most parameter tensors any architecture has (TinyUNet: 26 plus 4 per mid block, plus the
+/// class embedding of a class-conditional one).
+pub const MAX_TENSORS: usize = 27 + 4 * TINY_MAX_MID_BLOCKS;
 
 /// The parameter tensors of one architecture, in `state_dict` order, without a heap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -24,7 +24,10 @@ use crate::nets::spec::{total_numel, TensorSpec, TensorSpecList, MAX_DIM, TINY_M
 /// | `out` | Conv2d(w1→c), no ReLU | c × H × W |
 ///
 /// Each `*_temb` is a Linear(D→block channels) whose output is added per channel before the
-/// block's ReLU. No normalisation layers. H and W must be multiples of 4, so that the two
+/// block's ReLU. A class-conditional network (`classes` = K > 0) adds row y of `class_emb`
+/// (`[K + 1, D]`: one row per class, the last row for "no class") to temb, so the class
+/// reaches every block through its time projection (classifier-free guidance, Ho & Salimans
+/// 2022, samples with `uncond + w·(cond − uncond)` of the class and the "no class" row). No normalisation layers. H and W must be multiples of 4, so that the two
 /// up-samplings land exactly on the skip tensors' sizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TinyUNetConfig {
@@ -43,6 +46,10 @@ pub struct TinyUNetConfig {
     pub emb_dim: u32,
     /// Width D of the time MLP's output `temb`.
     pub temb_dim: u32,
+    /// Number of classes K of a class-conditional network (10 for MNIST's digits), 0 for an
+    /// unconditional one. A conditional network has the tensor `class_emb.weight` `[K + 1, D]`;
+    /// label K is "no class".
+    pub classes: u32,
 }
 
 /// The tensor names of TinyUNet's six main blocks (enc0, down1, down2, mid, up2, up1): conv
@@ -142,11 +149,22 @@ impl TinyUNetConfig {
         mid_blocks: 1,
         emb_dim: 32,
         temb_dim: 64,
+        classes: 0,
     };
 
-    /// Number of parameter tensors (30 with one mid block).
+    /// Number of parameter tensors (30 with one mid block, one more when class-conditional).
     pub const fn tensor_count(&self) -> usize {
-        26 + 4 * self.mid_blocks as usize
+        26 + 4 * self.mid_blocks as usize + self.is_conditional() as usize
+    }
+
+    /// Whether the network takes a class label (`classes` > 0).
+    pub const fn is_conditional(&self) -> bool {
+        self.classes > 0
+    }
+
+    /// The label that means "no class" (the last row of `class_emb`): `classes`.
+    pub const fn null_class(&self) -> u32 {
+        self.classes
     }
 
     /// Checks every size: channel counts, widths, E and D in 1..=[`MAX_DIM`], E even and at
@@ -169,6 +187,11 @@ impl TinyUNetConfig {
                 "TinyUNet: the sinusoidal embedding length must be even and at least 4",
             ));
         }
+        if self.classes >= MAX_DIM {
+            return Err(Error::InvalidConfig(
+                "TinyUNet: the number of classes must be below 4096",
+            ));
+        }
         if !ok(self.height) || !ok(self.width) {
             return Err(Error::InvalidConfig("image sides must be in 1..=4096"));
         }
@@ -188,7 +211,8 @@ impl TinyUNetConfig {
 
     /// The parameter tensors in `state_dict` order: the time MLP, then each block's conv
     /// (`[out, in, 3, 3]`, bias) and time projection (`[out, D]`, bias) in forward order (enc0,
-    /// down1, down2, mid, mid1 …, up2, up1), then `out`.
+    /// down1, down2, mid, mid1 …, up2, up1), then `out`, then for a class-conditional network
+    /// `class_emb.weight` (`[K + 1, D]`).
     pub const fn tensor_specs(&self) -> TensorSpecList {
         let c = self.channels;
         let [w1, w2, w3] = self.widths;
@@ -208,8 +232,17 @@ impl TinyUNetConfig {
         }
         l = l.push_block(&TINY_BLOCK_NAMES[4], w2, w3 + w2, d);
         l = l.push_block(&TINY_BLOCK_NAMES[5], w1, w2 + w1, d);
-        l.push(TensorSpec::new("out.weight", [c, w1, 3, 3], 4))
-            .push(TensorSpec::new("out.bias", [c, 0, 0, 0], 1))
+        l = l
+            .push(TensorSpec::new("out.weight", [c, w1, 3, 3], 4))
+            .push(TensorSpec::new("out.bias", [c, 0, 0, 0], 1));
+        if self.is_conditional() {
+            l = l.push(TensorSpec::new(
+                "class_emb.weight",
+                [self.classes + 1, d, 0, 0],
+                2,
+            ));
+        }
+        l
     }
 
     /// Total number of parameters (221,505 for [`TinyUNetConfig::DEFAULT`]).

@@ -148,6 +148,8 @@ struct TinyLayers {
     /// Every block's time projection, in [`crate::nets::tiny_unet::block`] order.
     temb_w: Vec<Vec<f32>>,
     temb_b: Vec<Vec<f32>>,
+    /// `class_emb.weight` of a class-conditional network (empty otherwise).
+    class_emb: Vec<f32>,
     /// Use the AVX2 + FMA kernel where the CPU has it.
     simd: bool,
 }
@@ -291,11 +293,13 @@ impl TinyLayers {
         self.block_widths().sum()
     }
 
-    /// Every block's time projections at network time input `t_in`, concatenated into
-    /// `proj` ([`Self::proj_len`] values), with `emb`, `hidden` and `temb` as scratch.
+    /// Every block's time projections at network time input `t_in` (and class `label` of a
+    /// class-conditional network), concatenated into `proj` ([`Self::proj_len`] values), with
+    /// `emb`, `hidden` and `temb` as scratch.
     fn projections(
         &self,
         t_in: f32,
+        label: u32,
         (emb, hidden, temb): (&mut [f32], &mut [f32], &mut [f32]),
         proj: &mut [f32],
     ) -> Result<()> {
@@ -308,6 +312,7 @@ impl TinyLayers {
         crate::kernels::reference::linear(emb, &self.time0_w, &self.time0_b, hidden)?;
         crate::kernels::reference::relu(hidden);
         crate::kernels::reference::linear(hidden, &self.time2_w, &self.time2_b, temb)?;
+        crate::nets::tiny_unet::reference::add_class_row(&self.class_emb, label, temb);
         let mut rest = proj;
         for (k, width) in self.block_widths().enumerate() {
             let (pr, tail) = rest.split_at_mut(width);
@@ -403,6 +408,8 @@ pub struct FastTinyUNet {
     acts: Vec<TinyActs>,
     /// One per thread.
     scratch: Vec<TinyScratch>,
+    /// The class label every pass computes for ("no class" unless set).
+    label: u32,
 }
 
 impl FastTinyUNet {
@@ -444,6 +451,7 @@ impl FastTinyUNet {
             time2_b: p.time2_b.to_vec(),
             temb_w: b[..blocks].iter().map(|b| b.temb_w.to_vec()).collect(),
             temb_b: b[..blocks].iter().map(|b| b.temb_b.to_vec()).collect(),
+            class_emb: p.class_emb.to_vec(),
             simd: true,
         };
         Self {
@@ -453,8 +461,16 @@ impl FastTinyUNet {
             proj: Vec::new(),
             acts: vec![TinyActs::new(&cfg)],
             scratch: vec![TinyScratch::default()],
+            label: net.label(),
             layers,
         }
+    }
+
+    /// Computes for `class` from now on (`None`: "no class"); errors as
+    /// [`TinyUNet::with_class`](crate::TinyUNet::with_class) does.
+    pub fn set_class(&mut self, class: Option<u32>) -> Result<()> {
+        self.label = crate::nets::tiny_unet::reference::class_label(&self.layers.cfg, class)?;
+        Ok(())
     }
 
     /// Packs the weights of `net` for the portable kernels on any CPU (for tests and timing;
@@ -504,7 +520,7 @@ impl FastTinyUNet {
         grown(&mut self.proj, n * pl);
         for (&t, pr) in t_in.iter().zip(self.proj.chunks_exact_mut(pl)) {
             let time = (&mut self.emb[..], &mut self.hidden[..], &mut self.temb[..]);
-            self.layers.projections(t, time, pr)?;
+            self.layers.projections(t, self.label, time, pr)?;
         }
         let Self {
             layers,

@@ -474,6 +474,10 @@ pub struct Int8TinyUNet<'a> {
     /// mid1, mid2, … (the first `mid_blocks − 1` entries).
     pub(crate) extra_mid: [Option<TinyQConv<'a>>; TINY_MAX_MID_BLOCKS - 1],
     pub(crate) time: TimeMlp<'a>,
+    /// `class_emb.weight` (f32, `[K + 1, D]`) of a class-conditional network.
+    pub(crate) class_emb: Option<F32Le<'a>>,
+    /// The class label every pass computes for ("no class" unless set).
+    pub(crate) label: u32,
 }
 
 impl<'a> Int8TinyUNet<'a> {
@@ -516,13 +520,28 @@ impl<'a> Int8TinyUNet<'a> {
         let up1 = TinyQConv::load(file, 5, w2 + w1, w1, 1, out_of(&up2), d)?;
         let out = TinyQConv::load(file, 6, w1, c, 1, out_of(&up1), d)?;
         let time = TimeMlp::load(file, cfg.emb_dim, d)?;
+        let class_emb = match cfg.is_conditional() {
+            true => Some(F32Le(
+                tensor(file, "class_emb.weight", DType::F32, &[cfg.classes + 1, d])?.data,
+            )),
+            false => None,
+        };
         Ok(Self {
             cfg,
             input,
             layers: [enc0, down1, down2, mid, up2, up1, out],
             extra_mid,
             time,
+            class_emb,
+            label: cfg.null_class(),
         })
+    }
+
+    /// The same network computing for `class` (`None`: "no class"); errors as
+    /// [`TinyUNet::with_class`](crate::TinyUNet::with_class) does.
+    pub fn with_class(mut self, class: Option<u32>) -> Result<Self> {
+        self.label = crate::nets::tiny_unet::reference::class_label(&self.cfg, class)?;
+        Ok(self)
     }
 
     /// The network's sizes.
@@ -598,7 +617,14 @@ impl<'a> Int8TinyUNet<'a> {
         let hidden = &mut t.hidden[..d];
         linear_le(emb, self.time.w0, self.time.b0, hidden);
         layers::relu(hidden);
-        linear_le(hidden, self.time.w2, self.time.b2, &mut t.temb[..d]);
+        let temb = &mut t.temb[..d];
+        linear_le(hidden, self.time.w2, self.time.b2, temb);
+        if let Some(table) = self.class_emb {
+            let row = self.label as usize * d;
+            for (k, v) in temb.iter_mut().enumerate() {
+                *v += table.get(row + k);
+            }
+        }
         Ok(())
     }
 

@@ -69,6 +69,13 @@ impl<'w> TinyCalibrator<'w> {
         }
     }
 
+    /// Makes a class-conditional network compute for `class` (`None`: "no class") in the
+    /// observations that follow.
+    pub fn set_class(&mut self, class: Option<u32>) -> Result<()> {
+        self.obs.net = self.obs.net.with_class(class)?;
+        Ok(())
+    }
+
     /// Runs the network on `x` at time input `t_in` and records its activations.
     pub fn observe(&mut self, x: &[f32], t_in: f32) -> Result<()> {
         let parts = reference_workspace_ranges(self.obs.net.config());
@@ -207,5 +214,8 @@ pub fn quantize_tiny_unet(
     w.push_f32("time_mlp.0.bias", &[d], p.time0_b)?;
     w.push_f32("time_mlp.2.weight", &[d, d], p.time2_w)?;
     w.push_f32("time_mlp.2.bias", &[d], p.time2_b)?;
+    if cfg.is_conditional() {
+        w.push_f32("class_emb.weight", &[cfg.classes + 1, d], p.class_emb)?;
+    }
     Ok(w.finish())
 }

@@ -75,13 +75,46 @@ pub struct TinyUNetParams<'w> {
     pub out_w: &'w [f32],
     /// `out.bias` `[c]`.
     pub out_b: &'w [f32],
+    /// `class_emb.weight` `[K + 1, D]` of a class-conditional network (empty otherwise).
+    pub class_emb: &'w [f32],
 }
 
-/// A TinyUNet over borrowed f32 weights.
+/// A TinyUNet over borrowed f32 weights. A class-conditional one computes for the label it
+/// carries ([`TinyUNet::with_class`]; "no class" until one is set).
 #[derive(Debug, Clone, Copy)]
 pub struct TinyUNet<'w> {
     cfg: TinyUNetConfig,
     p: TinyUNetParams<'w>,
+    label: u32,
+}
+
+/// The label a network with configuration `cfg` computes for when asked for `class`: `class`
+/// itself (checked to be below `cfg.classes`), or the "no class" label for `None`. Refuses a
+/// class for an unconditional network.
+pub fn class_label(cfg: &TinyUNetConfig, class: Option<u32>) -> Result<u32> {
+    match class {
+        None => Ok(cfg.null_class()),
+        Some(_) if !cfg.is_conditional() => Err(crate::Error::InvalidConfig(
+            "this model is unconditional: it takes no class",
+        )),
+        Some(k) if k >= cfg.classes => Err(crate::Error::InvalidConfig(
+            "class index out of range: the model has fewer classes",
+        )),
+        Some(k) => Ok(k),
+    }
+}
+
+/// Adds row `label` of the class embedding `class_emb` (`[K + 1, D]`) to `temb` (length D);
+/// nothing when `class_emb` is empty (an unconditional network).
+pub(crate) fn add_class_row(class_emb: &[f32], label: u32, temb: &mut [f32]) {
+    if class_emb.is_empty() {
+        return;
+    }
+    let d = temb.len();
+    let row = &class_emb[label as usize * d..][..d];
+    for (t, &c) in temb.iter_mut().zip(row) {
+        *t += c;
+    }
 }
 
 /// Checks, without copying anything, that `file` holds the f32 tensors of a TinyUNet with
@@ -135,8 +168,24 @@ impl<'w> TinyUNet<'w> {
                 blocks,
                 out_w: parts[out],
                 out_b: parts[out + 1],
+                // Empty for an unconditional network (no tensor after out.bias).
+                class_emb: parts[out + 2],
             },
+            label: cfg.null_class(),
         })
+    }
+
+    /// The same network computing for `class` (`None`: "no class", the unconditional output
+    /// of classifier-free guidance). Errors for a class on an unconditional network and for
+    /// a class index of `classes` or more.
+    pub fn with_class(mut self, class: Option<u32>) -> Result<Self> {
+        self.label = class_label(&self.cfg, class)?;
+        Ok(self)
+    }
+
+    /// The label the network computes for (`classes`, "no class", unless set).
+    pub fn label(&self) -> u32 {
+        self.label
     }
 
     /// The network's sizes.
@@ -150,7 +199,8 @@ impl<'w> TinyUNet<'w> {
     }
 
     /// The time embedding `temb = Linear(D→D)(ReLU(Linear(E→D)(sinusoidal(1000·t_in))))`
-    /// into `temb` (length D), with `emb` (E) and `hidden` (D) as scratch.
+    /// (plus the class embedding's row of the label, for a class-conditional network) into
+    /// `temb` (length D), with `emb` (E) and `hidden` (D) as scratch.
     pub fn time_embedding(
         &self,
         t_in: f32,
@@ -162,7 +212,9 @@ impl<'w> TinyUNet<'w> {
         layers::sinusoidal_embedding(t_in * TINY_TIME_SCALE, TINY_MAX_PERIOD, emb)?;
         layers::linear(emb, self.p.time0_w, self.p.time0_b, hidden)?;
         layers::relu(hidden);
-        layers::linear(hidden, self.p.time2_w, self.p.time2_b, temb)
+        layers::linear(hidden, self.p.time2_w, self.p.time2_b, temb)?;
+        add_class_row(self.p.class_emb, self.label, temb);
+        Ok(())
     }
 
     /// Block `k`'s time projection `Linear(D→out_c)(temb)` into `proj[..out_c]`.
@@ -296,6 +348,7 @@ mod tests {
             mid_blocks: 1,
             emb_dim: 4,
             temb_dim: 2,
+            classes: 0,
         };
         let mut params = [0.0f32; 512];
         let params = &mut params[..cfg.param_count()];

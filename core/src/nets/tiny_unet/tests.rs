@@ -62,8 +62,14 @@ fn fixture(cfg: TinyUNetConfig) -> Fixture {
     let net = TinyUNet::from_flat(cfg, &params).unwrap();
     let mut cal = TinyCalibrator::new(net, 7);
     let mut s = 99u64;
-    for k in 0..16 {
+    for k in 0..16u32 {
         let x = noisy_image(&cfg, &mut s);
+        if cfg.is_conditional() {
+            // Every label in turn, "no class" (label K) included.
+            let label = k % (cfg.classes + 1);
+            cal.set_class((label < cfg.classes).then_some(label))
+                .unwrap();
+        }
         cal.observe(&x, k as f32 / 16.0).unwrap();
     }
     let int8 = quantize_tiny_unet(
@@ -472,6 +478,7 @@ fn mismatched_concatenation_parameters_are_refused() {
         widths: [4, 6, 8],
         emb_dim: 4,
         temb_dim: 6,
+        classes: 0,
         ..TinyUNetConfig::DEFAULT
     };
     let f = fixture(cfg);
@@ -586,4 +593,157 @@ fn wrong_architecture_is_refused() {
     .unwrap();
     let file = ModelFile::parse(&bytes).unwrap();
     assert!(Int8TinyUNet::from_file(&file).is_err());
+}
+
+/// The committed model's sizes as a 10-class conditional network.
+const CONDITIONAL: TinyUNetConfig = TinyUNetConfig {
+    classes: 10,
+    ..SMALLER
+};
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// A conditional network whose class embedding is zero computes exactly what its unconditional
+/// twin (the same other tensors) computes, for every label: the table is the last tensor and
+/// joins temb only. With a non-zero table the labels give different outputs, and "no class" is
+/// the default label.
+#[test]
+fn class_embedding_joins_temb_and_nothing_else() {
+    let plain = TinyUNetConfig {
+        classes: 0,
+        ..CONDITIONAL
+    };
+    let p0 = random_params(&plain, 3);
+    let mut zeroed = p0.clone();
+    zeroed.resize(CONDITIONAL.param_count(), 0.0);
+    let random = random_params(&CONDITIONAL, 3);
+    let (u, z, r) = (
+        TinyUNet::from_flat(plain, &p0).unwrap(),
+        TinyUNet::from_flat(CONDITIONAL, &zeroed).unwrap(),
+        TinyUNet::from_flat(CONDITIONAL, &random).unwrap(),
+    );
+    let mut ws = vec![0.0f32; CONDITIONAL.workspace_len()];
+    let mut s = 11u64;
+    let x = noisy_image(&CONDITIONAL, &mut s);
+    let run = |n: &TinyUNet<'_>, ws: &mut [f32]| {
+        let mut e = vec![0.0f32; CONDITIONAL.image_len()];
+        n.forward_reference(&x, 0.4, ws, &mut e).unwrap();
+        e
+    };
+    let want = run(&u, &mut ws);
+    for k in [Some(0), Some(9), None] {
+        assert_eq!(bits(&run(&z.with_class(k).unwrap(), &mut ws)), bits(&want));
+    }
+    let outs: Vec<Vec<f32>> = [Some(0), Some(1), None]
+        .iter()
+        .map(|&k| run(&r.with_class(k).unwrap(), &mut ws))
+        .collect();
+    assert_ne!(outs[0], outs[1]);
+    assert_ne!(outs[0], outs[2]);
+    assert_eq!(
+        bits(&run(&r, &mut ws)),
+        bits(&outs[2]),
+        "default is no class"
+    );
+    assert_eq!(r.label(), 10);
+}
+
+/// A class on an unconditional network and a class index ≥ K are typed errors; "no class" is
+/// always accepted.
+#[test]
+fn bad_classes_are_refused() {
+    let p = random_params(&CONDITIONAL, 1);
+    let net = TinyUNet::from_flat(CONDITIONAL, &p).unwrap();
+    assert!(matches!(
+        net.with_class(Some(10)),
+        Err(Error::InvalidConfig(_))
+    ));
+    assert!(net.with_class(Some(9)).is_ok());
+    let plain = TinyUNetConfig::DEFAULT;
+    let p = random_params(&plain, 1);
+    let net = TinyUNet::from_flat(plain, &p).unwrap();
+    assert!(matches!(
+        net.with_class(Some(0)),
+        Err(Error::InvalidConfig(_))
+    ));
+    assert!(net.with_class(None).is_ok());
+    let f = fixture(CONDITIONAL);
+    let file = ModelFile::parse(&f.int8).unwrap();
+    let q = Int8TinyUNet::from_file(&file).unwrap();
+    assert!(matches!(
+        q.with_class(Some(11)),
+        Err(Error::InvalidConfig(_))
+    ));
+}
+
+/// The int8 export of a conditional network carries the class table (f32, `[K + 1, D]`) and the
+/// file says the model is conditional; the planned executor equals the layer-wise oracle bit
+/// for bit under every label tried, tracks the f32 network labelled the same, and classifier-free
+/// guidance (`sample_planned_guided` of the labelled network guided by itself without its
+/// class) changes the sample.
+#[test]
+fn int8_conditional_executors_agree_and_follow_the_class() {
+    let cfg = CONDITIONAL;
+    let f = fixture(cfg);
+    let file = ModelFile::parse(&f.int8).unwrap();
+    assert_eq!(
+        file.header().model,
+        crate::ModelConfig::TinyUNet(cfg),
+        "the file's header is conditional"
+    );
+    let t = file.tensor("class_emb.weight").unwrap();
+    assert_eq!((t.dtype, t.dims()), (DType::F32, &[11u32, 64][..]));
+    let q = Int8TinyUNet::from_file(&file).unwrap();
+    let net = TinyUNet::from_flat(cfg, &f.params).unwrap();
+    let mut acts = vec![0i8; layerwise_len(&cfg)];
+    let mut ws = alloc::boxed::Box::new(<TinyInt8Workspace>::ZEROED);
+    let mut ws32 = vec![0.0f32; cfg.workspace_len()];
+    let mut tv = TimeVecs::new(&cfg);
+    let mut s = 21u64;
+    let x = noisy_image(&cfg, &mut s);
+    let mut outs = Vec::new();
+    for k in [Some(2), Some(7), None] {
+        let qk = q.with_class(k).unwrap();
+        let len = cfg.image_len();
+        let (mut lw, mut pl, mut e32) = (vec![0.0f32; len], vec![0.0f32; len], vec![0.0f32; len]);
+        qk.forward_layerwise(&x, 0.3, &mut acts, &mut tv.scratch(), &mut lw)
+            .unwrap();
+        qk.forward_planned(&x, 0.3, &mut ws, &mut pl).unwrap();
+        assert_eq!(bits(&lw), bits(&pl), "label {k:?}");
+        net.with_class(k)
+            .unwrap()
+            .forward_reference(&x, 0.3, &mut ws32, &mut e32)
+            .unwrap();
+        let num: f64 = pl
+            .iter()
+            .zip(&e32)
+            .map(|(a, b)| ((a - b) as f64).powi(2))
+            .sum();
+        let den: f64 = e32.iter().map(|b| (*b as f64).powi(2)).sum();
+        let rel = (num / den).sqrt();
+        assert!(rel < INT8_EPS_REL_RMS_MAX, "label {k:?}: {rel}");
+        outs.push(pl);
+    }
+    assert_ne!(outs[0], outs[1]);
+    let (sched, scfg) = three_ddim_steps();
+    let len = cfg.image_len();
+    let q7 = q.with_class(Some(7)).unwrap();
+    let (mut a, mut b, mut g) = (vec![0.0f32; len], vec![0.0f32; len], vec![0.0f32; len]);
+    sample_planned_guided(
+        &q7,
+        &q,
+        2.0,
+        &sched,
+        &scfg,
+        5,
+        &mut a,
+        &mut ws,
+        &mut g,
+        &mut [],
+    )
+    .unwrap();
+    sample_planned_with_history(&q7, &sched, &scfg, 5, &mut b, &mut ws, &mut []).unwrap();
+    assert_ne!(a, b, "guidance changes the sample");
 }
