@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Exports the int8 TinyUNet used by the firmware's `tiny` build, and its int8 guide:
+# Exports the int8 TinyUNet used by the firmware's `tiny` build, its int8 guide and the int8
+# class-conditional TinyUNet (`DDPM_DEMO_CLASS` builds):
 #   models/tiny_unet_mnist.ddpm (f32)       -> models/tiny_unet_mnist_int8.ddpm
 #   models/tiny_unet_mnist_guide.ddpm (f32) -> models/tiny_unet_mnist_guide_int8.ddpm
+#   models/tiny_unet_mnist_cond.ddpm (f32)  -> models/tiny_unet_mnist_cond_int8.ddpm
 # with the settings the pinned results were made with (min/max ranges, 512 noised training
 # images, 4 DDIM-10 trajectories, seed 0; accuracy on 64 noised test images).
-# Usage: tools/export_tiny_int8.sh                     (both files)
+# Usage: tools/export_tiny_int8.sh                     (all three files)
 #        tools/export_tiny_int8.sh F32_MODEL INT8_OUT  (one file)
 # Afterwards run `cargo test -p firmware-check --release tiny_host_checksum_is_pinned`: it prints
 # the new checksum to pin in firmware-check/tests/qemu.rs.
@@ -13,11 +15,12 @@ cd "$(dirname "$0")/.."
 source tools/env.sh
 if [[ $# -eq 0 ]]; then
     pairs=(models/tiny_unet_mnist.ddpm models/tiny_unet_mnist_int8.ddpm
-        models/tiny_unet_mnist_guide.ddpm models/tiny_unet_mnist_guide_int8.ddpm)
+        models/tiny_unet_mnist_guide.ddpm models/tiny_unet_mnist_guide_int8.ddpm
+        models/tiny_unet_mnist_cond.ddpm models/tiny_unet_mnist_cond_int8.ddpm)
 elif [[ $# -eq 2 ]]; then
     pairs=("$1" "$2")
 else
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 fi
 cargo build -p ddpm-trainer --release

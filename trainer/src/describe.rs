@@ -18,8 +18,13 @@ pub fn describe_model(m: &ModelConfig) -> String {
                 1 => "1 mid block".to_owned(),
                 k => format!("{k} mid blocks"),
             };
+            let classes = match c.classes {
+                0 => String::new(),
+                k => format!(", class-conditional ({k} classes)"),
+            };
             format!(
-                "TinyUNet {}×{}×{}, widths {w1}/{w2}/{w3}, {mids}, embedding {}, time MLP {}",
+                "TinyUNet {}×{}×{}, widths {w1}/{w2}/{w3}, {mids}, embedding {}, time MLP \
+                 {}{classes}",
                 c.channels, c.height, c.width, c.emb_dim, c.temb_dim
             )
         }

@@ -28,6 +28,87 @@ pub struct Draws<'a> {
     pub seed: u64,
     /// Threads.
     pub workers: usize,
+    /// A class-conditional model's classes (`None`: every image "no class", unguided).
+    pub classes: Option<Classes<'a>>,
+}
+
+/// What a class-conditional model draws: image `i` of class `labels[i]`, each output guided
+/// by classifier-free guidance `uncond + weight·(cond − uncond)` (Ho & Salimans 2022), where
+/// `uncond` is the same network's "no class" output; weight 1 is the plain conditional model
+/// (one pass per step).
+#[derive(Debug, Clone, Copy)]
+pub struct Classes<'a> {
+    /// One class per image.
+    pub labels: &'a [u32],
+    /// The guidance weight w.
+    pub weight: f32,
+}
+
+/// Classifier-free guidance weight w of `--class` when `--cfg` is not given.
+pub const DEFAULT_CFG: f32 = 2.0;
+
+/// Which classes a class-conditional model is asked to draw (`--class K|all`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClassChoice {
+    /// Every image of class K.
+    One(u32),
+    /// Every class, in equal contiguous runs.
+    All,
+}
+
+impl ClassChoice {
+    /// `K` (a non-negative integer) or `all`.
+    pub fn parse(s: &str) -> std::result::Result<Self, String> {
+        match s.trim() {
+            "all" => Ok(ClassChoice::All),
+            t => t
+                .parse()
+                .map(ClassChoice::One)
+                .map_err(|_| format!("{s:?}: give a class index (0 to 9 for the digits) or `all`")),
+        }
+    }
+
+    /// The labels of `n` images of a model with `classes` classes: all K, or for
+    /// [`ClassChoice::All`] image i of class ⌊i·K/n⌋ (equal runs when K divides n).
+    pub fn labels(self, n: usize, classes: u32) -> Vec<u32> {
+        match self {
+            ClassChoice::One(k) => vec![k; n],
+            ClassChoice::All => (0..n)
+                .map(|i| (i as u64 * u64::from(classes) / n as u64) as u32)
+                .collect(),
+        }
+    }
+
+    /// Checks the choice against the model file `path` with configuration `model`; returns
+    /// the model's number of classes. The sentences name the file and the problem: a class on
+    /// an unconditional model, a class index past the model's classes.
+    pub fn check(self, model: &ModelConfig, path: &std::path::Path) -> Result<u32> {
+        let classes = match model {
+            ModelConfig::TinyUNet(c) if c.is_conditional() => c.classes,
+            _ => bail!(
+                "--class: {} is unconditional (trained without `fit --conditional`), so it \
+                 cannot be asked for a class; drop --class, or use a class-conditional model",
+                path.display()
+            ),
+        };
+        if let ClassChoice::One(k) = self {
+            if k >= classes {
+                bail!(
+                    "--class {k}: {} has {classes} classes, 0 to {}",
+                    path.display(),
+                    classes - 1
+                );
+            }
+        }
+        Ok(classes)
+    }
+}
+
+impl Classes<'_> {
+    /// The guidance weight when it needs the unconditional pass (w ≠ 1).
+    fn guided(&self) -> Option<f32> {
+        (self.weight != 1.0).then_some(self.weight)
+    }
 }
 
 impl<'a> Draws<'a> {
@@ -38,7 +119,23 @@ impl<'a> Draws<'a> {
             sampler,
             seed,
             workers,
+            classes: None,
         }
+    }
+
+    /// These draws of a class-conditional model, image `i` of class `labels[i]` (one per
+    /// image) with guidance weight `weight`.
+    pub fn with_classes(mut self, classes: Option<Classes<'a>>) -> Result<Self> {
+        if let Some(c) = &classes {
+            if c.labels.len() != self.n {
+                bail!("{} class labels for {} images", c.labels.len(), self.n);
+            }
+            if !c.weight.is_finite() {
+                bail!("the guidance weight must be finite, not {}", c.weight);
+            }
+        }
+        self.classes = classes;
+        Ok(self)
     }
 
     /// [`draw_in_runs`] of these draws: `n` images of `len` values on `workers` threads.
@@ -93,12 +190,35 @@ pub fn draw_host(
     done: &(dyn Fn() + Sync),
 ) -> Result<Vec<f32>> {
     let len = host.config().image_len();
+    if guide.is_some() && draws.classes.is_some() {
+        bail!(
+            "classifier-free guidance (--class, --cfg) and autoguidance (--guide) are not \
+                 combined: sample a class-conditional model with --no-guide"
+        );
+    }
+    if let Some(c) = draws.classes {
+        // Checks the model takes classes and every label is in range, before any thread runs.
+        let mut probe = host.clone();
+        for &k in c.labels {
+            probe
+                .set_class(Some(k))
+                .map_err(|e| anyhow!("class {k}: {e}"))?;
+        }
+    }
     draws.run(len, "sampling", &|first, images| {
         let mut host = host.clone();
         let mut guide = guide.map(|(g, w)| (g.clone(), w));
+        // Classifier-free guidance: the same network without its class is the guide.
+        if let Some(w) = draws.classes.and_then(|c| c.guided()) {
+            guide = Some((host.clone(), w));
+        }
         for (k, x) in images.chunks_exact_mut(len).enumerate() {
             let i = first + k;
             let image_seed = draws.seed.wrapping_add(i as u64);
+            if let Some(c) = draws.classes {
+                host.set_class(Some(c.labels[i]))
+                    .map_err(|e| anyhow!("image {i}: {e}"))?;
+            }
             let one = match guide.as_mut() {
                 Some((g, weight)) => host.sample_guided(g, *weight, 1, draws.sampler, image_seed),
                 None => host.sample(1, draws.sampler, image_seed),
@@ -200,6 +320,18 @@ pub fn sample_int8_file(
                     Some((gnet, w))
                 }
             };
+            if guide.is_some() && draws.classes.is_some() {
+                bail!(
+                    "classifier-free guidance (--class, --cfg) and autoguidance (--guide) are \
+                 not combined: sample a class-conditional model with --no-guide"
+                );
+            }
+            if let Some(c) = draws.classes {
+                for &k in c.labels {
+                    net.with_class(Some(k))
+                        .map_err(|e| anyhow!("class {k}: {e}"))?;
+                }
+            }
             let guide = guide.as_ref();
             draws.run(len, "int8 sampling", &|first, images| {
                 let mut ws = Box::new(TinyInt8Workspace::<DEFAULT_ARENA_LEN>::ZEROED);
@@ -207,6 +339,18 @@ pub fn sample_int8_file(
                 let mut guide_out = vec![0.0f32; len];
                 for (k, x) in images.chunks_exact_mut(len).enumerate() {
                     let i = first + k;
+                    // A class-conditional image: the network labelled with its class, guided
+                    // (w ≠ 1) by itself without the class.
+                    let labelled;
+                    let free;
+                    let (net, guide) = match draws.classes {
+                        Some(c) => {
+                            labelled = net.with_class(Some(c.labels[i]))?;
+                            free = c.guided().map(|w| (*net, w));
+                            (&labelled, free.as_ref())
+                        }
+                        None => (net, guide),
+                    };
                     match guide {
                         Some((g, w)) => sample_planned_guided(
                             net,

@@ -9,7 +9,7 @@ use ddpm_core::diffusion::SamplerConfig;
 use ddpm_core::file::Precision;
 use ddpm_core::host::HostModel;
 use ddpm_core::{ModelConfig, ScheduleConfig};
-use tch::Device;
+use tch::{Device, Tensor};
 
 use crate::draw::{self, Draws};
 use crate::load::Header;
@@ -45,6 +45,9 @@ pub struct SampleOptions<'a> {
     pub backend: Backend,
     /// Show a progress bar.
     pub progress: bool,
+    /// A class-conditional model: one class label per image and the classifier-free guidance
+    /// weight ([`draw::Classes`]).
+    pub classes: Option<(Vec<u32>, f32)>,
 }
 
 /// What [`draw`] drew.
@@ -70,7 +73,12 @@ pub fn draw(opts: &SampleOptions<'_>) -> Result<Drawn> {
     let (mcfg, schedule, precision, values) = match opts.backend {
         Backend::Core { threads } => load::with_model_file(opts.model, |file| {
             let header = file.header();
-            let draws = Draws::new(opts.n, &opts.sampler, opts.seed, threads);
+            let classes = opts.classes.as_ref().map(|(labels, weight)| draw::Classes {
+                labels,
+                weight: *weight,
+            });
+            let draws =
+                Draws::new(opts.n, &opts.sampler, opts.seed, threads).with_classes(classes)?;
             let bar = progress::bar(opts.n as u64, opts.progress, "images");
             let values = if header.precision == Precision::Int8 {
                 let model_err = |e: anyhow::Error| anyhow!("{}: {e}", opts.model.display());
@@ -113,9 +121,20 @@ pub fn draw(opts: &SampleOptions<'_>) -> Result<Drawn> {
             let sched = ddpm_core::Schedule::new(&m.file.schedule)
                 .map_err(|e| anyhow!("{}: schedule: {e}", opts.model.display()))?;
             let bar = progress::bar(0, opts.progress, "steps");
+            if guide.is_some() && opts.classes.is_some() {
+                bail!(
+                    "classifier-free guidance (--class, --cfg) and autoguidance (--guide) are \
+                     not combined: sample a class-conditional model with --no-guide"
+                );
+            }
+            let labels = opts.classes.as_ref().map(|(labels, w)| {
+                let y: Vec<i64> = labels.iter().map(|&k| i64::from(k)).collect();
+                (Tensor::from_slice(&y).to_device(device), *w)
+            });
             let x = ddpm_torch::sample::sample_torch(
                 &m.net,
                 guide.as_ref().map(|g| (&g.net, w)),
+                labels.as_ref().map(|(y, w)| (y, *w)),
                 &sched,
                 &opts.sampler,
                 opts.n,

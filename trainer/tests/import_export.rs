@@ -34,6 +34,7 @@ fn tiny_unet_model_file_to_safetensors_to_model_file_round_trip() {
         widths: [8, 16, 12],
         emb_dim: 8,
         temb_dim: 16,
+        classes: 0,
         ..TinyUNetConfig::DEFAULT
     }));
     // Three mid blocks: the import finds mid1 and mid2 by their names.
@@ -42,6 +43,7 @@ fn tiny_unet_model_file_to_safetensors_to_model_file_round_trip() {
         mid_blocks: 3,
         emb_dim: 8,
         temb_dim: 16,
+        classes: 0,
         ..TinyUNetConfig::DEFAULT
     }));
 }

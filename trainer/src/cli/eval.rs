@@ -86,7 +86,12 @@ impl EvalArgs {
                     "it judges the samples",
                 ),
             ];
-            if let Some((_, flag, why)) = fid_only.iter().find(|f| f.0) {
+            let fid_only = fid_only.into_iter().chain([(
+                self.sampler.own.class.is_some(),
+                "--class",
+                "it picks the classes of the samples",
+            )]);
+            if let Some((_, flag, why)) = fid_only.clone().find(|f| f.0) {
                 bail!("{flag} applies to --fid: {why}");
             }
             self.sampler.refuse_sampling_only()?;
@@ -150,6 +155,7 @@ pub fn run(a: EvalArgs, m: &ArgMatches) -> Result<()> {
         samples: a.n,
         workers,
         classifier: a.judge.classifier,
+        classes: a.sampler.own.classes(),
     };
     eval::run(&opts)
 }

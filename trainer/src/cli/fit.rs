@@ -29,6 +29,9 @@ enum LossWeightArg {
     SnrPlus,
 }
 
+/// Classes of a `--conditional` model: MNIST's ten digits.
+const MNIST_CLASSES: u32 = 10;
+
 #[derive(Args)]
 pub struct FitArgs {
     /// Directory holding train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz]
@@ -71,6 +74,16 @@ pub struct FitArgs {
     /// --arch tiny: width D of the time MLP's output, projected into every block.
     #[arg(long, default_value_t = TinyUNetConfig::DEFAULT.temb_dim)]
     temb_dim: u32,
+    /// --arch tiny: a class-conditional TinyUNet (classifier-free guidance): a class
+    /// embedding of the 10 digits plus one "no class" entry joins the time embedding; the
+    /// training label is replaced by "no class" with probability --label-drop. Sample with
+    /// `sample --class K --cfg W`.
+    #[arg(long)]
+    conditional: bool,
+    /// --conditional: probability that an image's label is dropped ("no class") in training,
+    /// so the one network also learns the unconditional output that guidance needs.
+    #[arg(long, default_value_t = 0.1)]
+    label_drop: f64,
     /// Image height the model takes (the data must match).
     #[arg(long, default_value_t = 28)]
     height: u32,
@@ -125,6 +138,11 @@ pub struct FitArgs {
     /// CSV of the per-step loss (step,epoch,loss) [default: OUT with .loss.csv].
     #[arg(long)]
     loss_csv: Option<PathBuf>,
+    /// Start from the weights of this model file instead of a fresh initialisation (the same
+    /// network and schedule; for --conditional also the unconditional network of the same
+    /// sizes, whose class embedding then starts at zero).
+    #[arg(long, value_name = "MODEL")]
+    init: Option<PathBuf>,
     /// Continue from the checkpoint up to --epochs (same settings needed; --lr may change).
     #[arg(long)]
     resume: bool,
@@ -179,6 +197,23 @@ impl FitArgs {
         if let Some((_, flag)) = ids.iter().find(|(id, _)| given(m, id)) {
             bail!("{flag} applies to --arch {other_arch} only: it is a size of the {other_net}");
         }
+        if self.conditional && matches!(self.arch, ArchArg::Simple) {
+            bail!(
+                "--conditional applies to --arch tiny only: the class embedding joins the \
+                 TinyUNet's time embedding"
+            );
+        }
+        if !self.conditional && given(m, "label_drop") {
+            bail!(
+                "--label-drop applies to --conditional only: an unconditional model has no labels"
+            );
+        }
+        if !(0.0..1.0).contains(&self.label_drop) {
+            bail!(
+                "--label-drop {} must be in [0, 1): it is the probability that a label is dropped",
+                self.label_drop
+            );
+        }
         if matches!(self.lr_schedule, LrScheduleArg::Constant) && given(m, "warmup_steps") {
             bail!("--warmup-steps applies to --lr-schedule cosine only: a constant rate has no warm-up");
         }
@@ -219,6 +254,7 @@ pub fn run(a: FitArgs, m: &ArgMatches) -> Result<()> {
                 mid_blocks: a.mid_blocks,
                 emb_dim: a.emb_dim,
                 temb_dim: a.temb_dim,
+                classes: if a.conditional { MNIST_CLASSES } else { 0 },
             }),
         },
         schedule: a.schedule.config(),
@@ -241,12 +277,14 @@ pub fn run(a: FitArgs, m: &ArgMatches) -> Result<()> {
             LossWeightArg::MinSnr => LossWeightKind::MinSnr,
             LossWeightArg::SnrPlus => LossWeightKind::SnrPlus,
         },
+        label_drop: a.label_drop,
         min_snr_gamma: a.min_snr_gamma,
         snr_plus_k: a.snr_plus_k,
         device,
         out: a.out,
         guide: a.guide_out.map(|g| (g, a.guide_epochs)),
         checkpoint: a.checkpoint,
+        init: a.init,
         loss_csv: a.loss_csv,
         resume: a.resume,
         progress: progress::wanted(a.no_progress),

@@ -6,6 +6,7 @@ use clap::{Args, ValueEnum};
 use ddpm_core::file::Precision;
 use ddpm_core::ModelConfig;
 use ddpm_trainer::describe::describe_sampler;
+use ddpm_trainer::draw::ClassChoice;
 use ddpm_trainer::sample::{self, Backend, SampleOptions};
 use ddpm_trainer::{data::idx, load, parse_device, progress};
 
@@ -85,29 +86,53 @@ pub fn run(a: SampleArgs) -> Result<()> {
     };
     let recipe = load::recipe(&path)?;
     let (sampler, guide) = a.sampler.over_recipe(&recipe, &path)?;
+    // --class all: --n images of every class, a grid row per class.
+    let (classes, n, layout) = match a.sampler.own.classes() {
+        Some((choice, w)) => {
+            let model = load::with_model_file(&path, |f| Ok(f.header().model))?;
+            let k = choice.check(&model, &path)?;
+            let n = match choice {
+                ClassChoice::All => a.n * k as usize,
+                ClassChoice::One(_) => a.n,
+            };
+            let layout = match choice {
+                ClassChoice::All => sample::GridLayout {
+                    cols: a.n,
+                    rows: k as usize,
+                    ..sample::GridLayout::for_count(n)
+                },
+                ClassChoice::One(_) => sample::GridLayout::for_count(n),
+            };
+            (Some((choice.labels(n, k), w)), n, layout)
+        }
+        None => (None, a.n, sample::GridLayout::for_count(a.n)),
+    };
     let opts = SampleOptions {
         model: &path,
         guide: guide.as_ref().map(|(g, w)| (g.as_path(), *w)),
         sampler,
-        n: a.n,
+        n,
         seed: a.sampler.seed(),
         backend,
         progress: progress::wanted(a.no_progress),
+        classes: classes.clone(),
     };
     let drawn = sample::draw(&opts)?;
     let mcfg = drawn.model;
     let pixels = sample::to_pixels(&drawn.values);
     let chw = (mcfg.channels(), mcfg.height(), mcfg.width());
-    sample::write_png_grid(
-        &a.out,
-        &pixels,
-        a.n,
-        chw,
-        sample::GridLayout::for_count(a.n),
-    )?;
+    sample::write_png_grid(&a.out, &pixels, n, chw, layout)?;
     let guided = match &opts.guide {
         Some((g, w)) => format!(", guided by {} with weight {w}", g.display()),
-        None => String::new(),
+        None => match &classes {
+            Some((_, w)) => format!(", classifier-free guidance weight {w}"),
+            None => String::new(),
+        },
+    };
+    let drew = match a.sampler.own.class {
+        Some(ClassChoice::One(k)) => format!("{n} images of class {k}"),
+        Some(ClassChoice::All) => format!("{n} images ({} of each class)", a.n),
+        None => format!("{n} images"),
     };
     let given = a.sampler.given();
     let how = if given.is_empty() {
@@ -116,8 +141,7 @@ pub fn run(a: SampleArgs) -> Result<()> {
         format!("the model's recipe with {}", given.join(", "))
     };
     eprintln!(
-        "drew {} images from {} ({}{}, {}{guided}; {how}) in {:.1} s; wrote {}",
-        a.n,
+        "drew {drew} from {} ({}{}, {}{guided}; {how}) in {:.1} s; wrote {}",
         path.display(),
         arch_name(&mcfg),
         if drawn.precision == Precision::Int8 {
@@ -135,9 +159,9 @@ pub fn run(a: SampleArgs) -> Result<()> {
     }
     if let Some(idx_path) = &a.idx {
         let dims: Vec<usize> = if chw.0 == 1 {
-            vec![a.n, chw.1, chw.2]
+            vec![n, chw.1, chw.2]
         } else {
-            vec![a.n, chw.0, chw.1, chw.2]
+            vec![n, chw.0, chw.1, chw.2]
         };
         idx::write_idx(idx_path, &dims, &pixels)?;
         eprintln!("wrote {}", idx_path.display());

@@ -15,6 +15,7 @@ use ddpm_core::diffusion::{
     DdimConfig, DdpmConfig, DdpmVariance, SamplerConfig, SolverConfig, Spacing,
 };
 use ddpm_core::file::{OwnedRecipe, Recipe};
+use ddpm_trainer::draw::{ClassChoice, DEFAULT_CFG};
 use ddpm_trainer::load::FileRecipe;
 
 /// Guidance weight w of `--guide` when `--guidance` is not given.
@@ -378,9 +379,24 @@ pub struct Guided {
     /// No autoguidance: the model alone, even when its recipe names a guide.
     #[arg(long)]
     pub no_guide: bool,
+    /// A class-conditional model (`fit --conditional`): the digit to draw, 0 to 9, or `all`
+    /// (sample: --n images of every class, a row per class; eval --fid: the samples shared
+    /// equally among the classes, with a table per class).
+    #[arg(long, value_name = "K|all", value_parser = ClassChoice::parse)]
+    pub class: Option<ClassChoice>,
+    /// Classifier-free guidance weight w of --class (Ho & Salimans 2022): uncond + w·(cond −
+    /// uncond), both outputs from the one network, "no class" for uncond; two passes per step,
+    /// one with w = 1 (the conditional output alone) [default: 2].
+    #[arg(long, value_name = "W", requires = "class")]
+    pub cfg: Option<f32>,
 }
 
 impl Guided {
+    /// --class with its guidance weight (--cfg, else [`DEFAULT_CFG`]).
+    pub fn classes(&self) -> Option<(ClassChoice, f32)> {
+        self.class.map(|c| (c, self.cfg.unwrap_or(DEFAULT_CFG)))
+    }
+
     /// The guide and its weight over `base` (a guide already chosen, e.g. carried by the model
     /// file): --no-guide drops it, --guide replaces its file (keeping `base`'s weight, or
     /// [`DEFAULT_GUIDANCE`] without a base), --guidance its weight. --guidance without a guide

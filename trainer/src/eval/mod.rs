@@ -71,6 +71,47 @@ pub struct EvalOptions {
     pub workers: usize,
     /// Quality: the classifier file (trained and cached there when missing).
     pub classifier: PathBuf,
+    /// Quality of a class-conditional model: the classes drawn and the classifier-free
+    /// guidance weight.
+    pub classes: Option<(ClassChoice, f32)>,
+}
+
+/// How the samples of one class are judged (`eval --fid --class`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassRow {
+    /// The class asked for.
+    pub class: u32,
+    /// Samples of it.
+    pub n: usize,
+    /// Share the classifier labels as this class.
+    pub labelled: f64,
+    /// Share whose top class probability is above [`CONFIDENT_PROB`].
+    pub confident: f64,
+}
+
+/// Per class asked for, the share of its samples the classifier gives that label and the
+/// confident share, from the classifier's `predicted` labels and `top` probabilities of images
+/// drawn for `asked` (one class each).
+pub fn class_rows(asked: &[u32], predicted: &[u8], top: &[f32]) -> Vec<ClassRow> {
+    let mut classes: Vec<u32> = asked.to_vec();
+    classes.sort_unstable();
+    classes.dedup();
+    classes
+        .into_iter()
+        .map(|k| {
+            let of_k: Vec<usize> = (0..asked.len()).filter(|&i| asked[i] == k).collect();
+            let n = of_k.len();
+            let share = |f: &dyn Fn(usize) -> bool| {
+                of_k.iter().filter(|&&i| f(i)).count() as f64 / n as f64
+            };
+            ClassRow {
+                class: k,
+                n,
+                labelled: share(&|i| u32::from(predicted[i]) == k),
+                confident: share(&|i| top[i] > CONFIDENT_PROB),
+            }
+        })
+        .collect()
 }
 
 /// The figures of `--fid`.
@@ -88,6 +129,8 @@ pub struct QualityReport {
     pub sampling_seconds: f64,
     /// Threads that drew them.
     pub workers: usize,
+    /// A class-conditional model's samples, per class asked for.
+    pub per_class: Vec<ClassRow>,
 }
 
 /// The network of a model file in tch, on a device, as ε_θ(x, t/T).
@@ -120,7 +163,7 @@ impl TorchNet {
 }
 
 pub(crate) use crate::describe::{describe_sampler, solver_kind, spacing_name, variance_name};
-pub use crate::draw::Draws;
+pub use crate::draw::{ClassChoice, Draws};
 pub(crate) use crate::json::{json_num, json_str};
 
 /// Evaluates the bound of `opts.model` on the MNIST test images.
@@ -241,9 +284,28 @@ pub fn run_quality(opts: &EvalOptions) -> Result<QualityReport> {
     if let Some((g, w)) = &opts.guide {
         eprintln!("guided by {} with weight {w}", g.display());
     }
+    let labels = match opts.classes {
+        Some((choice, _)) => {
+            let k = choice.check(&header.model, &opts.model)?;
+            choice.labels(opts.samples, k)
+        }
+        None => Vec::new(),
+    };
+    if let Some((choice, w)) = opts.classes {
+        let which = match choice {
+            ClassChoice::One(k) => format!("class {k}"),
+            ClassChoice::All => "every class in equal runs".to_owned(),
+        };
+        eprintln!("{which}, classifier-free guidance weight {w}");
+    }
     let pb = crate::progress::bar(opts.samples as u64, opts.progress, "images");
     let start = Instant::now();
-    let draws = Draws::new(opts.samples, &opts.sampler, opts.seed, opts.workers);
+    let draws = Draws::new(opts.samples, &opts.sampler, opts.seed, opts.workers).with_classes(
+        opts.classes.map(|(_, weight)| crate::draw::Classes {
+            labels: &labels,
+            weight,
+        }),
+    )?;
     let guide = guide_bytes.as_ref().map(|(b, w)| (b.as_slice(), *w));
     let values = if int8 {
         compare::sample_int8_guided(&bytes, guide, draws, &|| pb.inc(1))
@@ -254,6 +316,13 @@ pub fn run_quality(opts: &EvalOptions) -> Result<QualityReport> {
     let sampling_seconds = start.elapsed().as_secs_f64();
     pb.finish_and_clear();
     let pixels = crate::sample::to_pixels(&values);
+    let per_class = match opts.classes {
+        Some(_) => {
+            let (predicted, top) = clf.predict(&pixels);
+            class_rows(&labels, &predicted, &top)
+        }
+        None => Vec::new(),
+    };
     Ok(QualityReport {
         classifier_accuracy: accuracy,
         test_images: test.len,
@@ -261,6 +330,7 @@ pub fn run_quality(opts: &EvalOptions) -> Result<QualityReport> {
         real: quality::set_figures(&clf, &train.images, &reference)?,
         sampling_seconds,
         workers: opts.workers,
+        per_class,
     })
 }
 
@@ -332,6 +402,23 @@ pub fn format_quality(q: &QualityReport, sampler: &str) -> String {
         "  labels, real:    {}",
         compare::format_histogram(&r.histogram)
     );
+    if !q.per_class.is_empty() {
+        let _ = writeln!(
+            s,
+            "  {:<8} {:>8} {:>16} {:>12}",
+            "class", "samples", "labelled class", "confident"
+        );
+        for r in &q.per_class {
+            let _ = writeln!(
+                s,
+                "  {:<8} {:>8} {:>15.1}% {:>11.1}%",
+                r.class,
+                r.n,
+                100.0 * r.labelled,
+                100.0 * r.confident
+            );
+        }
+    }
     let _ = writeln!(
         s,
         "sampling wall time: {:.1} s for {} images on {} threads ({:.1} ms per image)",
@@ -341,6 +428,34 @@ pub fn format_quality(q: &QualityReport, sampler: &str) -> String {
         1000.0 * q.sampling_seconds / g.n as f64
     );
     s
+}
+
+/// The classes asked for, the guidance weight and the per-class table, or `null`.
+fn json_classes(classes: Option<(ClassChoice, f32)>, rows: &[ClassRow]) -> String {
+    let Some((choice, w)) = classes else {
+        return "null".into();
+    };
+    let rows: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "{{\"class\": {}, \"n\": {}, \"labelled\": {}, \"confident\": {}}}",
+                r.class,
+                r.n,
+                json_num(r.labelled),
+                json_num(r.confident)
+            )
+        })
+        .collect();
+    let asked = match choice {
+        ClassChoice::One(k) => k.to_string(),
+        ClassChoice::All => json_str("all"),
+    };
+    format!(
+        "{{\"asked\": {asked}, \"cfg\": {}, \"per_class\": [{}]}}",
+        json_num(f64::from(w)),
+        rows.join(", ")
+    )
 }
 
 fn json_set(f: &quality::SetFigures) -> String {
@@ -427,7 +542,8 @@ pub fn to_json(
                 "  \"quality\": {{\"sampler\": {}, \"seed\": {}, \"samples\": {}, \
                  \"guide\": {}, \"workers\": {}, \"sampling_seconds\": {}, \
                  \"classifier\": {}, \"classifier_test_accuracy\": {}, \
-                 \"confident_threshold\": {}, \"generated\": {}, \"real_train\": {}}}",
+                 \"confident_threshold\": {}, \"generated\": {}, \"real_train\": {}, \
+                 \"classes\": {}}}",
                 json_sampler(&opts.sampler, timesteps),
                 opts.seed,
                 q.generated.n,
@@ -451,7 +567,8 @@ pub fn to_json(
                 // f32's shortest decimal (0.9), not the f64 widening (0.899999976…).
                 CONFIDENT_PROB,
                 json_set(&q.generated),
-                json_set(&q.real)
+                json_set(&q.real),
+                json_classes(opts.classes, &q.per_class)
             );
         }
         None => s.push_str("  \"quality\": null\n"),

@@ -68,6 +68,7 @@ pub fn quantize_tiny_model(
     let net = TinyUNet::from_flat(cfg, &inputs.params).map_err(|e| anyhow!("{e}"))?;
     let mut cal = TinyCalibrator::new(net, 13);
     let mut draws = Draws(opts.seed);
+    let mut observed = 0usize;
     let scfg = SamplerConfig::Ddim(DdimConfig {
         steps: CALIBRATION_DDIM_STEPS,
         ..Default::default()
@@ -83,7 +84,17 @@ pub fn quantize_tiny_model(
             0 => bar(opts.images as u64, "calibrating (noised images)"),
             _ => bar(opts.trajectories as u64, "calibrating (DDIM trajectories)"),
         },
-        &mut |x, t_in| cal.observe(x, t_in).map_err(|e| anyhow!("{e}")),
+        &mut |x, t_in| {
+            // A class-conditional network is observed under every label in turn, "no class"
+            // included (classifier-free guidance runs both).
+            if cfg.is_conditional() {
+                let label = (observed % (cfg.classes as usize + 1)) as u32;
+                cal.set_class((label < cfg.classes).then_some(label))
+                    .map_err(|e| anyhow!("{e}"))?;
+                observed += 1;
+            }
+            cal.observe(x, t_in).map_err(|e| anyhow!("{e}"))
+        },
     )?;
     let ranges = cal.ranges(opts.quant.range);
     let bytes =

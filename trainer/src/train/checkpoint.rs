@@ -9,26 +9,33 @@ use ddpm_core::{
 use tch::Tensor;
 
 /// The sizes as the checkpoint's `state.model` integers: SimpleUNet [c, h, w, hidden1,
-/// hidden2]; TinyUNet [c, h, w, w1, w2, w3, E, D, mid blocks] (its checkpoints also hold `state.arch` =
-/// "tiny"; one without `state.arch` is a SimpleUNet, as before TinyUNet existed).
+/// hidden2]; TinyUNet [c, h, w, w1, w2, w3, E, D, mid blocks], then the classes K of a
+/// class-conditional one (its checkpoints also hold `state.arch` = "tiny"; one without
+/// `state.arch` is a SimpleUNet, as before TinyUNet existed).
 pub(super) fn model_to_ints(m: &ModelConfig) -> Vec<i64> {
     match m {
         ModelConfig::SimpleUNet(m) => [m.channels, m.height, m.width, m.hidden1, m.hidden2]
             .map(i64::from)
             .to_vec(),
-        ModelConfig::TinyUNet(m) => [
-            m.channels,
-            m.height,
-            m.width,
-            m.widths[0],
-            m.widths[1],
-            m.widths[2],
-            m.emb_dim,
-            m.temb_dim,
-            m.mid_blocks,
-        ]
-        .map(i64::from)
-        .to_vec(),
+        ModelConfig::TinyUNet(m) => {
+            let mut v = [
+                m.channels,
+                m.height,
+                m.width,
+                m.widths[0],
+                m.widths[1],
+                m.widths[2],
+                m.emb_dim,
+                m.temb_dim,
+                m.mid_blocks,
+            ]
+            .map(i64::from)
+            .to_vec();
+            if m.is_conditional() {
+                v.push(i64::from(m.classes));
+            }
+            v
+        }
     }
 }
 
@@ -49,10 +56,11 @@ pub(super) fn model_from_ints(arch: Option<&str>, m: &[i64], what: &str) -> Resu
             }))
         }
         Some("tiny") => {
-            // 8 entries before mid_blocks existed (one mid block), 9 since.
-            if m.len() != 8 && m.len() != 9 {
+            // 8 entries before mid_blocks existed (one mid block), 9 since, 10 for a
+            // class-conditional one.
+            if !(8..=10).contains(&m.len()) {
                 bail!(
-                    "{what}: state.model has {} entries, a TinyUNet has 8 or 9",
+                    "{what}: state.model has {} entries, a TinyUNet has 8 to 10",
                     m.len()
                 );
             }
@@ -61,9 +69,10 @@ pub(super) fn model_from_ints(arch: Option<&str>, m: &[i64], what: &str) -> Resu
                 height: u(1),
                 width: u(2),
                 widths: [u(3), u(4), u(5)],
-                mid_blocks: if m.len() == 9 { u(8) } else { 1 },
+                mid_blocks: if m.len() >= 9 { u(8) } else { 1 },
                 emb_dim: u(6),
                 temb_dim: u(7),
+                classes: if m.len() == 10 { u(9) } else { 0 },
             }))
         }
         Some(other) => bail!("{what}: unknown architecture {other:?} in state.arch"),

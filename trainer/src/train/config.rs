@@ -58,6 +58,8 @@ pub struct FitRequest {
     pub lr_schedule: LrSchedule,
     /// Per-image loss weight.
     pub loss_weight: LossWeightKind,
+    /// A class-conditional model's probability of dropping a training label, in [0, 1).
+    pub label_drop: f64,
     /// γ of min-SNR (positive).
     pub min_snr_gamma: f64,
     /// k of snr-plus (0 or more).
@@ -72,6 +74,8 @@ pub struct FitRequest {
     pub checkpoint: Option<PathBuf>,
     /// Loss CSV [default: OUT with `.loss.csv`].
     pub loss_csv: Option<PathBuf>,
+    /// Start from a model file's weights.
+    pub init: Option<PathBuf>,
     /// Continue from the checkpoint.
     pub resume: bool,
     /// Show progress bars.
@@ -151,6 +155,12 @@ impl FitRequest {
             bail!("--min-snr-gamma {}: γ must be positive", self.min_snr_gamma);
         }
         let loss_weight = self.loss_weight()?;
+        if !(0.0..1.0).contains(&self.label_drop) {
+            bail!(
+                "--label-drop {}: the probability must be in [0, 1)",
+                self.label_drop
+            );
+        }
         let data_dir = self.data.clone().unwrap_or_else(idx::default_data_dir);
         let mut data = Mnist::load(&data_dir, idx::Split::Train, model.height(), model.width())?;
         if let Some(n) = self.limit {
@@ -165,9 +175,19 @@ impl FitRequest {
             .loss_csv
             .clone()
             .unwrap_or_else(|| with_suffix(&out, ".loss.csv"));
+        let classes = match model {
+            ModelConfig::TinyUNet(c) if c.is_conditional() => {
+                format!(" classes={} label_drop={}", c.classes, self.label_drop)
+            }
+            _ => String::new(),
+        };
+        let classes = match &self.init {
+            Some(p) => format!("{classes} init={}", p.display()),
+            None => classes,
+        };
         let note = format!(
             "trainer fit: arch={} data={} images={} epochs={} batch={} lr={} lr_schedule={} \
-             loss_weight={} seed={} ema={} schedule={} T={} prediction={}",
+             loss_weight={} seed={} ema={} schedule={} T={} prediction={}{classes}",
             model.arch_name(),
             data_dir.display(),
             data.len,
@@ -195,11 +215,13 @@ impl FitRequest {
             ema: self.ema,
             lr_schedule: self.lr_schedule,
             loss_weight,
+            label_drop: self.label_drop,
             device: self.device,
             checkpoint,
             loss_csv: Some(loss_csv),
             out: Some(out),
             guide: self.guide.clone(),
+            init: self.init.clone(),
             resume: self.resume,
             progress: self.progress,
             note,

@@ -58,6 +58,9 @@ pub struct FitOptions {
     pub lr_schedule: LrSchedule,
     /// How each image's ε error is weighted by its timestep.
     pub loss_weight: LossWeight,
+    /// A class-conditional model: the probability that an image's label is replaced by "no
+    /// class" in a step (classifier-free guidance's joint training).
+    pub label_drop: f64,
     /// Device to train on.
     pub device: Device,
     /// Checkpoint file (safetensors), written atomically after every epoch.
@@ -70,6 +73,9 @@ pub struct FitOptions {
     /// this many epochs, written as a model file to this path; the epoch count must be below
     /// `epochs`.
     pub guide: Option<(PathBuf, usize)>,
+    /// Start from the weights of this model file (the same network, or its unconditional
+    /// twin for a class-conditional run) instead of a fresh initialisation.
+    pub init: Option<PathBuf>,
     /// Continue from `checkpoint`.
     pub resume: bool,
     /// Draw a progress bar.
@@ -91,11 +97,13 @@ impl FitOptions {
             ema: None,
             lr_schedule: LrSchedule::Constant,
             loss_weight: LossWeight::Uniform,
+            label_drop: 0.1,
             device,
             checkpoint,
             loss_csv: None,
             out: None,
             guide: None,
+            init: None,
             resume: false,
             progress: false,
             note: String::new(),
@@ -128,6 +136,19 @@ impl FitOptions {
                 beta_end,
             } => format!("linear beta_start={beta_start:e} beta_end={beta_end:e}"),
             ScheduleKind::Cosine { s, max_beta } => format!("cosine s={s} max_beta={max_beta}"),
+        };
+        let model = match &self.model {
+            ModelConfig::TinyUNet(m) if m.is_conditional() => {
+                format!(
+                    "{model} classes={} label_drop={}",
+                    m.classes, self.label_drop
+                )
+            }
+            _ => model,
+        };
+        let model = match &self.init {
+            Some(p) => format!("{model} init={}", p.display()),
+            None => model,
         };
         // ε-predicting runs keep the identity their checkpoints were written with.
         let sched = match self.schedule.prediction {
@@ -168,6 +189,13 @@ pub fn images_to_device(data: &Mnist, device: Device) -> Tensor {
         .to_device(device)
         .to_kind(Kind::Float);
     (x / 255.0 - 0.5) / 0.5
+}
+
+/// The labels of `data` as one int64 tensor of N class indices on `device`.
+pub fn labels_to_device(data: &Mnist, device: Device) -> Tensor {
+    Tensor::from_slice(&data.labels)
+        .to_kind(Kind::Int64)
+        .to_device(device)
 }
 
 /// Trains on `data` as `opts` says. Every epoch ends with a finite-loss check, then the
@@ -236,6 +264,7 @@ pub fn fit(opts: &FitOptions, data: &Mnist, log: &mut dyn FnMut(&str)) -> Result
         }
     }
     let images = images_to_device(data, opts.device);
+    let labels = labels_to_device(data, opts.device);
     let n = data.len as i64;
     let bs = opts.batch_size as i64;
     let steps_per_epoch = ((n + bs - 1) / bs) as usize;
@@ -264,8 +293,9 @@ pub fn fit(opts: &FitOptions, data: &Mnist, log: &mut dyn FnMut(&str)) -> Result
             let len = bs.min(n - b * bs);
             let idx = perm.narrow(0, b * bs, len);
             let x0 = images.index_select(0, &idx);
+            let y = labels.index_select(0, &idx);
             let lr = opts.lr_schedule.rate(opts.lr, tr.step, total_steps);
-            pending.push(tr.train_step(&x0, &sched, opts, lr));
+            pending.push(tr.train_step(&x0, &y, &sched, opts, lr));
             images_seen += len as u64;
             // Read losses back every few steps only, so a GPU is not synchronised every step.
             let last = b as usize + 1 == steps_per_epoch;

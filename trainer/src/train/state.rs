@@ -48,6 +48,43 @@ pub fn derive_seed(seed: u64, tag: u64, counter: u64) -> i64 {
     (z >> 1) as i64
 }
 
+/// Copies the weights of the model file `path` into `params` (the new network's, by name): the
+/// file must hold the same network, or its unconditional twin when the new one is
+/// class-conditional, whose class embedding then starts at zero (so training starts from the
+/// unconditional network's outputs for every class). The schedule must match too.
+fn init_from(path: &Path, opts: &FitOptions, params: &[(String, Tensor)]) -> Result<()> {
+    let what = format!("--init {}", path.display());
+    let m = ddpm_torch::export::read_model_file(path)?;
+    let same = match (m.config, opts.model) {
+        (ModelConfig::TinyUNet(a), ModelConfig::TinyUNet(b)) => {
+            a == b || (a.classes == 0 && ddpm_core::TinyUNetConfig { classes: 0, ..b } == a)
+        }
+        (a, b) => a == b,
+    };
+    if !same {
+        bail!(
+            "{what}: holds {}, but this run trains {}",
+            crate::describe::describe_model(&m.config),
+            crate::describe::describe_model(&opts.model)
+        );
+    }
+    if m.schedule != opts.schedule {
+        bail!("{what}: was trained with another schedule or prediction than this run's");
+    }
+    tch::no_grad(|| {
+        for (name, p) in params {
+            let mut p = p.shallow_clone();
+            match m.tensors.iter().find(|(n, _)| n == name) {
+                Some((_, src)) => p.copy_(&src.to_device(p.device())),
+                None => {
+                    let _ = p.zero_();
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
 pub(super) const TAG_INIT: u64 = 1;
 pub(super) const TAG_EPOCH: u64 = 2;
 pub(super) const TAG_STEP: u64 = 3;
@@ -59,6 +96,9 @@ impl Trainer {
         let vs = nn::VarStore::new(opts.device);
         let net = Net::new(&vs.root(), opts.model);
         let params = model::named_params(&vs, &opts.model)?;
+        if let Some(path) = &opts.init {
+            init_from(path, opts, &params)?;
+        }
         let adam = params
             .iter()
             .map(|(_, p)| AdamState {
@@ -145,10 +185,15 @@ impl Trainer {
         }
     }
 
-    /// One optimizer step on the images `x0` (N×C×H×W in [−1, 1]); returns the loss tensor.
+    /// One optimizer step on the images `x0` (N×C×H×W in [−1, 1]) with their labels `y` (N
+    /// class indices, read by a class-conditional network only); returns the loss tensor.
+    ///
+    /// A class-conditional network's labels are replaced by "no class" with probability
+    /// `opts.label_drop`, drawn after t and ε (so an unconditional run's draws are unchanged).
     pub fn train_step(
         &mut self,
         x0: &Tensor,
+        y: &Tensor,
         sched: &DeviceSchedule,
         opts: &FitOptions,
         lr: f64,
@@ -167,7 +212,15 @@ impl Trainer {
             .view([-1, 1, 1, 1]);
         let x_t = &a * x0 + &s * &noise;
         let t_in = t.to_kind(Kind::Float) / sched.timesteps as f64;
-        let pred = self.net.forward(&x_t, &t_in);
+        let labels = match self.net.config() {
+            ModelConfig::TinyUNet(c) if c.is_conditional() => {
+                let drop = Tensor::rand([b], (Kind::Float, x0.device())).lt(opts.label_drop);
+                let null = Tensor::full([b], i64::from(c.null_class()), (Kind::Int64, x0.device()));
+                Some(null.where_self(&drop, y))
+            }
+            _ => None,
+        };
+        let pred = self.net.forward_labelled(&x_t, &t_in, labels.as_ref());
         let target = match opts.schedule.prediction {
             Prediction::Eps => noise,
             Prediction::V => a * &noise - s * x0,
