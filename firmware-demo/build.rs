@@ -1,6 +1,7 @@
 //! Places `memory.x` where the linker finds it, passes cortex-m-rt's linker script, turns the
-//! build-time settings `DDPM_DEMO_SEED`, `DDPM_DEMO_STEPS`, `DDPM_DEMO_SAMPLER` and
-//! `DDPM_DEMO_GUIDANCE` into constants (the last also into `cfg(guided)`, which embeds the guide), and writes the embedded model's noise schedule tables (computed by ddpm-core's
+//! build-time settings `DDPM_DEMO_SEED`, `DDPM_DEMO_STEPS`, `DDPM_DEMO_SAMPLER`,
+//! `DDPM_DEMO_GUIDANCE` (also `cfg(guided)`, which embeds the guide) and `DDPM_DEMO_CLASS` (also
+//! `cfg(conditional)`, which embeds the class-conditional model instead) into constants, and writes the embedded model's noise schedule tables (computed by ddpm-core's
 //! `Schedule::new`, as the firmware would at run time) as a `static` for flash.
 
 use std::env;
@@ -111,7 +112,26 @@ fn main() {
     println!("cargo:rerun-if-changed=link/memory.x");
     println!("cargo:rerun-if-changed=link/memory-f32.x");
     // The embedded model files; the build's schedule comes from the one its model embeds.
-    let model = if env::var_os("CARGO_FEATURE_TINY").is_some() {
+    let class: Option<u32> = parse_env("DDPM_DEMO_CLASS", "a digit, 0 to 9");
+    if let Some(k) = class {
+        if k > 9 {
+            eprintln!("error: DDPM_DEMO_CLASS must be a digit, 0 to 9, got {k}");
+            exit(1);
+        }
+        if env::var_os("CARGO_FEATURE_TINY").is_none() {
+            eprintln!(
+                "error: DDPM_DEMO_CLASS needs the `tiny` feature: the class-conditional model \
+                 is a TinyUNet"
+            );
+            exit(1);
+        }
+    }
+    println!("cargo:rustc-check-cfg=cfg(conditional)");
+    println!("cargo:rerun-if-changed=../models/tiny_unet_mnist_cond_int8.ddpm");
+    let model = if class.is_some() {
+        println!("cargo:rustc-cfg=conditional");
+        "../models/tiny_unet_mnist_cond_int8.ddpm"
+    } else if env::var_os("CARGO_FEATURE_TINY").is_some() {
         "../models/tiny_unet_mnist_int8.ddpm"
     } else if env::var_os("CARGO_FEATURE_F32").is_some() {
         "../models/simple_unet_mnist.ddpm"
@@ -194,7 +214,9 @@ fn main() {
          /// `DDPM_DEMO_SAMPLER` at build time, if set.\n\
          pub const SAMPLER_OVERRIDE: Option<crate::demo_model::DemoSampler> = {sampler};\n\
          /// `DDPM_DEMO_GUIDANCE` at build time, if set.\n\
-         pub const GUIDANCE: Option<f32> = {guidance};\n"
+         pub const GUIDANCE: Option<f32> = {guidance};\n\
+         /// `DDPM_DEMO_CLASS` at build time, if set.\n\
+         pub const CLASS: Option<u32> = {class:?};\n"
     );
     fs::write(out.join("build_settings.rs"), settings)
         .unwrap_or_else(|e| panic!("cannot write build_settings.rs to {}: {e}", out.display()));

@@ -15,6 +15,9 @@ pub struct FirmwareReport {
     pub sampler: String,
     /// The guidance weight it was built with (`DDPM_DEMO_GUIDANCE`), `None` for unguided.
     pub guidance: Option<f32>,
+    /// The digit a class-conditional build draws (`DDPM_DEMO_CLASS`; the `class:` line, absent
+    /// in other builds).
+    pub class: Option<u32>,
     /// Bits of the sampled image's f32 values, before rounding to u8.
     pub x_bits: Vec<u32>,
     /// The sampled image, u8 pixels.
@@ -154,6 +157,10 @@ impl FirmwareReport {
                 "none" => None,
                 w => Some(parse_dec("guidance", w)?),
             },
+            class: match value(text, "class") {
+                Ok(k) => Some(parse_dec("class", k)?),
+                Err(_) => None,
+            },
             x_bits,
             pixels,
             checksum: parse_hex_u32("checksum", value(text, "checksum")?)?,
@@ -257,6 +264,7 @@ mod tests {
                 steps: 10,
                 sampler: "unipc".into(),
                 guidance: Some(2.5),
+                class: None,
                 x_bits: vec![0x3f80_0000, 0xbf80_0000, 0xbd80_0000, 0x3f60_0000],
                 pixels: vec![0xff, 0, 0x10, 0xee],
                 checksum: 0xabcd,

@@ -80,12 +80,18 @@ pub fn generate<const H: usize>(
     schedule: &Schedule<MAX_T>,
     sampler: DemoSampler,
     guidance: Option<f32>,
+    class: Option<u32>,
     seed: u64,
     steps: u32,
 ) -> Result<()> {
     if guidance.is_some() {
         return Err(Error::InvalidConfig(
             "guided sampling runs in the TinyUNet build (feature `tiny`)",
+        ));
+    }
+    if class.is_some() {
+        return Err(Error::InvalidConfig(
+            "class-conditional sampling runs in the TinyUNet build (feature `tiny`)",
         ));
     }
     let file = ModelFile::parse(MODEL)?;

@@ -16,7 +16,8 @@
 //! `DDPM_DEMO_SAMPLER` (`ddim`, the default; `dpmpp-2m`; `unipc`: their history is a `static`
 //! sized for the sampler, nothing for DDIM); cargo feature `tiny` samples the int8 TinyUNet
 //! (`src/tiny_model.rs`) in the same 64 KB layout, and with `DDPM_DEMO_GUIDANCE=W` guided by
-//! its int8 guide (embedded too) with weight W. The noise schedule's tables are computed
+//! its int8 guide (embedded too) with weight W; `DDPM_DEMO_CLASS=K` draws digit K with the
+//! class-conditional model (classifier-free guidance with `DDPM_DEMO_GUIDANCE`). The noise schedule's tables are computed
 //! at build time from the embedded model file and kept in flash ([`SCHEDULE`]); the firmware
 //! checks them against the file before sampling.
 
@@ -74,6 +75,8 @@ const SAMPLER: DemoSampler = match build_settings::SAMPLER_OVERRIDE {
 const HISTORY_LEN: usize = SAMPLER.history_len();
 /// The guidance weight (`DDPM_DEMO_GUIDANCE`; `tiny` builds only), or `None` for unguided.
 const GUIDANCE: Option<f32> = build_settings::GUIDANCE;
+/// The digit a class-conditional build draws (`DDPM_DEMO_CLASS`; `tiny` builds only).
+const CLASS: Option<u32> = build_settings::CLASS;
 
 /// Seed and count of the printed noise values (the cross-platform noise contract).
 const NOISE_SEED: u64 = 42;
@@ -124,6 +127,9 @@ fn run(bufs: &mut demo_model::Buffers<HISTORY_LEN>) -> ddpm_core::Result<()> {
         Some(w) => hprintln!("guidance: {}", w),
         None => hprintln!("guidance: none"),
     }
+    if let Some(k) = CLASS {
+        hprintln!("class: {}", k);
+    }
     hprintln!("model: {}", demo_model::DESCRIPTION);
 
     clock::start();
@@ -151,7 +157,7 @@ fn run(bufs: &mut demo_model::Buffers<HISTORY_LEN>) -> ddpm_core::Result<()> {
         hprintln!("profile sink: {} ticks", p.sink);
     }
     let t0 = clock::now();
-    demo_model::generate(bufs, &SCHEDULE, SAMPLER, GUIDANCE, SEED, STEPS)?;
+    demo_model::generate(bufs, &SCHEDULE, SAMPLER, GUIDANCE, CLASS, SEED, STEPS)?;
     let ticks = clock::now().wrapping_sub(t0);
     let passes = STEPS * if GUIDANCE.is_some() { 2 } else { 1 };
     hprintln!("sample clock: {} ticks, {} network passes", ticks, passes);

@@ -6,6 +6,11 @@
 //! row by row, and no ε buffer (each row of ε updates the image as it appears). Same samplers as
 //! the default build (DDIM, x0 clipped, ε recomputed, unless `DDPM_DEMO_SAMPLER` says otherwise).
 //!
+//! With `DDPM_DEMO_CLASS=K` (`cfg(conditional)`) the build embeds the class-conditional model of
+//! the same sizes, `models/tiny_unet_mnist_cond_int8.ddpm`, and draws digit K; with
+//! `DDPM_DEMO_GUIDANCE=W` too, classifier-free guidance: the same network without its class is
+//! the guide (no second model in flash).
+//!
 //! This module uses nothing but `core` and `ddpm_core`; the host-side check computes the same
 //! sample with `ddpm_core::tiny_unet::planned::sample_planned_with_history` and compares it bit
 //! for bit.
@@ -25,6 +30,7 @@ use ddpm_core::{pixel_to_u8, Error, Result, Schedule, TinyUNetConfig};
 pub const CONFIG: TinyUNetConfig = TinyUNetConfig {
     widths: [24, 64, 56],
     mid_blocks: 4,
+    classes: if cfg!(conditional) { 10 } else { 0 },
     ..TinyUNetConfig::DEFAULT
 };
 
@@ -42,11 +48,15 @@ const _: () = assert!(CONFIG.image_len() == TinyUNetConfig::DEFAULT.image_len())
 pub const IMAGE_LEN: usize = CONFIG.image_len();
 
 /// The embedded model file (stays in flash).
+#[cfg(not(conditional))]
 pub static MODEL: &[u8] = include_bytes!("../../models/tiny_unet_mnist_int8.ddpm");
+/// The embedded class-conditional model file (`DDPM_DEMO_CLASS` builds; stays in flash).
+#[cfg(conditional)]
+pub static MODEL: &[u8] = include_bytes!("../../models/tiny_unet_mnist_cond_int8.ddpm");
 
 /// The embedded guide (`DDPM_DEMO_GUIDANCE` builds only): the int8 export of the model's guide,
 /// `models/tiny_unet_mnist_guide_int8.ddpm` (the same run's weights after two epochs), in flash.
-#[cfg(guided)]
+#[cfg(all(guided, not(conditional)))]
 pub static GUIDE: &[u8] = include_bytes!("../../models/tiny_unet_mnist_guide_int8.ddpm");
 
 /// f32 values of the guide's stored output: one image in a guided build, none otherwise.
@@ -54,17 +64,21 @@ const GUIDE_LEN: usize = if cfg!(guided) { IMAGE_LEN } else { 0 };
 
 /// The embedded guide file, or the error that the build has none.
 fn guide_file() -> Result<&'static [u8]> {
-    #[cfg(guided)]
+    #[cfg(all(guided, not(conditional)))]
     return Ok(GUIDE);
-    #[cfg(not(guided))]
+    #[cfg(not(all(guided, not(conditional))))]
     Err(Error::InvalidConfig(
         "this build embeds no guide (build with DDPM_DEMO_GUIDANCE=W)",
     ))
 }
 
 /// What the model is, for the printout.
-pub const DESCRIPTION: &str =
-    "TinyUNet 1x28x28, widths 24/64/56, 4 mid blocks, int8, planned arena + row-streamed tail";
+pub const DESCRIPTION: &str = if cfg!(conditional) {
+    "TinyUNet 1x28x28, widths 24/64/56, 4 mid blocks, 10 classes, int8, planned arena + \
+     row-streamed tail"
+} else {
+    "TinyUNet 1x28x28, widths 24/64/56, 4 mid blocks, int8, planned arena + row-streamed tail"
+};
 
 include!("demo_settings.rs");
 
@@ -102,7 +116,9 @@ impl<const H: usize> Buffers<H> {
 
 /// Samples one image with `sampler`, `seed` and `steps` steps (pixels: [`Buffers::image`]),
 /// guided by the embedded guide with weight w when `guidance` is `Some(w)` (two passes a
-/// step; the guide's output kept in `bufs.guide_out`). `schedule` must hold exactly the tables
+/// step; the guide's output kept in `bufs.guide_out`). A conditional build draws `class`
+/// (`None`: "no class"), and its guide is the same network without the class
+/// (classifier-free guidance). `schedule` must hold exactly the tables
 /// of the embedded model's schedule (checked bit for bit: the firmware keeps them in flash,
 /// written at build time).
 pub fn generate<const H: usize>(
@@ -110,12 +126,14 @@ pub fn generate<const H: usize>(
     schedule: &Schedule<MAX_T>,
     sampler: DemoSampler,
     guidance: Option<f32>,
+    class: Option<u32>,
     seed: u64,
     steps: u32,
 ) -> Result<()> {
     let file = ModelFile::parse(MODEL)?;
     schedule.check_tables(&file.header().schedule)?;
-    let net = Int8TinyUNet::from_file(&file)?;
+    let unlabelled = Int8TinyUNet::from_file(&file)?;
+    let net = unlabelled.with_class(class)?;
     if *net.config() != CONFIG {
         return Err(Error::InvalidConfig(
             "the embedded model's sizes are not tiny_model::CONFIG",
@@ -133,13 +151,17 @@ pub fn generate<const H: usize>(
             history,
         )?,
         Some(w) => {
-            let gfile = ModelFile::parse(guide_file()?)?;
-            if gfile.header().schedule != file.header().schedule {
-                return Err(Error::InvalidConfig(
-                    "the embedded guide was trained on another schedule than the model",
-                ));
-            }
-            let guide = Int8TinyUNet::from_file(&gfile)?;
+            let guide = if CONFIG.is_conditional() {
+                unlabelled
+            } else {
+                let gfile = ModelFile::parse(guide_file()?)?;
+                if gfile.header().schedule != file.header().schedule {
+                    return Err(Error::InvalidConfig(
+                        "the embedded guide was trained on another schedule than the model",
+                    ));
+                }
+                Int8TinyUNet::from_file(&gfile)?
+            };
             sample_planned_guided(
                 &net,
                 &guide,
