@@ -104,6 +104,35 @@ impl ClassChoice {
     }
 }
 
+/// Before any sampling thread starts: refuses classifier-free guidance together with
+/// autoguidance (`autoguided`: a guide model is given), and checks every label of `classes`
+/// against `model` (a class-conditional TinyUNet, each label below its number of classes).
+pub fn check_classes(
+    model: &ModelConfig,
+    classes: Option<Classes<'_>>,
+    autoguided: bool,
+) -> Result<()> {
+    let Some(c) = classes else {
+        return Ok(());
+    };
+    if autoguided {
+        bail!(
+            "classifier-free guidance (--class, --cfg) and autoguidance (--guide) are not \
+             combined: sample a class-conditional model with --no-guide"
+        );
+    }
+    for &k in c.labels {
+        let checked = match model {
+            ModelConfig::TinyUNet(t) => ddpm_core::tiny_unet::class_label(t, Some(k)).map(|_| ()),
+            ModelConfig::SimpleUNet(_) => Err(ddpm_core::Error::InvalidConfig(
+                "this model is unconditional: it takes no class",
+            )),
+        };
+        checked.map_err(|e| anyhow!("class {k}: {e}"))?;
+    }
+    Ok(())
+}
+
 impl Classes<'_> {
     /// The guidance weight when it needs the unconditional pass (w ≠ 1).
     fn guided(&self) -> Option<f32> {
@@ -190,21 +219,7 @@ pub fn draw_host(
     done: &(dyn Fn() + Sync),
 ) -> Result<Vec<f32>> {
     let len = host.config().image_len();
-    if guide.is_some() && draws.classes.is_some() {
-        bail!(
-            "classifier-free guidance (--class, --cfg) and autoguidance (--guide) are not \
-                 combined: sample a class-conditional model with --no-guide"
-        );
-    }
-    if let Some(c) = draws.classes {
-        // Checks the model takes classes and every label is in range, before any thread runs.
-        let mut probe = host.clone();
-        for &k in c.labels {
-            probe
-                .set_class(Some(k))
-                .map_err(|e| anyhow!("class {k}: {e}"))?;
-        }
-    }
+    check_classes(host.config(), draws.classes, guide.is_some())?;
     draws.run(len, "sampling", &|first, images| {
         let mut host = host.clone();
         let mut guide = guide.map(|(g, w)| (g.clone(), w));
@@ -248,6 +263,7 @@ pub fn sample_int8_file(
     let sched = &sched;
     let len = file.header().model.image_len();
     let image_seed = |i: usize| draws.seed.wrapping_add(i as u64);
+    check_classes(&file.header().model, draws.classes, guide.is_some())?;
     match file.header().model {
         ModelConfig::SimpleUNet(_) => {
             if guide.is_some() {
@@ -320,18 +336,6 @@ pub fn sample_int8_file(
                     Some((gnet, w))
                 }
             };
-            if guide.is_some() && draws.classes.is_some() {
-                bail!(
-                    "classifier-free guidance (--class, --cfg) and autoguidance (--guide) are \
-                 not combined: sample a class-conditional model with --no-guide"
-                );
-            }
-            if let Some(c) = draws.classes {
-                for &k in c.labels {
-                    net.with_class(Some(k))
-                        .map_err(|e| anyhow!("class {k}: {e}"))?;
-                }
-            }
             let guide = guide.as_ref();
             draws.run(len, "int8 sampling", &|first, images| {
                 let mut ws = Box::new(TinyInt8Workspace::<DEFAULT_ARENA_LEN>::ZEROED);

@@ -70,13 +70,13 @@ pub fn draw(opts: &SampleOptions<'_>) -> Result<Drawn> {
     let start = Instant::now();
     let guide_path = opts.guide.map(|(g, _)| g);
     let w = opts.guide.map_or(1.0, |(_, w)| w);
+    let classes = opts.classes.as_ref().map(|(labels, weight)| draw::Classes {
+        labels,
+        weight: *weight,
+    });
     let (mcfg, schedule, precision, values) = match opts.backend {
         Backend::Core { threads } => load::with_model_file(opts.model, |file| {
             let header = file.header();
-            let classes = opts.classes.as_ref().map(|(labels, weight)| draw::Classes {
-                labels,
-                weight: *weight,
-            });
             let draws =
                 Draws::new(opts.n, &opts.sampler, opts.seed, threads).with_classes(classes)?;
             let bar = progress::bar(opts.n as u64, opts.progress, "images");
@@ -121,12 +121,7 @@ pub fn draw(opts: &SampleOptions<'_>) -> Result<Drawn> {
             let sched = ddpm_core::Schedule::new(&m.file.schedule)
                 .map_err(|e| anyhow!("{}: schedule: {e}", opts.model.display()))?;
             let bar = progress::bar(0, opts.progress, "steps");
-            if guide.is_some() && opts.classes.is_some() {
-                bail!(
-                    "classifier-free guidance (--class, --cfg) and autoguidance (--guide) are \
-                     not combined: sample a class-conditional model with --no-guide"
-                );
-            }
+            draw::check_classes(&m.file.config, classes, guide.is_some())?;
             let labels = opts.classes.as_ref().map(|(labels, w)| {
                 let y: Vec<i64> = labels.iter().map(|&k| i64::from(k)).collect();
                 (Tensor::from_slice(&y).to_device(device), *w)

@@ -86,12 +86,12 @@ impl EvalArgs {
                     "it judges the samples",
                 ),
             ];
-            let fid_only = fid_only.into_iter().chain([(
+            let mut fid_only = fid_only.into_iter().chain([(
                 self.sampler.own.class.is_some(),
                 "--class",
                 "it picks the classes of the samples",
             )]);
-            if let Some((_, flag, why)) = fid_only.clone().find(|f| f.0) {
+            if let Some((_, flag, why)) = fid_only.find(|f| f.0) {
                 bail!("{flag} applies to --fid: {why}");
             }
             self.sampler.refuse_sampling_only()?;

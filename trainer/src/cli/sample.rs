@@ -91,17 +91,17 @@ pub fn run(a: SampleArgs) -> Result<()> {
         Some((choice, w)) => {
             let model = load::with_model_file(&path, |f| Ok(f.header().model))?;
             let k = choice.check(&model, &path)?;
-            let n = match choice {
-                ClassChoice::All => a.n * k as usize,
-                ClassChoice::One(_) => a.n,
-            };
-            let layout = match choice {
-                ClassChoice::All => sample::GridLayout {
-                    cols: a.n,
-                    rows: k as usize,
-                    ..sample::GridLayout::for_count(n)
-                },
-                ClassChoice::One(_) => sample::GridLayout::for_count(n),
+            let (n, layout) = match choice {
+                ClassChoice::All => {
+                    let n = a.n * k as usize;
+                    let layout = sample::GridLayout {
+                        cols: a.n,
+                        rows: k as usize,
+                        ..sample::GridLayout::for_count(n)
+                    };
+                    (n, layout)
+                }
+                ClassChoice::One(_) => (a.n, sample::GridLayout::for_count(a.n)),
             };
             (Some((choice.labels(n, k), w)), n, layout)
         }
