@@ -281,7 +281,7 @@ impl HostModel {
     /// noise from its own generator in the order [`sampler::sample`] does, so the result equals
     /// `n` separate calls of it, bit for bit.
     pub fn sample(&mut self, n: usize, cfg: &SamplerConfig, seed: u64) -> Result<Vec<f32>> {
-        self.sample_with(None, n, cfg, seed)
+        self.sample_with(None, None, n, cfg, seed)
     }
 
     /// [`Self::sample`] with every network output guided by the weaker model `guide` with
@@ -296,6 +296,13 @@ impl HostModel {
         cfg: &SamplerConfig,
         seed: u64,
     ) -> Result<Vec<f32>> {
+        self.check_guide(guide, weight)?;
+        self.sample_with(Some((guide, weight)), None, n, cfg, seed)
+    }
+
+    /// Errors unless `guide` draws images of this model's shape under its schedule and
+    /// parameterization, and `weight` is finite.
+    fn check_guide(&self, guide: &HostModel, weight: f32) -> Result<()> {
         let shape = |c: &ModelConfig| (c.channels(), c.height(), c.width());
         if shape(&self.cfg) != shape(&guide.cfg) {
             return Err(crate::Error::InvalidConfig(
@@ -312,12 +319,31 @@ impl HostModel {
                 "guidance weight must be finite",
             ));
         }
-        self.sample_with(Some((guide, weight)), n, cfg, seed)
+        Ok(())
+    }
+
+    /// Completes `n` images by RePaint ([`sampler::inpaint_batch`]): what `inp` keeps (its
+    /// known image and mask, one shared or one per image) stays, the rest is drawn, optionally
+    /// guided by `guide` = (weaker model, w) as in [`Self::sample_guided`]; image `i` uses
+    /// noise seed `seed + i`. The kept pixels of the result equal the known image exactly.
+    pub fn inpaint(
+        &mut self,
+        guide: Option<(&mut HostModel, f32)>,
+        inp: &sampler::Inpainting<'_>,
+        n: usize,
+        cfg: &SamplerConfig,
+        seed: u64,
+    ) -> Result<Vec<f32>> {
+        if let Some((g, w)) = &guide {
+            self.check_guide(g, *w)?;
+        }
+        self.sample_with(guide, Some(inp), n, cfg, seed)
     }
 
     fn sample_with(
         &mut self,
         guide: Option<(&mut HostModel, f32)>,
+        inp: Option<&sampler::Inpainting<'_>>,
         n: usize,
         cfg: &SamplerConfig,
         seed: u64,
@@ -335,15 +361,31 @@ impl HostModel {
             model: self,
             guide,
         };
-        let mut history = vec![0.0f32; cfg.history_len(n * len)];
-        sampler::sample_batch_with_history(
-            &mut batch,
-            &*schedule,
-            cfg,
-            &mut noise,
-            &mut x,
-            &mut history,
-        )?;
+        match inp {
+            None => {
+                let mut history = vec![0.0f32; cfg.history_len(n * len)];
+                sampler::sample_batch_with_history(
+                    &mut batch,
+                    &*schedule,
+                    cfg,
+                    &mut noise,
+                    &mut x,
+                    &mut history,
+                )?;
+            }
+            Some(inp) => {
+                let mut history = vec![0.0f32; inp.history_len(cfg, n * len)];
+                sampler::inpaint_batch(
+                    &mut batch,
+                    &*schedule,
+                    cfg,
+                    inp,
+                    &mut noise,
+                    &mut x,
+                    &mut history,
+                )?;
+            }
+        }
         Ok(x)
     }
 }

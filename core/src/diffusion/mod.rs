@@ -1,11 +1,12 @@
 //! Diffusion: the noise [`schedule`], the seeded [`noise`], the sampler [`steps`] (DDPM, DDIM,
 //! autoguidance), the multistep solvers' step functions and timesteps (DPM-Solver++(2M),
 //! [`dpm_solver`]; UniPC, [`unipc`]), what a sampler drives ([`denoiser`]) and the one loop
-//! that drives it ([`driver`]).
+//! that drives it ([`driver`]), and inpainting by RePaint over that loop ([`inpaint`]).
 
 pub mod denoiser;
 pub mod dpm_solver;
 pub mod driver;
+pub mod inpaint;
 pub mod noise;
 pub mod plan;
 pub mod schedule;
@@ -18,6 +19,7 @@ pub use driver::{
     sample, sample_batch, sample_batch_with_history, sample_step, step, Collect, Network,
     OutputSink, WholeImages,
 };
+pub use inpaint::{inpaint_batch, jump_back, paste_known, Inpainting, Move, Resampling};
 pub use noise::GaussianNoise;
 pub use plan::Plan;
 pub use schedule::{Prediction, Schedule, ScheduleConfig, ScheduleKind};
