@@ -267,6 +267,7 @@ fn run_case(s: &mut Sides, case: Case, threads: usize, a: &Args, bar: &ProgressB
                             net,
                             None,
                             None,
+                            None,
                             sched,
                             &scfg,
                             n,

@@ -595,6 +595,27 @@ pub fn guided_trajectories(
     cfg: &SamplerConfig,
     seeds: &[u64],
 ) -> Vec<f32> {
+    inpaint_trajectories(net, core, guide, path, cfg, seeds, None)
+}
+
+/// What both sides of [`inpaint_trajectories`] know: one known image and its mask (shared by
+/// every seed), and RePaint's resampling.
+pub type Known<'a> = (&'a [f32], &'a [f32], diffusion::Resampling);
+
+/// [`guided_trajectories`] completing `known` by RePaint on both sides: the walk of
+/// `Resampling::moves` followed step by step, each side with its own step, paste and jump-back
+/// arithmetic (the core's `paste_known`/`jump_back`, the trainer's), a multistep solver's
+/// history saved and restored by each side its own way, the same z everywhere. Without
+/// `known`, plain sampling (every step once, the z of step k from stream `seed·1000 + k + 1`).
+pub fn inpaint_trajectories(
+    net: &impl TchNet,
+    core: &HostModel,
+    guide: Option<Guide<'_>>,
+    path: host::Path,
+    cfg: &SamplerConfig,
+    seeds: &[u64],
+    known: Option<Known<'_>>,
+) -> Vec<f32> {
     let mut core = core.clone().with_path(path);
     // The guide's core network runs on `path` too.
     let mut guide = guide.map(|(tch_net, g, w)| (tch_net, g.clone().with_path(path), w));
@@ -618,7 +639,55 @@ pub fn guided_trajectories(
     let mut history: Vec<Vec<f32>> = vec![vec![0.0f32; cfg.history_len(n)]; seeds.len()];
     let mut x0_prev: Option<tch::Tensor> = None;
     let mut unipc: Option<ddpm_torch::sample::UniPcHistory> = None;
-    for k in 0..plan.len() {
+    let resampling = known.map_or(diffusion::Resampling::NONE, |k| k.2);
+    let known_t = known.map(|(img, mask, _)| {
+        let one = [1, shape[1], shape[2], shape[3]];
+        (tensor(img, &one), tensor(mask, &one))
+    });
+    // What the Save move keeps: the core's histories, the trainer's.
+    let mut saved = (history.clone(), None, None);
+    // The z of move m for image `s`, stream `tag` (0: the step's, 1: the known pixels', 2:
+    // the jump back's).
+    let z_of = |m: usize, tag: u64| -> Vec<Vec<f32>> {
+        seeds
+            .iter()
+            .map(|&s| {
+                gaussian(
+                    s.wrapping_mul(1000).wrapping_add(m as u64 + 1) ^ (tag << 40),
+                    n,
+                )
+            })
+            .collect()
+    };
+    for (m, mv) in resampling.moves(&plan).enumerate() {
+        let k = match mv {
+            diffusion::Move::Save => {
+                saved = (
+                    history.clone(),
+                    x0_prev.as_ref().map(tch::Tensor::shallow_clone),
+                    unipc.clone(),
+                );
+                continue;
+            }
+            diffusion::Move::Back { from, to } => {
+                history.clone_from(&saved.0);
+                x0_prev = saved.1.as_ref().map(tch::Tensor::shallow_clone);
+                unipc = saved.2.clone();
+                let z = z_of(m, 2);
+                for (x, z) in xs.iter_mut().zip(&z) {
+                    diffusion::jump_back(&sched, from, to, x, |i| z[i]).unwrap();
+                }
+                xt = ddpm_torch::sample::jump_back(
+                    &sched,
+                    from,
+                    to,
+                    &xt,
+                    &tensor(&z.concat(), &shape),
+                );
+                continue;
+            }
+            diffusion::Move::Step(k) => k,
+        };
         let (t, prev) = plan.step(k).unwrap();
         let dpm = match &plan {
             Plan::Dpm(p) => Some(p.step(&sched, k).unwrap()),
@@ -629,10 +698,7 @@ pub fn guided_trajectories(
             _ => None,
         };
         let t_in = t as f32 / big_t as f32;
-        let z: Vec<Vec<f32>> = seeds
-            .iter()
-            .map(|&s| gaussian(s.wrapping_mul(1000).wrapping_add(k as u64 + 1), n))
-            .collect();
+        let z = z_of(m, 0);
         let t_batch = tensor(&vec![t_in; seeds.len()], &[seeds.len() as i64]);
         let eps_t = tch::no_grad(|| {
             let out = net.forward(&xt, &t_batch);
@@ -699,6 +765,20 @@ pub fn guided_trajectories(
                     .unwrap()
                 }
             }
+        }
+        if let (Some((img, mask, _)), Some((kt, mt))) = (known, &known_t) {
+            let zp = z_of(m, 1);
+            for (x, z) in xs.iter_mut().zip(&zp) {
+                diffusion::paste_known(&sched, prev, img, mask, x, |i| z[i]).unwrap();
+            }
+            xt = ddpm_torch::sample::paste_known(
+                &sched,
+                prev,
+                kt,
+                mt,
+                &xt,
+                &tensor(&zp.concat(), &shape),
+            );
         }
     }
     let torch = values(&xt);

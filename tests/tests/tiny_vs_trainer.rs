@@ -9,11 +9,11 @@ use ddpm_core::diffusion::{
 use ddpm_core::host::{HostModel, Path};
 use ddpm_core::tiny_unet::TINY_MAX_MID_BLOCKS;
 use ddpm_core::{Schedule, ScheduleConfig, TinyUNetConfig};
-use ddpm_equivalence::guided_trajectories;
 use ddpm_equivalence::{
     check_property, export_to_core, forward_case, gaussian, rel_err, run_forward_case, tch_forward,
     tensor, trainer_model, trajectories, values, within, ForwardCase, MAX_BATCH,
 };
+use ddpm_equivalence::{guided_trajectories, inpaint_trajectories};
 use ddpm_torch::model::Net;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -522,3 +522,76 @@ fn tiny_classifier_free_guided_trajectories_match_trainer() {
 /// The classifier-free guidance weight the README's class-conditional figures use (`trainer
 /// sample --class` without `--cfg`).
 const README_CFG: f32 = 2.0;
+
+/// A ring of radius 8 around the centre of a 28×28 image, in [−1, 1] (background −1): a stand-in
+/// digit to complete.
+fn ring() -> Vec<f32> {
+    (0..28 * 28)
+        .map(|i| {
+            let (y, x) = ((i / 28) as f32 - 13.5, (i % 28) as f32 - 13.5);
+            if ((x * x + y * y).sqrt() - 8.0).abs() < 2.0 {
+                1.0
+            } else {
+                -1.0
+            }
+        })
+        .collect()
+}
+
+/// Inpainting (RePaint) trajectories: the committed TinyUNet and its guide complete the top
+/// half of a ring on both sides, each side pasting the known pixels and jumping back with its
+/// own arithmetic, with resampling (a multistep solver's history saved and restored by each
+/// side its own way) and without. Pasting and jumping back are affine maps of x with
+/// coefficients below 1 applied elementwise, so they add a rounding per element and no
+/// amplification: held to [`TRAJECTORY_REL`] as plain sampling is (measured: the output).
+#[test]
+fn tiny_inpainting_trajectories_match_trainer() {
+    let (what, _vs, net, core) = trajectory_model();
+    let (_, _gvs, guide_net, guide_core) = ddpm_equivalence::trajectory_model(
+        "DDPM_EQUIVALENCE_TINY_GUIDE",
+        DEFAULT_TINY_GUIDE,
+        TinyUNetConfig {
+            widths: [16, 32, 32],
+            ..TinyUNetConfig::DEFAULT
+        },
+    );
+    println!("inpainting trajectories: {what}, guided, w = {README_GUIDANCE}");
+    let known = ring();
+    let mask: Vec<f32> = (0..28 * 28)
+        .map(|i| if i < 14 * 28 { 0.0 } else { 1.0 })
+        .collect();
+    let guide = (
+        &guide_net as &dyn ddpm_equivalence::TchNet,
+        &guide_core,
+        README_GUIDANCE,
+    );
+    let r = |resample, jump| diffusion::Resampling { resample, jump };
+    let mut worst = 0.0f32;
+    for (name, cfg, resampling, seeds) in [
+        (
+            "DDIM 50 steps, eta 1",
+            ddim50(1.0, true),
+            r(2, 5),
+            &[0u64, 1][..],
+        ),
+        ("DDIM 50 steps, eta 0", ddim50(0.0, true), r(1, 1), &[2][..]),
+        ("UniPC 10 steps", unipc(10), r(3, 2), &[3][..]),
+        ("DPM-Solver++(2M) 10 steps", dpm(10), r(2, 3), &[4][..]),
+    ] {
+        let errs = inpaint_trajectories(
+            &net,
+            &core,
+            Some(guide),
+            Path::Fast,
+            &cfg,
+            seeds,
+            Some((&known, &mask, resampling)),
+        );
+        let name = format!(
+            "inpainting, guided {name}, resample {} jump {}",
+            resampling.resample, resampling.jump
+        );
+        worst = worst.max(check_trajectories(&name, Path::Fast, seeds, &errs));
+    }
+    println!("inpainting trajectories: worst {worst:.3e}");
+}

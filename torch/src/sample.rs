@@ -3,7 +3,8 @@
 //! sampling loop over a plan.
 use anyhow::{Context, Result};
 use ddpm_core::diffusion::{
-    DdimConfig, DdpmConfig, DdpmVariance, DpmOrder, DpmStep, Plan, SamplerConfig, UniPcStep,
+    DdimConfig, DdpmConfig, DdpmVariance, DpmOrder, DpmStep, Move, Plan, Resampling, SamplerConfig,
+    UniPcStep,
 };
 use ddpm_core::{Prediction, Schedule};
 use tch::{Device, Kind, Tensor};
@@ -146,11 +147,64 @@ pub fn dpm_step(
 
 /// The history UniPC keeps between steps on a batch: the previous step's x0 and the
 /// corrector's fixed part (`ddpm_core::diffusion::unipc`).
+#[derive(Debug)]
 pub struct UniPcHistory {
     /// The previous step's x0.
     pub x0: Tensor,
     /// The next corrector's part that does not depend on the next x0.
     pub corr: Tensor,
+}
+
+impl Clone for UniPcHistory {
+    fn clone(&self) -> Self {
+        Self {
+            x0: self.x0.shallow_clone(),
+            corr: self.corr.shallow_clone(),
+        }
+    }
+}
+
+/// The known pixels of a batch at the noise level of timestep `level` (`None`: the clean
+/// image), the arithmetic of `ddpm_core::diffusion::paste_known`: `x_known = √ᾱ·known +
+/// √(1−ᾱ)·z` (`known` itself after the last step), `x ← x_known·m + x·(1 − m)`, which is
+/// `x_known` where m = 1 and x where m = 0. `known` and `mask` broadcast over the batch.
+pub fn paste_known(
+    sched: &Schedule,
+    level: Option<u32>,
+    known: &Tensor,
+    mask: &Tensor,
+    x: &Tensor,
+    z: &Tensor,
+) -> Tensor {
+    let xk = match level {
+        Some(t) => {
+            let a = sched.alphas_cumprod()[t as usize];
+            known * a.sqrt() as f64 + z * (1.0 - a).sqrt() as f64
+        }
+        None => known.shallow_clone(),
+    };
+    xk * mask + x * (mask.ones_like() - mask)
+}
+
+/// A batch noised forward from the level of timestep `from` (`None`: clean) to that of `to`,
+/// the arithmetic of `ddpm_core::diffusion::jump_back`: `x·√(ᾱ_to/ᾱ_from) +
+/// z·√(1 − ᾱ_to/ᾱ_from)`.
+pub fn jump_back(sched: &Schedule, from: Option<u32>, to: u32, x: &Tensor, z: &Tensor) -> Tensor {
+    let a_from = sched.alpha_bar_or_one(from.map(|f| f as usize));
+    let ratio = sched.alphas_cumprod()[to as usize] / a_from;
+    x * ratio.sqrt() as f64 + z * (1.0 - ratio).max(0.0).sqrt() as f64
+}
+
+/// What a batched inpainting run knows ([`sample_torch`]): the known image(s) and mask(s)
+/// (1 kept, 0 drawn), N×C×H×W or 1×C×H×W to share one over the batch, on the sampling
+/// device, and RePaint's resampling.
+pub struct TorchInpainting {
+    /// The known image(s), in the model's range.
+    pub known: Tensor,
+    /// The mask(s), values in [0, 1].
+    pub mask: Tensor,
+    /// Passes per block and steps per block.
+    pub resampling: Resampling,
 }
 
 /// One UniPC step on a batch with the core's per-step coefficients `st`
@@ -188,12 +242,16 @@ pub fn unipc_step(
 /// guided ([`guide_output`]). With `classes` = (N int64 class labels, w) a class-conditional
 /// network draws image i of class `labels[i]` under classifier-free guidance: its "no class"
 /// output takes the guide's place (`uncond + w·(cond − uncond)`; w = 1: the conditional
-/// output alone). Returns an N×C×H×W tensor (not clamped).
+/// output alone). With `inpaint` the batch completes the known image(s) by RePaint, the walk
+/// of `ddpm_core::diffusion::Resampling::moves` ([`paste_known`] after every step,
+/// [`jump_back`] between passes, a multistep solver's history kept and restored). `on_step`
+/// gets (network passes done, passes in all). Returns an N×C×H×W tensor (not clamped).
 #[allow(clippy::too_many_arguments)]
 pub fn sample_torch(
     net: &Net,
     guide: Option<(&Net, f32)>,
     classes: Option<(&Tensor, f32)>,
+    inpaint: Option<&TorchInpainting>,
     sched: &Schedule,
     cfg: &SamplerConfig,
     n: usize,
@@ -204,6 +262,10 @@ pub fn sample_torch(
     let c = net.config();
     let big_t = sched.len() as u32;
     let plan = Plan::new(cfg, big_t).map_err(|e| anyhow::anyhow!("sampler settings: {e}"))?;
+    let resampling = inpaint.map_or(Resampling::NONE, |i| i.resampling);
+    resampling
+        .validate()
+        .map_err(|e| anyhow::anyhow!("inpainting: {e}"))?;
     // libtorch takes the seed as a 64-bit pattern; the cast keeps every bit.
     tch::manual_seed(seed as i64);
     let shape = [
@@ -213,10 +275,28 @@ pub fn sample_torch(
         c.width() as i64,
     ];
     let mut x = Tensor::randn(shape, (Kind::Float, device));
-    let mut x0_prev: Option<Tensor> = None;
-    let mut unipc: Option<UniPcHistory> = None;
+    // The multistep solvers' history, and the copy kept at the start of a block walked again.
+    let mut history: (Option<Tensor>, Option<UniPcHistory>) = (None, None);
+    let mut saved: (Option<Tensor>, Option<UniPcHistory>) = (None, None);
+    let passes = resampling.passes(plan.len());
+    let mut done = 0;
     tch::no_grad(|| -> Result<()> {
-        for k in 0..plan.len() {
+        for mv in resampling.moves(&plan) {
+            let k = match mv {
+                Move::Save => {
+                    saved = (
+                        history.0.as_ref().map(Tensor::shallow_clone),
+                        history.1.clone(),
+                    );
+                    continue;
+                }
+                Move::Back { from, to } => {
+                    history = (saved.0.as_ref().map(Tensor::shallow_clone), saved.1.clone());
+                    x = jump_back(sched, from, to, &x, &x.randn_like());
+                    continue;
+                }
+                Move::Step(k) => k,
+            };
             let (t, prev) = plan.step(k).context("step past the sampler's plan")?;
             let t_in = t as f32 / big_t as f32;
             let t_batch = Tensor::full([n as i64], t_in as f64, (Kind::Float, device));
@@ -237,16 +317,16 @@ pub fn sample_torch(
                     let st = p
                         .step(sched, k)
                         .map_err(|e| anyhow::anyhow!("DPM-Solver step {k}: {e}"))?;
-                    let (v, x0) = dpm_step(sched, &st, &x, &eps, x0_prev.as_ref());
-                    x0_prev = Some(x0);
+                    let (v, x0) = dpm_step(sched, &st, &x, &eps, history.0.as_ref());
+                    history.0 = Some(x0);
                     v
                 }
                 (SamplerConfig::UniPc(_), Plan::UniPc(p)) => {
                     let st = p
                         .step(sched, k)
                         .map_err(|e| anyhow::anyhow!("UniPC step {k}: {e}"))?;
-                    let (v, h) = unipc_step(sched, &st, &x, &eps, unipc.as_ref())?;
-                    unipc = Some(h);
+                    let (v, h) = unipc_step(sched, &st, &x, &eps, history.1.as_ref())?;
+                    history.1 = Some(h);
                     v
                 }
                 (SamplerConfig::Ddpm(d), _) => ddpm_step(sched, d, t, &x, &eps, &z),
@@ -255,7 +335,15 @@ pub fn sample_torch(
                     anyhow::bail!("multistep solver settings without their plan")
                 }
             };
-            on_step(k + 1, plan.len());
+            if let Some(inp) = inpaint {
+                let z = match prev {
+                    Some(_) => x.randn_like(),
+                    None => x.zeros_like(),
+                };
+                x = paste_known(sched, prev, &inp.known, &inp.mask, &x, &z);
+            }
+            done += 1;
+            on_step(done, passes);
         }
         Ok(())
     })?;

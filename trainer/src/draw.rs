@@ -4,15 +4,15 @@
 //! [`sample_int8_file`] the int8 executors the microcontroller runs.
 
 use anyhow::{anyhow, bail, Result};
-use ddpm_core::diffusion::SamplerConfig;
+use ddpm_core::diffusion::{
+    inpaint_batch, sample_batch_with_history, GaussianNoise, Inpainting, Network, SamplerConfig,
+};
 use ddpm_core::file::ModelFile;
 use ddpm_core::host::HostModel;
 use ddpm_core::simple_unet::int8::{Int8SimpleUNet, Scratch};
 use ddpm_core::simple_unet::stream::sample_streaming_with_history;
 use ddpm_core::tiny_unet::int8::Int8TinyUNet;
-use ddpm_core::tiny_unet::planned::{
-    sample_planned_guided, sample_planned_with_history, TinyInt8Workspace, DEFAULT_ARENA_LEN,
-};
+use ddpm_core::tiny_unet::planned::{Planned, PlannedGuided, TinyInt8Workspace, DEFAULT_ARENA_LEN};
 use ddpm_core::{ModelConfig, Schedule};
 
 /// What to draw: `n` images, image `i` from noise seed `seed + i`, with `sampler`, on `workers`
@@ -30,6 +30,9 @@ pub struct Draws<'a> {
     pub workers: usize,
     /// A class-conditional model's classes (`None`: every image "no class", unguided).
     pub classes: Option<Classes<'a>>,
+    /// Complete known images by RePaint instead of drawing from noise alone (the known
+    /// image and mask shared, or one per image).
+    pub inpaint: Option<Inpainting<'a>>,
 }
 
 /// What a class-conditional model draws: image `i` of class `labels[i]`, each output guided
@@ -149,7 +152,22 @@ impl<'a> Draws<'a> {
             seed,
             workers,
             classes: None,
+            inpaint: None,
         }
+    }
+
+    /// These draws completing what `inpaint` knows (RePaint) rather than drawing from noise.
+    pub fn with_inpainting(mut self, inpaint: Option<Inpainting<'a>>) -> Self {
+        self.inpaint = inpaint;
+        self
+    }
+
+    /// What the inpainting knows of image `i` alone (`None` when not inpainting).
+    fn inpaint_of(&self, i: usize, len: usize) -> Result<Option<Inpainting<'a>>> {
+        self.inpaint
+            .map(|p| p.of_image(i, self.n, len))
+            .transpose()
+            .map_err(|e| anyhow!("inpainting image {i}: {e}"))
     }
 
     /// These draws of a class-conditional model, image `i` of class `labels[i]` (one per
@@ -234,9 +252,14 @@ pub fn draw_host(
                 host.set_class(Some(c.labels[i]))
                     .map_err(|e| anyhow!("image {i}: {e}"))?;
             }
-            let one = match guide.as_mut() {
-                Some((g, weight)) => host.sample_guided(g, *weight, 1, draws.sampler, image_seed),
-                None => host.sample(1, draws.sampler, image_seed),
+            let one = match (guide.as_mut(), draws.inpaint_of(i, len)?) {
+                (g, Some(inp)) => {
+                    host.inpaint(g.map(|(g, w)| (g, *w)), &inp, 1, draws.sampler, image_seed)
+                }
+                (Some((g, weight)), None) => {
+                    host.sample_guided(g, *weight, 1, draws.sampler, image_seed)
+                }
+                (None, None) => host.sample(1, draws.sampler, image_seed),
             }
             .map_err(|e| anyhow!("sampling image {i}: {e}"))?;
             x.copy_from_slice(&one);
@@ -270,6 +293,12 @@ pub fn sample_int8_file(
                 bail!(
                     "guided int8 sampling runs on the TinyUNet's planned executor; the \
                      SimpleUNet's streaming executor samples unguided"
+                );
+            }
+            if draws.inpaint.is_some() {
+                bail!(
+                    "int8 inpainting runs on the TinyUNet's planned executor; inpaint with the \
+                     f32 SimpleUNet, or an int8 TinyUNet"
                 );
             }
             let net = Int8SimpleUNet::from_file(file).map_err(|e| anyhow!("{e}"))?;
@@ -339,7 +368,6 @@ pub fn sample_int8_file(
             let guide = guide.as_ref();
             draws.run(len, "int8 sampling", &|first, images| {
                 let mut ws = Box::new(TinyInt8Workspace::<DEFAULT_ARENA_LEN>::ZEROED);
-                let mut history = vec![0.0f32; draws.sampler.history_len(len)];
                 let mut guide_out = vec![0.0f32; len];
                 for (k, x) in images.chunks_exact_mut(len).enumerate() {
                     let i = first + k;
@@ -355,27 +383,20 @@ pub fn sample_int8_file(
                         }
                         None => (net, guide),
                     };
+                    let inpaint = draws.inpaint_of(i, len)?;
                     match guide {
-                        Some((g, w)) => sample_planned_guided(
-                            net,
-                            g,
-                            *w,
+                        Some((g, w)) => {
+                            let mut guided =
+                                PlannedGuided::new(net, g, *w, &mut ws, &mut guide_out)?;
+                            drive(&mut guided, sched, &draws, inpaint, image_seed(i), x)
+                        }
+                        None => drive(
+                            &mut Planned::new(net, &mut ws),
                             sched,
-                            draws.sampler,
+                            &draws,
+                            inpaint,
                             image_seed(i),
                             x,
-                            &mut ws,
-                            &mut guide_out,
-                            &mut history,
-                        ),
-                        None => sample_planned_with_history(
-                            net,
-                            sched,
-                            draws.sampler,
-                            image_seed(i),
-                            x,
-                            &mut ws,
-                            &mut history,
                         ),
                     }
                     .map_err(|e| anyhow!("int8 sampling, image {i}: {e}"))?;
@@ -383,6 +404,29 @@ pub fn sample_int8_file(
                 }
                 Ok(())
             })
+        }
+    }
+}
+
+/// One image `x` through `net` with the draws' sampler from noise seed `seed`: sampled, or
+/// completed by RePaint when `inpaint` is given, with the sampler's history allocated here.
+fn drive(
+    net: &mut dyn Network,
+    sched: &Schedule,
+    draws: &Draws<'_>,
+    inpaint: Option<Inpainting<'_>>,
+    seed: u64,
+    x: &mut [f32],
+) -> ddpm_core::Result<()> {
+    let noise = &mut [GaussianNoise::new(seed)];
+    match inpaint {
+        Some(inp) => {
+            let mut history = vec![0.0f32; inp.history_len(draws.sampler, x.len())];
+            inpaint_batch(net, sched, draws.sampler, &inp, noise, x, &mut history)
+        }
+        None => {
+            let mut history = vec![0.0f32; draws.sampler.history_len(x.len())];
+            sample_batch_with_history(net, sched, draws.sampler, noise, x, &mut history)
         }
     }
 }

@@ -12,7 +12,8 @@
 //!    out through `ddpm_torch::export` (model file, PyTorch safetensors) and [`quantize`]
 //!    (int8 model files).
 //! 4. [`sample`] writes what the samplers (`ddpm_torch::sample` or `ddpm_core::host`) draw as
-//!    PNG grids and IDX files.
+//!    PNG grids and IDX files; [`inpaint`] completes a digit partly hidden and measures
+//!    completions.
 //! 5. [`eval`] measures a model: the variational bound in bits/dim, and sample quality judged
 //!    by the [`eval::classifier`]; [`eval::compare`] holds an int8 export against its f32 model.
 pub mod data;
@@ -20,6 +21,7 @@ pub mod describe;
 pub mod draw;
 pub mod eval;
 pub mod info;
+pub mod inpaint;
 mod json;
 pub mod load;
 pub mod progress;

@@ -4,7 +4,9 @@
 mod cli;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use cli::{classifier, compare_int8, completions, eval, export, fetch, fit, import, info, sample};
+use cli::{
+    classifier, compare_int8, completions, eval, export, fetch, fit, import, info, inpaint, sample,
+};
 
 #[derive(Parser)]
 #[command(
@@ -29,6 +31,9 @@ enum Command {
     Import(import::ImportArgs),
     /// Draw images from a model file and write a PNG grid (and optionally an IDX file).
     Sample(sample::SampleArgs),
+    /// Complete a digit of which a part is hidden (RePaint), or measure completions of MNIST
+    /// test digits against baselines (--measure).
+    Inpaint(inpaint::InpaintArgs),
     /// Download MNIST from public mirrors and verify the decompressed files' SHA-256.
     FetchData(fetch::FetchArgs),
     /// Train the small MNIST classifier that judges samples and write it (safetensors).
@@ -67,6 +72,7 @@ fn main() {
         Command::Export(a) => export::run(a, sub("export")),
         Command::Import(a) => import::run(a, sub("import")),
         Command::Sample(a) => sample::run(a),
+        Command::Inpaint(a) => inpaint::run(a),
         Command::FetchData(a) => fetch::run(a),
         Command::Classifier(a) => classifier::run(a),
         Command::CompareInt8(a) => compare_int8::run(a),

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Result};
-use ddpm_core::diffusion::SamplerConfig;
+use ddpm_core::diffusion::{Inpainting, Resampling, SamplerConfig};
 use ddpm_core::file::Precision;
 use ddpm_core::host::HostModel;
 use ddpm_core::{ModelConfig, ScheduleConfig};
@@ -48,6 +48,38 @@ pub struct SampleOptions<'a> {
     /// A class-conditional model: one class label per image and the classifier-free guidance
     /// weight ([`draw::Classes`]).
     pub classes: Option<(Vec<u32>, f32)>,
+    /// Complete known images by RePaint instead of drawing from noise alone.
+    pub inpaint: Option<Inpaint>,
+}
+
+/// What an inpainting run knows, owned: the known image(s) in [−1, 1] and the mask(s) (1 where
+/// the known pixel is kept, 0 where the model draws), each one image (shared by every drawn
+/// image) or one per drawn image, and RePaint's resampling.
+#[derive(Debug, Clone)]
+pub struct Inpaint {
+    /// Known images, C·H·W values each.
+    pub known: Vec<f32>,
+    /// Masks, as long as `known`.
+    pub mask: Vec<f32>,
+    /// Passes per block and steps per block.
+    pub resampling: Resampling,
+}
+
+impl Inpaint {
+    /// The core's view of it, checked against a model drawing `n` images of `shape` (C, H, W).
+    fn checked(&self, n: usize, shape: (usize, usize, usize)) -> Result<Inpainting<'_>> {
+        let len = shape.0 * shape.1 * shape.2;
+        if self.known.len() != len && self.known.len() != n * len {
+            bail!(
+                "the known image has {} values; the model draws {}×{}×{} images ({len} values)",
+                self.known.len(),
+                shape.0,
+                shape.1,
+                shape.2
+            );
+        }
+        Inpainting::new(&self.known, &self.mask, self.resampling).map_err(|e| anyhow!("{e}"))
+    }
 }
 
 /// What [`draw`] drew.
@@ -77,8 +109,15 @@ pub fn draw(opts: &SampleOptions<'_>) -> Result<Drawn> {
     let (mcfg, schedule, precision, values) = match opts.backend {
         Backend::Core { threads } => load::with_model_file(opts.model, |file| {
             let header = file.header();
-            let draws =
-                Draws::new(opts.n, &opts.sampler, opts.seed, threads).with_classes(classes)?;
+            let m = header.model;
+            let inpaint = opts
+                .inpaint
+                .as_ref()
+                .map(|p| p.checked(opts.n, (m.channels(), m.height(), m.width())))
+                .transpose()?;
+            let draws = Draws::new(opts.n, &opts.sampler, opts.seed, threads)
+                .with_classes(classes)?
+                .with_inpainting(inpaint);
             let bar = progress::bar(opts.n as u64, opts.progress, "images");
             let values = if header.precision == Precision::Int8 {
                 let model_err = |e: anyhow::Error| anyhow!("{}: {e}", opts.model.display());
@@ -126,10 +165,27 @@ pub fn draw(opts: &SampleOptions<'_>) -> Result<Drawn> {
                 let y: Vec<i64> = labels.iter().map(|&k| i64::from(k)).collect();
                 (Tensor::from_slice(&y).to_device(device), *w)
             });
+            let c = m.file.config;
+            let shape = (c.channels(), c.height(), c.width());
+            let inpaint = match &opts.inpaint {
+                Some(p) => {
+                    p.checked(opts.n, shape)?;
+                    let dims = [-1, shape.0 as i64, shape.1 as i64, shape.2 as i64];
+                    let on_device =
+                        |v: &[f32]| Tensor::from_slice(v).reshape(dims).to_device(device);
+                    Some(ddpm_torch::sample::TorchInpainting {
+                        known: on_device(&p.known),
+                        mask: on_device(&p.mask),
+                        resampling: p.resampling,
+                    })
+                }
+                None => None,
+            };
             let x = ddpm_torch::sample::sample_torch(
                 &m.net,
                 guide.as_ref().map(|g| (&g.net, w)),
                 labels.as_ref().map(|(y, w)| (y, *w)),
+                inpaint.as_ref(),
                 &sched,
                 &opts.sampler,
                 opts.n,

@@ -260,6 +260,17 @@ impl<'a> Inpainting<'a> {
         }
     }
 
+    /// What this run knows of image `i` of a batch of `n` images of `len` elements alone (its
+    /// known image and mask, the same resampling), to draw that image by itself.
+    pub fn of_image(&self, i: usize, n: usize, len: usize) -> Result<Inpainting<'a>> {
+        let (known, mask) = self.image(i, n, len)?;
+        Ok(Self {
+            known,
+            mask,
+            resampling: self.resampling,
+        })
+    }
+
     /// The known image and mask of image `i` of a batch of `n` images of `len` elements.
     fn image(&self, i: usize, n: usize, len: usize) -> Result<(&'a [f32], &'a [f32])> {
         let count = if self.known.len() == len {

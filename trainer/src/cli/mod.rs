@@ -11,6 +11,7 @@ pub mod fetch;
 pub mod fit;
 pub mod import;
 pub mod info;
+pub mod inpaint;
 pub mod sample;
 pub mod sampler;
 

@@ -14,7 +14,7 @@ use super::sampler::{Guided, SamplerArgs};
 use super::{model_or_default, Threads, DEFAULT_MODEL};
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum BackendArg {
+pub(super) enum BackendArg {
     /// ddpm-core on the CPU (noise of image i from seed + i, as on a microcontroller).
     Core,
     /// The same samplers in libtorch, batched, on --device.
@@ -116,6 +116,7 @@ pub fn run(a: SampleArgs) -> Result<()> {
         backend,
         progress: progress::wanted(a.no_progress),
         classes: classes.clone(),
+        inpaint: None,
     };
     let drawn = sample::draw(&opts)?;
     let mcfg = drawn.model;
