@@ -46,6 +46,9 @@ pub struct InpaintArgs {
     /// in one row.
     #[arg(long, default_value = "inpaint.png")]
     out: PathBuf,
+    /// Also write the completions as u8 IDX (N×H×W).
+    #[arg(long)]
+    idx: Option<PathBuf>,
     /// Which implementation samples (torch: on --device).
     #[arg(long, value_enum, default_value = "core")]
     backend: BackendArg,
@@ -201,5 +204,9 @@ pub fn run(a: InpaintArgs) -> Result<()> {
         drawn.seconds,
         a.out.display()
     );
+    if let Some(idx_path) = &a.idx {
+        ddpm_trainer::data::idx::write_idx(idx_path, &[a.n, h, w], &completions)?;
+        eprintln!("wrote {}", idx_path.display());
+    }
     Ok(())
 }
