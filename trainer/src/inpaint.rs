@@ -7,7 +7,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use ddpm_core::diffusion::Resampling;
+use ddpm_core::diffusion::{MaskShape, Resampling};
 
 use crate::data::idx::{self, Mnist, Split};
 use crate::eval::classifier::{Classifier, ClassifierOptions};
@@ -16,16 +16,8 @@ use crate::sample::{self, Inpaint, SampleOptions};
 /// Which pixels are hidden (drawn by the model); the rest are kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MaskSpec {
-    /// The top half hidden.
-    Top,
-    /// The bottom half hidden.
-    Bottom,
-    /// The left half hidden.
-    Left,
-    /// The right half hidden.
-    Right,
-    /// The centre square (half the height and width) hidden.
-    Center,
+    /// A half or the centre (`ddpm_core::diffusion::MaskShape`).
+    Shape(MaskShape),
     /// A PNG of the image's size: white (≥ 128) hidden, black kept.
     File(PathBuf),
 }
@@ -33,65 +25,53 @@ pub enum MaskSpec {
 impl MaskSpec {
     /// The four half masks, as the measurement takes them.
     pub const HALVES: [MaskSpec; 4] = [
-        MaskSpec::Top,
-        MaskSpec::Bottom,
-        MaskSpec::Left,
-        MaskSpec::Right,
+        MaskSpec::Shape(MaskShape::Top),
+        MaskSpec::Shape(MaskShape::Bottom),
+        MaskSpec::Shape(MaskShape::Left),
+        MaskSpec::Shape(MaskShape::Right),
     ];
 
     /// `top`, `bottom`, `left`, `right`, `center`, or a PNG file's path.
     pub fn parse(s: &str) -> std::result::Result<Self, String> {
-        Ok(match s {
-            "top" => MaskSpec::Top,
-            "bottom" => MaskSpec::Bottom,
-            "left" => MaskSpec::Left,
-            "right" => MaskSpec::Right,
-            "center" | "centre" => MaskSpec::Center,
-            "" => return Err("give a mask: top, bottom, left, right, center or FILE.png".into()),
-            path => MaskSpec::File(PathBuf::from(path)),
-        })
+        match (s, MaskShape::from_name(s)) {
+            ("", _) => Err("give a mask: top, bottom, left, right, center or FILE.png".into()),
+            (_, Some(shape)) => Ok(MaskSpec::Shape(shape)),
+            ("centre", None) => Ok(MaskSpec::Shape(MaskShape::Center)),
+            (path, None) => Ok(MaskSpec::File(PathBuf::from(path))),
+        }
     }
 
     /// The mask's name in reports.
     pub fn name(&self) -> String {
         match self {
-            MaskSpec::Top => "top".into(),
-            MaskSpec::Bottom => "bottom".into(),
-            MaskSpec::Left => "left".into(),
-            MaskSpec::Right => "right".into(),
-            MaskSpec::Center => "center".into(),
+            MaskSpec::Shape(m) => m.name().into(),
             MaskSpec::File(p) => p.display().to_string(),
         }
     }
 
     /// The mask for `h`×`w` images: 1.0 where the pixel is kept, 0.0 where it is hidden.
     pub fn keep(&self, h: usize, w: usize) -> Result<Vec<f32>> {
-        let hidden = |y: usize, x: usize| match self {
-            MaskSpec::Top => y < h / 2,
-            MaskSpec::Bottom => y >= h / 2,
-            MaskSpec::Left => x < w / 2,
-            MaskSpec::Right => x >= w / 2,
-            MaskSpec::Center => {
-                (h / 4..h / 4 + h / 2).contains(&y) && (w / 4..w / 4 + w / 2).contains(&x)
+        match self {
+            MaskSpec::Shape(m) => {
+                let mut keep = vec![0.0f32; h * w];
+                m.fill(h, w, &mut keep)
+                    .map_err(|e| anyhow!("--mask {}: {e}", m.name()))?;
+                Ok(keep)
             }
-            MaskSpec::File(_) => false,
-        };
-        if let MaskSpec::File(path) = self {
-            let (pixels, ph, pw) = read_png_gray(path)?;
-            if (ph, pw) != (h, w) {
-                bail!(
-                    "--mask {}: the mask is {ph}×{pw}, the images are {h}×{w}",
-                    path.display()
-                );
+            MaskSpec::File(path) => {
+                let (pixels, ph, pw) = read_png_gray(path)?;
+                if (ph, pw) != (h, w) {
+                    bail!(
+                        "--mask {}: the mask is {ph}×{pw}, the images are {h}×{w}",
+                        path.display()
+                    );
+                }
+                Ok(pixels
+                    .iter()
+                    .map(|&p| if p >= 128 { 0.0 } else { 1.0 })
+                    .collect())
             }
-            return Ok(pixels
-                .iter()
-                .map(|&p| if p >= 128 { 0.0 } else { 1.0 })
-                .collect());
         }
-        Ok((0..h * w)
-            .map(|i| if hidden(i / w, i % w) { 0.0 } else { 1.0 })
-            .collect())
     }
 }
 

@@ -3,36 +3,15 @@
 //! every bad request (a class for an unconditional model, a class index past the model's, a
 //! class with autoguidance, training flags without `--conditional`) is a sentence naming the
 //! problem.
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use common::{refused, root, trainer};
 use ddpm_core::diffusion::{DdimConfig, SamplerConfig};
 use ddpm_core::host::HostModel;
 use ddpm_trainer::data::idx;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn trainer(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_trainer"))
-        .current_dir(root())
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 /// The committed class-conditional TinyUNet.
 const CONDITIONAL: &str = "models/tiny_unet_mnist_cond.ddpm";
-
-/// Standard error of a run that must fail, checked to fail.
-fn refused(args: &[&str]) -> String {
-    let out = trainer(args);
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "{args:?} succeeded: {err}");
-    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
-    err
-}
 
 #[test]
 fn sample_class_is_the_cores_classifier_free_guidance() {

@@ -2,38 +2,19 @@
 //! f32, int8 planned and torch backends), the grid shows the original, the masked input and the
 //! completions, an all-kept mask gives the input back, an all-hidden one is an ordinary sample,
 //! and each bad request is a sentence naming the problem.
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::Path;
+
+use common::{refused, trainer};
 use ddpm_trainer::data::idx;
 use ddpm_trainer::inpaint::{read_png_gray, HIDDEN_GREY};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn trainer(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_trainer"))
-        .current_dir(root())
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 /// Runs the trainer and checks it succeeded.
 fn ok(args: &[&str]) -> String {
     let out = trainer(args);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{args:?} failed: {err}");
-    err
-}
-
-/// Standard error of a run that must fail, checked to fail without a panic.
-fn refused(args: &[&str]) -> String {
-    let out = trainer(args);
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "{args:?} succeeded: {err}");
-    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
     err
 }
 

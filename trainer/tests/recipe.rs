@@ -1,24 +1,14 @@
 //! Models carry their recipe: `trainer sample` with no flags draws the committed TinyUNet with
 //! its guide and sampler, flags override the recipe field by field, a missing guide is named,
 //! and `trainer export` records a recipe while keeping the tensors.
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::Path;
+
+use common::{root, trainer};
 use ddpm_core::diffusion::{DdimConfig, SamplerConfig, Spacing};
 use ddpm_core::file::ModelFile;
 use ddpm_trainer::data::idx;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn trainer(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_trainer"))
-        .current_dir(root())
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 /// `trainer sample` with `args` (plus an output folder, --no-progress and two threads): the
 /// u8 images and standard error.

@@ -210,6 +210,79 @@ pub fn jump_back<const M: usize>(
     Ok(())
 }
 
+/// The hidden parts a caller can name: a half of the image or its centre. [`MaskShape::fill`]
+/// writes the mask (1 kept, 0 hidden), one definition for the trainer and the firmware.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaskShape {
+    /// Rows `0..h/2` hidden.
+    Top,
+    /// Rows `h/2..h` hidden.
+    Bottom,
+    /// Columns `0..w/2` hidden.
+    Left,
+    /// Columns `w/2..w` hidden.
+    Right,
+    /// The middle square, rows `h/4..h/4 + h/2` and columns `w/4..w/4 + w/2`, hidden.
+    Center,
+}
+
+impl MaskShape {
+    /// Every shape, in the order of their names.
+    pub const ALL: [MaskShape; 5] = [
+        MaskShape::Top,
+        MaskShape::Bottom,
+        MaskShape::Left,
+        MaskShape::Right,
+        MaskShape::Center,
+    ];
+
+    /// `top`, `bottom`, `left`, `right` or `center`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            MaskShape::Top => "top",
+            MaskShape::Bottom => "bottom",
+            MaskShape::Left => "left",
+            MaskShape::Right => "right",
+            MaskShape::Center => "center",
+        }
+    }
+
+    /// The shape called `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    /// Whether pixel (`y`, `x`) of an `h`×`w` image is hidden.
+    pub const fn hides(self, y: usize, x: usize, h: usize, w: usize) -> bool {
+        match self {
+            MaskShape::Top => y < h / 2,
+            MaskShape::Bottom => y >= h / 2,
+            MaskShape::Left => x < w / 2,
+            MaskShape::Right => x >= w / 2,
+            MaskShape::Center => y >= h / 4 && y < h / 4 + h / 2 && x >= w / 4 && x < w / 4 + w / 2,
+        }
+    }
+
+    /// Writes the mask of every channel of a `[c][h][w]` image into `keep` (1.0 kept, 0.0
+    /// hidden); `keep.len()` must be a multiple of `h·w`.
+    pub fn fill(self, h: usize, w: usize, keep: &mut [f32]) -> Result<()> {
+        if h == 0 || w == 0 || keep.len() % (h * w) != 0 {
+            return Err(Error::InvalidConfig(
+                "a mask shape fills whole h×w channels",
+            ));
+        }
+        for (i, k) in keep.iter_mut().enumerate() {
+            let p = i % (h * w);
+            *k = if self.hides(p / w, p % w, h, w) {
+                0.0
+            } else {
+                1.0
+            };
+        }
+        Ok(())
+    }
+}
+
 /// What an inpainting run knows: the known image (in the model's range, nominally [−1, 1]) and
 /// the mask (1 where the known image is kept, 0 where the model draws; values in between blend)
 /// each as one image shared by the whole batch or one per image, and the resampling.
@@ -460,6 +533,36 @@ mod tests {
         for (from, to) in [(Some(50), 50), (Some(60), 50), (None, 300)] {
             assert!(jump_back(&sched, from, to, &mut y, |_| 0.0).is_err());
         }
+    }
+
+    #[test]
+    fn mask_shapes_hide_what_they_name() {
+        let mut keep = [0.0f32; 16];
+        let hidden = |m: MaskShape, keep: &mut [f32; 16]| -> Vec<usize> {
+            m.fill(4, 4, keep).unwrap();
+            (0..16).filter(|&i| keep[i] == 0.0).collect()
+        };
+        assert_eq!(
+            hidden(MaskShape::Top, &mut keep),
+            (0..8).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            hidden(MaskShape::Bottom, &mut keep),
+            (8..16).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            hidden(MaskShape::Left, &mut keep),
+            [0, 1, 4, 5, 8, 9, 12, 13]
+        );
+        assert_eq!(
+            hidden(MaskShape::Right, &mut keep),
+            [2, 3, 6, 7, 10, 11, 14, 15]
+        );
+        assert_eq!(hidden(MaskShape::Center, &mut keep), [5, 6, 9, 10]);
+        for m in MaskShape::ALL {
+            assert_eq!(MaskShape::from_name(m.name()), Some(m));
+        }
+        assert!(MaskShape::Top.fill(4, 4, &mut [0.0; 15]).is_err());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard};
 
 /// libtorch's generator and thread count are process-wide: tests that create weights, train or
@@ -23,4 +24,27 @@ pub fn shared_mnist() -> PathBuf {
         dir.display()
     );
     dir
+}
+
+/// The repository root, where the trainer runs in these tests.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs `trainer ARGS` in the repository root.
+pub fn trainer(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .current_dir(root())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Standard error of a run that must fail, checked to fail without a panic.
+pub fn refused(args: &[&str]) -> String {
+    let out = trainer(args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{args:?} succeeded: {err}");
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    err
 }
