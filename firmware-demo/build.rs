@@ -1,8 +1,11 @@
 //! Places `memory.x` where the linker finds it, passes cortex-m-rt's linker script, turns the
 //! build-time settings `DDPM_DEMO_SEED`, `DDPM_DEMO_STEPS`, `DDPM_DEMO_SAMPLER`,
-//! `DDPM_DEMO_GUIDANCE` (also `cfg(guided)`, which embeds the guide) and `DDPM_DEMO_CLASS` (also
-//! `cfg(conditional)`, which embeds the class-conditional model instead) into constants, and writes the embedded model's noise schedule tables (computed by ddpm-core's
-//! `Schedule::new`, as the firmware would at run time) as a `static` for flash.
+//! `DDPM_DEMO_GUIDANCE` (also `cfg(guided)`, which embeds the guide), `DDPM_DEMO_CLASS` (also
+//! `cfg(conditional)`, which embeds the class-conditional model instead) and `DDPM_DEMO_INPAINT`
+//! with `DDPM_DEMO_DIGIT`, `DDPM_DEMO_RESAMPLE` and `DDPM_DEMO_JUMP` (also `cfg(inpaint)`, which
+//! embeds a committed MNIST test digit and the mask as f32 tables) into constants, and writes the
+//! embedded model's noise schedule tables (computed by ddpm-core's `Schedule::new`, as the
+//! firmware would at run time) as a `static` for flash.
 
 use std::env;
 use std::fmt::Write as _;
@@ -10,7 +13,7 @@ use std::fs;
 use std::path::PathBuf;
 use std::process::exit;
 
-use ddpm_core::diffusion::{Prediction, Schedule, ScheduleConfig, ScheduleKind};
+use ddpm_core::diffusion::{MaskShape, Prediction, Schedule, ScheduleConfig, ScheduleKind};
 use ddpm_core::file::ModelFile;
 
 /// `demo_settings.rs`'s `MAX_T` (the generated `static` fails to compile if they differ).
@@ -93,6 +96,56 @@ fn parse_env<T: std::str::FromStr>(name: &str, what: &str) -> Option<T> {
             exit(1);
         }
     }
+}
+
+/// The committed MNIST test digits an inpainting build completes (u8 IDX, N×28×28).
+const DIGITS: &str = "../models/mnist_test_digits.idx";
+
+/// Rust source of an f32 array (exact: `{:?}` of an f32 parses back to the same bits).
+fn f32_array(values: &[f32]) -> String {
+    let mut out = String::from("[");
+    for v in values {
+        write!(out, "{v:?},").unwrap();
+    }
+    out.push(']');
+    out
+}
+
+/// Rust source of the inpainting tables of digit `digit` of [`DIGITS`] under `shape`: the known
+/// image (p/127.5 − 1, as the trainer maps pixels) and the mask, both `static` (flash).
+fn inpaint_source(shape: MaskShape, digit: usize) -> String {
+    let bytes = fs::read(DIGITS).unwrap_or_else(|e| {
+        eprintln!("error: cannot read the digits to inpaint, {DIGITS}: {e}");
+        exit(1);
+    });
+    let word = |i: usize| u32::from_be_bytes(bytes[i * 4..i * 4 + 4].try_into().unwrap());
+    if bytes.len() < 16 || word(0) != 0x0803 || (word(2), word(3)) != (28, 28) {
+        eprintln!("error: {DIGITS} is not an IDX file of 28×28 u8 images");
+        exit(1);
+    }
+    let count = word(1) as usize;
+    if digit >= count || bytes.len() < 16 + count * 784 {
+        eprintln!(
+            "error: DDPM_DEMO_DIGIT={digit}: {DIGITS} holds {count} digits (0 to {})",
+            count.saturating_sub(1)
+        );
+        exit(1);
+    }
+    let known: Vec<f32> = bytes[16 + digit * 784..][..784]
+        .iter()
+        .map(|&p| f32::from(p) / 127.5 - 1.0)
+        .collect();
+    let mut mask = vec![0.0f32; 784];
+    shape.fill(28, 28, &mut mask).expect("a 28×28 mask");
+    format!(
+        "/// The known digit (test digit {digit} of `models/mnist_test_digits.idx`, p/127.5 − 1).\n\
+         pub static KNOWN: [f32; 784] = {};\n\
+         /// The mask: 1 kept, 0 hidden ({}).\n\
+         pub static MASK: [f32; 784] = {};\n",
+        f32_array(&known),
+        shape.name(),
+        f32_array(&mask)
+    )
 }
 
 fn main() {
@@ -201,6 +254,58 @@ fn main() {
             exit(1);
         }
     }
+    println!("cargo:rustc-check-cfg=cfg(inpaint)");
+    println!("cargo:rerun-if-env-changed=DDPM_DEMO_INPAINT");
+    println!("cargo:rerun-if-changed={DIGITS}");
+    let shape = env::var("DDPM_DEMO_INPAINT").ok().map(|raw| {
+        MaskShape::from_name(raw.trim()).unwrap_or_else(|| {
+            let names: Vec<&str> = MaskShape::ALL.iter().map(|m| m.name()).collect();
+            eprintln!(
+                "error: DDPM_DEMO_INPAINT must be one of {}, got {raw:?}",
+                names.join(", ")
+            );
+            exit(1);
+        })
+    });
+    let digit: Option<usize> = parse_env("DDPM_DEMO_DIGIT", "a digit index, 0 to 9");
+    let resample: Option<u32> = parse_env("DDPM_DEMO_RESAMPLE", "a number of passes, at least 1");
+    let jump: Option<u32> = parse_env("DDPM_DEMO_JUMP", "a number of steps, at least 1");
+    if shape.is_none() && (digit.is_some() || resample.is_some() || jump.is_some()) {
+        eprintln!(
+            "error: DDPM_DEMO_DIGIT, DDPM_DEMO_RESAMPLE and DDPM_DEMO_JUMP apply to inpainting \
+             builds: set DDPM_DEMO_INPAINT=top|bottom|left|right|center"
+        );
+        exit(1);
+    }
+    if resample == Some(0) || jump == Some(0) {
+        eprintln!("error: DDPM_DEMO_RESAMPLE and DDPM_DEMO_JUMP must be at least 1");
+        exit(1);
+    }
+    let inpaint = match shape {
+        Some(shape) => {
+            if env::var_os("CARGO_FEATURE_TINY").is_none() {
+                eprintln!(
+                    "error: DDPM_DEMO_INPAINT needs the `tiny` feature: inpainting runs on the \
+                     TinyUNet's planned executor"
+                );
+                exit(1);
+            }
+            println!("cargo:rustc-cfg=inpaint");
+            fs::write(
+                out.join("inpaint.rs"),
+                inpaint_source(shape, digit.unwrap_or(0)),
+            )
+            .unwrap_or_else(|e| panic!("cannot write inpaint.rs to {}: {e}", out.display()));
+            format!(
+                "Some(crate::demo_model::DemoInpaint {{ mask: {:?}, digit: {}, resample: {}, jump: {} }})",
+                shape.name(),
+                digit.unwrap_or(0),
+                resample.unwrap_or(1),
+                jump.unwrap_or(1)
+            )
+        }
+        None => "None".to_owned(),
+    };
     // {:?} of an f32 parses back to the same bits.
     let guidance = match guidance {
         Some(w) => format!("Some({w:?}f32)"),
@@ -216,7 +321,9 @@ fn main() {
          /// `DDPM_DEMO_GUIDANCE` at build time, if set.\n\
          pub const GUIDANCE: Option<f32> = {guidance};\n\
          /// `DDPM_DEMO_CLASS` at build time, if set.\n\
-         pub const CLASS: Option<u32> = {class:?};\n"
+         pub const CLASS: Option<u32> = {class:?};\n\
+         /// `DDPM_DEMO_INPAINT` (with `DDPM_DEMO_DIGIT`, `DDPM_DEMO_RESAMPLE`, `DDPM_DEMO_JUMP`) at build time, if set.\n\
+         pub const INPAINT: Option<crate::demo_model::DemoInpaint> = {inpaint};\n"
     );
     fs::write(out.join("build_settings.rs"), settings)
         .unwrap_or_else(|e| panic!("cannot write build_settings.rs to {}: {e}", out.display()));

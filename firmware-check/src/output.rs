@@ -18,6 +18,9 @@ pub struct FirmwareReport {
     /// The digit a class-conditional build draws (`DDPM_DEMO_CLASS`; the `class:` line, absent
     /// in other builds).
     pub class: Option<u32>,
+    /// What an inpainting build completes (`DDPM_DEMO_INPAINT`; the `inpaint:` line, absent in
+    /// other builds), as printed: `top hidden, digit 0, resample 2, jump 5`.
+    pub inpaint: Option<String>,
     /// Bits of the sampled image's f32 values, before rounding to u8.
     pub x_bits: Vec<u32>,
     /// The sampled image, u8 pixels.
@@ -161,6 +164,7 @@ impl FirmwareReport {
                 Ok(k) => Some(parse_dec("class", k)?),
                 Err(_) => None,
             },
+            inpaint: value(text, "inpaint").ok().map(str::to_owned),
             x_bits,
             pixels,
             checksum: parse_hex_u32("checksum", value(text, "checksum")?)?,
@@ -265,6 +269,7 @@ mod tests {
                 sampler: "unipc".into(),
                 guidance: Some(2.5),
                 class: None,
+                inpaint: None,
                 x_bits: vec![0x3f80_0000, 0xbf80_0000, 0xbd80_0000, 0x3f60_0000],
                 pixels: vec![0xff, 0, 0x10, 0xee],
                 checksum: 0xabcd,

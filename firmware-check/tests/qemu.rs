@@ -67,6 +67,10 @@ fn leaks_from_outer_cargo(name: &str) -> bool {
         "DDPM_DEMO_GUIDANCE",
         "DDPM_DEMO_PROFILE",
         "DDPM_DEMO_CLASS",
+        "DDPM_DEMO_INPAINT",
+        "DDPM_DEMO_DIGIT",
+        "DDPM_DEMO_RESAMPLE",
+        "DDPM_DEMO_JUMP",
     ];
     const PREFIXES: &[&str] = &[
         "CARGO_ENCODED_",
@@ -122,6 +126,28 @@ fn build_firmware_settings(
     class: Option<u32>,
     profile: bool,
 ) -> PathBuf {
+    let mut envs: Vec<(&str, String)> = Vec::new();
+    if let Some(seed) = seed {
+        envs.push(("DDPM_DEMO_SEED", seed.to_string()));
+    }
+    if let Some(sampler) = sampler {
+        envs.push(("DDPM_DEMO_SAMPLER", sampler.name().to_owned()));
+    }
+    if let Some(w) = guidance {
+        envs.push(("DDPM_DEMO_GUIDANCE", w.to_string()));
+    }
+    if let Some(k) = class {
+        envs.push(("DDPM_DEMO_CLASS", k.to_string()));
+    }
+    if profile {
+        envs.push(("DDPM_DEMO_PROFILE", "1".to_owned()));
+    }
+    build_firmware_env(feature, &envs)
+}
+
+/// Builds firmware-demo with one optional cargo feature and the build settings `envs`
+/// (`DDPM_DEMO_*` names and values); returns the path of its ELF file.
+fn build_firmware_env(feature: Option<&str>, envs: &[(&str, String)]) -> PathBuf {
     let dir = firmware_dir();
     let target_dir = dir.join("target");
     let cargo = env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
@@ -136,27 +162,15 @@ fn build_firmware_settings(
         }
     }
     cmd.env("CARGO_TARGET_DIR", &target_dir);
-    if let Some(seed) = seed {
-        cmd.env("DDPM_DEMO_SEED", seed.to_string());
-    }
-    if let Some(sampler) = sampler {
-        cmd.env("DDPM_DEMO_SAMPLER", sampler.name());
-    }
-    if let Some(w) = guidance {
-        cmd.env("DDPM_DEMO_GUIDANCE", w.to_string());
-    }
-    if let Some(k) = class {
-        cmd.env("DDPM_DEMO_CLASS", k.to_string());
-    }
-    if profile {
-        cmd.env("DDPM_DEMO_PROFILE", "1");
+    for (name, value) in envs {
+        cmd.env(name, value);
     }
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cargo:?} to build firmware-demo: {e}"));
     assert!(
         out.status.success(),
-        "building firmware-demo (seed {seed:?}) failed with {}; is the thumbv7em-none-eabihf \
+        "building firmware-demo ({envs:?}) failed with {}; is the thumbv7em-none-eabihf \
          target installed (`rustup target add thumbv7em-none-eabihf`)?\n{}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
@@ -282,7 +296,7 @@ fn model_schedule(name: &str) -> Box<ddpm_core::Schedule<{ demo_model::MAX_T }>>
 fn host_sample(sampler: DemoSampler, seed: u64, steps: u32) -> HostSample {
     let mut bufs = Box::new(Buffers::<MAX_HISTORY_LEN>::ZEROED);
     let schedule = model_schedule("simple_unet_mnist_int8.ddpm");
-    demo_model::generate(&mut bufs, &schedule, sampler, None, None, seed, steps)
+    demo_model::generate(&mut bufs, &schedule, sampler, None, None, None, seed, steps)
         .unwrap_or_else(|e| panic!("host sampling failed: {e}"));
     HostSample {
         x_bits: bufs.x.iter().map(|v| v.to_bits()).collect(),
@@ -737,6 +751,85 @@ fn class_conditional_tiny_build_matches_the_host_bit_for_bit_and_fits_in_64k() {
         "class-conditional tiny build, class {CLASS}: checksum {:#010x}",
         report.checksum
     );
+    check_memory(&elf_path, report.stack_high_water, RAM_BUDGET);
+}
+
+/// Inpainting on the device: the `tiny` build with `DDPM_DEMO_INPAINT=top`, `DDPM_DEMO_DIGIT=0`
+/// (the committed test digit 0, a 7), `DDPM_DEMO_RESAMPLE=2` and `DDPM_DEMO_JUMP=5` completes
+/// the digit's hidden top half by RePaint and computes, bit for bit, what the host computes with
+/// `inpaint_batch` over the planned executor from the same digit file and mask; the bottom half
+/// comes back exactly, within 64 KB of RAM.
+#[test]
+fn inpainting_tiny_build_keeps_the_known_half_and_matches_the_host() {
+    use ddpm_core::diffusion::{inpaint_batch, Inpainting, MaskShape, Resampling};
+    use ddpm_core::file::ModelFile;
+    use ddpm_core::tiny_unet::int8::Int8TinyUNet;
+    use ddpm_core::tiny_unet::planned::{Planned, TinyInt8Workspace};
+    const SIDE: usize = 28;
+    let _turn = firmware_lock();
+    let settings = [
+        ("DDPM_DEMO_INPAINT", "top".to_owned()),
+        ("DDPM_DEMO_DIGIT", "0".to_owned()),
+        ("DDPM_DEMO_RESAMPLE", "2".to_owned()),
+        ("DDPM_DEMO_JUMP", "5".to_owned()),
+    ];
+    let elf_path = build_firmware_env(Some("tiny"), &settings);
+    let (status, out, err) = run_in_qemu(&elf_path, GuestClock::Free);
+    println!("--- inpainting tiny firmware output ---\n{out}{err}---");
+    assert!(status.success(), "exited with {status}:\n{out}\n{err}");
+    let report = FirmwareReport::parse(&out).unwrap_or_else(|e| panic!("{e}\n{out}"));
+    assert_eq!(
+        report.inpaint.as_deref(),
+        Some("top hidden, digit 0, resample 2, jump 5"),
+        "DDPM_DEMO_INPAINT did not reach the build"
+    );
+    assert_eq!(report.clock.passes, 2 * report.steps);
+    let digits_path = firmware_dir().join("../models/mnist_test_digits.idx");
+    let digits =
+        fs::read(&digits_path).unwrap_or_else(|e| panic!("{}: {e}", digits_path.display()));
+    let digit = &digits[16..16 + SIDE * SIDE];
+    let known: Vec<f32> = digit.iter().map(|&p| f32::from(p) / 127.5 - 1.0).collect();
+    let mut mask = vec![0.0f32; SIDE * SIDE];
+    MaskShape::Top.fill(SIDE, SIDE, &mut mask).unwrap();
+    let resampling = Resampling {
+        resample: 2,
+        jump: 5,
+    };
+    let inp = Inpainting::new(&known, &mask, resampling).unwrap();
+    let path = firmware_dir().join("../models/tiny_unet_mnist_int8.ddpm");
+    let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let file = ModelFile::parse(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let net = Int8TinyUNet::from_file(&file).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let schedule = model_schedule("tiny_unet_mnist_int8.ddpm");
+    let mut ws = Box::new(<TinyInt8Workspace>::ZEROED);
+    let mut x = vec![0.0f32; SIDE * SIDE];
+    let cfg = DemoSampler::DEFAULT.config(report.steps);
+    let mut history = vec![0.0f32; inp.history_len(&cfg, x.len())];
+    let noise = &mut [GaussianNoise::new(report.seed)];
+    let mut planned = Planned::new(&net, &mut ws);
+    inpaint_batch(
+        &mut planned,
+        &schedule,
+        &cfg,
+        &inp,
+        noise,
+        &mut x,
+        &mut history,
+    )
+    .unwrap_or_else(|e| panic!("host inpainting failed: {e}"));
+    let host: Vec<u32> = x.iter().map(|v| v.to_bits()).collect();
+    assert!(
+        report.x_bits == host,
+        "the inpainting firmware's f32 sample differs from the host's:\n{}",
+        mismatches("x", &report.x_bits, &host)
+    );
+    assert_eq!(
+        report.pixels[SIDE * SIDE / 2..],
+        digit[SIDE * SIDE / 2..],
+        "the kept bottom half changed"
+    );
+    assert_ne!(report.pixels[..SIDE * SIDE / 2], digit[..SIDE * SIDE / 2]);
+    println!("inpainting tiny build: checksum {:#010x}", report.checksum);
     check_memory(&elf_path, report.stack_high_water, RAM_BUDGET);
 }
 

@@ -71,19 +71,27 @@ impl<const H: usize> Buffers<H> {
     }
 }
 
-/// Samples one image with `sampler`, `seed` and `steps` steps into `bufs.image` (unguided:
-/// `guidance` must be `None`; guided sampling is the TinyUNet build's). `schedule`
+/// Samples one image with `sampler`, `seed` and `steps` steps into `bufs.image` (unguided,
+/// unconditional, no inpainting: `guidance`, `class` and `inpaint` must be `None`; those are
+/// the TinyUNet build's). `schedule`
 /// must hold exactly the tables of the embedded model's schedule (checked bit for bit: the
 /// firmware keeps them in flash, written at build time).
+#[allow(clippy::too_many_arguments)]
 pub fn generate<const H: usize>(
     bufs: &mut Buffers<H>,
     schedule: &Schedule<MAX_T>,
     sampler: DemoSampler,
     guidance: Option<f32>,
     class: Option<u32>,
+    inpaint: Option<DemoInpaint>,
     seed: u64,
     steps: u32,
 ) -> Result<()> {
+    if inpaint.is_some() {
+        return Err(Error::InvalidConfig(
+            "inpainting runs in the TinyUNet build (feature `tiny`)",
+        ));
+    }
     if guidance.is_some() {
         return Err(Error::InvalidConfig(
             "guided sampling runs in the TinyUNet build (feature `tiny`)",

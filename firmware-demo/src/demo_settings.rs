@@ -83,3 +83,37 @@ fn history_for(sampler: DemoSampler, history: &mut [f32]) -> Result<&mut [f32]> 
         got,
     })
 }
+
+/// What an inpainting build (`DDPM_DEMO_INPAINT`, `tiny` builds) completes: digit `digit` of
+/// `models/mnist_test_digits.idx` with the part `mask` names hidden, by RePaint with `resample`
+/// passes over blocks of `jump` steps (`DDPM_DEMO_RESAMPLE`, `DDPM_DEMO_JUMP`; 1 and 1: none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DemoInpaint {
+    /// The hidden part: top, bottom, left, right or center.
+    pub mask: &'static str,
+    /// Which committed test digit.
+    pub digit: usize,
+    /// Passes over each block.
+    pub resample: u32,
+    /// Steps per block.
+    pub jump: u32,
+}
+
+impl DemoInpaint {
+    /// RePaint's resampling of it.
+    pub const fn resampling(self) -> ddpm_core::diffusion::Resampling {
+        ddpm_core::diffusion::Resampling {
+            resample: self.resample,
+            jump: self.jump,
+        }
+    }
+
+    /// How many times the sampler's history the run keeps (twice when blocks are walked again:
+    /// the saved copy).
+    pub const fn history_factor(inpaint: Option<Self>) -> usize {
+        match inpaint {
+            Some(d) if d.resample > 1 => 2,
+            _ => 1,
+        }
+    }
+}

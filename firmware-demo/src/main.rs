@@ -71,8 +71,10 @@ const SAMPLER: DemoSampler = match build_settings::SAMPLER_OVERRIDE {
     Some(s) => s,
     None => DemoSampler::DEFAULT,
 };
-/// f32 values of the sampler's history.
-const HISTORY_LEN: usize = SAMPLER.history_len();
+/// What an inpainting build completes (`DDPM_DEMO_INPAINT`; `tiny` builds only).
+const INPAINT: Option<demo_model::DemoInpaint> = build_settings::INPAINT;
+/// f32 values of the sampler's history (twice over when inpainting resamples).
+const HISTORY_LEN: usize = SAMPLER.history_len() * demo_model::DemoInpaint::history_factor(INPAINT);
 /// The guidance weight (`DDPM_DEMO_GUIDANCE`; `tiny` builds only), or `None` for unguided.
 const GUIDANCE: Option<f32> = build_settings::GUIDANCE;
 /// The digit a class-conditional build draws (`DDPM_DEMO_CLASS`; `tiny` builds only).
@@ -130,6 +132,15 @@ fn run(bufs: &mut demo_model::Buffers<HISTORY_LEN>) -> ddpm_core::Result<()> {
     if let Some(k) = CLASS {
         hprintln!("class: {}", k);
     }
+    if let Some(d) = INPAINT {
+        hprintln!(
+            "inpaint: {} hidden, digit {}, resample {}, jump {}",
+            d.mask,
+            d.digit,
+            d.resample,
+            d.jump
+        );
+    }
     hprintln!("model: {}", demo_model::DESCRIPTION);
 
     clock::start();
@@ -157,9 +168,12 @@ fn run(bufs: &mut demo_model::Buffers<HISTORY_LEN>) -> ddpm_core::Result<()> {
         hprintln!("profile sink: {} ticks", p.sink);
     }
     let t0 = clock::now();
-    demo_model::generate(bufs, &SCHEDULE, SAMPLER, GUIDANCE, CLASS, SEED, STEPS)?;
+    demo_model::generate(
+        bufs, &SCHEDULE, SAMPLER, GUIDANCE, CLASS, INPAINT, SEED, STEPS,
+    )?;
     let ticks = clock::now().wrapping_sub(t0);
-    let passes = STEPS * if GUIDANCE.is_some() { 2 } else { 1 };
+    let resample = INPAINT.map_or(1, |d| d.resample);
+    let passes = STEPS * resample * if GUIDANCE.is_some() { 2 } else { 1 };
     hprintln!("sample clock: {} ticks, {} network passes", ticks, passes);
 
     let image = bufs.image();

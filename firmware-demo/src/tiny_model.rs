@@ -11,17 +11,23 @@
 //! `DDPM_DEMO_GUIDANCE=W` too, classifier-free guidance: the same network without its class is
 //! the guide (no second model in flash).
 //!
+//! With `DDPM_DEMO_INPAINT=top|bottom|left|right|center` (`cfg(inpaint)`) the build completes a
+//! committed MNIST test digit (`DDPM_DEMO_DIGIT`, default 0) of which that part is hidden, by
+//! RePaint (`ddpm_core::diffusion::inpaint_batch` over the same executor); the digit and the mask
+//! are f32 tables in flash, so inpainting needs no more RAM than sampling.
+//!
 //! This module uses nothing but `core` and `ddpm_core`; the host-side check computes the same
 //! sample with `ddpm_core::tiny_unet::planned::sample_planned_with_history` and compares it bit
 //! for bit.
 
-use ddpm_core::diffusion::SamplerConfig;
+use ddpm_core::diffusion::{
+    inpaint_batch, sample_batch_with_history, GaussianNoise, Inpainting, Network, SamplerConfig,
+};
 use ddpm_core::file::ModelFile;
 use ddpm_core::tiny_unet::int8::Int8TinyUNet;
 use ddpm_core::tiny_unet::int8::{layer_count, LAYERS, MAX_LAYERS};
 use ddpm_core::tiny_unet::planned::{
-    arena_len, sample_planned_guided, sample_planned_with_history, LayerLaps, TinyInt8Workspace,
-    SINK_LAP,
+    arena_len, LayerLaps, Planned, PlannedGuided, TinyInt8Workspace, SINK_LAP,
 };
 use ddpm_core::{pixel_to_u8, Error, Result, Schedule, TinyUNetConfig};
 
@@ -82,6 +88,22 @@ pub const DESCRIPTION: &str = if cfg!(conditional) {
 
 include!("demo_settings.rs");
 
+/// The known digit and the mask of an inpainting build, in flash (written by `build.rs`).
+#[cfg(inpaint)]
+mod inpaint_tables {
+    include!(concat!(env!("OUT_DIR"), "/inpaint.rs"));
+}
+
+/// The embedded known digit and mask, or the error that the build has none.
+fn inpaint_tables() -> Result<(&'static [f32], &'static [f32])> {
+    #[cfg(inpaint)]
+    return Ok((&inpaint_tables::KNOWN, &inpaint_tables::MASK));
+    #[cfg(not(inpaint))]
+    Err(Error::InvalidConfig(
+        "this build embeds no digit to complete (build with DDPM_DEMO_INPAINT=top|...)",
+    ))
+}
+
 /// Every buffer sampling needs, sized at compile time so it can live in a `static`; `H` f32
 /// values of sampler history (at least the sampler's [`DemoSampler::history_len`]).
 pub struct Buffers<const H: usize> {
@@ -118,15 +140,18 @@ impl<const H: usize> Buffers<H> {
 /// guided by the embedded guide with weight w when `guidance` is `Some(w)` (two passes a
 /// step; the guide's output kept in `bufs.guide_out`). A conditional build draws `class`
 /// (`None`: "no class"), and its guide is the same network without the class
-/// (classifier-free guidance). `schedule` must hold exactly the tables
+/// (classifier-free guidance). With `inpaint` (inpainting builds) the image completes the
+/// embedded digit by RePaint instead. `schedule` must hold exactly the tables
 /// of the embedded model's schedule (checked bit for bit: the firmware keeps them in flash,
 /// written at build time).
+#[allow(clippy::too_many_arguments)]
 pub fn generate<const H: usize>(
     bufs: &mut Buffers<H>,
     schedule: &Schedule<MAX_T>,
     sampler: DemoSampler,
     guidance: Option<f32>,
     class: Option<u32>,
+    inpaint: Option<DemoInpaint>,
     seed: u64,
     steps: u32,
 ) -> Result<()> {
@@ -139,15 +164,31 @@ pub fn generate<const H: usize>(
             "the embedded model's sizes are not tiny_model::CONFIG",
         ));
     }
-    let history = history_for(sampler, &mut bufs.history)?;
+    let cfg = sampler.config(steps);
+    let known = match inpaint {
+        Some(d) => {
+            let (known, mask) = inpaint_tables()?;
+            Some(Inpainting::new(known, mask, d.resampling())?)
+        }
+        None => None,
+    };
+    let needed = sampler.history_len() * DemoInpaint::history_factor(inpaint);
+    let got = bufs.history.len();
+    let history = bufs.history.get_mut(..needed).ok_or(Error::BufferSize {
+        what: "sampler history",
+        needed,
+        got,
+    })?;
+    let noise = &mut [GaussianNoise::new(seed)];
+    let x = &mut bufs.x;
     match guidance {
-        None => sample_planned_with_history(
-            &net,
+        None => drive(
+            &mut Planned::new(&net, &mut bufs.ws),
             schedule,
-            &sampler.config(steps),
-            seed,
-            &mut bufs.x,
-            &mut bufs.ws,
+            &cfg,
+            known.as_ref(),
+            noise,
+            x,
             history,
         )?,
         Some(w) => {
@@ -162,16 +203,15 @@ pub fn generate<const H: usize>(
                 }
                 Int8TinyUNet::from_file(&gfile)?
             };
-            sample_planned_guided(
-                &net,
-                &guide,
-                w,
+            let mut guided =
+                PlannedGuided::new(&net, &guide, w, &mut bufs.ws, &mut bufs.guide_out)?;
+            drive(
+                &mut guided,
                 schedule,
-                &sampler.config(steps),
-                seed,
-                &mut bufs.x,
-                &mut bufs.ws,
-                &mut bufs.guide_out,
+                &cfg,
+                known.as_ref(),
+                noise,
+                x,
                 history,
             )?
         }
@@ -180,6 +220,24 @@ pub fn generate<const H: usize>(
         *px = pixel_to_u8(v) as i8;
     }
     Ok(())
+}
+
+/// One image through `net`: sampled ([`sample_batch_with_history`], what
+/// `sample_planned_with_history` and `sample_planned_guided` run), or completing `known` by
+/// RePaint ([`inpaint_batch`]).
+fn drive(
+    net: &mut dyn Network,
+    schedule: &Schedule<MAX_T>,
+    cfg: &SamplerConfig,
+    known: Option<&Inpainting<'_>>,
+    noise: &mut [GaussianNoise],
+    x: &mut [f32],
+    history: &mut [f32],
+) -> Result<()> {
+    match known {
+        Some(inp) => inpaint_batch(net, schedule, cfg, inp, noise, x, history),
+        None => sample_batch_with_history(net, schedule, cfg, noise, x, history),
+    }
 }
 
 /// Ticks of one profiled pass of the embedded model ([`profile`]): `begin` is the time MLP and
