@@ -53,10 +53,11 @@ impl Resampling {
         Ok(())
     }
 
-    /// The walk over `plan`.
-    pub fn moves<'p>(&self, plan: &'p Plan) -> Moves<'p> {
+    /// The walk over `plan` (a copy of it: the walk owns what it needs, so a caller can keep
+    /// it between moves).
+    pub fn moves(&self, plan: &Plan) -> Moves {
         Moves {
-            plan,
+            plan: *plan,
             r: *self,
             start: 0,
             next: 0,
@@ -98,8 +99,8 @@ pub enum Move {
 
 /// The moves of [`Resampling::moves`], in order.
 #[derive(Debug, Clone)]
-pub struct Moves<'p> {
-    plan: &'p Plan,
+pub struct Moves {
+    plan: Plan,
     r: Resampling,
     /// First step of the current block.
     start: usize,
@@ -111,7 +112,7 @@ pub struct Moves<'p> {
     saved: bool,
 }
 
-impl Iterator for Moves<'_> {
+impl Iterator for Moves {
     type Item = Move;
     fn next(&mut self) -> Option<Move> {
         let steps = self.plan.len();
@@ -392,15 +393,48 @@ pub fn inpaint_batch<N: Network + ?Sized, const M: usize>(
     for i in 0..n {
         inp.image(i, n, len)?;
     }
-    let (hist, saved) = history.split_at_mut(cfg.history_len(x.len()));
     for (img, g) in x.chunks_exact_mut(len).zip(noise.iter_mut()) {
         g.fill(img);
     }
     for mv in inp.resampling.moves(&plan) {
-        match mv {
-            Move::Save => saved.copy_from_slice(hist),
-            Move::Step(k) => {
-                step(net, sched, cfg, &plan, k, noise, x, hist)?;
+        apply_move(net, sched, cfg, &plan, mv, Some(inp), noise, x, history)?;
+    }
+    Ok(())
+}
+
+/// Carries out one move of a RePaint walk over `plan` on the batch `x` (`[n][image]`, image
+/// `i` drawing its noise from `noise[i]`), as [`inpaint_batch`] does move by move, for callers
+/// that look at the images between steps: [`Move::Step`] is the sampler's step
+/// ([`crate::diffusion::step`]) followed, when `inp` is given, by the known pixels at the
+/// step's previous level ([`paste_known`]); [`Move::Save`] and [`Move::Back`] keep and restore
+/// the sampler's history and noise the images back ([`jump_back`]). `history` is
+/// [`Inpainting::history_len`] long (the sampler's history, then the saved copy); without
+/// `inp` the walk is plain sampling ([`Resampling::NONE`]'s moves are the plan's steps) and
+/// `history` the sampler's own.
+#[allow(clippy::too_many_arguments)]
+pub fn apply_move<N: Network + ?Sized, const M: usize>(
+    net: &mut N,
+    sched: &Schedule<M>,
+    cfg: &SamplerConfig,
+    plan: &Plan,
+    mv: Move,
+    inp: Option<&Inpainting<'_>>,
+    noise: &mut [GaussianNoise],
+    x: &mut [f32],
+    history: &mut [f32],
+) -> Result<()> {
+    let (len, n) = (net.image_len(), noise.len());
+    check_len("image", n * len, x.len())?;
+    let own = cfg.history_len(x.len());
+    let (hist, saved) = history.split_at_mut(own.min(history.len()));
+    match mv {
+        Move::Save => saved
+            .get_mut(..own)
+            .ok_or(SHORT_SAVED)?
+            .copy_from_slice(hist),
+        Move::Step(k) => {
+            step(net, sched, cfg, plan, k, noise, x, hist)?;
+            if let Some(inp) = inp {
                 let (_, prev) = plan
                     .step(k)
                     .ok_or(Error::InvalidConfig("step index past the plan"))?;
@@ -409,16 +443,21 @@ pub fn inpaint_batch<N: Network + ?Sized, const M: usize>(
                     paste_known(sched, prev, known, mask, img, |_| g.next_gaussian())?;
                 }
             }
-            Move::Back { from, to } => {
-                hist.copy_from_slice(saved);
-                for (img, g) in x.chunks_exact_mut(len).zip(noise.iter_mut()) {
-                    jump_back(sched, from, to, img, |_| g.next_gaussian())?;
-                }
+        }
+        Move::Back { from, to } => {
+            hist.copy_from_slice(saved.get(..own).ok_or(SHORT_SAVED)?);
+            for (img, g) in x.chunks_exact_mut(len).zip(noise.iter_mut()) {
+                jump_back(sched, from, to, img, |_| g.next_gaussian())?;
             }
         }
     }
     Ok(())
 }
+
+/// A walk that goes back over a block needs room for the saved history.
+const SHORT_SAVED: Error = Error::InvalidConfig(
+    "RePaint: resampling needs the sampler history twice over (the second copy is the saved one)",
+);
 
 #[cfg(test)]
 mod tests {

@@ -19,7 +19,10 @@ pub use driver::{
     sample, sample_batch, sample_batch_with_history, sample_step, step, Collect, Network,
     OutputSink, WholeImages,
 };
-pub use inpaint::{inpaint_batch, jump_back, paste_known, Inpainting, MaskShape, Move, Resampling};
+pub use inpaint::{
+    apply_move, inpaint_batch, jump_back, paste_known, Inpainting, MaskShape, Move, Moves,
+    Resampling,
+};
 pub use noise::GaussianNoise;
 pub use plan::Plan;
 pub use schedule::{Prediction, Schedule, ScheduleConfig, ScheduleKind};
