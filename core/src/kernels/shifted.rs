@@ -1,6 +1,6 @@
 //! Shifted-run 3×3 convolutions over padded channels-first maps: each tap reads a contiguous run
-//! of the input plane, so no im2col matrix is formed; register-blocked kernels in portable and
-//! AVX2 + FMA forms.
+//! of the input plane, so no im2col matrix is formed; register-blocked kernels in portable,
+//! AVX2 + FMA (x86-64) and SIMD128 (WebAssembly built with `+simd128`) forms.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -245,6 +245,11 @@ impl ShiftedConv {
                     unsafe { shifted_avx2(ci, plane, offs, x, w, bias, o, np) };
                     continue;
                 }
+                #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+                if simd {
+                    shifted_simd128(ci, plane, offs, x, w, bias, o, np);
+                    continue;
+                }
                 let _ = simd;
                 shifted_portable(ci, plane, offs, x, w, bias, o, np);
             }
@@ -338,6 +343,63 @@ unsafe fn shifted_avx2<const T: usize>(
         for (v, &a) in a.iter().enumerate() {
             // SAFETY: r·np + 8·v + 8 ≤ (SR − 1)·np + SP ≤ out.len() (asserted above).
             unsafe { _mm256_storeu_ps(op.add(r * np + 8 * v), a) };
+        }
+    }
+}
+
+/// [`ShiftedConv`]'s kernel with WebAssembly's SIMD128: the products and sums of
+/// [`shifted_portable`] in the same order, four lanes at a time. SIMD128 has no fused
+/// multiply-add, so every value rounds as in the portable kernel: the results are the same
+/// bits (the page's test compares them with the host's portable path). The block's pixels go
+/// in two halves of eight, so that the accumulators (4 channels × 2 vectors) and the operands
+/// fit the 16 vector registers a browser's x86-64 code has.
+#[allow(clippy::too_many_arguments)]
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn shifted_simd128<const T: usize>(
+    in_c: usize,
+    plane: usize,
+    offs: &[usize; T],
+    x: &[f32],
+    w: &[f32],
+    bias: &[f32],
+    out: &mut [f32],
+    np: usize,
+) {
+    use core::arch::wasm32::*;
+    /// Vectors of four pixels per half.
+    const NV: usize = 2;
+    let reach = offs.iter().max().copied().unwrap_or(0);
+    assert!(in_c >= 1 && x.len() >= (in_c - 1) * plane + reach + SP);
+    assert!(w.len() >= in_c * T * SR && bias.len() >= SR && out.len() >= (SR - 1) * np + SP);
+    let (xp, op) = (x.as_ptr(), out.as_mut_ptr());
+    for half in (0..SP).step_by(4 * NV) {
+        let mut acc = [[f32x4_splat(0.0); NV]; SR];
+        for (a, &b) in acc.iter_mut().zip(bias) {
+            *a = [f32x4_splat(b); NV];
+        }
+        for i in 0..in_c {
+            for (t, &off) in offs.iter().enumerate() {
+                let mut xv = [f32x4_splat(0.0); NV];
+                for (v, xv) in xv.iter_mut().enumerate() {
+                    // SAFETY: i·plane + off + half + 4·v + 4 ≤ (in_c − 1)·plane + reach + SP
+                    // ≤ x.len() (asserted above); v128_load has no alignment requirement.
+                    *xv =
+                        unsafe { v128_load(xp.add(i * plane + off + half + 4 * v) as *const v128) };
+                }
+                let wr = &w[(i * T + t) * SR..][..SR];
+                for (a, &wv) in acc.iter_mut().zip(wr) {
+                    let b = f32x4_splat(wv);
+                    for (a, &xv) in a.iter_mut().zip(&xv) {
+                        *a = f32x4_add(*a, f32x4_mul(b, xv));
+                    }
+                }
+            }
+        }
+        for (r, a) in acc.iter().enumerate() {
+            for (v, &a) in a.iter().enumerate() {
+                // SAFETY: r·np + half + 4·v + 4 ≤ (SR − 1)·np + SP ≤ out.len() (asserted above).
+                unsafe { v128_store(op.add(r * np + half + 4 * v) as *mut v128, a) };
+            }
         }
     }
 }
