@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh Debian/Ubuntu machine with Rust installed:
-# installs what the tests need (project-local torch venv, the thumbv7em target, QEMU), then
-# formatting and lint checks, the whole workspace's tests, and the no_std Cortex-M4 build.
+# installs what the tests need (project-local torch venv, the thumbv7em and wasm32 targets, QEMU,
+# Chromium with ChromeDriver), then formatting and lint checks, the whole workspace's tests
+# (the browser page's in headless Chromium among them), and the no_std Cortex-M4 build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash tools/setup.sh
 bash tools/setup-embedded.sh
+bash tools/setup-web.sh
 # shellcheck source=tools/env.sh
 source tools/env.sh
 
@@ -23,6 +25,10 @@ cargo clippy --workspace --all-targets --release -- -D warnings
 
 step "no_std core for Cortex-M4 (thumbv7em-none-eabihf), no features"
 cargo build -p ddpm-core --no-default-features --target thumbv7em-none-eabihf --release
+
+step "lint the WebAssembly build (wasm32-unknown-unknown, SIMD128 kernels)"
+RUSTFLAGS="-C target-feature=+simd128" cargo clippy -p ddpm-web --release \
+    --target wasm32-unknown-unknown --target-dir target/web -- -D warnings
 
 step "golden vectors regenerate without drift"
 python tools/golden/make_golden.py --check tools/golden
