@@ -386,7 +386,7 @@ pub struct Guided {
     pub class: Option<ClassChoice>,
     /// Classifier-free guidance weight w of --class (Ho & Salimans 2022): uncond + w·(cond −
     /// uncond), both outputs from the one network, "no class" for uncond; two passes per step,
-    /// one with w = 1 (the conditional output alone) [default: 2].
+    /// one with w = 1 (the conditional output alone) [default: 1.3].
     #[arg(long, value_name = "W", requires = "class")]
     pub cfg: Option<f32>,
 }
