@@ -12,9 +12,9 @@ const MODELS = {
   "int8": { file: "tiny_unet_mnist_int8.ddpm", guide: "tiny_unet_mnist_guide_int8.ddpm",
             preset: { sampler: 2, steps: 10, eta: 0, clip: true, guided: true, weight: 2.5 } },
   "cond": { file: "tiny_unet_mnist_cond.ddpm", guide: null,
-            preset: { sampler: 0, steps: 20, eta: 1, clip: true, guided: true, weight: 2 } },
+            preset: { sampler: 0, steps: 20, eta: 1, clip: true, guided: true, weight: 1.3 } },
   "cond-int8": { file: "tiny_unet_mnist_cond_int8.ddpm", guide: null,
-                 preset: { sampler: 2, steps: 10, eta: 0, clip: true, guided: true, weight: 2 } },
+                 preset: { sampler: 2, steps: 10, eta: 0, clip: true, guided: true, weight: 1.3 } },
 };
 const MASKS = ["top", "bottom", "left", "right", "center"];
 
