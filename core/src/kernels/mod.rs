@@ -1,7 +1,8 @@
 //! Layer kernels: the plain-loop [`reference`] layers (the oracle), the integer arithmetic of
 //! the int8 executors ([`quant`]) and their row kernels (`int8_rows`), calibration statistics
 //! ([`calibrate`]), and the host's fast kernels (feature `fast`): [`gemm`], [`winograd`],
-//! [`shifted`], [`rows`] and [`simd`].
+//! [`shifted`], [`rows`] and [`simd`], with the worker pool that splits layers over threads
+//! (`pool`, feature `threads`).
 
 #[cfg(feature = "alloc")]
 pub mod calibrate;
@@ -9,6 +10,8 @@ pub(crate) mod dsp;
 #[cfg(feature = "fast")]
 pub mod gemm;
 pub(crate) mod int8_rows;
+#[cfg(feature = "threads")]
+pub(crate) mod pool;
 pub mod quant;
 pub mod reference;
 #[cfg(feature = "fast")]

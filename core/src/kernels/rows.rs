@@ -1,9 +1,27 @@
-//! Splitting a layer's rows over threads (feature `threads`), and row kernels written once in
-//! portable Rust and compiled twice (plain, and with AVX2 + FMA enabled).
+//! Splitting a layer's rows over threads (feature `threads`: the network's persistent
+//! [`Workers`], [`crate::kernels::pool`]), and row kernels written once in portable Rust and
+//! compiled twice (plain, and with AVX2 + FMA enabled).
 
 use core::ops::Range;
 
 use crate::kernels::winograd::Geometry;
+
+/// The threads a layer's parts run on: the network's worker pool (feature `threads`).
+#[cfg(feature = "threads")]
+pub(crate) type Workers = crate::kernels::pool::Pool;
+
+/// The threads a layer's parts run on: none besides the caller's without feature `threads`.
+#[cfg(not(feature = "threads"))]
+#[derive(Clone, Debug)]
+pub(crate) struct Workers;
+
+#[cfg(not(feature = "threads"))]
+impl Workers {
+    /// No pool: every part runs on the caller's thread.
+    pub(crate) fn new(_threads: usize) -> Self {
+        Workers
+    }
+}
 
 /// `0..total` cut into `parts` contiguous near-equal ranges.
 pub(crate) fn split_range(total: usize, parts: usize, p: usize) -> Range<usize> {
@@ -19,6 +37,7 @@ pub(crate) type RowsFn<'a, S> = dyn Fn(Range<usize>, &mut S, &mut [f32]) + Sync 
 /// consecutive parts of `out` (callers that write into their scratch instead pass an empty
 /// `out` and `len_of` = 0).
 pub(crate) fn run_split<S: Send>(
+    workers: &Workers,
     rows: usize,
     out: &mut [f32],
     scratch: &mut [S],
@@ -29,22 +48,22 @@ pub(crate) fn run_split<S: Send>(
     let parts = scratch.len().min(rows).max(1);
     #[cfg(feature = "threads")]
     if parts > 1 {
-        std::thread::scope(|s| {
-            let mut rest = out;
-            for (p, sc) in scratch.iter_mut().enumerate().take(parts) {
-                let r = split_range(rows, parts, p);
-                let (mine, tail) = core::mem::take(&mut rest).split_at_mut(len_of(r.clone()));
-                rest = tail;
-                if p + 1 == parts {
-                    f(r, sc, mine);
-                } else {
-                    s.spawn(move || f(r, sc, mine));
-                }
-            }
-        });
+        let mut rest = out;
+        let mut bodies = alloc::vec::Vec::with_capacity(parts);
+        for (p, sc) in scratch.iter_mut().enumerate().take(parts) {
+            let r = split_range(rows, parts, p);
+            let (mine, tail) = core::mem::take(&mut rest).split_at_mut(len_of(r.clone()));
+            rest = tail;
+            bodies.push(move || f(r.clone(), sc, mine));
+        }
+        let mut jobs: alloc::vec::Vec<crate::kernels::pool::Job<'_>> = bodies
+            .iter_mut()
+            .map(|b| b as crate::kernels::pool::Job<'_>)
+            .collect();
+        workers.run(&mut jobs);
         return;
     }
-    let _ = len_of;
+    let _ = (len_of, workers);
     f(0..rows, &mut scratch[0], out);
 }
 
@@ -58,6 +77,7 @@ pub(crate) type ImageFn<'a, A, S> = dyn Fn(usize, &mut A, &mut [S], &mut [f32]) 
 /// own activations and scratch; otherwise they run one after the other on this thread, each
 /// with all the scratch (so a single image's layers can be split).
 pub(crate) fn run_images<A: Send, S: Send>(
+    workers: &Workers,
     n: usize,
     len: usize,
     acts: &mut [A],
@@ -69,32 +89,32 @@ pub(crate) fn run_images<A: Send, S: Send>(
     {
         let parts = scratch.len().min(acts.len()).min(n);
         if parts > 1 {
-            std::thread::scope(|s| {
-                let mut rest = out;
-                for (p, (a, sc)) in acts
-                    .iter_mut()
-                    .zip(scratch.iter_mut())
-                    .enumerate()
-                    .take(parts)
-                {
-                    let r = split_range(n, parts, p);
-                    let (mine, tail) = core::mem::take(&mut rest).split_at_mut(r.len() * len);
-                    rest = tail;
-                    let job = move || {
-                        for (i, o) in r.zip(mine.chunks_exact_mut(len)) {
-                            one(i, a, core::slice::from_mut(sc), o);
-                        }
-                    };
-                    if p + 1 == parts {
-                        job();
-                    } else {
-                        s.spawn(job);
+            let mut rest = out;
+            let mut bodies = alloc::vec::Vec::with_capacity(parts);
+            for (p, (a, sc)) in acts
+                .iter_mut()
+                .zip(scratch.iter_mut())
+                .enumerate()
+                .take(parts)
+            {
+                let r = split_range(n, parts, p);
+                let (mine, tail) = core::mem::take(&mut rest).split_at_mut(r.len() * len);
+                rest = tail;
+                bodies.push(move || {
+                    for (i, o) in r.clone().zip(mine.chunks_exact_mut(len)) {
+                        one(i, a, core::slice::from_mut(sc), o);
                     }
-                }
-            });
+                });
+            }
+            let mut jobs: alloc::vec::Vec<crate::kernels::pool::Job<'_>> = bodies
+                .iter_mut()
+                .map(|b| b as crate::kernels::pool::Job<'_>)
+                .collect();
+            workers.run(&mut jobs);
             return;
         }
     }
+    let _ = workers;
     for (i, o) in out.chunks_exact_mut(len).enumerate().take(n) {
         one(i, &mut acts[0], scratch, o);
     }

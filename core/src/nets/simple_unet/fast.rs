@@ -19,7 +19,7 @@ use crate::diffusion::Denoiser;
 use crate::error::{check_len, Result};
 use crate::kernels::gemm::{transpose_kernel_to_conv, PackedConv};
 use crate::kernels::reference::for_each_tap;
-use crate::kernels::rows::{run_images, run_split, RowKernel};
+use crate::kernels::rows::{run_images, run_split, RowKernel, Workers};
 use crate::kernels::winograd::{Epilogue, Geometry, Tile, WinogradConv, WinogradScratch};
 use crate::nets::simple_unet::{SimpleUNet, SimpleUNetConfig};
 
@@ -245,6 +245,8 @@ struct WinogradNet {
     layers: WinogradLayers,
     acts: Vec<Activations>,
     scratch: Vec<WinogradScratch>,
+    /// The threads the layers and images are split over (feature `threads`).
+    workers: Workers,
 }
 
 #[derive(Clone)]
@@ -317,6 +319,7 @@ impl FastSimpleUNet {
                 },
                 acts: vec![Activations::default()],
                 scratch: vec![WinogradScratch::default()],
+                workers: Workers::new(1),
             })
         } else {
             let packed = |in_c, out_c, weight: Vec<f32>, bias: &[f32]| PackedConv {
@@ -368,6 +371,7 @@ impl FastSimpleUNet {
         if let Layers::Winograd(net) = &mut self.layers {
             net.scratch.resize_with(n.max(1), Default::default);
             net.acts.resize_with(n.max(1), Default::default);
+            net.workers = Workers::new(n.max(1));
         }
     }
 
@@ -461,11 +465,12 @@ impl WinogradNet {
             layers,
             acts,
             scratch,
+            workers,
         } = self;
-        let layers = &*layers;
-        run_images(n, len, acts, scratch, out, &|i, acts, sc, o| {
+        let (layers, workers) = (&*layers, &*workers);
+        run_images(workers, n, len, acts, scratch, out, &|i, acts, sc, o| {
             let (xi, ti) = (&x[i * len..][..len], &temb[i * h2..][..h2]);
-            layers.forward(xi, ti, (h, w), simd, acts, sc, o);
+            layers.forward(xi, ti, (h, w), simd, acts, (workers, sc), o);
         });
     }
 }
@@ -481,7 +486,7 @@ impl WinogradLayers {
         (h, w): (usize, usize),
         simd: bool,
         acts: &mut Activations,
-        scratch: &mut [WinogradScratch],
+        (workers, scratch): (&Workers, &mut [WinogradScratch]),
         out: &mut [f32],
     ) {
         let (h1, h2) = (self.enc2.in_channels(), self.enc2.out_channels());
@@ -499,13 +504,19 @@ impl WinogradLayers {
             dec1,
             dec2,
         } = self;
-        run_split(h, a1, scratch, &|r| r.len() * w * h1, &|r, _, o| {
-            enc1.run_rows(x, g, r, o, simd)
-        });
+        run_split(
+            workers,
+            h,
+            a1,
+            scratch,
+            &|r| r.len() * w * h1,
+            &|r, _, o| enc1.run_rows(x, g, r, o, simd),
+        );
         // A Winograd layer with ReLU (and `add`) from `input` into `out` (`out_c` channels).
         let mut winograd = |conv: &WinogradConv, input: &[f32], add, out: &mut [f32], out_c| {
             let epi = Epilogue { relu: true, add };
             run_split(
+                workers,
                 g.tile_rows(),
                 out,
                 scratch,
@@ -516,9 +527,14 @@ impl WinogradLayers {
         winograd(enc2, a1, Some(temb), a2, h2);
         winograd(dec1, a2, None, a3, h1);
         let a3 = &*a3;
-        run_split(h, eps, scratch, &|r| r.len() * w * c, &|r, _, o| {
-            dec2.run_rows(a3, g, r, o, simd)
-        });
+        run_split(
+            workers,
+            h,
+            eps,
+            scratch,
+            &|r| r.len() * w * c,
+            &|r, _, o| dec2.run_rows(a3, g, r, o, simd),
+        );
         // Channels-last ε to the image's [c][h][w] layout.
         for (p, px) in eps.chunks_exact(c).enumerate() {
             for (ch, &v) in px.iter().enumerate() {

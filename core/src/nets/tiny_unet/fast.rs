@@ -10,7 +10,7 @@ use crate::error::{check_len, Result};
 use core::ops::Range;
 
 use crate::kernels::gemm::grown;
-use crate::kernels::rows::{run_images, run_split, split_range};
+use crate::kernels::rows::{run_images, run_split, split_range, Workers};
 use crate::kernels::shifted::{Grid, Map, ShiftedConv, Taps};
 
 /// Strides of TinyUNet's enc0, down1, down2 and mid.
@@ -166,7 +166,7 @@ fn tiny_layer(
     input: &[f32],
     g: Grid,
     proj: Option<&[f32]>,
-    scratch: &mut [TinyScratch],
+    (workers, scratch): (&Workers, &mut [TinyScratch]),
     simd: bool,
     dst: &mut [f32],
     to: Map,
@@ -176,7 +176,7 @@ fn tiny_layer(
     let macs = conv.in_c * 9 * conv.out_c * og.h * og.w;
     let parts = scratch.len().min(og.h).min(macs / MIN_SPLIT_MACS).max(1);
     let scratch = &mut scratch[..parts];
-    run_split(og.h, &mut [], scratch, &|_| 0, &|r, sc, _| {
+    run_split(workers, og.h, &mut [], scratch, &|_| 0, &|r, sc, _| {
         let part = grown(&mut sc.part, conv.bias.len() * taps.part_len(r.len()));
         conv.run_rows(input, taps, r, part, simd);
     });
@@ -219,7 +219,7 @@ fn up_layer(
     (a, g): (&[f32], Grid),
     s: &[f32],
     proj: &[f32],
-    scratch: &mut [TinyScratch],
+    (workers, scratch): (&Workers, &mut [TinyScratch]),
     simd: bool,
     dst: &mut [f32],
     to: Map,
@@ -235,7 +235,7 @@ fn up_layer(
     let scratch = &mut scratch[..parts];
     let cpad = conv.skip.bias.len();
     let lens = |r: &Range<usize>| (skip.part_len(2 * r.len()), ph.part_len(r.len()));
-    run_split(g.h, &mut [], scratch, &|_| 0, &|r, sc, _| {
+    run_split(workers, g.h, &mut [], scratch, &|_| 0, &|r, sc, _| {
         let (ns, nl) = lens(&r);
         let part = grown(&mut sc.part, cpad * (ns + 4 * nl));
         let (sp, up) = part.split_at_mut(cpad * ns);
@@ -329,7 +329,7 @@ impl TinyLayers {
         x: &[f32],
         proj: &[f32],
         acts: &mut TinyActs,
-        scratch: &mut [TinyScratch],
+        (workers, scratch): (&Workers, &mut [TinyScratch]),
         out: &mut [f32],
     ) {
         let cfg = self.cfg;
@@ -357,23 +357,95 @@ impl TinyLayers {
         let dense = Map::dense(g1.h, g1.w);
         copy_into_padded(x, dense, c, g1, xp);
         // enc0 → s1; down1 (on s1's phases) → s2; down2 (on s2's phases) → d2; mid → m.
-        tiny_layer(enc0, xp, g1, Some(p0), scratch, simd, s1, g1.padded());
+        tiny_layer(
+            enc0,
+            xp,
+            g1,
+            Some(p0),
+            (workers, &mut *scratch),
+            simd,
+            s1,
+            g1.padded(),
+        );
         split_phases(s1, w1, g1, phases);
-        tiny_layer(down1, phases, g1, Some(p1), scratch, simd, s2, g2.padded());
+        tiny_layer(
+            down1,
+            phases,
+            g1,
+            Some(p1),
+            (workers, &mut *scratch),
+            simd,
+            s2,
+            g2.padded(),
+        );
         split_phases(s2, w2, g2, phases);
-        tiny_layer(down2, phases, g2, Some(p2), scratch, simd, d2, g3.padded());
-        tiny_layer(mid, d2, g3, Some(p3), scratch, simd, m, g3.padded());
+        tiny_layer(
+            down2,
+            phases,
+            g2,
+            Some(p2),
+            (workers, &mut *scratch),
+            simd,
+            d2,
+            g3.padded(),
+        );
+        tiny_layer(
+            mid,
+            d2,
+            g3,
+            Some(p3),
+            (workers, &mut *scratch),
+            simd,
+            m,
+            g3.padded(),
+        );
         // mid1 …: the map passes between m and d2; `m` names the latest.
         let (mut m, mut spare) = (m, d2);
         for (conv, pr) in self.extra_mid.iter().zip(extra_projs) {
-            tiny_layer(conv, m, g3, Some(pr), scratch, simd, spare, g3.padded());
+            tiny_layer(
+                conv,
+                m,
+                g3,
+                Some(pr),
+                (workers, &mut *scratch),
+                simd,
+                spare,
+                g3.padded(),
+            );
             core::mem::swap(&mut m, &mut spare);
         }
         // up2: [up(m), s2] → u2; up1: [up(u2), s1] → u1.
-        up_layer(up2, (m, g3), s2, p4, scratch, simd, u2, g2.padded());
-        up_layer(up1, (u2, g2), s1, p5, scratch, simd, u1, g1.padded());
+        up_layer(
+            up2,
+            (m, g3),
+            s2,
+            p4,
+            (workers, &mut *scratch),
+            simd,
+            u2,
+            g2.padded(),
+        );
+        up_layer(
+            up1,
+            (u2, g2),
+            s1,
+            p5,
+            (workers, &mut *scratch),
+            simd,
+            u1,
+            g1.padded(),
+        );
         // out, no ReLU.
-        tiny_layer(&self.out, u1, g1, None, scratch, simd, out, dense);
+        tiny_layer(
+            &self.out,
+            u1,
+            g1,
+            None,
+            (workers, &mut *scratch),
+            simd,
+            out,
+            dense,
+        );
     }
 }
 
@@ -408,6 +480,8 @@ pub struct FastTinyUNet {
     acts: Vec<TinyActs>,
     /// One per thread.
     scratch: Vec<TinyScratch>,
+    /// The threads the layers and images are split over (feature `threads`).
+    workers: Workers,
     /// The class label every pass computes for ("no class" unless set).
     label: u32,
 }
@@ -461,6 +535,7 @@ impl FastTinyUNet {
             proj: Vec::new(),
             acts: vec![TinyActs::new(&cfg)],
             scratch: vec![TinyScratch::default()],
+            workers: Workers::new(1),
             label: net.label(),
             layers,
         }
@@ -494,6 +569,7 @@ impl FastTinyUNet {
     pub fn set_threads(&mut self, n: usize) {
         let cfg = self.layers.cfg;
         self.scratch.resize_with(n.max(1), Default::default);
+        self.workers = Workers::new(n.max(1));
         self.acts.resize_with(n.max(1), || TinyActs::new(&cfg));
     }
 
@@ -527,11 +603,13 @@ impl FastTinyUNet {
             proj,
             acts,
             scratch,
+            workers,
             ..
         } = self;
-        let (layers, proj) = (&*layers, &proj[..]);
-        run_images(n, len, acts, scratch, out, &|i, a, sc, o| {
-            layers.forward(&x[i * len..][..len], &proj[i * pl..][..pl], a, sc, o);
+        let (layers, proj, workers) = (&*layers, &proj[..], &*workers);
+        run_images(workers, n, len, acts, scratch, out, &|i, a, sc, o| {
+            let x = &x[i * len..][..len];
+            layers.forward(x, &proj[i * pl..][..pl], a, (workers, sc), o);
         });
         Ok(())
     }
