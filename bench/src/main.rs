@@ -1,10 +1,15 @@
-//! `bench-cpu`: ddpm-core's fast path against libtorch's CPU kernels, in one process.
+//! `bench-cpu`: ddpm-core's fast path against libtorch's CPU kernels in one process, and with
+//! `--ort` against ONNX Runtime in the same run.
 //!
-//! Both sides load the same model file: ddpm-core through `HostModel`, libtorch through the
-//! trainer's tch `SimpleUNet` (weights by the trainer's model-file reader). Every timed round
-//! runs both, in alternating order, so load from other processes falls on both alike; the
-//! table gives medians over the rounds and the ratio libtorch / ddpm-core (above 1: ddpm-core
-//! is faster).
+//! Every side loads the same model file: ddpm-core through `HostModel`, libtorch through the
+//! trainer's tch networks (weights by the trainer's model-file reader), ONNX Runtime through
+//! the ONNX export of the same network and weights (`tools/ort_bench.py`, [`ort`]). Every timed
+//! round runs each side once, in an order that rotates from round to round, so load from other
+//! processes falls on all alike; the table gives medians over the rounds and the ratios other /
+//! ddpm-core (above 1: ddpm-core is faster). Before timing, each side's output is checked
+//! against the core's.
+mod ort;
+
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -29,7 +34,8 @@ const DEFAULT_MODEL: &str = "models/simple_unet_mnist.ddpm";
              alternating the two, and prints medians and ratios",
     after_help = "Cases: forward-b1 and forward-b16 (one forward pass of 1 or 16 images), \
                   ddim50-n16 (DDIM, 50 steps, 16 images), ddpm300-n16 (DDPM, all T steps, \
-                  16 images). Ratio = libtorch median / ddpm-core median."
+                  16 images); with --ort, ONNX Runtime on the forward cases. Ratio = other \
+                  median / ddpm-core median."
 )]
 struct Args {
     /// Model file (f32) both sides load.
@@ -58,6 +64,15 @@ struct Args {
     /// Seed of the inputs (forward) and of the sampling noise.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Also time ONNX Runtime on the forward cases: the same network and weights exported to
+    /// ONNX by the venv's torch and run by onnxruntime's CPU provider with every graph
+    /// optimization and as many intra-op threads as the core (`tools/ort_bench.py`).
+    #[arg(long)]
+    ort: bool,
+    /// Python that runs `tools/ort_bench.py` (the project venv's, on PATH after
+    /// `source tools/env.sh`).
+    #[arg(long, default_value = "python", requires = "ort")]
+    python: String,
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
@@ -86,16 +101,25 @@ impl Case {
     }
 }
 
-/// Both implementations of the model.
+/// The implementations of the model.
 struct Sides {
     core: HostModel,
     net: model::Net,
     sched: Schedule,
+    /// ONNX Runtime (`--ort`).
+    ort: Option<ort::Ort>,
     // Keeps the tch variables alive.
     _vs: tch::nn::VarStore,
 }
 
-fn load(path: &PathBuf) -> Result<Sides> {
+/// Largest max |ONNX Runtime − core| / max |core| of a forward pass accepted as the same
+/// computation: both are f32 networks over the same weights, summing in different orders
+/// (the core's fast path is within 5e-6 of its reference loops, docs/testing.md); 1e-4 leaves
+/// room for the 30–40 rounded sums of a pass and still fails a wrong layer or weight by
+/// orders of magnitude.
+const ORT_REL_BOUND: f64 = 1e-4;
+
+fn load(path: &PathBuf, ort: Option<(&str, &std::path::Path)>) -> Result<Sides> {
     if !path.is_file() {
         bail!(
             "{}: no such model file (run from the project root for the default {DEFAULT_MODEL}, \
@@ -112,10 +136,20 @@ fn load(path: &PathBuf) -> Result<Sides> {
     model::load_params(&mut vs, &m.config, &m.tensors, &path.display().to_string())?;
     let sched = Schedule::new(&m.schedule)
         .map_err(|e| anyhow::anyhow!("{}: schedule: {e}", path.display()))?;
+    let ort = match ort {
+        Some((python, dir)) => {
+            let weights = dir.join("weights.safetensors");
+            export::write_safetensors(&weights, &m.tensors, Some((&m.config, &m.schedule)))?;
+            let size = (m.config.height(), m.config.width());
+            Some(ort::Ort::start(python, &weights, dir, size)?)
+        }
+        None => None,
+    };
     Ok(Sides {
         core,
         net,
         sched,
+        ort,
         _vs: vs,
     })
 }
@@ -142,6 +176,9 @@ struct Row {
     rounds: usize,
     /// max |core − libtorch| / max |libtorch| of the outputs.
     rel_diff: f64,
+    /// ONNX Runtime's median and min (ms) and max |ORT − core| / max |core| (`--ort`, forward
+    /// cases).
+    ort: Option<(f64, f64, f64)>,
 }
 
 fn max_rel_diff(a: &[f32], b: &[f32]) -> f64 {
@@ -157,41 +194,39 @@ fn max_rel_diff(a: &[f32], b: &[f32]) -> f64 {
     }
 }
 
-/// Times `core` and `torch` alternately for `rounds` rounds after `warmup` untimed ones;
-/// returns the times in milliseconds.
+/// One side of a round: runs once and returns its time in milliseconds.
+type Side<'a> = &'a mut dyn FnMut() -> Result<f64>;
+
+/// Milliseconds `f` takes.
+fn timed(f: impl FnOnce() -> Result<()>) -> Result<f64> {
+    let s = Instant::now();
+    f()?;
+    Ok(s.elapsed().as_secs_f64() * 1e3)
+}
+
+/// Runs every side once per round for `rounds` rounds after `warmup` untimed ones, the order
+/// rotating by one side each round; returns each side's times in milliseconds.
 fn alternate(
     warmup: usize,
     rounds: usize,
     bar: &ProgressBar,
-    mut core: impl FnMut() -> Result<()>,
-    mut torch: impl FnMut(),
-) -> Result<(Vec<f64>, Vec<f64>)> {
+    sides: &mut [Side<'_>],
+) -> Result<Vec<Vec<f64>>> {
     for _ in 0..warmup {
-        core()?;
-        torch();
+        for side in sides.iter_mut() {
+            side()?;
+        }
     }
-    let (mut tc, mut tt) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
+    let n = sides.len();
+    let mut times = vec![Vec::with_capacity(rounds); n];
     for i in 0..rounds {
-        let mut time_core = || -> Result<()> {
-            let s = Instant::now();
-            core()?;
-            tc.push(s.elapsed().as_secs_f64() * 1e3);
-            Ok(())
-        };
-        if i % 2 == 0 {
-            time_core()?;
-            let s = Instant::now();
-            torch();
-            tt.push(s.elapsed().as_secs_f64() * 1e3);
-        } else {
-            let s = Instant::now();
-            torch();
-            tt.push(s.elapsed().as_secs_f64() * 1e3);
-            time_core()?;
+        for k in 0..n {
+            let j = (i + k) % n;
+            times[j].push(sides[j]()?);
         }
         bar.inc(1);
     }
-    Ok((tc, tt))
+    Ok(times)
 }
 
 fn run_case(s: &mut Sides, case: Case, threads: usize, a: &Args, bar: &ProgressBar) -> Result<Row> {
@@ -207,7 +242,7 @@ fn run_case(s: &mut Sides, case: Case, threads: usize, a: &Args, bar: &ProgressB
             cfg.width() as i64,
         ]
     };
-    let (mut tc, mut tt, rel_diff) = match case {
+    let (mut tc, mut tt, rel_diff, ort) = match case {
         Case::ForwardB1 | Case::ForwardB16 => {
             let n = if case == Case::ForwardB1 { 1 } else { 16 };
             let mut g = GaussianNoise::new(a.seed);
@@ -222,21 +257,66 @@ fn run_case(s: &mut Sides, case: Case, threads: usize, a: &Args, bar: &ProgressB
                 .map_err(|e| anyhow::anyhow!("core forward: {e}"))?;
             let want = tch::no_grad(|| s.net.forward(&xt, &tt));
             let rel = max_rel_diff(&out, &model::to_f32_vec(&want)?);
+            let ort_rel = match &mut s.ort {
+                Some(o) => {
+                    o.session(threads)?;
+                    o.input(&x, &t_in)?;
+                    o.run(1)?;
+                    let r = max_rel_diff(&o.output()?, &out);
+                    if r > ORT_REL_BOUND {
+                        bail!(
+                            "{}: ONNX Runtime's output differs from the core's by {r:.1e} \
+                             (max |difference| / max |core|), past the bound {ORT_REL_BOUND:.0e}: \
+                             not the same computation",
+                            case.name()
+                        );
+                    }
+                    Some(r)
+                }
+                None => None,
+            };
             let (core, net) = (&mut s.core, &s.net);
-            let (c, t) = alternate(
-                a.warmup,
-                a.iters,
-                bar,
-                || {
+            let mut core_side = || {
+                timed(|| {
                     core.forward_images(&x, &t_in, &mut out)
                         .map_err(|e| anyhow::anyhow!("core forward: {e}"))
-                },
-                || {
+                })
+            };
+            let mut torch_side = || {
+                timed(|| {
                     let y = tch::no_grad(|| net.forward(&xt, &tt));
                     std::hint::black_box(y.kind());
-                },
-            )?;
-            (c, t, rel)
+                    Ok(())
+                })
+            };
+            let mut times = match &mut s.ort {
+                Some(o) => {
+                    let mut ort_side = || Ok(o.run(1)?[0]);
+                    alternate(
+                        a.warmup,
+                        a.iters,
+                        bar,
+                        &mut [&mut core_side, &mut torch_side, &mut ort_side],
+                    )?
+                }
+                None => alternate(
+                    a.warmup,
+                    a.iters,
+                    bar,
+                    &mut [&mut core_side, &mut torch_side],
+                )?,
+            };
+            let ort = match (times.len(), ort_rel) {
+                (3, Some(r)) => {
+                    let mut to = times.pop().expect("three sides");
+                    let min = to.iter().copied().fold(f64::INFINITY, f64::min);
+                    Some((median(&mut to), min, r))
+                }
+                _ => None,
+            };
+            let tt = times.pop().expect("libtorch's times");
+            let tc = times.pop().expect("the core's times");
+            (tc, tt, rel, ort)
         }
         Case::Ddim50N16 | Case::Ddpm300N16 => {
             let scfg = if case == Case::Ddim50N16 {
@@ -251,17 +331,16 @@ fn run_case(s: &mut Sides, case: Case, threads: usize, a: &Args, bar: &ProgressB
             let (core, net, sched, seed) = (&mut s.core, &s.net, &s.sched, a.seed);
             let mut last_core = Vec::new();
             let mut last_torch = None;
-            let (c, t) = alternate(
-                1.min(a.warmup),
-                a.sample_iters,
-                bar,
-                || {
+            let mut core_side = || {
+                timed(|| {
                     last_core = core
                         .sample(n, &scfg, seed)
                         .map_err(|e| anyhow::anyhow!("core sampling: {e}"))?;
                     Ok(())
-                },
-                || {
+                })
+            };
+            let mut torch_side = || {
+                timed(|| {
                     last_torch = Some(
                         sample::sample_torch(
                             net,
@@ -277,8 +356,19 @@ fn run_case(s: &mut Sides, case: Case, threads: usize, a: &Args, bar: &ProgressB
                         )
                         .map(|x| x.to_kind(Kind::Float)),
                     );
-                },
+                    Ok(())
+                })
+            };
+            let mut times = alternate(
+                1.min(a.warmup),
+                a.sample_iters,
+                bar,
+                &mut [&mut core_side, &mut torch_side],
             )?;
+            let (t, c) = (
+                times.pop().expect("two sides"),
+                times.pop().expect("two sides"),
+            );
             // The two sides draw different noise (the core's generator vs libtorch's), so the
             // samples differ; this only checks that both produced finite images of the right size.
             let torch = model::to_f32_vec(&last_torch.context("no libtorch sample")??)?;
@@ -289,7 +379,7 @@ fn run_case(s: &mut Sides, case: Case, threads: usize, a: &Args, bar: &ProgressB
                     torch.len()
                 );
             }
-            (c, t, f64::NAN)
+            (c, t, f64::NAN, None)
         }
     };
     let rounds = tc.len();
@@ -304,6 +394,7 @@ fn run_case(s: &mut Sides, case: Case, threads: usize, a: &Args, bar: &ProgressB
         torch_min_ms,
         rounds,
         rel_diff,
+        ort,
     })
 }
 
@@ -332,7 +423,25 @@ fn main() -> Result<()> {
         4 => Tile::F4,
         other => bail!("--tile {other}: use 2 or 4"),
     };
-    let mut sides = load(&a.model)?;
+    let ort_dir = std::env::temp_dir().join(format!("bench-cpu-ort-{}", std::process::id()));
+    if a.ort {
+        std::fs::create_dir_all(&ort_dir)
+            .with_context(|| format!("{}: cannot create", ort_dir.display()))?;
+    }
+    let result = bench(
+        &a,
+        tile,
+        a.ort.then_some((a.python.as_str(), ort_dir.as_path())),
+    );
+    if a.ort {
+        let _ = std::fs::remove_dir_all(&ort_dir);
+    }
+    result
+}
+
+/// Loads the sides and prints the table.
+fn bench(a: &Args, tile: Tile, ort: Option<(&str, &std::path::Path)>) -> Result<()> {
+    let mut sides = load(&a.model, ort)?;
     sides.core = sides
         .core
         .with_winograd_tile(tile)
@@ -369,18 +478,31 @@ fn main() -> Result<()> {
             "no (portable)"
         }
     );
+    if let Some(o) = &sides.ort {
+        println!(
+            "ONNX Runtime: {} (CPU provider, all graph optimizations)",
+            o.versions
+        );
+    }
     println!("load average at the start: {}", load_average());
     println!();
-    println!(
-        "| case | threads | ddpm-core median (min) | libtorch median (min) | ratio libtorch/core | rounds | max rel. diff |"
-    );
-    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    if sides.ort.is_some() {
+        println!(
+            "| case | threads | ddpm-core median (min) | libtorch median (min) | ratio libtorch/core | ONNX Runtime median (min) | ratio ORT/core | rounds | max rel. diff libtorch, ORT |"
+        );
+        println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    } else {
+        println!(
+            "| case | threads | ddpm-core median (min) | libtorch median (min) | ratio libtorch/core | rounds | max rel. diff |"
+        );
+        println!("| --- | --- | --- | --- | --- | --- | --- |");
+    }
     // Each row is printed as soon as it is measured, so a long run shows its results early.
     for &case in &a.cases {
         for &threads in &a.threads {
             bar.set_message(format!("{}, {threads} thread(s)", case.name()));
-            let r = run_case(&mut sides, case, threads, &a, &bar)?;
-            bar.suspend(|| print_row(&r));
+            let r = run_case(&mut sides, case, threads, a, &bar)?;
+            bar.suspend(|| print_row(&r, sides.ort.is_some()));
         }
     }
     bar.finish_and_clear();
@@ -389,8 +511,8 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// One table row.
-fn print_row(r: &Row) {
+/// One table row (with ONNX Runtime's columns when `ort`).
+fn print_row(r: &Row, ort: bool) {
     let unit = |ms: f64| {
         if ms >= 1000.0 {
             format!("{:.2} s", ms / 1e3)
@@ -403,8 +525,8 @@ fn print_row(r: &Row) {
     } else {
         format!("{:.1e}", r.rel_diff)
     };
-    println!(
-        "| {} | {} | {} ({}) | {} ({}) | {:.2}× | {} | {} |",
+    let head = format!(
+        "| {} | {} | {} ({}) | {} ({}) | {:.2}× |",
         r.case.name(),
         r.threads,
         unit(r.core_ms),
@@ -412,9 +534,18 @@ fn print_row(r: &Row) {
         unit(r.torch_ms),
         unit(r.torch_min_ms),
         r.torch_ms / r.core_ms,
-        r.rounds,
-        diff
     );
+    match (ort, r.ort) {
+        (false, _) => println!("{head} {} | {diff} |", r.rounds),
+        (true, Some((med, min, rel))) => println!(
+            "{head} {} ({}) | {:.2}× | {} | {diff}, {rel:.1e} |",
+            unit(med),
+            unit(min),
+            med / r.core_ms,
+            r.rounds
+        ),
+        (true, None) => println!("{head} n/a | n/a | {} | {diff}, n/a |", r.rounds),
+    }
 }
 
 /// The 1, 5 and 15 minute load averages from /proc/loadavg.
