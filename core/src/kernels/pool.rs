@@ -7,9 +7,12 @@
 //! microseconds later, wakes it with one atomic store and no system call) and only then parks.
 //! The caller runs the first job itself and waits for the others.
 //!
-//! A pool runs one caller's jobs at a time; a second caller that finds it busy runs its jobs
-//! one after the other on its own thread. Either way each job computes the same values, so
-//! results do not depend on who ran what.
+//! A worker that has not started its job by the time the caller has finished its own (one
+//! that was asleep, on a machine where waking a core takes longer than the job) loses it: the
+//! caller takes the job back and runs it, so a split layer never waits for a slow wake-up and
+//! two threads are never much slower than one. A pool runs one caller's jobs at a time; a
+//! second caller that finds it busy runs its jobs one after the other on its own thread.
+//! Either way each job computes the same values, so results do not depend on who ran what.
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -24,12 +27,16 @@ pub(crate) type Job<'a> = &'a mut (dyn FnMut() + Send);
 /// longer than the gap between two layers, shorter than a user's pause).
 const SPINS_BEFORE_PARK: u32 = 1 << 16;
 
-/// Slot states.
+/// Slot states: the caller moves IDLE → ASSIGNED, and either the worker claims the job
+/// (ASSIGNED → RUNNING → DONE or PANICKED) or the caller takes it back (ASSIGNED → TAKEN) and
+/// runs it itself; the caller returns the slot to IDLE.
 const IDLE: u32 = 0;
 const ASSIGNED: u32 = 1;
-const DONE: u32 = 2;
-const PANICKED: u32 = 3;
-const EXIT: u32 = 4;
+const RUNNING: u32 = 2;
+const DONE: u32 = 3;
+const PANICKED: u32 = 4;
+const TAKEN: u32 = 5;
+const EXIT: u32 = 6;
 
 /// One worker's mailbox.
 struct Slot {
@@ -123,7 +130,20 @@ impl Pool {
             job();
         }
         let mut panicked = false;
-        for w in &self.workers[..helpers] {
+        for (w, job) in self.workers.iter().zip(theirs.iter_mut()) {
+            // A worker that has not started yet loses its job to this thread.
+            if w.slot
+                .state
+                .compare_exchange(ASSIGNED, TAKEN, Ordering::Acquire, Ordering::Acquire)
+                .is_ok()
+            {
+                // SAFETY: the worker never claimed the job (the exchange above won), so it
+                // will not read it; clear the slot before it is reused.
+                unsafe { *w.slot.job.get() = None };
+                job();
+                w.slot.state.store(IDLE, Ordering::Release);
+                continue;
+            }
             let mut spins = 0u32;
             loop {
                 match w.slot.state.load(Ordering::Acquire) {
@@ -143,7 +163,7 @@ impl Pool {
             }
             // SAFETY: the worker is done with the job (DONE/PANICKED seen with acquire).
             unsafe { *w.slot.job.get() = None };
-            w.slot.state.store(IDLE, Ordering::Relaxed);
+            w.slot.state.store(IDLE, Ordering::Release);
         }
         drop(guard);
         if panicked || self.poisoned.load(Ordering::Relaxed) {
@@ -157,23 +177,31 @@ impl Pool {
 fn work(slot: &Slot) {
     loop {
         let mut spins = 0u32;
-        let state = loop {
+        loop {
             match slot.state.load(Ordering::Acquire) {
-                s @ (ASSIGNED | EXIT) => break s,
+                EXIT => return,
+                ASSIGNED => {
+                    // Claim the job, unless the caller took it back in the meantime.
+                    if slot
+                        .state
+                        .compare_exchange(ASSIGNED, RUNNING, Ordering::Acquire, Ordering::Acquire)
+                        .is_ok()
+                    {
+                        break;
+                    }
+                }
                 _ if spins < SPINS_BEFORE_PARK => {
                     spins += 1;
                     core::hint::spin_loop();
                 }
                 _ => thread::park(),
             }
-        };
-        if state == EXIT {
-            return;
         }
-        // SAFETY: the slot is ASSIGNED: the caller wrote a live closure before its release
-        // store and waits for DONE/PANICKED before the borrow ends (see `Pool::run`).
+        // SAFETY: this worker claimed the job (ASSIGNED → RUNNING): the caller wrote a live
+        // closure before its release store of ASSIGNED and waits for DONE/PANICKED before the
+        // borrow ends (see `Pool::run`).
         let job = unsafe { (*slot.job.get()).expect("an assigned slot holds a job") };
-        // SAFETY: as above; no one else uses the closure while the slot is ASSIGNED.
+        // SAFETY: as above; no one else uses the closure while the slot is RUNNING.
         let outcome =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe { (*job)() }));
         let done = if outcome.is_ok() { DONE } else { PANICKED };
