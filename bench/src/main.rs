@@ -48,8 +48,8 @@ struct Args {
     /// `tch::set_num_threads(n)`, ddpm-core `HostModel::set_threads(n)`.
     #[arg(long, value_delimiter = ',', default_value = "1")]
     threads: Vec<usize>,
-    /// Timed rounds per forward-pass case (each round times both sides once).
-    #[arg(long, default_value_t = 200)]
+    /// Timed rounds per forward-pass case (each round times every side --burst times).
+    #[arg(long, default_value_t = 16)]
     iters: usize,
     /// Timed rounds per sampling case.
     #[arg(long, default_value_t = 3)]
@@ -57,6 +57,17 @@ struct Args {
     /// Untimed rounds before the timed ones (forward cases; sampling cases use one).
     #[arg(long, default_value_t = 20)]
     warmup: usize,
+    /// Pause before each timed run, in milliseconds, so that the thread pools of the side
+    /// that ran before (libtorch's OpenMP threads, ONNX Runtime's and ddpm-core's workers all
+    /// spin for a while after their work) have gone to sleep and do not take the cores from
+    /// the side being timed; every side starts from the same rest. 0: no pause.
+    #[arg(long, default_value_t = 20)]
+    pause_ms: u64,
+    /// Timed runs of a side in a row per round (forward cases): a sampler runs passes back to
+    /// back, so each side's pool is asleep before the first run of a burst (see --pause-ms)
+    /// and awake for the others; every run counts.
+    #[arg(long, default_value_t = 25)]
+    burst: usize,
     /// Winograd output tile of ddpm-core's wide layers: 2 (F(2×2, 3×3), the default) or 4
     /// (F(4×4, 3×3): fewer multiplies, larger rounding errors).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(2..=4))]
@@ -204,11 +215,11 @@ fn timed(f: impl FnOnce() -> Result<()>) -> Result<f64> {
     Ok(s.elapsed().as_secs_f64() * 1e3)
 }
 
-/// Runs every side once per round for `rounds` rounds after `warmup` untimed ones, the order
-/// rotating by one side each round; returns each side's times in milliseconds.
+/// Runs every side `burst` times in a row per round for `rounds` rounds after `warmup`
+/// untimed ones, the order rotating by one side each round, each burst after a pause of
+/// `pause`; returns each side's times in milliseconds.
 fn alternate(
-    warmup: usize,
-    rounds: usize,
+    (warmup, rounds, burst, pause): (usize, usize, usize, std::time::Duration),
     bar: &ProgressBar,
     sides: &mut [Side<'_>],
 ) -> Result<Vec<Vec<f64>>> {
@@ -222,7 +233,12 @@ fn alternate(
     for i in 0..rounds {
         for k in 0..n {
             let j = (i + k) % n;
-            times[j].push(sides[j]()?);
+            if !pause.is_zero() {
+                std::thread::sleep(pause);
+            }
+            for _ in 0..burst.max(1) {
+                times[j].push(sides[j]()?);
+            }
         }
         bar.inc(1);
     }
@@ -230,6 +246,7 @@ fn alternate(
 }
 
 fn run_case(s: &mut Sides, case: Case, threads: usize, a: &Args, bar: &ProgressBar) -> Result<Row> {
+    let pause = std::time::Duration::from_millis(a.pause_ms);
     tch::set_num_threads(threads as i32);
     s.core.set_threads(threads);
     let cfg = *s.core.config();
@@ -293,15 +310,13 @@ fn run_case(s: &mut Sides, case: Case, threads: usize, a: &Args, bar: &ProgressB
                 Some(o) => {
                     let mut ort_side = || Ok(o.run(1)?[0]);
                     alternate(
-                        a.warmup,
-                        a.iters,
+                        (a.warmup, a.iters, a.burst, pause),
                         bar,
                         &mut [&mut core_side, &mut torch_side, &mut ort_side],
                     )?
                 }
                 None => alternate(
-                    a.warmup,
-                    a.iters,
+                    (a.warmup, a.iters, a.burst, pause),
                     bar,
                     &mut [&mut core_side, &mut torch_side],
                 )?,
@@ -360,8 +375,7 @@ fn run_case(s: &mut Sides, case: Case, threads: usize, a: &Args, bar: &ProgressB
                 })
             };
             let mut times = alternate(
-                1.min(a.warmup),
-                a.sample_iters,
+                (1.min(a.warmup), a.sample_iters, 1, pause),
                 bar,
                 &mut [&mut core_side, &mut torch_side],
             )?;
@@ -488,24 +502,27 @@ fn bench(a: &Args, tile: Tile, ort: Option<(&str, &std::path::Path)>) -> Result<
     println!();
     if sides.ort.is_some() {
         println!(
-            "| case | threads | ddpm-core median (min) | libtorch median (min) | ratio libtorch/core | ONNX Runtime median (min) | ratio ORT/core | rounds | max rel. diff libtorch, ORT |"
+            "| case | threads | ddpm-core median (min) | libtorch median (min) | ratio libtorch/core | ONNX Runtime median (min) | ratio ORT/core | timed runs | max rel. diff libtorch, ORT |"
         );
         println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     } else {
         println!(
-            "| case | threads | ddpm-core median (min) | libtorch median (min) | ratio libtorch/core | rounds | max rel. diff |"
+            "| case | threads | ddpm-core median (min) | libtorch median (min) | ratio libtorch/core | timed runs | max rel. diff |"
         );
         println!("| --- | --- | --- | --- | --- | --- | --- |");
     }
     // Each row is printed as soon as it is measured, so a long run shows its results early.
+    let mut rows = Vec::new();
     for &case in &a.cases {
         for &threads in &a.threads {
             bar.set_message(format!("{}, {threads} thread(s)", case.name()));
             let r = run_case(&mut sides, case, threads, a, &bar)?;
             bar.suspend(|| print_row(&r, sides.ort.is_some()));
+            rows.push(r);
         }
     }
     bar.finish_and_clear();
+    print_limits(sides.core.config(), &rows);
     println!();
     println!("load average at the end: {}", load_average());
     Ok(())
@@ -545,6 +562,109 @@ fn print_row(r: &Row, ort: bool) {
             r.rounds
         ),
         (true, None) => println!("{head} n/a | n/a | {} | {diff}, n/a |", r.rounds),
+    }
+}
+
+/// Multiply-adds of one forward pass as the fast path computes it: a TinyUNet's up-sampled
+/// channels through four taps per output phase instead of nine (the nominal count is
+/// `ModelConfig::macs`); a SimpleUNet's nominal count (its Winograd layers multiply fewer
+/// times, so its share of the peak can pass 100%).
+fn fast_path_macs(cfg: &ddpm_core::ModelConfig) -> u64 {
+    match cfg {
+        ddpm_core::ModelConfig::TinyUNet(c) => {
+            let [w1, w2, w3] = c.widths.map(u64::from);
+            let (h, w) = (u64::from(c.height), u64::from(c.width));
+            let (p1, p2) = (h * w, h * w / 4);
+            c.macs() - 5 * (p2 * w3 * w2 + p1 * w2 * w1)
+        }
+        other => other.macs(),
+    }
+}
+
+/// Multiply-adds per second one core reaches with AVX2 FMA (8 lanes, 12 independent chains,
+/// the kernels' instruction set), measured; `None` without AVX2 and FMA.
+fn peak_macs_per_second() -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    if ddpm_core::kernels::simd::simd_available() {
+        const ITERS: u64 = 20_000_000;
+        // SAFETY: the CPU has AVX2 and FMA (checked just above).
+        let secs = unsafe { fma_loop(ITERS) };
+        return Some((ITERS * 12 * 8) as f64 / secs);
+    }
+    None
+}
+
+/// Seconds of `iters` rounds of 12 independent 8-lane FMAs.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn fma_loop(iters: u64) -> f64 {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm256_set1_ps(0.0); 12];
+    let (a, b) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
+    let s = Instant::now();
+    for _ in 0..iters {
+        for v in acc.iter_mut() {
+            *v = _mm256_fmadd_ps(*v, a, b);
+        }
+    }
+    let secs = s.elapsed().as_secs_f64();
+    let mut sum = [0.0f32; 8];
+    for v in acc {
+        let mut lanes = [0.0f32; 8];
+        // SAFETY: `lanes` holds 8 f32.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
+        for (s, l) in sum.iter_mut().zip(lanes) {
+            *s += l;
+        }
+    }
+    std::hint::black_box(sum);
+    secs
+}
+
+/// The physical limit beside the figures: the multiply-adds of the network, the measured FMA
+/// peak of one core, and the share of it the core's medians reach.
+fn print_limits(cfg: &ddpm_core::ModelConfig, rows: &[Row]) {
+    let macs = fast_path_macs(cfg);
+    println!();
+    match cfg {
+        ddpm_core::ModelConfig::TinyUNet(_) => println!(
+            "multiply-adds per forward pass: {:.1} M nominal, {:.1} M as the fast path computes \
+             them (up-sampled inputs through 4 taps per phase)",
+            cfg.macs() as f64 / 1e6,
+            macs as f64 / 1e6
+        ),
+        ddpm_core::ModelConfig::SimpleUNet(_) => println!(
+            "multiply-adds per forward pass: {:.1} M nominal (the fast path's Winograd layers \
+             multiply fewer times, so the share of the peak below can pass 100%)",
+            cfg.macs() as f64 / 1e6
+        ),
+    }
+    let Some(peak) = peak_macs_per_second() else {
+        println!("FMA peak: not measured (no AVX2 + FMA)");
+        return;
+    };
+    println!(
+        "FMA peak of one core, measured (AVX2, 12 chains of 8-lane FMAs): {:.1} G multiply-adds/s",
+        peak / 1e9
+    );
+    for r in rows {
+        let n = match r.case {
+            Case::ForwardB1 => 1,
+            Case::ForwardB16 => 16,
+            _ => continue,
+        };
+        let rate = (n * macs) as f64 / (r.core_ms / 1e3);
+        println!(
+            "{}, {} thread(s): {:.1} G multiply-adds/s, {:.0}% of {} core(s)' peak",
+            r.case.name(),
+            r.threads,
+            rate / 1e9,
+            100.0 * rate / (peak * r.threads as f64),
+            r.threads
+        );
     }
 }
 

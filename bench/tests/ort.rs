@@ -9,7 +9,9 @@ fn bench(model: &str) -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let out = Command::new(env!("CARGO_BIN_EXE_bench-cpu"))
         .current_dir(&root)
-        .args(["--model", model, "--ort", "--iters", "2", "--warmup", "1"])
+        .args([
+            "--model", model, "--ort", "--iters", "2", "--burst", "2", "--warmup", "1",
+        ])
         .args(["--threads", "1,2", "--no-progress"])
         .output()
         .expect("bench-cpu runs");
