@@ -323,6 +323,21 @@ fn mismatches<T: PartialEq + std::fmt::LowerHex>(what: &str, firmware: &[T], hos
     lines.join("\n")
 }
 
+/// The f32 values' bits.
+fn bits(x: &[f32]) -> Vec<u32> {
+    x.iter().map(|v| v.to_bits()).collect()
+}
+
+/// Asserts that the `build` firmware's f32 sample has the host's bits, listing the
+/// mismatches otherwise.
+fn assert_same_sample(build: &str, firmware: &[u32], host: &[u32]) {
+    assert!(
+        firmware == host,
+        "the {build} firmware's f32 sample differs from the host's:\n{}",
+        mismatches("x", firmware, host)
+    );
+}
+
 /// Prints the section sizes and fails if `.data` + `.bss` (+ `.uninit`) + the stack
 /// high-water mark pass `budget`.
 fn check_memory(elf_path: &Path, stack_high_water: usize, budget: usize) {
@@ -375,11 +390,7 @@ fn firmware_matches_the_host_bit_for_bit_and_fits_in_64k() {
         crc32(&report.pixels),
         "the printed checksum is not the CRC-32 of the printed pixels"
     );
-    assert!(
-        report.x_bits == host.x_bits,
-        "the firmware's f32 sample differs from the host's:\n{}",
-        mismatches("x", &report.x_bits, &host.x_bits)
-    );
+    assert_same_sample("default", &report.x_bits, &host.x_bits);
     assert!(
         report.pixels == host.pixels,
         "the firmware's image differs from the host's:\n{}",
@@ -563,11 +574,7 @@ fn tiny_build_matches_the_host_bit_for_bit_and_fits_in_64k() {
         "default sampler"
     );
     let host = host_tiny_sample(DemoSampler::DEFAULT, report.seed, report.steps);
-    assert!(
-        report.x_bits == host.x_bits,
-        "the tiny firmware's f32 sample differs from the host's:\n{}",
-        mismatches("x", &report.x_bits, &host.x_bits)
-    );
+    assert_same_sample("tiny", &report.x_bits, &host.x_bits);
     assert!(
         report.pixels == host.pixels,
         "the tiny firmware's image differs from the host's:\n{}",
@@ -669,12 +676,8 @@ fn guided_tiny_build_matches_the_host_bit_for_bit_and_fits_in_64k() {
         );
         assert_eq!(report.sampler, sampler.name());
         let host = host_tiny_guided_sample(sampler, Some(WEIGHT), report.seed, report.steps);
-        assert!(
-            report.x_bits == host.x_bits,
-            "the guided {} firmware's f32 sample differs from the host's:\n{}",
-            sampler.name(),
-            mismatches("x", &report.x_bits, &host.x_bits)
-        );
+        let build = format!("guided {}", sampler.name());
+        assert_same_sample(&build, &report.x_bits, &host.x_bits);
         assert_eq!(report.pixels, host.pixels, "image vs the host's");
         let unguided = host_tiny_sample(sampler, report.seed, report.steps);
         assert_ne!(report.pixels, unguided.pixels, "the guide changed nothing");
@@ -741,12 +744,7 @@ fn class_conditional_tiny_build_matches_the_host_bit_for_bit_and_fits_in_64k() {
         &mut history,
     )
     .unwrap_or_else(|e| panic!("host class-conditional sampling failed: {e}"));
-    let host: Vec<u32> = x.iter().map(|v| v.to_bits()).collect();
-    assert!(
-        report.x_bits == host,
-        "the class-conditional firmware's f32 sample differs from the host's:\n{}",
-        mismatches("x", &report.x_bits, &host)
-    );
+    assert_same_sample("class-conditional", &report.x_bits, &bits(&x));
     println!(
         "class-conditional tiny build, class {CLASS}: checksum {:#010x}",
         report.checksum
@@ -817,12 +815,7 @@ fn inpainting_tiny_build_keeps_the_known_half_and_matches_the_host() {
         &mut history,
     )
     .unwrap_or_else(|e| panic!("host inpainting failed: {e}"));
-    let host: Vec<u32> = x.iter().map(|v| v.to_bits()).collect();
-    assert!(
-        report.x_bits == host,
-        "the inpainting firmware's f32 sample differs from the host's:\n{}",
-        mismatches("x", &report.x_bits, &host)
-    );
+    assert_same_sample("inpainting", &report.x_bits, &bits(&x));
     assert_eq!(
         report.pixels[SIDE * SIDE / 2..],
         digit[SIDE * SIDE / 2..],
