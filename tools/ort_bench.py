@@ -16,36 +16,19 @@ Each answer is one line: "ok", "times ..." or "error MESSAGE". Only `session.run
 as bench-cpu times only the core's forward pass.
 """
 import argparse
-import json
 import math
 import os
-import struct
 import sys
 import time
 
 import numpy as np
 import onnxruntime as ort
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 TIME_SCALE = 1000.0  # TinyUNet's embedding of t/T: sin/cos of 1000·t/T times the frequencies
 MAX_PERIOD = 10000.0
-
-
-def load_safetensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        if info["dtype"] != "F32":
-            raise ValueError(f"{path}: tensor {name} is {info['dtype']}, not F32")
-        a, b = info["data_offsets"]
-        out[name] = torch.frombuffer(bytearray(data[a:b]), dtype=torch.float32).reshape(info["shape"])
-    return out
 
 
 class SimpleUNet(nn.Module):
@@ -135,7 +118,7 @@ class TinyUNet(nn.Module):
 
 
 def build(path):
-    t = load_safetensors(path)
+    t = load_file(path)
     if "enc0.weight" in t:
         net = TinyUNet(t)
         net.load_state_dict(net.state_from(t))
