@@ -236,9 +236,18 @@ impl ShiftedConv {
             .zip(self.bias.chunks_exact(SR))
             .enumerate()
         {
-            for p in (0..np).step_by(SP) {
+            let mut p = 0;
+            while p < np {
                 let x = &input[q0 + p..];
                 let o = &mut out[ob * SR * np + p..];
+                #[cfg(all(feature = "std", target_arch = "x86_64"))]
+                if simd && p + 2 * SP <= np && crate::kernels::simd::avx512f() {
+                    // SAFETY: the CPU supports AVX-512F (checked just above).
+                    unsafe { shifted_avx512(ci, plane, offs, x, w, bias, o, np) };
+                    p += 2 * SP;
+                    continue;
+                }
+                p += SP;
                 #[cfg(all(feature = "std", target_arch = "x86_64"))]
                 if simd && crate::kernels::simd::avx2_fma() {
                     // SAFETY: the CPU supports AVX2 and FMA (checked just above).
@@ -347,6 +356,65 @@ unsafe fn shifted_avx2<const T: usize>(
     }
 }
 
+/// Two blocks of [`ShiftedConv`]'s kernel at once with AVX-512F (`2·SP` pixels, one 16-lane
+/// vector each per channel: eight accumulators, as the AVX2 kernel has): every output value is
+/// the same FMA chain in the same order as in [`shifted_avx2`], so the same bits.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[allow(clippy::too_many_arguments)]
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[target_feature(enable = "avx512f")]
+unsafe fn shifted_avx512<const T: usize>(
+    in_c: usize,
+    plane: usize,
+    offs: &[usize; T],
+    x: &[f32],
+    w: &[f32],
+    bias: &[f32],
+    out: &mut [f32],
+    np: usize,
+) {
+    use core::arch::x86_64::*;
+    /// 16-lane vectors per channel: the two blocks.
+    const NV: usize = 2 * SP / 16;
+    let reach = offs.iter().max().copied().unwrap_or(0);
+    assert!(in_c >= 1 && x.len() >= (in_c - 1) * plane + reach + 2 * SP);
+    assert!(w.len() >= in_c * T * SR && bias.len() >= SR && out.len() >= (SR - 1) * np + 2 * SP);
+    let mut acc = [[_mm512_setzero_ps(); NV]; SR];
+    for (a, &b) in acc.iter_mut().zip(bias) {
+        *a = [_mm512_set1_ps(b); NV];
+    }
+    let (xp, wp) = (x.as_ptr(), w.as_ptr());
+    for i in 0..in_c {
+        for (t, &off) in offs.iter().enumerate() {
+            // SAFETY: i·plane + off + 2·SP ≤ (in_c − 1)·plane + reach + 2·SP ≤ x.len(), and
+            // (i·T + t)·SR + SR ≤ in_c·T·SR ≤ w.len() (both asserted above).
+            unsafe {
+                let xr = xp.add(i * plane + off);
+                let mut xv = [_mm512_setzero_ps(); NV];
+                for (v, xv) in xv.iter_mut().enumerate() {
+                    *xv = _mm512_loadu_ps(xr.add(16 * v));
+                }
+                let wr = wp.add((i * T + t) * SR);
+                for (r, a) in acc.iter_mut().enumerate() {
+                    let b = _mm512_set1_ps(*wr.add(r));
+                    for (a, &xv) in a.iter_mut().zip(&xv) {
+                        *a = _mm512_fmadd_ps(xv, b, *a);
+                    }
+                }
+            }
+        }
+    }
+    let op = out.as_mut_ptr();
+    for (r, a) in acc.iter().enumerate() {
+        for (v, &a) in a.iter().enumerate() {
+            // SAFETY: r·np + 16·v + 16 ≤ (SR − 1)·np + 2·SP ≤ out.len() (asserted above).
+            unsafe { _mm512_storeu_ps(op.add(r * np + 16 * v), a) };
+        }
+    }
+}
+
 /// [`ShiftedConv`]'s kernel with WebAssembly's SIMD128: the products and sums of
 /// [`shifted_portable`] in the same order, four lanes at a time. SIMD128 has no fused
 /// multiply-add, so every value rounds as in the portable kernel: the results are the same
@@ -400,6 +468,94 @@ fn shifted_simd128<const T: usize>(
                 // SAFETY: r·np + half + 4·v + 4 ≤ (SR − 1)·np + SP ≤ out.len() (asserted above).
                 unsafe { v128_store(op.add(r * np + half + 4 * v) as *mut v128, a) };
             }
+        }
+    }
+}
+
+#[cfg(all(test, feature = "std", target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+
+    /// Deterministic values in [−1, 1).
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(3);
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s >> 8) as f32 / (1u32 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    /// The layer through `run_rows` (AVX-512F on two blocks at a time where the CPU has it)
+    /// equals the AVX2 kernel run block by block, bit for bit, on every grid the TinyUNet uses
+    /// and at both strides and the up-sampling phases' four taps.
+    #[test]
+    fn avx512_blocks_equal_the_avx2_kernel_bit_for_bit() {
+        if !(crate::kernels::simd::avx2_fma() && crate::kernels::simd::avx512f()) {
+            return;
+        }
+        for (side, in_c, out_c, stride, taps) in [
+            (28, 1, 24, 1, 9),
+            (28, 24, 64, 2, 9),
+            (14, 64, 56, 2, 9),
+            (7, 56, 56, 1, 9),
+            (14, 56, 64, 1, 4),
+            (28, 24, 1, 1, 9),
+        ] {
+            let g = Grid { h: side, w: side };
+            let tp = match (taps, stride) {
+                (4, _) => Taps::phase(g, 1, 0),
+                (_, s) => Taps::new(g, s),
+            };
+            let weight = values(out_c * in_c * taps, side as u32 + in_c as u32);
+            let bias = values(out_c, 7);
+            let conv = ShiftedConv::packed((in_c, out_c, taps), stride, &bias, |o, i, t| {
+                weight[(o * in_c + i) * taps + t]
+            });
+            let input = values(g.len(in_c), 11 + side as u32);
+            let rows = 0..side / stride;
+            let np = tp.part_len(rows.len());
+            let blocks = conv.bias.len();
+            let mut fast = vec![0.0f32; blocks * np];
+            conv.run_rows(&input, tp, rows.clone(), &mut fast, true);
+            let mut plain = vec![0.0f32; blocks * np];
+            let offs: [usize; 9] = tp.offs;
+            let q0 = rows.start * tp.row;
+            for (ob, (w, b)) in conv
+                .w
+                .chunks_exact(in_c * taps * SR)
+                .zip(conv.bias.chunks_exact(SR))
+                .enumerate()
+            {
+                for p in (0..np).step_by(SP) {
+                    let (x, o) = (&input[q0 + p..], &mut plain[ob * SR * np + p..]);
+                    // SAFETY: the CPU has AVX2 and FMA (checked above).
+                    unsafe {
+                        match taps {
+                            4 => shifted_avx2::<4>(
+                                in_c,
+                                tp.plane,
+                                offs[..4].try_into().unwrap(),
+                                x,
+                                w,
+                                b,
+                                o,
+                                np,
+                            ),
+                            _ => shifted_avx2::<9>(in_c, tp.plane, &offs, x, w, b, o, np),
+                        }
+                    }
+                }
+            }
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&fast),
+                bits(&plain),
+                "{side}×{side}, {in_c}→{out_c}, stride {stride}, {taps} taps"
+            );
         }
     }
 }
