@@ -267,7 +267,7 @@ impl MaskShape {
     /// Writes the mask of every channel of a `[c][h][w]` image into `keep` (1.0 kept, 0.0
     /// hidden); `keep.len()` must be a multiple of `h·w`.
     pub fn fill(self, h: usize, w: usize, keep: &mut [f32]) -> Result<()> {
-        if h == 0 || w == 0 || keep.len() % (h * w) != 0 {
+        if h == 0 || w == 0 || !keep.len().is_multiple_of(h * w) {
             return Err(Error::InvalidConfig(
                 "a mask shape fills whole h×w channels",
             ));

@@ -97,7 +97,7 @@ impl<const N: usize> RangeStats<N> {
             self.min[k] = self.min[k].min(v);
             self.max[k] = self.max[k].max(v);
             self.counter += 1;
-            if self.counter % self.stride == 0 {
+            if self.counter.is_multiple_of(self.stride) {
                 self.samples[k].push(v);
             }
         }

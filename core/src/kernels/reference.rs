@@ -217,7 +217,7 @@ pub fn sinusoidal_frequency(k: usize, half: usize, max_period: f64) -> f32 {
 /// `out[k] = sin(s·f_k)` and `out[half + k] = cos(s·f_k)` with f_k from
 /// [`sinusoidal_frequency`]; the product `s·f_k` is one f32 multiply.
 pub fn sinusoidal_embedding(s: f32, max_period: f64, out: &mut [f32]) -> Result<()> {
-    if out.len() % 2 != 0 || out.len() < 4 {
+    if !out.len().is_multiple_of(2) || out.len() < 4 {
         return Err(crate::Error::InvalidConfig(
             "sinusoidal embedding: length must be even and at least 4",
         ));

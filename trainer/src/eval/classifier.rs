@@ -122,7 +122,7 @@ impl std::fmt::Debug for Classifier {
 /// [`crate::train::images_to_device`] scales training images.
 fn to_input(images: &[u8], device: Device) -> Tensor {
     assert!(
-        images.len() % IMAGE_LEN == 0,
+        images.len().is_multiple_of(IMAGE_LEN),
         "classifier input: {} bytes is not a whole number of 28×28 images",
         images.len()
     );

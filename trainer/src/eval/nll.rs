@@ -369,7 +369,7 @@ pub fn variational_bound(
     on_step: &mut dyn FnMut(usize),
 ) -> Result<BoundReport> {
     let len = c * h * w;
-    if len == 0 || images.len() % len != 0 {
+    if len == 0 || !images.len().is_multiple_of(len) {
         bail!(
             "{} bytes are not a whole number of {c}×{h}×{w} images",
             images.len()

@@ -33,7 +33,7 @@ pub struct FeatureStats {
 impl FeatureStats {
     /// Statistics of `n` row-major vectors of length `d` (at least two vectors).
     pub fn from_rows(rows: &[f32], d: usize) -> Result<Self> {
-        if d == 0 || rows.len() % d != 0 {
+        if d == 0 || !rows.len().is_multiple_of(d) {
             bail!("{} values are not whole vectors of {d}", rows.len());
         }
         let n = rows.len() / d;
@@ -103,7 +103,7 @@ pub fn frechet_distance(a: &FeatureStats, b: &FeatureStats) -> Result<f64> {
 /// exp(mean_x KL(p(y|x) ‖ p(y))) with p(y) the mean of the rows; `probs` is n × `classes`.
 /// Terms with p(y|x) = 0 contribute 0.
 pub fn inception_score(probs: &[f32], classes: usize) -> Result<f64> {
-    if classes == 0 || probs.is_empty() || probs.len() % classes != 0 {
+    if classes == 0 || probs.is_empty() || !probs.len().is_multiple_of(classes) {
         bail!(
             "{} probabilities are not whole rows of {classes}",
             probs.len()

@@ -182,7 +182,7 @@ impl TinyUNetConfig {
                 "TinyUNet: the number of mid blocks must be in 1..=4",
             ));
         }
-        if self.emb_dim % 2 != 0 || self.emb_dim < 4 {
+        if !self.emb_dim.is_multiple_of(2) || self.emb_dim < 4 {
             return Err(Error::InvalidConfig(
                 "TinyUNet: the sinusoidal embedding length must be even and at least 4",
             ));
@@ -195,7 +195,7 @@ impl TinyUNetConfig {
         if !ok(self.height) || !ok(self.width) {
             return Err(Error::InvalidConfig("image sides must be in 1..=4096"));
         }
-        if self.height % 4 != 0 || self.width % 4 != 0 {
+        if !self.height.is_multiple_of(4) || !self.width.is_multiple_of(4) {
             return Err(Error::InvalidConfig(
                 "TinyUNet: image sides must be multiples of 4 (two stride-2 levels)",
             ));
