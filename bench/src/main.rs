@@ -581,17 +581,50 @@ fn fast_path_macs(cfg: &ddpm_core::ModelConfig) -> u64 {
     }
 }
 
-/// Multiply-adds per second one core reaches with AVX2 FMA (8 lanes, 12 independent chains,
-/// the kernels' instruction set), measured; `None` without AVX2 and FMA.
-fn peak_macs_per_second() -> Option<f64> {
+/// Multiply-adds per second one core reaches with the kernels' widest FMA (12 independent
+/// chains of 8-lane AVX2 FMAs, and of 16-lane AVX-512 ones where the CPU has them: the larger),
+/// measured, and the instruction set; `None` without AVX2 and FMA.
+fn peak_macs_per_second() -> Option<(f64, &'static str)> {
     #[cfg(target_arch = "x86_64")]
     if ddpm_core::kernels::simd::simd_available() {
         const ITERS: u64 = 20_000_000;
         // SAFETY: the CPU has AVX2 and FMA (checked just above).
-        let secs = unsafe { fma_loop(ITERS) };
-        return Some((ITERS * 12 * 8) as f64 / secs);
+        let avx2 = (ITERS * 12 * 8) as f64 / unsafe { fma_loop(ITERS) };
+        if ddpm_core::kernels::simd::avx512f() {
+            // SAFETY: the CPU has AVX-512F (checked just above).
+            let avx512 = (ITERS * 12 * 16) as f64 / unsafe { fma_loop_512(ITERS) };
+            if avx512 > avx2 {
+                return Some((avx512, "AVX-512, 12 chains of 16-lane FMAs"));
+            }
+        }
+        return Some((avx2, "AVX2, 12 chains of 8-lane FMAs"));
     }
     None
+}
+
+/// Seconds of `iters` rounds of 12 independent 16-lane FMAs.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn fma_loop_512(iters: u64) -> f64 {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm512_set1_ps(0.0); 12];
+    let (a, b) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
+    let s = Instant::now();
+    for _ in 0..iters {
+        for v in acc.iter_mut() {
+            *v = _mm512_fmadd_ps(*v, a, b);
+        }
+    }
+    let secs = s.elapsed().as_secs_f64();
+    let mut sum = 0.0f32;
+    for v in acc {
+        sum += _mm512_reduce_add_ps(v);
+    }
+    std::hint::black_box(sum);
+    secs
 }
 
 /// Seconds of `iters` rounds of 12 independent 8-lane FMAs.
@@ -642,12 +675,12 @@ fn print_limits(cfg: &ddpm_core::ModelConfig, rows: &[Row]) {
             cfg.macs() as f64 / 1e6
         ),
     }
-    let Some(peak) = peak_macs_per_second() else {
+    let Some((peak, how)) = peak_macs_per_second() else {
         println!("FMA peak: not measured (no AVX2 + FMA)");
         return;
     };
     println!(
-        "FMA peak of one core, measured (AVX2, 12 chains of 8-lane FMAs): {:.1} G multiply-adds/s",
+        "FMA peak of one core, measured ({how}): {:.1} G multiply-adds/s",
         peak / 1e9
     );
     for r in rows {
