@@ -84,6 +84,21 @@ dsp_op!(
     |a, b, acc| (acc as i32).wrapping_add(hi(a) * lo(b)) as u32
 );
 dsp_op!(
+    /// SMLABT: `acc + lo(a)·hi(b)`.
+    fn smlabt(a, b, acc) = "smlabt {r}, {a}, {b}, {acc}",
+    |a, b, acc| (acc as i32).wrapping_add(lo(a) * hi(b)) as u32
+);
+dsp_op!(
+    /// SMLATT: `acc + hi(a)·hi(b)`.
+    fn smlatt(a, b, acc) = "smlatt {r}, {a}, {b}, {acc}",
+    |a, b, acc| (acc as i32).wrapping_add(hi(a) * hi(b)) as u32
+);
+dsp_op!(
+    /// SADD16: the halfwords of `a` plus those of `b` (each wrapping within its halfword).
+    fn sadd16(a, b) = "sadd16 {r}, {a}, {b}",
+    |a, b| pack(lo(a) + lo(b), hi(a) + hi(b))
+);
+dsp_op!(
     /// PKHBT with LSL #16: the low halfwords of `a` (low) and `b` (high).
     fn pkhbt_lsl16(a, b) = "pkhbt {r}, {a}, {b}, lsl #16",
     |a, b| (a & 0xffff) | (b << 16)
@@ -152,6 +167,9 @@ mod tests {
         assert_eq!(smlad(a, b, 7) as i32, 7 + 128 * 127 - 381);
         assert_eq!(smlabb(a, b, 7) as i32, 7 + 128 * 127);
         assert_eq!(smlatb(a, b, (-7i32) as u32) as i32, -7 - 127 * 127);
+        assert_eq!(smlabt(a, b, 7) as i32, 7 + 128 * 3);
+        assert_eq!(smlatt(a, b, 7) as i32, 7 - 127 * 3);
+        assert_eq!(sadd16(a, pack(-100, 100)), pack(-228, 227));
         assert_eq!(pkhbt_lsl16(a, b), pack(-128, -127));
         assert_eq!(pkhbt(a, b), pack(-128, -3));
         assert_eq!(pkhtb_asr16(a, b), pack(-3, 127));

@@ -1,5 +1,6 @@
 //! Layer kernels: the plain-loop [`reference`] layers (the oracle), the integer arithmetic of
-//! the int8 executors ([`quant`]) and their row kernels (`int8_rows`), calibration statistics
+//! the int8 executors ([`quant`]), their row kernels (`int8_rows`) and the Cortex-M4's
+//! register tiles (`int8_tiles`), calibration statistics
 //! ([`calibrate`]), and the host's fast kernels (feature `fast`): [`gemm`], [`winograd`],
 //! [`shifted`], [`rows`] and [`simd`], with the worker pool that splits layers over threads
 //! (`pool`, feature `threads`).
@@ -10,6 +11,7 @@ pub(crate) mod dsp;
 #[cfg(feature = "fast")]
 pub mod gemm;
 pub(crate) mod int8_rows;
+pub(crate) mod int8_tiles;
 #[cfg(feature = "threads")]
 pub(crate) mod pool;
 pub mod quant;

@@ -6,6 +6,7 @@
 use crate::kernels::int8_rows::{
     taps_row, taps_row2, taps_rows3, taps_up_row, taps_up_row2, TapSums, ROW_CHUNK,
 };
+use crate::kernels::int8_tiles::{conv_row2, conv_up_row2, Planes};
 use crate::nets::tiny_unet::int8::TinyQConv;
 use crate::nets::tiny_unet::sources::{Kernel, Source};
 
@@ -13,6 +14,13 @@ use crate::nets::tiny_unet::sources::{Kernel, Source};
 /// the short quarter-resolution rows the fused pass saves the most per call; on longer ones
 /// the single-row kernels measured faster on the Cortex-M4 (docs/firmware.md).
 const FUSED_MAX_ROW: usize = 8;
+
+/// Whether the two-channel rows of the channels that are not up-sampled go through the
+/// register tiles (`kernels::int8_tiles`): on Arm with feature `arm-dsp`, where they cost
+/// fewer instructions than the row kernels, and in the core's own tests, which check them
+/// against the per-pixel oracle through the whole network on the host (the host's builds
+/// keep the row kernels, so the firmware's QEMU checks compare the two).
+const USE_TILES: bool = cfg!(any(test, all(feature = "arm-dsp", target_arch = "arm")));
 
 impl TinyQConv<'_> {
     /// [`TinyQConv::accumulate`] of output columns `x0..x0 + acc.len()` of row `y` of channel
@@ -117,7 +125,71 @@ impl TinyQConv<'_> {
             [w[0] as i8 as i32, w[1] as i8 as i32, w[2] as i8 as i32]
         };
         let valid = |ky: usize| (cy + ky).checked_sub(1).filter(|&iy| iy < in_h);
-        for i in 0..self.in_c {
+        // The channels that are not up-sampled through the register tiles, which subtract
+        // the zero point themselves (so they add nothing to `sums`).
+        let tiled = USE_TILES && x0 == 0 && up_c < self.in_c && {
+            let mut rows = [(
+                Planes {
+                    data: &[],
+                    stride: 0,
+                },
+                0usize,
+            ); 3];
+            let mut count = 0;
+            for ky in 0..3 {
+                if let Some(iy) = valid(ky) {
+                    let (data, stride) = src.plane(up_c, iy);
+                    rows[count] = (Planes { data, stride }, ky);
+                    count += 1;
+                }
+            }
+            let taps =
+                |oo: usize| &self.weight[(oo * self.in_c + up_c) * 9..(oo + 1) * self.in_c * 9];
+            let n = self.in_c - up_c;
+            let zp = self.input.zero_point;
+            let acc = [&mut *acc0, &mut *acc1];
+            conv_row2(
+                acc,
+                &rows[..count],
+                [taps(o), taps(o + 1)],
+                n,
+                in_w,
+                self.stride,
+                zp,
+            )
+        };
+        // The up-sampled channels through their register tiles, which also subtract the zero
+        // point: at most two half rows, each with the kernel rows that read it.
+        let up_tiled = USE_TILES && x0 == 0 && up_c > 0 && {
+            // Output row y reads half rows y / 2 − 1 and y / 2 (y even) or y / 2 and y / 2 + 1
+            // (y odd), where they exist.
+            let half = |n: Option<usize>| {
+                n.filter(|&n| n < in_h.div_ceil(2)).map(|n| {
+                    let (data, stride) = src.plane(0, n);
+                    Planes { data, stride }
+                })
+            };
+            let (odd, r) = (y % 2 == 1, y / 2);
+            let (upper, lower) = if odd {
+                (half(Some(r)), half(Some(r + 1)))
+            } else {
+                (half(r.checked_sub(1)), half(Some(r)))
+            };
+            let taps = |oo: usize| &self.weight[oo * self.in_c * 9..(oo * self.in_c + up_c) * 9];
+            let acc = [&mut *acc0, &mut *acc1];
+            let (zp, half_w) = (self.input.zero_point, in_w / 2);
+            conv_up_row2(
+                acc,
+                upper,
+                lower,
+                odd,
+                [taps(o), taps(o + 1)],
+                up_c,
+                half_w,
+                zp,
+            )
+        };
+        for i in if up_tiled { up_c } else { 0 }..self.in_c {
             if i < up_c {
                 // As in accumulate_row: at most two half-resolution rows, weights summed.
                 let mut phases = [(usize::MAX, [[0i32; 3]; 2]); 2];
@@ -140,6 +212,9 @@ impl TinyQConv<'_> {
                 for &(n, w) in &phases[..count] {
                     taps_up_row2([&mut *acc0, &mut *acc1], src.row(i, n), x0, w);
                 }
+            } else if tiled {
+                // The register tiles below took every channel from here on.
+                break;
             } else {
                 for ky in 0..3 {
                     let Some(iy) = valid(ky) else { continue };

@@ -22,6 +22,11 @@ pub(crate) trait Source {
     /// Row `y` of channel `i` as stored: the full row, or for an up-sampled channel row `y`
     /// of the half-resolution map.
     fn row(&self, i: usize, y: usize) -> &[i8];
+    /// Row `y` of channel `i` as stored (for an up-sampled channel, row `y` of the
+    /// half-resolution map) to the end of its map, and the distance from one channel's row to
+    /// the next one's: what the register tiles (`kernels::int8_tiles`) read for channels `i`
+    /// onwards (up to the last up-sampled one when `i` is up-sampled).
+    fn plane(&self, i: usize, y: usize) -> (&[i8], usize);
 }
 
 /// Which loops compute a layer: the per-pixel loop over every tap (the integer oracle) or the
@@ -48,6 +53,10 @@ impl Source for Plain<'_> {
     fn row(&self, i: usize, y: usize) -> &[i8] {
         let start = (i * self.h + y) * self.w;
         &self.data[start..start + self.w]
+    }
+    #[inline(always)]
+    fn plane(&self, i: usize, y: usize) -> (&[i8], usize) {
+        (&self.data[(i * self.h + y) * self.w..], self.h * self.w)
     }
 }
 
@@ -77,6 +86,16 @@ impl Source for UpCat<'_> {
             &self.skip[start..start + self.w]
         }
     }
+    #[inline(always)]
+    fn plane(&self, i: usize, y: usize) -> (&[i8], usize) {
+        if i < self.up_c {
+            let (hh, hw) = (self.h / 2, self.w / 2);
+            (&self.up[(i * hh + y) * hw..], hh * hw)
+        } else {
+            let start = ((i - self.up_c) * self.h + y) * self.w;
+            (&self.skip[start..], self.h * self.w)
+        }
+    }
 }
 
 /// A ring of 3 rows of a `[C, H, W]` map: row `y` lives in slot `y % 3` (`[3, C, W]`).
@@ -91,6 +110,10 @@ impl Source for Ring<'_> {
     fn row(&self, i: usize, y: usize) -> &[i8] {
         let start = ((y % 3) * self.c + i) * self.w;
         &self.rows[start..start + self.w]
+    }
+    #[inline(always)]
+    fn plane(&self, i: usize, y: usize) -> (&[i8], usize) {
+        (&self.rows[((y % 3) * self.c + i) * self.w..], self.w)
     }
 }
 
@@ -120,6 +143,16 @@ impl Source for UpRingCat<'_> {
         } else {
             let start = ((i - self.up_c) * self.h + y) * self.w;
             &self.skip[start..start + self.w]
+        }
+    }
+    #[inline(always)]
+    fn plane(&self, i: usize, y: usize) -> (&[i8], usize) {
+        if i < self.up_c {
+            let hw = self.w / 2;
+            (&self.ring[((y % 2) * self.up_c + i) * hw..], hw)
+        } else {
+            let start = ((i - self.up_c) * self.h + y) * self.w;
+            (&self.skip[start..], self.h * self.w)
         }
     }
 }
