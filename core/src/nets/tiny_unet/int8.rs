@@ -153,6 +153,28 @@ pub struct TinyQConv<'a> {
     pub(crate) temb_b: F32Le<'a>,
 }
 
+/// The requantization of one output channel of a ReLU block ([`TinyQConv::requantizer`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Requantizer {
+    m: QuantizedMultiplier,
+    zero_point: i32,
+}
+
+impl Requantizer {
+    /// `clamp(max(round(acc · M), 0) + zp)` to int8. A non-positive accumulator with a
+    /// non-negative multiplier rounds to a non-positive value, which the ReLU makes 0: that
+    /// case skips the multiplication (the same result, for the many pixels the ReLU clears).
+    #[inline(always)]
+    pub(crate) fn apply(self, acc: i32) -> i8 {
+        let v = if acc <= 0 && self.m.multiplier >= 0 {
+            0
+        } else {
+            self.m.apply(acc).max(0)
+        };
+        v.saturating_add(self.zero_point).clamp(-128, 127) as i8
+    }
+}
+
 impl<'a> TinyQConv<'a> {
     /// Tap `k` (= ky·3 + kx) from input channel `i` to output channel `o`.
     #[inline(always)]
@@ -186,16 +208,17 @@ impl<'a> TinyQConv<'a> {
         acc
     }
 
-    /// Requantizes accumulator `acc` of channel `o` to int8 with ReLU (clamp at the output
-    /// zero point) and saturation.
+    /// The requantization of channel `o`'s accumulators to int8 with ReLU (clamp at the output
+    /// zero point) and saturation, the channel's parameters read once.
     #[inline(always)]
-    pub(crate) fn requantize(&self, o: usize, acc: i32, out: ActQuant) -> i8 {
-        let m = QuantizedMultiplier {
-            multiplier: self.multiplier.get(o),
-            shift: self.shift.get(o),
-        };
-        let v = m.apply(acc).max(0);
-        v.saturating_add(out.zero_point).clamp(-128, 127) as i8
+    pub(crate) fn requantizer(&self, o: usize, out: ActQuant) -> Requantizer {
+        Requantizer {
+            m: QuantizedMultiplier {
+                multiplier: self.multiplier.get(o),
+                shift: self.shift.get(o),
+            },
+            zero_point: out.zero_point,
+        }
     }
 
     /// Output row `y` (all channels, `[out_c, out_w]`) of a ReLU block into `dst`.
@@ -220,14 +243,16 @@ impl<'a> TinyQConv<'a> {
         };
         for o in (0..2 * pairs).step_by(2) {
             let offs = [offsets[o], offsets[o + 1]];
+            let r = [self.requantizer(o, out), self.requantizer(o + 1, out)];
             self.for_each_acc2(kernel, src, in_h, in_w, o, y, offs, |k, x, acc| {
-                dst[(o + k) * dst_stride + x] = self.requantize(o + k, acc, out);
+                dst[(o + k) * dst_stride + x] = r[k].apply(acc);
             });
         }
         for o in 2 * pairs..self.out_c {
             let dst = &mut dst[o * dst_stride..];
+            let r = self.requantizer(o, out);
             self.for_each_acc(kernel, src, in_h, in_w, o, y, offsets[o], |x, acc| {
-                dst[x] = self.requantize(o, acc, out);
+                dst[x] = r.apply(acc);
             });
         }
     }
@@ -684,5 +709,46 @@ impl<'a> Int8TinyUNet<'a> {
             out.dequant_row(Kernel::Oracle, &src, h, w, y, &mut eps[y * w..], h * w);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shortcut for non-positive accumulators gives what the full requantization gives,
+    /// for multipliers of both signs (a damaged file's negative one takes the full path), left
+    /// and right shifts and zero points across the int8 range.
+    #[test]
+    fn requantizer_equals_the_full_formula() {
+        let accs = [
+            i32::MIN,
+            -1 << 20,
+            -12_345,
+            -2,
+            -1,
+            0,
+            1,
+            2,
+            999,
+            1 << 24,
+            i32::MAX,
+        ];
+        for multiplier in [0, 1 << 30, 1_518_500_250, i32::MAX, -(1 << 30)] {
+            for shift in [-31, -9, -1, 0, 3] {
+                for zero_point in [-128, -7, 0, 127] {
+                    let m = QuantizedMultiplier { multiplier, shift };
+                    let r = Requantizer { m, zero_point };
+                    for acc in accs {
+                        let full = m
+                            .apply(acc)
+                            .max(0)
+                            .saturating_add(zero_point)
+                            .clamp(-128, 127);
+                        assert_eq!(r.apply(acc) as i32, full, "{m:?} zp {zero_point} acc {acc}");
+                    }
+                }
+            }
+        }
     }
 }
