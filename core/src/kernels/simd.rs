@@ -28,6 +28,20 @@ pub fn avx512f() -> bool {
     }
 }
 
+/// Whether the CPU supports AVX-512F with the VNNI dot products (x86-64 with `std`): the host
+/// int8 executor then sums 16-bit pairs with `vpdpwssd` in 16-lane vectors.
+#[inline]
+pub fn avx512_vnni() -> bool {
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    {
+        std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vnni")
+    }
+    #[cfg(not(all(feature = "std", target_arch = "x86_64")))]
+    {
+        false
+    }
+}
+
 /// Whether this CPU runs the fast path's AVX2 + FMA kernels (x86-64 with `std`).
 pub fn simd_available() -> bool {
     avx2_fma()

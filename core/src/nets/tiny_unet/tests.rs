@@ -48,16 +48,16 @@ fn random_params(cfg: &TinyUNetConfig, seed: u64) -> Vec<f32> {
     p
 }
 
-fn noisy_image(cfg: &TinyUNetConfig, s: &mut u64) -> Vec<f32> {
+pub(super) fn noisy_image(cfg: &TinyUNetConfig, s: &mut u64) -> Vec<f32> {
     (0..cfg.image_len()).map(|_| lcg(s) * 1.5).collect()
 }
 
-struct Fixture {
-    params: Vec<f32>,
-    int8: Vec<u8>,
+pub(super) struct Fixture {
+    pub(super) params: Vec<f32>,
+    pub(super) int8: Vec<u8>,
 }
 
-fn fixture(cfg: TinyUNetConfig) -> Fixture {
+pub(super) fn fixture(cfg: TinyUNetConfig) -> Fixture {
     let params = random_params(&cfg, 7);
     let net = TinyUNet::from_flat(cfg, &params).unwrap();
     let mut cal = TinyCalibrator::new(net, 7);
@@ -83,7 +83,7 @@ fn fixture(cfg: TinyUNetConfig) -> Fixture {
 }
 
 /// Time scratch sized exactly for a configuration (no ε row).
-struct TimeVecs {
+pub(super) struct TimeVecs {
     emb: Vec<f32>,
     hidden: Vec<f32>,
     temb: Vec<f32>,
@@ -91,7 +91,7 @@ struct TimeVecs {
 }
 
 impl TimeVecs {
-    fn new(cfg: &TinyUNetConfig) -> Self {
+    pub(super) fn new(cfg: &TinyUNetConfig) -> Self {
         Self {
             emb: vec![0.0; cfg.emb_dim as usize],
             hidden: vec![0.0; cfg.temb_dim as usize],
@@ -100,7 +100,7 @@ impl TimeVecs {
         }
     }
 
-    fn scratch(&mut self) -> TimeScratch<'_> {
+    pub(super) fn scratch(&mut self) -> TimeScratch<'_> {
         let Self {
             emb,
             hidden,
@@ -120,7 +120,7 @@ impl TimeVecs {
 /// The default network, and deeper ones with an even and an odd number of mid blocks (the
 /// planned pass starts its C/D ping-pong in a different region for each parity), all within
 /// the default's workspace.
-fn int8_configs() -> [TinyUNetConfig; 5] {
+pub(super) fn int8_configs() -> [TinyUNetConfig; 5] {
     let d = TinyUNetConfig::DEFAULT;
     [
         d,
@@ -188,7 +188,7 @@ fn planned_equals_layerwise(cfg: TinyUNetConfig) {
 }
 
 /// The default schedule and a 3-step DDIM (x0 clipped, ε recomputed): a short sample.
-fn three_ddim_steps() -> (Schedule, SamplerConfig) {
+pub(super) fn three_ddim_steps() -> (Schedule, SamplerConfig) {
     let sched = Schedule::new(&ScheduleConfig::default()).unwrap();
     let scfg = SamplerConfig::Ddim(crate::diffusion::DdimConfig {
         steps: 3,
@@ -596,12 +596,12 @@ fn wrong_architecture_is_refused() {
 }
 
 /// The committed model's sizes as a 10-class conditional network.
-const CONDITIONAL: TinyUNetConfig = TinyUNetConfig {
+pub(super) const CONDITIONAL: TinyUNetConfig = TinyUNetConfig {
     classes: 10,
     ..SMALLER
 };
 
-fn bits(v: &[f32]) -> Vec<u32> {
+pub(super) fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 

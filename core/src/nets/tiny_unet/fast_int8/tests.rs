@@ -1,0 +1,156 @@
+//! The host int8 executor against the per-pixel oracle and the planned executor: every ε and
+//! every sample bit for bit, with AVX2 and with the portable loops.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::{FastInt8Guided, FastInt8TinyUNet, Int8Kernel};
+use crate::diffusion::driver::sample_batch_with_history;
+use crate::diffusion::{GaussianNoise, SamplerConfig, SolverConfig, Spacing};
+use crate::file::ModelFile;
+use crate::nets::tiny_unet::int8::{layerwise_len, Int8TinyUNet};
+use crate::nets::tiny_unet::planned::{
+    sample_planned_guided, sample_planned_with_history, TinyInt8Workspace,
+};
+use crate::nets::tiny_unet::tests::{
+    bits, fixture, int8_configs, noisy_image, three_ddim_steps, TimeVecs, CONDITIONAL,
+};
+use crate::nets::tiny_unet::TinyUNetConfig;
+
+/// Odd widths (a last channel pair with one channel), one mid block and 16×16 images.
+const ODD: TinyUNetConfig = TinyUNetConfig {
+    height: 16,
+    width: 16,
+    widths: [7, 13, 9],
+    mid_blocks: 1,
+    ..TinyUNetConfig::DEFAULT
+};
+
+/// Every kernel this CPU runs (the portable loops everywhere).
+fn kernels() -> Vec<Int8Kernel> {
+    Int8Kernel::ALL
+        .into_iter()
+        .filter(|k| k.available())
+        .collect()
+}
+
+#[test]
+fn host_int8_equals_the_per_pixel_oracle_bit_for_bit() {
+    for cfg in int8_configs().into_iter().chain([ODD, CONDITIONAL]) {
+        let f = fixture(cfg);
+        let file = ModelFile::parse(&f.int8).unwrap();
+        let q = Int8TinyUNet::from_file(&file).unwrap();
+        let mut fast = FastInt8TinyUNet::new(q).unwrap();
+        let mut acts = vec![0i8; layerwise_len(&cfg)];
+        let mut tv = TimeVecs::new(&cfg);
+        let mut s = 11u64;
+        for kernel in kernels() {
+            fast.set_kernel(kernel).unwrap();
+            for k in 0..3 {
+                let x = noisy_image(&cfg, &mut s);
+                let t_in = 0.05 + 0.31 * k as f32;
+                let (mut want, mut got) = (vec![0.0f32; x.len()], vec![1.0f32; x.len()]);
+                q.forward_layerwise(&x, t_in, &mut acts, &mut tv.scratch(), &mut want)
+                    .unwrap();
+                fast.forward(&x, t_in, &mut got).unwrap();
+                assert_eq!(bits(&want), bits(&got), "{cfg:?} {kernel:?} input {k}");
+            }
+        }
+    }
+}
+
+/// A UniPC sample, an autoguided one and a class-conditional one through the host executor
+/// equal the planned executor's (the microcontroller's computation) bit for bit.
+#[test]
+fn host_int8_samples_equal_the_planned_executors() {
+    let (sched, ddim) = three_ddim_steps();
+    let unipc = SamplerConfig::UniPc(SolverConfig {
+        steps: 4,
+        spacing: Spacing::Linspace,
+    });
+    let cfg = TinyUNetConfig::DEFAULT;
+    let (fm, fg) = (
+        fixture(cfg),
+        fixture(TinyUNetConfig {
+            mid_blocks: 2,
+            ..cfg
+        }),
+    );
+    let (file, gfile) = (
+        ModelFile::parse(&fm.int8).unwrap(),
+        ModelFile::parse(&fg.int8).unwrap(),
+    );
+    let (q, qg) = (
+        Int8TinyUNet::from_file(&file).unwrap(),
+        Int8TinyUNet::from_file(&gfile).unwrap(),
+    );
+    let mut ws = alloc::boxed::Box::new(<TinyInt8Workspace>::ZEROED);
+    let len = cfg.image_len();
+    for scfg in [ddim, unipc] {
+        for kernel in kernels() {
+            let mut fast = FastInt8TinyUNet::new(q).unwrap();
+            let mut guide = FastInt8TinyUNet::new(qg).unwrap();
+            fast.set_kernel(kernel).unwrap();
+            guide.set_kernel(kernel).unwrap();
+            let (mut want, mut got) = (vec![0.0f32; len], vec![0.0f32; len]);
+            let mut h = vec![0.0f32; scfg.history_len(len)];
+            sample_planned_with_history(&q, &sched, &scfg, 3, &mut want, &mut ws, &mut h).unwrap();
+            let noise = &mut [GaussianNoise::new(3)];
+            sample_batch_with_history(&mut fast, &sched, &scfg, noise, &mut got, &mut h).unwrap();
+            assert_eq!(bits(&want), bits(&got), "{scfg:?} {kernel:?}");
+
+            let mut g_out = vec![0.0f32; len];
+            sample_planned_guided(
+                &q, &qg, 2.5, &sched, &scfg, 4, &mut want, &mut ws, &mut g_out, &mut h,
+            )
+            .unwrap();
+            let mut guided = FastInt8Guided::new(&mut fast, &mut guide, 2.5).unwrap();
+            let noise = &mut [GaussianNoise::new(4)];
+            sample_batch_with_history(&mut guided, &sched, &scfg, noise, &mut got, &mut h).unwrap();
+            assert_eq!(bits(&want), bits(&got), "guided {scfg:?} {kernel:?}");
+        }
+    }
+    let fc = fixture(CONDITIONAL);
+    let cfile = ModelFile::parse(&fc.int8).unwrap();
+    let qc = Int8TinyUNet::from_file(&cfile).unwrap();
+    let q7 = qc.with_class(Some(7)).unwrap();
+    let (mut want, mut got) = (vec![0.0f32; len], vec![0.0f32; len]);
+    let mut g_out = vec![0.0f32; len];
+    sample_planned_guided(
+        &q7,
+        &qc,
+        1.3,
+        &sched,
+        &ddim,
+        5,
+        &mut want,
+        &mut ws,
+        &mut g_out,
+        &mut [],
+    )
+    .unwrap();
+    let (mut model, mut free) = (
+        FastInt8TinyUNet::new(qc).unwrap(),
+        FastInt8TinyUNet::new(qc).unwrap(),
+    );
+    model.set_class(Some(7)).unwrap();
+    assert!(model.set_class(Some(10)).is_err());
+    let mut guided = FastInt8Guided::new(&mut model, &mut free, 1.3).unwrap();
+    let noise = &mut [GaussianNoise::new(5)];
+    sample_batch_with_history(&mut guided, &sched, &ddim, noise, &mut got, &mut []).unwrap();
+    assert_eq!(bits(&want), bits(&got), "class 7");
+}
+
+#[test]
+fn refusals_name_the_problem() {
+    let f = fixture(TinyUNetConfig::DEFAULT);
+    let file = ModelFile::parse(&f.int8).unwrap();
+    let q = Int8TinyUNet::from_file(&file).unwrap();
+    let (mut a, mut b) = (
+        FastInt8TinyUNet::new(q).unwrap(),
+        FastInt8TinyUNet::new(q).unwrap(),
+    );
+    assert!(FastInt8Guided::new(&mut a, &mut b, f32::INFINITY).is_err());
+    let mut short: Vec<f32> = vec![0.0; 5];
+    assert!(a.forward(&[0.0; 784], 0.5, &mut short).is_err());
+}
