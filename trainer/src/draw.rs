@@ -11,8 +11,8 @@ use ddpm_core::file::ModelFile;
 use ddpm_core::host::HostModel;
 use ddpm_core::simple_unet::int8::{Int8SimpleUNet, Scratch};
 use ddpm_core::simple_unet::stream::sample_streaming_with_history;
+use ddpm_core::tiny_unet::fast_int8::{FastInt8Guided, FastInt8TinyUNet};
 use ddpm_core::tiny_unet::int8::Int8TinyUNet;
-use ddpm_core::tiny_unet::planned::{Planned, PlannedGuided, TinyInt8Workspace, DEFAULT_ARENA_LEN};
 use ddpm_core::{ModelConfig, Schedule};
 
 /// What to draw: `n` images, image `i` from noise seed `seed + i`, with `sampler`, on `workers`
@@ -273,13 +273,15 @@ pub fn draw_host(
     })
 }
 
-/// The samples `draws` asks for from a parsed int8 model file, through the executor the
-/// microcontroller runs: SimpleUNet's row-streaming executor, TinyUNet's planned one (image `i`
-/// from seed `seed + i`, the int8 tensors read in place; each thread with its own scratch, so
-/// the result does not depend on the thread count, and each image equals the core's
-/// `sample_streaming` / `sample_planned` bit for bit); `done` is called after each image.
-/// `guide` = (an int8 TinyUNet file, w) guides the TinyUNet through `sample_planned_guided`
-/// (the guided firmware's computation); the SimpleUNet's streaming executor samples unguided.
+/// The samples `draws` asks for from a parsed int8 model file, with the integers the
+/// microcontroller computes: SimpleUNet's row-streaming executor, and for the TinyUNet the host
+/// int8 executor (`FastInt8TinyUNet`, whose samples equal the planned executor's bit for bit:
+/// the core's tests) (image `i` from seed `seed + i`, the int8 tensors read in place; each
+/// thread with its own scratch, so the result does not depend on the thread count, and each
+/// image equals the core's `sample_streaming` / `sample_planned` bit for bit); `done` is
+/// called after each image. `guide` = (an int8 TinyUNet file, w) guides the TinyUNet as
+/// `sample_planned_guided` does (the guided firmware's computation); the SimpleUNet's streaming
+/// executor samples unguided.
 pub fn sample_int8_file(
     file: &ModelFile<'_>,
     guide: Option<(&ModelFile<'_>, f32)>,
@@ -339,69 +341,56 @@ pub fn sample_int8_file(
                 Ok(())
             })
         }
-        ModelConfig::TinyUNet(c) => {
-            if !TinyInt8Workspace::<DEFAULT_ARENA_LEN>::fits(&c) {
-                bail!(
-                    "the planned int8 executor's workspace is sized for TinyUNets up to the \
-                     default sizes; this one has widths {}/{}/{} and {} mid blocks",
-                    c.widths[0],
-                    c.widths[1],
-                    c.widths[2],
-                    c.mid_blocks
-                );
-            }
+        ModelConfig::TinyUNet(_) => {
             let net = Int8TinyUNet::from_file(file).map_err(|e| anyhow!("{e}"))?;
             let net = &net;
             let guide = match guide {
                 None => None,
                 Some((g, w)) => {
                     let gnet = match g.header().model {
-                        ModelConfig::TinyUNet(gc)
-                            if TinyInt8Workspace::<DEFAULT_ARENA_LEN>::fits(&gc) =>
-                        {
+                        ModelConfig::TinyUNet(_) => {
                             Int8TinyUNet::from_file(g).map_err(|e| anyhow!("the guide: {e}"))?
                         }
-                        _ => bail!(
-                            "the guide of an int8 TinyUNet must be an int8 TinyUNet that fits \
-                             the planned executor's workspace"
-                        ),
+                        _ => bail!("the guide of an int8 TinyUNet must be an int8 TinyUNet"),
                     };
                     Some((gnet, w))
                 }
             };
             let guide = guide.as_ref();
             draws.run(len, "int8 sampling", &|first, images| {
-                let mut ws = Box::new(TinyInt8Workspace::<DEFAULT_ARENA_LEN>::ZEROED);
-                let mut guide_out = vec![0.0f32; len];
+                fn host<'a>(n: &Int8TinyUNet<'a>) -> Result<FastInt8TinyUNet<'a>> {
+                    FastInt8TinyUNet::new(*n).map_err(|e| anyhow!("{e}"))
+                }
+                let mut model = host(net)?;
+                // The guide: the autoguidance model, or for a class-conditional model the
+                // same network without a class (classifier-free guidance).
+                let mut other = match (guide, draws.classes) {
+                    (Some((g, _)), _) => Some(host(g)?),
+                    (None, Some(c)) if c.guided().is_some() => Some(host(net)?),
+                    _ => None,
+                };
                 for (k, x) in images.chunks_exact_mut(len).enumerate() {
                     let i = first + k;
                     // A class-conditional image: the network labelled with its class, guided
                     // (w ≠ 1) by itself without the class.
-                    let labelled;
-                    let free;
-                    let (net, guide) = match draws.classes {
+                    let weight = match draws.classes {
                         Some(c) => {
-                            labelled = net.with_class(Some(c.labels[i]))?;
-                            free = c.guided().map(|w| (*net, w));
-                            (&labelled, free.as_ref())
+                            model.set_class(Some(c.labels[i]))?;
+                            c.guided()
                         }
-                        None => (net, guide),
+                        None => guide.map(|&(_, w)| w),
                     };
                     let inpaint = draws.inpaint_of(i, len)?;
-                    match guide {
-                        Some((g, w)) => {
-                            let mut guided =
-                                PlannedGuided::new(net, g, *w, &mut ws, &mut guide_out)?;
-                            drive(&mut guided, sched, &draws, inpaint, image_seed(i), x)
-                        }
-                        None => drive(
-                            &mut Planned::new(net, &mut ws),
+                    match (other.as_mut(), weight) {
+                        (Some(g), Some(w)) => drive(
+                            &mut FastInt8Guided::new(&mut model, g, w)?,
                             sched,
                             &draws,
                             inpaint,
                             image_seed(i),
                             x,
                         ),
+                        _ => drive(&mut model, sched, &draws, inpaint, image_seed(i), x),
                     }
                     .map_err(|e| anyhow!("int8 sampling, image {i}: {e}"))?;
                     done();
