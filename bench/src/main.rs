@@ -8,6 +8,7 @@
 //! processes falls on all alike; the table gives medians over the rounds and the ratios other /
 //! ddpm-core (above 1: ddpm-core is faster). Before timing, each side's output is checked
 //! against the core's.
+mod machine;
 mod ort;
 
 use std::io::IsTerminal;
@@ -22,6 +23,7 @@ use ddpm_core::kernels::winograd::Tile;
 use ddpm_core::{GaussianNoise, Schedule};
 use ddpm_torch::{export, model, sample};
 use indicatif::{ProgressBar, ProgressStyle};
+use machine::{cpu_model, load_average};
 use tch::{Device, Kind, Tensor};
 
 /// The default model, relative to the project root.
@@ -412,18 +414,6 @@ fn run_case(s: &mut Sides, case: Case, threads: usize, a: &Args, bar: &ProgressB
     })
 }
 
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU (no /proc/cpuinfo)".to_owned())
-}
-
 fn main() -> Result<()> {
     let a = Args::parse();
     if a.threads.contains(&0) {
@@ -699,11 +689,4 @@ fn print_limits(cfg: &ddpm_core::ModelConfig, rows: &[Row]) {
             r.threads
         );
     }
-}
-
-/// The 1, 5 and 15 minute load averages from /proc/loadavg.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown (no /proc/loadavg)".to_owned())
 }
