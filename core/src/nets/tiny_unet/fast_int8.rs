@@ -74,41 +74,106 @@ const LANES: usize = 8;
 /// Most vectors of one output row: output rows up to 32 columns.
 const MAX_VECTORS: usize = 4;
 
-/// One conv with its weights as 16-bit pairs of neighbouring input channels.
+/// One conv with its weights as 16-bit pairs of neighbouring input channels: the up-sampled
+/// channels (the first `up_c` of an up block's concatenation) paired among themselves, then the
+/// others.
 struct PackedConv<'a> {
     conv: TinyQConv<'a>,
-    /// Input channel pairs, `⌈in_c / 2⌉`.
-    pairs: usize,
-    /// `[out_c][3 (ky)][pairs][3 (kx)]`: `(w[o][2p][ky][kx], w[o][2p + 1][ky][kx])` as the low
-    /// and high i16 halves (the high one 0 past the last channel).
-    weights: Vec<u32>,
+    /// Up-sampled input channels.
+    up_c: usize,
+    /// Pairs of up-sampled channels, `⌈up_c / 2⌉`, and of the others, `⌈(in_c − up_c) / 2⌉`.
+    up_pairs: usize,
+    plain_pairs: usize,
+    /// The other channels: `[out_c][3 (ky)][plain_pairs][3 (kx)]`, the pair's two weights as the
+    /// low and high i16 halves (the high one 0 past the last channel).
+    plain: Vec<u32>,
+    /// The up-sampled channels, per output row parity: `[out_c][2 (y even, odd)][2 (upper,
+    /// lower row)][up_pairs][2 (left, right tap)]`, each the even output columns' weight pair
+    /// (low word) and the odd columns' (high word); see [`up_weights`].
+    up: Vec<u64>,
+}
+
+/// Kernel rows summed per half row: an even output row reads its upper neighbouring full-res
+/// row (one half row up) with kernel row 0 and its lower one (the same half row) with rows 1
+/// and 2; an odd output row reads the upper (its own half row) with rows 0 and 1, the lower
+/// (the next half row) with row 2.
+const HALF_ROWS: [[&[usize]; 2]; 2] = [[&[0], &[1, 2]], [&[0, 1], &[2]]];
+
+/// The phase weights of one half row with summed kernel row `s` (taps `s0, s1, s2`): an output
+/// column `x` of an up-sampled input reads `u[x − 1]`, `u[x]`, `u[x + 1]` of the full-res row,
+/// and `u[x]` equals `u[x + 1]` for even `x` and `u[x − 1]` for odd `x`, so even columns take
+/// `s0` on the left tap and `s1 + s2` on the right one, odd columns `s0 + s1` and `s2`:
+/// `[left, right]` as (even, odd) weights.
+fn up_weights([s0, s1, s2]: [i32; 3]) -> [(i32, i32); 2] {
+    [(s0, s0 + s1), (s1 + s2, s2)]
 }
 
 impl<'a> PackedConv<'a> {
-    fn new(conv: TinyQConv<'a>) -> Self {
+    fn new(conv: TinyQConv<'a>, up_c: usize) -> Self {
         let (in_c, out_c) = (conv.in_c, conv.out_c);
-        let pairs = in_c.div_ceil(2);
-        let mut weights = Vec::with_capacity(out_c * 9 * pairs);
+        let (up_pairs, plain_pairs) = (up_c.div_ceil(2), (in_c - up_c).div_ceil(2));
+        let mut plain = Vec::with_capacity(out_c * 9 * plain_pairs);
+        let mut up = Vec::with_capacity(out_c * 8 * up_pairs);
+        // Tap `k` of input channel `c`, 0 for a channel past the group.
+        let tap = |o: usize, c: usize, end: usize, k: usize| {
+            if c < end {
+                conv.tap(o, c, k)
+            } else {
+                0
+            }
+        };
         for o in 0..out_c {
             for ky in 0..3 {
-                for p in 0..pairs {
+                for q in 0..plain_pairs {
+                    let c = up_c + 2 * q;
                     for kx in 0..3 {
                         let k = 3 * ky + kx;
-                        let lo = conv.tap(o, 2 * p, k);
-                        let hi = if 2 * p + 1 < in_c {
-                            conv.tap(o, 2 * p + 1, k)
-                        } else {
-                            0
-                        };
-                        weights.push(pack(lo, hi));
+                        plain.push(pack(tap(o, c, in_c, k), tap(o, c + 1, in_c, k)));
+                    }
+                }
+            }
+            for parity in HALF_ROWS {
+                for kernel_rows in parity {
+                    for u in 0..up_pairs {
+                        let phases = [2 * u, 2 * u + 1].map(|c| {
+                            let mut s = [0i32; 3];
+                            for &ky in kernel_rows {
+                                for (kx, v) in s.iter_mut().enumerate() {
+                                    *v += tap(o, c, up_c, 3 * ky + kx);
+                                }
+                            }
+                            up_weights(s)
+                        });
+                        for (a, b) in phases[0].into_iter().zip(phases[1]) {
+                            let even = pack(a.0, b.0) as u64;
+                            let odd = pack(a.1, b.1) as u64;
+                            up.push(even | (odd << 32));
+                        }
                     }
                 }
             }
         }
         Self {
             conv,
-            pairs,
-            weights,
+            up_c,
+            up_pairs,
+            plain_pairs,
+            plain,
+            up,
+        }
+    }
+
+    /// Pairs in all.
+    fn pairs(&self) -> usize {
+        self.up_pairs + self.plain_pairs
+    }
+
+    /// The input channel of half `h` of pair `p` (up-sampled pairs first), if any.
+    fn channel(&self, p: usize, h: usize) -> Option<usize> {
+        if p < self.up_pairs {
+            Some(2 * p + h).filter(|&c| c < self.up_c)
+        } else {
+            Some(self.up_c + 2 * (p - self.up_pairs) + h).filter(|&c| c < self.conv.in_c)
         }
     }
 }
@@ -180,7 +245,8 @@ struct Layout {
 }
 
 impl Layout {
-    fn new(conv: &TinyQConv<'_>, pairs: usize, in_h: usize, in_w: usize) -> Self {
+    fn new(pc: &PackedConv<'_>, in_h: usize, in_w: usize) -> Self {
+        let (conv, pairs) = (&pc.conv, pc.pairs());
         let out_w = in_w / conv.stride;
         let vectors = out_w.div_ceil(LANES);
         // Every load reads `LANES · vectors` words (16-lane kernels: up to 8 more) from a
@@ -217,8 +283,8 @@ impl Layout {
     }
 }
 
-/// Lays out `input` (`in_c` channels, zero point `zp`) as channel pairs in `rows`.
-fn lay_out(input: Input<'_>, in_c: usize, zp: i32, l: &Layout, rows: &mut [u32]) {
+/// Lays out `input` (zero point `zp`) as the channel pairs of `pc` in `rows`.
+fn lay_out(input: Input<'_>, pc: &PackedConv<'_>, zp: i32, l: &Layout, rows: &mut [u32]) {
     let rows = &mut rows[..l.len()];
     // The padding columns and the room after each row stay zero.
     rows.fill(0);
@@ -226,11 +292,11 @@ fn lay_out(input: Input<'_>, in_c: usize, zp: i32, l: &Layout, rows: &mut [u32])
     let (mut ra, mut rb) = ([0i32; LANES * MAX_VECTORS], [0i32; LANES * MAX_VECTORS]);
     for iy in 0..l.in_h {
         for p in 0..l.pairs {
-            input.row(2 * p, iy, size, zp, &mut ra);
-            if 2 * p + 1 < in_c {
-                input.row(2 * p + 1, iy, size, zp, &mut rb);
-            } else {
-                rb.fill(0);
+            for (h, r) in [&mut ra, &mut rb].into_iter().enumerate() {
+                match pc.channel(p, h) {
+                    Some(c) => input.row(c, iy, size, zp, r),
+                    None => r.fill(0),
+                }
             }
             let block = &mut rows[(iy * l.pairs + p) * l.block..][..l.block];
             let pairs = ra[..l.in_w]
@@ -258,6 +324,17 @@ fn lay_out(input: Input<'_>, in_c: usize, zp: i32, l: &Layout, rows: &mut [u32])
     }
 }
 
+/// What the sums of one output row of one channel read: each valid kernel row `(ky, iy)` of
+/// the channels that are not up-sampled with their `[3][plain_pairs][3]` weights, and each
+/// valid half row `(slot, iy)` of the up-sampled ones (`iy` the full-res row `y ∓ 1` that holds
+/// it) with their `[2][up_pairs][2]` phase weights.
+struct RowPlan<'w> {
+    plain: &'w [u32],
+    plain_rows: &'w [(usize, usize)],
+    up: &'w [u64],
+    up_rows: &'w [(usize, usize)],
+}
+
 /// `Σ w·(q − zp)` of output row `y` of channel `o` into `acc[..out_w]` (the rest of `acc` is
 /// overwritten with sums the caller does not read).
 fn row_sums(
@@ -268,54 +345,74 @@ fn row_sums(
     y: usize,
     kernel: Int8Kernel,
 ) -> [i32; LANES * MAX_VECTORS] {
-    let w = &pc.weights[o * 9 * l.pairs..(o + 1) * 9 * l.pairs];
-    let mut valid = [(0usize, 0usize); 3];
-    let mut count = 0;
+    let (mut plain_rows, mut up_rows) = ([(0usize, 0usize); 3], [(0usize, 0usize); 2]);
+    let (mut n_plain, mut n_up) = (0, 0);
     for ky in 0..3 {
         if let Some(iy) = (l.stride * y + ky).checked_sub(1).filter(|&iy| iy < l.in_h) {
-            valid[count] = (ky, iy);
-            count += 1;
+            plain_rows[n_plain] = (ky, iy);
+            n_plain += 1;
+            // Up-sampled channels (stride 1): rows y − 1 and y + 1 hold the two half rows.
+            if ky != 1 && pc.up_pairs > 0 {
+                up_rows[n_up] = (ky / 2, iy);
+                n_up += 1;
+            }
         }
     }
-    let valid = &valid[..count];
+    let up_len = 4 * pc.up_pairs;
+    let plan = RowPlan {
+        plain: &pc.plain[o * 9 * pc.plain_pairs..(o + 1) * 9 * pc.plain_pairs],
+        plain_rows: &plain_rows[..n_plain],
+        up: &pc.up[(2 * o + y % 2) * up_len..][..up_len],
+        up_rows: &up_rows[..n_up],
+    };
     let rows = &rows[..l.len()];
     match kernel {
         // SAFETY (both): the kernel is set only where the CPU has its instructions
-        // (`FastInt8TinyUNet::set_kernel`); they read `w` and `rows` through bounds-checked
-        // slices.
+        // (`FastInt8TinyUNet::set_kernel`); they read the weights and `rows` through
+        // bounds-checked slices.
         // Rows of 16 columns or fewer would leave most of a 16-lane vector idle: AVX2 takes
         // them (a CPU with AVX-512 has it).
         #[cfg(target_arch = "x86_64")]
         Int8Kernel::Avx512Vnni if l.vectors > 2 => unsafe {
-            x86::row_sums_vnni::<2>(w, l, rows, valid)
+            x86::row_sums_vnni::<2>(&plan, l, rows)
         },
         #[cfg(target_arch = "x86_64")]
         Int8Kernel::Avx2 | Int8Kernel::Avx512Vnni => unsafe {
             match l.vectors {
-                1 => x86::row_sums_avx2::<1>(w, l, rows, valid),
-                2 => x86::row_sums_avx2::<2>(w, l, rows, valid),
-                3 => x86::row_sums_avx2::<3>(w, l, rows, valid),
-                _ => x86::row_sums_avx2::<4>(w, l, rows, valid),
+                1 => x86::row_sums_avx2::<1>(&plan, l, rows),
+                2 => x86::row_sums_avx2::<2>(&plan, l, rows),
+                3 => x86::row_sums_avx2::<3>(&plan, l, rows),
+                _ => x86::row_sums_avx2::<4>(&plan, l, rows),
             }
         },
-        _ => portable_row_sums(w, l, rows, valid),
+        _ => portable_row_sums(&plan, l, rows),
     }
 }
 
 /// [`row_sums`] in plain loops over 8-lane arrays: the same products and sums.
-fn portable_row_sums(
-    w: &[u32],
-    l: &Layout,
-    rows: &[u32],
-    valid: &[(usize, usize)],
-) -> [i32; LANES * MAX_VECTORS] {
+fn portable_row_sums(plan: &RowPlan<'_>, l: &Layout, rows: &[u32]) -> [i32; LANES * MAX_VECTORS] {
     let mut acc = [0i32; LANES * MAX_VECTORS];
     let n = LANES * l.vectors;
-    for &(ky, iy) in valid {
-        for p in 0..l.pairs {
-            let base = (iy * l.pairs + p) * l.block;
+    let up_pairs = plan.up.len() / 4;
+    for &(slot, iy) in plan.up_rows {
+        for u in 0..up_pairs {
+            let base = (iy * l.pairs + u) * l.block;
+            for t in 0..2 {
+                let w = plan.up[(slot * up_pairs + u) * 2 + t];
+                let src = &rows[base + 2 * t..][..n];
+                for (x, (a, &v)) in acc[..n].iter_mut().zip(src).enumerate() {
+                    // Even columns take the low word, odd ones the high word.
+                    *a = a.wrapping_add(madd(v, (w >> (32 * (x % 2))) as u32));
+                }
+            }
+        }
+    }
+    let (up, plain_pairs) = (up_pairs, plan.plain.len() / 9);
+    for &(ky, iy) in plan.plain_rows {
+        for q in 0..plain_pairs {
+            let base = (iy * l.pairs + up + q) * l.block;
             for kx in 0..3 {
-                let wp = w[(ky * l.pairs + p) * 3 + kx];
+                let wp = plan.plain[(ky * plain_pairs + q) * 3 + kx];
                 let src = &rows[l.tap(base, kx)..][..n];
                 for (a, &x) in acc[..n].iter_mut().zip(src) {
                     *a = a.wrapping_add(madd(x, wp));
@@ -335,92 +432,7 @@ fn madd(a: u32, b: u32) -> i32 {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
-    use core::arch::x86_64::*;
-
-    use super::{Layout, LANES, MAX_VECTORS};
-
-    /// [`super::portable_row_sums`] with `V` vectors of eight lanes per output row.
-    ///
-    /// # Safety
-    /// The CPU must support AVX2.
-    #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn row_sums_avx2<const V: usize>(
-        w: &[u32],
-        l: &Layout,
-        rows: &[u32],
-        valid: &[(usize, usize)],
-    ) -> [i32; LANES * MAX_VECTORS] {
-        let mut acc = [_mm256_setzero_si256(); V];
-        for &(ky, iy) in valid {
-            for p in 0..l.pairs {
-                let base = (iy * l.pairs + p) * l.block;
-                let wk = &w[(ky * l.pairs + p) * 3..][..3];
-                for (kx, &wp) in wk.iter().enumerate() {
-                    let wv = _mm256_set1_epi32(wp as i32);
-                    let src = &rows[l.tap(base, kx)..][..LANES * V];
-                    for (v, a) in acc.iter_mut().enumerate() {
-                        // SAFETY: `src` holds `LANES · V` words; an unaligned load of eight
-                        // of them at `LANES · v` stays inside it.
-                        let x = unsafe { _mm256_loadu_si256(src.as_ptr().add(LANES * v).cast()) };
-                        *a = _mm256_add_epi32(*a, _mm256_madd_epi16(x, wv));
-                    }
-                }
-            }
-        }
-        let mut out = [0i32; LANES * MAX_VECTORS];
-        for (v, a) in acc.iter().enumerate() {
-            // SAFETY: `out` holds `LANES · MAX_VECTORS ≥ LANES · V` lanes.
-            unsafe { _mm256_storeu_si256(out.as_mut_ptr().add(LANES * v).cast(), *a) };
-        }
-        out
-    }
-
-    /// [`super::portable_row_sums`] with `V` vectors of sixteen lanes per output row, the
-    /// multiply-add and the sum in one `vpdpwssd` (no saturation: the pairs' sums are far from
-    /// the int32 limits).
-    ///
-    /// # Safety
-    /// The CPU must support AVX-512F and AVX-512 VNNI.
-    #[target_feature(enable = "avx512f,avx512vnni")]
-    pub(super) unsafe fn row_sums_vnni<const V: usize>(
-        w: &[u32],
-        l: &Layout,
-        rows: &[u32],
-        valid: &[(usize, usize)],
-    ) -> [i32; LANES * MAX_VECTORS] {
-        const WIDE: usize = 2 * LANES;
-        // One chain of sums per tap column: `vpdpwssd` waits for its accumulator, so three
-        // independent chains per vector keep the multiplier busy.
-        let mut acc = [[_mm512_setzero_si512(); V]; 3];
-        for &(ky, iy) in valid {
-            for p in 0..l.pairs {
-                let base = (iy * l.pairs + p) * l.block;
-                let wk = &w[(ky * l.pairs + p) * 3..][..3];
-                for ((kx, &wp), chain) in wk.iter().enumerate().zip(acc.iter_mut()) {
-                    let wv = _mm512_set1_epi32(wp as i32);
-                    let src = &rows[l.tap(base, kx)..][..WIDE * V];
-                    for (v, a) in chain.iter_mut().enumerate() {
-                        // SAFETY: `src` holds `WIDE · V` words; an unaligned load of sixteen of
-                        // them at `WIDE · v` stays inside it.
-                        let x = unsafe { _mm512_loadu_si512(src.as_ptr().add(WIDE * v).cast()) };
-                        *a = _mm512_dpwssd_epi32(*a, x, wv);
-                    }
-                }
-            }
-        }
-        let mut sum = acc[0];
-        for (s, (b, c)) in sum.iter_mut().zip(acc[1].iter().zip(&acc[2])) {
-            *s = _mm512_add_epi32(*s, _mm512_add_epi32(*b, *c));
-        }
-        let mut out = [0i32; LANES * MAX_VECTORS];
-        for (v, a) in sum.iter().enumerate() {
-            // SAFETY: `out` holds `LANES · MAX_VECTORS ≥ WIDE · V` lanes (V ≤ 2).
-            unsafe { _mm512_storeu_si512(out.as_mut_ptr().add(WIDE * v).cast(), *a) };
-        }
-        out
-    }
-}
+mod x86;
 
 /// The host's int8 TinyUNet executor over an [`Int8TinyUNet`] (the file's tensors borrowed):
 /// the planned executor's integers, computed with the weights laid out once as 16-bit pairs
@@ -453,13 +465,14 @@ impl<'a> FastInt8TinyUNet<'a> {
             ));
         }
         let [enc0, down1, down2, mid, up2, up1, out] = net.layers;
-        let mut convs = vec![PackedConv::new(enc0), PackedConv::new(down1)];
-        convs.push(PackedConv::new(down2));
-        convs.push(PackedConv::new(mid));
-        convs.extend(net.extra_mid().map(|&l| PackedConv::new(l)));
-        convs.extend([up2, up1, out].map(PackedConv::new));
-        let (h, w) = (cfg.height as usize, cfg.width as usize);
         let [w1, w2, w3] = cfg.widths.map(|v| v as usize);
+        let mut convs: Vec<PackedConv<'a>> = [enc0, down1, down2, mid]
+            .into_iter()
+            .chain(net.extra_mid().copied())
+            .map(|l| PackedConv::new(l, 0))
+            .collect();
+        convs.extend([(up2, w3), (up1, w2), (out, 0)].map(|(l, up_c)| PackedConv::new(l, up_c)));
+        let (h, w) = (cfg.height as usize, cfg.width as usize);
         let maps = [
             cfg.image_len(),
             w1 * h * w,
@@ -479,7 +492,7 @@ impl<'a> FastInt8TinyUNet<'a> {
                 _ if k >= convs.len() - 2 => (h, w),
                 _ => (h / 4, w / 4),
             };
-            longest = longest.max(Layout::new(&pc.conv, pc.pairs, in_h, in_w).len());
+            longest = longest.max(Layout::new(pc, in_h, in_w).len());
         }
         Ok(Self {
             net,
@@ -594,8 +607,8 @@ fn conv_layer(
     kernel: Int8Kernel,
 ) {
     let conv = &pc.conv;
-    let l = Layout::new(conv, pc.pairs, in_h, in_w);
-    lay_out(input, conv.in_c, conv.input.zero_point, &l, rows);
+    let l = Layout::new(pc, in_h, in_w);
+    lay_out(input, pc, conv.input.zero_point, &l, rows);
     let out_h = in_h / conv.stride;
     let plane = out_h * l.out_w;
     // Output rows outermost: the three input rows a row reads stay in the cache for every
