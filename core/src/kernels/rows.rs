@@ -24,6 +24,7 @@ impl Workers {
 }
 
 /// `0..total` cut into `parts` contiguous near-equal ranges.
+#[cfg(feature = "threads")]
 pub(crate) fn split_range(total: usize, parts: usize, p: usize) -> Range<usize> {
     p * total / parts..(p + 1) * total / parts
 }

@@ -201,7 +201,9 @@ impl ShiftedConv {
     /// its phases for stride 2, or an [`UpConv`] phase), into `out` as
     /// `[out_c.div_ceil(SR)·SR][np]` with `np = taps.part_len(rows.len())`: value (o, y, x) at
     /// `o·np + (y − rows.start)·taps.row + x`. The columns past the output width, the slack
-    /// past the last row and the channels past `out_c` hold values to discard.
+    /// past the last row and the channels past `out_c` hold values to discard. (The networks
+    /// run [`Self::run_channel_blocks`], which splits over threads by channel blocks.)
+    #[cfg(test)]
     pub(crate) fn run_rows(
         &self,
         input: &[f32],
@@ -210,18 +212,38 @@ impl ShiftedConv {
         out: &mut [f32],
         simd: bool,
     ) {
-        match taps.n {
-            4 => self.run_blocks::<4>(input, taps, rows, out, simd),
-            _ => self.run_blocks::<9>(input, taps, rows, out, simd),
-        }
+        self.run_channel_blocks(input, taps, rows, 0..self.blocks(), out, simd);
     }
 
-    /// [`Self::run_rows`] with `T` taps per input channel.
-    pub(crate) fn run_blocks<const T: usize>(
+    /// Blocks of [`SR`] output channels (the last one padded with zero weights).
+    pub(crate) fn blocks(&self) -> usize {
+        self.bias.len() / SR
+    }
+
+    /// [`Self::run_rows`] of the output channel blocks `blocks` only (channels `SR ·
+    /// blocks.start ..`), into `out` as `[blocks.len()·SR][np]`.
+    pub(crate) fn run_channel_blocks(
         &self,
         input: &[f32],
         taps: Taps,
         rows: Range<usize>,
+        blocks: Range<usize>,
+        out: &mut [f32],
+        simd: bool,
+    ) {
+        match taps.n {
+            4 => self.run_blocks::<4>(input, taps, rows, blocks, out, simd),
+            _ => self.run_blocks::<9>(input, taps, rows, blocks, out, simd),
+        }
+    }
+
+    /// [`Self::run_channel_blocks`] with `T` taps per input channel.
+    fn run_blocks<const T: usize>(
+        &self,
+        input: &[f32],
+        taps: Taps,
+        rows: Range<usize>,
+        blocks: Range<usize>,
         out: &mut [f32],
         simd: bool,
     ) {
@@ -230,10 +252,13 @@ impl ShiftedConv {
         let np = taps.part_len(rows.len());
         let q0 = rows.start * taps.row;
         assert!(input.len() >= (ci - 1) * plane + q0 + np + offs.iter().max().unwrap_or(&0));
+        let (b0, nb) = (blocks.start, blocks.len());
         for (ob, (w, bias)) in self
             .w
             .chunks_exact(ci * T * SR)
             .zip(self.bias.chunks_exact(SR))
+            .skip(b0)
+            .take(nb)
             .enumerate()
         {
             let mut p = 0;

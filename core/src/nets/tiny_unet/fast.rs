@@ -7,11 +7,10 @@ use alloc::vec::Vec;
 
 use crate::diffusion::Denoiser;
 use crate::error::{check_len, Result};
-use core::ops::Range;
 
 use crate::kernels::gemm::grown;
-use crate::kernels::rows::{run_images, run_split, split_range, Workers};
-use crate::kernels::shifted::{Grid, Map, ShiftedConv, Taps};
+use crate::kernels::rows::{run_images, run_split, Workers};
+use crate::kernels::shifted::{Grid, Map, ShiftedConv, Taps, SR};
 
 /// Strides of TinyUNet's enc0, down1, down2 and mid.
 const TINY_STRIDES: [usize; 4] = [1, 2, 2, 1];
@@ -87,6 +86,22 @@ fn split_phases(src: &[f32], c: usize, g: Grid, dst: &mut [f32]) {
     }
 }
 
+/// [`split_phases`] of the channels shared out over the threads (each part writes its own
+/// planes of `dst`).
+fn split_phases_split(
+    src: &[f32],
+    c: usize,
+    g: Grid,
+    dst: &mut [f32],
+    (workers, scratch): (&Workers, &mut [TinyScratch]),
+) {
+    let plane = g.plane();
+    let dst = &mut dst[..c * plane];
+    run_split(workers, c, dst, scratch, &|r| r.len() * plane, &|r, _, out| {
+        split_phases(&src[r.start * plane..r.end * plane], r.len(), g, out);
+    });
+}
+
 /// Scratch of one thread of [`FastTinyUNet`]: the output of the rows it computes (grown as
 /// needed).
 #[derive(Clone, Default)]
@@ -156,12 +171,46 @@ struct TinyLayers {
     simd: bool,
 }
 
+/// A layer's output map, written by the parts of a split layer at once, each into rows no
+/// other part writes.
+struct SharedMap {
+    ptr: *mut f32,
+    len: usize,
+}
+
+// SAFETY: the parts write disjoint elements (each output row of each channel belongs to one
+// part, see `SharedMap::row`), and the map outlives the split (`run_split` returns after every
+// part is done).
+unsafe impl Sync for SharedMap {}
+
+impl SharedMap {
+    fn new(dst: &mut [f32]) -> Self {
+        Self {
+            ptr: dst.as_mut_ptr(),
+            len: dst.len(),
+        }
+    }
+
+    /// `n` values from `start`.
+    ///
+    /// # Safety
+    /// No other part may read or write any of them while the slice lives.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn row(&self, start: usize, n: usize) -> &mut [f32] {
+        assert!(start + n <= self.len, "a row past the output map");
+        // SAFETY: in bounds (asserted); exclusive by the caller's contract.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr.add(start), n) }
+    }
+}
+
 /// `dst = ReLU(conv(input) + proj)` per output channel, or `dst = conv(input)` when `proj` is
-/// `None`, for input grid `g` (`input` as [`ShiftedConv::run_rows`] takes it); `dst` is written
-/// at map `to`. The output rows are split over up to `scratch.len()` threads (feature
-/// `threads`), each computing its rows into its own scratch; the epilogue then gathers the
-/// parts. Every output value goes through the same operations whatever the split, so results
-/// do not depend on the thread count.
+/// `None`, for input grid `g` (`input` as [`ShiftedConv::run_channel_blocks`] takes it); `dst` is written
+/// at map `to`. The output channels are split, in blocks of the kernel's width, over up to
+/// `scratch.len()` threads (feature `threads`), each computing every row of its channels into
+/// its own scratch and then writing them, with the projection and the ReLU, into `dst`
+/// (channel blocks rather than rows: the 7×7 maps' rows cut 3 : 4, the blocks evenly, and each
+/// thread reads only its channels' weights). Every output value goes through the same
+/// operations whatever the split, so results do not depend on the thread count.
 #[allow(clippy::too_many_arguments)]
 fn tiny_layer(
     conv: &ShiftedConv,
@@ -176,19 +225,20 @@ fn tiny_layer(
     let og = conv.out_grid(g);
     let taps = Taps::new(g, conv.stride);
     let macs = conv.in_c * 9 * conv.out_c * og.h * og.w;
-    let parts = scratch.len().min(og.h).min(macs / MIN_SPLIT_MACS).max(1);
+    let blocks = conv.blocks();
+    let parts = scratch.len().min(blocks).min(macs / MIN_SPLIT_MACS).max(1);
     let scratch = &mut scratch[..parts];
-    run_split(workers, og.h, &mut [], scratch, &|_| 0, &|r, sc, _| {
-        let part = grown(&mut sc.part, conv.bias.len() * taps.part_len(r.len()));
-        conv.run_rows(input, taps, r, part, simd);
-    });
-    for (p, sc) in scratch.iter().enumerate() {
-        let rows = split_range(og.h, parts, p);
-        let np = taps.part_len(rows.len());
-        for o in 0..conv.out_c {
-            for (ry, y) in rows.clone().enumerate() {
-                let src = &sc.part[o * np + ry * taps.row..][..og.w];
-                let d = &mut dst[to.at(o, y, 0)..][..og.w];
+    let np = taps.part_len(og.h);
+    let out = SharedMap::new(dst);
+    run_split(workers, blocks, &mut [], scratch, &|_| 0, &|b, sc, _| {
+        let part = grown(&mut sc.part, b.len() * SR * np);
+        conv.run_channel_blocks(input, taps, 0..og.h, b.clone(), part, simd);
+        for o in SR * b.start..(SR * b.end).min(conv.out_c) {
+            let po = o - SR * b.start;
+            for y in 0..og.h {
+                let src = &part[po * np + y * taps.row..][..og.w];
+                // SAFETY: channel o belongs to this part's blocks `b` alone.
+                let d = unsafe { out.row(to.at(o, y, 0), og.w) };
                 match proj {
                     Some(pr) => {
                         for (d, &s) in d.iter_mut().zip(src) {
@@ -199,7 +249,7 @@ fn tiny_layer(
                 }
             }
         }
-    }
+    });
 }
 
 /// `ReLU(v + p)`.
@@ -214,7 +264,7 @@ fn add_relu(v: f32, p: f32) -> f32 {
 
 /// `dst = ReLU(conv([up(a), s]) + proj)` per output channel for an [`UpConv`]: `a` the padded
 /// map of grid `g`, `s` the padded map of the doubled grid; `dst` is written at map `to`. Split
-/// over threads by rows of `g` (two output rows each), like [`tiny_layer`].
+/// over threads by blocks of output channels, like [`tiny_layer`].
 #[allow(clippy::too_many_arguments)]
 fn up_layer(
     conv: &UpConv,
@@ -233,51 +283,49 @@ fn up_layer(
     let (skip, ph) = (Taps::new(big, 1), Taps::phase(g, 0, 0));
     let (ca, cs, out_c) = (conv.phases[0].in_c, conv.skip.in_c, conv.skip.out_c);
     let macs = (ca * 4 + cs * 9) * out_c * big.h * big.w;
-    let parts = scratch.len().min(g.h).min(macs / MIN_SPLIT_MACS).max(1);
+    let blocks = conv.skip.blocks();
+    let parts = scratch.len().min(blocks).min(macs / MIN_SPLIT_MACS).max(1);
     let scratch = &mut scratch[..parts];
-    let cpad = conv.skip.bias.len();
-    let lens = |r: &Range<usize>| (skip.part_len(2 * r.len()), ph.part_len(r.len()));
-    run_split(workers, g.h, &mut [], scratch, &|_| 0, &|r, sc, _| {
-        let (ns, nl) = lens(&r);
-        let part = grown(&mut sc.part, cpad * (ns + 4 * nl));
-        let (sp, up) = part.split_at_mut(cpad * ns);
+    let (ns, nl) = (skip.part_len(big.h), ph.part_len(g.h));
+    let out = SharedMap::new(dst);
+    run_split(workers, blocks, &mut [], scratch, &|_| 0, &|b, sc, _| {
+        let cp = b.len() * SR;
+        let part = grown(&mut sc.part, cp * (ns + 4 * nl));
+        let (sp, up) = part.split_at_mut(cp * ns);
         conv.skip
-            .run_rows(s, skip, 2 * r.start..2 * r.end, sp, simd);
+            .run_channel_blocks(s, skip, 0..big.h, b.clone(), sp, simd);
         for (k, (c, u)) in conv
             .phases
             .iter()
-            .zip(up.chunks_exact_mut(cpad * nl))
+            .zip(up.chunks_exact_mut(cp * nl))
             .enumerate()
         {
-            c.run_rows(a, Taps::phase(g, k / 2, k % 2), r.clone(), u, simd);
+            let taps = Taps::phase(g, k / 2, k % 2);
+            c.run_channel_blocks(a, taps, 0..g.h, b.clone(), u, simd);
         }
-    });
-    for (p, sc) in scratch.iter().enumerate() {
-        let rows = split_range(g.h, parts, p);
-        let (ns, nl) = lens(&rows);
-        let (sp, up) = sc.part.split_at(cpad * ns);
-        for o in 0..out_c {
-            for y in 2 * rows.start..2 * rows.end {
-                let ry = y - 2 * rows.start;
-                let src = &sp[o * ns + ry * skip.row..][..big.w];
-                let phase = |b: usize| {
-                    let k = (y % 2) * 2 + b;
-                    &up[(k * cpad + o) * nl + (ry / 2) * ph.row..][..g.w]
+        let channels = SR * b.start..(SR * b.end).min(out_c);
+        for (po, (o, &pr)) in channels.clone().zip(&proj[channels]).enumerate() {
+            for y in 0..big.h {
+                let src = &sp[po * ns + y * skip.row..][..big.w];
+                let phase = |bb: usize| {
+                    let k = (y % 2) * 2 + bb;
+                    &up[(k * cp + po) * nl + (y / 2) * ph.row..][..g.w]
                 };
                 let (even, odd) = (phase(0), phase(1));
-                let d = &mut dst[to.at(o, y, 0)..][..big.w];
+                // SAFETY: channel o belongs to this part's blocks `b` alone.
+                let d = unsafe { out.row(to.at(o, y, 0), big.w) };
                 for (((d, s), &e), &q) in d
                     .chunks_exact_mut(2)
                     .zip(src.chunks_exact(2))
                     .zip(even)
                     .zip(odd)
                 {
-                    d[0] = add_relu(s[0] + e, proj[o]);
-                    d[1] = add_relu(s[1] + q, proj[o]);
+                    d[0] = add_relu(s[0] + e, pr);
+                    d[1] = add_relu(s[1] + q, pr);
                 }
             }
         }
-    }
+    });
 }
 
 impl TinyLayers {
@@ -369,7 +417,7 @@ impl TinyLayers {
             s1,
             g1.padded(),
         );
-        split_phases(s1, w1, g1, phases);
+        split_phases_split(s1, w1, g1, phases, (workers, &mut *scratch));
         tiny_layer(
             down1,
             phases,
@@ -380,7 +428,7 @@ impl TinyLayers {
             s2,
             g2.padded(),
         );
-        split_phases(s2, w2, g2, phases);
+        split_phases_split(s2, w2, g2, phases, (workers, &mut *scratch));
         tiny_layer(
             down2,
             phases,
