@@ -16,11 +16,11 @@ use crate::kernels::shifted::{Grid, Map, ShiftedConv, Taps, SR};
 const TINY_STRIDES: [usize; 4] = [1, 2, 2, 1];
 
 /// A TinyUNet layer is split over threads only when every thread gets at least this many
-/// multiply-adds (about 15 µs of work, against a few microseconds to hand a part to a worker
-/// of the pool: the first and last layers of the default network stay on one thread). Batch
-/// 1 on 2 threads, AMD EPYC, 2 vCPUs: 0.50 ms per pass against 0.73 on one thread (with the
-/// earlier 1.5 M, which a thread spawned per part needed, only up2 and up1 split: 0.57 ms).
-const MIN_SPLIT_MACS: usize = 400_000;
+/// multiply-adds (about 2 µs of work, against about a microsecond to hand a part to a spinning
+/// worker of the pool; `out`, one output channel, stays on one thread). With 400 k (enc0 and
+/// out unsplit) batch 1 on 2 threads took 0.41–0.45 ms, with 80 k 0.40–0.45 (AMD EPYC, 2
+/// vCPUs, against about 0.70 on one thread).
+const MIN_SPLIT_MACS: usize = 80_000;
 
 /// A 3×3 stride-1 convolution over `[up(a), s]`, the 2× nearest-neighbour up-sampling of a map
 /// `a` concatenated with a skip map `s` (TinyUNet's up2 and up1). The up-sampling is never
