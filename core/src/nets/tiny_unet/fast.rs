@@ -97,9 +97,16 @@ fn split_phases_split(
 ) {
     let plane = g.plane();
     let dst = &mut dst[..c * plane];
-    run_split(workers, c, dst, scratch, &|r| r.len() * plane, &|r, _, out| {
-        split_phases(&src[r.start * plane..r.end * plane], r.len(), g, out);
-    });
+    run_split(
+        workers,
+        c,
+        dst,
+        scratch,
+        &|r| r.len() * plane,
+        &|r, _, out| {
+            split_phases(&src[r.start * plane..r.end * plane], r.len(), g, out);
+        },
+    );
 }
 
 /// Scratch of one thread of [`FastTinyUNet`]: the output of the rows it computes (grown as
