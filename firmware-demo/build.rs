@@ -1,6 +1,7 @@
 //! Places `memory.x` where the linker finds it, passes cortex-m-rt's linker script, turns the
 //! build-time settings `DDPM_DEMO_SEED`, `DDPM_DEMO_STEPS`, `DDPM_DEMO_SAMPLER`,
-//! `DDPM_DEMO_GUIDANCE` (also `cfg(guided)`, which embeds the guide), `DDPM_DEMO_CLASS` (also
+//! `DDPM_DEMO_GUIDANCE` (also `cfg(guided)`, which embeds the guide), `DDPM_DEMO_GUIDE_INTERVAL`,
+//! `DDPM_DEMO_CLASS` (also
 //! `cfg(conditional)`, which embeds the class-conditional model instead) and `DDPM_DEMO_INPAINT`
 //! with `DDPM_DEMO_DIGIT`, `DDPM_DEMO_RESAMPLE` and `DDPM_DEMO_JUMP` (also `cfg(inpaint)`, which
 //! embeds a committed MNIST test digit and the mask as f32 tables) into constants, and writes the
@@ -235,6 +236,30 @@ fn main() {
         }
         println!("cargo:rustc-cfg=guided");
     }
+    println!("cargo:rerun-if-env-changed=DDPM_DEMO_GUIDE_INTERVAL");
+    let interval = env::var("DDPM_DEMO_GUIDE_INTERVAL").ok().map(|raw| {
+        let parsed = raw.split_once(',').and_then(|(lo, hi)| {
+            let (lo, hi) = (lo.trim().parse::<f32>().ok()?, hi.trim().parse::<f32>().ok()?);
+            ((0.0..=1.0).contains(&lo) && (lo..=1.0).contains(&hi)).then_some((lo, hi))
+        });
+        let Some((lo, hi)) = parsed else {
+            eprintln!(
+                "error: DDPM_DEMO_GUIDE_INTERVAL must be LO,HI with 0 ≤ LO ≤ HI ≤ 1 (network \
+                 time t/T), got {raw:?}"
+            );
+            exit(1);
+        };
+        if guidance.is_none() {
+            eprintln!(
+                "error: DDPM_DEMO_GUIDE_INTERVAL limits guidance to some steps: set \
+                 DDPM_DEMO_GUIDANCE=W too"
+            );
+            exit(1);
+        }
+        // {:?} of an f32 parses back to the same bits.
+        format!("Some(({lo:?}f32, {hi:?}f32))")
+    });
+    let interval = interval.unwrap_or_else(|| "None".to_owned());
     println!("cargo:rustc-check-cfg=cfg(profile)");
     println!("cargo:rerun-if-env-changed=DDPM_DEMO_PROFILE");
     match env::var("DDPM_DEMO_PROFILE").ok().as_deref().map(str::trim) {
@@ -320,6 +345,8 @@ fn main() {
          pub const SAMPLER_OVERRIDE: Option<crate::demo_model::DemoSampler> = {sampler};\n\
          /// `DDPM_DEMO_GUIDANCE` at build time, if set.\n\
          pub const GUIDANCE: Option<f32> = {guidance};\n\
+         /// `DDPM_DEMO_GUIDE_INTERVAL` at build time (lo, hi), if set.\n\
+         pub const GUIDE_INTERVAL: Option<(f32, f32)> = {interval};\n\
          /// `DDPM_DEMO_CLASS` at build time, if set.\n\
          pub const CLASS: Option<u32> = {class:?};\n\
          /// `DDPM_DEMO_INPAINT` (with `DDPM_DEMO_DIGIT`, `DDPM_DEMO_RESAMPLE`, `DDPM_DEMO_JUMP`) at build time, if set.\n\

@@ -363,6 +363,7 @@ fn run_case(s: &mut Sides, case: Case, threads: usize, a: &Args, bar: &ProgressB
                             net,
                             None,
                             None,
+                            ddpm_core::diffusion::GuidanceInterval::ALWAYS,
                             None,
                             sched,
                             &scfg,

@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 use crate::diffusion::noise::GaussianNoise;
 use crate::diffusion::schedule::Schedule;
 use crate::diffusion::ScheduleConfig;
-use crate::diffusion::{self as sampler, Denoiser, SamplerConfig};
+use crate::diffusion::{self as sampler, Denoiser, GuidanceInterval, SamplerConfig};
 use crate::error::{check_len, Result};
 use crate::file::{ModelFile, Precision};
 use crate::nets::simple_unet::{self, SimpleUNet};
@@ -65,6 +65,8 @@ pub struct HostModel {
     path: Path,
     /// The class a class-conditional TinyUNet computes for (`None`: "no class").
     class: Option<u32>,
+    /// The steps at which this model's outputs are guided (guided sampling and inpainting).
+    guidance_interval: GuidanceInterval,
 }
 
 impl HostModel {
@@ -142,6 +144,7 @@ impl HostModel {
             fast,
             path: Path::best(),
             class: None,
+            guidance_interval: GuidanceInterval::ALWAYS,
         })
     }
 
@@ -171,6 +174,13 @@ impl HostModel {
     /// The class set by [`Self::set_class`].
     pub fn class(&self) -> Option<u32> {
         self.class
+    }
+
+    /// Guides this model's outputs, in [`Self::sample_guided`] and guided [`Self::inpaint`],
+    /// only at the steps `interval` holds (default: every step); at the others the model's
+    /// output is used alone and the guide does not run.
+    pub fn set_guidance_interval(&mut self, interval: GuidanceInterval) {
+        self.guidance_interval = interval;
     }
 
     /// Repacks a SimpleUNet's fast path with Winograd output tiles `tile` (default
@@ -358,6 +368,7 @@ impl HostModel {
             eps: vec![0.0f32; n * len],
             guide_eps: vec![0.0f32; if guide.is_some() { n * len } else { 0 }],
             t_in: vec![0.0f32; n],
+            interval: self.guidance_interval,
             model: self,
             guide,
         };
@@ -396,6 +407,7 @@ impl HostModel {
 struct Batch<'m> {
     model: &'m mut HostModel,
     guide: Option<(&'m mut HostModel, f32)>,
+    interval: GuidanceInterval,
     eps: Vec<f32>,
     guide_eps: Vec<f32>,
     t_in: Vec<f32>,
@@ -413,7 +425,7 @@ impl sampler::Network for Batch<'_> {
     ) -> Result<()> {
         self.t_in.fill(t_in);
         self.model.forward_images(x, &self.t_in, &mut self.eps)?;
-        if let Some((g, w)) = self.guide.as_mut() {
+        if let Some((g, w)) = self.guide.as_mut().filter(|_| self.interval.contains(t_in)) {
             g.forward_images(x, &self.t_in, &mut self.guide_eps)?;
             sampler::guide_output(&mut self.eps, &self.guide_eps, *w)?;
         }

@@ -6,7 +6,7 @@ mod common;
 #[cfg(feature = "threads")]
 use common::single_runs;
 use common::{assert_batch_equals_single, model_bytes, random_input, random_params, rel_err};
-use ddpm_core::diffusion::{self, DdimConfig, SamplerConfig};
+use ddpm_core::diffusion::{self, DdimConfig, GuidanceInterval, SamplerConfig};
 use ddpm_core::file::ModelFile;
 use ddpm_core::host::{HostModel, Path};
 use ddpm_core::{
@@ -467,5 +467,76 @@ fn guided_sampling_equals_the_no_heap_guided_denoiser() {
             host.clone().sample_guided(&mut g, w, 1, &sampler_cfg, 3),
             Err(ddpm_core::Error::InvalidConfig(_))
         ));
+    }
+}
+
+/// A guidance interval: `HostModel::sample_guided` guided only at some steps equals the
+/// no-heap `Guided` denoiser with the same interval bit for bit; an interval holding no step
+/// gives the unguided sample exactly, one holding every step the fully guided one, and one
+/// holding some steps neither.
+#[test]
+fn a_guidance_interval_guides_only_its_steps() {
+    let cfg = SMALL;
+    let sched_cfg = ScheduleConfig::cosine(40);
+    let (p_good, p_weak) = (random_params(&cfg, 31, 1.0), random_params(&cfg, 32, 1.0));
+    let host = HostModel::from_params(cfg, sched_cfg, p_good.clone())
+        .unwrap()
+        .with_path(Path::Reference);
+    let guide = HostModel::from_params(cfg, sched_cfg, p_weak.clone())
+        .unwrap()
+        .with_path(Path::Reference);
+    let sampler_cfg = SamplerConfig::Ddim(DdimConfig {
+        steps: 8,
+        eta: 1.0,
+        ..Default::default()
+    });
+    let guided_in = |interval: GuidanceInterval| {
+        let mut h = host.clone();
+        h.set_guidance_interval(interval);
+        h.sample_guided(&mut guide.clone(), 2.0, 2, &sampler_cfg, 5)
+            .unwrap()
+    };
+    let some = GuidanceInterval::new(0.3, 0.8).unwrap();
+    let partly = guided_in(some);
+    let schedule: Schedule = Schedule::new(&sched_cfg).unwrap();
+    let len = cfg.image_len();
+    for (i, image) in partly.chunks_exact(len).enumerate() {
+        let (mut ws_a, mut ws_b) = (
+            vec![0.0; cfg.workspace_len()],
+            vec![0.0; cfg.workspace_len()],
+        );
+        let (net_good, net_weak) = (
+            TinyUNet::from_flat(cfg, &p_good).unwrap(),
+            TinyUNet::from_flat(cfg, &p_weak).unwrap(),
+        );
+        let mut good = TinyReferenceDenoiser::new(net_good, &mut ws_a).unwrap();
+        let mut weak = TinyReferenceDenoiser::new(net_weak, &mut ws_b).unwrap();
+        let mut scratch = vec![0.0; len];
+        let mut den = diffusion::Guided::new(&mut good, &mut weak, 2.0, &mut scratch)
+            .unwrap()
+            .with_interval(some);
+        let (mut x, mut eps) = (vec![0.0; len], vec![0.0; len]);
+        diffusion::sample(
+            &mut den,
+            &schedule,
+            &sampler_cfg,
+            5 + i as u64,
+            &mut x,
+            &mut eps,
+        )
+        .unwrap();
+        assert_eq!(x, image, "image {i}");
+    }
+    let never = guided_in(GuidanceInterval::new(1.0, 1.0).unwrap());
+    assert_eq!(never, host.clone().sample(2, &sampler_cfg, 5).unwrap());
+    let always = guided_in(GuidanceInterval::ALWAYS);
+    let plain_guided = host
+        .clone()
+        .sample_guided(&mut guide.clone(), 2.0, 2, &sampler_cfg, 5)
+        .unwrap();
+    assert_eq!(always, plain_guided);
+    assert!(rel_err(&partly, &always) > 1e-3 && rel_err(&partly, &never) > 1e-3);
+    for (lo, hi) in [(-0.1, 0.5), (0.6, 0.5), (0.2, 1.5), (f32::NAN, 0.5)] {
+        assert!(GuidanceInterval::new(lo, hi).is_err(), "[{lo}, {hi}]");
     }
 }

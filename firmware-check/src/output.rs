@@ -15,6 +15,9 @@ pub struct FirmwareReport {
     pub sampler: String,
     /// The guidance weight it was built with (`DDPM_DEMO_GUIDANCE`), `None` for unguided.
     pub guidance: Option<f32>,
+    /// The steps its guidance applies at (`DDPM_DEMO_GUIDE_INTERVAL`; the `guide interval:`
+    /// line, absent when every step is guided), as (lo, hi).
+    pub guide_interval: Option<(f32, f32)>,
     /// The digit a class-conditional build draws (`DDPM_DEMO_CLASS`; the `class:` line, absent
     /// in other builds).
     pub class: Option<u32>,
@@ -160,6 +163,24 @@ impl FirmwareReport {
                 "none" => None,
                 w => Some(parse_dec("guidance", w)?),
             },
+            guide_interval: match value(text, "guide interval") {
+                Ok(v) => {
+                    let ends = v
+                        .split_whitespace()
+                        .map(|w| parse_dec("guide interval", w))
+                        .collect::<Result<Vec<f32>, _>>()?;
+                    match ends[..] {
+                        [lo, hi] => Some((lo, hi)),
+                        _ => {
+                            return Err(ParseError {
+                                key: "guide interval",
+                                problem: format!("has {} numbers, not 2", ends.len()),
+                            })
+                        }
+                    }
+                }
+                Err(_) => None,
+            },
             class: match value(text, "class") {
                 Ok(k) => Some(parse_dec("class", k)?),
                 Err(_) => None,
@@ -268,6 +289,7 @@ mod tests {
                 steps: 10,
                 sampler: "unipc".into(),
                 guidance: Some(2.5),
+                guide_interval: None,
                 class: None,
                 inpaint: None,
                 x_bits: vec![0x3f80_0000, 0xbf80_0000, 0xbd80_0000, 0x3f60_0000],
@@ -286,6 +308,19 @@ mod tests {
         );
         let per_tick = r.clock.instructions_per_tick();
         assert!((per_tick - 2e6 / 50_001.0).abs() < 1e-12, "{per_tick}");
+    }
+
+    #[test]
+    fn parses_the_guide_interval() {
+        let text = SAMPLE.replace(
+            "guidance: 2.5\n",
+            "guidance: 2.5\nguide interval: 0.35 0.95\n",
+        );
+        let r = FirmwareReport::parse(&text).unwrap();
+        assert_eq!(r.guide_interval, Some((0.35, 0.95)));
+        let bad = SAMPLE.replace("guidance: 2.5\n", "guidance: 2.5\nguide interval: 0.35\n");
+        let e = FirmwareReport::parse(&bad).unwrap_err().to_string();
+        assert!(e.contains("guide interval") && e.contains("not 2"), "{e}");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use ddpm_core::diffusion::GuidanceInterval;
 use ddpm_core::{crc32, GaussianNoise};
 use firmware_check::demo_model::{self, Buffers, DemoSampler, MAX_HISTORY_LEN};
 use firmware_check::elf;
@@ -65,6 +66,7 @@ fn leaks_from_outer_cargo(name: &str) -> bool {
         "DDPM_DEMO_STEPS",
         "DDPM_DEMO_SAMPLER",
         "DDPM_DEMO_GUIDANCE",
+        "DDPM_DEMO_GUIDE_INTERVAL",
         "DDPM_DEMO_PROFILE",
         "DDPM_DEMO_CLASS",
         "DDPM_DEMO_INPAINT",
@@ -296,8 +298,18 @@ fn model_schedule(name: &str) -> Box<ddpm_core::Schedule<{ demo_model::MAX_T }>>
 fn host_sample(sampler: DemoSampler, seed: u64, steps: u32) -> HostSample {
     let mut bufs = Box::new(Buffers::<MAX_HISTORY_LEN>::ZEROED);
     let schedule = model_schedule("simple_unet_mnist_int8.ddpm");
-    demo_model::generate(&mut bufs, &schedule, sampler, None, None, None, seed, steps)
-        .unwrap_or_else(|e| panic!("host sampling failed: {e}"));
+    demo_model::generate(
+        &mut bufs,
+        &schedule,
+        sampler,
+        None,
+        GuidanceInterval::ALWAYS,
+        None,
+        None,
+        seed,
+        steps,
+    )
+    .unwrap_or_else(|e| panic!("host sampling failed: {e}"));
     HostSample {
         x_bits: bufs.x.iter().map(|v| v.to_bits()).collect(),
         pixels: bufs.image.to_vec(),
@@ -492,10 +504,23 @@ fn host_tiny_guided_sample(
     seed: u64,
     steps: u32,
 ) -> HostSample {
+    host_tiny_guided_sample_in(sampler, guidance, GuidanceInterval::ALWAYS, seed, steps)
+}
+
+/// [`host_tiny_guided_sample`] guided only at the steps `interval` holds (`PlannedGuided`
+/// with the interval, what a `DDPM_DEMO_GUIDE_INTERVAL` build computes).
+fn host_tiny_guided_sample_in(
+    sampler: DemoSampler,
+    guidance: Option<f32>,
+    interval: GuidanceInterval,
+    seed: u64,
+    steps: u32,
+) -> HostSample {
+    use ddpm_core::diffusion::sample_batch_with_history;
     use ddpm_core::file::ModelFile;
     use ddpm_core::tiny_unet::int8::Int8TinyUNet;
     use ddpm_core::tiny_unet::planned::{
-        sample_planned_guided, sample_planned_with_history, TinyInt8Workspace,
+        sample_planned_with_history, PlannedGuided, TinyInt8Workspace,
     };
     let path = firmware_dir().join("../models/tiny_unet_mnist_int8.ddpm");
     let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -521,18 +546,11 @@ fn host_tiny_guided_sample(
             let gfile = ModelFile::parse(&guide_bytes).unwrap();
             let guide = Int8TinyUNet::from_file(&gfile).unwrap();
             let mut guide_out = vec![0.0f32; x.len()];
-            sample_planned_guided(
-                &net,
-                &guide,
-                w,
-                &schedule,
-                &cfg,
-                seed,
-                &mut x,
-                &mut ws,
-                &mut guide_out,
-                &mut history,
-            )
+            let mut guided = PlannedGuided::new(&net, &guide, w, &mut ws, &mut guide_out)
+                .unwrap()
+                .with_interval(interval);
+            let noise = &mut [GaussianNoise::new(seed)];
+            sample_batch_with_history(&mut guided, &schedule, &cfg, noise, &mut x, &mut history)
         }
     }
     .unwrap_or_else(|e| panic!("host tiny sampling failed: {e}"));
@@ -688,6 +706,59 @@ fn guided_tiny_build_matches_the_host_bit_for_bit_and_fits_in_64k() {
         );
         check_memory(&elf_path, report.stack_high_water, RAM_BUDGET);
     }
+}
+
+/// A guidance interval on the device: the guided UniPC build with `DDPM_DEMO_GUIDANCE=3
+/// DDPM_DEMO_GUIDE_INTERVAL=0.35,0.95` guides the steps with t/T in [0.35, 0.95] only (6 of
+/// its 10: 16 network passes instead of 20), bit for bit as the host computes it, under QEMU's
+/// `-icount` so that its instructions are counted too.
+#[test]
+fn guide_interval_build_guides_only_its_steps_and_matches_the_host() {
+    const WEIGHT: f32 = 3.0;
+    let (lo, hi) = (0.35f32, 0.95f32);
+    let _turn = firmware_lock();
+    let sampler = DemoSampler::UniPc;
+    let envs = [
+        ("DDPM_DEMO_SAMPLER", sampler.name().to_owned()),
+        ("DDPM_DEMO_GUIDANCE", WEIGHT.to_string()),
+        ("DDPM_DEMO_GUIDE_INTERVAL", format!("{lo},{hi}")),
+    ];
+    let elf_path = build_firmware_env(Some("tiny"), &envs);
+    let (status, out, err) = run_in_qemu(&elf_path, GuestClock::CountsInstructions);
+    println!("--- guide-interval tiny firmware output ---\n{out}{err}---");
+    assert!(status.success(), "exited with {status}:\n{out}\n{err}");
+    let report = FirmwareReport::parse(&out).unwrap_or_else(|e| panic!("{e}\n{out}"));
+    assert_eq!(report.guidance, Some(WEIGHT));
+    assert_eq!(
+        report.guide_interval,
+        Some((lo, hi)),
+        "DDPM_DEMO_GUIDE_INTERVAL did not reach the build"
+    );
+    assert_eq!(report.clock.passes, 16, "10 steps, 6 of them guided");
+    let interval = GuidanceInterval::new(lo, hi).unwrap();
+    let host =
+        host_tiny_guided_sample_in(sampler, Some(WEIGHT), interval, report.seed, report.steps);
+    assert_same_sample("guide interval", &report.x_bits, &host.x_bits);
+    assert_eq!(report.pixels, host.pixels, "image vs the host's");
+    let every_step = host_tiny_guided_sample(sampler, Some(WEIGHT), report.seed, report.steps);
+    assert_ne!(
+        report.pixels, every_step.pixels,
+        "the interval changed nothing"
+    );
+    let total = report.clock.sample_instructions();
+    let [t_lo, t_hi] = CPI_RANGE.map(|cpi| total * cpi / DEVICE_HZ);
+    println!(
+        "guided {} {} steps, interval [{lo}, {hi}] ({} passes): {total:.0} instructions; at \
+         168 MHz and {}–{} cycles per instruction: {t_lo:.1}–{t_hi:.1} s per sample; checksum \
+         {:#010x}",
+        sampler.name(),
+        report.steps,
+        report.clock.passes,
+        CPI_RANGE[0],
+        CPI_RANGE[1],
+        report.checksum
+    );
+    check_memory(&elf_path, report.stack_high_water, RAM_BUDGET);
 }
 
 /// The class-conditional model on the device: the `tiny` build with `DDPM_DEMO_CLASS=7` and

@@ -10,7 +10,7 @@
 //! This module uses nothing but `core` and `ddpm_core`, so the host-side check compiles the very
 //! same file and compares its results bit for bit with the firmware's.
 
-use ddpm_core::diffusion::SamplerConfig;
+use ddpm_core::diffusion::{GuidanceInterval, SamplerConfig};
 use ddpm_core::file::ModelFile;
 use ddpm_core::simple_unet::stream::sample_streaming_with_history;
 use ddpm_core::{pixel_to_u8, Error, Result, Schedule, SimpleUNetConfig};
@@ -72,8 +72,8 @@ impl<const H: usize> Buffers<H> {
 }
 
 /// Samples one image with `sampler`, `seed` and `steps` steps into `bufs.image` (unguided,
-/// unconditional, no inpainting: `guidance`, `class` and `inpaint` must be `None`; those are
-/// the TinyUNet build's). `schedule`
+/// unconditional, no inpainting: `guidance`, `class` and `inpaint` must be `None` and
+/// `interval` every step; those are the TinyUNet build's). `schedule`
 /// must hold exactly the tables of the embedded model's schedule (checked bit for bit: the
 /// firmware keeps them in flash, written at build time).
 #[allow(clippy::too_many_arguments)]
@@ -82,6 +82,7 @@ pub fn generate<const H: usize>(
     schedule: &Schedule<MAX_T>,
     sampler: DemoSampler,
     guidance: Option<f32>,
+    interval: GuidanceInterval,
     class: Option<u32>,
     inpaint: Option<DemoInpaint>,
     seed: u64,
@@ -92,7 +93,7 @@ pub fn generate<const H: usize>(
             "inpainting runs in the TinyUNet build (feature `tiny`)",
         ));
     }
-    if guidance.is_some() {
+    if guidance.is_some() || !interval.is_always() {
         return Err(Error::InvalidConfig(
             "guided sampling runs in the TinyUNet build (feature `tiny`)",
         ));

@@ -44,6 +44,7 @@ use core::panic::PanicInfo;
 
 use cortex_m_rt::{entry, exception, ExceptionFrame};
 use cortex_m_semihosting::{debug, hprint, hprintln};
+use ddpm_core::diffusion::{GuidanceInterval, Plan};
 use ddpm_core::{GaussianNoise, Schedule};
 use demo_model::DemoSampler;
 
@@ -77,6 +78,8 @@ const INPAINT: Option<demo_model::DemoInpaint> = build_settings::INPAINT;
 const HISTORY_LEN: usize = SAMPLER.history_len() * demo_model::DemoInpaint::history_factor(INPAINT);
 /// The guidance weight (`DDPM_DEMO_GUIDANCE`; `tiny` builds only), or `None` for unguided.
 const GUIDANCE: Option<f32> = build_settings::GUIDANCE;
+/// The steps the guidance applies at (`DDPM_DEMO_GUIDE_INTERVAL`; every step by default).
+const GUIDE_INTERVAL: Option<(f32, f32)> = build_settings::GUIDE_INTERVAL;
 /// The digit a class-conditional build draws (`DDPM_DEMO_CLASS`; `tiny` builds only).
 const CLASS: Option<u32> = build_settings::CLASS;
 
@@ -129,6 +132,9 @@ fn run(bufs: &mut demo_model::Buffers<HISTORY_LEN>) -> ddpm_core::Result<()> {
         Some(w) => hprintln!("guidance: {}", w),
         None => hprintln!("guidance: none"),
     }
+    if let Some((lo, hi)) = GUIDE_INTERVAL {
+        hprintln!("guide interval: {} {}", lo, hi);
+    }
     if let Some(k) = CLASS {
         hprintln!("class: {}", k);
     }
@@ -167,13 +173,23 @@ fn run(bufs: &mut demo_model::Buffers<HISTORY_LEN>) -> ddpm_core::Result<()> {
         }
         hprintln!("profile sink: {} ticks", p.sink);
     }
+    let interval = match GUIDE_INTERVAL {
+        Some((lo, hi)) => GuidanceInterval::new(lo, hi)?,
+        None => GuidanceInterval::ALWAYS,
+    };
     let t0 = clock::now();
     demo_model::generate(
-        bufs, &SCHEDULE, SAMPLER, GUIDANCE, CLASS, INPAINT, SEED, STEPS,
+        bufs, &SCHEDULE, SAMPLER, GUIDANCE, interval, CLASS, INPAINT, SEED, STEPS,
     )?;
     let ticks = clock::now().wrapping_sub(t0);
     let resample = INPAINT.map_or(1, |d| d.resample);
-    let passes = STEPS * resample * if GUIDANCE.is_some() { 2 } else { 1 };
+    // A guided step is two passes, the guide's and the model's.
+    let plan = Plan::new(&SAMPLER.config(STEPS), SCHEDULE.len() as u32)?;
+    let guided_steps = (0..plan.len())
+        .filter_map(|k| plan.step(k))
+        .filter(|&(t, _)| interval.contains(t as f32 / SCHEDULE.len() as f32))
+        .count() as u32;
+    let passes = resample * (STEPS + if GUIDANCE.is_some() { guided_steps } else { 0 });
     hprintln!("sample clock: {} ticks, {} network passes", ticks, passes);
 
     let image = bufs.image();

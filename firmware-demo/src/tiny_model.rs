@@ -21,7 +21,8 @@
 //! for bit.
 
 use ddpm_core::diffusion::{
-    inpaint_batch, sample_batch_with_history, GaussianNoise, Inpainting, Network, SamplerConfig,
+    inpaint_batch, sample_batch_with_history, GaussianNoise, GuidanceInterval, Inpainting, Network,
+    SamplerConfig,
 };
 use ddpm_core::file::ModelFile;
 use ddpm_core::tiny_unet::int8::Int8TinyUNet;
@@ -138,7 +139,8 @@ impl<const H: usize> Buffers<H> {
 
 /// Samples one image with `sampler`, `seed` and `steps` steps (pixels: [`Buffers::image`]),
 /// guided by the embedded guide with weight w when `guidance` is `Some(w)` (two passes a
-/// step; the guide's output kept in `bufs.guide_out`). A conditional build draws `class`
+/// step at the steps `interval` holds, one at the others; the guide's output kept in
+/// `bufs.guide_out`). A conditional build draws `class`
 /// (`None`: "no class"), and its guide is the same network without the class
 /// (classifier-free guidance). With `inpaint` (inpainting builds) the image completes the
 /// embedded digit by RePaint instead. `schedule` must hold exactly the tables
@@ -150,6 +152,7 @@ pub fn generate<const H: usize>(
     schedule: &Schedule<MAX_T>,
     sampler: DemoSampler,
     guidance: Option<f32>,
+    interval: GuidanceInterval,
     class: Option<u32>,
     inpaint: Option<DemoInpaint>,
     seed: u64,
@@ -204,7 +207,8 @@ pub fn generate<const H: usize>(
                 Int8TinyUNet::from_file(&gfile)?
             };
             let mut guided =
-                PlannedGuided::new(&net, &guide, w, &mut bufs.ws, &mut bufs.guide_out)?;
+                PlannedGuided::new(&net, &guide, w, &mut bufs.ws, &mut bufs.guide_out)?
+                    .with_interval(interval);
             drive(
                 &mut guided,
                 schedule,

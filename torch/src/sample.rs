@@ -3,8 +3,8 @@
 //! sampling loop over a plan.
 use anyhow::{Context, Result};
 use ddpm_core::diffusion::{
-    DdimConfig, DdpmConfig, DdpmVariance, DpmOrder, DpmStep, Move, Plan, Resampling, SamplerConfig,
-    UniPcStep,
+    DdimConfig, DdpmConfig, DdpmVariance, DpmOrder, DpmStep, GuidanceInterval, Move, Plan,
+    Resampling, SamplerConfig, UniPcStep,
 };
 use ddpm_core::{Prediction, Schedule};
 use tch::{Device, Kind, Tensor};
@@ -242,7 +242,8 @@ pub fn unipc_step(
 /// guided ([`guide_output`]). With `classes` = (N int64 class labels, w) a class-conditional
 /// network draws image i of class `labels[i]` under classifier-free guidance: its "no class"
 /// output takes the guide's place (`uncond + w·(cond − uncond)`; w = 1: the conditional
-/// output alone). With `inpaint` the batch completes the known image(s) by RePaint, the walk
+/// output alone). Either guidance applies only at the steps `interval` holds
+/// (`GuidanceInterval::ALWAYS`: every step). With `inpaint` the batch completes the known image(s) by RePaint, the walk
 /// of `ddpm_core::diffusion::Resampling::moves` ([`paste_known`] after every step,
 /// [`jump_back`] between passes, a multistep solver's history kept and restored). `on_step`
 /// gets (network passes done, passes in all). Returns an N×C×H×W tensor (not clamped).
@@ -251,6 +252,7 @@ pub fn sample_torch(
     net: &Net,
     guide: Option<(&Net, f32)>,
     classes: Option<(&Tensor, f32)>,
+    interval: GuidanceInterval,
     inpaint: Option<&TorchInpainting>,
     sched: &Schedule,
     cfg: &SamplerConfig,
@@ -301,10 +303,11 @@ pub fn sample_torch(
             let t_in = t as f32 / big_t as f32;
             let t_batch = Tensor::full([n as i64], t_in as f64, (Kind::Float, device));
             let mut eps = net.forward_labelled(&x, &t_batch, classes.map(|(y, _)| y));
-            if let Some((g, w)) = guide {
+            let guided = interval.contains(t_in);
+            if let Some((g, w)) = guide.filter(|_| guided) {
                 eps = guide_output(&eps, &g.forward(&x, &t_batch), w);
             }
-            if let Some((_, w)) = classes.filter(|&(_, w)| w != 1.0) {
+            if let Some((_, w)) = classes.filter(|&(_, w)| w != 1.0 && guided) {
                 eps = guide_output(&eps, &net.forward(&x, &t_batch), w);
             }
             let z = if step_needs_noise(cfg, t) {

@@ -1,7 +1,9 @@
 //! Model files' configurations in the CLI's words, one line each: the network and its sizes,
 //! the schedule, the precision and the sampler. The reports of `info`, `sample`, `eval` and
 //! `compare-int8` and the error messages that name a configuration use these.
-use ddpm_core::diffusion::{DdpmVariance, Prediction, SamplerConfig, ScheduleKind, Spacing};
+use ddpm_core::diffusion::{
+    DdpmVariance, GuidanceInterval, Prediction, SamplerConfig, ScheduleKind, Spacing,
+};
 use ddpm_core::file::Precision;
 use ddpm_core::{ModelConfig, ScheduleConfig};
 
@@ -90,6 +92,15 @@ pub(crate) fn solver_kind(cfg: &SamplerConfig) -> &'static str {
         SamplerConfig::DpmSolver2M(_) => "dpmpp-2m",
         SamplerConfig::UniPc(_) => "unipc",
     }
+}
+
+/// `", guided at t/T in [lo, hi]"`, or nothing for an interval of every step.
+pub fn describe_interval(interval: GuidanceInterval) -> String {
+    if interval.is_always() {
+        return String::new();
+    }
+    let (lo, hi) = interval.bounds();
+    format!(", guided at t/T in [{lo}, {hi}]")
 }
 
 /// A one-line description of sampler settings.

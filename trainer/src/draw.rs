@@ -5,7 +5,8 @@
 
 use anyhow::{anyhow, bail, Result};
 use ddpm_core::diffusion::{
-    inpaint_batch, sample_batch_with_history, GaussianNoise, Inpainting, Network, SamplerConfig,
+    inpaint_batch, sample_batch_with_history, GaussianNoise, GuidanceInterval, Inpainting, Network,
+    SamplerConfig,
 };
 use ddpm_core::file::ModelFile;
 use ddpm_core::host::HostModel;
@@ -33,6 +34,8 @@ pub struct Draws<'a> {
     /// Complete known images by RePaint instead of drawing from noise alone (the known
     /// image and mask shared, or one per image).
     pub inpaint: Option<Inpainting<'a>>,
+    /// The steps the guidance (a guide's or classifier-free) applies at.
+    pub interval: GuidanceInterval,
 }
 
 /// What a class-conditional model draws: image `i` of class `labels[i]`, each output guided
@@ -157,7 +160,14 @@ impl<'a> Draws<'a> {
             workers,
             classes: None,
             inpaint: None,
+            interval: GuidanceInterval::ALWAYS,
         }
+    }
+
+    /// These draws guided only at the steps `interval` holds.
+    pub fn with_guidance_interval(mut self, interval: GuidanceInterval) -> Self {
+        self.interval = interval;
+        self
     }
 
     /// These draws completing what `inpaint` knows (RePaint) rather than drawing from noise.
@@ -244,6 +254,7 @@ pub fn draw_host(
     check_classes(host.config(), draws.classes, guide.is_some())?;
     draws.run(len, "sampling", &|first, images| {
         let mut host = host.clone();
+        host.set_guidance_interval(draws.interval);
         let mut guide = guide.map(|(g, w)| (g.clone(), w));
         // Classifier-free guidance: the same network without its class is the guide.
         if let Some(w) = draws.classes.and_then(|c| c.guided()) {
@@ -383,7 +394,8 @@ pub fn sample_int8_file(
                     let inpaint = draws.inpaint_of(i, len)?;
                     match (other.as_mut(), weight) {
                         (Some(g), Some(w)) => drive(
-                            &mut FastInt8Guided::new(&mut model, g, w)?,
+                            &mut FastInt8Guided::new(&mut model, g, w)?
+                                .with_interval(draws.interval),
                             sched,
                             &draws,
                             inpaint,

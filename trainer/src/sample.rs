@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Result};
-use ddpm_core::diffusion::{Inpainting, Resampling, SamplerConfig};
+use ddpm_core::diffusion::{GuidanceInterval, Inpainting, Resampling, SamplerConfig};
 use ddpm_core::file::Precision;
 use ddpm_core::host::HostModel;
 use ddpm_core::{ModelConfig, ScheduleConfig};
@@ -50,6 +50,8 @@ pub struct SampleOptions<'a> {
     pub classes: Option<(Vec<u32>, f32)>,
     /// Complete known images by RePaint instead of drawing from noise alone.
     pub inpaint: Option<Inpaint>,
+    /// The steps the guidance (the guide's or classifier-free) applies at.
+    pub guidance_interval: GuidanceInterval,
 }
 
 /// What an inpainting run knows, owned: the known image(s) in [−1, 1] and the mask(s) (1 where
@@ -117,7 +119,8 @@ pub fn draw(opts: &SampleOptions<'_>) -> Result<Drawn> {
                 .transpose()?;
             let draws = Draws::new(opts.n, &opts.sampler, opts.seed, threads)
                 .with_classes(classes)?
-                .with_inpainting(inpaint);
+                .with_inpainting(inpaint)
+                .with_guidance_interval(opts.guidance_interval);
             let bar = progress::bar(opts.n as u64, opts.progress, "images");
             let values = if header.precision == Precision::Int8 {
                 let model_err = |e: anyhow::Error| anyhow!("{}: {e}", opts.model.display());
@@ -185,6 +188,7 @@ pub fn draw(opts: &SampleOptions<'_>) -> Result<Drawn> {
                 &m.net,
                 guide.as_ref().map(|g| (&g.net, w)),
                 labels.as_ref().map(|(y, w)| (y, *w)),
+                opts.guidance_interval,
                 inpaint.as_ref(),
                 &sched,
                 &opts.sampler,

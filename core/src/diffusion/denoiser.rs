@@ -2,7 +2,7 @@
 //! [`ReferenceDenoiser`] runs a network's reference pass, [`Guided`] combines two networks by
 //! autoguidance.
 
-use crate::diffusion::steps::guide_output;
+use crate::diffusion::steps::{guide_output, GuidanceInterval};
 use crate::error::{check_len, Error, Result};
 
 /// Anything that predicts the noise ε in an image x at network time input `t_in` (= t/T), or
@@ -87,6 +87,7 @@ pub struct Guided<'b, G: ?Sized, B: ?Sized> {
     good: &'b mut G,
     guide: &'b mut B,
     weight: f32,
+    interval: GuidanceInterval,
     scratch: &'b mut [f32],
 }
 
@@ -107,8 +108,15 @@ impl<'b, G: Denoiser + ?Sized, B: Denoiser + ?Sized> Guided<'b, G, B> {
             good,
             guide,
             weight,
+            interval: GuidanceInterval::ALWAYS,
             scratch,
         })
+    }
+
+    /// Guided only at the steps `interval` holds; the others give `good`'s output alone.
+    pub fn with_interval(mut self, interval: GuidanceInterval) -> Self {
+        self.interval = interval;
+        self
     }
 }
 
@@ -118,6 +126,9 @@ impl<G: Denoiser + ?Sized, B: Denoiser + ?Sized> Denoiser for Guided<'_, G, B> {
     }
     fn predict_noise(&mut self, x: &[f32], t_in: f32, eps: &mut [f32]) -> Result<()> {
         self.good.predict_noise(x, t_in, eps)?;
+        if !self.interval.contains(t_in) {
+            return Ok(());
+        }
         self.guide.predict_noise(x, t_in, self.scratch)?;
         guide_output(eps, self.scratch, self.weight)
     }

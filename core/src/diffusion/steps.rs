@@ -334,6 +334,55 @@ pub fn guide_output(out: &mut [f32], guide: &[f32], weight: f32) -> Result<()> {
     Ok(())
 }
 
+/// The network time inputs `t/T` at which a guide is applied (Kynkäänniemi et al. 2024,
+/// "Applying guidance in a limited interval improves sample and distribution quality in
+/// diffusion models"): at a step whose `t/T` lies in `[lo, hi]` the output is the guided mix
+/// ([`guide_output`]); at the others it is the model's output alone, and the guide does not
+/// run. [`GuidanceInterval::ALWAYS`] guides every step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GuidanceInterval {
+    lo: f32,
+    hi: f32,
+}
+
+impl GuidanceInterval {
+    /// Every step (`t/T` is in `[0, 1)`).
+    pub const ALWAYS: Self = Self { lo: 0.0, hi: 1.0 };
+
+    /// The steps with `lo ≤ t/T ≤ hi`; errors unless `0 ≤ lo ≤ hi ≤ 1`.
+    pub fn new(lo: f32, hi: f32) -> Result<Self> {
+        if (0.0..=1.0).contains(&lo) && (lo..=1.0).contains(&hi) {
+            Ok(Self { lo, hi })
+        } else {
+            Err(Error::InvalidConfig(
+                "a guidance interval is lo ≤ hi within [0, 1] (network time t/T)",
+            ))
+        }
+    }
+
+    /// The lower and upper ends.
+    pub fn bounds(self) -> (f32, f32) {
+        (self.lo, self.hi)
+    }
+
+    /// Whether the step at network time input `t_in` is guided.
+    #[inline]
+    pub fn contains(self, t_in: f32) -> bool {
+        self.lo <= t_in && t_in <= self.hi
+    }
+
+    /// Whether every step is guided.
+    pub fn is_always(self) -> bool {
+        self.lo <= 0.0 && self.hi >= 1.0
+    }
+}
+
+impl Default for GuidanceInterval {
+    fn default() -> Self {
+        Self::ALWAYS
+    }
+}
+
 /// Maps a model output in [−1, 1] to a u8 pixel: `round((clamp(v, −1, 1) + 1)·127.5)`.
 pub fn pixel_to_u8(v: f32) -> u8 {
     let c = if v.is_nan() { -1.0 } else { v.clamp(-1.0, 1.0) };

@@ -130,6 +130,8 @@ pub fn run(a: EvalArgs, m: &ArgMatches) -> Result<()> {
     } else {
         (base, a.sampler.own.guide()?)
     };
+    let cfg_guided = a.sampler.own.classes().is_some_and(|(_, w)| w != 1.0);
+    let guidance_interval = a.sampler.own.interval(guide.is_some() || cfg_guided)?;
     let bound = a.sampler.bound_model(base);
     let device = a.judge.setup()?;
     let workers = a.judge.workers()?;
@@ -156,6 +158,7 @@ pub fn run(a: EvalArgs, m: &ArgMatches) -> Result<()> {
         workers,
         classifier: a.judge.classifier,
         classes: a.sampler.own.classes(),
+        guidance_interval,
     };
     eval::run(&opts)
 }

@@ -112,6 +112,8 @@ pub fn run(a: InpaintArgs) -> Result<()> {
         }
         None => None,
     };
+    let cfg_guided = classes.as_ref().is_some_and(|(_, w)| *w != 1.0);
+    let guidance_interval = a.sampler.own.interval(guide.is_some() || cfg_guided)?;
     let base = SampleOptions {
         model: &path,
         guide: guide.as_ref().map(|(g, w)| (g.as_path(), *w)),
@@ -122,6 +124,7 @@ pub fn run(a: InpaintArgs) -> Result<()> {
         progress: progress::wanted(a.no_progress),
         classes,
         inpaint: None,
+        guidance_interval,
     };
     if let Some(digits) = a.measure {
         let masks = if a.mask.is_empty() {

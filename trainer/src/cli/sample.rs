@@ -5,7 +5,7 @@ use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use ddpm_core::file::Precision;
 use ddpm_core::ModelConfig;
-use ddpm_trainer::describe::describe_sampler;
+use ddpm_trainer::describe::{describe_interval, describe_sampler};
 use ddpm_trainer::draw::ClassChoice;
 use ddpm_trainer::sample::{self, Backend, SampleOptions};
 use ddpm_trainer::{data::idx, load, parse_device, progress};
@@ -107,6 +107,8 @@ pub fn run(a: SampleArgs) -> Result<()> {
         }
         None => (None, a.n, sample::GridLayout::for_count(a.n)),
     };
+    let cfg_guided = classes.as_ref().is_some_and(|(_, w)| *w != 1.0);
+    let interval = a.sampler.own.interval(guide.is_some() || cfg_guided)?;
     let opts = SampleOptions {
         model: &path,
         guide: guide.as_ref().map(|(g, w)| (g.as_path(), *w)),
@@ -117,6 +119,7 @@ pub fn run(a: SampleArgs) -> Result<()> {
         progress: progress::wanted(a.no_progress),
         classes: classes.clone(),
         inpaint: None,
+        guidance_interval: interval,
     };
     let drawn = sample::draw(&opts)?;
     let mcfg = drawn.model;
@@ -129,7 +132,7 @@ pub fn run(a: SampleArgs) -> Result<()> {
             Some((_, w)) => format!(", classifier-free guidance weight {w}"),
             None => String::new(),
         },
-    };
+    } + &describe_interval(interval);
     let drew = match a.sampler.own.class {
         Some(ClassChoice::One(k)) => format!("{n} images of class {k}"),
         Some(ClassChoice::All) => format!("{n} images ({} of each class)", a.n),

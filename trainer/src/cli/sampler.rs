@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use ddpm_core::diffusion::{
-    DdimConfig, DdpmConfig, DdpmVariance, SamplerConfig, SolverConfig, Spacing,
+    DdimConfig, DdpmConfig, DdpmVariance, GuidanceInterval, SamplerConfig, SolverConfig, Spacing,
 };
 use ddpm_core::file::{OwnedRecipe, Recipe};
 use ddpm_trainer::draw::{ClassChoice, DEFAULT_CFG};
@@ -389,9 +389,44 @@ pub struct Guided {
     /// one with w = 1 (the conditional output alone) [default: 1.3].
     #[arg(long, value_name = "W", requires = "class")]
     pub cfg: Option<f32>,
+    /// Apply the guidance (the guide's, or --class's) only at the steps whose network time
+    /// t/T lies in LO..=HI, e.g. `0.35,0.95` (Kynkäänniemi et al. 2024: guidance in a limited
+    /// interval); the other steps run the model alone, one pass instead of two [default: every
+    /// step].
+    #[arg(long, value_name = "LO,HI", value_parser = parse_interval)]
+    pub guide_interval: Option<GuidanceInterval>,
+}
+
+/// `LO,HI` with `0 ≤ LO ≤ HI ≤ 1`.
+fn parse_interval(s: &str) -> std::result::Result<GuidanceInterval, String> {
+    let (lo, hi) = s
+        .split_once(',')
+        .ok_or_else(|| format!("'{s}' is not LO,HI (two numbers, e.g. 0.35,0.95)"))?;
+    let num = |v: &str| {
+        v.trim()
+            .parse::<f32>()
+            .map_err(|_| format!("'{v}' in '{s}' is not a number"))
+    };
+    GuidanceInterval::new(num(lo)?, num(hi)?)
+        .map_err(|_| format!("'{s}': the interval must have 0 ≤ LO ≤ HI ≤ 1"))
 }
 
 impl Guided {
+    /// The steps the guidance applies at (--guide-interval, else every step); `guided` says
+    /// whether anything guides (a guide, or a class with a weight other than 1): an interval
+    /// with nothing to limit is refused.
+    pub fn interval(&self, guided: bool) -> Result<GuidanceInterval> {
+        match self.guide_interval {
+            Some(_) if !guided => bail!(
+                "--guide-interval limits guidance to some steps, but nothing guides this \
+                 sampling: give a guide (--guide MODEL, or the model's recipe's) or --class \
+                 with a --cfg other than 1"
+            ),
+            Some(i) => Ok(i),
+            None => Ok(GuidanceInterval::ALWAYS),
+        }
+    }
+
     /// --class with its guidance weight (--cfg, else [`DEFAULT_CFG`]).
     pub fn classes(&self) -> Option<(ClassChoice, f32)> {
         self.class.map(|c| (c, self.cfg.unwrap_or(DEFAULT_CFG)))
@@ -477,7 +512,11 @@ impl Flavor for Guided {
 
     /// DDPM, fixed-large variance, no clipping (the lecture notes' sampler).
     fn given_own(&self) -> Vec<&'static str> {
-        given_guide(self.guide.is_some(), self.guidance.is_some(), self.no_guide)
+        let mut given = given_guide(self.guide.is_some(), self.guidance.is_some(), self.no_guide);
+        if self.guide_interval.is_some() {
+            given.push("--guide-interval");
+        }
+        given
     }
 
     fn base() -> SamplerConfig {

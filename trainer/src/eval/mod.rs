@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
-use ddpm_core::diffusion::SamplerConfig;
+use ddpm_core::diffusion::{GuidanceInterval, SamplerConfig};
 use ddpm_core::file::ModelFile;
 use ddpm_core::{ModelConfig, ScheduleConfig};
 use tch::{nn, Device, Tensor};
@@ -74,6 +74,8 @@ pub struct EvalOptions {
     /// Quality of a class-conditional model: the classes drawn and the classifier-free
     /// guidance weight.
     pub classes: Option<(ClassChoice, f32)>,
+    /// Quality: the steps the guidance (the guide's or classifier-free) applies at.
+    pub guidance_interval: GuidanceInterval,
 }
 
 /// How the samples of one class are judged (`eval --fid --class`).
@@ -298,14 +300,18 @@ pub fn run_quality(opts: &EvalOptions) -> Result<QualityReport> {
         };
         eprintln!("{which}, classifier-free guidance weight {w}");
     }
+    if !opts.guidance_interval.is_always() {
+        let (lo, hi) = opts.guidance_interval.bounds();
+        eprintln!("guidance applied at the steps with t/T in [{lo}, {hi}] only");
+    }
     let pb = crate::progress::bar(opts.samples as u64, opts.progress, "images");
     let start = Instant::now();
-    let draws = Draws::new(opts.samples, &opts.sampler, opts.seed, opts.workers).with_classes(
-        opts.classes.map(|(_, weight)| crate::draw::Classes {
+    let draws = Draws::new(opts.samples, &opts.sampler, opts.seed, opts.workers)
+        .with_classes(opts.classes.map(|(_, weight)| crate::draw::Classes {
             labels: &labels,
             weight,
-        }),
-    )?;
+        }))?
+        .with_guidance_interval(opts.guidance_interval);
     let guide = guide_bytes.as_ref().map(|(b, w)| (b.as_slice(), *w));
     let values = if int8 {
         compare::sample_int8_guided(&bytes, guide, draws, &|| pb.inc(1))
@@ -543,7 +549,7 @@ pub fn to_json(
                  \"guide\": {}, \"workers\": {}, \"sampling_seconds\": {}, \
                  \"classifier\": {}, \"classifier_test_accuracy\": {}, \
                  \"confident_threshold\": {}, \"generated\": {}, \"real_train\": {}, \
-                 \"classes\": {}}}",
+                 \"classes\": {}, \"guidance_interval\": {}}}",
                 json_sampler(&opts.sampler, timesteps),
                 opts.seed,
                 q.generated.n,
@@ -568,7 +574,13 @@ pub fn to_json(
                 CONFIDENT_PROB,
                 json_set(&q.generated),
                 json_set(&q.real),
-                json_classes(opts.classes, &q.per_class)
+                json_classes(opts.classes, &q.per_class),
+                if opts.guidance_interval.is_always() {
+                    "null".to_owned()
+                } else {
+                    let (lo, hi) = opts.guidance_interval.bounds();
+                    format!("[{lo}, {hi}]")
+                }
             );
         }
         None => s.push_str("  \"quality\": null\n"),

@@ -20,6 +20,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::diffusion::driver::{self, Network, OutputSink};
+use crate::diffusion::GuidanceInterval;
 use crate::error::{check_len, Error, Result};
 use crate::nets::tiny_unet::int8::{widest, Int8TinyUNet, TimeScratch, TinyQConv};
 
@@ -680,6 +681,7 @@ pub struct FastInt8Guided<'n, 'a> {
     model: &'n mut FastInt8TinyUNet<'a>,
     guide: &'n mut FastInt8TinyUNet<'a>,
     weight: f32,
+    interval: GuidanceInterval,
     guide_out: Vec<f32>,
 }
 
@@ -705,8 +707,16 @@ impl<'n, 'a> FastInt8Guided<'n, 'a> {
             model,
             guide,
             weight,
+            interval: GuidanceInterval::ALWAYS,
             guide_out,
         })
+    }
+
+    /// Guided only at the steps `interval` holds, as
+    /// [`PlannedGuided::with_interval`](crate::tiny_unet::planned::PlannedGuided::with_interval).
+    pub fn with_interval(mut self, interval: GuidanceInterval) -> Self {
+        self.interval = interval;
+        self
     }
 }
 
@@ -717,6 +727,9 @@ impl Network for FastInt8Guided<'_, '_> {
 
     fn output(&mut self, x: &mut [f32], t_in: f32, sink: &mut dyn OutputSink) -> Result<()> {
         let (model, guide) = (&mut *self.model, &mut *self.guide);
+        if !self.interval.contains(t_in) {
+            return model.output(x, t_in, sink);
+        }
         driver::guided_output(
             &mut (),
             x,

@@ -5,7 +5,7 @@
 use crate::diffusion::driver::{self, Collect, Network, OutputSink};
 use crate::diffusion::noise::GaussianNoise;
 use crate::diffusion::schedule::Schedule;
-use crate::diffusion::SamplerConfig;
+use crate::diffusion::{GuidanceInterval, SamplerConfig};
 use crate::error::{check_len, check_min_len, Error, Result};
 use crate::nets::tiny_unet::int8::{
     max, widest, Int8TinyUNet, Kernel, Ring, TimeScratch, UpCat, UpRingCat, EXTRA_MID_LAYER,
@@ -385,6 +385,7 @@ pub struct PlannedGuided<'n, 'a, 'w, 'g, const A: usize> {
     net: &'n Int8TinyUNet<'a>,
     guide: &'n Int8TinyUNet<'a>,
     weight: f32,
+    interval: GuidanceInterval,
     ws: &'w mut TinyInt8Workspace<A>,
     guide_out: &'g mut [f32],
 }
@@ -415,9 +416,17 @@ impl<'n, 'a, 'w, 'g, const A: usize> PlannedGuided<'n, 'a, 'w, 'g, A> {
             net,
             guide,
             weight,
+            interval: GuidanceInterval::ALWAYS,
             ws,
             guide_out,
         })
+    }
+
+    /// Guided only at the steps `interval` holds; at the others the model's pass alone runs
+    /// (one pass, not two).
+    pub fn with_interval(mut self, interval: GuidanceInterval) -> Self {
+        self.interval = interval;
+        self
     }
 }
 
@@ -434,6 +443,9 @@ impl<const A: usize> Network for PlannedGuided<'_, '_, '_, '_, A> {
             n.begin_planned(x, t_in, ws)?;
             n.rows_planned(ws, x, s)
         };
+        if !self.interval.contains(t_in) {
+            return pass(net, self.ws, x, sink);
+        }
         driver::guided_output(
             self.ws,
             x,

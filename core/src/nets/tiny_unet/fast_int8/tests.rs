@@ -6,11 +6,11 @@ use alloc::vec::Vec;
 
 use super::{FastInt8Guided, FastInt8TinyUNet, Int8Kernel};
 use crate::diffusion::driver::sample_batch_with_history;
-use crate::diffusion::{GaussianNoise, SamplerConfig, SolverConfig, Spacing};
+use crate::diffusion::{GaussianNoise, GuidanceInterval, SamplerConfig, SolverConfig, Spacing};
 use crate::file::ModelFile;
 use crate::nets::tiny_unet::int8::{layerwise_len, Int8TinyUNet};
 use crate::nets::tiny_unet::planned::{
-    sample_planned_guided, sample_planned_with_history, TinyInt8Workspace,
+    sample_planned_guided, sample_planned_with_history, PlannedGuided, TinyInt8Workspace,
 };
 use crate::nets::tiny_unet::tests::{
     bits, fixture, int8_configs, noisy_image, three_ddim_steps, TimeVecs, CONDITIONAL,
@@ -153,4 +153,74 @@ fn refusals_name_the_problem() {
     assert!(FastInt8Guided::new(&mut a, &mut b, f32::INFINITY).is_err());
     let mut short: Vec<f32> = vec![0.0; 5];
     assert!(a.forward(&[0.0; 784], 0.5, &mut short).is_err());
+}
+
+/// A guidance interval in both int8 executors: the planned executor guided at some steps
+/// equals the host executor with the same interval bit for bit; an interval holding no step
+/// gives the unguided sample exactly.
+#[test]
+fn guidance_intervals_agree_between_the_executors() {
+    let (sched, _) = three_ddim_steps();
+    let scfg = SamplerConfig::UniPc(SolverConfig {
+        steps: 6,
+        spacing: Spacing::Linspace,
+    });
+    let cfg = TinyUNetConfig::DEFAULT;
+    let (fm, fg) = (
+        fixture(cfg),
+        fixture(TinyUNetConfig {
+            mid_blocks: 2,
+            ..cfg
+        }),
+    );
+    let (file, gfile) = (
+        ModelFile::parse(&fm.int8).unwrap(),
+        ModelFile::parse(&fg.int8).unwrap(),
+    );
+    let (q, qg) = (
+        Int8TinyUNet::from_file(&file).unwrap(),
+        Int8TinyUNet::from_file(&gfile).unwrap(),
+    );
+    let mut ws = alloc::boxed::Box::new(<TinyInt8Workspace>::ZEROED);
+    let len = cfg.image_len();
+    let mut h = vec![0.0f32; scfg.history_len(len)];
+    let mut g_out = vec![0.0f32; len];
+    let planned = |interval, ws: &mut TinyInt8Workspace, h: &mut [f32], g_out: &mut [f32]| {
+        let mut x = vec![0.0f32; len];
+        let mut net = PlannedGuided::new(&q, &qg, 2.5, ws, g_out)
+            .unwrap()
+            .with_interval(interval);
+        let noise = &mut [GaussianNoise::new(8)];
+        sample_batch_with_history(&mut net, &sched, &scfg, noise, &mut x, h).unwrap();
+        x
+    };
+    let some = GuidanceInterval::new(0.3, 0.8).unwrap();
+    let partly = planned(some, &mut ws, &mut h, &mut g_out);
+    for kernel in kernels() {
+        let (mut fast, mut guide) = (
+            FastInt8TinyUNet::new(q).unwrap(),
+            FastInt8TinyUNet::new(qg).unwrap(),
+        );
+        fast.set_kernel(kernel).unwrap();
+        guide.set_kernel(kernel).unwrap();
+        let mut net = FastInt8Guided::new(&mut fast, &mut guide, 2.5)
+            .unwrap()
+            .with_interval(some);
+        let mut x = vec![0.0f32; len];
+        let noise = &mut [GaussianNoise::new(8)];
+        sample_batch_with_history(&mut net, &sched, &scfg, noise, &mut x, &mut h).unwrap();
+        assert_eq!(bits(&partly), bits(&x), "{kernel:?}");
+    }
+    let never = planned(
+        GuidanceInterval::new(1.0, 1.0).unwrap(),
+        &mut ws,
+        &mut h,
+        &mut g_out,
+    );
+    let mut unguided = vec![0.0f32; len];
+    sample_planned_with_history(&q, &sched, &scfg, 8, &mut unguided, &mut ws, &mut h).unwrap();
+    assert_eq!(bits(&never), bits(&unguided));
+    let always = planned(GuidanceInterval::ALWAYS, &mut ws, &mut h, &mut g_out);
+    assert_ne!(bits(&partly), bits(&always));
+    assert_ne!(bits(&partly), bits(&never));
 }
