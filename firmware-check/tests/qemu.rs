@@ -560,9 +560,62 @@ fn host_tiny_guided_sample_in(
     }
 }
 
+/// The host int8 executor's sample (`FastInt8TinyUNet`, the fastest kernel this CPU has:
+/// what `trainer sample` and `eval` run for an int8 TinyUNet), guided like
+/// [`host_tiny_guided_sample`] when `guidance` is `Some(w)`.
+fn host_fast_int8_sample(
+    sampler: DemoSampler,
+    guidance: Option<f32>,
+    seed: u64,
+    steps: u32,
+) -> HostSample {
+    use ddpm_core::diffusion::sample_batch_with_history;
+    use ddpm_core::file::ModelFile;
+    use ddpm_core::tiny_unet::fast_int8::{FastInt8Guided, FastInt8TinyUNet};
+    use ddpm_core::tiny_unet::int8::Int8TinyUNet;
+    let read = |name: &str| {
+        let path = firmware_dir().join("../models").join(name);
+        fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
+    let (bytes, guide_bytes) = (
+        read("tiny_unet_mnist_int8.ddpm"),
+        read("tiny_unet_mnist_guide_int8.ddpm"),
+    );
+    let (file, gfile) = (
+        ModelFile::parse(&bytes).unwrap(),
+        ModelFile::parse(&guide_bytes).unwrap(),
+    );
+    let net = |f| FastInt8TinyUNet::new(Int8TinyUNet::from_file(f).unwrap()).unwrap();
+    let (mut model, mut guide) = (net(&file), net(&gfile));
+    let schedule = model_schedule("tiny_unet_mnist_int8.ddpm");
+    let mut x = vec![0.0f32; model.net().config().image_len()];
+    let mut history = vec![0.0f32; sampler.history_len()];
+    let (cfg, noise) = (sampler.config(steps), &mut [GaussianNoise::new(seed)]);
+    match guidance {
+        None => sample_batch_with_history(&mut model, &schedule, &cfg, noise, &mut x, &mut history),
+        Some(w) => sample_batch_with_history(
+            &mut FastInt8Guided::new(&mut model, &mut guide, w).unwrap(),
+            &schedule,
+            &cfg,
+            noise,
+            &mut x,
+            &mut history,
+        ),
+    }
+    .unwrap_or_else(|e| panic!("host int8 executor: {e}"));
+    HostSample {
+        x_bits: x.iter().map(|v| v.to_bits()).collect(),
+        pixels: x.iter().map(|&v| ddpm_core::pixel_to_u8(v)).collect(),
+    }
+}
+
 #[test]
 fn tiny_host_checksum_is_pinned() {
     let host = host_tiny_sample(DemoSampler::DEFAULT, 42, 10);
+    // The host int8 executor (SIMD) computes the same bits as the planned executor the
+    // firmware runs, so its samples equal the device's too.
+    let fast = host_fast_int8_sample(DemoSampler::DEFAULT, None, 42, 10);
+    assert_same_sample("host int8 executor", &fast.x_bits, &host.x_bits);
     let sum = crc32(&host.pixels);
     assert_eq!(
         sum, PINNED_TINY_INT8_CHECKSUM_SEED42,
@@ -696,6 +749,12 @@ fn guided_tiny_build_matches_the_host_bit_for_bit_and_fits_in_64k() {
         let host = host_tiny_guided_sample(sampler, Some(WEIGHT), report.seed, report.steps);
         let build = format!("guided {}", sampler.name());
         assert_same_sample(&build, &report.x_bits, &host.x_bits);
+        let fast = host_fast_int8_sample(sampler, Some(WEIGHT), report.seed, report.steps);
+        assert_same_sample(
+            &format!("{build}, host int8 executor"),
+            &report.x_bits,
+            &fast.x_bits,
+        );
         assert_eq!(report.pixels, host.pixels, "image vs the host's");
         let unguided = host_tiny_sample(sampler, report.seed, report.steps);
         assert_ne!(report.pixels, unguided.pixels, "the guide changed nothing");
