@@ -64,28 +64,40 @@ pub enum ClassChoice {
     One(u32),
     /// Every class, in equal contiguous runs.
     All,
+    /// Inpainting: each completion of the class drawn from p(class | the kept part), as a
+    /// classifier trained on digits with that part hidden estimates it (`trainer inpaint`).
+    Visible,
 }
 
 impl ClassChoice {
-    /// `K` (a non-negative integer) or `all`.
+    /// `K` (a non-negative integer), `all` or `visible`.
     pub fn parse(s: &str) -> std::result::Result<Self, String> {
         match s.trim() {
             "all" => Ok(ClassChoice::All),
-            t => t
-                .parse()
-                .map(ClassChoice::One)
-                .map_err(|_| format!("{s:?}: give a class index (0 to 9 for the digits) or `all`")),
+            "visible" => Ok(ClassChoice::Visible),
+            t => t.parse().map(ClassChoice::One).map_err(|_| {
+                format!(
+                    "{s:?}: give a class index (0 to 9 for the digits), `all`, or `visible` \
+                     (inpaint: the class the kept part suggests)"
+                )
+            }),
         }
     }
 
     /// The labels of `n` images of a model with `classes` classes: all K, or for
     /// [`ClassChoice::All`] image i of class ⌊i·K/n⌋ (equal runs when K divides n).
-    pub fn labels(self, n: usize, classes: u32) -> Vec<u32> {
+    /// [`ClassChoice::Visible`] has no fixed labels (inpainting draws them per completion)
+    /// and is refused.
+    pub fn labels(self, n: usize, classes: u32) -> Result<Vec<u32>> {
         match self {
-            ClassChoice::One(k) => vec![k; n],
-            ClassChoice::All => (0..n)
+            ClassChoice::One(k) => Ok(vec![k; n]),
+            ClassChoice::All => Ok((0..n)
                 .map(|i| (i as u64 * u64::from(classes) / n as u64) as u32)
-                .collect(),
+                .collect()),
+            ClassChoice::Visible => bail!(
+                "--class visible draws each completion's class from what the kept part of a \
+                 digit suggests: it is for `trainer inpaint`; give a class index or `all`"
+            ),
         }
     }
 

@@ -194,6 +194,10 @@ pub struct MeasureOptions<'a> {
     /// Train a classifier on the visible part of each mask for this many epochs and report
     /// the ceiling E[p(true label | visible part)] (`None`: no ceiling).
     pub ceiling_epochs: Option<usize>,
+    /// `--class visible`: complete each digit with the class-conditional model, its class
+    /// drawn from p(class | visible part) of a classifier trained this many epochs on that
+    /// part (seed [`VISIBLE_CLASS_SEED`]), under classifier-free guidance of this weight.
+    pub class_from_visible: Option<(usize, f32)>,
 }
 
 /// One mask's figures.
@@ -260,8 +264,25 @@ pub fn measure(opts: &MeasureOptions<'_>, log: &mut dyn FnMut(&str)) -> Result<M
     let mut masks = Vec::new();
     for spec in &opts.masks {
         let keep = spec.keep(test.height, test.width)?;
+        let classes = match opts.class_from_visible {
+            Some((epochs, weight)) => {
+                let device = clf.device();
+                let c = visible_classifier(
+                    &opts.data,
+                    &all_test,
+                    &keep,
+                    epochs,
+                    VISIBLE_CLASS_SEED,
+                    device,
+                )?;
+                let probs = c.probabilities(&fill_hidden(&test.images, &keep, 0));
+                Some((draw_classes(&probs, n, opts.sampling.seed), weight))
+            }
+            None => opts.sampling.classes.clone(),
+        };
         let drawn = sample::draw(&SampleOptions {
             n,
+            classes,
             inpaint: Some(Inpaint {
                 known: to_model(&test.images),
                 mask: keep.repeat(n),
@@ -311,6 +332,37 @@ pub fn measure(opts: &MeasureOptions<'_>, log: &mut dyn FnMut(&str)) -> Result<M
     })
 }
 
+/// The seed of the classifier whose estimate of p(class | kept part) `--class visible` draws
+/// classes from; the ceiling's classifier has seed 0, so the two are independent estimates.
+pub const VISIBLE_CLASS_SEED: u64 = 1;
+
+/// A classifier of the kept part of digits under `keep`: the project's classifier (its
+/// settings, seed `seed`) trained `epochs` epochs on the MNIST training digits with the hidden
+/// pixels zero, its accuracy taken on the test digits `test` so masked.
+pub fn visible_classifier(
+    data: &Path,
+    test: &Mnist,
+    keep: &[f32],
+    epochs: usize,
+    seed: u64,
+    device: tch::Device,
+) -> Result<Classifier> {
+    let mut train = Mnist::load(data, Split::Train, 28, 28)
+        .with_context(|| format!("MNIST training split in {}", data.display()))?;
+    train.images = fill_hidden(&train.images, keep, 0);
+    let mut test_visible = test.clone();
+    test_visible.images = fill_hidden(&test.images, keep, 0);
+    let opts = ClassifierOptions {
+        epochs,
+        seed,
+        min_accuracy: 0.0,
+        progress: false,
+        ..ClassifierOptions::standard(device)
+    };
+    let (net, _) = Classifier::train(&opts, &train, &test_visible, &mut |_| {})?;
+    Ok(net)
+}
+
 /// E[p(true label | visible part)] over the whole MNIST test split, from a classifier trained
 /// `epochs` epochs on the training images with the hidden pixels zero (the project's classifier
 /// and settings otherwise).
@@ -321,25 +373,47 @@ pub fn visible_ceiling(
     epochs: usize,
     device: tch::Device,
 ) -> Result<f64> {
-    let mut train = Mnist::load(data, Split::Train, 28, 28)
-        .with_context(|| format!("MNIST training split in {}", data.display()))?;
-    train.images = fill_hidden(&train.images, keep, 0);
-    let mut test_visible = test.clone();
-    test_visible.images = fill_hidden(&test.images, keep, 0);
-    let opts = ClassifierOptions {
-        epochs,
-        min_accuracy: 0.0,
-        progress: false,
-        ..ClassifierOptions::standard(device)
-    };
-    let (net, _) = Classifier::train(&opts, &train, &test_visible, &mut |_| {})?;
-    let probs = net.probabilities(&test_visible.images);
+    let net = visible_classifier(data, test, keep, epochs, 0, device)?;
+    let probs = net.probabilities(&fill_hidden(&test.images, keep, 0));
     let sum: f64 = probs
         .chunks_exact(10)
-        .zip(&test_visible.labels)
+        .zip(&test.labels)
         .map(|(p, &y)| f64::from(p[y as usize]))
         .sum();
-    Ok(sum / test_visible.len as f64)
+    Ok(sum / test.len as f64)
+}
+
+/// The classes of completions `0..n` drawn from `probs`, p(class | kept part) of each masked
+/// image (10 values per image: one image's shared by every completion, or one row per
+/// completion): completion i's class by inverse transform of a uniform number derived from
+/// noise seed `seed + i`, so that the completions follow p(hidden | kept) = Σ_class
+/// p(class | kept) · p(hidden | kept, class) rather than all taking the likeliest class.
+pub fn draw_classes(probs: &[f32], n: usize, seed: u64) -> Vec<u32> {
+    let rows = probs.len() / 10;
+    (0..n)
+        .map(|i| {
+            let p = &probs[(i % rows.max(1)) * 10..][..10];
+            let u = unit_uniform(seed.wrapping_add(i as u64));
+            let mut acc = 0.0f64;
+            for (k, &pk) in p.iter().enumerate() {
+                acc += f64::from(pk);
+                if u < acc {
+                    return k as u32;
+                }
+            }
+            // Rounding left the sum just under u: the last class with any probability.
+            p.iter().rposition(|&pk| pk > 0.0).unwrap_or(9) as u32
+        })
+        .collect()
+}
+
+/// A uniform number in [0, 1) from `seed` (SplitMix64's finaliser, 53 bits).
+fn unit_uniform(seed: u64) -> f64 {
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// The report as a table.

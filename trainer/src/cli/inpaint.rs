@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::Args;
 use ddpm_core::diffusion::Resampling;
+use ddpm_trainer::data::idx;
 use ddpm_trainer::draw::ClassChoice;
 use ddpm_trainer::inpaint::{self, MaskSpec, MeasureOptions};
 use ddpm_trainer::sample::{self, Backend, Inpaint, SampleOptions};
@@ -64,6 +65,10 @@ pub struct InpaintArgs {
     /// --measure: write the figures as JSON to this file.
     #[arg(long, value_name = "FILE", requires = "measure")]
     json_out: Option<PathBuf>,
+    /// --class visible: epochs of the classifier trained on the kept part of the training
+    /// digits whose p(class | kept part) the completions' classes are drawn from [default: 2].
+    #[arg(long, value_name = "EPOCHS")]
+    visible_epochs: Option<usize>,
     #[command(flatten)]
     judge: JudgeArgs,
     /// No progress bar.
@@ -100,19 +105,36 @@ pub fn run(a: InpaintArgs) -> Result<()> {
     let recipe = load::recipe(&path)?;
     let (sampler, guide) = a.sampler.over_recipe(&recipe, &path)?;
     let model = load::with_model_file(&path, |f| Ok(f.header().model))?;
+    // --class visible: the classes are drawn once the mask is known (per mask with --measure).
+    let visible = match a.sampler.own.classes() {
+        Some((ClassChoice::Visible, w)) => {
+            ClassChoice::Visible.check(&model, &path)?;
+            let epochs = a.visible_epochs.unwrap_or(2);
+            if epochs == 0 {
+                bail!("--visible-epochs must be at least 1");
+            }
+            Some((epochs, w))
+        }
+        _ if a.visible_epochs.is_some() => bail!(
+            "--visible-epochs sets the classifier of --class visible: give --class visible too"
+        ),
+        _ => None,
+    };
     let classes = match a.sampler.own.classes() {
         Some((ClassChoice::All, _)) => bail!(
             "--class all draws a grid of every class; inpainting completes one digit: give \
-             --class K"
+             --class K, or --class visible for the class its kept part suggests"
         ),
+        Some((ClassChoice::Visible, _)) => None,
         Some((choice, w)) => {
             let k = choice.check(&model, &path)?;
             let count = a.measure.unwrap_or(a.n);
-            Some((choice.labels(count, k), w))
+            Some((choice.labels(count, k)?, w))
         }
         None => None,
     };
-    let cfg_guided = classes.as_ref().is_some_and(|(_, w)| *w != 1.0);
+    let cfg_guided =
+        classes.as_ref().is_some_and(|(_, w)| *w != 1.0) || visible.is_some_and(|(_, w)| w != 1.0);
     let guidance_interval = a.sampler.own.interval(guide.is_some() || cfg_guided)?;
     let base = SampleOptions {
         model: &path,
@@ -143,6 +165,7 @@ pub fn run(a: InpaintArgs) -> Result<()> {
             data,
             classifier: &clf,
             ceiling_epochs: a.ceiling,
+            class_from_visible: visible,
         };
         let report = inpaint::measure(&opts, &mut |m| eprintln!("{m}"))?;
         print!("{}", inpaint::format_report(&report));
@@ -174,7 +197,44 @@ pub fn run(a: InpaintArgs) -> Result<()> {
         );
     }
     let keep = spec.keep(h, w)?;
+    let classes = match visible {
+        Some((epochs, weight)) => {
+            let device = a.judge.setup()?;
+            let data = a.judge.data_dir();
+            eprintln!(
+                "--class visible: training a classifier on the kept part of the MNIST training \
+                 digits ({epochs} epochs, {})",
+                data.display()
+            );
+            let test = idx::Mnist::load(&data, idx::Split::Test, h, w)?;
+            let c = inpaint::visible_classifier(
+                &data,
+                &test,
+                &keep,
+                epochs,
+                inpaint::VISIBLE_CLASS_SEED,
+                device,
+            )?;
+            let probs = c.probabilities(&inpaint::fill_hidden(&pixels, &keep, 0));
+            let labels = inpaint::draw_classes(&probs, a.n, a.sampler.seed());
+            let mut ranked: Vec<(usize, f32)> = probs.iter().copied().enumerate().collect();
+            ranked.sort_by(|x, y| y.1.total_cmp(&x.1));
+            let top: Vec<String> = ranked[..3]
+                .iter()
+                .map(|(k, p)| format!("{k} ({:.0}%)", 100.0 * p))
+                .collect();
+            let drawn: Vec<String> = labels.iter().map(u32::to_string).collect();
+            eprintln!(
+                "the kept part suggests {}; completions of classes {}",
+                top.join(", "),
+                drawn.join(" ")
+            );
+            Some((labels, weight))
+        }
+        None => base.classes.clone(),
+    };
     let opts = SampleOptions {
+        classes,
         inpaint: Some(Inpaint {
             known: inpaint::to_model(&pixels),
             mask: keep.clone(),

@@ -101,9 +101,11 @@ pub fn run(a: SampleArgs) -> Result<()> {
                     };
                     (n, layout)
                 }
-                ClassChoice::One(_) => (a.n, sample::GridLayout::for_count(a.n)),
+                ClassChoice::One(_) | ClassChoice::Visible => {
+                    (a.n, sample::GridLayout::for_count(a.n))
+                }
             };
-            (Some((choice.labels(n, k), w)), n, layout)
+            (Some((choice.labels(n, k)?, w)), n, layout)
         }
         None => (None, a.n, sample::GridLayout::for_count(a.n)),
     };
@@ -136,7 +138,7 @@ pub fn run(a: SampleArgs) -> Result<()> {
     let drew = match a.sampler.own.class {
         Some(ClassChoice::One(k)) => format!("{n} images of class {k}"),
         Some(ClassChoice::All) => format!("{n} images ({} of each class)", a.n),
-        None => format!("{n} images"),
+        Some(ClassChoice::Visible) | None => format!("{n} images"),
     };
     let given = a.sampler.given();
     let how = if given.is_empty() {

@@ -381,8 +381,10 @@ pub struct Guided {
     pub no_guide: bool,
     /// A class-conditional model (`fit --conditional`): the digit to draw, 0 to 9, or `all`
     /// (sample: --n images of every class, a row per class; eval --fid: the samples shared
-    /// equally among the classes, with a table per class).
-    #[arg(long, value_name = "K|all", value_parser = ClassChoice::parse)]
+    /// equally among the classes, with a table per class), or for inpaint `visible` (each
+    /// completion of a class drawn from p(class | kept part), estimated by a classifier trained
+    /// on digits with that part hidden).
+    #[arg(long, value_name = "K|all|visible", value_parser = ClassChoice::parse)]
     pub class: Option<ClassChoice>,
     /// Classifier-free guidance weight w of --class (Ho & Salimans 2022): uncond + w·(cond −
     /// uncond), both outputs from the one network, "no class" for uncond; two passes per step,

@@ -289,7 +289,7 @@ pub fn run_quality(opts: &EvalOptions) -> Result<QualityReport> {
     let labels = match opts.classes {
         Some((choice, _)) => {
             let k = choice.check(&header.model, &opts.model)?;
-            choice.labels(opts.samples, k)
+            choice.labels(opts.samples, k)?
         }
         None => Vec::new(),
     };
@@ -297,6 +297,7 @@ pub fn run_quality(opts: &EvalOptions) -> Result<QualityReport> {
         let which = match choice {
             ClassChoice::One(k) => format!("class {k}"),
             ClassChoice::All => "every class in equal runs".to_owned(),
+            ClassChoice::Visible => "the class each kept part suggests".to_owned(),
         };
         eprintln!("{which}, classifier-free guidance weight {w}");
     }
@@ -456,6 +457,7 @@ fn json_classes(classes: Option<(ClassChoice, f32)>, rows: &[ClassRow]) -> Strin
     let asked = match choice {
         ClassChoice::One(k) => k.to_string(),
         ClassChoice::All => json_str("all"),
+        ClassChoice::Visible => json_str("visible"),
     };
     format!(
         "{{\"asked\": {asked}, \"cfg\": {}, \"per_class\": [{}]}}",
