@@ -70,6 +70,12 @@ pub(crate) struct Planes<'a> {
 }
 
 impl<'a> Planes<'a> {
+    /// No rows: the filler of the fixed arrays that hold a tile's rows.
+    pub(crate) const EMPTY: Planes<'static> = Planes {
+        data: &[],
+        stride: 0,
+    };
+
     /// Checks once that `channels` rows of `width` bytes lie inside `data`, so the tiles read
     /// them without further checks.
     #[inline(always)]
@@ -258,13 +264,7 @@ pub(crate) fn conv_row2(
         return false;
     }
     assert!(w.iter().all(|w| w.len() >= 9 * channels) && rows.len() <= 3);
-    let mut checked = [(
-        Planes {
-            data: &[],
-            stride: 0,
-        },
-        0usize,
-    ); 3];
+    let mut checked = [(Planes::EMPTY, 0usize); 3];
     for (c, &(p, ky)) in checked.iter_mut().zip(rows) {
         assert!(ky < 3);
         *c = (p.checked(channels, in_w), ky);
@@ -410,13 +410,7 @@ pub(crate) fn conv_up_row2(
     }
     assert!(w.iter().all(|w| w.len() >= 9 * channels));
     // (half row, its slot in the table): upper in slot 0, lower in slot 1.
-    let mut rows = [(
-        Planes {
-            data: &[],
-            stride: 0,
-        },
-        0usize,
-    ); 2];
+    let mut rows = [(Planes::EMPTY, 0usize); 2];
     let mut count = 0;
     for (j, p) in [upper, lower].into_iter().enumerate() {
         if let Some(p) = p {

@@ -197,12 +197,7 @@ impl ShiftedConv {
         }
     }
 
-    /// The output rows `rows` of `bias + W ∗ input` over the taps `taps` (the padded map,
-    /// its phases for stride 2, or an [`UpConv`] phase), into `out` as
-    /// `[out_c.div_ceil(SR)·SR][np]` with `np = taps.part_len(rows.len())`: value (o, y, x) at
-    /// `o·np + (y − rows.start)·taps.row + x`. The columns past the output width, the slack
-    /// past the last row and the channels past `out_c` hold values to discard. (The networks
-    /// run [`Self::run_channel_blocks`], which splits over threads by channel blocks.)
+    /// [`Self::run_channel_blocks`] of every output channel block.
     #[cfg(test)]
     pub(crate) fn run_rows(
         &self,
@@ -220,8 +215,13 @@ impl ShiftedConv {
         self.bias.len() / SR
     }
 
-    /// [`Self::run_rows`] of the output channel blocks `blocks` only (channels `SR ·
-    /// blocks.start ..`), into `out` as `[blocks.len()·SR][np]`.
+    /// The output rows `rows` of `bias + W ∗ input` over the taps `taps` (the padded map,
+    /// its phases for stride 2, or an [`UpConv`] phase) for the output channel blocks `blocks`
+    /// (channels `SR · blocks.start ..`), into `out` as `[blocks.len()·SR][np]` with
+    /// `np = taps.part_len(rows.len())`: value (o, y, x) at
+    /// `(o − SR · blocks.start)·np + (y − rows.start)·taps.row + x`. The columns past the
+    /// output width, the slack past the last row and the channels past `out_c` hold values to
+    /// discard.
     pub(crate) fn run_channel_blocks(
         &self,
         input: &[f32],

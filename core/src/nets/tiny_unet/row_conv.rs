@@ -125,16 +125,10 @@ impl TinyQConv<'_> {
             [w[0] as i8 as i32, w[1] as i8 as i32, w[2] as i8 as i32]
         };
         let valid = |ky: usize| (cy + ky).checked_sub(1).filter(|&iy| iy < in_h);
-        // The channels that are not up-sampled through the register tiles, which subtract
-        // the zero point themselves (so they add nothing to `sums`).
+        // The channels that are not up-sampled through the register tiles, which take off the
+        // zero point themselves (so they add nothing to `sums`).
         let tiled = USE_TILES && x0 == 0 && up_c < self.in_c && {
-            let mut rows = [(
-                Planes {
-                    data: &[],
-                    stride: 0,
-                },
-                0usize,
-            ); 3];
+            let mut rows = [(Planes::EMPTY, 0usize); 3];
             let mut count = 0;
             for ky in 0..3 {
                 if let Some(iy) = valid(ky) {
