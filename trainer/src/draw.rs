@@ -77,8 +77,8 @@ impl ClassChoice {
             "visible" => Ok(ClassChoice::Visible),
             t => t.parse().map(ClassChoice::One).map_err(|_| {
                 format!(
-                    "{s:?}: give a class index (0 to 9 for the digits), `all`, or `visible` \
-                     (inpaint: the class the kept part suggests)"
+                    "{s:?}: give a class index (0 to 9 for the digits) or `all` (or, for \
+                     inpaint, `visible`: the class the kept part suggests)"
                 )
             }),
         }
