@@ -9,6 +9,7 @@ use ddpm_core::diffusion::{
 };
 use ddpm_core::file::ModelFile;
 use ddpm_core::kernels::calibrate::RangeMethod;
+use ddpm_core::simple_unet::fast_int8::{FastInt8SimpleUNet, Int8Kernel};
 use ddpm_core::simple_unet::int8::{
     Int8Layerwise, Int8SimpleUNet, Scratch, SeedF32StreamBuffers, SeedInt8StreamBuffers,
 };
@@ -409,4 +410,123 @@ fn int16_input_accumulator_bound() {
         ..QuantOptions::PLAIN
     };
     assert!(QuantPlan::build(&net, &cal, &bad).is_err());
+}
+
+/// The host executor's ε equals the layer-by-layer oracle's bit for bit, with every kernel, on
+/// every test configuration (three input channels: a pair with one channel; one column) and
+/// both input precisions (enc1 multiplying int16 inputs).
+#[test]
+fn host_int8_equals_layerwise_bit_for_bit() {
+    for (ci, cfg) in configs().into_iter().enumerate() {
+        for bits in INPUT_BITS {
+            let (_, bytes) = int8_file(&cfg, 30 + ci as u64, RangeMethod::MinMax, bits);
+            let file = ModelFile::parse(&bytes).unwrap();
+            let net = Int8SimpleUNet::from_file(&file).unwrap();
+            let mut fast = FastInt8SimpleUNet::new(net).unwrap();
+            let mut lw = Owned::new(&cfg, true);
+            for kernel in Int8Kernel::on_this_cpu() {
+                fast.set_kernel(kernel).unwrap();
+                for k in 0..3u64 {
+                    let x = random_input(cfg.image_len(), 60 + k);
+                    let t_in = 0.1 + 0.4 * k as f32;
+                    let (mut want, mut got) =
+                        (vec![0.0; cfg.image_len()], vec![1.0; cfg.image_len()]);
+                    net.forward_layerwise(&x, t_in, &mut lw.i8(), &mut want)
+                        .unwrap();
+                    fast.forward(&x, t_in, &mut got).unwrap();
+                    assert_eq!(
+                        want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        "cfg {cfg:?} input bits {bits} {kernel:?} input {k}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// DDIM and UniPC samples through the host executor equal the streaming executor's (the
+/// microcontroller's computation) bit for bit, history included.
+#[test]
+fn host_int8_samples_equal_the_streaming_executors() {
+    let cfg = SimpleUNetConfig::SEED;
+    let sched: Schedule = Schedule::new(&ScheduleConfig::default()).unwrap();
+    let len = cfg.image_len();
+    let ddim = SamplerConfig::Ddim(DdimConfig {
+        steps: 4,
+        eta: 0.5,
+        clip_x0: true,
+        ..Default::default()
+    });
+    for bits in INPUT_BITS {
+        let (_, bytes) = int8_file(&cfg, 3, RangeMethod::MinMax, bits);
+        let file = ModelFile::parse(&bytes).unwrap();
+        let net = Int8SimpleUNet::from_file(&file).unwrap();
+        let mut fast = FastInt8SimpleUNet::new(net).unwrap();
+        let mut st = Owned::new(&cfg, false);
+        for scfg in [ddim, SamplerConfig::UniPc(SOLVER_5)] {
+            let (mut want, mut hw) = (vec![0.0; len], vec![0.0; scfg.history_len(len)]);
+            sample_streaming_with_history(&net, &sched, &scfg, 9, &mut want, &mut st.i8(), &mut hw)
+                .unwrap();
+            for kernel in Int8Kernel::on_this_cpu() {
+                fast.set_kernel(kernel).unwrap();
+                let (mut got, mut hg) = (vec![0.0; len], vec![0.0; scfg.history_len(len)]);
+                let noise = &mut [GaussianNoise::new(9)];
+                diffusion::sample_batch_with_history(
+                    &mut fast, &sched, &scfg, noise, &mut got, &mut hg,
+                )
+                .unwrap();
+                assert_eq!(
+                    want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    "input bits {bits}: {scfg:?} {kernel:?}"
+                );
+                assert_eq!(hw, hg, "input bits {bits}: {scfg:?} {kernel:?} history");
+            }
+        }
+    }
+}
+
+/// The committed int8 SimpleUNet through the host executor draws the pinned image of the
+/// firmware (seed 42, DDIM 10), and the executor refuses what it cannot run.
+#[test]
+fn host_int8_draws_the_pinned_sample_and_refuses_what_it_cannot_run() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../models/simple_unet_mnist_int8.ddpm"
+    );
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let file = ModelFile::parse(&bytes).unwrap();
+    let net = Int8SimpleUNet::from_file(&file).unwrap();
+    let sched: Schedule<300> = Schedule::new(&file.header().schedule).unwrap();
+    let cfg = SamplerConfig::Ddim(DdimConfig {
+        steps: 10,
+        clip_x0: true,
+        recompute_eps: true,
+        ..Default::default()
+    });
+    let mut fast = FastInt8SimpleUNet::new(net).unwrap();
+    for kernel in Int8Kernel::on_this_cpu() {
+        fast.set_kernel(kernel).unwrap();
+        let mut x = vec![0.0f32; 784];
+        let noise = &mut [GaussianNoise::new(42)];
+        diffusion::sample_batch_with_history(&mut fast, &sched, &cfg, noise, &mut x, &mut [])
+            .unwrap();
+        let pixels: Vec<u8> = x.iter().map(|&v| ddpm_core::pixel_to_u8(v)).collect();
+        let crc = ddpm_core::crc32(&pixels);
+        assert_eq!(crc, PINNED_INT8_CHECKSUM_SEED42, "{kernel:?}: {crc:#010x}");
+    }
+    let mut short = vec![0.0f32; 5];
+    let err = fast.forward(&[0.0; 784], 0.5, &mut short).unwrap_err();
+    assert!(err.to_string().contains("output image"), "{err}");
+    let wide = SimpleUNetConfig {
+        width: 33,
+        ..SimpleUNetConfig::SEED
+    };
+    let (_, bytes) = int8_file(&wide, 4, RangeMethod::MinMax, 16);
+    let file = ModelFile::parse(&bytes).unwrap();
+    let err = FastInt8SimpleUNet::new(Int8SimpleUNet::from_file(&file).unwrap())
+        .err()
+        .expect("33 columns are refused");
+    assert!(err.to_string().contains("32 columns"), "{err}");
 }

@@ -316,6 +316,30 @@ fn host_sample(sampler: DemoSampler, seed: u64, steps: u32) -> HostSample {
     }
 }
 
+/// The host int8 executor's sample of the default SimpleUNet (`FastInt8SimpleUNet`, the
+/// fastest kernel this CPU has: what `trainer sample`, `eval` and `compare-int8` run for an
+/// int8 SimpleUNet).
+fn host_fast_simple_int8_sample(sampler: DemoSampler, seed: u64, steps: u32) -> HostSample {
+    use ddpm_core::diffusion::sample_batch_with_history;
+    use ddpm_core::file::ModelFile;
+    use ddpm_core::simple_unet::fast_int8::FastInt8SimpleUNet;
+    use ddpm_core::simple_unet::int8::Int8SimpleUNet;
+    let path = firmware_dir().join("../models/simple_unet_mnist_int8.ddpm");
+    let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let file = ModelFile::parse(&bytes).unwrap();
+    let mut net = FastInt8SimpleUNet::new(Int8SimpleUNet::from_file(&file).unwrap()).unwrap();
+    let schedule = model_schedule("simple_unet_mnist_int8.ddpm");
+    let mut x = vec![0.0f32; net.net().config().image_len()];
+    let mut history = vec![0.0f32; sampler.history_len()];
+    let (cfg, noise) = (sampler.config(steps), &mut [GaussianNoise::new(seed)]);
+    sample_batch_with_history(&mut net, &schedule, &cfg, noise, &mut x, &mut history)
+        .unwrap_or_else(|e| panic!("host int8 executor: {e}"));
+    HostSample {
+        x_bits: x.iter().map(|v| v.to_bits()).collect(),
+        pixels: x.iter().map(|&v| ddpm_core::pixel_to_u8(v)).collect(),
+    }
+}
+
 /// One line per element that differs, `what i: firmware …, host …`.
 fn mismatches<T: PartialEq + std::fmt::LowerHex>(what: &str, firmware: &[T], host: &[T]) -> String {
     let mut lines: Vec<String> = firmware
@@ -403,6 +427,8 @@ fn firmware_matches_the_host_bit_for_bit_and_fits_in_64k() {
         "the printed checksum is not the CRC-32 of the printed pixels"
     );
     assert_same_sample("default", &report.x_bits, &host.x_bits);
+    let fast = host_fast_simple_int8_sample(DemoSampler::DEFAULT, report.seed, report.steps);
+    assert_same_sample("default, host int8 executor", &report.x_bits, &fast.x_bits);
     assert!(
         report.pixels == host.pixels,
         "the firmware's image differs from the host's:\n{}",

@@ -10,8 +10,8 @@ use ddpm_core::diffusion::{
 };
 use ddpm_core::file::ModelFile;
 use ddpm_core::host::HostModel;
-use ddpm_core::simple_unet::int8::{Int8SimpleUNet, Scratch};
-use ddpm_core::simple_unet::stream::sample_streaming_with_history;
+use ddpm_core::simple_unet::fast_int8::FastInt8SimpleUNet;
+use ddpm_core::simple_unet::int8::Int8SimpleUNet;
 use ddpm_core::tiny_unet::fast_int8::{FastInt8Guided, FastInt8TinyUNet};
 use ddpm_core::tiny_unet::int8::Int8TinyUNet;
 use ddpm_core::{ModelConfig, Schedule};
@@ -297,14 +297,14 @@ pub fn draw_host(
 }
 
 /// The samples `draws` asks for from a parsed int8 model file, with the integers the
-/// microcontroller computes: SimpleUNet's row-streaming executor, and for the TinyUNet the host
-/// int8 executor (`FastInt8TinyUNet`, whose samples equal the planned executor's bit for bit:
-/// the core's tests) (image `i` from seed `seed + i`, the int8 tensors read in place; each
-/// thread with its own scratch, so the result does not depend on the thread count, and each
+/// microcontroller computes, through the host int8 executors (`FastInt8SimpleUNet`,
+/// `FastInt8TinyUNet`, whose samples equal the row-streaming and planned executors' bit for
+/// bit: the core's tests) (image `i` from seed `seed + i`, the int8 tensors read in place; each
+/// thread with its own executor, so the result does not depend on the thread count, and each
 /// image equals the core's `sample_streaming` / `sample_planned` bit for bit); `done` is
 /// called after each image. `guide` = (an int8 TinyUNet file, w) guides the TinyUNet as
-/// `sample_planned_guided` does (the guided firmware's computation); the SimpleUNet's streaming
-/// executor samples unguided.
+/// `sample_planned_guided` does (the guided firmware's computation); the SimpleUNet samples
+/// unguided.
 pub fn sample_int8_file(
     file: &ModelFile<'_>,
     guide: Option<(&ModelFile<'_>, f32)>,
@@ -331,34 +331,13 @@ pub fn sample_int8_file(
                 );
             }
             let net = Int8SimpleUNet::from_file(file).map_err(|e| anyhow!("{e}"))?;
-            let mcfg = *net.config();
             let net = &net;
             draws.run(len, "int8 sampling", &|first, images| {
-                let h2 = mcfg.hidden2 as usize;
-                let mut acts = vec![0i8; mcfg.streaming_act_len()];
-                let (mut hidden, mut temb) = (vec![0.0f32; h2], vec![0.0f32; h2]);
-                let mut offsets = vec![0i32; h2];
-                let mut row = vec![0.0f32; mcfg.row_len()];
-                let mut history = vec![0.0f32; draws.sampler.history_len(len)];
+                let mut host = FastInt8SimpleUNet::new(*net).map_err(|e| anyhow!("{e}"))?;
                 for (k, x) in images.chunks_exact_mut(len).enumerate() {
                     let i = first + k;
-                    let mut scratch = Scratch {
-                        acts: &mut acts,
-                        hidden: &mut hidden,
-                        temb: &mut temb,
-                        offsets: &mut offsets,
-                        row: &mut row,
-                    };
-                    sample_streaming_with_history(
-                        net,
-                        sched,
-                        draws.sampler,
-                        image_seed(i),
-                        x,
-                        &mut scratch,
-                        &mut history,
-                    )
-                    .map_err(|e| anyhow!("int8 sampling, image {i}: {e}"))?;
+                    drive(&mut host, sched, &draws, None, image_seed(i), x)
+                        .map_err(|e| anyhow!("int8 sampling, image {i}: {e}"))?;
                     done();
                 }
                 Ok(())

@@ -1,5 +1,6 @@
 //! `compare-int8` end to end on a tiny freshly initialised model and its int8 export: the same
-//! seeds give the same images, image i really uses seed + i on both paths, the PNG is written
+//! seeds give the same images, image i really uses seed + i on both paths (the int8 one equal
+//! to the core's row-streaming executor's sample), the PNG is written
 //! with f32 rows over int8 rows, mismatched files are refused, and the CLI prints the figures.
 
 mod common;
@@ -9,9 +10,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ddpm_core::diffusion::{DdimConfig, SamplerConfig};
+use ddpm_core::file::ModelFile;
 use ddpm_core::host::HostModel;
+use ddpm_core::simple_unet::int8::{Int8SimpleUNet, SeedInt8StreamBuffers};
 use ddpm_core::simple_unet::ptq::QuantOptions;
-use ddpm_core::{ScheduleConfig, SimpleUNetConfig};
+use ddpm_core::simple_unet::stream::sample_streaming;
+use ddpm_core::{Schedule, ScheduleConfig, SimpleUNetConfig};
 use ddpm_torch::{export, model};
 use ddpm_trainer::eval::classifier::Classifier;
 use ddpm_trainer::eval::compare::{self, CompareOptions};
@@ -123,6 +127,22 @@ fn same_seeds_same_images_and_the_png_is_written() {
     let draws = |n, seed, workers| Draws::new(n, &opts.sampler, seed, workers);
     let one = compare::sample_int8(&int8_bytes, draws(1, opts.seed + 3, 1), &|| {}).unwrap();
     assert_eq!(sample::to_pixels(&one), p1.int8_pixels[3 * 784..4 * 784]);
+    // ... and the core's row-streaming sample (the microcontroller's computation) from seed + 3.
+    let file = ModelFile::parse(&int8_bytes).unwrap();
+    let q = Int8SimpleUNet::from_file(&file).unwrap();
+    let sched: Schedule = Schedule::new(&file.header().schedule).unwrap();
+    let mut bufs = Box::new(SeedInt8StreamBuffers::ZEROED);
+    let mut x = vec![0.0f32; 784];
+    sample_streaming(
+        &q,
+        &sched,
+        &opts.sampler,
+        opts.seed + 3,
+        &mut x,
+        &mut bufs.scratch(),
+    )
+    .unwrap();
+    assert_eq!(sample::to_pixels(&x), p1.int8_pixels[3 * 784..4 * 784]);
     // Threads split the images, not the work on one: any count gives the same samples.
     for workers in [2, 3, 8] {
         let count = std::sync::atomic::AtomicUsize::new(0);

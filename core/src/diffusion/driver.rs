@@ -88,6 +88,27 @@ impl OutputSink for Collect<'_> {
     }
 }
 
+/// Hands the whole output `out` (`[c][h][w]`) of the one-image batch `x` to `sink` row by row
+/// (`[c][w]` rows in order, as the row-streaming executors hand them over), so a whole-map
+/// executor makes the same calls as a streamed one.
+#[cfg(feature = "alloc")]
+pub fn output_by_rows(
+    out: &[f32],
+    (c, h, w): (usize, usize, usize),
+    x: &mut [f32],
+    sink: &mut dyn OutputSink,
+) -> Result<()> {
+    check_len("output", c * h * w, out.len())?;
+    let mut row = alloc::vec![0.0f32; c * w];
+    for y in 0..h {
+        for (ch, part) in row.chunks_exact_mut(w).enumerate() {
+            part.copy_from_slice(&out[(ch * h + y) * w..][..w]);
+        }
+        sink.row(x, y, w, &row)?;
+    }
+    Ok(())
+}
+
 /// The coefficients of a multistep solver's step.
 enum Multistep {
     Dpm(DpmStep),

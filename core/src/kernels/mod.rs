@@ -10,6 +10,8 @@ pub mod calibrate;
 pub(crate) mod dsp;
 #[cfg(feature = "fast")]
 pub mod gemm;
+#[cfg(feature = "fast")]
+pub mod int8_pairs;
 pub(crate) mod int8_rows;
 pub(crate) mod int8_tiles;
 #[cfg(feature = "threads")]

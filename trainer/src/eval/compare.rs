@@ -2,7 +2,9 @@
 //!
 //! Image `i` of both sets starts from the noise of seed `seed + i` and goes through the same
 //! sampler: the f32 model through `ddpm_core::host::HostModel::sample`, the int8 model through
-//! the row-streaming executor (`ddpm_core::simple_unet::stream::sample_streaming`, as on a microcontroller).
+//! the host int8 executor (`ddpm_core::simple_unet::fast_int8`), whose samples equal the
+//! row-streaming executor's (`ddpm_core::simple_unet::stream::sample_streaming`, as on a
+//! microcontroller) bit for bit.
 //! Both are turned into u8 pixels with `ddpm_core::pixel_to_u8`. The figures:
 //! - the mean absolute pixel difference (0–255 scale) and the largest one;
 //! - the fraction of images the project's classifier ([`super::classifier`]) labels identically;

@@ -26,14 +26,6 @@ const ODD: TinyUNetConfig = TinyUNetConfig {
     ..TinyUNetConfig::DEFAULT
 };
 
-/// Every kernel this CPU runs (the portable loops everywhere).
-fn kernels() -> Vec<Int8Kernel> {
-    Int8Kernel::ALL
-        .into_iter()
-        .filter(|k| k.available())
-        .collect()
-}
-
 #[test]
 fn host_int8_equals_the_per_pixel_oracle_bit_for_bit() {
     for cfg in int8_configs().into_iter().chain([ODD, CONDITIONAL]) {
@@ -44,7 +36,7 @@ fn host_int8_equals_the_per_pixel_oracle_bit_for_bit() {
         let mut acts = vec![0i8; layerwise_len(&cfg)];
         let mut tv = TimeVecs::new(&cfg);
         let mut s = 11u64;
-        for kernel in kernels() {
+        for kernel in Int8Kernel::on_this_cpu() {
             fast.set_kernel(kernel).unwrap();
             for k in 0..3 {
                 let x = noisy_image(&cfg, &mut s);
@@ -87,7 +79,7 @@ fn host_int8_samples_equal_the_planned_executors() {
     let mut ws = alloc::boxed::Box::new(<TinyInt8Workspace>::ZEROED);
     let len = cfg.image_len();
     for scfg in [ddim, unipc] {
-        for kernel in kernels() {
+        for kernel in Int8Kernel::on_this_cpu() {
             let mut fast = FastInt8TinyUNet::new(q).unwrap();
             let mut guide = FastInt8TinyUNet::new(qg).unwrap();
             fast.set_kernel(kernel).unwrap();
@@ -196,7 +188,7 @@ fn guidance_intervals_agree_between_the_executors() {
     };
     let some = GuidanceInterval::new(0.3, 0.8).unwrap();
     let partly = planned(some, &mut ws, &mut h, &mut g_out);
-    for kernel in kernels() {
+    for kernel in Int8Kernel::on_this_cpu() {
         let (mut fast, mut guide) = (
             FastInt8TinyUNet::new(q).unwrap(),
             FastInt8TinyUNet::new(qg).unwrap(),
