@@ -908,6 +908,75 @@ fn class_conditional_tiny_build_matches_the_host_bit_for_bit_and_fits_in_64k() {
     check_memory(&elf_path, report.stack_high_water, RAM_BUDGET);
 }
 
+/// The device's quickest build of record: the class-conditional model alone (no guidance: one
+/// pass per step) with UniPC in 5 steps, `DDPM_DEMO_CLASS=7 DDPM_DEMO_SAMPLER=unipc
+/// DDPM_DEMO_STEPS=5`, bit for bit as the host computes it (`sample_planned` of the network
+/// labelled 7), in 5 network passes, under QEMU's `-icount` so that its instructions are counted
+/// (printed with the time estimated at 168 MHz).
+#[test]
+fn five_pass_class_conditional_build_matches_the_host() {
+    use ddpm_core::file::ModelFile;
+    use ddpm_core::tiny_unet::int8::Int8TinyUNet;
+    use ddpm_core::tiny_unet::planned::{sample_planned_with_history, TinyInt8Workspace};
+    const CLASS: u32 = 7;
+    const STEPS: u32 = 5;
+    let _turn = firmware_lock();
+    let sampler = DemoSampler::UniPc;
+    let envs = [
+        ("DDPM_DEMO_SAMPLER", sampler.name().to_owned()),
+        ("DDPM_DEMO_CLASS", CLASS.to_string()),
+        ("DDPM_DEMO_STEPS", STEPS.to_string()),
+    ];
+    let elf_path = build_firmware_env(Some("tiny"), &envs);
+    let (status, out, err) = run_in_qemu(&elf_path, GuestClock::CountsInstructions);
+    println!("--- five-pass class-conditional firmware output ---\n{out}{err}---");
+    assert!(status.success(), "exited with {status}:\n{out}\n{err}");
+    let report = FirmwareReport::parse(&out).unwrap_or_else(|e| panic!("{e}\n{out}"));
+    assert_eq!(
+        report.class,
+        Some(CLASS),
+        "DDPM_DEMO_CLASS did not reach the build"
+    );
+    assert_eq!(
+        report.steps, STEPS,
+        "DDPM_DEMO_STEPS did not reach the build"
+    );
+    assert_eq!(report.guidance, None, "the model alone: no guidance");
+    assert_eq!(report.clock.passes, 5, "one pass per step");
+    let path = firmware_dir().join("../models/tiny_unet_mnist_cond_int8.ddpm");
+    let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let file = ModelFile::parse(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let net = Int8TinyUNet::from_file(&file).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let schedule = model_schedule("tiny_unet_mnist_cond_int8.ddpm");
+    let mut ws = Box::new(<TinyInt8Workspace>::ZEROED);
+    let mut x = vec![0.0f32; net.config().image_len()];
+    let mut history = vec![0.0f32; sampler.history_len()];
+    sample_planned_with_history(
+        &net.with_class(Some(CLASS)).unwrap(),
+        &schedule,
+        &sampler.config(STEPS),
+        report.seed,
+        &mut x,
+        &mut ws,
+        &mut history,
+    )
+    .unwrap_or_else(|e| panic!("host class-conditional sampling failed: {e}"));
+    assert_same_sample("five-pass class-conditional", &report.x_bits, &bits(&x));
+    let total = report.clock.sample_instructions();
+    let [t_lo, t_hi] = CPI_RANGE.map(|cpi| total * cpi / DEVICE_HZ);
+    println!(
+        "class-conditional, class {CLASS}, {} {STEPS} steps ({} passes): {total:.0} \
+         instructions; at 168 MHz and {}–{} cycles per instruction: {t_lo:.2}–{t_hi:.2} s per \
+         sample; checksum {:#010x}",
+        sampler.name(),
+        report.clock.passes,
+        CPI_RANGE[0],
+        CPI_RANGE[1],
+        report.checksum
+    );
+    check_memory(&elf_path, report.stack_high_water, RAM_BUDGET);
+}
+
 /// Inpainting on the device: the `tiny` build with `DDPM_DEMO_INPAINT=top`, `DDPM_DEMO_DIGIT=0`
 /// (the committed test digit 0, a 7), `DDPM_DEMO_RESAMPLE=2` and `DDPM_DEMO_JUMP=5` completes
 /// the digit's hidden top half by RePaint and computes, bit for bit, what the host computes with
