@@ -908,6 +908,10 @@ fn class_conditional_tiny_build_matches_the_host_bit_for_bit_and_fits_in_64k() {
     check_memory(&elf_path, report.stack_high_water, RAM_BUDGET);
 }
 
+/// CRC-32 of the digit the 5-step class-conditional build draws (class 7, seed 42): the host's
+/// `sample_planned` computes it too, so a change to either side shows here.
+const PINNED_FIVE_PASS_CLASS7_CHECKSUM: u32 = 0x3032_fc58;
+
 /// The device's quickest build of record: the class-conditional model alone (no guidance: one
 /// pass per step) with UniPC in 5 steps, `DDPM_DEMO_CLASS=7 DDPM_DEMO_SAMPLER=unipc
 /// DDPM_DEMO_STEPS=5`, bit for bit as the host computes it (`sample_planned` of the network
@@ -962,6 +966,11 @@ fn five_pass_class_conditional_build_matches_the_host() {
     )
     .unwrap_or_else(|e| panic!("host class-conditional sampling failed: {e}"));
     assert_same_sample("five-pass class-conditional", &report.x_bits, &bits(&x));
+    assert_eq!(
+        report.checksum, PINNED_FIVE_PASS_CLASS7_CHECKSUM,
+        "the five-pass class-conditional sample's checksum changed: {:#010x}",
+        report.checksum
+    );
     let total = report.clock.sample_instructions();
     let [t_lo, t_hi] = CPI_RANGE.map(|cpi| total * cpi / DEVICE_HZ);
     println!(
