@@ -65,6 +65,11 @@ impl Owned {
     }
 }
 
+/// The bits of `x`, for exact comparisons that print the differing values' bits.
+fn to_bits(x: &[f32]) -> Vec<u32> {
+    x.iter().map(|v| v.to_bits()).collect()
+}
+
 /// Input precisions of the int8 files: int8 (files without `input.bits`) and int16.
 const INPUT_BITS: [u32; 2] = [8, 16];
 
@@ -155,8 +160,8 @@ fn streaming_equals_layerwise(ci: usize, cfg: SimpleUNetConfig, bits: u32) {
                 .unwrap();
             forward_streaming(&net, &x, t_in, &mut st.i8(), &mut copy, &mut b).unwrap();
             assert_eq!(
-                a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                to_bits(&a),
+                to_bits(&b),
                 "cfg {cfg:?} input bits {bits} input {k}"
             );
         }
@@ -211,11 +216,7 @@ fn streaming_sampler_equals_layerwise_sampler(bits: u32) {
             let (mut b, mut hb) = (vec![0.0; len], vec![0.0; scfg.history_len(len)]);
             sample_streaming_with_history(&net, &sched, &scfg, 11, &mut b, &mut st.i8(), &mut hb)
                 .unwrap();
-            assert_eq!(
-                a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                "input bits {bits}: {scfg:?}"
-            );
+            assert_eq!(to_bits(&a), to_bits(&b), "input bits {bits}: {scfg:?}");
             assert_eq!(ha, hb, "input bits {bits}: {scfg:?} history");
             continue;
         }
@@ -230,11 +231,7 @@ fn streaming_sampler_equals_layerwise_sampler(bits: u32) {
         let mut st = Owned::new(&cfg, false);
         let mut b = vec![0.0; cfg.image_len()];
         sample_streaming(&net, sched, &scfg, 11, &mut b, &mut st.i8()).unwrap();
-        assert_eq!(
-            a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-            b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-            "input bits {bits}: {scfg:?}"
-        );
+        assert_eq!(to_bits(&a), to_bits(&b), "input bits {bits}: {scfg:?}");
     }
 }
 
@@ -435,8 +432,8 @@ fn host_int8_equals_layerwise_bit_for_bit() {
                         .unwrap();
                     fast.forward(&x, t_in, &mut got).unwrap();
                     assert_eq!(
-                        want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                        got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        to_bits(&want),
+                        to_bits(&got),
                         "cfg {cfg:?} input bits {bits} {kernel:?} input {k}"
                     );
                 }
@@ -477,8 +474,8 @@ fn host_int8_samples_equal_the_streaming_executors() {
                 )
                 .unwrap();
                 assert_eq!(
-                    want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                    got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    to_bits(&want),
+                    to_bits(&got),
                     "input bits {bits}: {scfg:?} {kernel:?}"
                 );
                 assert_eq!(hw, hg, "input bits {bits}: {scfg:?} {kernel:?} history");

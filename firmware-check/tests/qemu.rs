@@ -284,12 +284,16 @@ struct HostSample {
     pixels: Vec<u8>,
 }
 
+/// The bytes of the committed file `models/NAME` (a model file or a digit file).
+fn model_bytes(name: &str) -> Vec<u8> {
+    let path = firmware_dir().join("../models").join(name);
+    fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// The schedule of the model file `models/NAME`, as `firmware-demo/build.rs` computes it.
 fn model_schedule(name: &str) -> Box<ddpm_core::Schedule<{ demo_model::MAX_T }>> {
-    let path = firmware_dir().join("../models").join(name);
-    let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let file = ddpm_core::file::ModelFile::parse(&bytes)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let bytes = model_bytes(name);
+    let file = ddpm_core::file::ModelFile::parse(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
     let mut schedule = Box::new(ddpm_core::Schedule::EMPTY);
     schedule.fill(&file.header().schedule).unwrap();
     schedule
@@ -324,8 +328,7 @@ fn host_fast_simple_int8_sample(sampler: DemoSampler, seed: u64, steps: u32) -> 
     use ddpm_core::file::ModelFile;
     use ddpm_core::simple_unet::fast_int8::FastInt8SimpleUNet;
     use ddpm_core::simple_unet::int8::Int8SimpleUNet;
-    let path = firmware_dir().join("../models/simple_unet_mnist_int8.ddpm");
-    let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let bytes = model_bytes("simple_unet_mnist_int8.ddpm");
     let file = ModelFile::parse(&bytes).unwrap();
     let mut net = FastInt8SimpleUNet::new(Int8SimpleUNet::from_file(&file).unwrap()).unwrap();
     let schedule = model_schedule("simple_unet_mnist_int8.ddpm");
@@ -478,9 +481,8 @@ fn host_f32_sample(seed: u64, steps: u32) -> Vec<u32> {
     use ddpm_core::file::ModelFile;
     use ddpm_core::simple_unet::int8::SeedF32StreamBuffers;
     use ddpm_core::simple_unet::stream::{sample_streaming, F32StreamNet};
-    let path = firmware_dir().join("../models/simple_unet_mnist.ddpm");
-    let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let file = ModelFile::parse(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let bytes = model_bytes("simple_unet_mnist.ddpm");
+    let file = ModelFile::parse(&bytes).unwrap_or_else(|e| panic!("simple_unet_mnist.ddpm: {e}"));
     let net = F32StreamNet::from_file(&file).unwrap_or_else(|e| panic!("{e}"));
     let mut schedule: Box<ddpm_core::Schedule<300>> = Box::new(ddpm_core::Schedule::EMPTY);
     schedule.fill(&file.header().schedule).unwrap();
@@ -548,20 +550,18 @@ fn host_tiny_guided_sample_in(
     use ddpm_core::tiny_unet::planned::{
         sample_planned_with_history, PlannedGuided, TinyInt8Workspace,
     };
-    let path = firmware_dir().join("../models/tiny_unet_mnist_int8.ddpm");
-    let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let file = ModelFile::parse(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let net = Int8TinyUNet::from_file(&file).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let bytes = model_bytes("tiny_unet_mnist_int8.ddpm");
+    let file =
+        ModelFile::parse(&bytes).unwrap_or_else(|e| panic!("tiny_unet_mnist_int8.ddpm: {e}"));
+    let net =
+        Int8TinyUNet::from_file(&file).unwrap_or_else(|e| panic!("tiny_unet_mnist_int8.ddpm: {e}"));
     let schedule = model_schedule("tiny_unet_mnist_int8.ddpm");
     let mut ws = Box::new(<TinyInt8Workspace>::ZEROED);
     let mut x = vec![0.0f32; net.config().image_len()];
     let mut history = vec![0.0f32; sampler.history_len()];
     let cfg = sampler.config(steps);
-    let guide_path = firmware_dir().join("../models/tiny_unet_mnist_guide_int8.ddpm");
     let guide_bytes = match guidance {
-        Some(_) => {
-            fs::read(&guide_path).unwrap_or_else(|e| panic!("{}: {e}", guide_path.display()))
-        }
+        Some(_) => model_bytes("tiny_unet_mnist_guide_int8.ddpm"),
         None => Vec::new(),
     };
     match guidance {
@@ -599,13 +599,9 @@ fn host_fast_int8_sample(
     use ddpm_core::file::ModelFile;
     use ddpm_core::tiny_unet::fast_int8::{FastInt8Guided, FastInt8TinyUNet};
     use ddpm_core::tiny_unet::int8::Int8TinyUNet;
-    let read = |name: &str| {
-        let path = firmware_dir().join("../models").join(name);
-        fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-    };
     let (bytes, guide_bytes) = (
-        read("tiny_unet_mnist_int8.ddpm"),
-        read("tiny_unet_mnist_guide_int8.ddpm"),
+        model_bytes("tiny_unet_mnist_int8.ddpm"),
+        model_bytes("tiny_unet_mnist_guide_int8.ddpm"),
     );
     let (file, gfile) = (
         ModelFile::parse(&bytes).unwrap(),
@@ -683,8 +679,7 @@ fn tiny_build_matches_the_host_bit_for_bit_and_fits_in_64k() {
         "checksum vs the host's"
     );
     // Int8 weights embedded: every i8 tensor of the model file.
-    let path = firmware_dir().join("../models/tiny_unet_mnist_int8.ddpm");
-    let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let bytes = model_bytes("tiny_unet_mnist_int8.ddpm");
     let file = ddpm_core::file::ModelFile::parse(&bytes).unwrap();
     let int8_bytes: usize = file
         .tensors()
@@ -878,10 +873,11 @@ fn class_conditional_tiny_build_matches_the_host_bit_for_bit_and_fits_in_64k() {
         "DDPM_DEMO_CLASS did not reach the build"
     );
     assert_eq!(report.guidance, Some(WEIGHT));
-    let path = firmware_dir().join("../models/tiny_unet_mnist_cond_int8.ddpm");
-    let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let file = ModelFile::parse(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let net = Int8TinyUNet::from_file(&file).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let bytes = model_bytes("tiny_unet_mnist_cond_int8.ddpm");
+    let file =
+        ModelFile::parse(&bytes).unwrap_or_else(|e| panic!("tiny_unet_mnist_cond_int8.ddpm: {e}"));
+    let net = Int8TinyUNet::from_file(&file)
+        .unwrap_or_else(|e| panic!("tiny_unet_mnist_cond_int8.ddpm: {e}"));
     let schedule = model_schedule("tiny_unet_mnist_cond_int8.ddpm");
     let mut ws = Box::new(<TinyInt8Workspace>::ZEROED);
     let len = net.config().image_len();
@@ -947,10 +943,11 @@ fn five_pass_class_conditional_build_matches_the_host() {
     );
     assert_eq!(report.guidance, None, "the model alone: no guidance");
     assert_eq!(report.clock.passes, 5, "one pass per step");
-    let path = firmware_dir().join("../models/tiny_unet_mnist_cond_int8.ddpm");
-    let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let file = ModelFile::parse(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let net = Int8TinyUNet::from_file(&file).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let bytes = model_bytes("tiny_unet_mnist_cond_int8.ddpm");
+    let file =
+        ModelFile::parse(&bytes).unwrap_or_else(|e| panic!("tiny_unet_mnist_cond_int8.ddpm: {e}"));
+    let net = Int8TinyUNet::from_file(&file)
+        .unwrap_or_else(|e| panic!("tiny_unet_mnist_cond_int8.ddpm: {e}"));
     let schedule = model_schedule("tiny_unet_mnist_cond_int8.ddpm");
     let mut ws = Box::new(<TinyInt8Workspace>::ZEROED);
     let mut x = vec![0.0f32; net.config().image_len()];
@@ -1016,9 +1013,7 @@ fn inpainting_tiny_build_keeps_the_known_half_and_matches_the_host() {
         "DDPM_DEMO_INPAINT did not reach the build"
     );
     assert_eq!(report.clock.passes, 2 * report.steps);
-    let digits_path = firmware_dir().join("../models/mnist_test_digits.idx");
-    let digits =
-        fs::read(&digits_path).unwrap_or_else(|e| panic!("{}: {e}", digits_path.display()));
+    let digits = model_bytes("mnist_test_digits.idx");
     let digit = &digits[16..16 + SIDE * SIDE];
     let known: Vec<f32> = digit.iter().map(|&p| f32::from(p) / 127.5 - 1.0).collect();
     let mut mask = vec![0.0f32; SIDE * SIDE];
@@ -1028,10 +1023,11 @@ fn inpainting_tiny_build_keeps_the_known_half_and_matches_the_host() {
         jump: 5,
     };
     let inp = Inpainting::new(&known, &mask, resampling).unwrap();
-    let path = firmware_dir().join("../models/tiny_unet_mnist_int8.ddpm");
-    let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let file = ModelFile::parse(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let net = Int8TinyUNet::from_file(&file).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let bytes = model_bytes("tiny_unet_mnist_int8.ddpm");
+    let file =
+        ModelFile::parse(&bytes).unwrap_or_else(|e| panic!("tiny_unet_mnist_int8.ddpm: {e}"));
+    let net =
+        Int8TinyUNet::from_file(&file).unwrap_or_else(|e| panic!("tiny_unet_mnist_int8.ddpm: {e}"));
     let schedule = model_schedule("tiny_unet_mnist_int8.ddpm");
     let mut ws = Box::new(<TinyInt8Workspace>::ZEROED);
     let mut x = vec![0.0f32; SIDE * SIDE];

@@ -242,25 +242,19 @@ impl Input<'_> {
                     pair.fill(v as i32 - zp);
                 }
             }
-            Input::Up { up_c, skip, .. } => {
-                let row = &skip[((c - up_c) * h + y) * w..][..w];
-                for (o, &v) in out.iter_mut().zip(row) {
-                    *o = v as i32 - zp;
-                }
-            }
-            Input::Plain(d) => {
-                let row = &d[(c * h + y) * w..][..w];
-                for (o, &v) in out.iter_mut().zip(row) {
-                    *o = v as i32 - zp;
-                }
-            }
-            Input::Wide(d) => {
-                let row = &d[(c * h + y) * w..][..w];
-                for (o, &v) in out.iter_mut().zip(row) {
-                    *o = v as i32 - zp;
-                }
-            }
+            Input::Up { up_c, skip, .. } => less_zp(&skip[((c - up_c) * h + y) * w..], zp, out),
+            Input::Plain(d) => less_zp(&d[(c * h + y) * w..], zp, out),
+            Input::Wide(d) => less_zp(&d[(c * h + y) * w..], zp, out),
         }
+    }
+}
+
+/// `out[x] = row[x] − zp` for every `x` of `out`.
+#[inline(always)]
+fn less_zp<T: Copy + Into<i32>>(row: &[T], zp: i32, out: &mut [i32]) {
+    let row = &row[..out.len()];
+    for (o, &v) in out.iter_mut().zip(row) {
+        *o = v.into() - zp;
     }
 }
 
