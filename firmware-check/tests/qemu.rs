@@ -284,6 +284,16 @@ struct HostSample {
     pixels: Vec<u8>,
 }
 
+impl HostSample {
+    /// The sample `x` (f32) and its u8 image.
+    fn of(x: &[f32]) -> Self {
+        Self {
+            x_bits: bits(x),
+            pixels: x.iter().map(|&v| ddpm_core::pixel_to_u8(v)).collect(),
+        }
+    }
+}
+
 /// The bytes of the committed file `models/NAME` (a model file or a digit file).
 fn model_bytes(name: &str) -> Vec<u8> {
     let path = firmware_dir().join("../models").join(name);
@@ -337,10 +347,7 @@ fn host_fast_simple_int8_sample(sampler: DemoSampler, seed: u64, steps: u32) -> 
     let (cfg, noise) = (sampler.config(steps), &mut [GaussianNoise::new(seed)]);
     sample_batch_with_history(&mut net, &schedule, &cfg, noise, &mut x, &mut history)
         .unwrap_or_else(|e| panic!("host int8 executor: {e}"));
-    HostSample {
-        x_bits: x.iter().map(|v| v.to_bits()).collect(),
-        pixels: x.iter().map(|&v| ddpm_core::pixel_to_u8(v)).collect(),
-    }
+    HostSample::of(&x)
 }
 
 /// One line per element that differs, `what i: firmware …, host …`.
@@ -580,10 +587,7 @@ fn host_tiny_guided_sample_in(
         }
     }
     .unwrap_or_else(|e| panic!("host tiny sampling failed: {e}"));
-    HostSample {
-        x_bits: x.iter().map(|v| v.to_bits()).collect(),
-        pixels: x.iter().map(|&v| ddpm_core::pixel_to_u8(v)).collect(),
-    }
+    HostSample::of(&x)
 }
 
 /// The host int8 executor's sample (`FastInt8TinyUNet`, the fastest kernel this CPU has:
@@ -625,10 +629,7 @@ fn host_fast_int8_sample(
         ),
     }
     .unwrap_or_else(|e| panic!("host int8 executor: {e}"));
-    HostSample {
-        x_bits: x.iter().map(|v| v.to_bits()).collect(),
-        pixels: x.iter().map(|&v| ddpm_core::pixel_to_u8(v)).collect(),
-    }
+    HostSample::of(&x)
 }
 
 #[test]
